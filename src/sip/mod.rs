@@ -1,0 +1,6 @@
+//! The SIP layer: message parsing and editing, digest authentication, transactions.
+//! Sans-IO: nothing here touches a socket or reads the clock.
+
+pub mod auth;
+pub mod message;
+pub mod transaction;

@@ -1,0 +1,185 @@
+//! Newtypes for the identifiers the switch passes around: extension numbers, OPD codes,
+//! transports. Each is built only by its parser, so holding one means it is well formed.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a value is not a valid identifier; the message is meant for an operator.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidIdentifier(pub String);
+
+/// An extension number: 2 to 10 ASCII digits, not starting with `0` or `9` (those are the
+/// operator and outside-line prefixes of the numbering plan).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Extension(String);
+
+impl Extension {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The number as an integer (extensions are at most 10 digits, so it fits).
+    pub fn value(&self) -> u64 {
+        // Holds: the parser admits only 2..=10 ASCII digits.
+        self.0.parse().expect("extension is all digits")
+    }
+}
+
+impl FromStr for Extension {
+    type Err = InvalidIdentifier;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if !(2..=10).contains(&s.len()) || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(InvalidIdentifier(format!(
+                "'{s}' is not an extension number (2 to 10 digits)"
+            )));
+        }
+        if s.starts_with('0') || s.starts_with('9') {
+            return Err(InvalidIdentifier(format!(
+                "'{s}' cannot be an extension: numbers starting with 0 or 9 are dialling prefixes"
+            )));
+        }
+        Ok(Extension(s.to_owned()))
+    }
+}
+
+impl TryFrom<String> for Extension {
+    type Error = InvalidIdentifier;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<Extension> for String {
+    fn from(e: Extension) -> String {
+        e.0
+    }
+}
+
+impl fmt::Display for Extension {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The code of an OPD (regional office), e.g. `dinkes`: 1 to 32 characters of lowercase ASCII
+/// letters, digits and `-`, starting with a letter. It is also the dialplan file's name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct OpdCode(String);
+
+impl OpdCode {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for OpdCode {
+    type Err = InvalidIdentifier;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let ok = (1..=32).contains(&s.len())
+            && s.as_bytes()[0].is_ascii_lowercase()
+            && s
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if ok {
+            Ok(OpdCode(s.to_owned()))
+        } else {
+            Err(InvalidIdentifier(format!(
+                "'{s}' is not an OPD code (lowercase letters, digits and '-', starting with a letter)"
+            )))
+        }
+    }
+}
+
+impl TryFrom<String> for OpdCode {
+    type Error = InvalidIdentifier;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<OpdCode> for String {
+    fn from(c: OpdCode) -> String {
+        c.0
+    }
+}
+
+impl fmt::Display for OpdCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The transport a SIP message came in on or leaves by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+impl Transport {
+    /// The token used in Via headers (`SIP/2.0/UDP`).
+    pub fn via_token(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
+        }
+    }
+
+    /// Stream transports frame by Content-Length and have no retransmissions.
+    pub fn is_reliable(self) -> bool {
+        !matches!(self, Transport::Udp)
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        })
+    }
+}
+
+impl FromStr for Transport {
+    type Err = InvalidIdentifier;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "udp" => Ok(Transport::Udp),
+            "tcp" => Ok(Transport::Tcp),
+            "tls" => Ok(Transport::Tls),
+            _ => Err(InvalidIdentifier(format!("'{s}' is not a transport (udp, tcp, tls)"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extension_parsing() {
+        assert!("1000".parse::<Extension>().is_ok());
+        assert!("0".parse::<Extension>().is_err());
+        assert!("0100".parse::<Extension>().is_err());
+        assert!("9123".parse::<Extension>().is_err());
+        assert!("12a4".parse::<Extension>().is_err());
+        assert!("12345678901".parse::<Extension>().is_err());
+    }
+
+    #[test]
+    fn opd_code_parsing() {
+        assert!("rsud-doris".parse::<OpdCode>().is_ok());
+        assert!("Dinkes".parse::<OpdCode>().is_err());
+        assert!("1abc".parse::<OpdCode>().is_err());
+        assert!("".parse::<OpdCode>().is_err());
+    }
+}
