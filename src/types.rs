@@ -82,8 +82,7 @@ impl FromStr for OpdCode {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let ok = (1..=32).contains(&s.len())
             && s.as_bytes()[0].is_ascii_lowercase()
-            && s
-                .bytes()
+            && s.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if ok {
             Ok(OpdCode(s.to_owned()))
@@ -156,7 +155,9 @@ impl FromStr for Transport {
             "udp" => Ok(Transport::Udp),
             "tcp" => Ok(Transport::Tcp),
             "tls" => Ok(Transport::Tls),
-            _ => Err(InvalidIdentifier(format!("'{s}' is not a transport (udp, tcp, tls)"))),
+            _ => Err(InvalidIdentifier(format!(
+                "'{s}' is not a transport (udp, tcp, tls)"
+            ))),
         }
     }
 }

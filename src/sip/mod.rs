@@ -2,5 +2,6 @@
 //! Sans-IO: nothing here touches a socket or reads the clock.
 
 pub mod auth;
+pub mod headers;
 pub mod message;
 pub mod transaction;
