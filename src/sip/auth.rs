@@ -162,8 +162,7 @@ pub fn parse_credentials(value: &[u8]) -> Result<Credentials, AuthError> {
     if !scheme.eq_ignore_ascii_case(b"Digest") {
         return Err(AuthError::UnsupportedScheme);
     }
-    let mut seen: Vec<String> = Vec::new();
-    let mut params: HashMap<&'static str, String> = HashMap::new();
+    let mut params: Vec<(String, String)> = Vec::new();
     if cur.skip_ws() == 0 && !cur.at_end() {
         return Err(AuthError::Malformed(cur.pos));
     }
@@ -192,13 +191,13 @@ pub fn parse_credentials(value: &[u8]) -> Result<Credentials, AuthError> {
             }
         };
         let value = String::from_utf8(raw).map_err(|_| AuthError::Malformed(cur.pos))?;
-        if seen.contains(&name) {
+        if params.iter().any(|(n, _)| *n == name) {
             return Err(AuthError::DuplicateParam(name));
         }
-        if let Some(known) = KNOWN_PARAMS.iter().find(|k| **k == name) {
-            params.insert(known, value);
+        if params.len() == MAX_PARAMS {
+            return Err(AuthError::Malformed(cur.pos));
         }
-        seen.push(name);
+        params.push((name, value));
         cur.skip_ws();
         if !cur.at_end() && !cur.eat(b',') {
             return Err(AuthError::Malformed(cur.pos));
@@ -208,40 +207,35 @@ pub fn parse_credentials(value: &[u8]) -> Result<Credentials, AuthError> {
     build_credentials(params)
 }
 
-const KNOWN_PARAMS: [&str; 10] = [
-    "username",
-    "realm",
-    "nonce",
-    "uri",
-    "response",
-    "algorithm",
-    "cnonce",
-    "opaque",
-    "qop",
-    "nc",
-];
+/// More parameters than any client sends; bounds the duplicate check.
+const MAX_PARAMS: usize = 32;
 
-fn build_credentials(mut p: HashMap<&'static str, String>) -> Result<Credentials, AuthError> {
-    let mut required = |name: &'static str| p.remove(name).ok_or(AuthError::MissingParam(name));
-    let (username, realm, nonce, uri, response) = (
-        required("username")?,
-        required("realm")?,
-        required("nonce")?,
-        required("uri")?,
-        required("response")?,
-    );
-    let algorithm = match p.remove("algorithm") {
-        None => None,
-        Some(a) => Some(Algorithm::from_token(&a).ok_or(AuthError::UnsupportedAlgorithm(a))?),
+fn build_credentials(mut params: Vec<(String, String)>) -> Result<Credentials, AuthError> {
+    let mut take = |name: &'static str| {
+        let i = params.iter().position(|(n, _)| n == name);
+        i.map(|i| params.swap_remove(i).1)
+            .ok_or(AuthError::MissingParam(name))
     };
-    let (qop, cnonce, nc) = match p.remove("qop") {
+    let (username, realm, nonce, uri, response) = (
+        take("username")?,
+        take("realm")?,
+        take("nonce")?,
+        take("uri")?,
+        take("response")?,
+    );
+    let algorithm = take("algorithm")
+        .ok()
+        .map(|a| Algorithm::from_token(&a).ok_or(AuthError::UnsupportedAlgorithm(a)))
+        .transpose()?;
+    let (qop, cnonce, nc) = match take("qop").ok() {
         None => (None, None, None),
         Some(q) if q.eq_ignore_ascii_case("auth") => {
-            let cnonce = p
-                .remove("cnonce")
-                .ok_or(AuthError::MissingParam("cnonce"))?;
-            let nc = p.remove("nc").ok_or(AuthError::MissingParam("nc"))?;
-            (Some(Qop::Auth), Some(cnonce), Some(NonceCount::parse(&nc)?))
+            let cnonce = take("cnonce")?;
+            (
+                Some(Qop::Auth),
+                Some(cnonce),
+                Some(NonceCount::parse(&take("nc")?)?),
+            )
         }
         Some(q) => return Err(AuthError::UnsupportedQop(q)),
     };
@@ -253,7 +247,7 @@ fn build_credentials(mut p: HashMap<&'static str, String>) -> Result<Credentials
         response,
         algorithm,
         cnonce,
-        opaque: p.remove("opaque"),
+        opaque: take("opaque").ok(),
         qop,
         nc,
     })
@@ -751,6 +745,11 @@ mod tests {
         assert_eq!(parse("Basic dTpw"), Err(AuthError::UnsupportedScheme));
         assert!(parse(&format!("Digest {base}")).is_ok());
         assert_eq!(parse("Digest "), Err(AuthError::MissingParam("username")));
+        let many: String = (0..40).map(|i| format!(", x{i}=1")).collect();
+        assert!(matches!(
+            parse(&format!("Digest {base}{many}")),
+            Err(AuthError::Malformed(_))
+        ));
         for missing in ["username", "realm", "nonce", "uri", "response"] {
             let without: Vec<_> = base
                 .split(", ")
