@@ -1,0 +1,64 @@
+//! baresip 1.0 (a real softphone) registers over UDP and over TCP and shows up in
+//! `tambun regs --json` with the right transport.
+
+mod common;
+
+use std::time::Duration;
+
+use common::peers::Baresip;
+use common::{json_str, Switch};
+
+fn registers(transport: &str, number: &str, opd: &str) {
+    let switch = Switch::start();
+    let password = format!("rahasia{number}");
+    switch.add_ext(number, opd, &password);
+    let uri_param = if transport == "TCP" {
+        ";transport=tcp"
+    } else {
+        ""
+    };
+    let account = format!(
+        "<sip:{number}@{}{uri_param}>;auth_pass={password};regint=600;answermode=auto;medianat=",
+        switch.sip
+    );
+    let mut phone = Baresip::start(switch.dir(), transport, &account);
+    if let Err(info) = phone.wait_registered(Duration::from_secs(10)) {
+        panic!(
+            "baresip ({transport}) did not register: {info}\n{}",
+            phone.log_text()
+        );
+    }
+    let found = Switch::eventually(Duration::from_secs(2), || switch.regs_of(number).len() == 1);
+    let regs = switch.regs_of(number);
+    assert!(found, "regs --json: {regs:?}");
+    let r = &regs[0];
+    assert_eq!(json_str(r, "opd"), opd, "{r}");
+    assert!(
+        json_str(r, "transport").eq_ignore_ascii_case(transport),
+        "transport in {r}"
+    );
+    assert!(
+        json_str(r, "user_agent")
+            .to_ascii_lowercase()
+            .contains("baresip"),
+        "{r}"
+    );
+    assert!(
+        json_str(r, "contact").contains(&format!("sip:{number}@127.0.0.1:")),
+        "{r}"
+    );
+    assert!(json_str(r, "source").contains("127.0.0.1:"), "{r}");
+    let left = r["expires_in"].as_u64().unwrap_or(0);
+    assert!(left > 60 && left <= 600, "{r}");
+    phone.stop();
+}
+
+#[test]
+fn baresip_registers_over_udp() {
+    registers("UDP", "3500", "diskominfo");
+}
+
+#[test]
+fn baresip_registers_over_tcp() {
+    registers("TCP", "2300", "dinkes");
+}

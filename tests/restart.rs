@@ -1,0 +1,72 @@
+//! Registrations survive a graceful stop (SIGTERM) and a new start on the same DB.
+
+mod common;
+
+use std::time::Duration;
+
+use common::sip::{Conn, RegisterSpec, Ua};
+use common::{json_str, Switch};
+
+#[test]
+fn registrations_survive_a_restart() {
+    let mut switch = Switch::start();
+    switch.add_ext("1000", "setda", "rahasia1000");
+    switch.add_ext("2300", "dinkes", "rahasia2300");
+    switch.add_ext("3500", "diskominfo", "rahasia3500");
+    let mut a = Ua::new(Conn::udp(switch.sip), "1000", "rahasia1000");
+    let mut b = Ua::new(Conn::udp(switch.sip), "2300", "rahasia2300");
+    let mut c = Ua::new(Conn::udp(switch.sip), "3500", "rahasia3500");
+    assert_eq!(a.register_self(3600).status, 200);
+    assert_eq!(b.register_self(600).status, 200);
+    // c registers and then unregisters: it must stay gone after the restart
+    assert_eq!(c.register_self(600).status, 200);
+    let gone = c.register(&RegisterSpec {
+        contacts: vec!["*".into()],
+        expires: Some(0),
+        extra: vec![],
+    });
+    assert_eq!(gone.status, 200);
+
+    let before = switch.regs();
+    assert_eq!(before.len(), 2, "{before:?}");
+    std::thread::sleep(Duration::from_secs(1));
+
+    switch.stop(); // asserts a clean exit on SIGTERM
+    assert!(!switch.answers_options(Duration::from_millis(300)));
+    switch.restart();
+
+    let after = switch.regs();
+    assert_eq!(
+        after.len(),
+        2,
+        "after restart: {after:?}\nbefore: {before:?}"
+    );
+    for old in &before {
+        let ext = json_str(old, "extension");
+        let new = after
+            .iter()
+            .find(|r| json_str(r, "extension") == ext)
+            .unwrap_or_else(|| panic!("{ext} lost in the restart: {after:?}"));
+        for key in ["opd", "contact", "transport", "user_agent", "source"] {
+            assert_eq!(json_str(old, key), json_str(new, key), "{ext}: {key}");
+        }
+        let (was, is) = (
+            old["expires_in"].as_u64().unwrap(),
+            new["expires_in"].as_u64().unwrap(),
+        );
+        assert!(
+            is <= was && is + 30 >= was,
+            "{ext}: expires_in {was} -> {is}"
+        );
+    }
+    assert!(switch.regs_of("3500").is_empty());
+
+    // the bindings are live, not just listed: a query from a new UA returns them
+    let mut again = Ua::new(Conn::udp(switch.sip), "1000", "rahasia1000");
+    let query = again.register(&RegisterSpec::default());
+    assert_eq!(query.status, 200, "{}", query.text());
+    let contacts = query.contacts();
+    assert_eq!(contacts.len(), 1, "{}", query.text());
+    assert!(contacts[0].uri.contains(&a.conn.local().to_string()));
+    switch.assert_alive();
+}
