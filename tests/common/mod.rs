@@ -83,10 +83,11 @@ pub fn free_udp_port(also: &[u16]) -> u16 {
     panic!("no free loopback UDP port found");
 }
 
-/// Sends SIGTERM to `pid` (through `kill(1)`: the harness links no libc).
+/// Sends SIGTERM to `pid`, through the shell's `kill` builtin (the harness links no libc, and
+/// minimal images lack `/bin/kill`).
 pub fn sigterm(pid: u32) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
+    let _ = Command::new("sh")
+        .args(["-c", &format!("kill -TERM {pid}")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();

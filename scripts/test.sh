@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# scripts/test.sh — run every check Tambun has, the same way locally and in CI.
+#
+# 1. Installs what the tests need when it is missing (Debian/Ubuntu, apt-get; as root or
+#    through sudo): SIPp (`sip-tester`) and baresip (`baresip-core`) for the interop tests,
+#    and a C compiler for the bundled SQLite.
+# 2. cargo fmt --check, cargo clippy --all-targets -D warnings, cargo test --all-targets
+#    (unit, torture, integration and interop tests: they start the `tambun` binary on
+#    loopback ports), cargo test --doc, cargo bench --no-run, and the fuzz targets when a
+#    nightly toolchain with cargo-fuzz is present.
+# 3. Prints a summary; exits non-zero as soon as a step fails.
+#
+# Env: SKIP_INSTALL=1 never installs anything; TEST_ARGS="…" extra arguments for the test
+#      binaries (e.g. TEST_ARGS="--test-threads=1").
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-$([[ -t 1 ]] && echo auto || echo never)}"
+export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
+LOCKED=()
+[[ "${CI:-}" == true ]] && LOCKED=(--locked)
+
+START=$SECONDS
+SUMMARY=()
+CURRENT=""
+
+log() { printf '\n==> %s\n' "$*"; }
+die() { printf 'scripts/test.sh: %s\n' "$*" >&2; exit 2; }
+
+finish() {
+    local rc=$?
+    [[ -n "$CURRENT" && $rc -ne 0 ]] && SUMMARY+=("FAIL  $CURRENT")
+    printf '\n==> summary (%d s)\n' "$((SECONDS - START))"
+    local line
+    for line in "${SUMMARY[@]}"; do printf '    %s\n' "$line"; done
+    if [[ $rc -eq 0 ]]; then echo "RESULT: all checks passed"; else echo "RESULT: FAILED (exit $rc)"; fi
+}
+trap finish EXIT
+
+# step NAME CMD ARGS… : runs one check, records its time
+step() {
+    local name="$1" t0=$SECONDS
+    shift
+    CURRENT="$name"
+    log "$name: $*"
+    "$@"
+    SUMMARY+=("ok    $name ($((SECONDS - t0)) s)")
+    CURRENT=""
+}
+
+as_root() {
+    if [[ "$(id -u)" -eq 0 ]]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        die "need root (or sudo) to run: $*"
+    fi
+}
+
+install_missing() {
+    # command -> Debian package
+    local -A pkg_of=([sipp]=sip-tester [baresip]=baresip-core [cc]=gcc)
+    local missing=() cmd
+    for cmd in sipp baresip cc; do
+        command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkg_of[$cmd]}")
+    done
+    if ((${#missing[@]} == 0)); then
+        echo "sipp, baresip and cc are installed"
+        return 0
+    fi
+    [[ "${SKIP_INSTALL:-0}" == 1 ]] && die "missing packages ${missing[*]} and SKIP_INSTALL=1"
+    command -v apt-get >/dev/null 2>&1 ||
+        die "missing packages ${missing[*]}; install them with your package manager (no apt-get here)"
+    [[ " ${missing[*]} " == *" gcc "* ]] && missing+=(libc6-dev)
+    echo "installing: ${missing[*]}"
+    as_root apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+need_toolchain() {
+    command -v cargo >/dev/null 2>&1 || die "cargo is missing: install Rust (https://rustup.rs)"
+    local comp
+    for comp in rustfmt clippy; do
+        if ! cargo "${comp/rustfmt/fmt}" --version >/dev/null 2>&1; then
+            command -v rustup >/dev/null 2>&1 || die "cargo $comp is missing and there is no rustup"
+            rustup component add "$comp"
+        fi
+    done
+    cargo --version
+}
+
+fuzz_build() {
+    if [[ ! -d fuzz ]]; then
+        echo "no fuzz/ crate"
+    elif command -v rustup >/dev/null 2>&1 && rustup toolchain list | grep -q '^nightly' &&
+        cargo +nightly fuzz --version >/dev/null 2>&1; then
+        cargo +nightly fuzz build
+    else
+        echo "skipped: needs a nightly toolchain and cargo-fuzz (cargo install cargo-fuzz)"
+    fi
+}
+
+step "install test dependencies" install_missing
+step "toolchain" need_toolchain
+step "cargo fmt --check" cargo fmt --all -- --check
+step "cargo clippy" cargo clippy "${LOCKED[@]}" --all-targets -- -D warnings
+step "build (binary and tests)" cargo build "${LOCKED[@]}" --all-targets
+# shellcheck disable=SC2086 # TEST_ARGS is a list of words
+step "cargo test --all-targets" cargo test "${LOCKED[@]}" --all-targets -- ${TEST_ARGS:-}
+step "cargo test --doc" cargo test "${LOCKED[@]}" --doc
+step "cargo bench --no-run" cargo bench "${LOCKED[@]}" --no-run
+step "fuzz targets" fuzz_build
