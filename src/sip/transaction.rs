@@ -987,3 +987,746 @@ impl ClientTransactions {
         self.len() == 0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    // --- helpers -------------------------------------------------------------------------------
+
+    fn peer(transport: Transport) -> Peer {
+        Peer {
+            addr: "192.0.2.10:5060".parse().expect("literal address"),
+            transport,
+            conn: transport.is_reliable().then_some(7),
+        }
+    }
+
+    fn key(branch: &str, method: TxMethod) -> TransactionKey {
+        TransactionKey::new(format!("z9hG4bK{branch}"), "PC33.Example.com:5060", method)
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    enum Out {
+        Sent(Bytes),
+        Timeout,
+        Terminated,
+    }
+
+    /// The sans-IO surface both tables share, so one driver can step either.
+    trait Driven {
+        fn poll_timeout(&self) -> Option<Instant>;
+        fn handle_timeout(&mut self, now: Instant);
+        fn poll_transmit(&mut self) -> Option<Transmit>;
+        fn poll_event(&mut self) -> Option<Event>;
+    }
+
+    macro_rules! driven {
+        ($t:ty) => {
+            impl Driven for $t {
+                fn poll_timeout(&self) -> Option<Instant> {
+                    <$t>::poll_timeout(self)
+                }
+                fn handle_timeout(&mut self, now: Instant) {
+                    <$t>::handle_timeout(self, now)
+                }
+                fn poll_transmit(&mut self) -> Option<Transmit> {
+                    <$t>::poll_transmit(self)
+                }
+                fn poll_event(&mut self) -> Option<Event> {
+                    <$t>::poll_event(self)
+                }
+            }
+        };
+    }
+    driven!(ServerTransactions);
+    driven!(ClientTransactions);
+
+    /// Steps `table` from deadline to deadline up to and including `until`, as the runtime
+    /// would; returns the outputs with their time since `start`.
+    fn run(table: &mut impl Driven, start: Instant, until: Duration) -> Vec<(Duration, Out)> {
+        let mut log = Vec::new();
+        while let Some(at) = table.poll_timeout() {
+            if at > start + until {
+                break;
+            }
+            table.handle_timeout(at);
+            if let Some(next) = table.poll_timeout() {
+                assert!(next > at, "deadline in the past after handle_timeout");
+            }
+            while let Some(t) = table.poll_transmit() {
+                log.push((at - start, Out::Sent(t.bytes)));
+            }
+            while let Some(e) = table.poll_event() {
+                let out = match e {
+                    Event::Timeout { .. } => Out::Timeout,
+                    Event::Terminated { .. } => Out::Terminated,
+                };
+                log.push((at - start, out));
+            }
+        }
+        log
+    }
+
+    /// The times (ms since start) at which something was sent.
+    fn sent_at(log: &[(Duration, Out)]) -> Vec<u128> {
+        log.iter()
+            .filter(|(_, o)| matches!(o, Out::Sent(_)))
+            .map(|(at, _)| at.as_millis())
+            .collect()
+    }
+
+    fn events(log: &[(Duration, Out)]) -> Vec<(u128, Out)> {
+        log.iter()
+            .filter(|(_, o)| !matches!(o, Out::Sent(_)))
+            .map(|(at, o)| (at.as_millis(), o.clone()))
+            .collect()
+    }
+
+    const RING: Bytes = Bytes::from_static(b"SIP/2.0 180 Ringing\r\n\r\n");
+    const OK: Bytes = Bytes::from_static(b"SIP/2.0 200 OK\r\n\r\n");
+    const BUSY: Bytes = Bytes::from_static(b"SIP/2.0 486 Busy Here\r\n\r\n");
+    const REQUEST: Bytes = Bytes::from_static(b"INVITE sip:1001@example.com SIP/2.0\r\n\r\n");
+    const ACK: Bytes = Bytes::from_static(b"ACK sip:1001@example.com SIP/2.0\r\n\r\n");
+
+    // --- keys ----------------------------------------------------------------------------------
+
+    #[test]
+    fn keys_match_per_rfc3261_17_2_3() {
+        let invite = key("a", TxMethod::Invite);
+        assert_eq!(invite.sent_by, "pc33.example.com:5060");
+        assert!(invite.is_rfc3261());
+        assert_eq!(TxMethod::from_token("INVITE"), TxMethod::Invite);
+        assert_eq!(
+            TxMethod::from_token("invite"),
+            TxMethod::Other("invite".into())
+        );
+
+        let mut server = ServerTransactions::default();
+        let now = Instant::now();
+        assert_eq!(server.handle_request(&invite, now), RequestDisposition::New);
+        // An ACK finds its INVITE; a CANCEL with the same branch is a transaction of its own.
+        assert_eq!(
+            server.state(&key("a", TxMethod::Ack)),
+            Some(State::Proceeding)
+        );
+        let cancel = key("a", TxMethod::Cancel);
+        assert_eq!(server.handle_request(&cancel, now), RequestDisposition::New);
+        assert_eq!(server.len(), 2);
+        // ACK never creates a transaction.
+        let stray = key("b", TxMethod::Ack);
+        assert_eq!(
+            server.handle_request(&stray, now),
+            RequestDisposition::AckNoTransaction
+        );
+        assert_eq!(server.len(), 2);
+        assert!(server.remove(&cancel));
+        assert!(!server.remove(&cancel));
+        assert_eq!(server.poll_event(), None, "remove() announces nothing");
+    }
+
+    // --- non-INVITE server ---------------------------------------------------------------------
+
+    #[test]
+    fn non_invite_server_absorbs_retransmissions_and_lingers_for_timer_j() {
+        let mut server = ServerTransactions::default();
+        let start = Instant::now();
+        let k = key("opt", TxMethod::Other("OPTIONS".into()));
+        let udp = peer(Transport::Udp);
+
+        assert_eq!(server.handle_request(&k, start), RequestDisposition::New);
+        assert_eq!(server.state(&k), Some(State::Trying));
+        assert_eq!(
+            server.handle_request(&k, start + ms(100)),
+            RequestDisposition::Retransmission(None)
+        );
+        let sent = server.send_response(&k, 200, OK, udp, start + ms(200));
+        assert_eq!(
+            sent,
+            Some(Transmit {
+                peer: udp,
+                bytes: OK
+            })
+        );
+        assert_eq!(server.state(&k), Some(State::Completed));
+        assert_eq!(
+            server.handle_request(&k, start + ms(300)),
+            RequestDisposition::Retransmission(Some(OK))
+        );
+        // A second final response is discarded.
+        assert_eq!(
+            server.send_response(&k, 500, BUSY, udp, start + ms(400)),
+            None
+        );
+
+        let log = run(&mut server, start, Duration::from_secs(60));
+        assert_eq!(events(&log), vec![(32_200, Out::Terminated)]);
+        assert!(sent_at(&log).is_empty());
+        assert!(server.is_empty());
+        assert_eq!(
+            server.handle_request(&k, start + Duration::from_secs(61)),
+            RequestDisposition::New
+        );
+    }
+
+    #[test]
+    fn non_invite_server_provisional_is_resent_for_retransmissions() {
+        let mut server = ServerTransactions::default();
+        let now = Instant::now();
+        let k = key("reg", TxMethod::Other("REGISTER".into()));
+        server.handle_request(&k, now);
+        server.send_response(&k, 100, RING, peer(Transport::Udp), now);
+        assert_eq!(server.state(&k), Some(State::Proceeding));
+        assert_eq!(
+            server.handle_request(&k, now),
+            RequestDisposition::Retransmission(Some(RING))
+        );
+        assert_eq!(
+            server.poll_timeout(),
+            None,
+            "no timers before the final response"
+        );
+    }
+
+    #[test]
+    fn non_invite_server_on_tcp_ends_with_the_final_response() {
+        let mut server = ServerTransactions::default();
+        let now = Instant::now();
+        let k = key("opt", TxMethod::Other("OPTIONS".into()));
+        server.handle_request(&k, now);
+        let tcp = peer(Transport::Tcp);
+        assert!(server.send_response(&k, 200, OK, tcp, now).is_some());
+        assert!(server.is_empty());
+        assert_eq!(
+            server.poll_event(),
+            Some(Event::Terminated { key: k.clone() })
+        );
+        assert_eq!(server.poll_timeout(), None);
+        assert_eq!(server.handle_request(&k, now), RequestDisposition::New);
+    }
+
+    // --- INVITE server -------------------------------------------------------------------------
+
+    #[test]
+    fn invite_server_retransmits_failure_until_timer_h() {
+        let mut server = ServerTransactions::default();
+        let start = Instant::now();
+        let k = key("inv", TxMethod::Invite);
+        assert_eq!(server.handle_request(&k, start), RequestDisposition::New);
+        assert_eq!(server.state(&k), Some(State::Proceeding));
+        server.send_response(&k, 486, BUSY, peer(Transport::Udp), start);
+        assert_eq!(server.state(&k), Some(State::Completed));
+
+        let log = run(&mut server, start, Duration::from_secs(40));
+        assert_eq!(
+            sent_at(&log),
+            vec![500, 1500, 3500, 7500, 11_500, 15_500, 19_500, 23_500, 27_500, 31_500]
+        );
+        assert!(log.iter().all(|(_, o)| *o != Out::Sent(OK)));
+        assert_eq!(
+            events(&log),
+            vec![(32_000, Out::Timeout), (32_000, Out::Terminated)]
+        );
+        assert!(server.is_empty());
+    }
+
+    #[test]
+    fn invite_server_ack_confirms_and_stops_retransmissions() {
+        let mut server = ServerTransactions::default();
+        let start = Instant::now();
+        let k = key("inv", TxMethod::Invite);
+        let ack = key("inv", TxMethod::Ack);
+        server.handle_request(&k, start);
+        server.send_response(&k, 486, BUSY, peer(Transport::Udp), start);
+        assert_eq!(
+            server.handle_request(&k, start + ms(10)),
+            RequestDisposition::Retransmission(Some(BUSY))
+        );
+
+        let log = run(&mut server, start, ms(2000));
+        assert_eq!(sent_at(&log), vec![500, 1500]);
+
+        let acked = start + ms(2000);
+        assert_eq!(
+            server.handle_request(&ack, acked),
+            RequestDisposition::AckForInvite
+        );
+        assert_eq!(server.state(&k), Some(State::Confirmed));
+        assert_eq!(
+            server.handle_request(&ack, acked + ms(100)),
+            RequestDisposition::AckForInvite,
+            "a retransmitted ACK is absorbed"
+        );
+
+        let log = run(&mut server, start, Duration::from_secs(60));
+        assert!(sent_at(&log).is_empty(), "Timer G stopped");
+        assert_eq!(events(&log), vec![(7000, Out::Terminated)], "Timer I = T4");
+    }
+
+    #[test]
+    fn invite_server_accepted_absorbs_invites_and_passes_ack_for_2xx() {
+        let mut server = ServerTransactions::default();
+        let start = Instant::now();
+        let k = key("inv", TxMethod::Invite);
+        let udp = peer(Transport::Udp);
+        server.handle_request(&k, start);
+        assert!(server.send_response(&k, 180, RING, udp, start).is_some());
+        assert!(server.send_response(&k, 200, OK, udp, start).is_some());
+        assert_eq!(server.state(&k), Some(State::Accepted));
+        assert_eq!(
+            server.handle_request(&k, start + ms(500)),
+            RequestDisposition::Retransmission(None)
+        );
+        assert_eq!(
+            server.handle_request(&key("inv", TxMethod::Ack), start + ms(600)),
+            RequestDisposition::AckNoTransaction
+        );
+        // The TU's own 2xx retransmissions pass; anything else does not.
+        assert!(server
+            .send_response(&k, 200, OK, udp, start + ms(700))
+            .is_some());
+        assert!(server
+            .send_response(&k, 486, BUSY, udp, start + ms(800))
+            .is_none());
+
+        let log = run(&mut server, start, Duration::from_secs(60));
+        assert!(
+            sent_at(&log).is_empty(),
+            "2xx retransmission is the TU's job"
+        );
+        assert_eq!(events(&log), vec![(32_000, Out::Terminated)], "Timer L");
+    }
+
+    // --- INVITE client -------------------------------------------------------------------------
+
+    #[test]
+    fn invite_client_timer_a_then_timer_b() {
+        let mut client = ClientTransactions::default();
+        let start = Instant::now();
+        let k = key("out", TxMethod::Invite);
+        let first = client.start(k.clone(), REQUEST, peer(Transport::Udp), start);
+        assert_eq!(first.bytes, REQUEST);
+        assert_eq!(client.state(&k), Some(State::Calling));
+
+        let log = run(&mut client, start, Duration::from_secs(40));
+        assert_eq!(sent_at(&log), vec![500, 1500, 3500, 7500, 15_500, 31_500]);
+        assert_eq!(
+            events(&log),
+            vec![(32_000, Out::Timeout), (32_000, Out::Terminated)]
+        );
+        assert!(client.is_empty());
+    }
+
+    #[test]
+    fn invite_client_provisional_stops_timer_a_and_b() {
+        let mut client = ClientTransactions::default();
+        let start = Instant::now();
+        let k = key("out", TxMethod::Invite);
+        client.start(k.clone(), REQUEST, peer(Transport::Udp), start);
+        let log = run(&mut client, start, ms(1000));
+        assert_eq!(sent_at(&log), vec![500]);
+
+        assert_eq!(
+            client.handle_response(&k, 100, start + ms(1000)),
+            ResponseDisposition::Forward
+        );
+        assert_eq!(client.state(&k), Some(State::Proceeding));
+        assert_eq!(client.poll_timeout(), None);
+        let log = run(&mut client, start, Duration::from_secs(100));
+        assert!(log.is_empty());
+        assert_eq!(
+            client.len(),
+            1,
+            "Proceeding lasts until a final (Timer C is the proxy's)"
+        );
+    }
+
+    #[test]
+    fn invite_client_failure_is_acked_and_its_retransmission_absorbed() {
+        let mut client = ClientTransactions::default();
+        let start = Instant::now();
+        let k = key("out", TxMethod::Invite);
+        let udp = peer(Transport::Udp);
+        client.start(k.clone(), REQUEST, udp, start);
+        assert_eq!(
+            client.handle_response(&k, 180, start + ms(100)),
+            ResponseDisposition::Forward
+        );
+        assert_eq!(
+            client.handle_response(&k, 486, start + ms(200)),
+            ResponseDisposition::ForwardNeedsAck
+        );
+        assert_eq!(client.state(&k), Some(State::Completed));
+        assert_eq!(
+            client.send_ack(&k, ACK),
+            Some(Transmit {
+                peer: udp,
+                bytes: ACK
+            })
+        );
+        assert_eq!(
+            client.handle_response(&k, 486, start + ms(700)),
+            ResponseDisposition::Absorb(Some(Transmit {
+                peer: udp,
+                bytes: ACK
+            }))
+        );
+        assert_eq!(
+            client.handle_response(&k, 180, start + ms(800)),
+            ResponseDisposition::Absorb(None)
+        );
+
+        let log = run(&mut client, start, Duration::from_secs(60));
+        assert!(sent_at(&log).is_empty());
+        assert_eq!(events(&log), vec![(32_200, Out::Terminated)], "Timer D");
+    }
+
+    #[test]
+    fn invite_client_accepted_forwards_2xx_retransmissions_until_timer_m() {
+        let mut client = ClientTransactions::default();
+        let start = Instant::now();
+        let k = key("out", TxMethod::Invite);
+        client.start(k.clone(), REQUEST, peer(Transport::Udp), start);
+        assert_eq!(
+            client.handle_response(&k, 200, start),
+            ResponseDisposition::Forward
+        );
+        assert_eq!(client.state(&k), Some(State::Accepted));
+        assert_eq!(
+            client.handle_response(&k, 200, start + ms(500)),
+            ResponseDisposition::Forward
+        );
+        assert_eq!(
+            client.handle_response(&k, 486, start + ms(600)),
+            ResponseDisposition::Absorb(None)
+        );
+        assert_eq!(
+            client.send_ack(&k, ACK),
+            None,
+            "the ACK for a 2xx is end-to-end"
+        );
+
+        let log = run(&mut client, start, Duration::from_secs(60));
+        assert!(sent_at(&log).is_empty(), "Timer A stopped");
+        assert_eq!(events(&log), vec![(32_000, Out::Terminated)], "Timer M");
+        assert_eq!(
+            client.handle_response(&k, 200, start + Duration::from_secs(61)),
+            ResponseDisposition::NoTransaction
+        );
+    }
+
+    // --- non-INVITE client ---------------------------------------------------------------------
+
+    #[test]
+    fn non_invite_client_timer_e_then_timer_f() {
+        let mut client = ClientTransactions::default();
+        let start = Instant::now();
+        let k = key("opt", TxMethod::Other("OPTIONS".into()));
+        client.start(k.clone(), REQUEST, peer(Transport::Udp), start);
+        assert_eq!(client.state(&k), Some(State::Trying));
+
+        let log = run(&mut client, start, Duration::from_secs(40));
+        assert_eq!(
+            sent_at(&log),
+            vec![500, 1500, 3500, 7500, 11_500, 15_500, 19_500, 23_500, 27_500, 31_500]
+        );
+        assert_eq!(
+            events(&log),
+            vec![(32_000, Out::Timeout), (32_000, Out::Terminated)]
+        );
+    }
+
+    #[test]
+    fn non_invite_client_proceeding_retransmits_every_t2() {
+        let mut client = ClientTransactions::default();
+        let start = Instant::now();
+        let k = key("bye", TxMethod::Other("BYE".into()));
+        client.start(k.clone(), REQUEST, peer(Transport::Udp), start);
+        assert_eq!(
+            client.handle_response(&k, 100, start + ms(200)),
+            ResponseDisposition::Forward
+        );
+        assert_eq!(client.state(&k), Some(State::Proceeding));
+
+        let log = run(&mut client, start, Duration::from_secs(40));
+        // The pending Timer E still fires at 0.5 s, then every T2; Timer F still runs.
+        assert_eq!(
+            sent_at(&log),
+            vec![500, 4500, 8500, 12_500, 16_500, 20_500, 24_500, 28_500]
+        );
+        assert_eq!(
+            events(&log),
+            vec![(32_000, Out::Timeout), (32_000, Out::Terminated)]
+        );
+    }
+
+    #[test]
+    fn non_invite_client_final_completes_with_timer_k() {
+        let mut client = ClientTransactions::default();
+        let start = Instant::now();
+        let k = key("opt", TxMethod::Other("OPTIONS".into()));
+        client.start(k.clone(), REQUEST, peer(Transport::Udp), start);
+        let log = run(&mut client, start, ms(700));
+        assert_eq!(sent_at(&log), vec![500]);
+        assert_eq!(
+            client.handle_response(&k, 200, start + ms(700)),
+            ResponseDisposition::Forward
+        );
+        assert_eq!(client.state(&k), Some(State::Completed));
+        assert_eq!(
+            client.handle_response(&k, 200, start + ms(800)),
+            ResponseDisposition::Absorb(None)
+        );
+        assert_eq!(client.send_ack(&k, ACK), None);
+
+        let log = run(&mut client, start, Duration::from_secs(40));
+        assert!(sent_at(&log).is_empty(), "Timer E stopped");
+        assert_eq!(events(&log), vec![(5700, Out::Terminated)], "Timer K = T4");
+    }
+
+    #[test]
+    fn ack_and_cancel_as_client_requests() {
+        let mut client = ClientTransactions::default();
+        let now = Instant::now();
+        let udp = peer(Transport::Udp);
+        let sent = client.start(key("x", TxMethod::Ack), ACK, udp, now);
+        assert_eq!(sent.bytes, ACK);
+        assert!(client.is_empty(), "ACK is not a transaction");
+
+        client.start(key("x", TxMethod::Invite), REQUEST, udp, now);
+        client.start(key("x", TxMethod::Cancel), REQUEST, udp, now);
+        assert_eq!(client.len(), 2);
+        assert_eq!(
+            client.handle_response(&key("x", TxMethod::Cancel), 200, now),
+            ResponseDisposition::Forward
+        );
+        assert_eq!(
+            client.state(&key("x", TxMethod::Invite)),
+            Some(State::Calling)
+        );
+        assert_eq!(
+            client.handle_response(&key("y", TxMethod::Invite), 200, now),
+            ResponseDisposition::NoTransaction
+        );
+    }
+
+    // --- reliable transports -------------------------------------------------------------------
+
+    #[test]
+    fn reliable_transports_never_retransmit() {
+        let start = Instant::now();
+        for transport in [Transport::Tcp, Transport::Tls] {
+            let tcp = peer(transport);
+
+            let mut client = ClientTransactions::default();
+            client.start(key("i", TxMethod::Invite), REQUEST, tcp, start);
+            client.start(
+                key("o", TxMethod::Other("OPTIONS".into())),
+                REQUEST,
+                tcp,
+                start,
+            );
+            let log = run(&mut client, start, Duration::from_secs(60));
+            assert!(sent_at(&log).is_empty());
+            assert_eq!(
+                events(&log),
+                vec![
+                    (32_000, Out::Timeout),
+                    (32_000, Out::Terminated),
+                    (32_000, Out::Timeout),
+                    (32_000, Out::Terminated),
+                ],
+                "Timers B and F still run"
+            );
+
+            let mut server = ServerTransactions::default();
+            let k = key("i", TxMethod::Invite);
+            server.handle_request(&k, start);
+            server.send_response(&k, 486, BUSY, tcp, start);
+            let log = run(&mut server, start, Duration::from_secs(60));
+            assert!(sent_at(&log).is_empty(), "no Timer G");
+            assert_eq!(
+                events(&log),
+                vec![(32_000, Out::Timeout), (32_000, Out::Terminated)],
+                "Timer H still runs"
+            );
+
+            // With the ACK, Timer I is zero: gone at once.
+            server.handle_request(&k, start);
+            server.send_response(&k, 486, BUSY, tcp, start);
+            let ack = key("i", TxMethod::Ack);
+            assert_eq!(
+                server.handle_request(&ack, start),
+                RequestDisposition::AckForInvite
+            );
+            assert!(server.is_empty());
+
+            // Client INVITE: Timer D is zero; the transaction ends once it has the ACK.
+            let k = key("i", TxMethod::Invite);
+            client.start(k.clone(), REQUEST, tcp, start);
+            assert_eq!(
+                client.handle_response(&k, 486, start),
+                ResponseDisposition::ForwardNeedsAck
+            );
+            assert!(client.send_ack(&k, ACK).is_some());
+            assert!(client.is_empty());
+
+            // Non-INVITE client: Timer K is zero.
+            let o = key("o", TxMethod::Other("OPTIONS".into()));
+            client.start(o.clone(), REQUEST, tcp, start);
+            assert_eq!(
+                client.handle_response(&o, 200, start),
+                ResponseDisposition::Forward
+            );
+            assert!(client.is_empty());
+        }
+    }
+
+    // --- scale ---------------------------------------------------------------------------------
+
+    #[test]
+    fn tens_of_thousands_of_transactions_keep_the_heap_small() {
+        let mut client = ClientTransactions::default();
+        let start = Instant::now();
+        let udp = peer(Transport::Udp);
+        let n = 20_000;
+        for i in 0..n {
+            let k = key(&i.to_string(), TxMethod::Other("OPTIONS".into()));
+            client.start(k.clone(), REQUEST, udp, start + ms(i / 10));
+            if i % 2 == 0 {
+                client.handle_response(&k, 200, start + ms(i / 10 + 100));
+            }
+        }
+        assert!(client.table.heap.len() <= 2 * n as usize + 1024);
+        let log = run(&mut client, start, Duration::from_secs(120));
+        let timeouts = log.iter().filter(|(_, o)| *o == Out::Timeout).count();
+        assert_eq!(timeouts, n as usize / 2);
+        assert!(client.is_empty());
+        assert!(client.table.heap.is_empty());
+    }
+
+    // --- random operations ---------------------------------------------------------------------
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Request {
+            k: u8,
+            m: u8,
+        },
+        Respond {
+            k: u8,
+            m: u8,
+            status: u16,
+            tcp: bool,
+        },
+        Start {
+            k: u8,
+            m: u8,
+            tcp: bool,
+        },
+        Response {
+            k: u8,
+            m: u8,
+            status: u16,
+        },
+        SendAck {
+            k: u8,
+        },
+        Remove {
+            k: u8,
+            m: u8,
+        },
+        Advance {
+            ms: u64,
+        },
+    }
+
+    fn random_key(k: u8, m: u8) -> TransactionKey {
+        let method = match m % 4 {
+            0 => TxMethod::Invite,
+            1 => TxMethod::Ack,
+            2 => TxMethod::Cancel,
+            _ => TxMethod::Other("OPTIONS".into()),
+        };
+        key(&(k % 4).to_string(), method)
+    }
+
+    fn status() -> impl Strategy<Value = u16> {
+        prop::sample::select(vec![0u16, 99, 100, 180, 200, 202, 302, 486, 699, 700, 999])
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (any::<u8>(), any::<u8>()).prop_map(|(k, m)| Op::Request { k, m }),
+            (any::<u8>(), any::<u8>(), status(), any::<bool>())
+                .prop_map(|(k, m, status, tcp)| Op::Respond { k, m, status, tcp }),
+            (any::<u8>(), any::<u8>(), any::<bool>()).prop_map(|(k, m, tcp)| Op::Start {
+                k,
+                m,
+                tcp
+            }),
+            (any::<u8>(), any::<u8>(), status()).prop_map(|(k, m, status)| Op::Response {
+                k,
+                m,
+                status
+            }),
+            any::<u8>().prop_map(|k| Op::SendAck { k }),
+            (any::<u8>(), any::<u8>()).prop_map(|(k, m)| Op::Remove { k, m }),
+            prop_oneof![0u64..1000, 0u64..40_000].prop_map(|ms| Op::Advance { ms }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn random_operations_never_panic_nor_leave_deadlines_behind(
+            ops in prop::collection::vec(op(), 0..200)
+        ) {
+            let mut server = ServerTransactions::default();
+            let mut client = ClientTransactions::default();
+            let mut now = Instant::now();
+            for op in ops {
+                match op {
+                    Op::Request { k, m } => {
+                        server.handle_request(&random_key(k, m), now);
+                    }
+                    Op::Respond { k, m, status, tcp } => {
+                        let transport = if tcp { Transport::Tcp } else { Transport::Udp };
+                        server.send_response(&random_key(k, m), status, OK, peer(transport), now);
+                    }
+                    Op::Start { k, m, tcp } => {
+                        let transport = if tcp { Transport::Tcp } else { Transport::Udp };
+                        client.start(random_key(k, m), REQUEST, peer(transport), now);
+                    }
+                    Op::Response { k, m, status } => {
+                        client.handle_response(&random_key(k, m), status, now);
+                    }
+                    Op::SendAck { k } => {
+                        client.send_ack(&random_key(k, 0), ACK);
+                    }
+                    Op::Remove { k, m } => {
+                        server.remove(&random_key(k, m));
+                        client.remove(&random_key(k, m));
+                    }
+                    Op::Advance { ms } => {
+                        now += Duration::from_millis(ms);
+                        server.handle_timeout(now);
+                        client.handle_timeout(now);
+                    }
+                }
+                while server.poll_transmit().is_some() || server.poll_event().is_some() {}
+                while client.poll_transmit().is_some() || client.poll_event().is_some() {}
+                for deadline in [server.poll_timeout(), client.poll_timeout()].into_iter().flatten() {
+                    prop_assert!(deadline > now, "deadline in the past");
+                }
+                prop_assert!(server.len() <= 12 && client.len() <= 12);
+                prop_assert_eq!(server.table.ids.len(), server.len());
+                prop_assert_eq!(client.table.ids.len(), client.len());
+            }
+        }
+    }
+}
