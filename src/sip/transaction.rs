@@ -470,7 +470,9 @@ impl<T: Scheduled> Table<T> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestDisposition {
     /// A new transaction now exists (INVITE: Proceeding, other: Trying). The TU must handle
-    /// the request and answer it with [`ServerTransactions::send_response`].
+    /// the request and answer it with [`ServerTransactions::send_response`]. Until it does,
+    /// the transaction runs no timer: sending `100 Trying` for an INVITE (§16.2) and giving up
+    /// (Timer C, §16.8) are the proxy core's, which then answers or calls `remove`.
     New,
     /// A retransmission, absorbed. If a response was already sent, these are the bytes of the
     /// last one, to send again to the request's source.
