@@ -76,7 +76,7 @@ impl Binding {
 /// A change to the bindings, for the durable copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    Upsert(Extension, Binding),
+    Upsert(Extension, Box<Binding>),
     Remove { extension: Extension, key: String },
     RemoveAll { extension: Extension },
 }
