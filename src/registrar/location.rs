@@ -129,7 +129,7 @@ impl Location {
         )));
         if record {
             self.changes
-                .push(Change::Upsert(ext.clone(), binding.clone()));
+                .push(Change::Upsert(ext.clone(), Box::new(binding.clone())));
         }
         let list = self.by_ext.entry(ext.clone()).or_default();
         match list.iter_mut().find(|b| b.key == binding.key) {
