@@ -354,4 +354,50 @@ mod tests {
         assert!(!p("_00.").overlaps(&p("_0Z.")));
         assert!(p("_.").overlaps(&p("_5!")));
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Elements whose intersections stay non-empty when restricted to the digits
+        /// {0, 1, 2, 5}, so brute force over those digits decides overlap exactly.
+        fn pattern() -> impl Strategy<Value = Pattern> {
+            let elem = prop::sample::select(vec!["1", "2", "X", "N", "Z", "[1-3]", "[05]"]);
+            let tail = prop::sample::select(vec!["", ".", "!"]);
+            (prop::collection::vec(elem, 0..4), tail)
+                .prop_filter_map("'_' alone is not a pattern", |(elems, tail)| {
+                    format!("_{}{tail}", elems.concat()).parse().ok()
+                })
+        }
+
+        fn all_strings(max_len: usize) -> Vec<String> {
+            let mut out = vec![String::new()];
+            let mut layer = vec![String::new()];
+            for _ in 0..max_len {
+                layer = layer
+                    .iter()
+                    .flat_map(|s| "0125".chars().map(move |c| format!("{s}{c}")))
+                    .collect();
+                out.extend(layer.iter().cloned());
+            }
+            out
+        }
+
+        proptest! {
+            #[test]
+            fn overlaps_iff_a_common_number_exists(a in pattern(), b in pattern()) {
+                let common = all_strings(5).into_iter().find(|s| a.matches(s) && b.matches(s));
+                prop_assert_eq!(a.overlaps(&b), common.is_some(), "{} vs {}: {:?}", a, b, common);
+                prop_assert_eq!(a.overlaps(&b), b.overlaps(&a));
+            }
+
+            #[test]
+            fn specificity_ties_only_for_same_shape(a in pattern(), b in pattern()) {
+                if a.specificity() == b.specificity() {
+                    prop_assert_eq!(a.elements.len(), b.elements.len());
+                    prop_assert_eq!(a.tail, b.tail);
+                }
+            }
+        }
+    }
 }
