@@ -1,1 +1,290 @@
-//! (work in progress)
+//! The configuration of `tambun serve`: embedded defaults, an optional TOML file (unknown keys
+//! are an error) and command-line overrides, applied in that order. Pure data and parsing; it
+//! does not open sockets or the database.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Everything `tambun serve` needs to start.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Addresses the switch listens on, UDP and TCP on each.
+    pub listen: Vec<SocketAddr>,
+    /// The SQLite database (extensions, OPDs, registrations).
+    pub db: PathBuf,
+    /// The directory of dialplan files (`<opd>.toml`).
+    pub dialplan: PathBuf,
+    /// The admin HTTP API (registrations, metrics); keep it on loopback.
+    pub admin: SocketAddr,
+    /// The SIP domain the switch answers for (its own host name); `None` accepts any.
+    pub domain: Option<String>,
+    /// Registration expiry and digest nonce limits.
+    pub registrar: RegistrarConfig,
+    /// The largest SIP message accepted, in bytes (a datagram or one framed TCP message).
+    pub max_message_bytes: usize,
+    /// The most header lines accepted in one SIP message.
+    pub max_headers: usize,
+    /// The `tracing` filter (e.g. `info`, `tambun=debug`); `RUST_LOG` overrides it.
+    pub log: String,
+}
+
+/// The `[registrar]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrarConfig {
+    /// Shorter requested expiries are answered 423 with `Min-Expires`.
+    pub min_expires: u32,
+    /// Longer requested expiries are lowered to this.
+    pub max_expires: u32,
+    /// The expiry of a binding that asks for none.
+    pub default_expires: u32,
+    /// How long a digest nonce stays valid before `stale=true`.
+    pub nonce_lifetime_secs: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: vec![SocketAddr::from(([0, 0, 0, 0], 5060))],
+            db: PathBuf::from("tambun.db"),
+            dialplan: PathBuf::from("dialplan"),
+            admin: SocketAddr::from(([127, 0, 0, 1], 8060)),
+            domain: None,
+            registrar: RegistrarConfig::default(),
+            max_message_bytes: 65535,
+            max_headers: 128,
+            log: "info".to_owned(),
+        }
+    }
+}
+
+impl Default for RegistrarConfig {
+    fn default() -> Self {
+        RegistrarConfig {
+            min_expires: 60,
+            max_expires: 3600,
+            default_expires: 3600,
+            nonce_lifetime_secs: 300,
+        }
+    }
+}
+
+/// Values given on the command line; each `Some` (or a non-empty `listen`) replaces the
+/// configured value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigOverrides {
+    pub listen: Vec<SocketAddr>,
+    pub db: Option<PathBuf>,
+    pub dialplan: Option<PathBuf>,
+    pub admin: Option<SocketAddr>,
+    pub domain: Option<String>,
+}
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config: cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config: {}:{line}: {message}", path.display())]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads a TOML file; keys it leaves out keep their defaults.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml(&text).map_err(|e| match e {
+            ConfigError::Parse { line, message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                line,
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses TOML text (errors carry an empty path; [`Config::from_file`] fills it in).
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1)
+                .unwrap_or(1);
+            ConfigError::Parse {
+                path: PathBuf::new(),
+                line,
+                message: e.message().trim().to_owned(),
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Applies command-line overrides, then checks the result again.
+    pub fn apply(&mut self, overrides: ConfigOverrides) -> Result<(), ConfigError> {
+        if !overrides.listen.is_empty() {
+            self.listen = overrides.listen;
+        }
+        if let Some(db) = overrides.db {
+            self.db = db;
+        }
+        if let Some(dialplan) = overrides.dialplan {
+            self.dialplan = dialplan;
+        }
+        if let Some(admin) = overrides.admin {
+            self.admin = admin;
+        }
+        if let Some(domain) = overrides.domain {
+            self.domain = Some(domain);
+        }
+        self.validate()
+    }
+
+    /// Checks values that parse but make no sense together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let r = &self.registrar;
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.listen.is_empty() {
+            return invalid("`listen` needs at least one address".into());
+        }
+        if r.min_expires > r.max_expires {
+            return invalid(format!(
+                "registrar.min_expires ({}) is greater than registrar.max_expires ({})",
+                r.min_expires, r.max_expires
+            ));
+        }
+        if !(r.min_expires..=r.max_expires).contains(&r.default_expires) {
+            return invalid(format!(
+                "registrar.default_expires ({}) must lie between min_expires ({}) and max_expires ({})",
+                r.default_expires, r.min_expires, r.max_expires
+            ));
+        }
+        if r.nonce_lifetime_secs == 0 {
+            return invalid("registrar.nonce_lifetime_secs must be at least 1".into());
+        }
+        if self.max_message_bytes < 1024 {
+            return invalid(format!(
+                "max_message_bytes ({}) is too small; SIP needs at least 1024",
+                self.max_message_bytes
+            ));
+        }
+        if self.max_headers < 16 {
+            return invalid(format!(
+                "max_headers ({}) is too small; use at least 16",
+                self.max_headers
+            ));
+        }
+        if matches!(&self.domain, Some(d) if d.trim().is_empty()) {
+            return invalid("`domain` is empty".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.listen, vec!["0.0.0.0:5060".parse().unwrap()]);
+        assert_eq!(c.db, PathBuf::from("tambun.db"));
+        assert_eq!(c.dialplan, PathBuf::from("dialplan"));
+        assert_eq!(c.admin, "127.0.0.1:8060".parse().unwrap());
+        assert_eq!(c.domain, None);
+        assert_eq!(c.registrar.min_expires, 60);
+        assert_eq!(c.registrar.max_expires, 3600);
+        assert_eq!(c.registrar.default_expires, 3600);
+        assert_eq!(c.registrar.nonce_lifetime_secs, 300);
+        assert_eq!(c.max_message_bytes, 65535);
+        assert_eq!(c.max_headers, 128);
+        assert_eq!(c.log, "info");
+    }
+
+    #[test]
+    fn file_values_replace_defaults() {
+        let c = Config::from_toml(
+            "listen = [\"127.0.0.1:5070\", \"[::1]:5070\"]\ndomain = \"pbx.kalteng.go.id\"\n\
+             [registrar]\nmin_expires = 30\n",
+        )
+        .unwrap();
+        assert_eq!(c.listen.len(), 2);
+        assert_eq!(c.domain.as_deref(), Some("pbx.kalteng.go.id"));
+        assert_eq!(c.registrar.min_expires, 30);
+        assert_eq!(c.registrar.max_expires, 3600);
+    }
+
+    #[test]
+    fn unknown_key_rejected_with_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tambun.toml");
+        std::fs::write(&path, "db = \"x.db\"\n\n[registrar]\nmin_expire = 30\n").unwrap();
+        let err = Config::from_file(&path).unwrap_err().to_string();
+        assert!(err.contains("tambun.toml:4:"), "{err}");
+        assert!(err.contains("unknown field `min_expire`"), "{err}");
+
+        std::fs::write(&path, "lisen = []\n").unwrap();
+        let err = Config::from_file(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("tambun.toml:1:") && err.contains("`lisen`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_file_named() {
+        let err = Config::from_file(Path::new("/nonexistent/t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("config: cannot read /nonexistent/t.toml"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn inconsistent_values_rejected() {
+        let err = Config::from_toml("[registrar]\nmin_expires = 4000\n").unwrap_err();
+        assert!(err.to_string().contains("min_expires"), "{err}");
+        assert!(Config::from_toml("listen = []").is_err());
+    }
+
+    #[test]
+    fn overrides() {
+        let mut c = Config::from_toml("db = \"file.db\"\ndomain = \"a\"").unwrap();
+        c.apply(ConfigOverrides {
+            listen: vec!["127.0.0.1:5080".parse().unwrap()],
+            db: Some("flag.db".into()),
+            dialplan: None,
+            admin: Some("127.0.0.1:9000".parse().unwrap()),
+            domain: None,
+        })
+        .unwrap();
+        assert_eq!(c.listen, vec!["127.0.0.1:5080".parse().unwrap()]);
+        assert_eq!(c.db, PathBuf::from("flag.db"));
+        assert_eq!(c.dialplan, PathBuf::from("dialplan"));
+        assert_eq!(c.admin, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(c.domain.as_deref(), Some("a"));
+        // No overrides: nothing changes.
+        let before = c.clone();
+        c.apply(ConfigOverrides::default()).unwrap();
+        assert_eq!(c, before);
+    }
+}

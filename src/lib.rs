@@ -18,4 +18,5 @@ pub mod registrar;
 pub mod runtime;
 pub mod sip;
 pub mod store;
+pub mod switch;
 pub mod types;

@@ -1,1 +1,370 @@
-//! (work in progress)
+//! The dialplan: one TOML file per OPD (`dialplan/<code>.toml`) plus `dialplan/province.toml`,
+//! loaded into a validated, immutable model (see `docs/dialplan.md` for the file format).
+//!
+//! This module owns the file format, its validation (every error carries `file:line`), the
+//! pattern matcher ([`pattern`]) and WIB schedules ([`time`]). Loading reads the files of one
+//! directory and nothing else; after that everything is pure: no network I/O, no clock (the
+//! caller passes the time), no locks. Routing decisions (the evaluator and `trace`) build on
+//! this model; a reload builds a new [`Dialplan`] and swaps it in only if it loaded cleanly.
+
+mod load;
+pub mod pattern;
+pub mod time;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::types::{Extension, OpdCode, Transport};
+
+pub use pattern::{Pattern, PatternError, Specificity};
+pub use time::{Days, Hours, Period, Schedule, Weekday};
+
+/// All OPD plans of a directory plus the province-wide plan, validated together.
+#[derive(Debug, Clone)]
+pub struct Dialplan {
+    /// Sorted by code.
+    opds: Vec<Opd>,
+    province: Province,
+}
+
+impl Dialplan {
+    /// Loads every `*.toml` file of `dir` (other files are ignored). `province.toml` must
+    /// exist. All errors of all files are collected and returned together.
+    pub fn load_dir(dir: &Path) -> Result<Dialplan, DialplanErrors> {
+        load::load_dir(dir)
+    }
+
+    pub fn opds(&self) -> &[Opd] {
+        &self.opds
+    }
+
+    pub fn opd(&self, code: &OpdCode) -> Option<&Opd> {
+        self.opds
+            .binary_search_by(|o| o.code.cmp(code))
+            .ok()
+            .map(|i| &self.opds[i])
+    }
+
+    /// The OPD whose block contains `ext`.
+    pub fn opd_of(&self, ext: &Extension) -> Option<&Opd> {
+        self.opds
+            .iter()
+            .find(|o| o.blocks.iter().any(|b| b.contains(ext)))
+    }
+
+    pub fn province(&self) -> &Province {
+        &self.province
+    }
+}
+
+/// One office's plan, from `dialplan/<code>.toml`.
+#[derive(Debug, Clone)]
+pub struct Opd {
+    pub code: OpdCode,
+    pub name: String,
+    pub blocks: Vec<Block>,
+    /// The switchboard extension (what `0` usually reaches).
+    pub reception: Option<Extension>,
+    pub file: PathBuf,
+    /// In file order.
+    pub rules: Vec<Rule>,
+    pub groups: Vec<RingGroup>,
+    /// Schedules defined in this file (province-wide ones are in [`Province::schedules`]).
+    pub schedules: Vec<Schedule>,
+    pub permissions: Permissions,
+}
+
+impl Opd {
+    pub fn group(&self, name: &str) -> Option<&RingGroup> {
+        self.groups.iter().find(|g| g.name == name)
+    }
+
+    /// The outside-number classes `ext` may dial: its override if one covers it, else the
+    /// OPD's set. Emergency numbers are always included.
+    pub fn allowed_classes(&self, ext: &Extension) -> ClassSet {
+        self.permissions
+            .overrides
+            .iter()
+            .find(|o| o.extensions.iter().any(|b| b.contains(ext)))
+            .map_or(self.permissions.allow, |o| o.allow)
+    }
+}
+
+/// A range of extension numbers of equal digit count, `first..=last`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Block {
+    pub first: u64,
+    pub last: u64,
+}
+
+impl Block {
+    pub fn contains(&self, ext: &Extension) -> bool {
+        ext.as_str().len() == self.digits() && (self.first..=self.last).contains(&ext.value())
+    }
+
+    pub fn len(&self) -> u64 {
+        self.last - self.first + 1
+    }
+
+    /// Never true: a block holds at least one number.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The number of digits of every extension in the block.
+    pub fn digits(&self) -> usize {
+        self.first.to_string().len()
+    }
+
+    pub fn overlaps(&self, other: &Block) -> bool {
+        self.digits() == other.digits() && self.first <= other.last && other.first <= self.last
+    }
+}
+
+impl fmt::Display for Block {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.first == self.last {
+            write!(f, "{}", self.first)
+        } else {
+            write!(f, "{}-{}", self.first, self.last)
+        }
+    }
+}
+
+/// A `[[rule]]`: a pattern, its default target, and optional time-dependent targets.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub pattern: Pattern,
+    pub target: Target,
+    /// Checked in order before `target`; the first whose condition holds wins.
+    pub when: Vec<TimedTarget>,
+    /// Line of the rule's `pattern`.
+    pub line: usize,
+}
+
+/// Where a rule sends a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Ring one extension (of any OPD).
+    Extension(Extension),
+    /// Ring the named `[[group]]` of the same file.
+    Group(String),
+    /// Dial this number instead, evaluated again from the top of the caller's plan.
+    Alias(String),
+    /// Refuse with a SIP status (400-699) and an optional reason phrase.
+    Reject { status: u16, reason: Option<String> },
+    /// Send the dialled number, unchanged, to the province trunk.
+    Trunk,
+}
+
+/// A time-dependent alternative target of a rule.
+#[derive(Debug, Clone)]
+pub struct TimedTarget {
+    pub condition: TimeCondition,
+    pub target: Target,
+    pub line: usize,
+}
+
+/// A condition on a named schedule (of the OPD's file or of `province.toml`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TimeCondition {
+    During(String),
+    Outside(String),
+}
+
+/// A `[[group]]`: several extensions rung for one number.
+#[derive(Debug, Clone)]
+pub struct RingGroup {
+    pub name: String,
+    pub strategy: Strategy,
+    pub members: Vec<Extension>,
+    pub line: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// All members ring at once, for at most `timeout_secs`.
+    Parallel { timeout_secs: u32 },
+    /// Members ring one after another, each for `member_timeout_secs`.
+    Sequential { member_timeout_secs: u32 },
+}
+
+/// Classes of dialled numbers, for permissions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum NumberClass {
+    Internal,
+    Emergency,
+    Local,
+    National,
+    Mobile,
+    International,
+}
+
+impl NumberClass {
+    pub const ALL: [NumberClass; 6] = [
+        NumberClass::Internal,
+        NumberClass::Emergency,
+        NumberClass::Local,
+        NumberClass::National,
+        NumberClass::Mobile,
+        NumberClass::International,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NumberClass::Internal => "internal",
+            NumberClass::Emergency => "emergency",
+            NumberClass::Local => "local",
+            NumberClass::National => "national",
+            NumberClass::Mobile => "mobile",
+            NumberClass::International => "international",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<NumberClass> {
+        NumberClass::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+impl fmt::Display for NumberClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A set of number classes. Sets built by the loader always contain `Emergency`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClassSet(u8);
+
+impl ClassSet {
+    pub fn contains(self, class: NumberClass) -> bool {
+        self.0 & (1 << class as u8) != 0
+    }
+
+    pub fn with(self, class: NumberClass) -> ClassSet {
+        ClassSet(self.0 | 1 << class as u8)
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = NumberClass> {
+        NumberClass::ALL
+            .into_iter()
+            .filter(move |c| self.contains(*c))
+    }
+}
+
+impl fmt::Display for ClassSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.iter().map(NumberClass::as_str).collect();
+        f.write_str(&names.join(", "))
+    }
+}
+
+/// What an OPD's extensions may dial.
+#[derive(Debug, Clone)]
+pub struct Permissions {
+    /// The OPD's set (the province default unless the file sets `permissions.allow`).
+    pub allow: ClassSet,
+    /// Per-extension sets that replace `allow` for the extensions they cover.
+    pub overrides: Vec<ExtensionPermissions>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExtensionPermissions {
+    pub extensions: Vec<Block>,
+    pub allow: ClassSet,
+    pub line: usize,
+}
+
+/// The province-wide plan, from `dialplan/province.toml`.
+#[derive(Debug, Clone)]
+pub struct Province {
+    pub file: PathBuf,
+    pub trunk: Trunk,
+    /// The outside-line prefix (`9`), stripped before classification.
+    pub outside_prefix: String,
+    /// Numbers that always reach the trunk, from every extension, without the prefix.
+    pub emergency: Vec<String>,
+    /// How a number dialled after the prefix is classified; the most specific pattern wins.
+    pub classes: Vec<ClassRule>,
+    /// What an OPD may dial when its file sets no `permissions.allow`.
+    pub default_permissions: ClassSet,
+    pub features: FeatureCodes,
+    pub schedules: Vec<Schedule>,
+}
+
+impl Province {
+    pub fn schedule(&self, name: &str) -> Option<&Schedule> {
+        self.schedules.iter().find(|s| s.name == name)
+    }
+}
+
+/// The SIP target of the central trunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trunk {
+    pub host: String,
+    pub port: u16,
+    pub transport: Transport,
+    pub line: usize,
+}
+
+/// One classification rule for outside numbers.
+#[derive(Debug, Clone)]
+pub struct ClassRule {
+    pub pattern: Pattern,
+    pub class: NumberClass,
+    /// Digits put in front of the number sent to the carrier (e.g. `0536` for 7-digit local).
+    pub prepend: Option<String>,
+    pub line: usize,
+}
+
+/// Feature codes dialled from phones; each is followed by nothing except `forward_on`, which
+/// is followed by the forward target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeatureCodes {
+    pub forward_on: String,
+    pub forward_off: String,
+    pub dnd_on: String,
+    pub dnd_off: String,
+}
+
+impl Default for FeatureCodes {
+    fn default() -> Self {
+        FeatureCodes {
+            forward_on: "*72".into(),
+            forward_off: "*73".into(),
+            dnd_on: "*78".into(),
+            dnd_off: "*79".into(),
+        }
+    }
+}
+
+/// One problem in one dialplan file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}:{line}: {reason}", file.display())]
+pub struct DialplanError {
+    pub file: PathBuf,
+    /// 1-based; 0 when the problem concerns the file or directory as a whole.
+    pub line: usize,
+    pub reason: String,
+}
+
+/// Every problem found while loading a directory, in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialplanErrors(pub Vec<DialplanError>);
+
+impl fmt::Display for DialplanErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for DialplanErrors {}
+
+#[cfg(test)]
+mod tests;

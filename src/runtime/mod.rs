@@ -1,1 +1,355 @@
-//! (work in progress)
+//! The runtime: the only async code in Tambun. It owns the sockets, the clock and the threads,
+//! and drives the sans-IO [`Switch`] with them.
+//!
+//! - `udp`/`tcp`: one reader task per UDP socket and per TCP connection turns bytes into
+//!   [`Input`]s on one bounded channel; TCP framing (Content-Length, CRLF keep-alives) happens
+//!   in the reader.
+//! - the driver (this file): the single owner of the [`Switch`]; it takes inputs, sends what
+//!   the switch returns, and sleeps until the switch's next deadline.
+//! - `store_thread`: a blocking thread owning the SQLite connection: writes binding changes in
+//!   batches, and polls `PRAGMA data_version` so CLI edits reach the switch within a second.
+//! - `admin`: the loopback HTTP API (`/api/registrations`, `/health`).
+//!
+//! Shutdown: SIGTERM or Ctrl-C cancels one token; the driver flushes pending writes to the
+//! store thread and every task ends.
+
+mod admin;
+mod store_thread;
+mod tcp;
+mod udp;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use bytes::Bytes;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::dialplan::Dialplan;
+use crate::registrar::{Account, Accounts, Authenticator, Now, Registrar, Settings};
+use crate::sip::auth::{Algorithm, NonceKey};
+use crate::sip::message::Limits;
+use crate::sip::transaction::{Peer, Transmit};
+use crate::store::{ExtensionRecord, OpdRow, Store};
+use crate::switch::{RegistrationView, Switch};
+use crate::types::{OpdCode, Transport};
+
+/// Connection ids for stream transports; for UDP, `Peer::conn` holds the index of the local
+/// socket the datagram came in on, so answers leave from the same address.
+pub(crate) type ConnId = u64;
+
+/// Everything the driver reacts to.
+pub(crate) enum Input {
+    Datagram {
+        socket: usize,
+        src: SocketAddr,
+        data: Bytes,
+    },
+    Stream {
+        conn: ConnId,
+        transport: Transport,
+        src: SocketAddr,
+        data: Bytes,
+    },
+    ConnOpened {
+        conn: ConnId,
+        writer: mpsc::Sender<Bytes>,
+    },
+    ConnClosed {
+        conn: ConnId,
+    },
+    Accounts(Accounts),
+    Registrations {
+        opd: Option<OpdCode>,
+        reply: oneshot::Sender<Vec<RegistrationView>>,
+    },
+}
+
+/// Depth of the input queue; readers wait when it is full (back-pressure, no unbounded memory).
+const INPUT_QUEUE: usize = 16_384;
+
+pub(crate) fn now() -> Now {
+    Now {
+        instant: Instant::now(),
+        unix: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    }
+}
+
+pub(crate) fn account_of(r: &ExtensionRecord) -> Account {
+    Account {
+        extension: r.number.clone(),
+        opd: r.opd.clone(),
+        name: r.name.clone(),
+        ha1_md5: r.ha1(Algorithm::Md5).to_string(),
+        ha1_sha256: r.ha1(Algorithm::Sha256).to_string(),
+        enabled: r.enabled,
+    }
+}
+
+/// Runs the switch until SIGTERM or Ctrl-C.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let dialplan = Dialplan::load_dir(&config.dialplan).map_err(|e| {
+        anyhow::anyhow!(
+            "the dialplan in {} has errors:\n{e}",
+            config.dialplan.display()
+        )
+    })?;
+    let mut store = Store::open(&config.db)
+        .with_context(|| format!("cannot open the database {}", config.db.display()))?;
+    store.sync_opds(
+        &dialplan
+            .opds()
+            .iter()
+            .map(|o| OpdRow {
+                code: o.code.clone(),
+                name: o.name.clone(),
+                blocks: o.blocks.iter().map(|b| b.to_string()).collect(),
+            })
+            .collect::<Vec<_>>(),
+    )?;
+    let realm = store.realm()?;
+    let accounts = Accounts::new(store.extensions(None)?.iter().map(account_of).collect());
+    let saved = store.registrations()?;
+    tracing::info!(
+        opds = dialplan.opds().len(),
+        extensions = accounts.len(),
+        realm = %realm,
+        "loaded dialplan {} and database {}",
+        config.dialplan.display(),
+        config.db.display()
+    );
+
+    let settings = Settings {
+        min_expires: config.registrar.min_expires,
+        max_expires: config.registrar.max_expires,
+        default_expires: config.registrar.default_expires,
+        ..Settings::default()
+    };
+    let authn = Authenticator::new(
+        realm,
+        NonceKey::random(),
+        config.registrar.nonce_lifetime_secs as u64,
+    );
+    let mut registrar = Registrar::new(authn, settings);
+    registrar.handle_accounts(accounts);
+    let limits = Limits {
+        max_message: config.max_message_bytes,
+        max_headers: config.max_headers,
+    };
+    let mut switch = Switch::new(limits, registrar);
+    let t = now();
+    let restored: Vec<_> = saved
+        .into_iter()
+        .filter_map(|r| store_thread::binding_of(r, t))
+        .collect();
+    switch.restore_bindings(restored, t);
+    tracing::info!(
+        registrations = switch.registration_count(),
+        "restored registrations"
+    );
+
+    let shutdown = CancellationToken::new();
+    let (tx, rx) = mpsc::channel::<Input>(INPUT_QUEUE);
+
+    // Sockets: UDP and TCP on each listen address.
+    let mut udp_sockets = Vec::new();
+    for (i, addr) in config.listen.iter().enumerate() {
+        let sock = Arc::new(udp::bind(*addr).with_context(|| format!("cannot bind UDP {addr}"))?);
+        tracing::info!("listening on udp {}", sock.local_addr()?);
+        tokio::spawn(udp::read_loop(sock.clone(), i, tx.clone(), shutdown.clone(), limits));
+        udp_sockets.push(sock);
+        let listener = tcp::bind(*addr).with_context(|| format!("cannot bind TCP {addr}"))?;
+        tracing::info!("listening on tcp {}", listener.local_addr()?);
+        tokio::spawn(tcp::accept_loop(listener, tx.clone(), shutdown.clone(), limits));
+    }
+
+    let admin_listener = tokio::net::TcpListener::bind(config.admin)
+        .await
+        .with_context(|| format!("cannot bind the admin API on {}", config.admin))?;
+    tracing::info!("admin API on http://{}", admin_listener.local_addr()?);
+    let admin_task = tokio::spawn(admin::serve(admin_listener, tx.clone(), shutdown.clone()));
+
+    let store_handle = store_thread::spawn(store, tx.clone());
+
+    {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            shutdown.cancel();
+        });
+    }
+    drop(tx);
+
+    let mut driver = Driver {
+        switch,
+        udp: udp_sockets,
+        conns: HashMap::new(),
+        store: store_handle.sender(),
+    };
+    driver.run(rx, shutdown.clone()).await;
+    store_handle.finish().await;
+    let _ = admin_task.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The single owner of the switch.
+struct Driver {
+    switch: Switch,
+    udp: Vec<Arc<UdpSocket>>,
+    conns: HashMap<ConnId, mpsc::Sender<Bytes>>,
+    store: std::sync::mpsc::Sender<store_thread::Command>,
+}
+
+impl Driver {
+    async fn run(&mut self, mut rx: mpsc::Receiver<Input>, shutdown: CancellationToken) {
+        let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
+        let sleep = tokio::time::sleep_until(far());
+        tokio::pin!(sleep);
+        loop {
+            let deadline = self
+                .switch
+                .poll_timeout()
+                .map_or_else(far, tokio::time::Instant::from_std);
+            if sleep.deadline() != deadline {
+                sleep.as_mut().reset(deadline);
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                input = rx.recv() => {
+                    let Some(input) = input else { break };
+                    let t = now();
+                    self.handle(input, t);
+                    // Drain what else is queued before flushing: one clock read per batch.
+                    for _ in 0..256 {
+                        match rx.try_recv() {
+                            Ok(input) => self.handle(input, t),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = &mut sleep => {
+                    self.switch.handle_timeout(now());
+                }
+            }
+            self.flush();
+        }
+        self.flush();
+    }
+
+    fn handle(&mut self, input: Input, t: Now) {
+        match input {
+            Input::Datagram { socket, src, data } => {
+                let peer = Peer {
+                    addr: src,
+                    transport: Transport::Udp,
+                    conn: Some(socket as u64),
+                };
+                self.switch.handle_datagram(data, peer, t);
+            }
+            Input::Stream {
+                conn,
+                transport,
+                src,
+                data,
+            } => {
+                let peer = Peer {
+                    addr: src,
+                    transport,
+                    conn: Some(conn),
+                };
+                self.switch.handle_stream_message(data, peer, t);
+            }
+            Input::ConnOpened { conn, writer } => {
+                self.conns.insert(conn, writer);
+            }
+            Input::ConnClosed { conn } => {
+                self.conns.remove(&conn);
+            }
+            Input::Accounts(accounts) => {
+                tracing::info!(extensions = accounts.len(), "extension directory reloaded");
+                self.switch.handle_accounts(accounts);
+            }
+            Input::Registrations { opd, reply } => {
+                let _ = reply.send(self.switch.registrations(opd.as_ref(), t.instant));
+            }
+        }
+    }
+
+    /// Sends what the switch produced and hands binding changes to the store thread.
+    fn flush(&mut self) {
+        while let Some(Transmit { peer, bytes }) = self.switch.poll_transmit() {
+            match peer.transport {
+                Transport::Udp => {
+                    let idx = peer.conn.unwrap_or(0) as usize;
+                    let Some(sock) = self
+                        .udp
+                        .get(idx)
+                        .or_else(|| self.udp.iter().find(|s| same_family(s, peer.addr)))
+                    else {
+                        continue;
+                    };
+                    match sock.try_send_to(&bytes, peer.addr) {
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            let sock = sock.clone();
+                            tokio::spawn(async move {
+                                let _ = sock.send_to(&bytes, peer.addr).await;
+                            });
+                        }
+                        Err(e) => tracing::debug!(%peer.addr, error = %e, "udp send failed"),
+                    }
+                }
+                Transport::Tcp | Transport::Tls => {
+                    let Some(w) = peer.conn.and_then(|c| self.conns.get(&c)) else {
+                        tracing::debug!(%peer.addr, "connection gone; response dropped");
+                        continue;
+                    };
+                    if w.try_send(bytes).is_err() {
+                        tracing::debug!(%peer.addr, "connection writer full or closed");
+                    }
+                }
+            }
+        }
+        let changes = self.switch.drain_changes();
+        if !changes.is_empty() {
+            let _ = self.store.send(store_thread::Command::Changes(changes));
+        }
+    }
+}
+
+fn same_family(sock: &UdpSocket, addr: SocketAddr) -> bool {
+    sock.local_addr()
+        .is_ok_and(|l| l.is_ipv4() == addr.is_ipv4())
+}

@@ -1,0 +1,57 @@
+//! `tambun serve`: builds the configuration (defaults, then `--config FILE`, then flags), sets
+//! up logging and runs the switch in a multi-threaded tokio runtime.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use tracing_subscriber::EnvFilter;
+
+use super::GlobalArgs;
+use crate::config::{Config, ConfigOverrides};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// A TOML configuration file (unknown keys are an error)
+    #[arg(long, value_name = "FILE", env = "TAMBUN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Listen on this address, UDP and TCP (repeatable) [default: 0.0.0.0:5060]
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Vec<SocketAddr>,
+    /// The SIP domain the switch answers for
+    #[arg(long, value_name = "NAME")]
+    domain: Option<String>,
+}
+
+pub(super) fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    config.apply(ConfigOverrides {
+        listen: args.listen,
+        db: global.db.clone(),
+        dialplan: global.dialplan.clone(),
+        admin: global.admin,
+        domain: args.domain,
+    })?;
+
+    let filter = match EnvFilter::try_from_default_env() {
+        Ok(filter) => filter,
+        Err(_) => EnvFilter::try_new(&config.log)
+            .with_context(|| format!("config: invalid log filter '{}'", config.log))?,
+    };
+    // Fails only if a subscriber is already set (e.g. in tests); then that one is used.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tambun")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(crate::runtime::serve(config))
+}

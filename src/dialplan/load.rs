@@ -1,0 +1,1072 @@
+//! Reading and validating a dialplan directory: TOML into raw (spanned) structs, then into the
+//! model of [`super`], collecting every error with its `file:line`. The only I/O is reading
+//! the directory listing and the files.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{
+    Block, ClassRule, ClassSet, Days, Dialplan, DialplanError, DialplanErrors,
+    ExtensionPermissions, FeatureCodes, Hours, NumberClass, Opd, Pattern, Period, Permissions,
+    Province, RingGroup, Rule, Schedule, Strategy, Target, TimeCondition, TimedTarget, Trunk,
+};
+use crate::types::{Extension, OpdCode, Transport};
+
+const PROVINCE_FILE: &str = "province.toml";
+
+// ---------------------------------------------------------------------------------------------
+// Raw file shapes. Every field an error may point at is `Spanned`.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOpd {
+    code: Spanned<String>,
+    name: Spanned<String>,
+    blocks: Vec<Spanned<String>>,
+    reception: Option<Spanned<String>>,
+    permissions: Option<RawPermissions>,
+    #[serde(default)]
+    schedule: Vec<RawSchedule>,
+    #[serde(default)]
+    group: Vec<RawGroup>,
+    #[serde(default)]
+    rule: Vec<RawRule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPermissions {
+    allow: Option<Vec<Spanned<String>>>,
+    #[serde(default, rename = "override")]
+    overrides: Vec<RawOverride>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOverride {
+    extensions: Spanned<Vec<Spanned<String>>>,
+    allow: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSchedule {
+    name: Spanned<String>,
+    periods: Vec<RawPeriod>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPeriod {
+    days: Spanned<String>,
+    hours: Spanned<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGroup {
+    name: Spanned<String>,
+    strategy: Spanned<String>,
+    members: Spanned<Vec<Spanned<String>>>,
+    timeout: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    pattern: Spanned<String>,
+    to: Spanned<RawTarget>,
+    #[serde(default)]
+    when: Vec<RawWhen>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWhen {
+    during: Option<Spanned<String>>,
+    outside: Option<Spanned<String>>,
+    to: Spanned<RawTarget>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    extension: Option<Spanned<String>>,
+    group: Option<Spanned<String>>,
+    alias: Option<Spanned<String>>,
+    reject: Option<Spanned<i64>>,
+    reason: Option<Spanned<String>>,
+    trunk: Option<Spanned<bool>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvince {
+    trunk: RawTrunk,
+    outside: RawOutside,
+    emergency: RawEmergency,
+    permissions: RawDefaultPermissions,
+    features: Option<RawFeatures>,
+    #[serde(default)]
+    schedule: Vec<RawSchedule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrunk {
+    target: Spanned<String>,
+    transport: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutside {
+    prefix: Spanned<String>,
+    class: Vec<RawClass>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClass {
+    pattern: Spanned<String>,
+    class: Spanned<String>,
+    prepend: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEmergency {
+    numbers: Spanned<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefaultPermissions {
+    default: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFeatures {
+    forward_on: Option<Spanned<String>>,
+    forward_off: Option<Spanned<String>>,
+    dnd_on: Option<Spanned<String>>,
+    dnd_off: Option<Spanned<String>>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Directory level.
+
+pub(super) fn load_dir(dir: &Path) -> Result<Dialplan, DialplanErrors> {
+    let mut errors = Vec::new();
+    let mut paths = match toml_files(dir) {
+        Ok(p) => p,
+        Err(e) => {
+            return Err(DialplanErrors(vec![DialplanError {
+                file: dir.to_path_buf(),
+                line: 0,
+                reason: format!("cannot read the dialplan directory: {e}"),
+            }]))
+        }
+    };
+    paths.sort();
+
+    let province_path = dir.join(PROVINCE_FILE);
+    let province = if paths.contains(&province_path) {
+        read(&province_path, &mut errors).and_then(|src| {
+            let mut f = FileCtx::new(&province_path, &src, &mut errors);
+            parse_province(&mut f)
+        })
+    } else {
+        errors.push(DialplanError {
+            file: province_path.clone(),
+            line: 0,
+            reason: "missing: province.toml (trunk, outside prefix, emergency numbers, number \
+                     classes, default permissions) is required"
+                .into(),
+        });
+        None
+    };
+
+    let mut opds = Vec::new();
+    for path in paths.iter().filter(|p| **p != province_path) {
+        let Some(src) = read(path, &mut errors) else {
+            continue;
+        };
+        let mut f = FileCtx::new(path, &src, &mut errors);
+        if let Some(parsed) = parse_opd(&mut f, province.as_ref()) {
+            opds.push(parsed);
+        }
+    }
+
+    check_across(&opds, province.as_ref(), &mut errors);
+
+    match province {
+        Some(province) if errors.is_empty() => {
+            let mut opds: Vec<Opd> = opds.into_iter().map(|p| p.opd).collect();
+            opds.sort_by(|a, b| a.code.cmp(&b.code));
+            Ok(Dialplan { opds, province })
+        }
+        _ => Err(DialplanErrors(errors)),
+    }
+}
+
+fn toml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "toml") && path.is_file() {
+            out.push(path);
+        }
+    }
+    Ok(out)
+}
+
+fn read(path: &Path, errors: &mut Vec<DialplanError>) -> Option<String> {
+    match fs::read_to_string(path) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            errors.push(DialplanError {
+                file: path.to_path_buf(),
+                line: 0,
+                reason: format!("cannot read: {e}"),
+            });
+            None
+        }
+    }
+}
+
+/// An OPD as parsed, with the places the cross-file checks point at.
+struct ParsedOpd {
+    opd: Opd,
+    code_line: usize,
+    block_lines: Vec<usize>,
+    /// Every extension a rule or group of this file rings, with its line.
+    ext_refs: Vec<(Extension, usize)>,
+}
+
+/// Checks that need more than one file: duplicate codes, overlapping blocks, extensions that
+/// are in no OPD's block, emergency numbers and the outside prefix colliding with blocks.
+fn check_across(opds: &[ParsedOpd], province: Option<&Province>, errors: &mut Vec<DialplanError>) {
+    let mut by_code: BTreeMap<&OpdCode, &ParsedOpd> = BTreeMap::new();
+    for p in opds {
+        if let Some(first) = by_code.insert(&p.opd.code, p) {
+            let reason = |other: &ParsedOpd| {
+                format!(
+                    "duplicate OPD code '{}' (also in {}:{})",
+                    p.opd.code,
+                    other.opd.file.display(),
+                    other.code_line
+                )
+            };
+            errors.push(err(&first.opd.file, first.code_line, reason(p)));
+            errors.push(err(&p.opd.file, p.code_line, reason(first)));
+        }
+    }
+
+    let blocks: Vec<(&ParsedOpd, Block, usize)> = opds
+        .iter()
+        .flat_map(|p| {
+            p.opd
+                .blocks
+                .iter()
+                .zip(&p.block_lines)
+                .map(move |(b, l)| (p, *b, *l))
+        })
+        .collect();
+    for (i, (pa, a, la)) in blocks.iter().enumerate() {
+        for (pb, b, lb) in &blocks[i + 1..] {
+            if a.overlaps(b) {
+                let msg = |own: &Block, other: &Block, p: &ParsedOpd, l: usize| {
+                    format!(
+                        "block {own} overlaps block {other} of '{}' ({}:{l})",
+                        p.opd.code,
+                        p.opd.file.display()
+                    )
+                };
+                errors.push(err(&pa.opd.file, *la, msg(a, b, pb, *lb)));
+                errors.push(err(&pb.opd.file, *lb, msg(b, a, pa, *la)));
+            }
+        }
+    }
+
+    let in_some_block = |ext: &Extension| blocks.iter().any(|(_, b, _)| b.contains(ext));
+    for p in opds {
+        for (ext, line) in &p.ext_refs {
+            if !in_some_block(ext) {
+                errors.push(err(
+                    &p.opd.file,
+                    *line,
+                    format!("extension {ext} is in no OPD's block"),
+                ));
+            }
+        }
+    }
+
+    let Some(province) = province else { return };
+    for number in &province.emergency {
+        if let Ok(ext) = number.parse::<Extension>() {
+            if let Some((p, b, l)) = blocks.iter().find(|(_, b, _)| b.contains(&ext)) {
+                errors.push(err(
+                    &p.opd.file,
+                    *l,
+                    format!("block {b} contains the emergency number {number}"),
+                ));
+            }
+        }
+    }
+    for (p, b, l) in &blocks {
+        if block_meets_prefix(b, &province.outside_prefix) {
+            errors.push(err(
+                &p.opd.file,
+                *l,
+                format!(
+                    "block {b} contains numbers starting with the outside-line prefix '{}'",
+                    province.outside_prefix
+                ),
+            ));
+        }
+    }
+}
+
+/// Whether some number in the block starts with `prefix`.
+fn block_meets_prefix(b: &Block, prefix: &str) -> bool {
+    let (digits, k) = (b.digits(), prefix.len());
+    let Ok(p) = prefix.parse::<u64>() else {
+        return false;
+    };
+    if k > digits {
+        return false;
+    }
+    let scale = 10u64.pow((digits - k) as u32);
+    let (lo, hi) = (p * scale, (p + 1) * scale - 1);
+    lo <= b.last && b.first <= hi
+}
+
+fn err(file: &Path, line: usize, reason: String) -> DialplanError {
+    DialplanError {
+        file: file.to_path_buf(),
+        line,
+        reason,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One file.
+
+struct FileCtx<'a> {
+    path: &'a Path,
+    src: &'a str,
+    errors: &'a mut Vec<DialplanError>,
+}
+
+impl<'a> FileCtx<'a> {
+    fn new(path: &'a Path, src: &'a str, errors: &'a mut Vec<DialplanError>) -> Self {
+        FileCtx { path, src, errors }
+    }
+
+    /// The 1-based line of a byte offset.
+    fn line(&self, span: &Range<usize>) -> usize {
+        let end = span.start.min(self.src.len());
+        self.src.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    fn error(&mut self, span: &Range<usize>, reason: impl Into<String>) {
+        let line = self.line(span);
+        self.errors.push(err(self.path, line, reason.into()));
+    }
+
+    fn deserialize<T: for<'de> Deserialize<'de>>(&mut self) -> Option<T> {
+        match toml::from_str::<T>(self.src) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let line = e.span().map_or(0, |s| self.line(&s));
+                let reason = e.message().trim().to_owned();
+                self.errors.push(err(self.path, line, reason));
+                None
+            }
+        }
+    }
+
+    fn error_count(&self) -> usize {
+        self.errors.len()
+    }
+
+    /// Parses a spanned value, recording the error at its line.
+    fn parse<T>(
+        &mut self,
+        v: &Spanned<String>,
+        f: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        match f(v.get_ref()) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.error(&v.span(), e);
+                None
+            }
+        }
+    }
+}
+
+fn parse_province(f: &mut FileCtx<'_>) -> Option<Province> {
+    let raw: RawProvince = f.deserialize()?;
+    let before = f.error_count();
+
+    let trunk_line = f.line(&raw.trunk.target.span());
+    let hostport = f.parse(&raw.trunk.target, parse_host_port);
+    let transport = f.parse(&raw.trunk.transport, |s| {
+        s.parse::<Transport>().map_err(|e| e.0)
+    });
+
+    let prefix = f.parse(&raw.outside.prefix, |s| {
+        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(s.to_owned())
+        } else {
+            Err(format!("outside-line prefix '{s}' must be digits"))
+        }
+    });
+
+    let mut classes = Vec::new();
+    for c in &raw.outside.class {
+        let line = f.line(&c.pattern.span());
+        let pattern = f.parse(&c.pattern, |s| {
+            s.parse::<Pattern>().map_err(|e| e.to_string())
+        });
+        let class = f.parse(&c.class, |s| match NumberClass::parse(s) {
+            Some(
+                k @ (NumberClass::Local
+                | NumberClass::National
+                | NumberClass::Mobile
+                | NumberClass::International),
+            ) => Ok(k),
+            _ => Err(format!(
+                "unknown number class '{s}' for outside numbers (local, national, mobile, international)"
+            )),
+        });
+        let prepend = match &c.prepend {
+            Some(p) => f.parse(p, |s| dial_string(s, "prepend")).map(Some),
+            None => Some(None),
+        };
+        if let (Some(pattern), Some(class), Some(prepend)) = (pattern, class, prepend) {
+            classes.push(ClassRule {
+                pattern,
+                class,
+                prepend,
+                line,
+            });
+        }
+    }
+    let patterns: Vec<(&Pattern, usize)> = classes.iter().map(|c| (&c.pattern, c.line)).collect();
+    check_ties(f, &patterns);
+
+    let mut emergency: Vec<String> = Vec::new();
+    if raw.emergency.numbers.get_ref().is_empty() {
+        f.error(
+            &raw.emergency.numbers.span(),
+            "at least one emergency number is required",
+        );
+    }
+    for n in raw.emergency.numbers.get_ref() {
+        if let Some(num) = f.parse(n, |s| {
+            if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+                Ok(s.to_owned())
+            } else {
+                Err(format!("emergency number '{s}' must be digits"))
+            }
+        }) {
+            if emergency.contains(&num) {
+                f.error(&n.span(), format!("emergency number {num} is listed twice"));
+            } else {
+                emergency.push(num);
+            }
+        }
+    }
+
+    let default_permissions = parse_classes(f, &raw.permissions.default);
+    let features = parse_features(f, raw.features.as_ref());
+    let schedules = parse_schedules(f, &raw.schedule, &[]);
+
+    if f.error_count() > before {
+        return None;
+    }
+    let ((host, port), transport, outside_prefix) = (hostport?, transport?, prefix?);
+    Some(Province {
+        file: f.path.to_path_buf(),
+        trunk: Trunk {
+            host,
+            port,
+            transport,
+            line: trunk_line,
+        },
+        outside_prefix,
+        emergency,
+        classes,
+        default_permissions,
+        features,
+        schedules,
+    })
+}
+
+fn parse_opd(f: &mut FileCtx<'_>, province: Option<&Province>) -> Option<ParsedOpd> {
+    let raw: RawOpd = f.deserialize()?;
+    let code_line = f.line(&raw.code.span());
+
+    let code = f.parse(&raw.code, |s| s.parse::<OpdCode>().map_err(|e| e.0));
+    if let Some(code) = &code {
+        let stem = f.path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+        if stem != code.as_str() {
+            f.error(
+                &raw.code.span(),
+                format!(
+                    "code '{code}' does not match the file name '{stem}.toml' (name the file '{code}.toml')"
+                ),
+            );
+        }
+    }
+    let name = raw.name.get_ref().trim().to_owned();
+    if name.is_empty() {
+        f.error(&raw.name.span(), "the display name is empty");
+    }
+
+    let mut blocks = Vec::new();
+    let mut block_lines = Vec::new();
+    if raw.blocks.is_empty() {
+        f.error(&raw.code.span(), "the OPD has no extension blocks");
+    }
+    for b in &raw.blocks {
+        if let Some(block) = f.parse(b, |s| parse_block(s, false)) {
+            blocks.push(block);
+            block_lines.push(f.line(&b.span()));
+        }
+    }
+    let in_own_blocks = |ext: &Extension| blocks.iter().any(|b| b.contains(ext));
+
+    let reception = match &raw.reception {
+        Some(r) => f
+            .parse(r, |s| s.parse::<Extension>().map_err(|e| e.0))
+            .map(|ext| {
+                if !in_own_blocks(&ext) {
+                    f.error(
+                        &r.span(),
+                        format!("reception {ext} is not in this OPD's blocks"),
+                    );
+                }
+                ext
+            }),
+        None => None,
+    };
+
+    let mut ext_refs = Vec::new();
+    let groups = parse_groups(f, &raw.group, &mut ext_refs);
+    let province_schedules = province.map_or(&[][..], |p| &p.schedules[..]);
+    let schedules = parse_schedules(f, &raw.schedule, province_schedules);
+    let schedule_known = |name: &str| {
+        province.is_none()
+            || schedules.iter().any(|s| s.name == name)
+            || province_schedules.iter().any(|s| s.name == name)
+    };
+    let rules = parse_rules(f, &raw.rule, &groups, &schedule_known, &mut ext_refs);
+
+    let default_allow = province.map_or(
+        ClassSet::default()
+            .with(NumberClass::Internal)
+            .with(NumberClass::Local),
+        |p| p.default_permissions,
+    );
+    let permissions = parse_permissions(f, raw.permissions.as_ref(), default_allow, &blocks);
+
+    // Returned even when this file had errors (the load fails anyway), so the cross-file
+    // checks still see its code and blocks.
+    Some(ParsedOpd {
+        opd: Opd {
+            code: code?,
+            name,
+            blocks,
+            reception,
+            file: f.path.to_path_buf(),
+            rules,
+            groups,
+            schedules,
+            permissions,
+        },
+        code_line,
+        block_lines,
+        ext_refs,
+    })
+}
+
+fn parse_groups(
+    f: &mut FileCtx<'_>,
+    raw: &[RawGroup],
+    ext_refs: &mut Vec<(Extension, usize)>,
+) -> Vec<RingGroup> {
+    let mut groups: Vec<RingGroup> = Vec::new();
+    for g in raw {
+        let line = f.line(&g.name.span());
+        let name = f.parse(&g.name, name_token);
+        if let Some(n) = &name {
+            if let Some(prev) = groups.iter().find(|x| &x.name == n) {
+                f.error(
+                    &g.name.span(),
+                    format!("group '{n}' is already defined on line {}", prev.line),
+                );
+            }
+        }
+        let timeout = match &g.timeout {
+            Some(t) if !(1..=600).contains(t.get_ref()) => {
+                f.error(&t.span(), "timeout must be 1 to 600 seconds");
+                None
+            }
+            Some(t) => Some(*t.get_ref() as u32),
+            None => None,
+        };
+        let strategy = f.parse(&g.strategy, |s| match s {
+            "parallel" => Ok(Strategy::Parallel {
+                timeout_secs: timeout.unwrap_or(30),
+            }),
+            "sequential" => Ok(Strategy::Sequential {
+                member_timeout_secs: timeout.unwrap_or(15),
+            }),
+            _ => Err(format!("unknown strategy '{s}' (parallel or sequential)")),
+        });
+        let mut members: Vec<Extension> = Vec::new();
+        if g.members.get_ref().is_empty() {
+            f.error(&g.members.span(), "a group needs at least one member");
+        }
+        for m in g.members.get_ref() {
+            if let Some(ext) = f.parse(m, |s| s.parse::<Extension>().map_err(|e| e.0)) {
+                if members.contains(&ext) {
+                    f.error(&m.span(), format!("member {ext} is listed twice"));
+                }
+                ext_refs.push((ext.clone(), f.line(&m.span())));
+                members.push(ext);
+            }
+        }
+        if let (Some(name), Some(strategy)) = (name, strategy) {
+            groups.push(RingGroup {
+                name,
+                strategy,
+                members,
+                line,
+            });
+        }
+    }
+    groups
+}
+
+fn parse_schedules(
+    f: &mut FileCtx<'_>,
+    raw: &[RawSchedule],
+    province: &[Schedule],
+) -> Vec<Schedule> {
+    let mut out: Vec<Schedule> = Vec::new();
+    for s in raw {
+        let line = f.line(&s.name.span());
+        let Some(name) = f.parse(&s.name, name_token) else {
+            continue;
+        };
+        if let Some(prev) = out.iter().find(|x| x.name == name) {
+            f.error(
+                &s.name.span(),
+                format!("schedule '{name}' is already defined on line {}", prev.line),
+            );
+        }
+        if province.iter().any(|x| x.name == name) {
+            f.error(
+                &s.name.span(),
+                format!("schedule '{name}' is already defined in province.toml"),
+            );
+        }
+        let mut periods = Vec::new();
+        for p in &s.periods {
+            let days = f.parse(&p.days, |d| {
+                d.split(',').try_fold(Days::default(), |acc, part| {
+                    Ok(acc.union(Days::parse(part)?))
+                })
+            });
+            if p.hours.get_ref().is_empty() {
+                f.error(&p.hours.span(), "a period needs at least one time range");
+            }
+            let hours: Vec<Hours> = p
+                .hours
+                .get_ref()
+                .iter()
+                .filter_map(|h| f.parse(h, Hours::parse))
+                .collect();
+            if let Some(days) = days {
+                periods.push(Period { days, hours });
+            }
+        }
+        if s.periods.is_empty() {
+            f.error(&s.name.span(), "a schedule needs at least one period");
+        }
+        out.push(Schedule {
+            name,
+            periods,
+            line,
+        });
+    }
+    out
+}
+
+fn parse_rules(
+    f: &mut FileCtx<'_>,
+    raw: &[RawRule],
+    groups: &[RingGroup],
+    schedule_known: &dyn Fn(&str) -> bool,
+    ext_refs: &mut Vec<(Extension, usize)>,
+) -> Vec<Rule> {
+    let mut rules = Vec::new();
+    for r in raw {
+        let line = f.line(&r.pattern.span());
+        let pattern = f.parse(&r.pattern, |s| {
+            s.parse::<Pattern>().map_err(|e| e.to_string())
+        });
+        let target = parse_target(f, &r.to, groups, pattern.as_ref(), ext_refs);
+        let mut when = Vec::new();
+        for w in &r.when {
+            let wline = f.line(&w.to.span());
+            let condition = match (&w.during, &w.outside) {
+                (Some(d), None) => Some((d, TimeCondition::During(d.get_ref().clone()))),
+                (None, Some(o)) => Some((o, TimeCondition::Outside(o.get_ref().clone()))),
+                _ => {
+                    f.error(
+                        &w.to.span(),
+                        "a 'when' entry needs exactly one of 'during' or 'outside' (a schedule name)",
+                    );
+                    None
+                }
+            };
+            if let Some((name, _)) = &condition {
+                if !schedule_known(name.get_ref()) {
+                    f.error(
+                        &name.span(),
+                        format!(
+                            "unknown schedule '{}' (define it with [[schedule]] here or in province.toml)",
+                            name.get_ref()
+                        ),
+                    );
+                }
+            }
+            let wtarget = parse_target(f, &w.to, groups, pattern.as_ref(), ext_refs);
+            if let (Some((_, condition)), Some(target)) = (condition, wtarget) {
+                when.push(TimedTarget {
+                    condition,
+                    target,
+                    line: wline,
+                });
+            }
+        }
+        if let (Some(pattern), Some(target)) = (pattern, target) {
+            rules.push(Rule {
+                pattern,
+                target,
+                when,
+                line,
+            });
+        }
+    }
+    let patterns: Vec<(&Pattern, usize)> = rules.iter().map(|r| (&r.pattern, r.line)).collect();
+    check_ties(f, &patterns);
+    rules
+}
+
+/// Two patterns of one file that can match the same number with the same specificity would
+/// make the choice arbitrary: that is an error at the later one.
+fn check_ties(f: &mut FileCtx<'_>, patterns: &[(&Pattern, usize)]) {
+    for (j, (b, lb)) in patterns.iter().enumerate() {
+        if let Some((a, la)) = patterns[..j]
+            .iter()
+            .find(|(a, _)| a.specificity() == b.specificity() && a.overlaps(b))
+        {
+            let reason = if a.as_str() == b.as_str() {
+                format!("pattern '{b}' is already used on line {la}")
+            } else {
+                format!(
+                    "pattern '{b}' ties with '{a}' on line {la}: both match some numbers with the same specificity"
+                )
+            };
+            f.errors.push(err(f.path, *lb, reason));
+        }
+    }
+}
+
+fn parse_target(
+    f: &mut FileCtx<'_>,
+    raw: &Spanned<RawTarget>,
+    groups: &[RingGroup],
+    pattern: Option<&Pattern>,
+    ext_refs: &mut Vec<(Extension, usize)>,
+) -> Option<Target> {
+    let t = raw.get_ref();
+    let kinds = [
+        t.extension.is_some(),
+        t.group.is_some(),
+        t.alias.is_some(),
+        t.reject.is_some(),
+        t.trunk.is_some(),
+    ];
+    if kinds.iter().filter(|k| **k).count() != 1 {
+        f.error(
+            &raw.span(),
+            "a target needs exactly one of: extension, group, alias, reject, trunk",
+        );
+        return None;
+    }
+    if let (Some(reason), None) = (&t.reason, &t.reject) {
+        f.error(&reason.span(), "'reason' is only allowed with 'reject'");
+        return None;
+    }
+    if let Some(e) = &t.extension {
+        let ext = f.parse(e, |s| s.parse::<Extension>().map_err(|e| e.0))?;
+        ext_refs.push((ext.clone(), f.line(&e.span())));
+        Some(Target::Extension(ext))
+    } else if let Some(g) = &t.group {
+        if groups.iter().any(|x| &x.name == g.get_ref()) {
+            Some(Target::Group(g.get_ref().clone()))
+        } else {
+            f.error(
+                &g.span(),
+                format!(
+                    "unknown group '{}' (define it with [[group]] in this file)",
+                    g.get_ref()
+                ),
+            );
+            None
+        }
+    } else if let Some(a) = &t.alias {
+        let alias = f.parse(a, |s| dial_string(s, "alias"))?;
+        if pattern.is_some_and(|p| p.matches(&alias)) {
+            f.error(
+                &a.span(),
+                format!("alias {alias} matches this rule's own pattern (a loop)"),
+            );
+            return None;
+        }
+        Some(Target::Alias(alias))
+    } else if let Some(r) = &t.reject {
+        let status = *r.get_ref();
+        if !(400..=699).contains(&status) {
+            f.error(
+                &r.span(),
+                format!("reject status {status} must be a SIP error status, 400 to 699"),
+            );
+            return None;
+        }
+        Some(Target::Reject {
+            status: status as u16,
+            reason: t.reason.as_ref().map(|r| r.get_ref().clone()),
+        })
+    } else if let Some(tr) = &t.trunk {
+        if !*tr.get_ref() {
+            f.error(
+                &tr.span(),
+                "'trunk = false' is not a target (write 'trunk = true' or another target)",
+            );
+            return None;
+        }
+        Some(Target::Trunk)
+    } else {
+        unreachable!("exactly one target kind was checked above")
+    }
+}
+
+fn parse_permissions(
+    f: &mut FileCtx<'_>,
+    raw: Option<&RawPermissions>,
+    default_allow: ClassSet,
+    blocks: &[Block],
+) -> Permissions {
+    let Some(raw) = raw else {
+        return Permissions {
+            allow: default_allow,
+            overrides: Vec::new(),
+        };
+    };
+    let allow = raw
+        .allow
+        .as_ref()
+        .map_or(default_allow, |a| parse_classes(f, a));
+    let mut overrides: Vec<ExtensionPermissions> = Vec::new();
+    for o in &raw.overrides {
+        let line = f.line(&o.extensions.span());
+        if o.extensions.get_ref().is_empty() {
+            f.error(
+                &o.extensions.span(),
+                "an override needs at least one extension",
+            );
+        }
+        let mut exts = Vec::new();
+        for e in o.extensions.get_ref() {
+            let Some(b) = f.parse(e, |s| parse_block(s, true)) else {
+                continue;
+            };
+            let inside = blocks.iter().any(|own| {
+                own.digits() == b.digits() && own.first <= b.first && b.last <= own.last
+            });
+            if !inside {
+                f.error(&e.span(), format!("{b} is not inside this OPD's blocks"));
+            } else if let Some(prev) = overrides
+                .iter()
+                .find(|p| p.extensions.iter().any(|x| x.overlaps(&b)))
+            {
+                f.error(
+                    &e.span(),
+                    format!(
+                        "{b} is already covered by the override on line {}",
+                        prev.line
+                    ),
+                );
+            }
+            exts.push(b);
+        }
+        let allow = parse_classes(f, &o.allow);
+        overrides.push(ExtensionPermissions {
+            extensions: exts,
+            allow,
+            line,
+        });
+    }
+    Permissions { allow, overrides }
+}
+
+/// A list of class names; emergency is always added.
+fn parse_classes(f: &mut FileCtx<'_>, raw: &[Spanned<String>]) -> ClassSet {
+    let mut set = ClassSet::default().with(NumberClass::Emergency);
+    for c in raw {
+        if let Some(class) = f.parse(c, |s| {
+            NumberClass::parse(s).ok_or_else(|| {
+                format!(
+                    "unknown number class '{s}' (internal, emergency, local, national, mobile, international)"
+                )
+            })
+        }) {
+            set = set.with(class);
+        }
+    }
+    set
+}
+
+fn parse_features(f: &mut FileCtx<'_>, raw: Option<&RawFeatures>) -> FeatureCodes {
+    let mut codes = FeatureCodes::default();
+    let Some(raw) = raw else { return codes };
+    let fields = [
+        (&raw.forward_on, &mut codes.forward_on),
+        (&raw.forward_off, &mut codes.forward_off),
+        (&raw.dnd_on, &mut codes.dnd_on),
+        (&raw.dnd_off, &mut codes.dnd_off),
+    ];
+    let mut seen: Vec<(String, usize)> = Vec::new();
+    for (value, slot) in fields {
+        let Some(v) = value else { continue };
+        let ok = f.parse(v, |s| {
+            let digits = s.strip_prefix('*').unwrap_or("");
+            if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+                Ok(s.to_owned())
+            } else {
+                Err(format!("feature code '{s}' must be '*' followed by digits"))
+            }
+        });
+        if let Some(code) = ok {
+            let line = f.line(&v.span());
+            if let Some((_, l)) = seen.iter().find(|(c, _)| *c == code) {
+                f.error(
+                    &v.span(),
+                    format!("feature code {code} is already used on line {l}"),
+                );
+            }
+            seen.push((code.clone(), line));
+            *slot = code;
+        }
+    }
+    codes
+}
+
+/// `FIRST-LAST` (or, with `single`, also one number) of extensions with equal digit count.
+fn parse_block(s: &str, single: bool) -> Result<Block, String> {
+    let (a, b) = match s.split_once('-') {
+        Some((a, b)) => (a.trim(), b.trim()),
+        None if single => (s.trim(), s.trim()),
+        None => {
+            return Err(format!(
+                "block '{s}' must be written FIRST-LAST, e.g. '2300-2499'"
+            ))
+        }
+    };
+    let first: Extension = a
+        .parse()
+        .map_err(|e: crate::types::InvalidIdentifier| format!("block '{s}': {}", e.0))?;
+    let last: Extension = b
+        .parse()
+        .map_err(|e: crate::types::InvalidIdentifier| format!("block '{s}': {}", e.0))?;
+    if a.len() != b.len() {
+        return Err(format!(
+            "block '{s}': both ends must have the same number of digits"
+        ));
+    }
+    if first.value() > last.value() {
+        return Err(format!("block '{s}': the first number is above the last"));
+    }
+    Ok(Block {
+        first: first.value(),
+        last: last.value(),
+    })
+}
+
+/// `host:port` or `[v6]:port`.
+fn parse_host_port(s: &str) -> Result<(String, u16), String> {
+    let bad = || format!("trunk target '{s}' must be host:port, e.g. '127.0.0.1:5090'");
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (h, p) = rest.split_once(']').ok_or_else(bad)?;
+        (h, p.strip_prefix(':').ok_or_else(bad)?)
+    } else {
+        let (h, p) = s.rsplit_once(':').ok_or_else(bad)?;
+        if h.contains(':') {
+            return Err(bad());
+        }
+        (h, p)
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b':');
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if !host_ok || port == 0 {
+        return Err(bad());
+    }
+    Ok((host.to_owned(), port))
+}
+
+/// A number to dial: digits, `*`, `#`, `+`.
+fn dial_string(s: &str, what: &str) -> Result<String, String> {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b"*#+".contains(&b)) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{what} '{s}' must be a number (digits, '*', '#', '+')"
+        ))
+    }
+}
+
+/// A group or schedule name: lowercase letters, digits, `-`, `_`.
+fn name_token(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "name '{s}' must be lowercase letters, digits, '-' or '_'"
+        ))
+    }
+}

@@ -1,0 +1,456 @@
+//! Loader tests: the shipped plans, and one bad file per validation rule with its `file:line`.
+
+use std::path::{Path, PathBuf};
+
+use tempfile::TempDir;
+
+use super::*;
+
+const PROVINCE: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/dialplan/province.toml"
+));
+
+fn shipped() -> Dialplan {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("dialplan");
+    Dialplan::load_dir(&dir).unwrap_or_else(|e| panic!("shipped dialplan fails to load:\n{e}"))
+}
+
+fn ext(s: &str) -> Extension {
+    s.parse().unwrap()
+}
+
+/// A directory with the shipped province.toml and the given files.
+fn dir_with(files: &[(&str, &str)]) -> TempDir {
+    let dir = TempDir::new().unwrap();
+    std::fs::write(dir.path().join("province.toml"), PROVINCE).unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    dir
+}
+
+fn errors_of(dir: &TempDir) -> Vec<DialplanError> {
+    match Dialplan::load_dir(dir.path()) {
+        Ok(_) => panic!("the directory loaded without errors"),
+        Err(DialplanErrors(errors)) => errors,
+    }
+}
+
+/// Asserts that an error names `file` (file name only), `line`, and contains `text`.
+fn assert_error(errors: &[DialplanError], file: &str, line: usize, text: &str) {
+    let found = errors.iter().any(|e| {
+        e.file.file_name().is_some_and(|n| n == file) && e.line == line && e.reason.contains(text)
+    });
+    let all: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    assert!(
+        found,
+        "no error {file}:{line}: …{text}… among:\n{}",
+        all.join("\n")
+    );
+}
+
+const DINKES: &str = r#"code = "dinkes"
+name = "Dinas Kesehatan"
+blocks = ["2300-2499"]
+reception = "2300"
+
+[[rule]]
+pattern = "0"
+to = { extension = "2300" }
+"#;
+
+// ---------------------------------------------------------------------------------------------
+// The shipped plans.
+
+#[test]
+fn shipped_plans_load() {
+    let plan = shipped();
+    assert_eq!(plan.opds().len(), 43);
+    let codes: Vec<&str> = plan.opds().iter().map(|o| o.code.as_str()).collect();
+    let mut sorted = codes.clone();
+    sorted.sort();
+    assert_eq!(codes, sorted, "OPDs are sorted by code");
+
+    let dinkes = plan.opd(&"dinkes".parse().unwrap()).unwrap();
+    assert_eq!(dinkes.name, "Dinas Kesehatan");
+    assert_eq!(dinkes.reception, Some(ext("2300")));
+    assert_eq!(
+        dinkes.blocks,
+        vec![Block {
+            first: 2300,
+            last: 2499
+        }]
+    );
+    assert!(dinkes.file.ends_with("dialplan/dinkes.toml"));
+    assert!(plan.opd(&"nope".parse().unwrap()).is_none());
+
+    let province = plan.province();
+    assert!(province.trunk.host == "127.0.0.1" || province.trunk.host == "::1");
+    assert_eq!(province.outside_prefix, "9");
+    assert_eq!(
+        province.emergency,
+        ["112", "110", "113", "115", "118", "119"]
+    );
+    assert!(!province
+        .default_permissions
+        .contains(NumberClass::International));
+    assert!(province
+        .default_permissions
+        .contains(NumberClass::Emergency));
+    assert_eq!(province.features, FeatureCodes::default());
+}
+
+#[test]
+fn shipped_examples() {
+    let plan = shipped();
+    for opd in plan.opds() {
+        let zero = opd.rules.iter().find(|r| r.pattern.as_str() == "0");
+        let zero = zero.unwrap_or_else(|| panic!("{} has no rule for 0", opd.code));
+        let reception = opd.reception.clone().unwrap();
+        assert_eq!(zero.target, Target::Extension(reception.clone()));
+        assert_eq!(reception.value(), opd.blocks[0].first);
+    }
+    let opd = |c: &str| plan.opd(&c.parse().unwrap()).unwrap();
+
+    let helpdesk = opd("diskominfo").group("helpdesk").unwrap();
+    assert!(matches!(helpdesk.strategy, Strategy::Parallel { .. }));
+    let igd = opd("rsud-doris").group("igd").unwrap();
+    assert_eq!(
+        igd.strategy,
+        Strategy::Sequential {
+            member_timeout_secs: 15
+        }
+    );
+
+    for code in ["setda", "diskominfo"] {
+        let o = opd(code);
+        assert!(
+            o.permissions.allow.contains(NumberClass::National),
+            "{code}"
+        );
+    }
+    let dinkes = opd("dinkes");
+    assert!(dinkes
+        .allowed_classes(&ext("2301"))
+        .contains(NumberClass::Local));
+    assert!(!dinkes
+        .allowed_classes(&ext("2301"))
+        .contains(NumberClass::National));
+    let setda = opd("setda");
+    assert!(setda
+        .allowed_classes(&ext("1001"))
+        .contains(NumberClass::International));
+    assert!(!setda
+        .allowed_classes(&ext("1010"))
+        .contains(NumberClass::International));
+
+    let zero = dinkes
+        .rules
+        .iter()
+        .find(|r| r.pattern.as_str() == "0")
+        .unwrap();
+    assert_eq!(
+        zero.when[0].condition,
+        TimeCondition::Outside("office-hours".into())
+    );
+    let office = plan.province().schedule("office-hours").unwrap();
+    assert!(office.covers(Weekday::Mon, 9 * 60));
+    assert!(!office.covers(Weekday::Sun, 9 * 60));
+}
+
+#[test]
+fn opd_of_finds_the_block_owner() {
+    let plan = shipped();
+    let code_of = |n: &str| plan.opd_of(&ext(n)).map(|o| o.code.as_str().to_owned());
+    assert_eq!(code_of("1000").as_deref(), Some("setda"));
+    assert_eq!(code_of("1199").as_deref(), Some("setda"));
+    assert_eq!(code_of("2399").as_deref(), Some("dinkes"));
+    assert_eq!(code_of("5399").as_deref(), Some("rsud-doris"));
+    assert_eq!(code_of("5800"), None);
+    assert_eq!(code_of("10000"), None, "digit count must match");
+}
+
+#[test]
+fn block_basics() {
+    let b = Block {
+        first: 1000,
+        last: 1199,
+    };
+    assert_eq!(b.to_string(), "1000-1199");
+    assert_eq!(b.len(), 200);
+    assert!(b.contains(&ext("1000")) && b.contains(&ext("1199")));
+    assert!(!b.contains(&ext("1200")) && !b.contains(&ext("10000")));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation errors, each at its file and line.
+
+#[test]
+fn missing_province_is_an_error() {
+    let dir = TempDir::new().unwrap();
+    std::fs::write(dir.path().join("dinkes.toml"), DINKES).unwrap();
+    let errors = errors_of(&dir);
+    assert_error(&errors, "province.toml", 0, "missing");
+}
+
+#[test]
+fn toml_syntax_error_has_a_line() {
+    let dir = dir_with(&[(
+        "dinkes.toml",
+        "code = \"dinkes\"\nname = \"x\"\nblocks = [\"2300-2499\"\n\n",
+    )]);
+    let errors = errors_of(&dir);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].file.file_name().unwrap(), "dinkes.toml");
+    assert!(errors[0].line >= 3, "{}", errors[0]);
+}
+
+#[test]
+fn unknown_key_is_an_error() {
+    let text = DINKES.replace(
+        "reception = \"2300\"",
+        "reception = \"2300\"\ncolour = \"red\"",
+    );
+    let errors = errors_of(&dir_with(&[("dinkes.toml", &text)]));
+    assert_error(&errors, "dinkes.toml", 5, "unknown field `colour`");
+}
+
+#[test]
+fn unknown_target_kind_is_an_error() {
+    let text = DINKES.replace(
+        "to = { extension = \"2300\" }",
+        "to = { voicemail = \"2300\" }",
+    );
+    let errors = errors_of(&dir_with(&[("dinkes.toml", &text)]));
+    assert_error(&errors, "dinkes.toml", 8, "unknown field `voicemail`");
+}
+
+#[test]
+fn file_name_must_match_code() {
+    let errors = errors_of(&dir_with(&[("kesehatan.toml", DINKES)]));
+    assert_error(&errors, "kesehatan.toml", 1, "does not match the file name");
+}
+
+#[test]
+fn malformed_blocks() {
+    for (block, text) in [
+        ("2300", "FIRST-LAST"),
+        ("2499-2300", "first number is above the last"),
+        ("2300-24999", "same number of digits"),
+        ("0100-0199", "starting with 0 or 9"),
+        ("9000-9099", "starting with 0 or 9"),
+        ("23a0-2499", "not an extension number"),
+    ] {
+        let file = DINKES.replace("2300-2499", block);
+        let errors = errors_of(&dir_with(&[("dinkes.toml", &file)]));
+        assert_error(&errors, "dinkes.toml", 3, text);
+    }
+}
+
+#[test]
+fn overlapping_blocks_within_a_file() {
+    let text = DINKES.replace(
+        "blocks = [\"2300-2499\"]",
+        "blocks = [\n  \"2300-2499\",\n  \"2400-2599\",\n]",
+    );
+    let errors = errors_of(&dir_with(&[("dinkes.toml", &text)]));
+    assert_error(&errors, "dinkes.toml", 4, "overlaps block 2400-2599");
+    assert_error(&errors, "dinkes.toml", 5, "overlaps block 2300-2499");
+}
+
+#[test]
+fn overlapping_blocks_across_files_name_both_places() {
+    let disdik = "code = \"disdik\"\nname = \"Dinas Pendidikan\"\n\nblocks = [\"2100-2399\"]\n";
+    let errors = errors_of(&dir_with(&[
+        ("dinkes.toml", DINKES),
+        ("disdik.toml", disdik),
+    ]));
+    assert_error(
+        &errors,
+        "dinkes.toml",
+        3,
+        "overlaps block 2100-2399 of 'disdik'",
+    );
+    assert_error(
+        &errors,
+        "disdik.toml",
+        4,
+        "overlaps block 2300-2499 of 'dinkes'",
+    );
+    assert!(errors.iter().any(|e| e.reason.contains("disdik.toml:4")));
+}
+
+#[test]
+fn duplicate_codes_name_both_places() {
+    let errors = errors_of(&dir_with(&[
+        ("dinkes.toml", DINKES),
+        ("dinkes2.toml", DINKES),
+    ]));
+    assert_error(&errors, "dinkes2.toml", 1, "does not match the file name");
+    assert_error(&errors, "dinkes.toml", 1, "duplicate OPD code 'dinkes'");
+    assert_error(&errors, "dinkes2.toml", 1, "duplicate OPD code 'dinkes'");
+}
+
+#[test]
+fn reception_must_be_in_own_blocks() {
+    let text = DINKES.replace("reception = \"2300\"", "reception = \"2500\"");
+    let errors = errors_of(&dir_with(&[("dinkes.toml", &text)]));
+    assert_error(
+        &errors,
+        "dinkes.toml",
+        4,
+        "reception 2500 is not in this OPD's blocks",
+    );
+}
+
+#[test]
+fn bad_patterns() {
+    for (pattern, text) in [
+        ("_23A", "unknown character 'A'"),
+        ("_23[4-", "not closed"),
+        ("23XX", "start with '_'"),
+    ] {
+        let file = DINKES.replace("pattern = \"0\"", &format!("pattern = \"{pattern}\""));
+        let errors = errors_of(&dir_with(&[("dinkes.toml", &file)]));
+        assert_error(&errors, "dinkes.toml", 7, text);
+    }
+}
+
+#[test]
+fn tied_patterns_are_an_error() {
+    let text = format!(
+        "{DINKES}\n[[rule]]\npattern = \"_23[0-4]X\"\nto = {{ extension = \"2301\" }}\n\n\
+         [[rule]]\npattern = \"_23[4-8]X\"\nto = {{ extension = \"2302\" }}\n\n\
+         [[rule]]\npattern = \"0\"\nto = {{ extension = \"2303\" }}\n"
+    );
+    let errors = errors_of(&dir_with(&[("dinkes.toml", &text)]));
+    assert_error(
+        &errors,
+        "dinkes.toml",
+        15,
+        "ties with '_23[0-4]X' on line 11",
+    );
+    assert_error(
+        &errors,
+        "dinkes.toml",
+        19,
+        "pattern '0' is already used on line 7",
+    );
+    assert_eq!(errors.len(), 2, "{errors:?}");
+
+    // Equal specificity without a common number is fine.
+    let text = text.replace("_23[4-8]X", "_23[5-9]X").replace(
+        "[[rule]]\npattern = \"0\"\nto = { extension = \"2303\" }\n",
+        "",
+    );
+    let dir = dir_with(&[("dinkes.toml", &text)]);
+    Dialplan::load_dir(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn reject_status_must_be_an_error_status() {
+    for status in ["200", "399", "700"] {
+        let text = DINKES.replace(
+            "to = { extension = \"2300\" }",
+            &format!("to = {{ reject = {status} }}"),
+        );
+        let errors = errors_of(&dir_with(&[("dinkes.toml", &text)]));
+        assert_error(&errors, "dinkes.toml", 8, "400 to 699");
+    }
+    let text = DINKES.replace(
+        "to = { extension = \"2300\" }",
+        "to = { reject = 403, reason = \"Dilarang\" }",
+    );
+    let dir = dir_with(&[("dinkes.toml", &text)]);
+    let plan = Dialplan::load_dir(dir.path()).unwrap();
+    let target = &plan.opds()[0].rules[0].target;
+    assert_eq!(
+        *target,
+        Target::Reject {
+            status: 403,
+            reason: Some("Dilarang".into())
+        }
+    );
+}
+
+#[test]
+fn target_references_are_checked() {
+    let text = format!(
+        "{DINKES}\n[[rule]]\npattern = \"2350\"\nto = {{ group = \"nobody\" }}\n\n\
+         [[rule]]\npattern = \"2351\"\nto = {{ extension = \"7777\" }}\n\n\
+         [[rule]]\npattern = \"2352\"\nto = {{ extension = \"2300\", trunk = true }}\n\n\
+         [[rule]]\npattern = \"2353\"\nto = {{ extension = \"2300\" }}\n\
+         when = [{{ during = \"siesta\", to = {{ extension = \"2301\" }} }}]\n"
+    );
+    let errors = errors_of(&dir_with(&[("dinkes.toml", &text)]));
+    assert_error(&errors, "dinkes.toml", 12, "unknown group 'nobody'");
+    assert_error(
+        &errors,
+        "dinkes.toml",
+        16,
+        "extension 7777 is in no OPD's block",
+    );
+    assert_error(&errors, "dinkes.toml", 20, "exactly one of");
+    assert_error(&errors, "dinkes.toml", 25, "unknown schedule 'siesta'");
+}
+
+#[test]
+fn bad_permission_class() {
+    let text = format!("{DINKES}\n[permissions]\nallow = [\"internal\", \"galactic\"]\n");
+    let errors = errors_of(&dir_with(&[("dinkes.toml", &text)]));
+    assert_error(
+        &errors,
+        "dinkes.toml",
+        11,
+        "unknown number class 'galactic'",
+    );
+}
+
+#[test]
+fn province_errors_have_lines() {
+    let dir = TempDir::new().unwrap();
+    let bad = PROVINCE
+        .replace("pattern = \"_08.\"", "pattern = \"_0[8\"")
+        .replace("transport = \"udp\"", "transport = \"carrier-pigeon\"");
+    std::fs::write(dir.path().join("province.toml"), &bad).unwrap();
+    let errors = errors_of(&dir);
+    let line_of = |needle: &str| bad.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    assert_error(&errors, "province.toml", line_of("_0[8"), "not closed");
+    assert_error(
+        &errors,
+        "province.toml",
+        line_of("carrier-pigeon"),
+        "not a transport",
+    );
+}
+
+#[test]
+fn all_errors_of_a_directory_are_collected_and_other_files_ignored() {
+    let bad_reception = DINKES.replace("reception = \"2300\"", "reception = \"2500\"");
+    let disdik = "code = \"disdik\"\nname = \"Dinas Pendidikan\"\nblocks = [\"2100-2299\"]\n\
+                  [[rule]]\npattern = \"_21[\"\nto = { trunk = true }\n";
+    let dir = dir_with(&[
+        ("dinkes.toml", &bad_reception),
+        ("disdik.toml", disdik),
+        ("README.md", "not toml at all ["),
+        ("dinkes.toml.bak", "also [ not toml"),
+    ]);
+    let errors = errors_of(&dir);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert_error(&errors, "dinkes.toml", 4, "reception");
+    assert_error(&errors, "disdik.toml", 5, "not closed");
+    let shown = DialplanErrors(errors).to_string();
+    assert_eq!(shown.lines().count(), 2);
+    assert!(shown.lines().all(|l| l.contains(".toml:")), "{shown}");
+}
+
+#[test]
+fn error_display_is_file_colon_line() {
+    let e = DialplanError {
+        file: PathBuf::from("dialplan/dinkes.toml"),
+        line: 7,
+        reason: "bad".into(),
+    };
+    assert_eq!(e.to_string(), "dialplan/dinkes.toml:7: bad");
+}

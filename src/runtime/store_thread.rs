@@ -1,0 +1,158 @@
+//! The store thread: the switch's own SQLite connection, off the async runtime.
+//!
+//! It applies binding changes in batches (one transaction per batch, however many REGISTERs
+//! produced them), polls `PRAGMA data_version` twice a second and, when another connection
+//! (the CLI) committed, reloads the extension directory and sends it to the driver; and once a
+//! minute it deletes expired registrations. On shutdown it writes what is still queued.
+
+use std::net::SocketAddr;
+use std::sync::mpsc as std_mpsc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::{account_of, Input};
+use crate::registrar::{Accounts, Binding, Change, Now};
+use crate::sip::headers::NameAddr;
+use crate::store::{RegistrationOp, RegistrationRecord, Store};
+use crate::types::Extension;
+
+const POLL: Duration = Duration::from_millis(500);
+const PURGE_EVERY: Duration = Duration::from_secs(60);
+
+pub(crate) enum Command {
+    Changes(Vec<Change>),
+    Shutdown,
+}
+
+pub(crate) struct Handle {
+    tx: std_mpsc::Sender<Command>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Handle {
+    pub(crate) fn sender(&self) -> std_mpsc::Sender<Command> {
+        self.tx.clone()
+    }
+
+    /// Asks the thread to write what is queued and stop, and waits for it.
+    pub(crate) async fn finish(self) {
+        let _ = self.tx.send(Command::Shutdown);
+        let _ = tokio::task::spawn_blocking(move || self.thread.join()).await;
+    }
+}
+
+pub(crate) fn spawn(store: Store, driver: mpsc::Sender<Input>) -> Handle {
+    let (tx, rx) = std_mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("tambun-store".into())
+        .spawn(move || run(store, rx, driver))
+        // Holds: spawning a thread fails only when the OS is out of resources at startup.
+        .expect("cannot start the store thread");
+    Handle { tx, thread }
+}
+
+fn run(mut store: Store, rx: std_mpsc::Receiver<Command>, driver: mpsc::Sender<Input>) {
+    let mut version = store.data_version().unwrap_or(0);
+    let mut last_poll = Instant::now();
+    let mut last_purge = Instant::now();
+    loop {
+        let mut ops = Vec::new();
+        let mut stop = false;
+        match rx.recv_timeout(POLL) {
+            Ok(Command::Changes(c)) => ops.extend(c.into_iter().map(op_of)),
+            Ok(Command::Shutdown) => stop = true,
+            Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => stop = true,
+        }
+        // Batch whatever else is already queued.
+        while let Ok(cmd) = rx.try_recv() {
+            match cmd {
+                Command::Changes(c) => ops.extend(c.into_iter().map(op_of)),
+                Command::Shutdown => stop = true,
+            }
+        }
+        if !ops.is_empty() {
+            if let Err(e) = store.apply_registration_batch(&ops) {
+                tracing::error!(error = %e, count = ops.len(), "cannot save registrations");
+            }
+        }
+        if stop {
+            return;
+        }
+        if last_poll.elapsed() >= POLL {
+            last_poll = Instant::now();
+            match store.data_version() {
+                Ok(v) if v != version => {
+                    version = v;
+                    match store.extensions(None) {
+                        Ok(list) => {
+                            let accounts = Accounts::new(list.iter().map(account_of).collect());
+                            if driver.blocking_send(Input::Accounts(accounts)).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => tracing::error!(error = %e, "cannot reload extensions"),
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "cannot poll the database"),
+            }
+        }
+        if last_purge.elapsed() >= PURGE_EVERY {
+            last_purge = Instant::now();
+            let now = super::now().unix as i64;
+            if let Err(e) = store.purge_expired_registrations(now) {
+                tracing::error!(error = %e, "cannot purge expired registrations");
+            }
+        }
+    }
+}
+
+/// The stored form of a binding change. The store's `contact_uri` column holds the binding's
+/// key (the contact URI, or the `+sip.instance`/`reg-id` for RFC 5626 phones) and
+/// `contact_header` the `<uri>;params` to list.
+fn op_of(change: Change) -> RegistrationOp {
+    match change {
+        Change::Upsert(extension, b) => RegistrationOp::Upsert(RegistrationRecord {
+            extension,
+            contact_uri: b.key.clone(),
+            contact_header: format!("<{}>{}", b.uri, b.params),
+            instance_id: b.instance.clone(),
+            reg_id: b.reg_id,
+            source: b.source.to_string(),
+            transport: b.transport,
+            user_agent: b.user_agent.clone(),
+            call_id: b.call_id.clone(),
+            cseq: b.cseq,
+            expires_at: b.expires_unix,
+        }),
+        Change::Remove { extension, key } => RegistrationOp::Delete {
+            extension,
+            contact_uri: key,
+        },
+        Change::RemoveAll { extension } => RegistrationOp::DeleteAll { extension },
+    }
+}
+
+/// A stored registration back as a binding; `None` when the row no longer parses.
+pub(crate) fn binding_of(r: RegistrationRecord, now: Now) -> Option<(Extension, Binding)> {
+    let addr = NameAddr::parse(&r.contact_header).ok()?;
+    let source: SocketAddr = r.source.parse().ok()?;
+    let binding = Binding {
+        key: r.contact_uri.clone(),
+        uri: addr.uri.to_string(),
+        params: addr.params.as_str().trim().to_string(),
+        instance: r.instance_id.clone(),
+        reg_id: r.reg_id,
+        source,
+        transport: r.transport,
+        conn: None,
+        user_agent: r.user_agent.clone(),
+        call_id: r.call_id.clone(),
+        cseq: r.cseq,
+        expires_at: now.instant_at(r.expires_at),
+        expires_unix: r.expires_at,
+    };
+    Some((r.extension, binding))
+}

@@ -1,0 +1,47 @@
+//! The schema, as an ordered list of migrations. Migration `i` (0-based) brings the database
+//! from `PRAGMA user_version = i` to `i + 1`. Never edit a shipped migration: append a new one.
+
+/// Each entry is one SQL batch, run inside its own transaction.
+pub(super) const MIGRATIONS: &[&str] = &[
+    // 1: meta, OPDs, extensions (HA1 per algorithm, never a password), registrations.
+    r#"
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY NOT NULL,
+        value TEXT NOT NULL
+    ) STRICT;
+
+    CREATE TABLE opds (
+        code   TEXT PRIMARY KEY NOT NULL,
+        name   TEXT NOT NULL,
+        blocks TEXT NOT NULL            -- JSON array of "first-last" strings
+    ) STRICT;
+
+    CREATE TABLE extensions (
+        number     TEXT PRIMARY KEY NOT NULL,
+        opd        TEXT NOT NULL,
+        name       TEXT NOT NULL DEFAULT '',
+        ha1_md5    TEXT NOT NULL,
+        ha1_sha256 TEXT NOT NULL,
+        enabled    INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX extensions_opd ON extensions (opd, number);
+
+    CREATE TABLE registrations (
+        extension      TEXT NOT NULL REFERENCES extensions (number) ON DELETE CASCADE,
+        contact_uri    TEXT NOT NULL,
+        contact_header TEXT NOT NULL,
+        instance_id    TEXT,
+        reg_id         INTEGER,
+        source         TEXT NOT NULL,
+        transport      TEXT NOT NULL,
+        user_agent     TEXT NOT NULL DEFAULT '',
+        call_id        TEXT NOT NULL,
+        cseq           INTEGER NOT NULL,
+        expires_at     INTEGER NOT NULL,
+        PRIMARY KEY (extension, contact_uri)
+    ) STRICT;
+    CREATE INDEX registrations_expires_at ON registrations (expires_at);
+    "#,
+];

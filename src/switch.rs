@@ -1,0 +1,319 @@
+//! The switch core: one sans-IO state machine that takes every SIP message the transports
+//! receive and decides what to send back. It parses and validates the message, runs it through
+//! the server transaction layer (retransmissions are answered from the transaction), and hands
+//! new requests to their handler: REGISTER to the [`Registrar`], OPTIONS answered by the switch
+//! itself; the proxy joins here in the calls issue.
+//!
+//! Inputs: `handle_datagram`, `handle_stream_message`, `handle_timeout`, `handle_accounts`.
+//! Outputs: `poll_transmit`, `drain_changes` (bindings for the store), `poll_timeout`.
+//! No sockets, no clock, no database: [`crate::runtime`] drives it.
+
+use std::collections::VecDeque;
+use std::hash::{Hash, Hasher};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::registrar::{self, Accounts, Change, Now, Registrar, Source};
+use crate::sip::message::{HeaderName, Limits, Message, Method, ParseError};
+use crate::sip::response;
+use crate::sip::transaction::{
+    Peer, RequestDisposition, ServerTransactions, Timers, TransactionKey, Transmit, TxMethod,
+};
+use crate::types::{Extension, OpdCode, Transport};
+
+/// What the switch supports, advertised in OPTIONS answers.
+const ALLOW: &str = "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER";
+
+/// How often nonce-counts of expired nonces are forgotten.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// A live registration, as the admin API lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RegistrationView {
+    pub extension: Extension,
+    pub opd: Option<OpdCode>,
+    pub contact: String,
+    pub source: String,
+    pub transport: Transport,
+    pub user_agent: String,
+    pub expires_in: u64,
+}
+
+/// Counters for logs and, later, metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    pub received: u64,
+    pub parse_errors: u64,
+    pub retransmissions_absorbed: u64,
+}
+
+pub struct Switch {
+    limits: Limits,
+    transactions: ServerTransactions,
+    registrar: Registrar,
+    transmits: VecDeque<Transmit>,
+    next_prune: Option<Instant>,
+    pub stats: Stats,
+}
+
+impl Switch {
+    pub fn new(limits: Limits, registrar: Registrar) -> Switch {
+        Switch {
+            limits,
+            transactions: ServerTransactions::new(Timers::default()),
+            registrar,
+            transmits: VecDeque::new(),
+            next_prune: None,
+            stats: Stats::default(),
+        }
+    }
+
+    /// A UDP datagram. Keep-alives and noise are ignored.
+    pub fn handle_datagram(&mut self, data: Bytes, peer: Peer, now: Now) {
+        if crate::sip::message::is_datagram_keepalive(&data) {
+            return;
+        }
+        self.stats.received += 1;
+        match Message::parse_datagram(data, &self.limits) {
+            Ok(msg) => self.handle_message(msg, peer, now),
+            Err(e) => {
+                self.stats.parse_errors += 1;
+                tracing::debug!(%peer.addr, error = %e, "unparseable datagram dropped");
+            }
+        }
+    }
+
+    /// One message framed off a stream (TCP/TLS) connection.
+    pub fn handle_stream_message(&mut self, data: Bytes, peer: Peer, now: Now) {
+        self.stats.received += 1;
+        match Message::parse_framed(data, &self.limits) {
+            Ok(msg) => self.handle_message(msg, peer, now),
+            Err(e) => {
+                self.stats.parse_errors += 1;
+                tracing::debug!(%peer.addr, error = %e, "unparseable stream message dropped");
+            }
+        }
+    }
+
+    fn handle_message(&mut self, msg: Message, peer: Peer, now: Now) {
+        if !msg.is_request() {
+            // The switch sends no requests yet, so no response is ours: drop (RFC 3261 §18.1.2).
+            if let Err(e) = msg.validate_response() {
+                tracing::debug!(%peer.addr, error = %e, "malformed response dropped");
+            }
+            return;
+        }
+        if let Err(e) = msg.validate_request() {
+            self.stats.parse_errors += 1;
+            self.reject_malformed(&msg, &e, peer);
+            return;
+        }
+        let Some(key) = transaction_key(&msg) else {
+            return;
+        };
+        match self.transactions.handle_request(&key, now.instant) {
+            RequestDisposition::New => {}
+            RequestDisposition::Retransmission(resend) => {
+                self.stats.retransmissions_absorbed += 1;
+                if let Some(bytes) = resend {
+                    self.transmits.push_back(Transmit { peer, bytes });
+                }
+                return;
+            }
+            RequestDisposition::AckForInvite | RequestDisposition::AckNoTransaction => return,
+        }
+        let (status, headers) = self.handle_new_request(&msg, peer, now);
+        let bytes = response::build(&msg, peer.addr, status, Some(&to_tag(&msg)), &headers, None);
+        if let Some(t) = self
+            .transactions
+            .send_response(&key, status, bytes, peer, now.instant)
+        {
+            self.transmits.push_back(t);
+        }
+    }
+
+    /// Answers a request that parsed but is malformed (400, 505 …), statelessly.
+    fn reject_malformed(&mut self, msg: &Message, e: &ParseError, peer: Peer) {
+        if matches!(msg.method(), Some(Method::Ack)) || msg.top_via().is_err() {
+            return;
+        }
+        tracing::debug!(%peer.addr, error = %e, "malformed request rejected");
+        let warning = format!("Warning: 399 tambun \"{}\"", e.to_string().replace('"', "'"));
+        let bytes = response::build(msg, peer.addr, e.status(), None, &[warning], None);
+        self.transmits.push_back(Transmit { peer, bytes });
+    }
+
+    /// A new request the switch must answer itself: (status, extra header lines).
+    fn handle_new_request(&mut self, msg: &Message, peer: Peer, now: Now) -> (u16, Vec<String>) {
+        let Some(method) = msg.method() else {
+            return (500, Vec::new());
+        };
+        // The switch acts as the UAS here: any Require extension is unsupported (RFC 3261 §8.2.2.3).
+        if !matches!(method, Method::Ack | Method::Cancel) {
+            let required: Vec<&str> = msg.values(HeaderName::Require).collect();
+            if !required.is_empty() {
+                return (420, vec![format!("Unsupported: {}", required.join(", "))]);
+            }
+        }
+        let scheme_ok = msg
+            .request_uri()
+            .and_then(|u| crate::sip::headers::Uri::parse(u).ok())
+            .is_some_and(|u| u.sip().is_some());
+        if !scheme_ok {
+            return (416, Vec::new());
+        }
+        match method {
+            Method::Register => {
+                let src = Source {
+                    addr: peer.addr,
+                    transport: peer.transport,
+                    conn: peer.conn,
+                };
+                let reply = self.registrar.handle_register(msg, src, now);
+                if reply.status == 401 {
+                    let user = msg
+                        .to()
+                        .ok()
+                        .and_then(|t| crate::sip::headers::Uri::parse(t.uri).ok())
+                        .and_then(|u| u.sip().and_then(|s| s.user.map(str::to_string)))
+                        .unwrap_or_default();
+                    if msg.header(HeaderName::Authorization).is_some() {
+                        // One line per failed attempt, readable by fail2ban-style tools.
+                        tracing::info!(target: "tambun::auth", "auth failure from {} for extension '{}'", peer.addr.ip(), user);
+                    }
+                }
+                (reply.status, reply.headers)
+            }
+            Method::Options => (
+                200,
+                vec![
+                    ALLOW.to_string(),
+                    "Accept: application/sdp".to_string(),
+                    "Supported: ".to_string() + "outbound",
+                ],
+            ),
+            Method::Cancel => (481, Vec::new()),
+            _ => (501, vec![ALLOW.to_string()]),
+        }
+    }
+
+    /// Timers are due.
+    pub fn handle_timeout(&mut self, now: Now) {
+        self.transactions.handle_timeout(now.instant);
+        while let Some(t) = self.transactions.poll_transmit() {
+            self.transmits.push_back(t);
+        }
+        while self.transactions.poll_event().is_some() {}
+        self.registrar.location.handle_timeout(now.instant);
+        if self.next_prune.is_none_or(|t| t <= now.instant) {
+            self.registrar.authn.prune(now.unix);
+            self.next_prune = Some(now.instant + PRUNE_EVERY);
+        }
+    }
+
+    /// When [`Self::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.transactions.poll_timeout(),
+            self.registrar.location.poll_timeout(),
+            self.next_prune,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// Binding changes for the durable copy.
+    pub fn drain_changes(&mut self) -> Vec<Change> {
+        self.registrar.location.drain_changes()
+    }
+
+    /// The extension directory changed (the store was edited).
+    pub fn handle_accounts(&mut self, accounts: Accounts) {
+        self.registrar.handle_accounts(accounts);
+    }
+
+    /// Puts bindings loaded from the store back into the location service; expired ones are
+    /// skipped.
+    pub fn restore_bindings(&mut self, bindings: Vec<(Extension, registrar::Binding)>, now: Now) {
+        for (ext, b) in bindings {
+            if b.expires_unix > now.unix as i64 && self.registrar.accounts().is_active(&ext) {
+                self.registrar.location.upsert(&ext, b, false);
+            }
+        }
+    }
+
+    /// Live registrations for the operator.
+    pub fn registrations(&self, opd: Option<&OpdCode>, now: Instant) -> Vec<RegistrationView> {
+        self.registrar
+            .location
+            .all()
+            .into_iter()
+            .map(|(ext, b)| RegistrationView {
+                extension: ext.clone(),
+                opd: self.registrar.accounts().get(ext).map(|a| a.opd.clone()),
+                contact: format!("<{}>{}", b.uri, b.params),
+                source: b.source.to_string(),
+                transport: b.transport,
+                user_agent: b.user_agent.clone(),
+                expires_in: b.seconds_left(now),
+            })
+            .filter(|r| opd.is_none() || r.opd.as_ref() == opd)
+            .collect()
+    }
+
+    pub fn registration_count(&self) -> usize {
+        self.registrar.location.len()
+    }
+
+    pub fn transaction_count(&self) -> usize {
+        self.transactions.len()
+    }
+}
+
+/// The server transaction key of a request (RFC 3261 §17.2.3), with the RFC 2543 fallback for
+/// branches without the magic cookie.
+fn transaction_key(msg: &Message) -> Option<TransactionKey> {
+    let via = msg.top_via().ok()?;
+    let method = TxMethod::from_token(msg.method()?.as_str());
+    let sent_by = via.sent_by();
+    match via.branch() {
+        Some(b) if b.starts_with(TransactionKey::MAGIC_COOKIE) && b.len() > 7 => {
+            Some(TransactionKey::new(b, &sent_by, method))
+        }
+        _ => {
+            // RFC 2543: Request-URI, From tag, Call-ID, CSeq number and top Via identify it.
+            let from_tag = msg.from().ok().and_then(|f| f.tag()).unwrap_or("");
+            let synthetic = format!(
+                "2543|{}|{}|{}|{}",
+                msg.request_uri().unwrap_or(""),
+                from_tag,
+                msg.call_id().ok()?,
+                msg.cseq().ok()?.seq
+            );
+            Some(TransactionKey::new(synthetic, &sent_by, method))
+        }
+    }
+}
+
+/// A To-tag that is the same for every retransmission of a request.
+fn to_tag(msg: &Message) -> String {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    msg.call_id().unwrap_or("").hash(&mut h);
+    msg.from().ok().and_then(|f| f.tag()).hash(&mut h);
+    format!("tb{:012x}", h.finish() & 0xffff_ffff_ffff)
+}
+
+/// Convenience for tests and the runtime: a peer on a transport.
+pub fn peer(addr: std::net::SocketAddr, transport: Transport, conn: Option<u64>) -> Peer {
+    Peer {
+        addr,
+        transport,
+        conn,
+    }
+}
