@@ -5,7 +5,9 @@
 mod common;
 
 use common::sip::{Conn, Msg, RegisterSpec, Ua};
-use common::{json_str, Switch};
+use std::time::Duration;
+
+use common::{json_str, Switch, SwitchOptions};
 
 /// The shape of a 401: status, reason, header names (sorted) and each challenge without its
 /// nonce.
@@ -57,8 +59,7 @@ fn assert_challenge(msg: &Msg, what: &str) {
 
 #[test]
 fn unknown_extension_and_wrong_password_get_the_same_challenge() {
-    let switch = Switch::start();
-    switch.add_ext("1000", "setda", "rahasia1000");
+    let switch = Switch::start_with_extensions(&[("1000", "setda", "rahasia1000")]);
     // 1000 with a wrong password; 1001 is inside setda's block but not provisioned; 7777 is in
     // no block; "admin" is not even a number
     let mut uas = [
@@ -121,8 +122,7 @@ fn unknown_extension_and_wrong_password_get_the_same_challenge() {
 
 #[test]
 fn md5_and_sha256_both_register() {
-    let switch = Switch::start();
-    switch.add_ext("1100", "setda", "rahasia1100");
+    let switch = Switch::start_with_extensions(&[("1100", "setda", "rahasia1100")]);
     for sha in [false, true] {
         let mut ua = Ua::new(Conn::udp(switch.sip), "1100", "rahasia1100");
         ua.prefer_sha256 = sha;
@@ -141,8 +141,7 @@ fn md5_and_sha256_both_register() {
 
 #[test]
 fn replayed_nonce_count_is_refused() {
-    let switch = Switch::start();
-    switch.add_ext("1101", "setda", "rahasia1101");
+    let switch = Switch::start_with_extensions(&[("1101", "setda", "rahasia1101")]);
     let mut ua = Ua::new(Conn::udp(switch.sip), "1101", "rahasia1101");
     let spec = RegisterSpec::one(&ua.contact_uri(""), 300);
     ua.register_plain(&spec);
@@ -209,8 +208,7 @@ fn assert_lists(msg: &Msg, want: &[(&str, u32)]) {
 
 #[test]
 fn several_contacts_expiry_query_and_wildcard_removal() {
-    let switch = Switch::start();
-    switch.add_ext("1102", "setda", "rahasia1102");
+    let switch = Switch::start_with_extensions(&[("1102", "setda", "rahasia1102")]);
     let mut ua = Ua::new(Conn::udp(switch.sip), "1102", "rahasia1102");
     let a = ua.contact_uri("a");
     let b = ua.contact_uri("b");
@@ -281,8 +279,7 @@ fn several_contacts_expiry_query_and_wildcard_removal() {
 
 #[test]
 fn too_short_expiry_gets_423_with_min_expires() {
-    let switch = Switch::start();
-    switch.add_ext("1103", "setda", "rahasia1103");
+    let switch = Switch::start_with_extensions(&[("1103", "setda", "rahasia1103")]);
     let mut ua = Ua::new(Conn::udp(switch.sip), "1103", "rahasia1103");
     let contact = ua.contact_uri("");
     let msg = ua.register(&RegisterSpec::one(&contact, 1));
@@ -312,8 +309,7 @@ fn too_short_expiry_gets_423_with_min_expires() {
 
 #[test]
 fn regs_shows_source_transport_and_user_agent() {
-    let switch = Switch::start();
-    switch.add_ext("2300", "dinkes", "rahasia2300");
+    let switch = Switch::start_with_extensions(&[("2300", "dinkes", "rahasia2300")]);
     let mut udp = Ua::new(Conn::udp(switch.sip), "2300", "rahasia2300");
     udp.user_agent = "Itest-Phone/1.0 (udp)".into();
     assert_eq!(udp.register_self(600).status, 200);
@@ -343,4 +339,39 @@ fn regs_shows_source_transport_and_user_agent() {
         let left = r["expires_in"].as_u64().unwrap_or(0);
         assert!((590..=600).contains(&left), "{r}");
     }
+}
+
+#[test]
+fn expired_nonce_gets_a_stale_challenge() {
+    // nonces live 2 s here (`[registrar] nonce_lifetime_secs`), so the test need not wait 5 min
+    let mut switch = Switch::create(SwitchOptions {
+        config_toml: Some("[registrar]\nnonce_lifetime_secs = 2\n".into()),
+        ..SwitchOptions::default()
+    });
+    switch.add_ext("1104", "setda", "rahasia1104");
+    switch.launch();
+    let mut ua = Ua::new(Conn::udp(switch.sip), "1104", "rahasia1104");
+    let spec = RegisterSpec::one(&ua.contact_uri(""), 300);
+    ua.register_plain(&spec);
+    let old = ua.last_challenge.clone().expect("challenge");
+    assert_eq!(ua.register_with_last_challenge(&spec).status, 200);
+    std::thread::sleep(Duration::from_millis(3_200));
+    // right credentials, expired nonce: 401 with stale=true and a fresh nonce
+    let msg = ua.register_with_last_challenge(&spec);
+    assert_eq!(msg.status, 401, "{}", msg.text());
+    let challenges = msg.challenges();
+    assert!(!challenges.is_empty());
+    for c in &challenges {
+        assert!(c.stale, "expected stale=true\n{}", msg.text());
+        assert_ne!(c.nonce, old.nonce);
+    }
+    // answering the fresh challenge works
+    let msg = ua.register_with_last_challenge(&spec);
+    assert_eq!(msg.status, 200, "{}", msg.text());
+    // wrong credentials on an expired nonce are not told apart: never 403/404/200, and no
+    // stale flag that would confirm the password was right
+    std::thread::sleep(Duration::from_millis(3_200));
+    ua.password = "salah-sekali".into();
+    let msg = ua.register_with_last_challenge(&spec);
+    assert_eq!(msg.status, 401, "{}", msg.text());
 }

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use common::peers::{run_sipp, sipp_scenario};
-use common::{json_str, Switch};
+use common::{json_str, Switch, SwitchOptions};
 
 /// The OPD that owns `number` in the shipped dialplan.
 fn opd_of(number: u32) -> &'static str {
@@ -43,8 +43,11 @@ fn import(switch: &Switch, numbers: &[u32]) -> std::path::PathBuf {
     inf_path
 }
 
-fn register_all(switch: &mut Switch, numbers: &[u32], transport: &str, rate: u32) {
-    let inf = import(switch, numbers);
+/// Imports `numbers` into a new switch's DB, starts it, and lets SIPp register them all.
+fn register_all(numbers: &[u32], transport: &str, rate: u32) {
+    let mut switch = Switch::create(SwitchOptions::default());
+    let inf = import(&switch, numbers);
+    switch.launch();
     let calls = numbers.len().to_string();
     let rate = rate.to_string();
     let run = run_sipp(
@@ -121,14 +124,12 @@ fn register_all(switch: &mut Switch, numbers: &[u32], transport: &str, rate: u32
 
 #[test]
 fn sipp_registers_500_imported_extensions_over_udp() {
-    let mut switch = Switch::start();
     let numbers: Vec<u32> = (1000..1500).collect();
-    register_all(&mut switch, &numbers, "u1", 200);
+    register_all(&numbers, "u1", 200);
 }
 
 #[test]
 fn sipp_registers_100_imported_extensions_over_tcp() {
-    let mut switch = Switch::start();
     let numbers: Vec<u32> = (2300..2400).collect();
-    register_all(&mut switch, &numbers, "t1", 100);
+    register_all(&numbers, "t1", 100);
 }

@@ -9,10 +9,11 @@ use common::{json_str, Switch};
 
 #[test]
 fn registrations_survive_a_restart() {
-    let mut switch = Switch::start();
-    switch.add_ext("1000", "setda", "rahasia1000");
-    switch.add_ext("2300", "dinkes", "rahasia2300");
-    switch.add_ext("3500", "diskominfo", "rahasia3500");
+    let mut switch = Switch::start_with_extensions(&[
+        ("1000", "setda", "rahasia1000"),
+        ("2300", "dinkes", "rahasia2300"),
+        ("3500", "diskominfo", "rahasia3500"),
+    ]);
     let mut a = Ua::new(Conn::udp(switch.sip), "1000", "rahasia1000");
     let mut b = Ua::new(Conn::udp(switch.sip), "2300", "rahasia2300");
     let mut c = Ua::new(Conn::udp(switch.sip), "3500", "rahasia3500");

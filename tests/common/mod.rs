@@ -15,7 +15,6 @@ pub mod peers;
 pub mod sip;
 
 use std::fs;
-use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -144,7 +143,26 @@ impl Switch {
         Switch::start_with(SwitchOptions::default())
     }
 
+    /// Starts a switch whose DB already holds `extensions` (number, OPD, password), added with
+    /// the CLI before the switch starts.
+    pub fn start_with_extensions(extensions: &[(&str, &str, &str)]) -> Switch {
+        let mut switch = Switch::create(SwitchOptions::default());
+        for (number, opd, password) in extensions {
+            switch.add_ext(number, opd, password);
+        }
+        switch.launch();
+        switch
+    }
+
     pub fn start_with(opts: SwitchOptions) -> Switch {
+        let mut switch = Switch::create(opts);
+        switch.launch();
+        switch
+    }
+
+    /// Prepares the temp dir (empty DB path, copy of the shipped dialplan) and picks ports,
+    /// without starting anything: the CLI can fill the DB first. [`Switch::launch`] starts it.
+    pub fn create(opts: SwitchOptions) -> Switch {
         let dir = tempfile::Builder::new()
             .prefix("tambun-itest.")
             .tempdir()
@@ -162,8 +180,16 @@ impl Switch {
             child: None,
             logs: Vec::new(),
         };
-        switch.spawn_on_free_ports();
+        switch.sip = SocketAddr::from(([127, 0, 0, 1], free_udp_tcp_port(&[])));
+        switch.admin = SocketAddr::from(([127, 0, 0, 1], free_tcp_port()));
         switch
+    }
+
+    /// Starts `tambun serve` (after [`Switch::create`]).
+    pub fn launch(&mut self) {
+        if self.spawn().is_err() {
+            self.spawn_on_free_ports();
+        }
     }
 
     /// The test's temp dir (DB, dialplan, logs).
@@ -411,7 +437,7 @@ impl Drop for Switch {
             // the last 200 lines are enough to see what happened
             let lines: Vec<&str> = text.lines().collect();
             let tail = &lines[lines.len().saturating_sub(200)..];
-            let _ = writeln!(std::io::stderr(), "{}", tail.join("\n"));
+            eprintln!("{}", tail.join("\n"));
         }
     }
 }
