@@ -48,8 +48,7 @@ fn ext_add_lets_a_new_extension_register() {
 
 #[test]
 fn ext_passwd_refuses_the_old_password() {
-    let switch = Switch::start();
-    switch.add_ext("1901", "kesbangpol", "lama-1901");
+    let switch = Switch::start_with_extensions(&[("1901", "kesbangpol", "lama-1901")]);
     assert_eq!(try_register(&switch, "1901", "lama-1901"), 200);
     switch.cli_ok(&["ext", "passwd", "1901", "--password", "baru-1901"]);
     observed("ext passwd (old password refused)", || {
@@ -62,8 +61,7 @@ fn ext_passwd_refuses_the_old_password() {
 
 #[test]
 fn ext_disable_refuses_and_drops_registrations_and_enable_restores() {
-    let switch = Switch::start();
-    switch.add_ext("1902", "kesbangpol", "rahasia1902");
+    let switch = Switch::start_with_extensions(&[("1902", "kesbangpol", "rahasia1902")]);
     assert_eq!(try_register(&switch, "1902", "rahasia1902"), 200);
     assert_eq!(switch.regs_of("1902").len(), 1);
     switch.cli_ok(&["ext", "disable", "1902"]);
@@ -82,9 +80,10 @@ fn ext_disable_refuses_and_drops_registrations_and_enable_restores() {
 
 #[test]
 fn ext_rm_refuses_and_drops_registrations() {
-    let switch = Switch::start();
-    switch.add_ext("1903", "kesbangpol", "rahasia1903");
-    switch.add_ext("1904", "kesbangpol", "rahasia1904");
+    let switch = Switch::start_with_extensions(&[
+        ("1903", "kesbangpol", "rahasia1903"),
+        ("1904", "kesbangpol", "rahasia1904"),
+    ]);
     assert_eq!(try_register(&switch, "1903", "rahasia1903"), 200);
     assert_eq!(try_register(&switch, "1904", "rahasia1904"), 200);
     switch.cli_ok(&["ext", "rm", "1903"]);
