@@ -107,7 +107,7 @@ step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy "${LOCKED[@]}" --all-targets -- -D warnings
 step "build (binary and tests)" cargo build "${LOCKED[@]}" --all-targets
 # shellcheck disable=SC2086 # TEST_ARGS is a list of words
-step "cargo test --all-targets" cargo test "${LOCKED[@]}" --all-targets -- ${TEST_ARGS:-}
+step "cargo test --all-targets" cargo test "${LOCKED[@]}" --no-fail-fast --all-targets -- ${TEST_ARGS:-}
 step "cargo test --doc" cargo test "${LOCKED[@]}" --doc
 step "cargo bench --no-run" cargo bench "${LOCKED[@]}" --no-run
 step "fuzz targets" fuzz_build

@@ -340,6 +340,7 @@ impl Switch {
     /// Runs `tambun` with the global options `--db` and `--dialplan` first.
     pub fn cli(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new(TAMBUN);
+        clear_tambun_env(&mut cmd);
         cmd.current_dir(self.dir.path())
             .env("NO_COLOR", "1")
             .arg("--db")
@@ -439,6 +440,14 @@ impl Drop for Switch {
             let tail = &lines[lines.len().saturating_sub(200)..];
             eprintln!("{}", tail.join("\n"));
         }
+    }
+}
+
+/// Removes the `TAMBUN_*` variables the CLI reads, so the caller's environment cannot point a
+/// test at another DB, config or switch.
+fn clear_tambun_env(cmd: &mut Command) {
+    for var in ["TAMBUN_DB", "TAMBUN_ADMIN", "TAMBUN_DIALPLAN", "TAMBUN_CONFIG"] {
+        cmd.env_remove(var);
     }
 }
 
