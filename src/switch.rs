@@ -156,7 +156,10 @@ impl Switch {
             return;
         }
         tracing::debug!(%peer.addr, error = %e, "malformed request rejected");
-        let warning = format!("Warning: 399 tambun \"{}\"", e.to_string().replace('"', "'"));
+        let warning = format!(
+            "Warning: 399 tambun \"{}\"",
+            e.to_string().replace('"', "'")
+        );
         let bytes = response::build(msg, peer.addr, e.status(), None, &[warning], None);
         self.transmits.push_back(Transmit { peer, bytes });
     }
