@@ -75,12 +75,29 @@ impl Switch {
             return;
         }
         self.stats.received += 1;
-        match Message::parse_datagram(data, &self.limits) {
+        match Message::parse_datagram(data.clone(), &self.limits) {
             Ok(msg) => self.handle_message(msg, peer, now),
             Err(e) => {
                 self.stats.parse_errors += 1;
-                tracing::debug!(%peer.addr, error = %e, "unparseable datagram dropped");
+                self.answer_over_limit(data, &e, peer);
             }
+        }
+    }
+
+    /// A datagram over the size or header-count limit is parsed once more without limits (it
+    /// is at most one datagram, 64 KiB) only to address the error response to its sender.
+    fn answer_over_limit(&mut self, data: Bytes, e: &ParseError, peer: Peer) {
+        if !matches!(e, ParseError::TooLarge(_) | ParseError::TooManyHeaders(_)) {
+            tracing::debug!(%peer.addr, error = %e, "unparseable datagram dropped");
+            return;
+        }
+        let relaxed = Limits {
+            max_message: usize::MAX,
+            max_headers: usize::MAX,
+        };
+        match Message::parse_datagram(data, &relaxed) {
+            Ok(msg) if msg.is_request() => self.reject_malformed(&msg, e, peer),
+            _ => tracing::debug!(%peer.addr, error = %e, "oversized datagram dropped"),
         }
     }
 
@@ -139,7 +156,10 @@ impl Switch {
             return;
         }
         tracing::debug!(%peer.addr, error = %e, "malformed request rejected");
-        let warning = format!("Warning: 399 tambun \"{}\"", e.to_string().replace('"', "'"));
+        let warning = format!(
+            "Warning: 399 tambun \"{}\"",
+            e.to_string().replace('"', "'")
+        );
         let bytes = response::build(msg, peer.addr, e.status(), None, &[warning], None);
         self.transmits.push_back(Transmit { peer, bytes });
     }

@@ -57,7 +57,16 @@ pub enum ExtCommand {
     /// Enable a disabled extension
     Enable { number: Extension },
     /// Import extensions from a CSV file: number,opd,name[,password]
+    ///
+    /// One extension per line: `number,opd,name[,password]`. A first line that is exactly the
+    /// header `number,opd,name[,password]` is skipped, as are blank lines and lines starting
+    /// with `#`. Fields may be quoted ("Staff, Setda"). Every line is checked first (number,
+    /// known OPD, number inside the OPD's blocks, duplicates in the file and in the database,
+    /// password of at least 6 characters) and every bad line is reported as FILE:LINE: reason.
+    /// The import is one transaction: all lines or none, unless --skip-bad. Lines without a
+    /// password get a generated one, written to the --passwords-out file (required then).
     Import {
+        /// The CSV file
         file: PathBuf,
         /// Import the good lines even if some are bad (the bad ones are still listed)
         #[arg(long)]

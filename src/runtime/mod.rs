@@ -163,11 +163,22 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     for (i, addr) in config.listen.iter().enumerate() {
         let sock = Arc::new(udp::bind(*addr).with_context(|| format!("cannot bind UDP {addr}"))?);
         tracing::info!("listening on udp {}", sock.local_addr()?);
-        tokio::spawn(udp::read_loop(sock.clone(), i, tx.clone(), shutdown.clone(), limits));
+        tokio::spawn(udp::read_loop(
+            sock.clone(),
+            i,
+            tx.clone(),
+            shutdown.clone(),
+            limits,
+        ));
         udp_sockets.push(sock);
         let listener = tcp::bind(*addr).with_context(|| format!("cannot bind TCP {addr}"))?;
         tracing::info!("listening on tcp {}", listener.local_addr()?);
-        tokio::spawn(tcp::accept_loop(listener, tx.clone(), shutdown.clone(), limits));
+        tokio::spawn(tcp::accept_loop(
+            listener,
+            tx.clone(),
+            shutdown.clone(),
+            limits,
+        ));
     }
 
     let admin_listener = tokio::net::TcpListener::bind(config.admin)

@@ -50,7 +50,14 @@ pub(crate) async fn accept_loop(
             Ok((stream, src)) => {
                 let _ = stream.set_nodelay(true);
                 let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(connection(stream, src, conn, tx.clone(), shutdown.clone(), limits));
+                tokio::spawn(connection(
+                    stream,
+                    src,
+                    conn,
+                    tx.clone(),
+                    shutdown.clone(),
+                    limits,
+                ));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "tcp accept failed");

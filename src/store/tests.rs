@@ -406,3 +406,49 @@ fn sync_opds_replaces_the_table() {
     rows.sort_by(|a, b| a.code.cmp(&b.code));
     assert_eq!(store.opds().unwrap(), rows);
 }
+
+#[test]
+fn import_ten_thousand_rows_in_one_transaction() {
+    let (_dir, _path, mut store) = new_store();
+    store
+        .sync_opds(&[OpdRow {
+            code: opd("big"),
+            name: "Big".into(),
+            blocks: vec!["10000-19999".into()],
+        }])
+        .unwrap();
+    let rows: Vec<NewExtension> = (10_000..20_000)
+        .map(|n| NewExtension {
+            number: ext(&n.to_string()),
+            opd: opd("big"),
+            name: String::new(),
+            password: format!("pw{n}"),
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    store.import(&rows, |_| {}).unwrap();
+    // Generous bound for debug builds on a slow CI machine; typically well under a second.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        store.extension_counts().unwrap().get(&opd("big")),
+        Some(&10_000)
+    );
+}
+
+#[test]
+fn import_refuses_an_unknown_opd() {
+    let (_dir, _path, mut store) = new_store();
+    let rows = [NewExtension {
+        number: ext("1000"),
+        opd: opd("nowhere"),
+        name: String::new(),
+        password: "pw1000".into(),
+    }];
+    let e = store.import(&rows, |_| {}).unwrap_err();
+    assert_eq!(e.to_string(), "store: unknown OPD 'nowhere'");
+    assert!(store.extensions(None).unwrap().is_empty());
+}

@@ -1,0 +1,64 @@
+# Helpers for the load scripts in benches/. Source it. Everything stays on 127.0.0.1; every
+# process started here is stopped by PID on exit.
+set -euo pipefail
+BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$BENCH_DIR/.." && pwd)"
+PEERS="${PEERS:-$ROOT/../shared/peers}"
+TAMBUN="${TAMBUN:-$ROOT/target/release/tambun}"
+PIDS=()
+TMP="$(mktemp -d /tmp/tambun-bench.XXXXXX)"
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    sleep 0.5
+    for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+    [[ "${KEEP_TMP:-0}" == 1 ]] && echo "kept $TMP" >&2 || rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+build_release() {
+    [[ "${SKIP_BUILD:-0}" == 1 ]] || (cd "$ROOT" && cargo build --release --quiet)
+}
+
+# users_csv FIRST LAST DIALPLAN_DIR > csv : number,opd,name,password (password pwN), each
+# number assigned to the OPD whose block contains it.
+users_csv() {
+    "$TAMBUN" --dialplan "$3" opd list --json | python3 -c '
+import json, sys
+first, last = int(sys.argv[1]), int(sys.argv[2])
+blocks = []
+for o in json.load(sys.stdin):
+    for b in o["blocks"]:
+        a, z = map(int, b.split("-"))
+        blocks.append((a, z, o["code"]))
+print("number,opd,name,password")
+for n in range(first, last + 1):
+    code = next((c for a, z, c in blocks if a <= n <= z), None)
+    if code is None:
+        sys.exit(f"{n} is in no OPD block")
+    print(f"{n},{code},User {n},pw{n}")
+' "$1" "$2"
+}
+
+# start_tambun PORT ADMIN_PORT DB DIALPLAN [taskset-cpus] -> sets TAMBUN_PID
+start_tambun() {
+    local pin=()
+    [[ -n "${5:-}" ]] && pin=(taskset -c "$5")
+    RUST_LOG=warn "${pin[@]}" "$TAMBUN" serve --listen "127.0.0.1:$1" --admin "127.0.0.1:$2" \
+        --db "$3" --dialplan "$4" </dev/null >"$TMP/tambun-$1.log" 2>&1 &
+    TAMBUN_PID=$!
+    PIDS+=("$TAMBUN_PID")
+    local i
+    for i in $(seq 1 50); do
+        python3 "$PEERS/sip_ping.py" 127.0.0.1 "$1" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    cat "$TMP/tambun-$1.log" >&2
+    echo "tambun did not start" >&2
+    exit 3
+}
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
