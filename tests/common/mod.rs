@@ -446,7 +446,12 @@ impl Drop for Switch {
 /// Removes the `TAMBUN_*` variables the CLI reads, so the caller's environment cannot point a
 /// test at another DB, config or switch.
 fn clear_tambun_env(cmd: &mut Command) {
-    for var in ["TAMBUN_DB", "TAMBUN_ADMIN", "TAMBUN_DIALPLAN", "TAMBUN_CONFIG"] {
+    for var in [
+        "TAMBUN_DB",
+        "TAMBUN_ADMIN",
+        "TAMBUN_DIALPLAN",
+        "TAMBUN_CONFIG",
+    ] {
         cmd.env_remove(var);
     }
 }
