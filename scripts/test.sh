@@ -8,7 +8,8 @@
 #    (unit, torture, integration and interop tests: they start the `tambun` binary on
 #    loopback ports), cargo test --doc, cargo bench --no-run, and the fuzz targets when a
 #    nightly toolchain with cargo-fuzz is present.
-# 3. Prints a summary; exits non-zero as soon as a step fails.
+# 3. Prints a summary. A failing check does not stop the later ones (except install, toolchain
+#    and build, which everything needs); the exit status is non-zero when any check failed.
 #
 # Env: SKIP_INSTALL=1 never installs anything; TEST_ARGS="…" extra arguments for the test
 #      binaries (e.g. TEST_ARGS="--test-threads=1").
@@ -37,15 +38,28 @@ finish() {
 }
 trap finish EXIT
 
-# step NAME CMD ARGS… : runs one check, records its time
+# step NAME CMD ARGS… : runs one check and records its time; a failing check is recorded and
+# the later checks still run (the script exits non-zero at the end)
+FAILED=0
 step() {
     local name="$1" t0=$SECONDS
     shift
     CURRENT="$name"
     log "$name: $*"
-    "$@"
-    SUMMARY+=("ok    $name ($((SECONDS - t0)) s)")
+    if "$@"; then
+        SUMMARY+=("ok    $name ($((SECONDS - t0)) s)")
+    else
+        local rc=$?
+        SUMMARY+=("FAIL  $name ($((SECONDS - t0)) s, exit $rc)")
+        FAILED=1
+    fi
     CURRENT=""
+}
+
+# must STEP…: like step, but nothing after it can run when it fails
+must() {
+    step "$@"
+    ((FAILED == 0)) || exit 1
 }
 
 as_root() {
@@ -74,7 +88,8 @@ install_missing() {
         die "missing packages ${missing[*]}; install them with your package manager (no apt-get here)"
     [[ " ${missing[*]} " == *" gcc "* ]] && missing+=(libc6-dev)
     echo "installing: ${missing[*]}"
-    as_root apt-get update -q
+    # (set -e is off inside a function run as an `if` condition: check each command)
+    as_root apt-get update -q || return
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 }
 
@@ -84,7 +99,7 @@ need_toolchain() {
     for comp in rustfmt clippy; do
         if ! cargo "${comp/rustfmt/fmt}" --version >/dev/null 2>&1; then
             command -v rustup >/dev/null 2>&1 || die "cargo $comp is missing and there is no rustup"
-            rustup component add "$comp"
+            rustup component add "$comp" || return
         fi
     done
     cargo --version
@@ -101,13 +116,14 @@ fuzz_build() {
     fi
 }
 
-step "install test dependencies" install_missing
-step "toolchain" need_toolchain
+must "install test dependencies" install_missing
+must "toolchain" need_toolchain
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy "${LOCKED[@]}" --all-targets -- -D warnings
-step "build (binary and tests)" cargo build "${LOCKED[@]}" --all-targets
+must "build (binary and tests)" cargo build "${LOCKED[@]}" --all-targets
 # shellcheck disable=SC2086 # TEST_ARGS is a list of words
 step "cargo test --all-targets" cargo test "${LOCKED[@]}" --no-fail-fast --all-targets -- ${TEST_ARGS:-}
 step "cargo test --doc" cargo test "${LOCKED[@]}" --doc
 step "cargo bench --no-run" cargo bench "${LOCKED[@]}" --no-run
 step "fuzz targets" fuzz_build
+exit "$FAILED"
