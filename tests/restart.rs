@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::sip::{Conn, RegisterSpec, Ua};
-use common::{json_str, Switch};
+use common::{json_str, Switch, SwitchOptions};
 
 #[test]
 fn registrations_survive_a_restart() {
@@ -70,4 +70,36 @@ fn registrations_survive_a_restart() {
     assert_eq!(contacts.len(), 1, "{}", query.text());
     assert!(contacts[0].uri.contains(&a.conn.local().to_string()));
     switch.assert_alive();
+}
+
+#[test]
+fn expired_registrations_disappear_while_running_and_across_a_restart() {
+    // expiries as short as 2 s are allowed here, so the test need not wait a minute
+    let mut switch = Switch::create(SwitchOptions {
+        config_toml: Some("[registrar]\nmin_expires = 2\n".into()),
+        ..SwitchOptions::default()
+    });
+    switch.add_ext("1000", "setda", "rahasia1000");
+    switch.add_ext("1001", "setda", "rahasia1001");
+    switch.launch();
+    let mut short = Ua::new(Conn::udp(switch.sip), "1000", "rahasia1000");
+    let mut long = Ua::new(Conn::udp(switch.sip), "1001", "rahasia1001");
+    assert_eq!(short.register_self(2).status, 200);
+    assert_eq!(long.register_self(600).status, 200);
+    assert_eq!(switch.regs().len(), 2);
+    // while running: gone from regs and from a query after its expiry
+    let gone = Switch::eventually(Duration::from_secs(5), || switch.regs_of("1000").is_empty());
+    assert!(gone, "expired binding still listed: {:?}", switch.regs());
+    let query = short.register(&RegisterSpec::default());
+    assert_eq!(query.status, 200, "{}", query.text());
+    assert!(query.contacts().is_empty(), "{}", query.text());
+
+    // across a restart: a binding that expires while the switch is down does not come back
+    assert_eq!(short.register_self(2).status, 200);
+    switch.stop();
+    std::thread::sleep(Duration::from_millis(3_000));
+    switch.restart();
+    let regs = switch.regs();
+    assert_eq!(regs.len(), 1, "{regs:?}");
+    assert_eq!(json_str(&regs[0], "extension"), "1001");
 }
