@@ -32,7 +32,12 @@ fn registrations_survive_a_restart() {
     assert_eq!(before.len(), 2, "{before:?}");
     std::thread::sleep(Duration::from_secs(1));
 
-    switch.stop(); // asserts a clean exit on SIGTERM
+    // an idle TCP connection and a half-sent request must not hold up the shutdown
+    let idle = std::net::TcpStream::connect(switch.sip).expect("TCP connect");
+    let half = common::sip::TcpClient::connect(switch.sip).expect("TCP connect");
+    half.send(b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bKhalf\r\n");
+    switch.stop(); // asserts a clean exit within 10 s of SIGTERM
+    drop((idle, half));
     assert!(!switch.answers_options(Duration::from_millis(300)));
     switch.restart();
 
