@@ -142,6 +142,14 @@ impl Switch {
         }
         let (status, headers) = self.handle_new_request(&msg, peer, now);
         let bytes = response::build(&msg, peer.addr, status, Some(&to_tag(&msg)), &headers, None);
+        if matches!(status, 401 | 407) {
+            // Challenges are sent statelessly: a request without valid credentials leaves no
+            // state behind (a retransmission just gets a fresh challenge), so floods of
+            // unauthenticated requests cannot fill the transaction table.
+            self.transactions.remove(&key);
+            self.transmits.push_back(Transmit { peer, bytes });
+            return;
+        }
         if let Some(t) = self
             .transactions
             .send_response(&key, status, bytes, peer, now.instant)

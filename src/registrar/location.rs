@@ -131,7 +131,11 @@ impl Location {
             self.changes
                 .push(Change::Upsert(ext.clone(), Box::new(binding.clone())));
         }
-        let list = self.by_ext.entry(ext.clone()).or_default();
+        // Most extensions have one phone: do not let Vec start at capacity 4 (~1 KiB).
+        let list = self
+            .by_ext
+            .entry(ext.clone())
+            .or_insert_with(|| Vec::with_capacity(1));
         match list.iter_mut().find(|b| b.key == binding.key) {
             Some(slot) => *slot = binding,
             None => {
