@@ -813,3 +813,23 @@ fn migration_2_keeps_version_1_rows() {
     assert_eq!(rec.features, ExtensionFeatures::default());
     assert!(store.cdrs(&CdrFilter::default()).unwrap().is_empty());
 }
+
+#[test]
+fn committed_cdrs_survive_an_unclean_end() {
+    let (_dir, path, mut store) = new_store();
+    let call = cdr(
+        "1000",
+        Some("setda"),
+        "2301",
+        Some("dinkes"),
+        1_000,
+        Some(10),
+    );
+    store.insert_cdrs(std::slice::from_ref(&call)).unwrap();
+    // No close, no checkpoint: the connection is leaked as a killed process would leave it.
+    std::mem::forget(store);
+    let store = Store::open(&path).unwrap();
+    let rows = store.cdrs(&CdrFilter::default()).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].record, call);
+}
