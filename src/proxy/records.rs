@@ -12,62 +12,17 @@ use serde::Serialize;
 
 use crate::types::{Extension, OpdCode};
 
-/// How a call ended, as the call records and the operator see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Disposition {
-    Answered,
-    Busy,
-    NoAnswer,
-    Cancelled,
-    Rejected,
-    Failed,
-    /// An answered call whose phones vanished: no BYE within the maximum duration or the
-    /// session-timer interval.
-    Expired,
-}
+pub use crate::store::{CdrRecord as CallRecord, Disposition};
 
-impl Disposition {
-    /// The disposition of a call that ended with this final status (never answered).
-    pub fn of_failure(status: u16) -> Disposition {
-        match status {
-            486 | 600 => Disposition::Busy,
-            487 => Disposition::Cancelled,
-            408 | 480 => Disposition::NoAnswer,
-            500..=599 => Disposition::Failed,
-            _ => Disposition::Rejected,
-        }
+/// The disposition of a call that ended with this final status (never answered).
+pub fn disposition_of_failure(status: u16) -> Disposition {
+    match status {
+        486 | 600 => Disposition::Busy,
+        487 => Disposition::Cancelled,
+        408 | 480 => Disposition::NoAnswer,
+        500..=599 => Disposition::Failed,
+        _ => Disposition::Rejected,
     }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Disposition::Answered => "answered",
-            Disposition::Busy => "busy",
-            Disposition::NoAnswer => "no-answer",
-            Disposition::Cancelled => "cancelled",
-            Disposition::Rejected => "rejected",
-            Disposition::Failed => "failed",
-            Disposition::Expired => "expired",
-        }
-    }
-}
-
-/// A finished call, for the store.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CallRecord {
-    pub call_id: String,
-    pub caller: String,
-    pub dialled: String,
-    pub callee: Option<String>,
-    pub caller_opd: Option<OpdCode>,
-    pub callee_opd: Option<OpdCode>,
-    pub route: String,
-    pub trunk: bool,
-    pub start_ms: i64,
-    pub answer_ms: Option<i64>,
-    pub end_ms: i64,
-    pub disposition: Disposition,
-    pub sip_status: u16,
 }
 
 /// A live call, for `tambun calls`.
@@ -211,7 +166,7 @@ impl Records {
         self.finish(
             call_id,
             &[Some(from_tag)],
-            Disposition::of_failure(status),
+            disposition_of_failure(status),
             status,
             now_ms,
         );

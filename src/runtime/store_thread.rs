@@ -135,15 +135,34 @@ fn run(mut store: Store, rx: std_mpsc::Receiver<Command>, driver: mpsc::Sender<I
 
 /// Writes finished calls (one transaction per batch; WAL, so a process crash loses none that
 /// was committed).
-fn save_call_records(_store: &mut Store, records: Vec<crate::proxy::records::CallRecord>) {
-    for r in records {
-        tracing::info!(call_id = %r.call_id, caller = %r.caller, dialled = %r.dialled, disposition = r.disposition.as_str(), "call ended");
+fn save_call_records(store: &mut Store, records: Vec<crate::proxy::records::CallRecord>) {
+    for r in &records {
+        tracing::debug!(call_id = %r.call_id, caller = %r.caller, dialled = %r.dialled, disposition = r.disposition.as_str(), "call ended");
+    }
+    if let Err(e) = store.insert_cdrs(&records) {
+        tracing::error!(error = %e, count = records.len(), "cannot save call records");
     }
 }
 
 /// Persists what a feature code changed.
-fn apply_effect(_store: &mut Store, effect: crate::proxy::Effect) {
-    tracing::info!(?effect, "feature code applied");
+fn apply_effect(store: &mut Store, effect: crate::proxy::Effect) {
+    use crate::dialplan::route::FeatureAction;
+    use crate::store::ForwardKind;
+    let crate::proxy::Effect::Feature(ext, action) = effect;
+    let res = match action {
+        FeatureAction::SetForwardAlways(t) => {
+            store.set_forward(&ext, ForwardKind::Always, Some(&t), None)
+        }
+        FeatureAction::ClearForward => store
+            .set_forward(&ext, ForwardKind::Always, None, None)
+            .and_then(|_| store.set_forward(&ext, ForwardKind::Busy, None, None))
+            .and_then(|_| store.set_forward(&ext, ForwardKind::NoAnswer, None, None)),
+        FeatureAction::DndOn => store.set_dnd(&ext, true),
+        FeatureAction::DndOff => store.set_dnd(&ext, false),
+    };
+    if let Err(e) = res {
+        tracing::warn!(extension = %ext, error = %e, "feature code not saved");
+    }
 }
 
 /// The stored form of a binding change. The store's `contact_uri` column holds the binding's
