@@ -52,6 +52,8 @@ pub(crate) struct Proxied {
     cancelled: bool,
     /// For initial INVITEs: what the call records and fallbacks need.
     call: Option<CallCtx>,
+    /// Route values naming us at the top of the request, removed when forwarding.
+    pop_routes: usize,
     /// When to stop ringing (no-answer timeout, sequential member timeout, Timer C).
     deadline: Instant,
 }
@@ -280,9 +282,11 @@ impl Switch {
                 vec![format!("Unsupported: {}", proxy_require.join(", "))],
             ));
         }
-        if in_dialog || routes > 0 {
+        if in_dialog {
             return self.forward_in_dialog(msg, peer, key, routes, now);
         }
+        // Out of dialog. A phone with an outbound proxy pre-loads `Route: <sip:switch;lr>`:
+        // that Route is ours and is removed on every branch.
         // Out of dialog: something starts here. Who is calling?
         let caller = match self.registrar.authenticate(
             msg,
@@ -357,6 +361,7 @@ impl Switch {
                 answered: false,
                 cancelled: false,
                 call,
+                pop_routes: self.our_routes(msg),
                 deadline,
             },
         );
@@ -395,6 +400,7 @@ impl Switch {
         };
         let request = p.request.clone();
         let upstream = p.upstream;
+        let pop_routes = pop_routes.max(p.pop_routes);
         let Some(local) = self.net.local_of(&peer) else {
             tracing::debug!(%peer.addr, "no socket to reach this target");
             return;
@@ -420,7 +426,8 @@ impl Switch {
                 record_route: &rr,
                 request_uri,
                 pop_routes,
-                strip_proxy_authorization: pop_routes == 0,
+                // Credentials were for us; in-dialog requests carry none of ours.
+                strip_proxy_authorization: request.to().ok().and_then(|t| t.tag()).is_none(),
             },
         );
         let Ok(sent) = Message::parse_framed(bytes.clone(), &self.limits_relaxed()) else {
