@@ -14,6 +14,7 @@
 pub mod cli;
 pub mod config;
 pub mod dialplan;
+pub mod proxy;
 pub mod registrar;
 pub mod runtime;
 pub mod sip;

@@ -1,29 +1,38 @@
 //! The switch core: one sans-IO state machine that takes every SIP message the transports
-//! receive and decides what to send back. It parses and validates the message, runs it through
-//! the server transaction layer (retransmissions are answered from the transaction), and hands
-//! new requests to their handler: REGISTER to the [`Registrar`], OPTIONS answered by the switch
-//! itself; the proxy joins here in the calls issue.
+//! receive and decides what to send. It parses and validates the message, runs it through the
+//! transaction layer (retransmissions are answered from the transaction), and hands new
+//! requests to their handler: REGISTER to the [`Registrar`], OPTIONS for the switch answered
+//! here, everything else to the proxy ([`crate::proxy`]); responses go to the proxy's branches.
 //!
-//! Inputs: `handle_datagram`, `handle_stream_message`, `handle_timeout`, `handle_accounts`.
-//! Outputs: `poll_transmit`, `drain_changes` (bindings for the store), `poll_timeout`.
-//! No sockets, no clock, no database: [`crate::runtime`] drives it.
+//! Inputs: `handle_datagram`, `handle_stream_message`, `handle_timeout`, `handle_accounts`,
+//! `handle_dialplan`, `handle_conn_opened`/`closed`.
+//! Outputs: `poll_transmit`, `drain_changes` (bindings), `drain_call_records`,
+//! `drain_effects`, `poll_timeout`. No sockets, no clock, no database: [`crate::runtime`]
+//! drives it.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::dialplan::Dialplan;
+use crate::proxy::records::{CallRecord, LiveCall, Records};
+use crate::proxy::{Effect, ProxyState};
 use crate::registrar::{self, Accounts, Change, Now, Registrar, Source};
 use crate::sip::message::{HeaderName, Limits, Message, Method, ParseError};
 use crate::sip::response;
 use crate::sip::transaction::{
-    Peer, RequestDisposition, ServerTransactions, Timers, TransactionKey, Transmit, TxMethod,
+    ClientTransactions, Event, Peer, RequestDisposition, ServerTransactions, Timers,
+    TransactionKey, Transmit, TxMethod,
 };
 use crate::types::{Extension, OpdCode, Transport};
 
 /// What the switch supports, advertised in OPTIONS answers.
-const ALLOW: &str = "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER";
+const ALLOW: &str =
+    "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, REFER, NOTIFY, PRACK, MESSAGE, SUBSCRIBE";
 
 /// How often nonce-counts of expired nonces are forgotten.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
@@ -48,25 +57,132 @@ pub struct Stats {
     pub retransmissions_absorbed: u64,
 }
 
+/// What the switch knows about its own sockets and connections (for Via, Record-Route and
+/// recognising Route headers that name it).
+#[derive(Default)]
+pub struct Network {
+    /// The advertised address of each UDP socket; `Peer::conn` of a UDP peer is its index.
+    pub udp: Vec<SocketAddr>,
+    /// Open stream connections: id → (local address, remote address, transport).
+    pub conns: HashMap<u64, (SocketAddr, SocketAddr, Transport)>,
+    by_remote: HashMap<(SocketAddr, Transport), u64>,
+    /// The SIP domain, when configured: Route URIs with this host name us too.
+    pub domain: Option<String>,
+}
+
+impl Network {
+    /// Our address as seen on the path to this peer.
+    pub fn local_of(&self, peer: &Peer) -> Option<SocketAddr> {
+        match peer.transport {
+            Transport::Udp => {
+                let idx = peer.conn? as usize;
+                self.udp.get(idx).copied()
+            }
+            _ => self.conns.get(&peer.conn?).map(|c| c.0),
+        }
+    }
+
+    pub fn is_ours(&self, addr: SocketAddr) -> bool {
+        self.udp.contains(&addr) || self.conns.values().any(|c| c.0 == addr)
+    }
+
+    /// A UDP peer for this address, sent from the first socket of the same address family.
+    pub fn udp_peer(&self, addr: SocketAddr) -> Peer {
+        let idx = self
+            .udp
+            .iter()
+            .position(|l| l.is_ipv4() == addr.is_ipv4())
+            .unwrap_or(0);
+        Peer {
+            addr,
+            transport: Transport::Udp,
+            conn: Some(idx as u64),
+        }
+    }
+
+    /// An open connection to this address, if any.
+    pub fn conn_to(&self, addr: SocketAddr, transport: Transport) -> Option<u64> {
+        self.by_remote.get(&(addr, transport)).copied()
+    }
+}
+
 pub struct Switch {
     limits: Limits,
-    transactions: ServerTransactions,
-    registrar: Registrar,
-    transmits: VecDeque<Transmit>,
+    pub(crate) server: ServerTransactions,
+    pub(crate) client: ClientTransactions,
+    pub(crate) registrar: Registrar,
+    pub(crate) dialplan: Arc<Dialplan>,
+    pub(crate) net: Network,
+    pub(crate) proxy: ProxyState,
+    pub(crate) records: Records,
+    pub(crate) effects: Vec<Effect>,
+    pub(crate) transmits: VecDeque<Transmit>,
     next_prune: Option<Instant>,
     pub stats: Stats,
 }
 
 impl Switch {
-    pub fn new(limits: Limits, registrar: Registrar) -> Switch {
+    pub fn new(
+        limits: Limits,
+        registrar: Registrar,
+        dialplan: Arc<Dialplan>,
+        max_call: Duration,
+    ) -> Switch {
         Switch {
             limits,
-            transactions: ServerTransactions::new(Timers::default()),
+            server: ServerTransactions::new(Timers::default()),
+            client: ClientTransactions::new(Timers::default()),
             registrar,
+            dialplan,
+            net: Network::default(),
+            proxy: ProxyState::default(),
+            records: Records::new(max_call),
+            effects: Vec::new(),
             transmits: VecDeque::new(),
             next_prune: None,
             stats: Stats::default(),
         }
+    }
+
+    /// Limits without bounds, for re-reading messages we built ourselves.
+    pub(crate) fn limits_relaxed(&self) -> Limits {
+        Limits {
+            max_message: usize::MAX,
+            max_headers: usize::MAX,
+        }
+    }
+
+    /// A UDP socket with the address the switch advertises for it (index = order of calls).
+    pub fn add_udp_socket(&mut self, advertised: SocketAddr) {
+        self.net.udp.push(advertised);
+    }
+
+    pub fn set_domain(&mut self, domain: Option<String>) {
+        self.net.domain = domain;
+    }
+
+    pub fn handle_conn_opened(
+        &mut self,
+        conn: u64,
+        local: SocketAddr,
+        remote: SocketAddr,
+        transport: Transport,
+    ) {
+        self.net.conns.insert(conn, (local, remote, transport));
+        self.net.by_remote.insert((remote, transport), conn);
+    }
+
+    pub fn handle_conn_closed(&mut self, conn: u64) {
+        if let Some((_, remote, t)) = self.net.conns.remove(&conn) {
+            if self.net.by_remote.get(&(remote, t)) == Some(&conn) {
+                self.net.by_remote.remove(&(remote, t));
+            }
+        }
+    }
+
+    /// A new dialplan (reload); calls in progress keep their routing.
+    pub fn handle_dialplan(&mut self, dialplan: Arc<Dialplan>) {
+        self.dialplan = dialplan;
     }
 
     /// A UDP datagram. Keep-alives and noise are ignored.
@@ -115,9 +231,9 @@ impl Switch {
 
     fn handle_message(&mut self, msg: Message, peer: Peer, now: Now) {
         if !msg.is_request() {
-            // The switch sends no requests yet, so no response is ours: drop (RFC 3261 §18.1.2).
-            if let Err(e) = msg.validate_response() {
-                tracing::debug!(%peer.addr, error = %e, "malformed response dropped");
+            match msg.validate_response() {
+                Ok(()) => self.proxy_response(msg, now),
+                Err(e) => tracing::debug!(%peer.addr, error = %e, "malformed response dropped"),
             }
             return;
         }
@@ -129,7 +245,7 @@ impl Switch {
         let Some(key) = transaction_key(&msg) else {
             return;
         };
-        match self.transactions.handle_request(&key, now.instant) {
+        match self.server.handle_request(&key, now.instant) {
             RequestDisposition::New => {}
             RequestDisposition::Retransmission(resend) => {
                 self.stats.retransmissions_absorbed += 1;
@@ -138,20 +254,26 @@ impl Switch {
                 }
                 return;
             }
-            RequestDisposition::AckForInvite | RequestDisposition::AckNoTransaction => return,
+            RequestDisposition::AckForInvite => return,
+            RequestDisposition::AckNoTransaction => {
+                self.proxy_ack(&msg, now);
+                return;
+            }
         }
-        let (status, headers) = self.handle_new_request(&msg, peer, now);
+        let Some((status, headers)) = self.handle_new_request(&msg, peer, &key, now) else {
+            return; // the proxy took it
+        };
         let bytes = response::build(&msg, peer.addr, status, Some(&to_tag(&msg)), &headers, None);
         if matches!(status, 401 | 407) {
             // Challenges are sent statelessly: a request without valid credentials leaves no
             // state behind (a retransmission just gets a fresh challenge), so floods of
             // unauthenticated requests cannot fill the transaction table.
-            self.transactions.remove(&key);
+            self.server.remove(&key);
             self.transmits.push_back(Transmit { peer, bytes });
             return;
         }
         if let Some(t) = self
-            .transactions
+            .server
             .send_response(&key, status, bytes, peer, now.instant)
         {
             self.transmits.push_back(t);
@@ -172,24 +294,41 @@ impl Switch {
         self.transmits.push_back(Transmit { peer, bytes });
     }
 
-    /// A new request the switch must answer itself: (status, extra header lines).
-    fn handle_new_request(&mut self, msg: &Message, peer: Peer, now: Now) -> (u16, Vec<String>) {
-        let Some(method) = msg.method() else {
-            return (500, Vec::new());
-        };
-        // The switch acts as the UAS here: any Require extension is unsupported (RFC 3261 §8.2.2.3).
-        if !matches!(method, Method::Ack | Method::Cancel) {
-            let required: Vec<&str> = msg.values(HeaderName::Require).collect();
-            if !required.is_empty() {
-                return (420, vec![format!("Unsupported: {}", required.join(", "))]);
-            }
-        }
+    /// A new request: answered by the switch itself (status, extra header lines), or `None`
+    /// when the proxy took it.
+    fn handle_new_request(
+        &mut self,
+        msg: &Message,
+        peer: Peer,
+        key: &TransactionKey,
+        now: Now,
+    ) -> Option<(u16, Vec<String>)> {
+        let method = msg.method()?.clone();
         let scheme_ok = msg
             .request_uri()
             .and_then(|u| crate::sip::headers::Uri::parse(u).ok())
             .is_some_and(|u| u.sip().is_some());
         if !scheme_ok {
-            return (416, Vec::new());
+            return Some((416, Vec::new()));
+        }
+        let for_us = match method {
+            Method::Register => true,
+            Method::Options => {
+                msg.header(HeaderName::Route).is_none()
+                    && msg.to().ok().and_then(|t| t.tag()).is_none()
+            }
+            _ => false,
+        };
+        if method == Method::Cancel {
+            return Some(self.proxy_cancel(msg, now));
+        }
+        if !for_us {
+            return self.proxy_request(msg, peer, key, now);
+        }
+        // The switch acts as the UAS here: any Require extension is unsupported (RFC 3261 §8.2.2.3).
+        let required: Vec<&str> = msg.values(HeaderName::Require).collect();
+        if !required.is_empty() {
+            return Some((420, vec![format!("Unsupported: {}", required.join(", "))]));
         }
         match method {
             Method::Register => {
@@ -199,40 +338,47 @@ impl Switch {
                     conn: peer.conn,
                 };
                 let reply = self.registrar.handle_register(msg, src, now);
-                if reply.status == 401 {
+                if reply.status == 401 && msg.header(HeaderName::Authorization).is_some() {
                     let user = msg
                         .to()
                         .ok()
                         .and_then(|t| crate::sip::headers::Uri::parse(t.uri).ok())
                         .and_then(|u| u.sip().and_then(|s| s.user.map(str::to_string)))
                         .unwrap_or_default();
-                    if msg.header(HeaderName::Authorization).is_some() {
-                        // One line per failed attempt, readable by fail2ban-style tools.
-                        tracing::info!(target: "tambun::auth", "auth failure from {} for extension '{}'", peer.addr.ip(), user);
-                    }
+                    // One line per failed attempt, readable by fail2ban-style tools.
+                    tracing::info!(target: "tambun::auth", "auth failure from {} for extension '{}'", peer.addr.ip(), user);
                 }
-                (reply.status, reply.headers)
+                Some((reply.status, reply.headers))
             }
-            Method::Options => (
+            _ => Some((
                 200,
                 vec![
                     ALLOW.to_string(),
                     "Accept: application/sdp".to_string(),
-                    "Supported: ".to_string() + "outbound",
+                    "Supported: outbound".to_string(),
                 ],
-            ),
-            Method::Cancel => (481, Vec::new()),
-            _ => (501, vec![ALLOW.to_string()]),
+            )),
         }
     }
 
     /// Timers are due.
     pub fn handle_timeout(&mut self, now: Now) {
-        self.transactions.handle_timeout(now.instant);
-        while let Some(t) = self.transactions.poll_transmit() {
+        self.server.handle_timeout(now.instant);
+        while let Some(t) = self.server.poll_transmit() {
             self.transmits.push_back(t);
         }
-        while self.transactions.poll_event().is_some() {}
+        while self.server.poll_event().is_some() {}
+        self.client.handle_timeout(now.instant);
+        while let Some(t) = self.client.poll_transmit() {
+            self.transmits.push_back(t);
+        }
+        while let Some(ev) = self.client.poll_event() {
+            if let Event::Timeout { key } = ev {
+                self.proxy_branch_timeout(&key, now);
+            }
+        }
+        self.proxy_timeout(now);
+        self.records.handle_timeout(now.instant, now.unix_ms);
         self.registrar.location.handle_timeout(now.instant);
         if self.next_prune.is_none_or(|t| t <= now.instant) {
             self.registrar.authn.prune(now.unix);
@@ -243,7 +389,10 @@ impl Switch {
     /// When [`Self::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         [
-            self.transactions.poll_timeout(),
+            self.server.poll_timeout(),
+            self.client.poll_timeout(),
+            self.proxy.poll_timeout(),
+            self.records.poll_timeout(),
             self.registrar.location.poll_timeout(),
             self.next_prune,
         ]
@@ -254,6 +403,21 @@ impl Switch {
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
+    }
+
+    /// Finished calls, for the call records.
+    pub fn drain_call_records(&mut self) -> Vec<CallRecord> {
+        self.records.drain_finished()
+    }
+
+    /// Changes to persist outside the location service (feature codes).
+    pub fn drain_effects(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.effects)
+    }
+
+    /// Calls in progress.
+    pub fn live_calls(&self, now: Instant) -> Vec<LiveCall> {
+        self.records.live(now)
     }
 
     /// Binding changes for the durable copy.
@@ -300,13 +464,13 @@ impl Switch {
     }
 
     pub fn transaction_count(&self) -> usize {
-        self.transactions.len()
+        self.server.len() + self.client.len()
     }
 }
 
 /// The server transaction key of a request (RFC 3261 §17.2.3), with the RFC 2543 fallback for
 /// branches without the magic cookie.
-fn transaction_key(msg: &Message) -> Option<TransactionKey> {
+pub(crate) fn transaction_key(msg: &Message) -> Option<TransactionKey> {
     let via = msg.top_via().ok()?;
     let method = TxMethod::from_token(msg.method()?.as_str());
     let sent_by = via.sent_by();
@@ -330,7 +494,7 @@ fn transaction_key(msg: &Message) -> Option<TransactionKey> {
 }
 
 /// A To-tag that is the same for every retransmission of a request.
-fn to_tag(msg: &Message) -> String {
+pub(crate) fn to_tag(msg: &Message) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     msg.call_id().unwrap_or("").hash(&mut h);
     msg.from().ok().and_then(|f| f.tag()).hash(&mut h);

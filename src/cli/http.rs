@@ -1,6 +1,7 @@
-//! A tiny blocking HTTP/1.1 GET client for the switch's admin API on loopback: one request
-//! per connection (`Connection: close`), 5 s timeouts, `Content-Length`, chunked or
-//! read-to-end bodies. Not a general HTTP client.
+//! A tiny blocking HTTP/1.1 client (GET and POST) for the switch's admin API on loopback: one
+//! request per connection (`Connection: close`), 5 s timeouts, `Content-Length`, chunked or
+//! read-to-end bodies. Not a general HTTP client. `admin_get` and `admin_post` add
+//! the operator's sentences for an unreachable switch.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -9,7 +10,7 @@ use std::time::Duration;
 const TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_RESPONSE: u64 = 64 * 1024 * 1024;
 
-/// Why a GET failed.
+/// Why a request failed.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum HttpError {
     #[error("cannot connect to {addr}: {source}")]
@@ -35,15 +36,65 @@ pub(super) struct Response {
 
 /// `GET path` from `addr`.
 pub(super) fn get(addr: SocketAddr, path: &str) -> Result<Response, HttpError> {
+    request(addr, "GET", path, None)
+}
+
+/// `POST path` to `addr` with a JSON body (`None`: an empty body).
+pub(super) fn post(
+    addr: SocketAddr,
+    path: &str,
+    json: Option<&str>,
+) -> Result<Response, HttpError> {
+    request(addr, "POST", path, Some(json.unwrap_or_default()))
+}
+
+/// `GET path` from the admin API at `admin`; errors are the operator's sentences
+/// (`cannot reach the switch's admin API at …`).
+pub(super) fn admin_get(admin: SocketAddr, path: &str) -> anyhow::Result<Response> {
+    in_sentences(admin, get(admin, path))
+}
+
+/// `POST path` (empty body) to the admin API at `admin`; errors as [`admin_get`].
+pub(super) fn admin_post(admin: SocketAddr, path: &str) -> anyhow::Result<Response> {
+    in_sentences(admin, post(admin, path, None))
+}
+
+fn in_sentences(
+    admin: SocketAddr,
+    result: Result<Response, HttpError>,
+) -> anyhow::Result<Response> {
+    result.map_err(|e| match e {
+        HttpError::Connect { .. } => anyhow::anyhow!(
+            "cannot reach the switch's admin API at {admin} (is `tambun serve` running?)"
+        ),
+        other => anyhow::anyhow!("the switch's admin API failed: {other}"),
+    })
+}
+
+/// One request; `body` (sent as JSON) only for methods that carry one.
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Result<Response, HttpError> {
     let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)
         .map_err(|source| HttpError::Connect { addr, source })?;
     let io = |source| HttpError::Io { addr, source };
     stream.set_read_timeout(Some(TIMEOUT)).map_err(io)?;
     stream.set_write_timeout(Some(TIMEOUT)).map_err(io)?;
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: tambun-cli\r\n\
-         Accept: application/json\r\nConnection: close\r\n\r\n"
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: tambun-cli\r\n\
+         Accept: application/json\r\nConnection: close\r\n"
     );
+    if let Some(body) = body {
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ));
+    } else {
+        request.push_str("\r\n");
+    }
     stream.write_all(request.as_bytes()).map_err(io)?;
     let mut raw = Vec::new();
     stream
@@ -162,5 +213,28 @@ mod tests {
         let req = server.join().unwrap();
         assert!(req.starts_with("GET /api/registrations?opd=setda HTTP/1.1\r\n"));
         assert!(req.contains("Connection: close\r\n"));
+    }
+
+    #[test]
+    fn post_over_loopback() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let n = s.read(&mut buf).unwrap();
+            let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n{\"opds\": 3}")
+                .unwrap();
+            req
+        });
+        let r = post(addr, "/api/dialplan/reload", Some("{}")).unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"{\"opds\": 3}"[..]));
+        let req = server.join().unwrap();
+        assert!(
+            req.starts_with("POST /api/dialplan/reload HTTP/1.1\r\n"),
+            "{req}"
+        );
+        assert!(req.contains("Content-Length: 2\r\n\r\n{}"), "{req}");
     }
 }

@@ -1,8 +1,11 @@
 //! The operator CLI behind `tambun …` (clap derive): argument definitions, and the dispatch to
 //! one file per command group. Offline commands use the database and the dialplan files; live
-//! state (`regs`) comes from the running switch's admin API. Every failure is returned as an
+//! state (`regs`, `calls`, `dialplan reload`) goes through the running switch's admin API. Every failure is returned as an
 //! error whose message is a sentence for the operator; `main` prints it and exits 1.
 
+mod calls;
+mod cdr;
+mod dialplan_reload;
 mod ext;
 mod http;
 mod import;
@@ -10,6 +13,7 @@ mod opd;
 mod output;
 mod regs;
 mod serve;
+mod wib;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -86,6 +90,10 @@ pub enum Command {
     Dialplan(opd::DialplanCommand),
     /// Show the live registrations of the running switch
     Regs(regs::RegsArgs),
+    /// Show the calls in progress on the running switch
+    Calls(calls::CallsArgs),
+    /// Show the call records, or a usage summary per OPD (`cdr summary --by opd`)
+    Cdr(cdr::CdrArgs),
 }
 
 /// Runs one command.
@@ -97,6 +105,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Opd(cmd) => opd::run_opd(&global, cmd),
         Command::Dialplan(cmd) => opd::run_dialplan(&global, cmd),
         Command::Regs(args) => regs::run(&global, args),
+        Command::Calls(args) => calls::run(&global, args),
+        Command::Cdr(args) => cdr::run(&global, args),
     }
 }
 
@@ -225,6 +235,16 @@ fn store_sentence(err: StoreError) -> anyhow::Error {
         StoreError::DuplicateExtension(n) => anyhow!("extension {n} already exists"),
         StoreError::UnknownExtension(n) => anyhow!("extension {n} does not exist"),
         StoreError::UnknownOpd(code) => anyhow!("unknown OPD '{code}' (see `tambun opd list`)"),
+        StoreError::BadForwardTarget { target, reason } => anyhow!(
+            "'{target}' cannot be a forward target: {reason}; give the number as the phone \
+             would dial it (1 to {} characters)",
+            crate::store::MAX_FORWARD_TARGET_LEN
+        ),
+        StoreError::BadNoAnswerDelay(secs) => anyhow!(
+            "--after {secs}: a no-answer forward must ring between 1 and {} seconds",
+            crate::store::MAX_NO_ANSWER_SECS
+        ),
+        StoreError::ForwardToSelf(n) => anyhow!("extension {n} cannot forward to itself"),
         other => anyhow::Error::from(other),
     }
 }

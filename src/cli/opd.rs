@@ -1,5 +1,6 @@
 //! `tambun opd list` and `tambun dialplan check`: the OPDs of the dialplan files, with their
-//! blocks and how many extensions each has in the database.
+//! blocks and how many extensions each has in the database. (`dialplan reload` is in
+//! `dialplan_reload.rs`.)
 
 use std::path::PathBuf;
 
@@ -27,6 +28,9 @@ pub enum DialplanCommand {
         /// The directory to check [default: the --dialplan directory]
         dir: Option<PathBuf>,
     },
+    /// Make the running switch reload its dialplan; a bad plan is refused with its errors and
+    /// the switch keeps the previous one (exit code 1)
+    Reload,
 }
 
 #[derive(Debug, Serialize)]
@@ -75,7 +79,10 @@ pub(super) fn run_opd(global: &GlobalArgs, cmd: OpdCommand) -> anyhow::Result<()
 }
 
 pub(super) fn run_dialplan(global: &GlobalArgs, cmd: DialplanCommand) -> anyhow::Result<()> {
-    let DialplanCommand::Check { dir } = cmd;
+    let dir = match cmd {
+        DialplanCommand::Check { dir } => dir,
+        DialplanCommand::Reload => return super::dialplan_reload::run(global),
+    };
     let dir = dir.unwrap_or_else(|| global.dialplan());
     match Dialplan::load_dir(&dir) {
         Ok(dialplan) => {

@@ -7,7 +7,7 @@ use anyhow::{anyhow, bail};
 use clap::Args;
 use serde::Deserialize;
 
-use super::http::{self, HttpError};
+use super::http;
 use super::output::table;
 use super::GlobalArgs;
 use crate::types::OpdCode;
@@ -46,12 +46,7 @@ pub(super) fn run(global: &GlobalArgs, args: RegsArgs) -> anyhow::Result<()> {
         Some(code) => format!("/api/registrations?opd={code}"),
         None => "/api/registrations".to_owned(),
     };
-    let response = http::get(admin, &path).map_err(|e| match e {
-        HttpError::Connect { .. } => {
-            anyhow!("cannot reach the switch's admin API at {admin} (is `tambun serve` running?)")
-        }
-        other => anyhow!("the switch's admin API failed: {other}"),
-    })?;
+    let response = http::admin_get(admin, &path)?;
     let body = String::from_utf8_lossy(&response.body);
     if !(200..300).contains(&response.status) {
         bail!(

@@ -9,6 +9,7 @@
 
 mod load;
 pub mod pattern;
+pub mod route;
 pub mod time;
 
 use std::fmt;

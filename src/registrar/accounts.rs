@@ -14,6 +14,8 @@ pub struct Account {
     pub ha1_md5: String,
     pub ha1_sha256: String,
     pub enabled: bool,
+    /// Forwarding and do-not-disturb.
+    pub features: crate::dialplan::route::Features,
 }
 
 /// Extensions by number.
@@ -31,6 +33,10 @@ impl Accounts {
 
     pub fn get(&self, ext: &Extension) -> Option<&Account> {
         self.by_number.get(ext)
+    }
+
+    pub fn get_mut(&mut self, ext: &Extension) -> Option<&mut Account> {
+        self.by_number.get_mut(ext)
     }
 
     /// Is this extension known and enabled?

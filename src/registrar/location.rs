@@ -17,6 +17,8 @@ use crate::types::{Extension, Transport};
 pub struct Now {
     pub instant: Instant,
     pub unix: u64,
+    /// Wall clock in milliseconds, for call records.
+    pub unix_ms: u64,
 }
 
 impl Now {
@@ -85,6 +87,9 @@ pub enum Change {
 #[derive(Default)]
 pub struct Location {
     by_ext: HashMap<Extension, Vec<Binding>>,
+    /// Contact URI → extension, to route in-dialog requests to the binding's real source
+    /// (phones behind NAT register contacts they cannot be reached at).
+    by_uri: HashMap<String, Extension>,
     deadlines: BinaryHeap<Reverse<(Instant, Extension, String)>>,
     changes: Vec<Change>,
     count: usize,
@@ -97,6 +102,12 @@ impl Location {
 
     pub fn bindings(&self, ext: &Extension) -> &[Binding] {
         self.by_ext.get(ext).map_or(&[], Vec::as_slice)
+    }
+
+    /// The binding whose contact URI is exactly `uri`.
+    pub fn find_by_uri(&self, uri: &str) -> Option<&Binding> {
+        let ext = self.by_uri.get(uri)?;
+        self.bindings(ext).iter().find(|b| b.uri == uri)
     }
 
     /// Every binding, ordered by extension then key (deterministic for listings).
@@ -132,6 +143,7 @@ impl Location {
                 .push(Change::Upsert(ext.clone(), Box::new(binding.clone())));
         }
         // Most extensions have one phone: do not let Vec start at capacity 4 (~1 KiB).
+        self.by_uri.insert(binding.uri.clone(), ext.clone());
         let list = self
             .by_ext
             .entry(ext.clone())
@@ -148,6 +160,9 @@ impl Location {
     pub fn remove(&mut self, ext: &Extension, key: &str) {
         if let Some(list) = self.by_ext.get_mut(ext) {
             let before = list.len();
+            for b in list.iter().filter(|b| b.key == key) {
+                self.by_uri.remove(&b.uri);
+            }
             list.retain(|b| b.key != key);
             if list.len() < before {
                 self.count -= before - list.len();
@@ -165,6 +180,9 @@ impl Location {
     pub fn remove_all(&mut self, ext: &Extension) {
         if let Some(list) = self.by_ext.remove(ext) {
             self.count -= list.len();
+            for b in &list {
+                self.by_uri.remove(&b.uri);
+            }
         }
         self.changes.push(Change::RemoveAll {
             extension: ext.clone(),

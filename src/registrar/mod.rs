@@ -98,6 +98,33 @@ impl Registrar {
         self.accounts = accounts;
     }
 
+    /// Checks the credentials of any request (Proxy-Authorization for the proxy).
+    pub fn authenticate(&mut self, req: &Message, header: HeaderName, now_unix: u64) -> Verdict {
+        self.authn.check(req, header, &self.accounts, now_unix)
+    }
+
+    /// A feature code changed an extension's forwarding or DND: apply it to the directory now
+    /// (the store is written by the runtime; its next reload carries the same values).
+    pub fn update_features(
+        &mut self,
+        ext: &Extension,
+        action: &crate::dialplan::route::FeatureAction,
+    ) {
+        use crate::dialplan::route::FeatureAction;
+        if let Some(a) = self.accounts.get_mut(ext) {
+            match action {
+                FeatureAction::SetForwardAlways(t) => a.features.forward_always = Some(t.clone()),
+                FeatureAction::ClearForward => {
+                    a.features.forward_always = None;
+                    a.features.forward_busy = None;
+                    a.features.forward_no_answer = None;
+                }
+                FeatureAction::DndOn => a.features.dnd = true,
+                FeatureAction::DndOff => a.features.dnd = false,
+            }
+        }
+    }
+
     /// Answers a REGISTER.
     pub fn handle_register(&mut self, req: &Message, src: Source, now: Now) -> Reply {
         // The AOR must be a SIP URI (RFC 3261 §10.3 step 3); its user is the extension.

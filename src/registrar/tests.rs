@@ -18,6 +18,7 @@ fn account(ext: &str, pw: &str) -> Account {
         ha1_md5: ha1_hex(Algorithm::Md5, ext, REALM, pw),
         ha1_sha256: ha1_hex(Algorithm::Sha256, ext, REALM, pw),
         enabled: true,
+        features: Default::default(),
     }
 }
 
@@ -48,6 +49,7 @@ impl Rig {
             now: Now {
                 instant: Instant::now(),
                 unix: 1_800_000_000,
+                unix_ms: 1_800_000_000_000,
             },
             cseq: 0,
         }
@@ -56,6 +58,7 @@ impl Rig {
     fn advance(&mut self, secs: u64) {
         self.now.instant += Duration::from_secs(secs);
         self.now.unix += secs;
+        self.now.unix_ms += secs * 1000;
         self.reg.location.handle_timeout(self.now.instant);
     }
 

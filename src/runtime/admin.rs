@@ -27,6 +27,8 @@ pub(crate) async fn serve(
     let app = Router::new()
         .route("/health", get(|| async { "ok\n" }))
         .route("/api/registrations", get(registrations))
+        .route("/api/calls", get(calls))
+        .route("/api/dialplan/reload", axum::routing::post(reload))
         .with_state(driver);
     let res = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -55,4 +57,44 @@ async fn registrations(
     rx.await
         .map(Json)
         .map_err(|_| (StatusCode::SERVICE_UNAVAILABLE, "switch stopping".into()))
+}
+
+async fn calls(
+    State(driver): State<mpsc::Sender<Input>>,
+) -> Result<Json<Vec<crate::proxy::records::LiveCall>>, (StatusCode, String)> {
+    let (reply, rx) = oneshot::channel();
+    driver
+        .send(Input::Calls { reply })
+        .await
+        .map_err(|_| (StatusCode::SERVICE_UNAVAILABLE, "switch stopping".into()))?;
+    rx.await
+        .map(Json)
+        .map_err(|_| (StatusCode::SERVICE_UNAVAILABLE, "switch stopping".into()))
+}
+
+async fn reload(
+    State(driver): State<mpsc::Sender<Input>>,
+) -> (StatusCode, Json<serde_json::Value>) {
+    let (reply, rx) = oneshot::channel();
+    if driver
+        .send(Input::ReloadDialplan { reply: Some(reply) })
+        .await
+        .is_err()
+    {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"errors": ["switch stopping"]})),
+        );
+    }
+    match rx.await {
+        Ok(Ok(n)) => (StatusCode::OK, Json(serde_json::json!({ "opds": n }))),
+        Ok(Err(errors)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(serde_json::json!({ "errors": errors })),
+        ),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"errors": ["switch stopping"]})),
+        ),
+    }
 }

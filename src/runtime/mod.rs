@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::dialplan::Dialplan;
+use crate::proxy::records::LiveCall;
 use crate::registrar::{Account, Accounts, Authenticator, Now, Registrar, Settings};
 use crate::sip::auth::{Algorithm, NonceKey};
 use crate::sip::message::Limits;
@@ -58,6 +59,9 @@ pub(crate) enum Input {
     },
     ConnOpened {
         conn: ConnId,
+        local: SocketAddr,
+        remote: SocketAddr,
+        transport: Transport,
         writer: mpsc::Sender<Bytes>,
     },
     ConnClosed {
@@ -68,17 +72,31 @@ pub(crate) enum Input {
         opd: Option<OpdCode>,
         reply: oneshot::Sender<Vec<RegistrationView>>,
     },
+    Calls {
+        reply: oneshot::Sender<Vec<LiveCall>>,
+    },
+    /// Reload the dialplan from its directory (SIGHUP or the admin API); the reply carries the
+    /// number of OPDs, or the errors that made the switch keep the previous plan.
+    ReloadDialplan {
+        reply: Option<oneshot::Sender<Result<usize, Vec<String>>>>,
+    },
 }
+
+/// The longest an answered call may last without its phones refreshing it (RFC 4028) before
+/// it is recorded as expired.
+const MAX_CALL: Duration = Duration::from_secs(4 * 3600);
 
 /// Depth of the input queue; readers wait when it is full (back-pressure, no unbounded memory).
 const INPUT_QUEUE: usize = 16_384;
 
 pub(crate) fn now() -> Now {
+    let wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     Now {
         instant: Instant::now(),
-        unix: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
+        unix: wall.as_secs(),
+        unix_ms: wall.as_millis() as u64,
     }
 }
 
@@ -90,6 +108,12 @@ pub(crate) fn account_of(r: &ExtensionRecord) -> Account {
         ha1_md5: r.ha1(Algorithm::Md5).to_string(),
         ha1_sha256: r.ha1(Algorithm::Sha256).to_string(),
         enabled: r.enabled,
+        features: crate::dialplan::route::Features {
+            forward_always: r.features.forward_always.clone(),
+            forward_busy: r.features.forward_busy.clone(),
+            forward_no_answer: r.features.forward_no_answer.clone(),
+            dnd: r.features.dnd,
+        },
     }
 }
 
@@ -103,17 +127,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     })?;
     let mut store = Store::open(&config.db)
         .with_context(|| format!("cannot open the database {}", config.db.display()))?;
-    store.sync_opds(
-        &dialplan
-            .opds()
-            .iter()
-            .map(|o| OpdRow {
-                code: o.code.clone(),
-                name: o.name.clone(),
-                blocks: o.blocks.iter().map(|b| b.to_string()).collect(),
-            })
-            .collect::<Vec<_>>(),
-    )?;
+    store.sync_opds(&opd_rows(&dialplan))?;
     let realm = store.realm()?;
     let accounts = Accounts::new(store.extensions(None)?.iter().map(account_of).collect());
     let saved = store.registrations()?;
@@ -143,7 +157,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         max_message: config.max_message_bytes,
         max_headers: config.max_headers,
     };
-    let mut switch = Switch::new(limits, registrar);
+    let dialplan_dir = config.dialplan.clone();
+    let mut switch = Switch::new(limits, registrar, Arc::new(dialplan), MAX_CALL);
+    switch.set_domain(config.domain.clone());
     let t = now();
     let restored: Vec<_> = saved
         .into_iter()
@@ -162,7 +178,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let mut udp_sockets = Vec::new();
     for (i, addr) in config.listen.iter().enumerate() {
         let sock = Arc::new(udp::bind(*addr).with_context(|| format!("cannot bind UDP {addr}"))?);
-        tracing::info!("listening on udp {}", sock.local_addr()?);
+        let advertised = udp::advertised(sock.local_addr()?);
+        switch.add_udp_socket(advertised);
+        tracing::info!(
+            "listening on udp {} (advertised as {advertised})",
+            sock.local_addr()?
+        );
         tokio::spawn(udp::read_loop(
             sock.clone(),
             i,
@@ -197,6 +218,24 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             shutdown.cancel();
         });
     }
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let tx = tx.clone();
+        let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading the dialplan");
+                if tx
+                    .send(Input::ReloadDialplan { reply: None })
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+    }
     drop(tx);
 
     let mut driver = Driver {
@@ -204,6 +243,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         udp: udp_sockets,
         conns: HashMap::new(),
         store: store_handle.sender(),
+        dialplan_dir,
         next_trim: Instant::now() + TRIM_EVERY,
     };
     driver.run(rx, shutdown.clone()).await;
@@ -211,6 +251,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let _ = admin_task.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+fn opd_rows(dialplan: &Dialplan) -> Vec<OpdRow> {
+    dialplan
+        .opds()
+        .iter()
+        .map(|o| OpdRow {
+            code: o.code.clone(),
+            name: o.name.clone(),
+            blocks: o.blocks.iter().map(|b| b.to_string()).collect(),
+        })
+        .collect()
 }
 
 async fn wait_for_signal() {
@@ -241,6 +293,7 @@ struct Driver {
     udp: Vec<Arc<UdpSocket>>,
     conns: HashMap<ConnId, mpsc::Sender<Bytes>>,
     store: std::sync::mpsc::Sender<store_thread::Command>,
+    dialplan_dir: std::path::PathBuf,
     next_trim: Instant,
 }
 
@@ -324,11 +377,29 @@ impl Driver {
                 };
                 self.switch.handle_stream_message(data, peer, t);
             }
-            Input::ConnOpened { conn, writer } => {
+            Input::ConnOpened {
+                conn,
+                local,
+                remote,
+                transport,
+                writer,
+            } => {
                 self.conns.insert(conn, writer);
+                self.switch
+                    .handle_conn_opened(conn, local, remote, transport);
             }
             Input::ConnClosed { conn } => {
                 self.conns.remove(&conn);
+                self.switch.handle_conn_closed(conn);
+            }
+            Input::Calls { reply } => {
+                let _ = reply.send(self.switch.live_calls(t.instant));
+            }
+            Input::ReloadDialplan { reply } => {
+                let result = self.reload_dialplan();
+                if let Some(reply) = reply {
+                    let _ = reply.send(result);
+                }
             }
             Input::Accounts(accounts) => {
                 tracing::info!(extensions = accounts.len(), "extension directory reloaded");
@@ -336,6 +407,30 @@ impl Driver {
             }
             Input::Registrations { opd, reply } => {
                 let _ = reply.send(self.switch.registrations(opd.as_ref(), t.instant));
+            }
+        }
+    }
+
+    /// Loads the dialplan directory again; a plan with errors is refused and the running one
+    /// stays. (Reading a few dozen small files on the driver is a millisecond; reloads are
+    /// rare and operator-driven.)
+    fn reload_dialplan(&mut self) -> Result<usize, Vec<String>> {
+        match Dialplan::load_dir(&self.dialplan_dir) {
+            Ok(plan) => {
+                let n = plan.opds().len();
+                let rows = opd_rows(&plan);
+                self.switch.handle_dialplan(Arc::new(plan));
+                let _ = self.store.send(store_thread::Command::SyncOpds(rows));
+                tracing::info!(opds = n, "dialplan reloaded");
+                Ok(n)
+            }
+            Err(errors) => {
+                let lines: Vec<String> = errors.0.iter().map(|e| e.to_string()).collect();
+                tracing::error!(
+                    "dialplan refused, the previous plan keeps serving:\n{}",
+                    lines.join("\n")
+                );
+                Err(lines)
             }
         }
     }
@@ -378,6 +473,13 @@ impl Driver {
         let changes = self.switch.drain_changes();
         if !changes.is_empty() {
             let _ = self.store.send(store_thread::Command::Changes(changes));
+        }
+        let records = self.switch.drain_call_records();
+        if !records.is_empty() {
+            let _ = self.store.send(store_thread::Command::CallRecords(records));
+        }
+        for effect in self.switch.drain_effects() {
+            let _ = self.store.send(store_thread::Command::Effect(effect));
         }
     }
 }

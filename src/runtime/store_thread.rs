@@ -22,6 +22,9 @@ const PURGE_EVERY: Duration = Duration::from_secs(60);
 
 pub(crate) enum Command {
     Changes(Vec<Change>),
+    CallRecords(Vec<crate::proxy::records::CallRecord>),
+    Effect(crate::proxy::Effect),
+    SyncOpds(Vec<crate::store::OpdRow>),
     Shutdown,
 }
 
@@ -58,19 +61,40 @@ fn run(mut store: Store, rx: std_mpsc::Receiver<Command>, driver: mpsc::Sender<I
     let mut last_purge = Instant::now();
     loop {
         let mut ops = Vec::new();
+        let mut records = Vec::new();
         let mut stop = false;
+        let mut take = |cmd: Command, store: &mut Store| match cmd {
+            Command::Changes(c) => {
+                ops.extend(c.into_iter().map(op_of));
+                false
+            }
+            Command::CallRecords(r) => {
+                records.extend(r);
+                false
+            }
+            Command::Effect(e) => {
+                apply_effect(store, e);
+                false
+            }
+            Command::SyncOpds(rows) => {
+                if let Err(e) = store.sync_opds(&rows) {
+                    tracing::error!(error = %e, "cannot save the OPD list");
+                }
+                false
+            }
+            Command::Shutdown => true,
+        };
         match rx.recv_timeout(POLL) {
-            Ok(Command::Changes(c)) => ops.extend(c.into_iter().map(op_of)),
-            Ok(Command::Shutdown) => stop = true,
+            Ok(cmd) => stop |= take(cmd, &mut store),
             Err(std_mpsc::RecvTimeoutError::Timeout) => {}
             Err(std_mpsc::RecvTimeoutError::Disconnected) => stop = true,
         }
         // Batch whatever else is already queued.
         while let Ok(cmd) = rx.try_recv() {
-            match cmd {
-                Command::Changes(c) => ops.extend(c.into_iter().map(op_of)),
-                Command::Shutdown => stop = true,
-            }
+            stop |= take(cmd, &mut store);
+        }
+        if !records.is_empty() {
+            save_call_records(&mut store, records);
         }
         if !ops.is_empty() {
             if let Err(e) = store.apply_registration_batch(&ops) {
@@ -106,6 +130,38 @@ fn run(mut store: Store, rx: std_mpsc::Receiver<Command>, driver: mpsc::Sender<I
                 tracing::error!(error = %e, "cannot purge expired registrations");
             }
         }
+    }
+}
+
+/// Writes finished calls (one transaction per batch; WAL, so a process crash loses none that
+/// was committed).
+fn save_call_records(store: &mut Store, records: Vec<crate::proxy::records::CallRecord>) {
+    for r in &records {
+        tracing::debug!(call_id = %r.call_id, caller = %r.caller, dialled = %r.dialled, disposition = r.disposition.as_str(), "call ended");
+    }
+    if let Err(e) = store.insert_cdrs(&records) {
+        tracing::error!(error = %e, count = records.len(), "cannot save call records");
+    }
+}
+
+/// Persists what a feature code changed.
+fn apply_effect(store: &mut Store, effect: crate::proxy::Effect) {
+    use crate::dialplan::route::FeatureAction;
+    use crate::store::ForwardKind;
+    let crate::proxy::Effect::Feature(ext, action) = effect;
+    let res = match action {
+        FeatureAction::SetForwardAlways(t) => {
+            store.set_forward(&ext, ForwardKind::Always, Some(&t), None)
+        }
+        FeatureAction::ClearForward => store
+            .set_forward(&ext, ForwardKind::Always, None, None)
+            .and_then(|_| store.set_forward(&ext, ForwardKind::Busy, None, None))
+            .and_then(|_| store.set_forward(&ext, ForwardKind::NoAnswer, None, None)),
+        FeatureAction::DndOn => store.set_dnd(&ext, true),
+        FeatureAction::DndOff => store.set_dnd(&ext, false),
+    };
+    if let Err(e) = res {
+        tracing::warn!(extension = %ext, error = %e, "feature code not saved");
     }
 }
 

@@ -75,11 +75,18 @@ async fn connection(
     shutdown: CancellationToken,
     limits: Limits,
 ) {
+    let local = match stream.local_addr() {
+        Ok(a) => a,
+        Err(_) => return,
+    };
     let (mut rd, mut wr) = stream.into_split();
     let (wtx, mut wrx) = mpsc::channel::<Bytes>(WRITER_QUEUE);
     if tx
         .send(Input::ConnOpened {
             conn,
+            local,
+            remote: src,
+            transport: Transport::Tcp,
             writer: wtx.clone(),
         })
         .await

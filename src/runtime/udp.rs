@@ -28,6 +28,61 @@ pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     UdpSocket::from_std(sock.into())
 }
 
+/// The address the switch puts in Via and Record-Route for a socket: the bound address, or for
+/// a wildcard bind the host's first non-loopback address of that family (loopback if none).
+pub(crate) fn advertised(bound: SocketAddr) -> SocketAddr {
+    if !bound.ip().is_unspecified() {
+        return bound;
+    }
+    let ip = interface_addresses()
+        .into_iter()
+        .find(|ip| ip.is_ipv4() == bound.is_ipv4() && !ip.is_loopback())
+        .unwrap_or(if bound.is_ipv4() {
+            std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+        } else {
+            std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+        });
+    SocketAddr::new(ip, bound.port())
+}
+
+/// The host's interface addresses (getifaddrs).
+fn interface_addresses() -> Vec<std::net::IpAddr> {
+    let mut out = Vec::new();
+    #[cfg(unix)]
+    // SAFETY: getifaddrs fills a linked list we only read and then free with freeifaddrs;
+    // each ifa_addr is checked for null and its family before the cast.
+    unsafe {
+        let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+        if libc::getifaddrs(&mut head) != 0 {
+            return out;
+        }
+        let mut cur = head;
+        while !cur.is_null() {
+            let addr = (*cur).ifa_addr;
+            if !addr.is_null() {
+                match i32::from((*addr).sa_family) {
+                    libc::AF_INET => {
+                        let sin = &*(addr as *const libc::sockaddr_in);
+                        out.push(std::net::IpAddr::V4(std::net::Ipv4Addr::from(
+                            u32::from_be(sin.sin_addr.s_addr),
+                        )));
+                    }
+                    libc::AF_INET6 => {
+                        let sin6 = &*(addr as *const libc::sockaddr_in6);
+                        out.push(std::net::IpAddr::V6(std::net::Ipv6Addr::from(
+                            sin6.sin6_addr.s6_addr,
+                        )));
+                    }
+                    _ => {}
+                }
+            }
+            cur = (*cur).ifa_next;
+        }
+        libc::freeifaddrs(head);
+    }
+    out
+}
+
 pub(crate) async fn read_loop(
     sock: Arc<UdpSocket>,
     index: usize,

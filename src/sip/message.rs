@@ -761,19 +761,26 @@ pub fn frame_stream(buf: &[u8], limits: &Limits) -> Result<Frame, ParseError> {
         }
         return Ok(Frame::Incomplete);
     };
+    // Find the Content-Length the parser will find: the start line is not a header, and a
+    // line starting with SP/HTAB continues the previous header (it is never a header itself,
+    // and it belongs to a folded Content-Length value).
     let mut cl: Option<usize> = None;
-    let mut at = 0;
+    let (_, mut at) = line_end(buf, 0, body_start);
     while at < body_start {
-        let (end, next) = line_end(buf, at, body_start);
+        let (end, mut next) = line_end(buf, at, body_start);
         let line = &buf[at..end];
+        let mut value_end = end;
+        while next < body_start && matches!(buf[next], b' ' | b'\t') {
+            (value_end, next) = line_end(buf, next, body_start);
+        }
         if let Some(colon) = memchr::memchr(b':', line) {
             let name = trim_bytes(&line[..colon]);
             if HeaderName::parse(name) == HeaderName::ContentLength {
-                let n =
-                    parse_decimal(trim_bytes(&line[colon + 1..])).ok_or(ParseError::Header {
-                        header: "Content-Length",
-                        reason: "not a non-negative number",
-                    })?;
+                let value = trim_bytes(&buf[at + colon + 1..value_end]);
+                let n = parse_decimal(value).ok_or(ParseError::Header {
+                    header: "Content-Length",
+                    reason: "not a non-negative number",
+                })?;
                 if cl.is_some_and(|p| p != n) {
                     return Err(ParseError::Duplicate("Content-Length"));
                 }

@@ -44,4 +44,33 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX registrations_expires_at ON registrations (expires_at);
     "#,
+    // 2: per-extension forwarding and do-not-disturb; call records (one row per finished call).
+    r#"
+    ALTER TABLE extensions ADD COLUMN forward_always TEXT;
+    ALTER TABLE extensions ADD COLUMN forward_busy TEXT;
+    ALTER TABLE extensions ADD COLUMN forward_no_answer TEXT;
+    ALTER TABLE extensions ADD COLUMN forward_no_answer_secs INTEGER;
+    ALTER TABLE extensions ADD COLUMN dnd INTEGER NOT NULL DEFAULT 0 CHECK (dnd IN (0, 1));
+
+    CREATE TABLE cdrs (
+        id          INTEGER PRIMARY KEY,
+        call_id     TEXT NOT NULL,
+        caller      TEXT NOT NULL,
+        dialled     TEXT NOT NULL,
+        callee      TEXT,
+        caller_opd  TEXT,
+        callee_opd  TEXT,
+        route       TEXT NOT NULL,
+        trunk       INTEGER NOT NULL CHECK (trunk IN (0, 1)),
+        start_ms    INTEGER NOT NULL,               -- Unix milliseconds
+        answer_ms   INTEGER,
+        end_ms      INTEGER NOT NULL,
+        duration_ms INTEGER NOT NULL,               -- end - answer, 0 if never answered
+        disposition TEXT NOT NULL,
+        sip_status  INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX cdrs_start_ms ON cdrs (start_ms);
+    CREATE INDEX cdrs_caller_opd ON cdrs (caller_opd, start_ms);
+    CREATE INDEX cdrs_callee_opd ON cdrs (callee_opd, start_ms);
+    "#,
 ];

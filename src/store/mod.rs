@@ -1,8 +1,10 @@
 //! The durable copy: SQLite (WAL) holding the realm, OPDs, extensions (digest HA1 per
-//! algorithm, never a password) and registrations. Synchronous: the runtime calls it from a
+//! algorithm, never a password, and their call features), registrations and call records. Synchronous: the runtime calls it from a
 //! blocking thread and serves SIP from memory; the CLI writes the same file, and a running
 //! switch notices through [`Store::data_version`]. No async, no locks, no caching of rows.
 
+mod cdr;
+mod features;
 mod migrations;
 
 use std::collections::BTreeMap;
@@ -15,6 +17,12 @@ use rusqlite::{ffi, params, Connection, OptionalExtension, Row, TransactionBehav
 use crate::sip::auth::{ha1_hex, Algorithm};
 use crate::types::{Extension, OpdCode, Transport};
 use migrations::MIGRATIONS;
+
+pub use cdr::{CdrFilter, CdrRecord, CdrRow, Disposition, OpdUsage, UnknownDisposition, Usage};
+pub use features::{
+    check_forward_target, ExtensionFeatures, ForwardKind, DEFAULT_NO_ANSWER_SECS,
+    MAX_FORWARD_TARGET_LEN, MAX_NO_ANSWER_SECS,
+};
 
 /// The realm written into a new database when none is given. HA1 values depend on it, so it
 /// is fixed when the database is created and never changes afterwards.
@@ -53,6 +61,15 @@ pub enum StoreError {
     UnknownExtension(Extension),
     #[error("store: unknown OPD '{0}'")]
     UnknownOpd(OpdCode),
+    #[error("store: '{target}' is not a valid forward target: {reason}")]
+    BadForwardTarget { target: String, reason: String },
+    #[error(
+        "store: a no-answer forward must ring between 1 and {MAX_NO_ANSWER_SECS} seconds, \
+         not {0}"
+    )]
+    BadNoAnswerDelay(u32),
+    #[error("store: extension {0} cannot forward to itself")]
+    ForwardToSelf(Extension),
     #[error("store: the database has no realm (not created by tambun?)")]
     NoRealm,
     #[error("store: {0}")]
@@ -81,6 +98,8 @@ pub struct ExtensionRecord {
     pub created_at: i64,
     /// Unix seconds.
     pub updated_at: i64,
+    /// Forwarding and do-not-disturb.
+    pub features: ExtensionFeatures,
 }
 
 impl ExtensionRecord {
@@ -102,6 +121,7 @@ impl fmt::Debug for ExtensionRecord {
             .field("enabled", &self.enabled)
             .field("created_at", &self.created_at)
             .field("updated_at", &self.updated_at)
+            .field("features", &self.features)
             .finish_non_exhaustive()
     }
 }
@@ -175,8 +195,8 @@ impl fmt::Debug for Store {
     }
 }
 
-const EXTENSION_COLUMNS: &str =
-    "number, opd, name, ha1_md5, ha1_sha256, enabled, created_at, updated_at";
+const EXTENSION_COLUMNS: &str = "number, opd, name, ha1_md5, ha1_sha256, enabled, created_at, \
+     updated_at, forward_always, forward_busy, forward_no_answer, forward_no_answer_secs, dnd";
 const REGISTRATION_COLUMNS: &str = "extension, contact_uri, contact_header, instance_id, reg_id, \
      source, transport, user_agent, call_id, cseq, expires_at";
 const UPSERT_REGISTRATION: &str = "INSERT INTO registrations (extension, contact_uri, \
@@ -590,6 +610,7 @@ fn extension_from_row(r: &Row) -> rusqlite::Result<ExtensionRecord> {
         enabled: r.get(5)?,
         created_at: r.get(6)?,
         updated_at: r.get(7)?,
+        features: features::features_from_row(r, 8)?,
     })
 }
 

@@ -452,3 +452,384 @@ fn import_refuses_an_unknown_opd() {
     assert_eq!(e.to_string(), "store: unknown OPD 'nowhere'");
     assert!(store.extensions(None).unwrap().is_empty());
 }
+
+// ---- features ----
+
+#[test]
+fn features_round_trip() {
+    let (_dir, path, mut store) = new_store();
+    let n = ext("1000");
+    store
+        .add_extension(&n, &opd("setda"), "Reception", "pw1000")
+        .unwrap();
+    assert_eq!(
+        store.extension(&n).unwrap().unwrap().features,
+        ExtensionFeatures::default()
+    );
+    store
+        .set_forward(&n, ForwardKind::Always, Some("2301"), None)
+        .unwrap();
+    store
+        .set_forward(&n, ForwardKind::Busy, Some("*98#"), Some(7))
+        .unwrap();
+    store
+        .set_forward(&n, ForwardKind::NoAnswer, Some("+62215551234"), None)
+        .unwrap();
+    store.set_dnd(&n, true).unwrap();
+    let want = ExtensionFeatures {
+        forward_always: Some("2301".into()),
+        forward_busy: Some("*98#".into()),
+        forward_no_answer: Some(("+62215551234".into(), DEFAULT_NO_ANSWER_SECS)),
+        dnd: true,
+    };
+    drop(store);
+    let mut store = Store::open(&path).unwrap();
+    assert_eq!(store.extension(&n).unwrap().unwrap().features, want);
+    assert_eq!(store.extensions(None).unwrap()[0].features, want);
+
+    store
+        .set_forward(&n, ForwardKind::NoAnswer, Some("1001"), Some(15))
+        .unwrap();
+    assert_eq!(
+        store
+            .extension(&n)
+            .unwrap()
+            .unwrap()
+            .features
+            .forward_no_answer,
+        Some(("1001".into(), 15))
+    );
+    store
+        .set_forward(&n, ForwardKind::Always, None, None)
+        .unwrap();
+    store
+        .set_forward(&n, ForwardKind::NoAnswer, None, None)
+        .unwrap();
+    store.set_dnd(&n, false).unwrap();
+    let f = store.extension(&n).unwrap().unwrap().features;
+    assert_eq!(
+        f,
+        ExtensionFeatures {
+            forward_busy: Some("*98#".into()),
+            ..ExtensionFeatures::default()
+        }
+    );
+}
+
+#[test]
+fn bad_forwards_are_refused() {
+    let (_dir, _path, mut store) = new_store();
+    let n = ext("1000");
+    store
+        .add_extension(&n, &opd("setda"), "Reception", "pw1000")
+        .unwrap();
+    for bad in ["", "12a4", "1000 ", "sip:2301@x", &"1".repeat(33)] {
+        let err = store
+            .set_forward(&n, ForwardKind::Always, Some(bad), None)
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::BadForwardTarget { .. }),
+            "{bad}: {err}"
+        );
+    }
+    let err = store
+        .set_forward(&n, ForwardKind::Busy, Some("12a4"), None)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "store: '12a4' is not a valid forward target: 'a' is not allowed (only digits, *, # and +)"
+    );
+    assert!(store
+        .set_forward(&n, ForwardKind::Always, Some(&"1".repeat(32)), None)
+        .is_ok());
+    assert!(matches!(
+        store.set_forward(&n, ForwardKind::Always, Some("1000"), None),
+        Err(StoreError::ForwardToSelf(_))
+    ));
+    for secs in [0, MAX_NO_ANSWER_SECS + 1] {
+        assert!(matches!(
+            store.set_forward(&n, ForwardKind::NoAnswer, Some("1001"), Some(secs)),
+            Err(StoreError::BadNoAnswerDelay(s)) if s == secs
+        ));
+    }
+    assert!(matches!(
+        store.set_forward(&ext("1001"), ForwardKind::Busy, Some("1000"), None),
+        Err(StoreError::UnknownExtension(_))
+    ));
+    assert!(matches!(
+        store.set_dnd(&ext("1001"), true),
+        Err(StoreError::UnknownExtension(_))
+    ));
+}
+
+// ---- call records ----
+
+/// A call from `caller` (in `caller_opd`) to `callee`, starting at `start_ms`, answered after
+/// 5 s when `talk_secs` is given.
+fn cdr(
+    caller: &str,
+    caller_opd: Option<&str>,
+    callee: &str,
+    callee_opd: Option<&str>,
+    start_ms: i64,
+    talk_secs: Option<i64>,
+) -> CdrRecord {
+    let answer_ms = talk_secs.map(|_| start_ms + 5_000);
+    CdrRecord {
+        call_id: format!("{caller}-{callee}-{start_ms}@test"),
+        caller: caller.into(),
+        dialled: callee.into(),
+        callee: Some(callee.into()),
+        caller_opd: caller_opd.map(opd),
+        callee_opd: callee_opd.map(opd),
+        route: "test".into(),
+        trunk: callee_opd.is_none() || caller_opd.is_none(),
+        start_ms,
+        answer_ms,
+        end_ms: answer_ms.unwrap_or(start_ms + 5_000) + talk_secs.unwrap_or(0) * 1_000,
+        disposition: if talk_secs.is_some() {
+            Disposition::Answered
+        } else {
+            Disposition::NoAnswer
+        },
+        sip_status: if talk_secs.is_some() { 200 } else { 480 },
+    }
+}
+
+#[test]
+fn disposition_names() {
+    for d in Disposition::ALL {
+        assert_eq!(d.to_string().parse::<Disposition>().unwrap(), d);
+        assert_eq!(
+            serde_json::to_string(&d).unwrap(),
+            format!("\"{}\"", d.as_str())
+        );
+    }
+    assert_eq!(Disposition::NoAnswer.to_string(), "no-answer");
+    assert_eq!(Disposition::MediaTimeout.to_string(), "media-timeout");
+    assert!("NoAnswer".parse::<Disposition>().is_err());
+}
+
+#[test]
+fn duration_is_talk_time() {
+    let answered = cdr("1000", Some("setda"), "2301", Some("dinkes"), 0, Some(90));
+    assert_eq!(answered.duration_ms(), 90_000);
+    let missed = cdr("1000", Some("setda"), "2301", Some("dinkes"), 0, None);
+    assert_eq!(missed.duration_ms(), 0);
+}
+
+#[test]
+fn cdrs_insert_and_filter() {
+    let (_dir, path, mut store) = new_store();
+    let records = vec![
+        cdr(
+            "1000",
+            Some("setda"),
+            "2301",
+            Some("dinkes"),
+            3_000,
+            Some(60),
+        ),
+        cdr("1001", Some("setda"), "1000", Some("setda"), 1_000, None),
+        cdr("2301", Some("dinkes"), "90215551234", None, 2_000, Some(30)),
+        cdr(
+            "3500",
+            Some("diskominfo"),
+            "3501",
+            Some("diskominfo"),
+            4_000,
+            Some(1),
+        ),
+    ];
+    store.insert_cdrs(&records).unwrap();
+    store.insert_cdrs(&[]).unwrap();
+    drop(store);
+    let store = Store::open(&path).unwrap();
+
+    let all = store.cdrs(&CdrFilter::default()).unwrap();
+    let starts: Vec<i64> = all.iter().map(|r| r.record.start_ms).collect();
+    assert_eq!(starts, [1_000, 2_000, 3_000, 4_000], "ordered by start");
+    assert_eq!(all[2].record, records[0], "round trip");
+    assert_eq!(all[0].record, records[1]);
+
+    let setda = store
+        .cdrs(&CdrFilter {
+            opd: Some(opd("setda")),
+            ..CdrFilter::default()
+        })
+        .unwrap();
+    assert_eq!(setda.len(), 2);
+    let dinkes = store
+        .cdrs(&CdrFilter {
+            opd: Some(opd("dinkes")),
+            ..CdrFilter::default()
+        })
+        .unwrap();
+    let starts: Vec<i64> = dinkes.iter().map(|r| r.record.start_ms).collect();
+    assert_eq!(starts, [2_000, 3_000], "caller OR callee OPD");
+
+    let window = store
+        .cdrs(&CdrFilter {
+            since_ms: Some(2_000),
+            until_ms: Some(4_000),
+            ..CdrFilter::default()
+        })
+        .unwrap();
+    let starts: Vec<i64> = window.iter().map(|r| r.record.start_ms).collect();
+    assert_eq!(starts, [2_000, 3_000], "since inclusive, until exclusive");
+
+    let latest = store
+        .cdrs(&CdrFilter {
+            limit: Some(2),
+            ..CdrFilter::default()
+        })
+        .unwrap();
+    let starts: Vec<i64> = latest.iter().map(|r| r.record.start_ms).collect();
+    assert_eq!(starts, [3_000, 4_000], "the latest, oldest first");
+}
+
+#[test]
+fn summary_counts_a_cross_opd_call_for_both() {
+    let (_dir, _path, mut store) = new_store();
+    store
+        .insert_cdrs(&[
+            // setda → dinkes, 60 s: counts for both.
+            cdr(
+                "1000",
+                Some("setda"),
+                "2301",
+                Some("dinkes"),
+                1_000,
+                Some(60),
+            ),
+            // inside setda, 30 s: counts once for setda.
+            cdr(
+                "1001",
+                Some("setda"),
+                "1000",
+                Some("setda"),
+                2_000,
+                Some(30),
+            ),
+            // setda, unanswered.
+            cdr("1002", Some("setda"), "2302", Some("dinkes"), 3_000, None),
+            // dinkes → trunk, 90 s.
+            cdr("2301", Some("dinkes"), "90215551234", None, 4_000, Some(90)),
+            // trunk → dinkes, unanswered.
+            cdr("0215551234", None, "2300", Some("dinkes"), 5_000, None),
+            // outside the window.
+            cdr(
+                "1000",
+                Some("setda"),
+                "2301",
+                Some("dinkes"),
+                99_000,
+                Some(600),
+            ),
+        ])
+        .unwrap();
+    let summary = store.cdr_summary_by_opd(Some(0), Some(10_000)).unwrap();
+    assert_eq!(
+        summary,
+        vec![
+            OpdUsage {
+                opd: opd("dinkes"),
+                usage: Usage {
+                    calls: 4,
+                    answered: 2,
+                    answered_ms: 150_000,
+                    trunk_calls: 2,
+                    trunk_answered_ms: 90_000,
+                },
+            },
+            OpdUsage {
+                opd: opd("setda"),
+                usage: Usage {
+                    calls: 3,
+                    answered: 2,
+                    answered_ms: 90_000,
+                    trunk_calls: 0,
+                    trunk_answered_ms: 0,
+                },
+            },
+        ]
+    );
+    assert_eq!(summary[0].usage.minutes(), 2.5);
+    assert_eq!(summary[0].usage.trunk_minutes(), 1.5);
+
+    let total = store.cdr_totals(Some(0), Some(10_000)).unwrap();
+    assert_eq!(
+        total,
+        Usage {
+            calls: 5,
+            answered: 3,
+            answered_ms: 180_000,
+            trunk_calls: 2,
+            trunk_answered_ms: 90_000,
+        },
+        "each call once"
+    );
+    let unbounded = store.cdr_summary_by_opd(None, None).unwrap();
+    assert_eq!(unbounded[1].usage.answered_ms, 690_000);
+    assert_eq!(
+        store.cdr_totals(Some(50), Some(60)).unwrap(),
+        Usage::default(),
+        "no calls: zeros, not NULLs"
+    );
+    assert!(store
+        .cdr_summary_by_opd(Some(50), Some(60))
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn migration_2_keeps_version_1_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('realm', 'tambun')",
+            [],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO opds (code, name, blocks) VALUES ('setda', 'Setda', '[\"1000-1199\"]')",
+            [],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO extensions (number, opd, ha1_md5, ha1_sha256, created_at, updated_at) \
+             VALUES ('1000', 'setda', 'x', 'y', 1, 1)",
+            [],
+        )
+        .unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    let rec = store.extension(&ext("1000")).unwrap().unwrap();
+    assert_eq!(rec.features, ExtensionFeatures::default());
+    assert!(store.cdrs(&CdrFilter::default()).unwrap().is_empty());
+}
+
+#[test]
+fn committed_cdrs_survive_an_unclean_end() {
+    let (_dir, path, mut store) = new_store();
+    let call = cdr(
+        "1000",
+        Some("setda"),
+        "2301",
+        Some("dinkes"),
+        1_000,
+        Some(10),
+    );
+    store.insert_cdrs(std::slice::from_ref(&call)).unwrap();
+    // No close, no checkpoint: the connection is leaked as a killed process would leave it.
+    std::mem::forget(store);
+    let store = Store::open(&path).unwrap();
+    let rows = store.cdrs(&CdrFilter::default()).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].record, call);
+}

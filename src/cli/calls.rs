@@ -1,0 +1,110 @@
+//! `tambun calls`: the calls in progress, asked of the running switch's admin API
+//! (`GET /api/calls`).
+
+use std::io::Write;
+
+use anyhow::{anyhow, bail};
+use clap::Args;
+use serde::Deserialize;
+
+use super::http;
+use super::output::table;
+use super::wib::{minutes_seconds, wib};
+use super::GlobalArgs;
+
+#[derive(Debug, Args)]
+pub struct CallsArgs {
+    /// Print the admin API's JSON as it is
+    #[arg(long)]
+    json: bool,
+}
+
+/// One live call as the admin API reports it.
+#[derive(Debug, Deserialize)]
+struct LiveCall {
+    #[serde(default)]
+    call_id: String,
+    #[serde(default)]
+    caller: String,
+    #[serde(default)]
+    callee: Option<String>,
+    #[serde(default)]
+    dialled: String,
+    #[serde(default)]
+    caller_opd: Option<String>,
+    #[serde(default)]
+    callee_opd: Option<String>,
+    #[serde(default)]
+    route: String,
+    /// `ringing` or `answered`.
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    started_at_ms: i64,
+    #[serde(default)]
+    answered_at_ms: Option<i64>,
+    /// Talk time so far (0 while ringing).
+    #[serde(default)]
+    duration_secs: Option<f64>,
+}
+
+pub(super) fn run(global: &GlobalArgs, args: CallsArgs) -> anyhow::Result<()> {
+    let admin = global.admin();
+    let response = http::admin_get(admin, "/api/calls")?;
+    let body = String::from_utf8_lossy(&response.body);
+    if !(200..300).contains(&response.status) {
+        bail!(
+            "the switch's admin API at {admin} answered {}: {}",
+            response.status,
+            body.trim()
+        );
+    }
+    if args.json {
+        let mut out = std::io::stdout().lock();
+        out.write_all(body.as_bytes())?;
+        if !body.ends_with('\n') {
+            out.write_all(b"\n")?;
+        }
+        return Ok(());
+    }
+    let calls: Vec<LiveCall> = serde_json::from_str(&body).map_err(|e| {
+        anyhow!("the switch's admin API at {admin} sent something other than a call list: {e}")
+    })?;
+    if calls.is_empty() {
+        println!("no calls in progress");
+        return Ok(());
+    }
+    let dash = |s: Option<String>| s.filter(|s| !s.is_empty()).unwrap_or_else(|| "-".into());
+    let mut t = table(&[
+        "STARTED (WIB)",
+        "CALLER",
+        "CALLER OPD",
+        "DIALLED",
+        "CALLEE",
+        "CALLEE OPD",
+        "STATE",
+        "ANSWERED (WIB)",
+        "DURATION",
+        "ROUTE",
+        "CALL-ID",
+    ]);
+    let n = calls.len();
+    for c in calls {
+        t.add_row(vec![
+            wib(c.started_at_ms),
+            c.caller,
+            dash(c.caller_opd),
+            c.dialled,
+            dash(c.callee),
+            dash(c.callee_opd),
+            c.state,
+            c.answered_at_ms.map_or_else(|| "-".into(), wib),
+            minutes_seconds((c.duration_secs.unwrap_or(0.0) * 1000.0) as i64),
+            c.route,
+            c.call_id,
+        ]);
+    }
+    println!("{t}");
+    println!("{n} call(s) in progress");
+    Ok(())
+}

@@ -1,0 +1,376 @@
+//! Call tracking for the call records: every initial INVITE the proxy routes gets a record
+//! (caller, dialled number, route, times); it is finished by the final response, the BYE, or
+//! the dialog's maximum duration (RFC 4028 session timers shorten it when the phones use them),
+//! and then handed out as a [`CallRecord`] for the store.
+//!
+//! Sans-IO: times come in; finished records queue for `poll`.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::types::{Extension, OpdCode};
+
+pub use crate::store::{CdrRecord as CallRecord, Disposition};
+
+/// The disposition of a call that ended with this final status (never answered).
+pub fn disposition_of_failure(status: u16) -> Disposition {
+    match status {
+        486 | 600 => Disposition::Busy,
+        487 => Disposition::Cancelled,
+        408 | 480 => Disposition::NoAnswer,
+        500..=599 => Disposition::Failed,
+        _ => Disposition::Rejected,
+    }
+}
+
+/// A live call, for `tambun calls`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveCall {
+    pub call_id: String,
+    pub caller: String,
+    pub callee: Option<String>,
+    pub dialled: String,
+    pub caller_opd: Option<OpdCode>,
+    pub callee_opd: Option<OpdCode>,
+    pub route: String,
+    pub state: &'static str,
+    pub started_at_ms: i64,
+    pub answered_at_ms: Option<i64>,
+    pub duration_secs: u64,
+}
+
+/// What is known when a call is routed.
+#[derive(Debug, Clone)]
+pub struct NewCall {
+    pub call_id: String,
+    pub from_tag: String,
+    pub caller: Extension,
+    pub caller_opd: Option<OpdCode>,
+    pub dialled: String,
+    pub route: String,
+    pub trunk: bool,
+}
+
+struct Entry {
+    call: NewCall,
+    start_ms: i64,
+    answer_ms: Option<i64>,
+    answered_at: Option<Instant>,
+    callee: Option<String>,
+    callee_opd: Option<OpdCode>,
+    to_tag: Option<String>,
+    expires: Option<Instant>,
+}
+
+/// Calls from routing to their end.
+pub struct Records {
+    /// Call-ID → calls (one per From-tag; forked or spiralled calls share a Call-ID).
+    by_call_id: HashMap<String, Vec<Entry>>,
+    finished: Vec<CallRecord>,
+    max_duration: Duration,
+}
+
+impl Records {
+    pub fn new(max_duration: Duration) -> Records {
+        Records {
+            by_call_id: HashMap::new(),
+            finished: Vec::new(),
+            max_duration,
+        }
+    }
+
+    pub fn start(&mut self, call: NewCall, now_ms: u64) {
+        let list = self.by_call_id.entry(call.call_id.clone()).or_default();
+        list.retain(|e| e.call.from_tag != call.from_tag);
+        list.push(Entry {
+            call,
+            start_ms: now_ms as i64,
+            answer_ms: None,
+            answered_at: None,
+            callee: None,
+            callee_opd: None,
+            to_tag: None,
+            expires: None,
+        });
+    }
+
+    fn find(&mut self, call_id: &str, tags: &[Option<&str>]) -> Option<&mut Entry> {
+        self.by_call_id.get_mut(call_id)?.iter_mut().find(|e| {
+            tags.iter()
+                .flatten()
+                .any(|t| *t == e.call.from_tag || e.to_tag.as_deref() == Some(*t))
+        })
+    }
+
+    /// The call was answered by `callee`; `session_expires` from the 2xx, if any.
+    #[allow(clippy::too_many_arguments)]
+    pub fn answered(
+        &mut self,
+        call_id: &str,
+        from_tag: &str,
+        to_tag: Option<&str>,
+        callee: Option<String>,
+        callee_opd: Option<OpdCode>,
+        session_expires: Option<u32>,
+        now: Instant,
+        now_ms: u64,
+    ) {
+        let max = self.max_duration;
+        if let Some(e) = self.find(call_id, &[Some(from_tag)]) {
+            if e.answer_ms.is_some() {
+                return;
+            }
+            e.answer_ms = Some(now_ms as i64);
+            e.answered_at = Some(now);
+            e.to_tag = to_tag.map(str::to_string);
+            if callee.is_some() {
+                e.callee = callee;
+                e.callee_opd = callee_opd;
+            }
+            e.expires = Some(now + expiry(max, session_expires));
+        }
+    }
+
+    /// Remembers who is being rung (the callee of a call that is not answered yet).
+    pub fn ringing(&mut self, call_id: &str, from_tag: &str, callee: &str, opd: Option<OpdCode>) {
+        if let Some(e) = self.find(call_id, &[Some(from_tag)]) {
+            if e.callee.is_none() {
+                e.callee = Some(callee.to_string());
+                e.callee_opd = opd;
+            }
+        }
+    }
+
+    /// A re-INVITE or UPDATE refreshed the session (RFC 4028).
+    pub fn refreshed(
+        &mut self,
+        call_id: &str,
+        tags: &[Option<&str>],
+        session_expires: Option<u32>,
+        now: Instant,
+    ) {
+        let max = self.max_duration;
+        if let Some(e) = self.find(call_id, tags) {
+            if e.answered_at.is_some() {
+                if let Some(se) = session_expires {
+                    e.expires = Some(now + expiry(max, Some(se)));
+                }
+            }
+        }
+    }
+
+    /// The call failed before being answered.
+    pub fn failed(&mut self, call_id: &str, from_tag: &str, status: u16, now_ms: u64) {
+        self.finish(
+            call_id,
+            &[Some(from_tag)],
+            disposition_of_failure(status),
+            status,
+            now_ms,
+        );
+    }
+
+    /// A BYE passed: the call ended normally.
+    pub fn ended(&mut self, call_id: &str, tags: &[Option<&str>], now_ms: u64) {
+        self.finish(call_id, tags, Disposition::Answered, 200, now_ms);
+    }
+
+    fn finish(
+        &mut self,
+        call_id: &str,
+        tags: &[Option<&str>],
+        disposition: Disposition,
+        status: u16,
+        now_ms: u64,
+    ) {
+        let Some(list) = self.by_call_id.get_mut(call_id) else {
+            return;
+        };
+        let Some(pos) = list.iter().position(|e| {
+            tags.iter()
+                .flatten()
+                .any(|t| *t == e.call.from_tag || e.to_tag.as_deref() == Some(*t))
+        }) else {
+            return;
+        };
+        let e = list.swap_remove(pos);
+        if list.is_empty() {
+            self.by_call_id.remove(call_id);
+        }
+        // A failure after the answer (an error to the ACK, a late 4xx) does not unanswer a call.
+        let disposition = if e.answer_ms.is_some() && disposition != Disposition::Expired {
+            Disposition::Answered
+        } else {
+            disposition
+        };
+        self.finished
+            .push(record(e, disposition, status, now_ms as i64));
+    }
+
+    /// The earliest dialog expiry.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.by_call_id
+            .values()
+            .flatten()
+            .filter_map(|e| e.expires)
+            .min()
+    }
+
+    /// Ends dialogs whose phones went silent.
+    pub fn handle_timeout(&mut self, now: Instant, now_ms: u64) {
+        let mut expired = Vec::new();
+        for (id, list) in &self.by_call_id {
+            for e in list {
+                if e.expires.is_some_and(|t| t <= now) {
+                    expired.push((id.clone(), e.call.from_tag.clone()));
+                }
+            }
+        }
+        for (id, tag) in expired {
+            self.finish(&id, &[Some(&tag)], Disposition::Expired, 408, now_ms);
+        }
+    }
+
+    pub fn drain_finished(&mut self) -> Vec<CallRecord> {
+        std::mem::take(&mut self.finished)
+    }
+
+    pub fn live(&self, now: Instant) -> Vec<LiveCall> {
+        let mut v: Vec<LiveCall> = self
+            .by_call_id
+            .values()
+            .flatten()
+            .map(|e| LiveCall {
+                call_id: e.call.call_id.clone(),
+                caller: e.call.caller.to_string(),
+                callee: e.callee.clone(),
+                dialled: e.call.dialled.clone(),
+                caller_opd: e.call.caller_opd.clone(),
+                callee_opd: e.callee_opd.clone(),
+                route: e.call.route.clone(),
+                state: if e.answer_ms.is_some() {
+                    "answered"
+                } else {
+                    "ringing"
+                },
+                started_at_ms: e.start_ms,
+                answered_at_ms: e.answer_ms,
+                duration_secs: e
+                    .answered_at
+                    .map_or(0, |t| now.saturating_duration_since(t).as_secs()),
+            })
+            .collect();
+        v.sort_by_key(|c| c.started_at_ms);
+        v
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_call_id.values().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_call_id.is_empty()
+    }
+}
+
+/// How long an answered dialog may live without a refresh: twice the session interval plus
+/// slack when session timers are in use, otherwise the configured maximum.
+fn expiry(max: Duration, session_expires: Option<u32>) -> Duration {
+    match session_expires {
+        Some(se) if se > 0 => Duration::from_secs(u64::from(se) * 2 + 32).min(max),
+        _ => max,
+    }
+}
+
+fn record(e: Entry, disposition: Disposition, status: u16, end_ms: i64) -> CallRecord {
+    CallRecord {
+        call_id: e.call.call_id,
+        caller: e.call.caller.to_string(),
+        dialled: e.call.dialled,
+        callee: e.callee,
+        caller_opd: e.call.caller_opd,
+        callee_opd: e.callee_opd,
+        route: e.call.route,
+        trunk: e.call.trunk,
+        start_ms: e.start_ms,
+        answer_ms: e.answer_ms,
+        end_ms,
+        disposition,
+        sip_status: status,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call() -> NewCall {
+        NewCall {
+            call_id: "c1".into(),
+            from_tag: "f".into(),
+            caller: "1000".parse().unwrap(),
+            caller_opd: Some("setda".parse().unwrap()),
+            dialled: "2300".into(),
+            route: "extension 2300".into(),
+            trunk: false,
+        }
+    }
+
+    #[test]
+    fn answered_then_bye_from_the_callee() {
+        let mut r = Records::new(Duration::from_secs(3600));
+        let t = Instant::now();
+        r.start(call(), 1_000);
+        r.answered(
+            "c1",
+            "f",
+            Some("t"),
+            Some("2300".into()),
+            None,
+            None,
+            t,
+            2_000,
+        );
+        assert_eq!(r.live(t)[0].state, "answered");
+        // The callee hangs up: its From-tag is the caller's To-tag.
+        r.ended("c1", &[Some("t"), Some("f")], 62_000);
+        let recs = r.drain_finished();
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].disposition, Disposition::Answered);
+        assert_eq!(recs[0].answer_ms, Some(2_000));
+        assert_eq!(recs[0].end_ms, 62_000);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn failures_map_to_dispositions() {
+        let mut r = Records::new(Duration::from_secs(3600));
+        for (status, d) in [
+            (486, Disposition::Busy),
+            (487, Disposition::Cancelled),
+            (480, Disposition::NoAnswer),
+            (404, Disposition::Rejected),
+            (503, Disposition::Failed),
+        ] {
+            r.start(call(), 0);
+            r.failed("c1", "f", status, 5);
+            assert_eq!(r.drain_finished()[0].disposition, d);
+        }
+    }
+
+    #[test]
+    fn silent_dialog_expires_by_session_timer() {
+        let mut r = Records::new(Duration::from_secs(4 * 3600));
+        let t = Instant::now();
+        r.start(call(), 0);
+        r.answered("c1", "f", Some("t"), None, None, Some(90), t, 10);
+        assert_eq!(r.poll_timeout(), Some(t + Duration::from_secs(212)));
+        r.handle_timeout(t + Duration::from_secs(211), 0);
+        assert!(r.drain_finished().is_empty());
+        r.handle_timeout(t + Duration::from_secs(212), 212_010);
+        let recs = r.drain_finished();
+        assert_eq!(recs[0].disposition, Disposition::Expired);
+    }
+}

@@ -1,0 +1,356 @@
+//! Call records: one row per finished call in `cdrs`, written in batches by the switch's store
+//! thread ([`Store::insert_cdrs`]) and read by the CLI (`tambun cdr`, `tambun cdr summary`).
+//!
+//! Durability: each batch is one committed transaction in WAL mode with `synchronous=NORMAL`.
+//! A commit is in the WAL file (the OS page cache) before `insert_cdrs` returns, so a crash or
+//! kill of the tambun process loses no recorded call; only a power loss or kernel crash can
+//! lose the last few commits (the ones not yet checkpointed or synced). No clock here: times
+//! are given by the caller, in Unix milliseconds.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rusqlite::{params, params_from_iter, Row, TransactionBehavior};
+use serde::{Deserialize, Serialize};
+
+use super::{parse_col, Store, StoreError};
+use crate::types::OpdCode;
+
+/// How a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Disposition {
+    /// Answered (2xx) and ended by a BYE.
+    Answered,
+    /// The callee was busy (486/600).
+    Busy,
+    /// Nobody answered before the ring timeout (408/480 after ringing).
+    NoAnswer,
+    /// The caller hung up before an answer (CANCEL).
+    Cancelled,
+    /// Refused by the dialplan or the callee (403, 404, 603, …).
+    Rejected,
+    /// Could not be set up (no registration, trunk or transport failure, 5xx).
+    Failed,
+    /// An answered dialog whose phones vanished, ended at the maximum dialog age or when a
+    /// session timer (RFC 4028) ran out.
+    Expired,
+    /// An answered call ended because its media stopped flowing.
+    MediaTimeout,
+}
+
+impl Disposition {
+    /// Every disposition, in declaration order.
+    pub const ALL: [Disposition; 8] = [
+        Disposition::Answered,
+        Disposition::Busy,
+        Disposition::NoAnswer,
+        Disposition::Cancelled,
+        Disposition::Rejected,
+        Disposition::Failed,
+        Disposition::Expired,
+        Disposition::MediaTimeout,
+    ];
+
+    /// The stored and printed name (`no-answer`, `media-timeout`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disposition::Answered => "answered",
+            Disposition::Busy => "busy",
+            Disposition::NoAnswer => "no-answer",
+            Disposition::Cancelled => "cancelled",
+            Disposition::Rejected => "rejected",
+            Disposition::Failed => "failed",
+            Disposition::Expired => "expired",
+            Disposition::MediaTimeout => "media-timeout",
+        }
+    }
+}
+
+impl fmt::Display for Disposition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A name that is not a [`Disposition`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown call disposition '{0}'")]
+pub struct UnknownDisposition(pub String);
+
+impl FromStr for Disposition {
+    type Err = UnknownDisposition;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Disposition::ALL
+            .into_iter()
+            .find(|d| d.as_str() == s)
+            .ok_or_else(|| UnknownDisposition(s.to_owned()))
+    }
+}
+
+/// One finished call. Times are Unix milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CdrRecord {
+    /// The caller's Call-ID.
+    pub call_id: String,
+    /// The calling extension (or the trunk's caller number).
+    pub caller: String,
+    /// The number as dialled.
+    pub dialled: String,
+    /// The extension (or trunk number) the call was finally routed to, if any.
+    pub callee: Option<String>,
+    pub caller_opd: Option<OpdCode>,
+    pub callee_opd: Option<OpdCode>,
+    /// How the dialplan routed it (e.g. `setda.toml:12 _1XXX`), for the operator.
+    pub route: String,
+    /// Whether the call went through the central trunk.
+    pub trunk: bool,
+    pub start_ms: i64,
+    /// When the call was answered, if it was.
+    pub answer_ms: Option<i64>,
+    pub end_ms: i64,
+    pub disposition: Disposition,
+    /// The final SIP status of the INVITE (200 for an answered call).
+    pub sip_status: u16,
+}
+
+impl CdrRecord {
+    /// Talk time: end − answer for a call that was answered, else 0 (never negative).
+    pub fn duration_ms(&self) -> i64 {
+        self.answer_ms.map_or(0, |a| (self.end_ms - a).max(0))
+    }
+}
+
+/// A stored call record and its row id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CdrRow {
+    pub id: i64,
+    #[serde(flatten)]
+    pub record: CdrRecord,
+}
+
+/// Which records [`Store::cdrs`] returns. The default is every record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CdrFilter {
+    /// Calls placed by or to this OPD (its code is the caller's or the callee's OPD).
+    pub opd: Option<OpdCode>,
+    /// Calls that started at or after this time (Unix ms).
+    pub since_ms: Option<i64>,
+    /// Calls that started before this time (Unix ms, exclusive).
+    pub until_ms: Option<i64>,
+    /// At most this many: the latest ones (still returned oldest first).
+    pub limit: Option<usize>,
+}
+
+/// Call counts and talk time of a set of calls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    /// Calls (whatever their disposition).
+    pub calls: u64,
+    /// Calls that were answered (they have an answer time: `answered`, `expired` and
+    /// `media-timeout` calls).
+    pub answered: u64,
+    /// Talk time of the answered calls, in milliseconds.
+    pub answered_ms: i64,
+    /// Calls through the central trunk.
+    pub trunk_calls: u64,
+    /// Talk time of the answered trunk calls, in milliseconds.
+    pub trunk_answered_ms: i64,
+}
+
+impl Usage {
+    /// Talk time in minutes.
+    pub fn minutes(&self) -> f64 {
+        self.answered_ms as f64 / 60_000.0
+    }
+
+    /// Trunk talk time in minutes.
+    pub fn trunk_minutes(&self) -> f64 {
+        self.trunk_answered_ms as f64 / 60_000.0
+    }
+}
+
+/// The [`Usage`] of one OPD: the calls placed by OR received by it. A call between two OPDs
+/// counts for both (so the per-OPD figures add up to more than the total); a call inside one
+/// OPD counts once for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OpdUsage {
+    pub opd: OpdCode,
+    #[serde(flatten)]
+    pub usage: Usage,
+}
+
+const CDR_COLUMNS: &str = "id, call_id, caller, dialled, callee, caller_opd, callee_opd, route, \
+     trunk, start_ms, answer_ms, end_ms, disposition, sip_status";
+const INSERT_CDR: &str = "INSERT INTO cdrs (call_id, caller, dialled, callee, caller_opd, \
+     callee_opd, route, trunk, start_ms, answer_ms, end_ms, duration_ms, disposition, sip_status) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+/// Sums a `per` set of (opd, call) rows into the [`Usage`] columns.
+const USAGE_SUMS: &str = "COUNT(*), \
+     COALESCE(SUM(answer_ms IS NOT NULL), 0), \
+     COALESCE(SUM(duration_ms), 0), \
+     COALESCE(SUM(trunk), 0), \
+     COALESCE(SUM(CASE WHEN trunk = 1 THEN duration_ms ELSE 0 END), 0)";
+
+impl Store {
+    /// Writes finished calls, all in one transaction (the switch batches them). When this
+    /// returns `Ok`, the records survive a crash of the process (see the module notes).
+    pub fn insert_cdrs(&mut self, records: &[CdrRecord]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut insert = tx.prepare_cached(INSERT_CDR)?;
+            for r in records {
+                insert.execute(params![
+                    r.call_id,
+                    r.caller,
+                    r.dialled,
+                    r.callee,
+                    r.caller_opd.as_ref().map(OpdCode::as_str),
+                    r.callee_opd.as_ref().map(OpdCode::as_str),
+                    r.route,
+                    r.trunk,
+                    r.start_ms,
+                    r.answer_ms,
+                    r.end_ms,
+                    r.duration_ms(),
+                    r.disposition.as_str(),
+                    r.sip_status,
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The records matching `filter`, ordered by start time (then by row id).
+    pub fn cdrs(&self, filter: &CdrFilter) -> Result<Vec<CdrRow>, StoreError> {
+        let mut clauses: Vec<&str> = Vec::new();
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        if let Some(opd) = &filter.opd {
+            clauses.push("(caller_opd = ? OR callee_opd = ?)");
+            args.push(opd.as_str().to_owned().into());
+            args.push(opd.as_str().to_owned().into());
+        }
+        if let Some(since) = filter.since_ms {
+            clauses.push("start_ms >= ?");
+            args.push(since.into());
+        }
+        if let Some(until) = filter.until_ms {
+            clauses.push("start_ms < ?");
+            args.push(until.into());
+        }
+        let mut sql = format!("SELECT {CDR_COLUMNS} FROM cdrs");
+        if !clauses.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&clauses.join(" AND "));
+        }
+        if let Some(limit) = filter.limit {
+            sql.push_str(" ORDER BY start_ms DESC, id DESC LIMIT ?");
+            args.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
+        } else {
+            sql.push_str(" ORDER BY start_ms, id");
+        }
+        let mut stmt = self.conn.prepare(&sql)?;
+        let mut rows = stmt
+            .query_map(params_from_iter(args), cdr_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        if filter.limit.is_some() {
+            rows.reverse();
+        }
+        Ok(rows)
+    }
+
+    /// Usage per OPD of the calls that started in `[since_ms, until_ms)` (`None`: unbounded),
+    /// sorted by OPD code. "Calls" of an OPD are the calls placed by OR received by that OPD:
+    /// a call between two OPDs counts for both, a call inside one OPD once. Minutes are the
+    /// talk time of those calls, counted once per call per OPD. OPDs without calls are absent.
+    pub fn cdr_summary_by_opd(
+        &self,
+        since_ms: Option<i64>,
+        until_ms: Option<i64>,
+    ) -> Result<Vec<OpdUsage>, StoreError> {
+        // UNION (not UNION ALL) drops the second copy of a call whose caller and callee are
+        // in the same OPD: the rows (opd, id) are equal.
+        let sql = format!(
+            "WITH c AS (SELECT id, caller_opd, callee_opd, answer_ms, duration_ms, trunk FROM cdrs \
+                 WHERE (?1 IS NULL OR start_ms >= ?1) AND (?2 IS NULL OR start_ms < ?2)), \
+             per AS ( \
+                 SELECT caller_opd AS opd, id, answer_ms, duration_ms, trunk FROM c \
+                     WHERE caller_opd IS NOT NULL \
+                 UNION \
+                 SELECT callee_opd AS opd, id, answer_ms, duration_ms, trunk FROM c \
+                     WHERE callee_opd IS NOT NULL) \
+             SELECT opd, {USAGE_SUMS} FROM per GROUP BY opd ORDER BY opd"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params![since_ms, until_ms], |r| {
+            Ok(OpdUsage {
+                opd: parse_col(r, 0)?,
+                usage: usage_from_row(r, 1)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Usage of all calls that started in `[since_ms, until_ms)`, each call counted once
+    /// (the total line of `tambun cdr summary`).
+    pub fn cdr_totals(
+        &self,
+        since_ms: Option<i64>,
+        until_ms: Option<i64>,
+    ) -> Result<Usage, StoreError> {
+        let sql = format!(
+            "SELECT {USAGE_SUMS} FROM cdrs \
+             WHERE (?1 IS NULL OR start_ms >= ?1) AND (?2 IS NULL OR start_ms < ?2)"
+        );
+        Ok(self
+            .conn
+            .prepare_cached(&sql)?
+            .query_row(params![since_ms, until_ms], |r| usage_from_row(r, 0))?)
+    }
+}
+
+fn usage_from_row(r: &Row, first: usize) -> rusqlite::Result<Usage> {
+    Ok(Usage {
+        calls: r.get(first)?,
+        answered: r.get(first + 1)?,
+        answered_ms: r.get(first + 2)?,
+        trunk_calls: r.get(first + 3)?,
+        trunk_answered_ms: r.get(first + 4)?,
+    })
+}
+
+fn cdr_from_row(r: &Row) -> rusqlite::Result<CdrRow> {
+    let opt_opd = |idx: usize| -> rusqlite::Result<Option<OpdCode>> {
+        let s: Option<String> = r.get(idx)?;
+        s.map(|s| {
+            s.parse()
+                .map_err(|e| super::conversion_error(idx, Box::new(e)))
+        })
+        .transpose()
+    };
+    Ok(CdrRow {
+        id: r.get(0)?,
+        record: CdrRecord {
+            call_id: r.get(1)?,
+            caller: r.get(2)?,
+            dialled: r.get(3)?,
+            callee: r.get(4)?,
+            caller_opd: opt_opd(5)?,
+            callee_opd: opt_opd(6)?,
+            route: r.get(7)?,
+            trunk: r.get(8)?,
+            start_ms: r.get(9)?,
+            answer_ms: r.get(10)?,
+            end_ms: r.get(11)?,
+            disposition: parse_col(r, 12)?,
+            sip_status: r.get(13)?,
+        },
+    })
+}
