@@ -120,6 +120,8 @@ pub struct SwitchOptions {
     pub config_toml: Option<String>,
     /// More arguments after `serve`.
     pub extra_args: Vec<String>,
+    /// Also listen on `[::1]` (see [`Switch::sip6`]).
+    pub ipv6: bool,
 }
 
 /// One `tambun serve` on loopback, in its own temp dir.
@@ -131,6 +133,8 @@ pub struct Switch {
     pub sip: SocketAddr,
     /// Admin API address.
     pub admin: SocketAddr,
+    /// The `[::1]` SIP address when [`SwitchOptions::ipv6`] is set.
+    pub sip6: Option<SocketAddr>,
     opts: SwitchOptions,
     child: Option<Child>,
     /// stderr files of every start, in order.
@@ -173,6 +177,7 @@ impl Switch {
         let mut switch = Switch {
             sip: "127.0.0.1:0".parse().unwrap(),
             admin: "127.0.0.1:0".parse().unwrap(),
+            sip6: None,
             dir,
             db,
             dialplan,
@@ -180,9 +185,17 @@ impl Switch {
             child: None,
             logs: Vec::new(),
         };
-        switch.sip = SocketAddr::from(([127, 0, 0, 1], free_udp_tcp_port(&[])));
-        switch.admin = SocketAddr::from(([127, 0, 0, 1], free_tcp_port()));
+        switch.pick_ports();
         switch
+    }
+
+    fn pick_ports(&mut self) {
+        self.sip = SocketAddr::from(([127, 0, 0, 1], free_udp_tcp_port(&[])));
+        self.admin = SocketAddr::from(([127, 0, 0, 1], free_tcp_port()));
+        if self.opts.ipv6 {
+            let udp = UdpSocket::bind("[::1]:0").expect("bind UDP [::1]:0 (no IPv6 loopback?)");
+            self.sip6 = Some(udp.local_addr().expect("local addr"));
+        }
     }
 
     /// Starts `tambun serve` (after [`Switch::create`]).
@@ -213,8 +226,7 @@ impl Switch {
     fn spawn_on_free_ports(&mut self) {
         let mut last_err = String::new();
         for _ in 0..5 {
-            self.sip = SocketAddr::from(([127, 0, 0, 1], free_udp_tcp_port(&[])));
-            self.admin = SocketAddr::from(([127, 0, 0, 1], free_tcp_port()));
+            self.pick_ports();
             match self.spawn() {
                 Ok(()) => return,
                 Err(e) => last_err = e,
@@ -251,6 +263,9 @@ impl Switch {
             .arg(&self.dialplan)
             .arg("--admin")
             .arg(self.admin.to_string());
+        if let Some(sip6) = self.sip6 {
+            cmd.arg("--listen").arg(sip6.to_string());
+        }
         if let Some(domain) = &self.opts.domain {
             cmd.arg("--domain").arg(domain);
         }

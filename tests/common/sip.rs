@@ -347,7 +347,11 @@ pub struct UdpClient {
 
 impl UdpClient {
     pub fn connect(server: SocketAddr) -> std::io::Result<UdpClient> {
-        let sock = UdpSocket::bind("127.0.0.1:0")?;
+        let sock = if server.is_ipv6() {
+            UdpSocket::bind("[::1]:0")?
+        } else {
+            UdpSocket::bind("127.0.0.1:0")?
+        };
         let local = sock.local_addr()?;
         Ok(UdpClient {
             sock,
@@ -614,7 +618,10 @@ impl RegisterSpec {
 
 impl Ua {
     pub fn new(conn: Conn, user: &str, password: &str) -> Ua {
-        let domain = conn.server().ip().to_string();
+        let domain = match conn.server() {
+            SocketAddr::V4(a) => a.ip().to_string(),
+            SocketAddr::V6(a) => format!("[{}]", a.ip()),
+        };
         Ua {
             conn,
             user: user.into(),
