@@ -108,7 +108,7 @@ need_toolchain() {
 fuzz_build() {
     if [[ ! -d fuzz ]]; then
         echo "no fuzz/ crate"
-    elif command -v rustup >/dev/null 2>&1 && rustup toolchain list | grep -q '^nightly' &&
+    elif command -v rustup >/dev/null 2>&1 && [[ "$(rustup toolchain list)" == *nightly* ]] &&
         cargo +nightly fuzz --version >/dev/null 2>&1; then
         cargo +nightly fuzz build
     else
