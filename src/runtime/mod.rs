@@ -82,10 +82,6 @@ pub(crate) enum Input {
     },
 }
 
-/// The longest an answered call may last without its phones refreshing it (RFC 4028) before
-/// it is recorded as expired.
-const MAX_CALL: Duration = Duration::from_secs(4 * 3600);
-
 /// Depth of the input queue; readers wait when it is full (back-pressure, no unbounded memory).
 const INPUT_QUEUE: usize = 16_384;
 
@@ -158,7 +154,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         max_headers: config.max_headers,
     };
     let dialplan_dir = config.dialplan.clone();
-    let mut switch = Switch::new(limits, registrar, Arc::new(dialplan), MAX_CALL);
+    let max_call = Duration::from_secs(config.calls.max_duration_secs.max(1));
+    let mut switch = Switch::new(limits, registrar, Arc::new(dialplan), max_call);
     switch.set_domain(config.domain.clone());
     let t = now();
     let restored: Vec<_> = saved
