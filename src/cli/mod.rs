@@ -3,6 +3,7 @@
 //! state (`regs`) comes from the running switch's admin API. Every failure is returned as an
 //! error whose message is a sentence for the operator; `main` prints it and exits 1.
 
+mod dialplan_trace;
 mod ext;
 mod http;
 mod import;
@@ -81,9 +82,9 @@ pub enum Command {
     /// The OPDs (offices) of the dialplan
     #[command(subcommand)]
     Opd(opd::OpdCommand),
-    /// Check the dialplan files
+    /// Check the dialplan files and trace routing decisions
     #[command(subcommand)]
-    Dialplan(opd::DialplanCommand),
+    Dialplan(dialplan_trace::DialplanCommand),
     /// Show the live registrations of the running switch
     Regs(regs::RegsArgs),
 }
@@ -95,7 +96,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(&global, args),
         Command::Ext(cmd) => ext::run(&global, cmd),
         Command::Opd(cmd) => opd::run_opd(&global, cmd),
-        Command::Dialplan(cmd) => opd::run_dialplan(&global, cmd),
+        Command::Dialplan(cmd) => dialplan_trace::run(&global, cmd),
         Command::Regs(args) => regs::run(&global, args),
     }
 }
