@@ -749,3 +749,7 @@ fn phrase(status: u16) -> &'static str {
         _ => "Rejected",
     }
 }
+
+#[cfg(test)]
+#[path = "route_tests.rs"]
+mod tests;
