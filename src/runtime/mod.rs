@@ -104,12 +104,7 @@ pub(crate) fn account_of(r: &ExtensionRecord) -> Account {
         ha1_md5: r.ha1(Algorithm::Md5).to_string(),
         ha1_sha256: r.ha1(Algorithm::Sha256).to_string(),
         enabled: r.enabled,
-        features: crate::dialplan::route::Features {
-            forward_always: r.features.forward_always.clone(),
-            forward_busy: r.features.forward_busy.clone(),
-            forward_no_answer: r.features.forward_no_answer.clone(),
-            dnd: r.features.dnd,
-        },
+        features: r.features.to_routing(),
     }
 }
 
