@@ -23,6 +23,8 @@ pub struct Config {
     pub domain: Option<String>,
     /// Registration expiry and digest nonce limits.
     pub registrar: RegistrarConfig,
+    /// Call limits.
+    pub calls: CallsConfig,
     /// The largest SIP message accepted, in bytes (a datagram or one framed TCP message).
     pub max_message_bytes: usize,
     /// The most header lines accepted in one SIP message.
@@ -45,6 +47,23 @@ pub struct RegistrarConfig {
     pub nonce_lifetime_secs: u32,
 }
 
+/// The `[calls]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallsConfig {
+    /// An answered call whose phones send no BYE (and no session-timer refresh, RFC 4028) is
+    /// ended in the call records as `expired` after this many seconds.
+    pub max_duration_secs: u64,
+}
+
+impl Default for CallsConfig {
+    fn default() -> Self {
+        CallsConfig {
+            max_duration_secs: 4 * 3600,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -54,6 +73,7 @@ impl Default for Config {
             admin: SocketAddr::from(([127, 0, 0, 1], 8060)),
             domain: None,
             registrar: RegistrarConfig::default(),
+            calls: CallsConfig::default(),
             max_message_bytes: 65535,
             max_headers: 128,
             log: "info".to_owned(),

@@ -6,6 +6,7 @@
 mod calls;
 mod cdr;
 mod dialplan_reload;
+mod dialplan_trace;
 mod ext;
 mod http;
 mod import;
@@ -85,9 +86,9 @@ pub enum Command {
     /// The OPDs (offices) of the dialplan
     #[command(subcommand)]
     Opd(opd::OpdCommand),
-    /// Check the dialplan files
+    /// Check the dialplan files and trace routing decisions
     #[command(subcommand)]
-    Dialplan(opd::DialplanCommand),
+    Dialplan(dialplan_trace::DialplanCommand),
     /// Show the live registrations of the running switch
     Regs(regs::RegsArgs),
     /// Show the calls in progress on the running switch
@@ -103,7 +104,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(&global, args),
         Command::Ext(cmd) => ext::run(&global, cmd),
         Command::Opd(cmd) => opd::run_opd(&global, cmd),
-        Command::Dialplan(cmd) => opd::run_dialplan(&global, cmd),
+        Command::Dialplan(cmd) => dialplan_trace::run(&global, cmd),
         Command::Regs(args) => regs::run(&global, args),
         Command::Calls(args) => calls::run(&global, args),
         Command::Cdr(args) => cdr::run(&global, args),

@@ -210,7 +210,7 @@ pub(super) fn load_dir(dir: &Path) -> Result<Dialplan, DialplanErrors> {
         Some(province) if errors.is_empty() => {
             let mut opds: Vec<Opd> = opds.into_iter().map(|p| p.opd).collect();
             opds.sort_by(|a, b| a.code.cmp(&b.code));
-            Ok(Dialplan { opds, province })
+            Ok(Dialplan::new(opds, province))
         }
         _ => Err(DialplanErrors(errors)),
     }

@@ -4,13 +4,15 @@
 //! This module owns the file format, its validation (every error carries `file:line`), the
 //! pattern matcher ([`pattern`]) and WIB schedules ([`time`]). Loading reads the files of one
 //! directory and nothing else; after that everything is pure: no network I/O, no clock (the
-//! caller passes the time), no locks. Routing decisions (the evaluator and `trace`) build on
-//! this model; a reload builds a new [`Dialplan`] and swaps it in only if it loaded cleanly.
+//! caller passes the time), no locks. The evaluator ([`route`]) decides where a call goes and
+//! explains it ([`trace`]); a reload builds a new [`Dialplan`] and swaps it in only if it
+//! loaded cleanly.
 
 mod load;
 pub mod pattern;
 pub mod route;
 pub mod time;
+pub mod trace;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -18,7 +20,9 @@ use std::path::{Path, PathBuf};
 use crate::types::{Extension, OpdCode, Transport};
 
 pub use pattern::{Pattern, PatternError, Specificity};
-pub use time::{Days, Hours, Period, Schedule, Weekday};
+pub use route::{Decision, Directory, FeatureAction, Features, RingPlan, RingTarget, Routing};
+pub use time::{Days, Hours, Period, Schedule, Weekday, WibTime};
+pub use trace::TraceStep;
 
 /// All OPD plans of a directory plus the province-wide plan, validated together.
 #[derive(Debug, Clone)]
@@ -26,9 +30,21 @@ pub struct Dialplan {
     /// Sorted by code.
     opds: Vec<Opd>,
     province: Province,
+    /// Lookup structures compiled at load for [`Dialplan::route`].
+    index: route::Index,
 }
 
 impl Dialplan {
+    /// A plan from validated parts (opds sorted by code), with its matchers compiled.
+    fn new(opds: Vec<Opd>, province: Province) -> Dialplan {
+        let index = route::Index::build(&opds, &province);
+        Dialplan {
+            opds,
+            province,
+            index,
+        }
+    }
+
     /// Loads every `*.toml` file of `dir` (other files are ignored). `province.toml` must
     /// exist. All errors of all files are collected and returned together.
     pub fn load_dir(dir: &Path) -> Result<Dialplan, DialplanErrors> {
@@ -48,9 +64,7 @@ impl Dialplan {
 
     /// The OPD whose block contains `ext`.
     pub fn opd_of(&self, ext: &Extension) -> Option<&Opd> {
-        self.opds
-            .iter()
-            .find(|o| o.blocks.iter().any(|b| b.contains(ext)))
+        self.index.opd_of(ext.as_str()).map(|i| &self.opds[i])
     }
 
     pub fn province(&self) -> &Province {

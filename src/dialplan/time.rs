@@ -1,6 +1,6 @@
 //! Weekly schedules in WIB (UTC+7) for time rules: day sets (`mon-fri`, `sat`) and time ranges
-//! (`07:30-16:00`). Pure values: the caller passes the weekday and minute of day, this module
-//! never reads the clock.
+//! (`07:30-16:00`), and the conversion between Unix seconds and the WIB calendar. Pure values:
+//! the caller passes the time, this module never reads the clock.
 
 use std::fmt;
 
@@ -33,6 +33,113 @@ impl Weekday {
             .position(|d| d.eq_ignore_ascii_case(s))?;
         Some(Weekday::ALL[i])
     }
+}
+
+impl fmt::Display for Weekday {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"][*self as usize])
+    }
+}
+
+/// WIB (Western Indonesia Time) is UTC+7 all year (no daylight saving).
+pub const WIB_OFFSET_SECS: i64 = 7 * 3600;
+
+/// A moment as read on a WIB clock, to the minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WibTime {
+    pub year: i64,
+    pub month: u8,
+    pub day: u8,
+    pub weekday: Weekday,
+    /// Minutes after midnight WIB, 0..1440.
+    pub minute_of_day: u16,
+}
+
+impl WibTime {
+    /// The WIB calendar date and time of Unix second `unix`.
+    pub fn from_unix(unix: i64) -> WibTime {
+        let local = unix + WIB_OFFSET_SECS;
+        let days = local.div_euclid(86_400);
+        let secs = local.rem_euclid(86_400);
+        let (year, month, day) = civil_from_days(days);
+        // 1970-01-01 was a Thursday.
+        let weekday = Weekday::ALL[(days + 3).rem_euclid(7) as usize];
+        WibTime {
+            year,
+            month,
+            day,
+            weekday,
+            // Holds: secs < 86 400, so the minute is < 1440.
+            minute_of_day: (secs / 60) as u16,
+        }
+    }
+
+    /// The Unix second at which a WIB clock shows `year-month-day hour:minute`, or `None` for
+    /// an impossible date or time.
+    pub fn to_unix(year: i64, month: u8, day: u8, hour: u8, minute: u8) -> Option<i64> {
+        if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+            return None;
+        }
+        if hour > 23 || minute > 59 {
+            return None;
+        }
+        let days = days_from_civil(year, month, day);
+        Some(days * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60 - WIB_OFFSET_SECS)
+    }
+}
+
+impl fmt::Display for WibTime {
+    /// `Mon 2025-03-03 09:00 WIB`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {:04}-{:02}-{:02} {:02}:{:02} WIB",
+            self.weekday,
+            self.year,
+            self.month,
+            self.day,
+            self.minute_of_day / 60,
+            self.minute_of_day % 60
+        )
+    }
+}
+
+fn is_leap(year: i64) -> bool {
+    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+}
+
+fn days_in_month(year: i64, month: u8) -> u8 {
+    match month {
+        2 if is_leap(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(year: i64, month: u8, day: u8) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The date of a day count since 1970-01-01 (inverse of [`days_from_civil`]).
+fn civil_from_days(days: i64) -> (i64, u8, u8) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 /// A set of weekdays.
@@ -168,6 +275,42 @@ mod tests {
         assert!(Hours::parse("7:3-8:00").is_err());
         assert!(Hours::parse("22:00-24:00").is_ok());
         assert!(Hours::parse("24:30-24:40").is_err());
+    }
+
+    #[test]
+    fn wib_calendar() {
+        // 2025-03-03 02:00 UTC is Monday 09:00 WIB.
+        let t = WibTime::from_unix(1_740_967_200);
+        assert_eq!(t.to_string(), "Mon 2025-03-03 09:00 WIB");
+        assert_eq!(WibTime::to_unix(2025, 3, 3, 9, 0), Some(1_740_967_200));
+        // The WIB date changes at 17:00 UTC.
+        let t = WibTime::from_unix(0);
+        assert_eq!(t.to_string(), "Thu 1970-01-01 07:00 WIB");
+        assert_eq!(
+            WibTime::from_unix(-1).to_string(),
+            "Thu 1970-01-01 06:59 WIB"
+        );
+        assert_eq!(
+            WibTime::to_unix(2024, 2, 29, 23, 59)
+                .map(WibTime::from_unix)
+                .unwrap()
+                .to_string(),
+            "Thu 2024-02-29 23:59 WIB"
+        );
+        assert_eq!(WibTime::to_unix(2025, 2, 29, 0, 0), None);
+        assert_eq!(WibTime::to_unix(2025, 13, 1, 0, 0), None);
+        assert_eq!(WibTime::to_unix(2025, 1, 1, 24, 0), None);
+        for unix in (-100_000_000..4_000_000_000i64).step_by(86_399 * 37) {
+            let t = WibTime::from_unix(unix);
+            let back = WibTime::to_unix(
+                t.year,
+                t.month,
+                t.day,
+                (t.minute_of_day / 60) as u8,
+                (t.minute_of_day % 60) as u8,
+            );
+            assert_eq!(back, Some(unix - unix.rem_euclid(60)), "{t}");
+        }
     }
 
     #[test]

@@ -82,10 +82,6 @@ pub(crate) enum Input {
     },
 }
 
-/// The longest an answered call may last without its phones refreshing it (RFC 4028) before
-/// it is recorded as expired.
-const MAX_CALL: Duration = Duration::from_secs(4 * 3600);
-
 /// Depth of the input queue; readers wait when it is full (back-pressure, no unbounded memory).
 const INPUT_QUEUE: usize = 16_384;
 
@@ -108,12 +104,7 @@ pub(crate) fn account_of(r: &ExtensionRecord) -> Account {
         ha1_md5: r.ha1(Algorithm::Md5).to_string(),
         ha1_sha256: r.ha1(Algorithm::Sha256).to_string(),
         enabled: r.enabled,
-        features: crate::dialplan::route::Features {
-            forward_always: r.features.forward_always.clone(),
-            forward_busy: r.features.forward_busy.clone(),
-            forward_no_answer: r.features.forward_no_answer.clone(),
-            dnd: r.features.dnd,
-        },
+        features: r.features.to_routing(),
     }
 }
 
@@ -158,7 +149,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         max_headers: config.max_headers,
     };
     let dialplan_dir = config.dialplan.clone();
-    let mut switch = Switch::new(limits, registrar, Arc::new(dialplan), MAX_CALL);
+    let max_call = Duration::from_secs(config.calls.max_duration_secs.max(1));
+    let mut switch = Switch::new(limits, registrar, Arc::new(dialplan), max_call);
     switch.set_domain(config.domain.clone());
     let t = now();
     let restored: Vec<_> = saved

@@ -158,3 +158,15 @@ pub(super) fn features_from_row(
         dnd: r.get(first + 4)?,
     })
 }
+
+impl ExtensionFeatures {
+    /// The same features as the dialplan evaluator takes them.
+    pub fn to_routing(&self) -> crate::dialplan::route::Features {
+        crate::dialplan::route::Features {
+            forward_always: self.forward_always.clone(),
+            forward_busy: self.forward_busy.clone(),
+            forward_no_answer: self.forward_no_answer.clone(),
+            dnd: self.dnd,
+        }
+    }
+}
