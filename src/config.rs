@@ -45,6 +45,12 @@ pub struct RegistrarConfig {
     pub default_expires: u32,
     /// How long a digest nonce stays valid before `stale=true`.
     pub nonce_lifetime_secs: u32,
+    /// Digest algorithms offered in each challenge, in order (`MD5`, `SHA-256`). MD5 first:
+    /// many phones use only the first challenge and know only MD5.
+    pub digest_algorithms: Vec<String>,
+    /// User-Agent substrings (case-insensitive) of clients that fail on any challenge that
+    /// is not MD5 (baresip 1.0's libre answers ENOSYS): they are challenged with MD5 alone.
+    pub md5_only_user_agents: Vec<String>,
 }
 
 /// The `[calls]` table.
@@ -88,6 +94,8 @@ impl Default for RegistrarConfig {
             max_expires: 3600,
             default_expires: 3600,
             nonce_lifetime_secs: 300,
+            digest_algorithms: vec!["MD5".to_owned(), "SHA-256".to_owned()],
+            md5_only_user_agents: vec!["baresip".to_owned()],
         }
     }
 }
@@ -193,6 +201,13 @@ impl Config {
                 "registrar.default_expires ({}) must lie between min_expires ({}) and max_expires ({})",
                 r.default_expires, r.min_expires, r.max_expires
             ));
+        }
+        for a in &r.digest_algorithms {
+            if !matches!(a.to_ascii_uppercase().as_str(), "MD5" | "SHA-256") {
+                return Err(ConfigError::Invalid(format!(
+                    "registrar.digest_algorithms: '{a}' is not MD5 or SHA-256"
+                )));
+            }
         }
         if r.nonce_lifetime_secs == 0 {
             return invalid("registrar.nonce_lifetime_secs must be at least 1".into());

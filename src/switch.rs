@@ -195,36 +195,33 @@ impl Switch {
             Ok(msg) => self.handle_message(msg, peer, now),
             Err(e) => {
                 self.stats.parse_errors += 1;
-                self.answer_over_limit(data, &e, peer);
+                self.answer_unparseable(data, &e, peer);
             }
         }
     }
 
-    /// A datagram over the size or header-count limit is parsed once more without limits (it
-    /// is at most one datagram, 64 KiB) only to address the error response to its sender.
-    fn answer_over_limit(&mut self, data: Bytes, e: &ParseError, peer: Peer) {
-        if !matches!(e, ParseError::TooLarge(_) | ParseError::TooManyHeaders(_)) {
-            tracing::debug!(%peer.addr, error = %e, "unparseable datagram dropped");
+    /// A request that failed to parse is parsed once more, leniently and without limits (it is
+    /// at most one datagram or one framed message), only to address the error response to its
+    /// sender. Responses and unreadable bytes are dropped.
+    fn answer_unparseable(&mut self, data: Bytes, e: &ParseError, peer: Peer) {
+        if data.starts_with(b"SIP/") {
+            tracing::debug!(%peer.addr, error = %e, "unparseable response dropped");
             return;
         }
-        let relaxed = Limits {
-            max_message: usize::MAX,
-            max_headers: usize::MAX,
-        };
-        match Message::parse_datagram(data, &relaxed) {
+        match Message::parse_for_error_reply(data) {
             Ok(msg) if msg.is_request() => self.reject_malformed(&msg, e, peer),
-            _ => tracing::debug!(%peer.addr, error = %e, "oversized datagram dropped"),
+            _ => tracing::debug!(%peer.addr, error = %e, "unparseable message dropped"),
         }
     }
 
     /// One message framed off a stream (TCP/TLS) connection.
     pub fn handle_stream_message(&mut self, data: Bytes, peer: Peer, now: Now) {
         self.stats.received += 1;
-        match Message::parse_framed(data, &self.limits) {
+        match Message::parse_framed(data.clone(), &self.limits) {
             Ok(msg) => self.handle_message(msg, peer, now),
             Err(e) => {
                 self.stats.parse_errors += 1;
-                tracing::debug!(%peer.addr, error = %e, "unparseable stream message dropped");
+                self.answer_unparseable(data, &e, peer);
             }
         }
     }

@@ -298,7 +298,10 @@ impl Switch {
                 if msg.header(HeaderName::ProxyAuthorization).is_some() {
                     tracing::info!(target: "tambun::auth", "auth failure from {} for {} {}", peer.addr.ip(), method, msg.from().ok().and_then(|f| uri_user(f.uri)).unwrap_or_default());
                 }
-                return Some((407, self.registrar.authn.challenge(true, stale, now.unix)));
+                return Some((
+                    407,
+                    self.registrar.authn.challenge(msg, true, stale, now.unix),
+                ));
             }
         };
         let from_user = msg.from().ok().and_then(|f| uri_user(f.uri));

@@ -29,6 +29,9 @@ pub struct Authenticator {
     counts: NonceCounts,
     nonce_lifetime: u64,
     algorithms: Vec<Algorithm>,
+    /// User-Agent substrings (lowercase) of clients that fail on any non-MD5 challenge: they
+    /// are challenged with MD5 alone.
+    md5_only: Vec<String>,
 }
 
 /// Stands in for the HA1 of an unknown extension so verification takes the same path.
@@ -42,7 +45,21 @@ impl Authenticator {
             counts: NonceCounts::new(200_000),
             nonce_lifetime: nonce_lifetime_secs,
             algorithms: auth::DEFAULT_CHALLENGE_ORDER.to_vec(),
+            md5_only: Vec::new(),
         }
+    }
+
+    /// Which algorithms to challenge with, in order, and the User-Agents (substrings,
+    /// case-insensitive) that get MD5 only.
+    pub fn with_algorithms(mut self, algorithms: Vec<Algorithm>, md5_only: Vec<String>) -> Self {
+        if !algorithms.is_empty() {
+            self.algorithms = algorithms;
+        }
+        self.md5_only = md5_only
+            .into_iter()
+            .map(|s| s.to_ascii_lowercase())
+            .collect();
+        self
     }
 
     pub fn realm(&self) -> &str {
@@ -100,16 +117,32 @@ impl Authenticator {
         }
     }
 
-    /// The challenge header lines (`WWW-Authenticate` or `Proxy-Authenticate`), one per
-    /// algorithm, with a fresh nonce.
-    pub fn challenge(&mut self, proxy: bool, stale: bool, now_unix: u64) -> Vec<String> {
+    /// The challenge header lines (`WWW-Authenticate` or `Proxy-Authenticate`) for `req`, one
+    /// per algorithm, with a fresh nonce.
+    pub fn challenge(
+        &mut self,
+        req: &Message,
+        proxy: bool,
+        stale: bool,
+        now_unix: u64,
+    ) -> Vec<String> {
         let nonce = self.key.make_nonce(now_unix);
+        let ua = req
+            .header(HeaderName::UserAgent)
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let md5_only = !ua.is_empty() && self.md5_only.iter().any(|q| ua.contains(q.as_str()));
+        let algorithms: &[Algorithm] = if md5_only {
+            &[Algorithm::Md5]
+        } else {
+            &self.algorithms
+        };
         let name = if proxy {
             "Proxy-Authenticate"
         } else {
             "WWW-Authenticate"
         };
-        auth::challenge_header_values(&self.realm, &nonce, stale, &self.algorithms)
+        auth::challenge_header_values(&self.realm, &nonce, stale, algorithms)
             .into_iter()
             .map(|v| format!("{name}: {v}"))
             .collect()

@@ -144,7 +144,7 @@ impl Registrar {
             Verdict::Challenge { stale } => {
                 return Reply {
                     status: 401,
-                    headers: self.authn.challenge(false, stale, now.unix),
+                    headers: self.authn.challenge(req, false, stale, now.unix),
                 }
             }
         };

@@ -137,11 +137,24 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         default_expires: config.registrar.default_expires,
         ..Settings::default()
     };
+    let algorithms = config
+        .registrar
+        .digest_algorithms
+        .iter()
+        .map(|a| {
+            if a.eq_ignore_ascii_case("SHA-256") {
+                Algorithm::Sha256
+            } else {
+                Algorithm::Md5
+            }
+        })
+        .collect();
     let authn = Authenticator::new(
         realm,
         NonceKey::random(),
         config.registrar.nonce_lifetime_secs as u64,
-    );
+    )
+    .with_algorithms(algorithms, config.registrar.md5_only_user_agents.clone());
     let mut registrar = Registrar::new(authn, settings);
     registrar.handle_accounts(accounts);
     let limits = Limits {

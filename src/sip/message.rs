@@ -369,16 +369,32 @@ impl Message {
         if buf.len() > limits.max_message {
             return Err(ParseError::TooLarge(buf.len()));
         }
-        Self::parse_inner(buf, limits, false)
+        Self::parse_inner(buf, limits, false, false)
+    }
+
+    /// Parses a request that failed [`Self::parse_datagram`] or [`Self::parse_framed`] as far
+    /// as needed to address an error response to it: no limits, any SIP version, and a bad or
+    /// short Content-Length taken as "the rest". Never use the result for anything else.
+    pub fn parse_for_error_reply(buf: Bytes) -> Result<Message, ParseError> {
+        let relaxed = Limits {
+            max_message: usize::MAX,
+            max_headers: usize::MAX,
+        };
+        Self::parse_inner(buf, &relaxed, false, true)
     }
 
     /// Parses one message framed by [`frame_stream`] (TCP/TLS): Content-Length is mandatory
     /// in spirit; absent means an empty body.
     pub fn parse_framed(buf: Bytes, limits: &Limits) -> Result<Message, ParseError> {
-        Self::parse_inner(buf, limits, true)
+        Self::parse_inner(buf, limits, true, false)
     }
 
-    fn parse_inner(buf: Bytes, limits: &Limits, stream: bool) -> Result<Message, ParseError> {
+    fn parse_inner(
+        buf: Bytes,
+        limits: &Limits,
+        stream: bool,
+        lenient: bool,
+    ) -> Result<Message, ParseError> {
         let b = &buf[..];
         // Leading CRLFs before a message are ignored (RFC 3261 §7.5).
         let mut pos = 0;
@@ -391,7 +407,19 @@ impl Message {
         }
         let (first_end, after_first) = line_end(b, pos, head_end);
         let start_line = Span::new(pos, first_end);
-        let start = parse_start_line(&b[pos..first_end], pos)?;
+        let start = match parse_start_line(&b[pos..first_end], pos) {
+            Err(ParseError::Version) if lenient => {
+                let line = &b[pos..first_end];
+                let as_v2: Vec<u8> = match line.iter().rposition(|&c| c == b' ') {
+                    Some(sp) if !line.starts_with(b"SIP/") => {
+                        [&line[..sp], b" SIP/2.0".as_slice()].concat()
+                    }
+                    _ => return Err(ParseError::Version),
+                };
+                parse_start_line(&as_v2, pos)?
+            }
+            other => other?,
+        };
 
         let mut headers: Vec<Header> = Vec::with_capacity(16);
         let mut at = after_first;
@@ -443,7 +471,12 @@ impl Message {
             body: Span::new(body_start, body_start),
         };
         let available = msg.buf.len() - body_start;
-        msg.body.end = match msg.content_length()? {
+        let content_length = match msg.content_length() {
+            Err(_) if lenient => None,
+            other => other?,
+        };
+        msg.body.end = match content_length {
+            Some(cl) if cl > available && lenient => msg.buf.len(),
             Some(cl) if cl > available => return Err(ParseError::ShortBody),
             Some(cl) => body_start + cl,
             None if stream => body_start,
