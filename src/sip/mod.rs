@@ -5,4 +5,5 @@ pub mod auth;
 pub mod headers;
 pub mod message;
 pub mod response;
+pub mod sdp;
 pub mod transaction;

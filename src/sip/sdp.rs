@@ -1,0 +1,331 @@
+//! SDP (RFC 4566 / RFC 3264) as the media relay needs it: read where each stream's media goes
+//! (connection address, port, RTCP port, rtcp-mux, direction), and rewrite the `c=` addresses,
+//! the `m=` ports and `a=rtcp:` so the media flows through the relay, leaving every other byte
+//! as it was (codecs, fmtp, telephone-event, ptime, direction attributes, unknown lines).
+//!
+//! Why our own splice instead of an SDP crate: `webrtc-sdp` and `sdp` parse into a model and
+//! serialise it back, which reorders or normalises lines and drops what they do not know;
+//! phones compare answers byte for byte with their offers more often than one would like.
+//! (docs/decisions.md.) No I/O; never panics on input.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use bytes::Bytes;
+
+/// Why a body is not SDP we can relay.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SdpError {
+    #[error("sdp: not UTF-8")]
+    NotUtf8,
+    #[error("sdp: line {0} is malformed")]
+    Line(usize),
+    #[error("sdp: no connection address for stream {0}")]
+    NoConnection(usize),
+    #[error("sdp: {0} ports given for {1} streams")]
+    PortCount(usize, usize),
+}
+
+/// Media direction (RFC 3264 §5.1), as the hold logic reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    SendRecv,
+    SendOnly,
+    RecvOnly,
+    Inactive,
+}
+
+/// One `m=` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stream {
+    pub kind: String,
+    pub port: u16,
+    /// Effective connection address (media-level `c=`, else session-level).
+    pub address: Option<IpAddr>,
+    /// `a=rtcp:PORT`, if present.
+    pub rtcp_port: Option<u16>,
+    pub rtcp_mux: bool,
+    pub direction: Direction,
+}
+
+impl Stream {
+    /// A stream with port 0 is disabled (RFC 3264 §6).
+    pub fn is_disabled(&self) -> bool {
+        self.port == 0
+    }
+}
+
+/// What a body says about its streams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sdp {
+    pub streams: Vec<Stream>,
+}
+
+struct Line<'a> {
+    start: usize,
+    end: usize,
+    text: &'a str,
+}
+
+fn lines(body: &str) -> Vec<Line<'_>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, _) in body.match_indices('\n') {
+        let mut end = i;
+        if end > start && body.as_bytes()[end - 1] == b'\r' {
+            end -= 1;
+        }
+        out.push(Line {
+            start,
+            end,
+            text: &body[start..end],
+        });
+        start = i + 1;
+    }
+    if start < body.len() {
+        out.push(Line {
+            start,
+            end: body.len(),
+            text: &body[start..],
+        });
+    }
+    out
+}
+
+/// `c=IN IP4 192.0.2.1` → the address (a multicast TTL suffix is ignored).
+fn parse_connection(v: &str) -> Option<IpAddr> {
+    let mut it = v.split_whitespace();
+    let (net, kind, addr) = (it.next()?, it.next()?, it.next()?);
+    if net != "IN" || !matches!(kind, "IP4" | "IP6") {
+        return None;
+    }
+    addr.split('/').next()?.parse().ok()
+}
+
+/// Reads the streams of an SDP body.
+pub fn parse(body: &[u8]) -> Result<Sdp, SdpError> {
+    let text = std::str::from_utf8(body).map_err(|_| SdpError::NotUtf8)?;
+    let mut session_addr = None;
+    let mut session_dir = Direction::SendRecv;
+    let mut streams: Vec<Stream> = Vec::new();
+    for (n, line) in lines(text).iter().enumerate() {
+        let t = line.text;
+        if t.is_empty() {
+            continue;
+        }
+        let (key, value) = t.split_once('=').ok_or(SdpError::Line(n + 1))?;
+        let current = streams.last_mut();
+        match (key, current) {
+            ("c", None) => session_addr = parse_connection(value),
+            ("c", Some(s)) => s.address = parse_connection(value),
+            ("m", _) => {
+                let mut it = value.split_whitespace();
+                let kind = it.next().ok_or(SdpError::Line(n + 1))?;
+                let port = it
+                    .next()
+                    .and_then(|p| p.split('/').next())
+                    .and_then(|p| p.parse::<u16>().ok())
+                    .ok_or(SdpError::Line(n + 1))?;
+                streams.push(Stream {
+                    kind: kind.to_string(),
+                    port,
+                    address: session_addr,
+                    rtcp_port: None,
+                    rtcp_mux: false,
+                    direction: session_dir,
+                });
+            }
+            ("a", cur) => {
+                let dir = match value {
+                    "sendrecv" => Some(Direction::SendRecv),
+                    "sendonly" => Some(Direction::SendOnly),
+                    "recvonly" => Some(Direction::RecvOnly),
+                    "inactive" => Some(Direction::Inactive),
+                    _ => None,
+                };
+                match (cur, dir) {
+                    (None, Some(d)) => session_dir = d,
+                    (Some(s), Some(d)) => s.direction = d,
+                    (Some(s), None) if value == "rtcp-mux" => s.rtcp_mux = true,
+                    (Some(s), None) => {
+                        if let Some(rest) = value.strip_prefix("rtcp:") {
+                            s.rtcp_port =
+                                rest.split_whitespace().next().and_then(|p| p.parse().ok());
+                        }
+                    }
+                    (None, None) => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(Sdp { streams })
+}
+
+/// Where one stream's media must go after the rewrite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayPorts {
+    pub rtp: u16,
+    /// The RTCP port announced in `a=rtcp:` (when the offer had one).
+    pub rtcp: u16,
+}
+
+/// Rewrites a body so that every enabled stream points at `addr` with the given ports
+/// (one entry per `m=` line, in order; disabled streams keep port 0). Session-level `c=` is
+/// rewritten too; `o=` and everything else stays byte-identical.
+pub fn rewrite(body: &[u8], addr: IpAddr, ports: &[RelayPorts]) -> Result<Bytes, SdpError> {
+    let text = std::str::from_utf8(body).map_err(|_| SdpError::NotUtf8)?;
+    let sdp = parse(body)?;
+    if ports.len() != sdp.streams.len() {
+        return Err(SdpError::PortCount(ports.len(), sdp.streams.len()));
+    }
+    let family = if addr.is_ipv4() { "IP4" } else { "IP6" };
+    let mut out = String::with_capacity(text.len() + 32);
+    let mut last = 0;
+    let mut stream: Option<usize> = None;
+    let mut splice = |out: &mut String, last: &mut usize, line: &Line<'_>, new: &str| {
+        out.push_str(&text[*last..line.start]);
+        out.push_str(new);
+        *last = line.end;
+    };
+    for line in lines(text) {
+        let t = line.text;
+        if let Some(v) = t.strip_prefix("m=") {
+            let i = stream.map_or(0, |s| s + 1);
+            stream = Some(i);
+            let disabled = sdp.streams[i].is_disabled();
+            if !disabled {
+                // m=<media> <port>[/<n>] <proto> <fmt>…: only the port changes.
+                let mut parts = v.splitn(3, ' ');
+                let kind = parts.next().unwrap_or("");
+                let port_field = parts.next().unwrap_or("");
+                let rest = parts.next().unwrap_or("");
+                let suffix = port_field.find('/').map_or("", |p| &port_field[p..]);
+                let new = format!("m={kind} {}{suffix} {rest}", ports[i].rtp);
+                splice(&mut out, &mut last, &line, new.trim_end());
+            }
+        } else if let Some(v) = t.strip_prefix("c=") {
+            let disabled = stream.is_some_and(|i| sdp.streams[i].is_disabled());
+            if !disabled && parse_connection(v).is_some() {
+                splice(&mut out, &mut last, &line, &format!("c=IN {family} {addr}"));
+            }
+        } else if let Some(v) = t.strip_prefix("a=rtcp:") {
+            if let Some(i) = stream.filter(|&i| !sdp.streams[i].is_disabled()) {
+                let mut new = String::new();
+                let _ = write!(new, "a=rtcp:{}", ports[i].rtcp);
+                // `a=rtcp:PORT IN IP4 addr` carries an address too (RFC 3605).
+                if v.split_whitespace().count() >= 4 {
+                    let _ = write!(new, " IN {family} {addr}");
+                }
+                splice(&mut out, &mut last, &line, &new);
+            }
+        }
+    }
+    out.push_str(&text[last..]);
+    for (i, s) in sdp.streams.iter().enumerate() {
+        if !s.is_disabled() && s.address.is_none() {
+            return Err(SdpError::NoConnection(i));
+        }
+    }
+    Ok(Bytes::from(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OFFER: &str = "v=0\r\n\
+o=- 1 2 IN IP4 10.0.0.5\r\n\
+s=-\r\n\
+c=IN IP4 10.0.0.5\r\n\
+t=0 0\r\n\
+m=audio 4000 RTP/AVP 0 8 101\r\n\
+a=rtpmap:101 telephone-event/8000\r\n\
+a=fmtp:101 0-16\r\n\
+a=ptime:20\r\n\
+a=rtcp:4001 IN IP4 10.0.0.5\r\n\
+a=sendonly\r\n\
+m=video 0 RTP/AVP 96\r\n\
+m=video 5000 RTP/AVP 97\r\n\
+c=IN IP4 10.0.0.6\r\n\
+a=rtcp-mux\r\n";
+
+    #[test]
+    fn reads_streams() {
+        let sdp = parse(OFFER.as_bytes()).unwrap();
+        assert_eq!(sdp.streams.len(), 3);
+        let a = &sdp.streams[0];
+        assert_eq!(
+            (a.port, a.rtcp_port, a.direction),
+            (4000, Some(4001), Direction::SendOnly)
+        );
+        assert_eq!(a.address, Some("10.0.0.5".parse().unwrap()));
+        assert!(sdp.streams[1].is_disabled());
+        let v = &sdp.streams[2];
+        assert!(v.rtcp_mux);
+        assert_eq!(v.address, Some("10.0.0.6".parse().unwrap()));
+    }
+
+    #[test]
+    fn rewrites_only_addresses_and_ports() {
+        let ports = [
+            RelayPorts {
+                rtp: 20000,
+                rtcp: 20001,
+            },
+            RelayPorts { rtp: 0, rtcp: 0 },
+            RelayPorts {
+                rtp: 20010,
+                rtcp: 20010,
+            },
+        ];
+        let out = rewrite(OFFER.as_bytes(), "192.0.2.1".parse().unwrap(), &ports).unwrap();
+        let expected = OFFER
+            .replace("c=IN IP4 10.0.0.5", "c=IN IP4 192.0.2.1")
+            .replace("c=IN IP4 10.0.0.6", "c=IN IP4 192.0.2.1")
+            .replace("m=audio 4000", "m=audio 20000")
+            .replace("m=video 5000", "m=video 20010")
+            .replace(
+                "a=rtcp:4001 IN IP4 10.0.0.5",
+                "a=rtcp:20001 IN IP4 192.0.2.1",
+            );
+        // The o= line keeps the phone's address.
+        let expected = expected.replace("o=- 1 2 IN IP4 192.0.2.1", "o=- 1 2 IN IP4 10.0.0.5");
+        assert_eq!(std::str::from_utf8(&out).unwrap(), expected);
+        let again = parse(&out).unwrap();
+        assert_eq!(again.streams[0].direction, Direction::SendOnly);
+        assert_eq!(again.streams[1].port, 0);
+    }
+
+    #[test]
+    fn ipv6_relay_address() {
+        let body = "v=0\r\nc=IN IP4 10.0.0.5\r\nm=audio 4000 RTP/AVP 0\r\n";
+        let out = rewrite(
+            body.as_bytes(),
+            "2001:db8::1".parse().unwrap(),
+            &[RelayPorts {
+                rtp: 30000,
+                rtcp: 30001,
+            }],
+        )
+        .unwrap();
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            "v=0\r\nc=IN IP6 2001:db8::1\r\nm=audio 30000 RTP/AVP 0\r\n"
+        );
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(
+            rewrite(
+                b"v=0\r\nm=audio 1 RTP/AVP 0\r\n",
+                "1.2.3.4".parse().unwrap(),
+                &[RelayPorts { rtp: 2, rtcp: 3 }]
+            ),
+            Err(SdpError::NoConnection(0))
+        );
+        assert!(parse(b"v=0\r\nm=audio x RTP/AVP 0\r\n").is_err());
+        assert!(parse(&[0xff, 0xfe]).is_err());
+    }
+}
