@@ -183,7 +183,7 @@ pub fn rewrite(body: &[u8], addr: IpAddr, ports: &[RelayPorts]) -> Result<Bytes,
     let mut out = String::with_capacity(text.len() + 32);
     let mut last = 0;
     let mut stream: Option<usize> = None;
-    let mut splice = |out: &mut String, last: &mut usize, line: &Line<'_>, new: &str| {
+    let splice = |out: &mut String, last: &mut usize, line: &Line<'_>, new: &str| {
         out.push_str(&text[*last..line.start]);
         out.push_str(new);
         *last = line.end;
