@@ -294,9 +294,35 @@ impl<'a> Eval<'a> {
             }
         }
 
-        // 4. An extension of any OPD.
-        if let Some(owner) = plan.index.opd_of(dialled) {
-            let owner = &plan.opds[owner];
+        // 4. A number in any OPD's block: that OPD's own rules for its numbers first (its
+        //    ring groups, aliases and reserved numbers serve callers from every OPD), then the
+        //    extension itself.
+        if let Some(owner_idx) = plan.index.opd_of(dialled) {
+            let owner = &plan.opds[owner_idx];
+            if opd.map(|(i, _)| i) != Some(owner_idx) {
+                let hit = plan.index.rules[owner_idx]
+                    .iter()
+                    .map(|&r| &owner.rules[r])
+                    .find(|r| r.pattern.matches(dialled));
+                if let Some(rule) = hit {
+                    if let Some((_, o)) = opd {
+                        if let Some(refused) =
+                            self.permit(caller, o, NumberClass::Internal, dialled)
+                        {
+                            return refused;
+                        }
+                    }
+                    self.step(
+                        Some(&owner.file),
+                        None,
+                        format!(
+                            "{dialled} is in a block of OPD {}: its rules apply",
+                            owner.code
+                        ),
+                    );
+                    return self.rule(caller, owner, rule, dialled);
+                }
+            }
             // Holds: block numbers never start with 0 or 9 and have 2 to 10 digits (load
             // checks), which is exactly what an extension is.
             let ext: Extension = dialled

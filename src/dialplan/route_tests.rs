@@ -143,9 +143,12 @@ fn parallel_group() {
     assert_eq!(p.group.as_deref(), Some("helpdesk"));
     assert_eq!(p.strategy, Strategy::Parallel { timeout_secs: 30 });
     assert_eq!(rung(&d), ring(&["3551", "3552", "3553", "3554"]));
-    // Also from another OPD? No: 3550 is a rule of diskominfo only; from dinkes it is the
-    // plain extension 3550.
-    assert_eq!(rung(&route(&plan, "2301", "3550")), ring(&["3550"]));
+    // From another OPD too: a number in diskominfo's block follows diskominfo's rules, so
+    // every office reaches the helpdesk group on 3550.
+    assert_eq!(
+        rung(&route(&plan, "2301", "3550")),
+        ring(&["3551", "3552", "3553", "3554"])
+    );
 }
 
 #[test]

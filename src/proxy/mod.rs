@@ -1297,3 +1297,6 @@ fn describe(routing: &Routing) -> (String, bool) {
         Decision::Feature(a) => (format!("feature {a:?}"), false),
     }
 }
+
+#[cfg(test)]
+mod tests;

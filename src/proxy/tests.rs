@@ -1,0 +1,504 @@
+//! The proxy on simulated time: phones are byte strings in and out of a [`Switch`]; no sockets.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::dialplan::Dialplan;
+use crate::registrar::{Account, Accounts, Authenticator, Now, Registrar, Settings};
+use crate::sip::auth::{ha1_hex, Algorithm, NonceKey};
+use crate::sip::message::{HeaderName, Limits, Message};
+use crate::sip::transaction::{Peer, Transmit};
+use crate::store::Disposition;
+use crate::switch::Switch;
+use crate::types::Transport;
+
+const SWITCH: &str = "127.0.0.1:5060";
+
+fn account(ext: &str, opd: &str) -> Account {
+    Account {
+        extension: ext.parse().unwrap(),
+        opd: opd.parse().unwrap(),
+        name: String::new(),
+        ha1_md5: ha1_hex(Algorithm::Md5, ext, "tambun", &format!("pw{ext}")),
+        ha1_sha256: ha1_hex(Algorithm::Sha256, ext, "tambun", &format!("pw{ext}")),
+        enabled: true,
+        features: Default::default(),
+    }
+}
+
+struct Rig {
+    sw: Switch,
+    now: Now,
+    seq: u32,
+}
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn parse(b: &Bytes) -> Message {
+    Message::parse_datagram(b.clone(), &Limits::default()).unwrap()
+}
+
+impl Rig {
+    fn new(extra: &[Account]) -> Rig {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("dialplan");
+        let plan = Dialplan::load_dir(&dir).unwrap();
+        let authn = Authenticator::new("tambun".into(), NonceKey::new([3; 32]), 300);
+        let mut reg = Registrar::new(authn, Settings::default());
+        let mut accounts = vec![
+            account("1000", "setda"),
+            account("1200", "setwan"),
+            account("2300", "dinkes"),
+            account("2301", "dinkes"),
+        ];
+        accounts.extend_from_slice(extra);
+        reg.handle_accounts(Accounts::new(accounts));
+        let mut sw = Switch::new(
+            Limits::default(),
+            reg,
+            Arc::new(plan),
+            Duration::from_secs(3600),
+        );
+        sw.add_udp_socket(SWITCH.parse().unwrap());
+        Rig {
+            sw,
+            // A Monday 10:00 WIB: office hours.
+            now: Now {
+                instant: Instant::now(),
+                unix: 1_764_561_600,
+                unix_ms: 1_764_561_600_000,
+            },
+            seq: 0,
+        }
+    }
+
+    fn advance(&mut self, secs: u64) {
+        self.now.instant += Duration::from_secs(secs);
+        self.now.unix += secs;
+        self.now.unix_ms += secs * 1000;
+        self.sw.handle_timeout(self.now);
+    }
+
+    fn send(&mut self, from_port: u16, text: String) {
+        let peer = Peer {
+            addr: addr(from_port),
+            transport: Transport::Udp,
+            conn: Some(0),
+        };
+        self.sw.handle_datagram(Bytes::from(text), peer, self.now);
+    }
+
+    /// Everything the switch sent, as (destination port, message).
+    fn out(&mut self) -> Vec<(u16, Message)> {
+        let mut v = Vec::new();
+        while let Some(Transmit { peer, bytes }) = self.sw.poll_transmit() {
+            v.push((peer.addr.port(), parse(&bytes)));
+        }
+        v
+    }
+
+    fn branch(&mut self) -> String {
+        self.seq += 1;
+        format!("z9hG4bKt{}", self.seq)
+    }
+
+    /// Registers `ext` with a contact at `port`.
+    fn register(&mut self, ext: &str, port: u16) {
+        let req = |b: &str, extra: &str| {
+            format!(
+                "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch={b}\r\n\
+From: <sip:{ext}@127.0.0.1>;tag=r{port}\r\nTo: <sip:{ext}@127.0.0.1>\r\nCall-ID: reg-{ext}-{port}\r\n\
+CSeq: {} REGISTER\r\nContact: <sip:{ext}@127.0.0.1:{port}>\r\n{extra}Content-Length: 0\r\n\r\n",
+                if extra.is_empty() { 1 } else { 2 }
+            )
+        };
+        let b = self.branch();
+        self.send(port, req(&b, ""));
+        let (_, ch) = self.out().pop().unwrap();
+        let nonce = nonce_of(&ch, HeaderName::WwwAuthenticate);
+        let auth = digest("Authorization", ext, "REGISTER", "sip:127.0.0.1", &nonce);
+        let b = self.branch();
+        self.send(port, req(&b, &auth));
+        let (_, ok) = self.out().pop().unwrap();
+        assert_eq!(ok.status(), Some(200));
+    }
+
+    fn invite_text(&mut self, from: &str, port: u16, to: &str, branch: &str, auth: &str) -> String {
+        format!(
+            "INVITE sip:{to}@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch={branch}\r\n\
+Max-Forwards: 70\r\nFrom: <sip:{from}@127.0.0.1>;tag=a{port}\r\nTo: <sip:{to}@127.0.0.1>\r\n\
+Call-ID: call-{from}-{to}\r\nCSeq: 2 INVITE\r\nContact: <sip:{from}@127.0.0.1:{port}>\r\n{auth}\
+Content-Length: 0\r\n\r\n"
+        )
+    }
+
+    /// Sends an authenticated INVITE from `from` (at `port`) to `to`; returns its branch.
+    fn call(&mut self, from: &str, port: u16, to: &str) -> String {
+        let b = self.branch();
+        let text = self.invite_text(from, port, to, &b, "");
+        self.send(port, text);
+        let out = self.out();
+        let ch = &out.last().unwrap().1;
+        assert_eq!(ch.status(), Some(407));
+        let nonce = nonce_of(ch, HeaderName::ProxyAuthenticate);
+        let auth = digest(
+            "Proxy-Authorization",
+            from,
+            "INVITE",
+            &format!("sip:{to}@127.0.0.1"),
+            &nonce,
+        );
+        let b = self.branch();
+        let text = self.invite_text(from, port, to, &b, &auth);
+        self.send(port, text);
+        b
+    }
+}
+
+fn nonce_of(m: &Message, h: HeaderName) -> String {
+    let v = m.header(h).unwrap();
+    let s = v.find("nonce=\"").unwrap() + 7;
+    v[s..s + v[s..].find('"').unwrap()].to_string()
+}
+
+fn digest(header: &str, user: &str, method: &str, uri: &str, nonce: &str) -> String {
+    let ha1 = ha1_hex(Algorithm::Md5, user, "tambun", &format!("pw{user}"));
+    let ha2 = Algorithm::Md5.hash_hex(format!("{method}:{uri}").as_bytes());
+    let resp = Algorithm::Md5.hash_hex(format!("{ha1}:{nonce}:00000001:c:auth:{ha2}").as_bytes());
+    format!(
+        "{header}: Digest username=\"{user}\", realm=\"tambun\", nonce=\"{nonce}\", uri=\"{uri}\", \
+response=\"{resp}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c\"\r\n"
+    )
+}
+
+/// A response from a phone to a request the switch sent it.
+fn answer(req: &Message, status: u16, to_tag: &str, contact_port: u16) -> String {
+    let mut s = format!("SIP/2.0 {status} X\r\n");
+    for v in req.values(HeaderName::Via) {
+        s.push_str(&format!("Via: {v}\r\n"));
+    }
+    for v in req.values(HeaderName::RecordRoute) {
+        s.push_str(&format!("Record-Route: {v}\r\n"));
+    }
+    s.push_str(&format!(
+        "From: {}\r\nTo: {};tag={to_tag}\r\nCall-ID: {}\r\nCSeq: {}\r\nContact: <sip:x@127.0.0.1:{contact_port}>\r\nContent-Length: 0\r\n\r\n",
+        req.header(HeaderName::From).unwrap(),
+        req.header(HeaderName::To).unwrap(),
+        req.call_id().unwrap(),
+        req.header(HeaderName::CSeq).unwrap(),
+    ));
+    s
+}
+
+fn records(rig: &mut Rig) -> Vec<crate::store::CdrRecord> {
+    rig.sw.drain_call_records()
+}
+
+#[test]
+fn basic_call_with_record_route_and_bye() {
+    let mut rig = Rig::new(&[]);
+    rig.register("2300", 6000);
+    rig.call("1000", 7000, "2300");
+    let out = rig.out();
+    assert_eq!(out[0].0, 7000);
+    assert_eq!(out[0].1.status(), Some(100));
+    let (port, inv) = &out[1];
+    assert_eq!(*port, 6000);
+    assert_eq!(inv.request_uri(), Some("sip:2300@127.0.0.1:6000"));
+    assert_eq!(
+        inv.header(HeaderName::RecordRoute),
+        Some("<sip:127.0.0.1:5060;lr>")
+    );
+    assert!(inv.header(HeaderName::ProxyAuthorization).is_none());
+    assert_eq!(inv.max_forwards().unwrap(), Some(69));
+    assert_eq!(inv.values(HeaderName::Via).count(), 2);
+    // 180 and 200 flow back with our Via removed.
+    let ringing = answer(inv, 180, "b1", 6000);
+    rig.send(6000, ringing);
+    let ok = answer(inv, 200, "b1", 6000);
+    rig.send(6000, ok);
+    let out = rig.out();
+    assert_eq!(out.len(), 2);
+    assert!(out
+        .iter()
+        .all(|(p, m)| *p == 7000 && m.values(HeaderName::Via).count() == 1));
+    assert_eq!(out[1].1.status(), Some(200));
+    assert_eq!(rig.sw.live_calls(rig.now.instant)[0].state, "answered");
+    // The caller's BYE comes with our Record-Route as Route and goes to the callee's contact.
+    rig.advance(30);
+    let b = rig.branch();
+    rig.send(
+        7000,
+        format!(
+            "BYE sip:2300@127.0.0.1:6000 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:7000;branch={b}\r\n\
+Route: <sip:127.0.0.1:5060;lr>\r\nMax-Forwards: 70\r\nFrom: <sip:1000@127.0.0.1>;tag=a7000\r\n\
+To: <sip:2300@127.0.0.1>;tag=b1\r\nCall-ID: call-1000-2300\r\nCSeq: 3 BYE\r\nContent-Length: 0\r\n\r\n"
+        ),
+    );
+    let out = rig.out();
+    let (port, bye) = &out[0];
+    assert_eq!(*port, 6000);
+    assert!(bye.header(HeaderName::Route).is_none());
+    let ok = answer(bye, 200, "b1", 6000);
+    rig.send(6000, ok);
+    assert_eq!(rig.out()[0].0, 7000);
+    let recs = records(&mut rig);
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].disposition, Disposition::Answered);
+    assert_eq!(recs[0].caller_opd.as_ref().unwrap().as_str(), "setda");
+    assert_eq!(recs[0].callee_opd.as_ref().unwrap().as_str(), "dinkes");
+    assert_eq!(recs[0].end_ms - recs[0].answer_ms.unwrap(), 30_000);
+    assert!(rig.sw.live_calls(rig.now.instant).is_empty());
+}
+
+#[test]
+fn forks_to_every_contact_and_cancels_the_losers() {
+    let mut rig = Rig::new(&[]);
+    rig.register("2300", 6000);
+    rig.register("2300", 6001);
+    rig.call("1000", 7000, "2300");
+    let out = rig.out();
+    let invites: Vec<_> = out.iter().filter(|(_, m)| m.is_request()).collect();
+    assert_eq!(invites.len(), 2);
+    let (p0, inv0) = invites[0].clone();
+    let (p1, inv1) = invites[1].clone();
+    let r0 = answer(&inv0, 180, "x", p0);
+    rig.send(p0, r0);
+    let r1 = answer(&inv1, 180, "y", p1);
+    rig.send(p1, r1);
+    rig.out();
+    let ok = answer(&inv0, 200, "x", p0);
+    rig.send(p0, ok);
+    let out = rig.out();
+    assert!(out
+        .iter()
+        .any(|(p, m)| *p == 7000 && m.status() == Some(200)));
+    let cancel = out
+        .iter()
+        .find(|(p, m)| *p == p1 && m.method().map(|m| m.as_str()) == Some("CANCEL"))
+        .expect("the other contact gets a CANCEL");
+    assert_eq!(
+        cancel.1.top_via().unwrap().branch(),
+        inv1.top_via().unwrap().branch()
+    );
+}
+
+#[test]
+fn busy_forwards_when_configured_else_486() {
+    let mut fwd = account("2301", "dinkes");
+    fwd.features.forward_busy = Some("2300".into());
+    let mut rig = Rig::new(&[fwd]);
+    rig.register("2300", 6000);
+    rig.register("2301", 6100);
+    rig.call("1000", 7000, "2301");
+    let inv = rig.out().into_iter().find(|(p, _)| *p == 6100).unwrap().1;
+    let busy = answer(&inv, 486, "z", 6100);
+    rig.send(6100, busy);
+    let out = rig.out();
+    // ACK to the busy phone, and the call moves on to 2300.
+    assert!(out
+        .iter()
+        .any(|(p, m)| *p == 6100 && m.method().map(|m| m.as_str()) == Some("ACK")));
+    assert!(out
+        .iter()
+        .any(|(p, m)| *p == 6000 && m.method().map(|m| m.as_str()) == Some("INVITE")));
+    assert!(!out
+        .iter()
+        .any(|(p, m)| *p == 7000 && m.status() == Some(486)));
+
+    // Without forwarding the caller hears busy, and the record says so.
+    let mut rig = Rig::new(&[]);
+    rig.register("2300", 6000);
+    rig.call("1000", 7000, "2300");
+    let inv = rig.out().into_iter().find(|(p, _)| *p == 6000).unwrap().1;
+    let busy = answer(&inv, 486, "z", 6000);
+    rig.send(6000, busy);
+    let out = rig.out();
+    assert!(out
+        .iter()
+        .any(|(p, m)| *p == 7000 && m.status() == Some(486)));
+    assert_eq!(records(&mut rig)[0].disposition, Disposition::Busy);
+}
+
+#[test]
+fn caller_cancel_gives_487_and_cancels_the_branch() {
+    let mut rig = Rig::new(&[]);
+    rig.register("2300", 6000);
+    let b = rig.call("1000", 7000, "2300");
+    let inv = rig.out().into_iter().find(|(p, _)| *p == 6000).unwrap().1;
+    let ringing = answer(&inv, 180, "b", 6000);
+    rig.send(6000, ringing);
+    rig.out();
+    rig.send(
+        7000,
+        format!(
+            "CANCEL sip:2300@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:7000;branch={b}\r\n\
+Max-Forwards: 70\r\nFrom: <sip:1000@127.0.0.1>;tag=a7000\r\nTo: <sip:2300@127.0.0.1>\r\n\
+Call-ID: call-1000-2300\r\nCSeq: 2 CANCEL\r\nContent-Length: 0\r\n\r\n"
+        ),
+    );
+    let out = rig.out();
+    assert!(out
+        .iter()
+        .any(|(p, m)| *p == 6000 && m.method().map(|m| m.as_str()) == Some("CANCEL")));
+    let to_caller: Vec<u16> = out
+        .iter()
+        .filter(|(p, _)| *p == 7000)
+        .filter_map(|(_, m)| m.status())
+        .collect();
+    assert!(
+        to_caller.contains(&200) && to_caller.contains(&487),
+        "{to_caller:?}"
+    );
+    assert_eq!(records(&mut rig)[0].disposition, Disposition::Cancelled);
+}
+
+#[test]
+fn unassigned_unregistered_and_permissions() {
+    let mut rig = Rig::new(&[]);
+    // 2302 is in dinkes' block but not in the database.
+    rig.call("1000", 7000, "2302");
+    assert_eq!(rig.out().last().unwrap().1.status(), Some(404));
+    // 2301 exists but has no phone registered.
+    rig.call("1000", 7000, "2301");
+    assert_eq!(rig.out().last().unwrap().1.status(), Some(480));
+    // setwan may not dial national numbers: 403, and nothing goes to the trunk (port 5090).
+    rig.call("1200", 7200, "90511234567");
+    let out = rig.out();
+    assert_eq!(out.last().unwrap().1.status(), Some(403));
+    assert!(!out.iter().any(|(p, _)| *p == 5090));
+    // 112 always reaches the trunk.
+    rig.call("1200", 7200, "112");
+    let out = rig.out();
+    let (_, inv) = out
+        .iter()
+        .find(|(p, _)| *p == 5090)
+        .expect("emergency to the trunk");
+    assert_eq!(inv.request_uri(), Some("sip:112@127.0.0.1:5090"));
+    let dispositions: Vec<_> = records(&mut rig).iter().map(|r| r.disposition).collect();
+    assert_eq!(
+        dispositions,
+        vec![
+            Disposition::Rejected,
+            Disposition::NoAnswer,
+            Disposition::Rejected
+        ]
+    );
+}
+
+#[test]
+fn no_answer_times_out_with_480_and_cancel() {
+    let mut rig = Rig::new(&[]);
+    rig.register("2300", 6000);
+    rig.call("1000", 7000, "2300");
+    let inv = rig.out().into_iter().find(|(p, _)| *p == 6000).unwrap().1;
+    let ringing = answer(&inv, 180, "b", 6000);
+    rig.send(6000, ringing);
+    rig.out();
+    rig.advance(179);
+    assert!(!rig
+        .out()
+        .iter()
+        .any(|(p, m)| *p == 7000 && m.status() == Some(480)));
+    rig.advance(2);
+    let out = rig.out();
+    assert!(out
+        .iter()
+        .any(|(p, m)| *p == 6000 && m.method().map(|m| m.as_str()) == Some("CANCEL")));
+    assert!(out
+        .iter()
+        .any(|(p, m)| *p == 7000 && m.status() == Some(480)));
+    assert_eq!(records(&mut rig)[0].disposition, Disposition::NoAnswer);
+}
+
+#[test]
+fn spoofed_from_and_spent_max_forwards() {
+    let mut rig = Rig::new(&[]);
+    rig.register("2300", 6000);
+    // Credentials of 1000 with From 1200.
+    let b = rig.branch();
+    let text = rig.invite_text("1200", 7000, "2300", &b, "");
+    rig.send(7000, text);
+    let ch = rig.out().pop().unwrap().1;
+    let nonce = nonce_of(&ch, HeaderName::ProxyAuthenticate);
+    let auth = digest(
+        "Proxy-Authorization",
+        "1000",
+        "INVITE",
+        "sip:2300@127.0.0.1",
+        &nonce,
+    );
+    let b = rig.branch();
+    let text = rig.invite_text("1200", 7000, "2300", &b, &auth);
+    rig.send(7000, text);
+    assert_eq!(rig.out().pop().unwrap().1.status(), Some(403));
+    let b = rig.branch();
+    let text = rig
+        .invite_text("1000", 7000, "2300", &b, "")
+        .replace("Max-Forwards: 70", "Max-Forwards: 0");
+    rig.send(7000, text);
+    assert_eq!(rig.out().pop().unwrap().1.status(), Some(483));
+}
+
+#[test]
+fn sequential_hunt_group_rings_members_in_turn() {
+    let mut rig = Rig::new(&[
+        account("5111", "rsud-doris"),
+        account("5112", "rsud-doris"),
+        account("5113", "rsud-doris"),
+    ]);
+    rig.register("5111", 6111);
+    rig.register("5112", 6112);
+    rig.call("1000", 7000, "5110");
+    let out = rig.out();
+    let first: Vec<u16> = out
+        .iter()
+        .filter(|(_, m)| m.is_request())
+        .map(|(p, _)| *p)
+        .collect();
+    assert_eq!(first, vec![6111]);
+    let inv = &out.iter().find(|(p, _)| *p == 6111).unwrap().1;
+    let ringing = answer(inv, 180, "m1", 6111);
+    rig.send(6111, ringing);
+    rig.out();
+    // After the member timeout (15 s) 5111 is cancelled and 5112 rings; 5113 has no phone.
+    rig.advance(16);
+    let out = rig.out();
+    assert!(out
+        .iter()
+        .any(|(p, m)| *p == 6111 && m.method().map(|m| m.as_str()) == Some("CANCEL")));
+    let inv2 = &out
+        .iter()
+        .find(|(p, m)| *p == 6112 && m.method().map(|m| m.as_str()) == Some("INVITE"))
+        .expect("the second member rings")
+        .1;
+    let ok = answer(inv2, 200, "m2", 6112);
+    rig.send(6112, ok);
+    assert!(rig
+        .out()
+        .iter()
+        .any(|(p, m)| *p == 7000 && m.status() == Some(200)));
+}
+
+#[test]
+fn parallel_group_rings_all_members() {
+    let members = ["3551", "3552", "3553", "3554"];
+    let accounts: Vec<Account> = members.iter().map(|m| account(m, "diskominfo")).collect();
+    let mut rig = Rig::new(&accounts);
+    for (i, m) in members.iter().enumerate() {
+        rig.register(m, 6200 + i as u16);
+    }
+    rig.call("1000", 7000, "3550");
+    let rung: Vec<u16> = rig
+        .out()
+        .iter()
+        .filter(|(_, m)| m.is_request())
+        .map(|(p, _)| *p)
+        .collect();
+    assert_eq!(rung, vec![6200, 6201, 6202, 6203]);
+}
