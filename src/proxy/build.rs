@@ -32,7 +32,8 @@ pub fn forward_request(msg: &Message, hop: &Hop<'_>) -> Bytes {
         e.set_request_uri(uri);
     }
     e.prepend_header(&format!("Via: {}", hop.via));
-    for rr in hop.record_route.iter().rev() {
+    // Splices at one position keep their order, so the top value goes in first.
+    for rr in hop.record_route {
         e.insert_before(HeaderName::RecordRoute, &format!("Record-Route: {rr}"));
     }
     match msg.headers_named(HeaderName::MaxForwards).next() {

@@ -502,3 +502,53 @@ fn parallel_group_rings_all_members() {
         .collect();
     assert_eq!(rung, vec![6200, 6201, 6202, 6203]);
 }
+
+#[test]
+fn udp_caller_reaches_tcp_phone_with_double_record_route() {
+    let mut rig = Rig::new(&[]);
+    // 2300 registers over a TCP connection.
+    let conn = 1 << 32;
+    let phone: SocketAddr = addr(6500);
+    rig.sw
+        .handle_conn_opened(conn, SWITCH.parse().unwrap(), phone, Transport::Tcp);
+    let tcp = Peer {
+        addr: phone,
+        transport: Transport::Tcp,
+        conn: Some(conn),
+    };
+    let req = |b: &str, cseq: u32, extra: &str| {
+        format!(
+            "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:6500;branch={b}\r\n\
+From: <sip:2300@127.0.0.1>;tag=t\r\nTo: <sip:2300@127.0.0.1>\r\nCall-ID: tcp-reg\r\n\
+CSeq: {cseq} REGISTER\r\nContact: <sip:2300@127.0.0.1:6500;transport=tcp>\r\n{extra}Content-Length: 0\r\n\r\n"
+        )
+    };
+    rig.sw
+        .handle_stream_message(Bytes::from(req("z9hG4bKr1", 1, "")), tcp, rig.now);
+    let ch = rig.out().pop().unwrap().1;
+    let nonce = nonce_of(&ch, HeaderName::WwwAuthenticate);
+    let auth = digest("Authorization", "2300", "REGISTER", "sip:127.0.0.1", &nonce);
+    rig.sw
+        .handle_stream_message(Bytes::from(req("z9hG4bKr2", 2, &auth)), tcp, rig.now);
+    assert_eq!(rig.out().pop().unwrap().1.status(), Some(200));
+    rig.call("1000", 7000, "2300");
+    let mut sent = Vec::new();
+    while let Some(t) = rig.sw.poll_transmit() {
+        sent.push(t);
+    }
+    let inv = sent
+        .iter()
+        .find(|t| t.peer.transport == Transport::Tcp)
+        .expect("the INVITE goes over the phone's TCP connection");
+    assert_eq!(inv.peer.conn, Some(conn));
+    let m = parse(&inv.bytes);
+    assert!(m.top_via().unwrap().transport.eq_ignore_ascii_case("TCP"));
+    let rr: Vec<&str> = m.values(HeaderName::RecordRoute).collect();
+    assert_eq!(
+        rr,
+        vec![
+            "<sip:127.0.0.1:5060;transport=tcp;lr>",
+            "<sip:127.0.0.1:5060;lr>"
+        ]
+    );
+}
