@@ -20,6 +20,7 @@ use bytes::Bytes;
 
 use crate::dialplan::Dialplan;
 use crate::proxy::records::{CallRecord, LiveCall, Records};
+use crate::proxy::media::{MediaRelay, MediaTable};
 use crate::proxy::{Effect, ProxyState};
 use crate::registrar::{self, Accounts, Change, Now, Registrar, Source};
 use crate::sip::message::{HeaderName, Limits, Message, Method, ParseError};
@@ -117,6 +118,9 @@ pub struct Switch {
     pub(crate) records: Records,
     pub(crate) effects: Vec<Effect>,
     pub(crate) transmits: VecDeque<Transmit>,
+    /// The RTP relay that anchors media; `None` leaves SDP untouched (media goes direct).
+    pub(crate) media: Option<Arc<dyn MediaRelay>>,
+    pub(crate) media_calls: MediaTable,
     next_prune: Option<Instant>,
     pub stats: Stats,
 }
@@ -139,6 +143,8 @@ impl Switch {
             records: Records::new(max_call),
             effects: Vec::new(),
             transmits: VecDeque::new(),
+            media: None,
+            media_calls: MediaTable::default(),
             next_prune: None,
             stats: Stats::default(),
         }
@@ -178,6 +184,11 @@ impl Switch {
                 self.net.by_remote.remove(&(remote, t));
             }
         }
+    }
+
+    /// Anchors the media of new calls in this relay.
+    pub fn set_media_relay(&mut self, relay: Arc<dyn MediaRelay>) {
+        self.media = Some(relay);
     }
 
     /// A new dialplan (reload); calls in progress keep their routing.
@@ -402,9 +413,14 @@ impl Switch {
         self.transmits.pop_front()
     }
 
-    /// Finished calls, for the call records.
+    /// Finished calls, for the call records. Their relay sessions close here: a finished
+    /// record is the one place every way a call ends goes through.
     pub fn drain_call_records(&mut self) -> Vec<CallRecord> {
-        self.records.drain_finished()
+        let done = self.records.drain_finished();
+        for r in &done {
+            self.media_close(&r.call_id);
+        }
+        done
     }
 
     /// Changes to persist outside the location service (feature codes).

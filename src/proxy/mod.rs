@@ -9,6 +9,7 @@
 //! proxied requests; they queue transmits and never touch a socket or the clock.
 
 pub mod build;
+pub mod media;
 pub mod records;
 
 use std::cmp::Reverse;
@@ -221,6 +222,11 @@ impl Switch {
         });
         let addr = SocketAddr::new(ip, port);
         Some(self.binding_peer(addr, transport, None))
+    }
+
+    /// [`Self::resolve`] for other modules of the proxy.
+    pub(crate) fn resolve_uri(&self, uri: &str) -> Option<Peer> {
+        self.resolve(uri)
     }
 
     /// A peer to send to: UDP from a socket of the right family, TCP over an open connection.
@@ -517,6 +523,11 @@ impl Switch {
             forward_no_answer: None,
             fallbacks: 0,
         };
+        let anchored = match routing.decision {
+            Decision::Ring(_) | Decision::Trunk { .. } => self.media_offer(msg, media::Leg::A),
+            _ => None,
+        };
+        let msg = anchored.as_ref().unwrap_or(msg);
         let id = self.new_proxied(msg, peer, key, Some(ctx), now.instant + TIMER_C);
         self.apply_routing(id, routing, now);
     }
@@ -819,6 +830,21 @@ impl Switch {
             return;
         };
         let Some(&(id, idx)) = self.proxy.by_branch.get(&branch) else {
+            // Our own requests (the BYEs of a media timeout) have a client transaction only.
+            if let Ok(cseq) = msg.cseq() {
+                let key = TransactionKey::new(
+                    branch.clone(),
+                    &via.sent_by(),
+                    TxMethod::from_token(cseq.method.as_str()),
+                );
+                let status = msg.status().unwrap_or(500);
+                if !matches!(
+                    self.client.handle_response(&key, status, now.instant),
+                    ResponseDisposition::NoTransaction
+                ) {
+                    return;
+                }
+            }
             self.stray_response(&msg);
             return;
         };
@@ -1026,6 +1052,8 @@ impl Switch {
 
     /// Forwards a response upstream through the server transaction.
     fn forward_upstream(&mut self, id: u64, msg: &Message, status: u16, now: Now) {
+        let anchored = self.media_answer(id, msg, status);
+        let msg = anchored.as_ref().unwrap_or(msg);
         let Some(p) = self.proxy.by_id.get(&id) else {
             return;
         };
@@ -1121,6 +1149,8 @@ impl Switch {
         } else {
             NON_INVITE_LIMIT
         };
+        let anchored = self.media_in_dialog(msg);
+        let msg = anchored.as_ref().unwrap_or(msg);
         let id = self.new_proxied(msg, peer, key, None, now.instant + limit);
         self.add_branch(id, None, target, None, routes, now);
         if self.pending_branches(id) == 0 {
@@ -1155,6 +1185,8 @@ impl Switch {
         let Some(local) = self.net.local_of(&peer) else {
             return;
         };
+        let anchored = self.media_in_dialog(msg);
+        let msg = anchored.as_ref().unwrap_or(msg);
         // Stateless: the branch is a function of the ACK, so retransmissions match downstream.
         let top_branch = msg
             .top_via()

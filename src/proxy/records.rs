@@ -200,13 +200,27 @@ impl Records {
             self.by_call_id.remove(call_id);
         }
         // A failure after the answer (an error to the ACK, a late 4xx) does not unanswer a call.
-        let disposition = if e.answer_ms.is_some() && disposition != Disposition::Expired {
+        let disposition = if e.answer_ms.is_some()
+            && !matches!(disposition, Disposition::Expired | Disposition::MediaTimeout)
+        {
             Disposition::Answered
         } else {
             disposition
         };
         self.finished
             .push(record(e, disposition, status, now_ms as i64));
+    }
+
+    /// The relay saw no media for the call: it is being ended.
+    pub fn media_timeout(&mut self, call_id: &str, now_ms: u64) {
+        let tags: Vec<String> = self
+            .by_call_id
+            .get(call_id)
+            .map(|l| l.iter().map(|e| e.call.from_tag.clone()).collect())
+            .unwrap_or_default();
+        for t in tags {
+            self.finish(call_id, &[Some(&t)], Disposition::MediaTimeout, 408, now_ms);
+        }
     }
 
     /// The earliest dialog expiry.

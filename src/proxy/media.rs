@@ -1,0 +1,336 @@
+//! Media anchoring in the proxy (DESIGN D8): every SDP that passes through is pointed at the
+//! relay. SDP from one leg sets that leg's remote address in the relay and is rewritten with
+//! the relay ports of the *other* leg (where the receiving phone must send). Sessions open on
+//! the first SDP of a call, follow re-offers (hold, codec change, added video), and close when
+//! the call ends; a relay that reports a silent session gets the call ended with a BYE both
+//! ways (disposition `media-timeout`).
+//!
+//! The relay itself sits behind [`MediaRelay`] (the runtime plugs in `media::Relay`; tests a
+//! fake), so this stays free of sockets and threads.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+
+use bytes::Bytes;
+
+use crate::sip::message::{HeaderName, Message};
+use crate::sip::sdp::{self, RelayPorts};
+
+/// The two legs of a call: A is the caller, B the callee.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leg {
+    A,
+    B,
+}
+
+impl Leg {
+    pub fn other(self) -> Leg {
+        match self {
+            Leg::A => Leg::B,
+            Leg::B => Leg::A,
+        }
+    }
+}
+
+/// The relay addresses of one stream: where leg A must send, where leg B must send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamAddrs {
+    pub a_rtp: SocketAddr,
+    pub a_rtcp: SocketAddr,
+    pub b_rtp: SocketAddr,
+    pub b_rtcp: SocketAddr,
+}
+
+impl StreamAddrs {
+    fn of(&self, leg: Leg) -> (SocketAddr, SocketAddr) {
+        match leg {
+            Leg::A => (self.a_rtp, self.a_rtcp),
+            Leg::B => (self.b_rtp, self.b_rtcp),
+        }
+    }
+}
+
+/// What the proxy needs from an RTP relay.
+pub trait MediaRelay: Send + Sync {
+    /// Opens a session of `streams` streams for `call`; returns its id and the addresses.
+    fn open(&self, call: u64, streams: usize, rtcp_mux: bool) -> Result<(u64, Vec<StreamAddrs>), String>;
+    /// What a leg's SDP announced for a stream (the destination until latching).
+    fn set_remote(&self, session: u64, stream: usize, leg: Leg, rtp: SocketAddr, rtcp: SocketAddr);
+    fn close(&self, session: u64);
+}
+
+/// The media of one call.
+pub(crate) struct MediaCall {
+    pub session: u64,
+    pub streams: Vec<StreamAddrs>,
+    /// The caller's From-tag: requests with it come from leg A.
+    pub caller_tag: String,
+    /// For the BYEs of a media timeout: the caller's From and contact, the callee's To (with
+    /// tag) and contact, the highest CSeq each side used.
+    pub caller_from: String,
+    pub caller_contact: Option<String>,
+    pub callee_to: Option<String>,
+    pub callee_contact: Option<String>,
+    pub cseq_a: u32,
+    pub cseq_b: u32,
+}
+
+/// Media calls by Call-ID, and the reverse index for relay events.
+#[derive(Default)]
+pub(crate) struct MediaTable {
+    pub by_call_id: HashMap<String, MediaCall>,
+    pub by_session: HashMap<u64, String>,
+    pub next_call: u64,
+}
+
+/// Does this message carry SDP?
+pub(crate) fn has_sdp(msg: &Message) -> bool {
+    !msg.body().is_empty()
+        && msg
+            .header(HeaderName::ContentType)
+            .is_some_and(|c| c.trim().to_ascii_lowercase().starts_with("application/sdp"))
+}
+
+/// The contact URI of a message.
+pub(crate) fn contact_uri(msg: &Message) -> Option<String> {
+    let c = msg.contacts().ok()?;
+    Some(c.first()?.addr()?.uri.to_string())
+}
+
+/// Sets the sender's remotes and rewrites the body for the receiver. Returns the new message
+/// bytes, or `None` when nothing changed (no SDP, or SDP we cannot read: passed through).
+pub(crate) fn rewrite_for(
+    relay: &dyn MediaRelay,
+    call: &MediaCall,
+    msg: &Message,
+    sender: Leg,
+) -> Option<Bytes> {
+    let parsed = sdp::parse(msg.body()).ok()?;
+    if parsed.streams.len() != call.streams.len() {
+        return None;
+    }
+    let receiver = sender.other();
+    let mut ports = Vec::with_capacity(call.streams.len());
+    let mut addr: Option<IpAddr> = None;
+    for (i, (s, relay_addrs)) in parsed.streams.iter().zip(&call.streams).enumerate() {
+        if !s.is_disabled() {
+            if let Some(ip) = s.address {
+                let rtp = SocketAddr::new(ip, s.port);
+                let rtcp = if s.rtcp_mux {
+                    rtp
+                } else {
+                    SocketAddr::new(ip, s.rtcp_port.unwrap_or(s.port.wrapping_add(1)))
+                };
+                relay.set_remote(call.session, i, sender, rtp, rtcp);
+            }
+        }
+        let (rtp, rtcp) = relay_addrs.of(receiver);
+        addr.get_or_insert(rtp.ip());
+        ports.push(if s.is_disabled() {
+            RelayPorts { rtp: 0, rtcp: 0 }
+        } else {
+            RelayPorts {
+                rtp: rtp.port(),
+                rtcp: rtcp.port(),
+            }
+        });
+    }
+    let body = sdp::rewrite(msg.body(), addr?, &ports).ok()?;
+    let mut e = msg.edit();
+    e.set_body(body);
+    Some(e.finish())
+}
+
+impl crate::switch::Switch {
+    /// The message re-parsed after a rewrite (our own output always parses).
+    fn reparse(&self, bytes: Bytes) -> Option<Message> {
+        Message::parse_framed(bytes, &self.limits_relaxed()).ok()
+    }
+
+    /// An offer from `sender` (the INVITE, or a re-offer that changes the number of streams):
+    /// opens the session and returns the request rewritten for the other leg.
+    pub(crate) fn media_offer(&mut self, msg: &Message, sender: Leg) -> Option<Message> {
+        let relay = self.media.clone()?;
+        if !has_sdp(msg) {
+            return None;
+        }
+        let parsed = sdp::parse(msg.body()).ok()?;
+        let call_id = msg.call_id().ok()?.to_string();
+        let n = parsed.streams.len();
+        if n == 0 {
+            return None;
+        }
+        let rtcp_mux = parsed.streams.iter().all(|s| s.rtcp_mux || s.is_disabled());
+        if let Some(old) = self.media_calls.by_call_id.get(&call_id) {
+            if old.streams.len() == n {
+                return None; // same shape: handled as an in-dialog rewrite
+            }
+            relay.close(old.session);
+            self.media_calls.by_session.remove(&old.session);
+        }
+        self.media_calls.next_call += 1;
+        let (session, streams) = match relay.open(self.media_calls.next_call, n, rtcp_mux) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(%call_id, error = %e, "no relay ports: media goes direct");
+                return None;
+            }
+        };
+        let from_tag = msg.from().ok().and_then(|f| f.tag()).unwrap_or("").to_string();
+        let previous = self.media_calls.by_call_id.remove(&call_id);
+        let (caller_tag, caller_from, caller_contact, callee_to, callee_contact, a, b) =
+            match previous {
+                Some(p) => (
+                    p.caller_tag,
+                    p.caller_from,
+                    p.caller_contact,
+                    p.callee_to,
+                    p.callee_contact,
+                    p.cseq_a,
+                    p.cseq_b,
+                ),
+                None => (
+                    from_tag,
+                    msg.header(HeaderName::From).unwrap_or("").to_string(),
+                    contact_uri(msg),
+                    None,
+                    None,
+                    msg.cseq().map(|c| c.seq).unwrap_or(1),
+                    0,
+                ),
+            };
+        let call = MediaCall {
+            session,
+            streams,
+            caller_tag,
+            caller_from,
+            caller_contact,
+            callee_to,
+            callee_contact,
+            cseq_a: a,
+            cseq_b: b,
+        };
+        let out = rewrite_for(relay.as_ref(), &call, msg, sender);
+        self.media_calls.by_session.insert(session, call_id.clone());
+        self.media_calls.by_call_id.insert(call_id, call);
+        out.and_then(|b| self.reparse(b))
+    }
+
+    /// Which leg sent an in-dialog request of a media call.
+    fn sender_of(&self, msg: &Message) -> Option<Leg> {
+        let call = self.media_calls.by_call_id.get(msg.call_id().ok()?)?;
+        let tag = msg.from().ok().and_then(|f| f.tag())?;
+        Some(if tag == call.caller_tag { Leg::A } else { Leg::B })
+    }
+
+    /// An in-dialog request (re-INVITE, UPDATE, ACK with the answer, PRACK …): SDP is pointed
+    /// at the relay; CSeqs are tracked for the BYEs of a media timeout.
+    pub(crate) fn media_in_dialog(&mut self, msg: &Message) -> Option<Message> {
+        let sender = self.sender_of(msg)?;
+        let call_id = msg.call_id().ok()?.to_string();
+        if let (Some(call), Ok(cseq)) = (self.media_calls.by_call_id.get_mut(&call_id), msg.cseq()) {
+            match sender {
+                Leg::A => call.cseq_a = call.cseq_a.max(cseq.seq),
+                Leg::B => call.cseq_b = call.cseq_b.max(cseq.seq),
+            }
+        }
+        if !has_sdp(msg) {
+            return None;
+        }
+        if let Some(reopened) = self.media_offer(msg, sender) {
+            return Some(reopened);
+        }
+        let relay = self.media.clone()?;
+        let call = self.media_calls.by_call_id.get(&call_id)?;
+        let out = rewrite_for(relay.as_ref(), call, msg, sender)?;
+        self.reparse(out)
+    }
+
+    /// A response of proxied request `id` on its way upstream: its SDP comes from the leg that
+    /// answered. The 2xx of the initial INVITE also tells how to reach the callee.
+    pub(crate) fn media_answer(&mut self, id: u64, msg: &Message, status: u16) -> Option<Message> {
+        let relay = self.media.clone()?;
+        let call_id = msg.call_id().ok()?.to_string();
+        let p = self.proxy.by_id.get(&id)?;
+        let initial = p.call.is_some();
+        let requester = if initial {
+            Leg::A
+        } else {
+            self.sender_of(&p.request)?
+        };
+        let call = self.media_calls.by_call_id.get_mut(&call_id)?;
+        if initial && (200..300).contains(&status) && call.callee_contact.is_none() {
+            call.callee_contact = contact_uri(msg);
+            call.callee_to = msg.header(HeaderName::To).map(str::to_string);
+        }
+        if !has_sdp(msg) {
+            return None;
+        }
+        let out = rewrite_for(relay.as_ref(), call, msg, requester.other())?;
+        self.reparse(out)
+    }
+
+    /// The call is over: its relay ports are freed.
+    pub(crate) fn media_close(&mut self, call_id: &str) {
+        if let Some(call) = self.media_calls.by_call_id.remove(call_id) {
+            self.media_calls.by_session.remove(&call.session);
+            if let Some(relay) = &self.media {
+                relay.close(call.session);
+            }
+        }
+    }
+
+    /// The relay saw no RTP in a session for its inactivity time: the phones vanished or
+    /// the network broke. Both legs get a BYE, and the call record says `media-timeout`.
+    pub fn handle_media_inactive(&mut self, session: u64, now: crate::registrar::Now) {
+        let Some(call_id) = self.media_calls.by_session.get(&session).cloned() else {
+            return;
+        };
+        tracing::info!(%call_id, "no media for the inactivity time: ending the call");
+        if let Some(call) = self.media_calls.by_call_id.get(&call_id) {
+            let to = call.callee_to.clone();
+            let mut byes = Vec::new();
+            if let (Some(uri), Some(to)) = (call.callee_contact.clone(), to.clone()) {
+                byes.push((uri, call.caller_from.clone(), to.clone(), call.cseq_a + 1));
+            }
+            if let (Some(uri), Some(to)) = (call.caller_contact.clone(), to) {
+                byes.push((uri, to, call.caller_from.clone(), call.cseq_b.max(100) + 1));
+            }
+            for (i, (uri, from, to, cseq)) in byes.into_iter().enumerate() {
+                self.send_own_bye(&call_id, &uri, &from, &to, cseq, i, now);
+            }
+        }
+        self.records.media_timeout(&call_id, now.unix_ms);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn send_own_bye(
+        &mut self,
+        call_id: &str,
+        uri: &str,
+        from: &str,
+        to: &str,
+        cseq: u32,
+        n: usize,
+        now: crate::registrar::Now,
+    ) {
+        use crate::sip::transaction::{TransactionKey, TxMethod};
+        let Some(peer) = self.resolve_uri(uri) else {
+            return;
+        };
+        let Some(local) = self.net.local_of(&peer) else {
+            return;
+        };
+        let branch = format!("z9hG4bKtbbye{:x}{n}", self.media_calls.next_call);
+        self.media_calls.next_call += 1;
+        let text = format!(
+            "BYE {uri} SIP/2.0\r\nVia: SIP/2.0/{} {local};branch={branch};rport\r\n\
+Max-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} BYE\r\n\
+Reason: SIP;cause=408;text=\"media timeout\"\r\nContent-Length: 0\r\n\r\n",
+            peer.transport.via_token()
+        );
+        let key = TransactionKey::new(branch, &local.to_string(), TxMethod::Other("BYE".into()));
+        let t = self.client.start(key, Bytes::from(text), peer, now.instant);
+        self.transmits.push_back(t);
+    }
+}
