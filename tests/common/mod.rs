@@ -11,6 +11,7 @@
 //! a value whose `Drop` stops it.
 #![allow(dead_code)] // each test file uses a different part of the harness
 
+pub mod calls;
 pub mod peers;
 pub mod sip;
 
