@@ -132,7 +132,7 @@ fn wait_or_stop(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     None
 }
 
-fn read_stat(path: &Path) -> HashMap<String, String> {
+pub fn read_stat(path: &Path) -> HashMap<String, String> {
     let text = fs::read_to_string(path).unwrap_or_default();
     let rows: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     if rows.len() < 2 {
