@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::dialplan::Dialplan;
-use crate::proxy::records::{CallRecord, LiveCall, Records};
 use crate::proxy::media::{MediaRelay, MediaTable};
+use crate::proxy::records::{CallRecord, LiveCall, Records};
 use crate::proxy::{Effect, ProxyState};
 use crate::registrar::{self, Accounts, Change, Now, Registrar, Source};
 use crate::sip::message::{HeaderName, Limits, Message, Method, ParseError};

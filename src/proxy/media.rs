@@ -53,7 +53,12 @@ impl StreamAddrs {
 /// What the proxy needs from an RTP relay.
 pub trait MediaRelay: Send + Sync {
     /// Opens a session of `streams` streams for `call`; returns its id and the addresses.
-    fn open(&self, call: u64, streams: usize, rtcp_mux: bool) -> Result<(u64, Vec<StreamAddrs>), String>;
+    fn open(
+        &self,
+        call: u64,
+        streams: usize,
+        rtcp_mux: bool,
+    ) -> Result<(u64, Vec<StreamAddrs>), String>;
     /// What a leg's SDP announced for a stream (the destination until latching).
     fn set_remote(&self, session: u64, stream: usize, leg: Leg, rtp: SocketAddr, rtcp: SocketAddr);
     fn close(&self, session: u64);
@@ -176,7 +181,12 @@ impl crate::switch::Switch {
                 return None;
             }
         };
-        let from_tag = msg.from().ok().and_then(|f| f.tag()).unwrap_or("").to_string();
+        let from_tag = msg
+            .from()
+            .ok()
+            .and_then(|f| f.tag())
+            .unwrap_or("")
+            .to_string();
         let previous = self.media_calls.by_call_id.remove(&call_id);
         let (caller_tag, caller_from, caller_contact, callee_to, callee_contact, a, b) =
             match previous {
@@ -220,7 +230,11 @@ impl crate::switch::Switch {
     fn sender_of(&self, msg: &Message) -> Option<Leg> {
         let call = self.media_calls.by_call_id.get(msg.call_id().ok()?)?;
         let tag = msg.from().ok().and_then(|f| f.tag())?;
-        Some(if tag == call.caller_tag { Leg::A } else { Leg::B })
+        Some(if tag == call.caller_tag {
+            Leg::A
+        } else {
+            Leg::B
+        })
     }
 
     /// An in-dialog request (re-INVITE, UPDATE, ACK with the answer, PRACK …): SDP is pointed
@@ -228,7 +242,8 @@ impl crate::switch::Switch {
     pub(crate) fn media_in_dialog(&mut self, msg: &Message) -> Option<Message> {
         let sender = self.sender_of(msg)?;
         let call_id = msg.call_id().ok()?.to_string();
-        if let (Some(call), Ok(cseq)) = (self.media_calls.by_call_id.get_mut(&call_id), msg.cseq()) {
+        if let (Some(call), Ok(cseq)) = (self.media_calls.by_call_id.get_mut(&call_id), msg.cseq())
+        {
             match sender {
                 Leg::A => call.cseq_a = call.cseq_a.max(cseq.seq),
                 Leg::B => call.cseq_b = call.cseq_b.max(cseq.seq),

@@ -24,6 +24,7 @@ use crate::sip::headers::{NameAddr, Uri};
 use crate::sip::message::{HeaderName, Message, Method};
 use crate::sip::response;
 use crate::sip::transaction::{Peer, ResponseDisposition, TransactionKey, Transmit, TxMethod};
+use crate::store::Disposition;
 use crate::switch::Switch;
 use crate::types::{Extension, Transport};
 
@@ -36,6 +37,8 @@ const BRANCH_PREFIX: &str = "z9hG4bKtb";
 const TIMER_C: Duration = Duration::from_secs(180);
 /// How long a proxied non-INVITE request may wait for its final response (64·T1).
 const NON_INVITE_LIMIT: Duration = Duration::from_secs(32);
+/// How long a cancelled call waits for its branches' 487 before answering 487 itself.
+const CANCEL_GRACE: Duration = Duration::from_secs(4);
 /// How many times forwarding fallbacks may chain within one call.
 const MAX_FALLBACKS: u8 = 4;
 
@@ -68,6 +71,8 @@ struct Branch {
     /// A provisional response was received (RFC 3261 §9.1: only then may it be cancelled).
     provisional: bool,
     cancel_pending: bool,
+    /// A CANCEL was sent on this branch (never twice).
+    cancelled: bool,
 }
 
 struct CallCtx {
@@ -458,6 +463,7 @@ impl Switch {
             done: false,
             provisional: false,
             cancel_pending: false,
+            cancelled: false,
         });
         self.proxy
             .by_branch
@@ -620,7 +626,8 @@ impl Switch {
                             self.ring_member(id, &m, now);
                         }
                         if self.pending_branches(id) == 0 {
-                            self.respond_final(id, 480, now);
+                            // No phone registered: the call could not be set up at all.
+                            self.respond_final_as(id, 480, Some(Disposition::Failed), now);
                         }
                     }
                 }
@@ -699,6 +706,18 @@ impl Switch {
 
     /// Sends a final response of our own upstream and records the failure.
     fn respond_final(&mut self, id: u64, status: u16, now: Now) {
+        self.respond_final_as(id, status, None, now);
+    }
+
+    /// As [`Self::respond_final`], with the disposition for the record when the status alone
+    /// does not tell it.
+    fn respond_final_as(
+        &mut self,
+        id: u64,
+        status: u16,
+        disposition: Option<Disposition>,
+        now: Now,
+    ) {
         let Some(p) = self.proxy.by_id.get_mut(&id) else {
             return;
         };
@@ -722,8 +741,14 @@ impl Switch {
             self.transmits.push_back(t);
         }
         if let Some((call_id, from_tag)) = self.call_ids(id) {
-            self.records
-                .failed(&call_id, &from_tag, status, now.unix_ms);
+            match disposition {
+                Some(d) => self
+                    .records
+                    .failed_as(&call_id, &from_tag, d, status, now.unix_ms),
+                None => self
+                    .records
+                    .failed(&call_id, &from_tag, status, now.unix_ms),
+            }
         }
         self.cancel_pending(id, now);
         self.maybe_forget(id);
@@ -769,8 +794,9 @@ impl Switch {
             return;
         }
         let mut out = Vec::new();
-        for b in p.branches.iter_mut().filter(|b| !b.done) {
+        for b in p.branches.iter_mut().filter(|b| !b.done && !b.cancelled) {
             if b.provisional {
+                b.cancelled = true;
                 out.push((b.key.clone(), build::cancel_for(&b.sent), b.peer));
             } else {
                 // RFC 3261 §9.1: wait for a provisional response before cancelling.
@@ -818,8 +844,13 @@ impl Switch {
             p.cancelled = true;
         }
         self.cancel_pending(id, now);
-        // The caller gets its 487 now; what the branches answer to our CANCELs is absorbed.
-        self.respond_final(id, 487, now);
+        if self.pending_branches(id) == 0 {
+            self.respond_final(id, 487, now);
+        } else {
+            // The branches answer our CANCELs with 487, which goes to the caller as the best
+            // response; a branch that stays silent is not waited for long.
+            self.set_deadline(id, now.instant + CANCEL_GRACE);
+        }
         (200, Vec::new())
     }
 
@@ -900,8 +931,9 @@ impl Switch {
         };
         if status < 200 {
             b.provisional = true;
-            let cancel_now = b.cancel_pending;
+            let cancel_now = b.cancel_pending && !b.cancelled;
             b.cancel_pending = false;
+            b.cancelled |= cancel_now;
             let (bkey, bsent, bpeer) = (b.key.clone(), b.sent.clone(), b.peer);
             if cancel_now {
                 let ckey = TransactionKey::new(bkey.branch, &bkey.sent_by, TxMethod::Cancel);
@@ -1232,6 +1264,11 @@ impl Switch {
                 continue;
             }
             let is_invite = p.method == Method::Invite;
+            if p.cancelled {
+                self.respond_final(id, 487, now);
+                self.forget(id);
+                continue;
+            }
             let hunting = p
                 .call
                 .as_ref()

@@ -172,6 +172,18 @@ impl Records {
         );
     }
 
+    /// The call failed before being answered, for a reason the status alone does not tell.
+    pub fn failed_as(
+        &mut self,
+        call_id: &str,
+        from_tag: &str,
+        disposition: Disposition,
+        status: u16,
+        now_ms: u64,
+    ) {
+        self.finish(call_id, &[Some(from_tag)], disposition, status, now_ms);
+    }
+
     /// A BYE passed: the call ended normally.
     pub fn ended(&mut self, call_id: &str, tags: &[Option<&str>], now_ms: u64) {
         self.finish(call_id, tags, Disposition::Answered, 200, now_ms);
@@ -201,8 +213,10 @@ impl Records {
         }
         // A failure after the answer (an error to the ACK, a late 4xx) does not unanswer a call.
         let disposition = if e.answer_ms.is_some()
-            && !matches!(disposition, Disposition::Expired | Disposition::MediaTimeout)
-        {
+            && !matches!(
+                disposition,
+                Disposition::Expired | Disposition::MediaTimeout
+            ) {
             Disposition::Answered
         } else {
             disposition

@@ -343,18 +343,27 @@ Call-ID: call-1000-2300\r\nCSeq: 2 CANCEL\r\nContent-Length: 0\r\n\r\n"
         ),
     );
     let out = rig.out();
-    assert!(out
+    let cancels = out
         .iter()
-        .any(|(p, m)| *p == 6000 && m.method().map(|m| m.as_str()) == Some("CANCEL")));
+        .filter(|(p, m)| *p == 6000 && m.method().map(|m| m.as_str()) == Some("CANCEL"))
+        .count();
+    assert_eq!(cancels, 1, "exactly one CANCEL per ringing branch");
+    // The CANCEL is answered at once; the INVITE's 487 comes from the branch.
     let to_caller: Vec<u16> = out
         .iter()
         .filter(|(p, _)| *p == 7000)
         .filter_map(|(_, m)| m.status())
         .collect();
-    assert!(
-        to_caller.contains(&200) && to_caller.contains(&487),
-        "{to_caller:?}"
-    );
+    assert_eq!(to_caller, vec![200]);
+    let terminated = answer(&inv, 487, "b", 6000);
+    rig.send(6000, terminated);
+    let out = rig.out();
+    assert!(out
+        .iter()
+        .any(|(p, m)| *p == 6000 && m.method().map(|m| m.as_str()) == Some("ACK")));
+    assert!(out
+        .iter()
+        .any(|(p, m)| *p == 7000 && m.status() == Some(487)));
     assert_eq!(records(&mut rig)[0].disposition, Disposition::Cancelled);
 }
 
@@ -385,7 +394,7 @@ fn unassigned_unregistered_and_permissions() {
         dispositions,
         vec![
             Disposition::Rejected,
-            Disposition::NoAnswer,
+            Disposition::Failed,
             Disposition::Rejected
         ]
     );
@@ -551,4 +560,30 @@ CSeq: {cseq} REGISTER\r\nContact: <sip:2300@127.0.0.1:6500;transport=tcp>\r\n{ex
             "<sip:127.0.0.1:5060;lr>"
         ]
     );
+}
+
+#[test]
+fn cancel_of_a_silent_branch_answers_487_after_a_grace() {
+    let mut rig = Rig::new(&[]);
+    rig.register("2300", 6000);
+    let b = rig.call("1000", 7000, "2300");
+    rig.out(); // the INVITE to 6000 gets no answer at all
+    rig.send(
+        7000,
+        format!(
+            "CANCEL sip:2300@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:7000;branch={b}\r\n\
+Max-Forwards: 70\r\nFrom: <sip:1000@127.0.0.1>;tag=a7000\r\nTo: <sip:2300@127.0.0.1>\r\n\
+Call-ID: call-1000-2300\r\nCSeq: 2 CANCEL\r\nContent-Length: 0\r\n\r\n"
+        ),
+    );
+    assert!(rig
+        .out()
+        .iter()
+        .any(|(p, m)| *p == 7000 && m.status() == Some(200)));
+    rig.advance(5);
+    assert!(rig
+        .out()
+        .iter()
+        .any(|(p, m)| *p == 7000 && m.status() == Some(487)));
+    assert_eq!(records(&mut rig)[0].disposition, Disposition::Cancelled);
 }
