@@ -587,3 +587,28 @@ Call-ID: call-1000-2300\r\nCSeq: 2 CANCEL\r\nContent-Length: 0\r\n\r\n"
         .any(|(p, m)| *p == 7000 && m.status() == Some(487)));
     assert_eq!(records(&mut rig)[0].disposition, Disposition::Cancelled);
 }
+
+#[test]
+fn feature_codes_set_dnd_and_forwarding() {
+    let mut rig = Rig::new(&[]);
+    rig.register("2300", 6000);
+    // *78 from 2300 turns DND on: the phone gets a final answer, the store an effect.
+    rig.call("2300", 6000, "*78");
+    let out = rig.out();
+    assert!(out
+        .iter()
+        .any(|(p, m)| *p == 6000 && m.status() == Some(480)));
+    assert_eq!(rig.sw.drain_effects().len(), 1);
+    rig.call("1000", 7000, "2300");
+    assert_eq!(rig.out().last().unwrap().1.status(), Some(486));
+    // *79 turns it off; *72 2301 forwards everything to 2301.
+    rig.call("2300", 6000, "*79");
+    rig.call("2300", 6000, "*722301");
+    rig.out();
+    rig.register("2301", 6100);
+    rig.call("1000", 7000, "2300");
+    assert!(rig
+        .out()
+        .iter()
+        .any(|(p, m)| *p == 6100 && m.method().map(|m| m.as_str()) == Some("INVITE")));
+}
