@@ -5,6 +5,7 @@
 //!   authentication and the RFC 3261 §17 transaction layer. No I/O, no clock.
 //! - [`registrar`]: the REGISTER state machine and the location service. No I/O, no clock.
 //! - [`dialplan`]: the per-OPD dialplan files (TOML), their model and validation.
+//! - [`media`]: the RTP relay: port pool, latching table, forwarding threads (epoll, recvmmsg).
 //! - [`store`]: SQLite persistence (extensions, OPDs, registrations), versioned migrations.
 //! - [`runtime`]: the only async code: sockets, timers, the driver loop and the admin API.
 //! - [`cli`]: the operator commands behind `tambun …`.
@@ -14,6 +15,7 @@
 pub mod cli;
 pub mod config;
 pub mod dialplan;
+pub mod media;
 pub mod proxy;
 pub mod registrar;
 pub mod runtime;

@@ -1,0 +1,229 @@
+//! RTP receive statistics for one direction of one stream: RFC 3550 sequence tracking
+//! (appendix A.1, extended highest sequence, loss = expected − received) and interarrival
+//! jitter (§6.4.1, appendix A.8). Pure: bytes and arrival times in, counters out; no I/O,
+//! no clock (the caller passes `now`).
+
+use std::time::{Duration, Instant};
+
+/// The fixed RTP header length (RFC 3550 §5.1).
+pub const RTP_HEADER_LEN: usize = 12;
+
+/// A sequence jump larger than this (forwards) is a source restart, not loss (RFC 3550 A.1).
+const MAX_DROPOUT: u16 = 3000;
+/// A sequence this far behind the highest one is a late packet, not a restart (RFC 3550 A.1).
+const MAX_MISORDER: u16 = 100;
+/// The default clock rate: 8 kHz covers G.711, G.729 and (by its RTP clock) G.722.
+pub const DEFAULT_CLOCK_RATE: u32 = 8000;
+
+/// The fields of an RTP header the counters need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtpHeader {
+    pub payload_type: u8,
+    pub sequence: u16,
+    pub timestamp: u32,
+    pub ssrc: u32,
+}
+
+impl RtpHeader {
+    /// Parses the first 12 bytes of an RTP packet; `None` for anything that is not RTP version
+    /// 2 or is RTCP multiplexed on the RTP port (RFC 5761 §4: second octet 192..=223).
+    #[inline]
+    pub fn parse(bytes: &[u8]) -> Option<RtpHeader> {
+        let h: &[u8; RTP_HEADER_LEN] = bytes.get(..RTP_HEADER_LEN)?.try_into().ok()?;
+        if h[0] >> 6 != 2 || (192..=223).contains(&h[1]) {
+            return None;
+        }
+        Some(RtpHeader {
+            payload_type: h[1] & 0x7f,
+            sequence: u16::from_be_bytes([h[2], h[3]]),
+            timestamp: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
+            ssrc: u32::from_be_bytes([h[8], h[9], h[10], h[11]]),
+        })
+    }
+}
+
+/// Sequence and jitter state of one received RTP flow (one SSRC at a time: a new SSRC
+/// restarts the counting, as after a re-INVITE to another codec or phone).
+#[derive(Debug, Clone, Default)]
+pub struct RtpCounters {
+    started: bool,
+    ssrc: u32,
+    /// Sequence numbers seen at the current SSRC's start, the highest, and its wrap count.
+    base_seq: u16,
+    max_seq: u16,
+    cycles: u32,
+    /// A candidate restart sequence (RFC 3550 A.1 `bad_seq`), `None` when none pending.
+    bad_seq: Option<u16>,
+    /// Packets counted since the current SSRC's start.
+    received: u64,
+    /// Loss accumulated from earlier SSRCs (or restarts), so `lost` never goes backwards.
+    lost_before: u64,
+    /// Previous arrival and RTP timestamp, for the transit difference.
+    last_arrival: Option<(Instant, u32)>,
+    /// Jitter in timestamp units, scaled by 16 as in RFC 3550 A.8.
+    jitter_q4: u64,
+}
+
+impl RtpCounters {
+    /// Counts one RTP packet that arrived at `now`, with the stream's clock rate in Hz.
+    #[inline]
+    pub fn record(&mut self, header: &RtpHeader, now: Instant, clock_rate: u32) {
+        if !self.started || header.ssrc != self.ssrc {
+            self.restart(header);
+            self.last_arrival = Some((now, header.timestamp));
+            return;
+        }
+        let seq = header.sequence;
+        let delta = seq.wrapping_sub(self.max_seq);
+        if delta == 0 {
+            // A duplicate: counted neither as received nor as lost.
+            return;
+        } else if delta < MAX_DROPOUT {
+            if seq < self.max_seq {
+                self.cycles += 1;
+            }
+            self.max_seq = seq;
+        } else if delta <= u16::MAX - MAX_MISORDER {
+            // A very large jump: a restart if the next packet follows it, else a stray.
+            if self.bad_seq == Some(seq) {
+                self.restart(header);
+                self.last_arrival = Some((now, header.timestamp));
+            } else {
+                self.bad_seq = Some(seq.wrapping_add(1));
+            }
+            return;
+        }
+        // else: a late (reordered) packet: counted, `max_seq` unchanged.
+        self.bad_seq = None;
+        self.received += 1;
+        self.update_jitter(header.timestamp, now, clock_rate);
+    }
+
+    fn restart(&mut self, header: &RtpHeader) {
+        if self.started {
+            self.lost_before += self.lost_current();
+        }
+        let jitter_q4 = self.jitter_q4;
+        *self = RtpCounters {
+            started: true,
+            ssrc: header.ssrc,
+            base_seq: header.sequence,
+            max_seq: header.sequence,
+            received: 1,
+            lost_before: self.lost_before,
+            jitter_q4,
+            ..RtpCounters::default()
+        };
+    }
+
+    #[inline]
+    fn update_jitter(&mut self, timestamp: u32, now: Instant, clock_rate: u32) {
+        if let Some((prev_at, prev_ts)) = self.last_arrival {
+            // D(i,j) = (Rj − Ri) − (Sj − Si), both in timestamp units (RFC 3550 §6.4.1).
+            let arrival = now.saturating_duration_since(prev_at);
+            let arrival_units = (arrival.as_nanos() as u64 * clock_rate as u64) / 1_000_000_000;
+            let sent_units = timestamp.wrapping_sub(prev_ts) as i32 as i64;
+            let d = (arrival_units as i64 - sent_units).unsigned_abs();
+            // J += (|D| − J) / 16, kept scaled by 16 (A.8).
+            self.jitter_q4 = self.jitter_q4 + d - ((self.jitter_q4 + 8) >> 4);
+        }
+        self.last_arrival = Some((now, timestamp));
+    }
+
+    fn lost_current(&self) -> u64 {
+        if !self.started {
+            return 0;
+        }
+        let extended_max = ((self.cycles as u64) << 16) + self.max_seq as u64;
+        let expected = extended_max - self.base_seq as u64 + 1;
+        expected.saturating_sub(self.received)
+    }
+
+    /// Packets lost so far (from sequence gaps; duplicates and late packets do not count).
+    pub fn lost(&self) -> u64 {
+        self.lost_before + self.lost_current()
+    }
+
+    /// The interarrival jitter as a duration, for the clock rate of the stream.
+    pub fn jitter(&self, clock_rate: u32) -> Duration {
+        let units = self.jitter_q4 >> 4;
+        Duration::from_nanos(units * 1_000_000_000 / clock_rate.max(1) as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(seq: u16, ts: u32, ssrc: u32) -> [u8; 172] {
+        let mut p = [0u8; 172];
+        p[0] = 0x80;
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p[4..8].copy_from_slice(&ts.to_be_bytes());
+        p[8..12].copy_from_slice(&ssrc.to_be_bytes());
+        p
+    }
+
+    fn feed(c: &mut RtpCounters, seqs: &[u16], start: Instant) {
+        for (i, &s) in seqs.iter().enumerate() {
+            let h = RtpHeader::parse(&packet(s, s as u32 * 160, 7)).unwrap();
+            c.record(&h, start + Duration::from_millis(20 * i as u64), 8000);
+        }
+    }
+
+    #[test]
+    fn parses_rtp_and_rejects_rtcp_and_garbage() {
+        let h = RtpHeader::parse(&packet(5, 800, 9)).unwrap();
+        assert_eq!(
+            (h.sequence, h.timestamp, h.ssrc, h.payload_type),
+            (5, 800, 9, 0)
+        );
+        let mut rtcp = packet(0, 0, 0);
+        rtcp[1] = 200;
+        assert!(RtpHeader::parse(&rtcp).is_none());
+        assert!(RtpHeader::parse(b"hello world!").is_none());
+        assert!(RtpHeader::parse(&[0x80; 11]).is_none());
+    }
+
+    #[test]
+    fn gaps_count_as_loss_and_wraps_do_not() {
+        let mut c = RtpCounters::default();
+        feed(
+            &mut c,
+            &[65533, 65534, 65535, 0, 1, 3, 4, 7],
+            Instant::now(),
+        );
+        assert_eq!(c.lost(), 3); // 2, 5, 6
+    }
+
+    #[test]
+    fn duplicates_and_late_packets_are_not_loss() {
+        let mut c = RtpCounters::default();
+        feed(&mut c, &[10, 11, 13, 12, 13, 14], Instant::now());
+        assert_eq!(c.lost(), 0);
+    }
+
+    #[test]
+    fn a_restart_keeps_earlier_loss() {
+        let mut c = RtpCounters::default();
+        feed(&mut c, &[1, 2, 4, 40000, 40001, 40002], Instant::now());
+        assert_eq!(c.lost(), 1);
+    }
+
+    #[test]
+    fn steady_packets_have_no_jitter_and_uneven_ones_do() {
+        let t0 = Instant::now();
+        let mut c = RtpCounters::default();
+        feed(&mut c, &(0..100).collect::<Vec<_>>(), t0);
+        assert_eq!(c.jitter(8000), Duration::ZERO);
+        let mut c = RtpCounters::default();
+        for i in 0..200u16 {
+            let h = RtpHeader::parse(&packet(i, i as u32 * 160, 7)).unwrap();
+            // Alternately 5 ms early and on time: |D| = 40 units (5 ms) for every packet.
+            let skew = if i % 2 == 0 { 0 } else { 5 };
+            c.record(&h, t0 + Duration::from_millis(20 * i as u64 - skew), 8000);
+        }
+        let j = c.jitter(8000).as_secs_f64() * 1000.0;
+        assert!((4.5..=5.0).contains(&j), "jitter {j} ms");
+    }
+}

@@ -1,0 +1,242 @@
+//! A forwarding thread: owns a shard of the relay's sockets in its own epoll set and moves
+//! their packets with `recvmmsg`/`sendmmsg` through one preallocated [`Batch`]. Control
+//! commands arrive over a channel, announced by an eventfd in the same epoll set, and are
+//! applied between batches: forwarding never waits for signalling, and signalling only waits
+//! (for `close` and `stats`) until the end of the current batch. The decisions are the
+//! [`Table`]'s; this file only does the I/O and the clock.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::sys::{set_busy_poll, Batch, Epoll, EventFd};
+use super::table::{SlotId, Table, Verdict};
+use super::{RelayEvent, SessionId, Side, StreamStats};
+
+/// The epoll token of the eventfd (slot tokens are slot numbers, far below it).
+const WAKE: u64 = u64::MAX;
+/// The most epoll events handled per wake-up.
+const MAX_EVENTS: usize = 256;
+
+/// The sockets of one stream, as the control plane bound them: RTP and optional RTCP, A and B.
+#[derive(Debug)]
+pub struct StreamSockets {
+    pub rtp: [UdpSocket; 2],
+    pub rtcp: Option<[UdpSocket; 2]>,
+}
+
+/// A control command for a shard.
+#[derive(Debug)]
+pub enum Command {
+    Open {
+        id: SessionId,
+        call: u64,
+        streams: Vec<StreamSockets>,
+    },
+    SetRemote {
+        id: SessionId,
+        stream: usize,
+        side: Side,
+        rtp: SocketAddr,
+        rtcp: Option<SocketAddr>,
+    },
+    ClockRate {
+        id: SessionId,
+        stream: usize,
+        hz: u32,
+    },
+    /// Closes the session's sockets, then answers (so their ports can be reused).
+    Close { id: SessionId, done: Sender<()> },
+    Stats {
+        id: SessionId,
+        reply: Sender<Option<Vec<StreamStats>>>,
+    },
+}
+
+/// The shard's settings.
+#[derive(Debug, Clone)]
+pub struct ShardConfig {
+    pub batch: usize,
+    pub inactivity: Duration,
+    pub bare: bool,
+    /// `SO_BUSY_POLL` microseconds for the shard's sockets (0: off).
+    pub busy_poll_us: u32,
+}
+
+/// The state of one forwarding thread.
+pub struct Shard {
+    cfg: ShardConfig,
+    epoll: Epoll,
+    wake: Arc<EventFd>,
+    commands: Receiver<Command>,
+    events: Sender<RelayEvent>,
+    table: Table,
+    sockets: Vec<Option<UdpSocket>>,
+    batch: Batch,
+    /// Forwards the kernel refused (full send buffer); kept for diagnostics.
+    send_failures: u64,
+}
+
+impl Shard {
+    pub fn new(
+        cfg: ShardConfig,
+        wake: Arc<EventFd>,
+        commands: Receiver<Command>,
+        events: Sender<RelayEvent>,
+    ) -> std::io::Result<Shard> {
+        let epoll = Epoll::new()?;
+        epoll.add(wake.raw(), WAKE)?;
+        Ok(Shard {
+            batch: Batch::new(cfg.batch),
+            table: Table::new(cfg.bare),
+            cfg,
+            epoll,
+            wake,
+            commands,
+            events,
+            sockets: Vec::new(),
+            send_failures: 0,
+        })
+    }
+
+    /// Runs until the control plane hangs up.
+    pub fn run(mut self) {
+        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; MAX_EVENTS];
+        // Inactivity is checked a few times per timeout, and at least every second.
+        let tick =
+            (self.cfg.inactivity / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let mut next_tick = Instant::now() + tick;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            let n = match self.epoll.wait(&mut events, wait.as_millis() as i32 + 1) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!("relay shard: epoll_wait failed: {e}; stopping");
+                    return;
+                }
+            };
+            let now = Instant::now();
+            let mut woken = false;
+            for ev in &events[..n] {
+                if ev.u64 == WAKE {
+                    woken = true;
+                } else {
+                    self.forward_from(SlotId(ev.u64 as u32), now);
+                }
+            }
+            if woken {
+                self.wake.clear();
+                if !self.handle_commands(now) {
+                    return;
+                }
+            }
+            if now >= next_tick {
+                for call in self.table.poll_inactive(now, self.cfg.inactivity) {
+                    // A closed receiver means nobody listens for events: nothing to do.
+                    let _ = self.events.send(RelayEvent::Inactive { call });
+                }
+                next_tick = now + tick;
+            }
+        }
+    }
+
+    /// One `recvmmsg` from the socket of `slot`, and the `sendmmsg` of what it forwards.
+    #[inline]
+    fn forward_from(&mut self, slot: SlotId, now: Instant) {
+        let Some(Some(socket)) = self.sockets.get(slot.0 as usize) else {
+            return;
+        };
+        let n = match self.batch.receive(socket.as_raw_fd()) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::debug!("relay: recvmmsg on slot {}: {e}", slot.0);
+                return;
+            }
+        };
+        // All forwards of one socket leave from its peer socket; `via` is the same for all.
+        let mut via = None;
+        for i in 0..n {
+            let (src, bytes) = self.batch.packet(i);
+            let Some(src) = src else { continue };
+            if let Verdict::Forward { via: v, to } = self.table.handle_packet(slot, src, bytes, now)
+            {
+                via = Some(v);
+                self.batch.forward(i, to);
+            }
+        }
+        if let Some(via) = via {
+            if let Some(Some(out)) = self.sockets.get(via.0 as usize) {
+                self.send_failures += self.batch.flush(out.as_raw_fd()) as u64;
+            }
+        }
+    }
+
+    /// Applies the queued commands; `false` when the control plane is gone.
+    fn handle_commands(&mut self, now: Instant) -> bool {
+        loop {
+            match self.commands.try_recv() {
+                Ok(cmd) => self.handle_command(cmd, now),
+                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Disconnected) => return false,
+            }
+        }
+    }
+
+    fn handle_command(&mut self, cmd: Command, now: Instant) {
+        match cmd {
+            Command::Open { id, call, streams } => {
+                let slots =
+                    self.table
+                        .handle_open(id, call, streams.len(), streams[0].rtcp.is_none(), now);
+                for (s, sockets) in slots.into_iter().zip(streams) {
+                    let [a, b] = sockets.rtp;
+                    self.attach(s.rtp[0], a);
+                    self.attach(s.rtp[1], b);
+                    if let (Some(pair), Some([a, b])) = (s.rtcp, sockets.rtcp) {
+                        self.attach(pair[0], a);
+                        self.attach(pair[1], b);
+                    }
+                }
+            }
+            Command::SetRemote {
+                id,
+                stream,
+                side,
+                rtp,
+                rtcp,
+            } => {
+                self.table.handle_set_remote(id, stream, side, rtp, rtcp);
+            }
+            Command::ClockRate { id, stream, hz } => {
+                self.table.handle_clock_rate(id, stream, hz);
+            }
+            Command::Close { id, done } => {
+                for slot in self.table.handle_close(id) {
+                    if let Some(socket) = self.sockets[slot.0 as usize].take() {
+                        let _ = self.epoll.delete(socket.as_raw_fd());
+                    }
+                }
+                let _ = done.send(());
+            }
+            Command::Stats { id, reply } => {
+                let _ = reply.send(self.table.stats(id, now));
+            }
+        }
+    }
+
+    fn attach(&mut self, slot: SlotId, socket: UdpSocket) {
+        let i = slot.0 as usize;
+        if self.sockets.len() <= i {
+            self.sockets.resize_with(i + 1, || None);
+        }
+        if self.cfg.busy_poll_us > 0 {
+            set_busy_poll(&socket, self.cfg.busy_poll_us);
+        }
+        if let Err(e) = self.epoll.add(socket.as_raw_fd(), slot.0 as u64) {
+            tracing::error!("relay: cannot watch a relay socket: {e}");
+        }
+        self.sockets[i] = Some(socket);
+    }
+}
