@@ -25,6 +25,8 @@ pub struct Config {
     pub registrar: RegistrarConfig,
     /// Call limits.
     pub calls: CallsConfig,
+    /// The RTP relay that anchors every call's media.
+    pub media: MediaConfig,
     /// The largest SIP message accepted, in bytes (a datagram or one framed TCP message).
     pub max_message_bytes: usize,
     /// The most header lines accepted in one SIP message.
@@ -51,6 +53,57 @@ pub struct RegistrarConfig {
     /// User-Agent substrings (case-insensitive) of clients that fail on any challenge that
     /// is not MD5 (baresip 1.0's libre answers ENOSYS): they are challenged with MD5 alone.
     pub md5_only_user_agents: Vec<String>,
+}
+
+/// The `[media]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// Anchor media in the relay (false: SDP passes untouched and phones talk directly).
+    pub enabled: bool,
+    /// Relay ports, `FIRST-LAST` inclusive (RTP even, RTCP odd).
+    pub rtp_ports: String,
+    /// Address the relay sockets bind to; default: the first listen address's IP.
+    pub bind: Option<std::net::IpAddr>,
+    /// Address written into SDP; default: the switch's advertised SIP address (set it on
+    /// multi-homed hosts or behind NAT).
+    pub advertise: Option<std::net::IpAddr>,
+    /// Forwarding threads (0: one per core).
+    pub threads: usize,
+    /// A call without RTP in any direction for this long is ended (BYE both ways).
+    pub inactivity_secs: u64,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            enabled: true,
+            rtp_ports: "10000-20000".to_owned(),
+            bind: None,
+            advertise: None,
+            threads: 0,
+            inactivity_secs: 60,
+        }
+    }
+}
+
+impl MediaConfig {
+    /// The port range as numbers.
+    pub fn port_range(&self) -> Result<(u16, u16), ConfigError> {
+        let bad = || {
+            ConfigError::Invalid(format!(
+                "media.rtp_ports '{}' is not FIRST-LAST (e.g. 10000-20000, at least 4 ports, above 1023)",
+                self.rtp_ports
+            ))
+        };
+        let (a, b) = self.rtp_ports.split_once('-').ok_or_else(bad)?;
+        let a: u16 = a.trim().parse().map_err(|_| bad())?;
+        let b: u16 = b.trim().parse().map_err(|_| bad())?;
+        if a < 1024 || b < a || b - a < 3 {
+            return Err(bad());
+        }
+        Ok((a, b))
+    }
 }
 
 /// The `[calls]` table.
@@ -80,6 +133,7 @@ impl Default for Config {
             domain: None,
             registrar: RegistrarConfig::default(),
             calls: CallsConfig::default(),
+            media: MediaConfig::default(),
             max_message_bytes: 65535,
             max_headers: 128,
             log: "info".to_owned(),
@@ -109,6 +163,9 @@ pub struct ConfigOverrides {
     pub dialplan: Option<PathBuf>,
     pub admin: Option<SocketAddr>,
     pub domain: Option<String>,
+    pub rtp_ports: Option<String>,
+    pub media_advertise: Option<std::net::IpAddr>,
+    pub no_media: bool,
 }
 
 /// Why a configuration cannot be used.
@@ -180,6 +237,15 @@ impl Config {
         if let Some(domain) = overrides.domain {
             self.domain = Some(domain);
         }
+        if let Some(ports) = overrides.rtp_ports {
+            self.media.rtp_ports = ports;
+        }
+        if let Some(ip) = overrides.media_advertise {
+            self.media.advertise = Some(ip);
+        }
+        if overrides.no_media {
+            self.media.enabled = false;
+        }
         self.validate()
     }
 
@@ -187,6 +253,10 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let r = &self.registrar;
         let invalid = |m: String| Err(ConfigError::Invalid(m));
+        self.media.port_range()?;
+        if self.media.inactivity_secs == 0 {
+            return invalid("media.inactivity_secs must be at least 1".into());
+        }
         if self.listen.is_empty() {
             return invalid("`listen` needs at least one address".into());
         }
@@ -310,8 +380,13 @@ mod tests {
             dialplan: None,
             admin: Some("127.0.0.1:9000".parse().unwrap()),
             domain: None,
+            rtp_ports: Some("30000-30099".into()),
+            media_advertise: None,
+            no_media: false,
         })
         .unwrap();
+        assert_eq!(c.media.port_range().unwrap(), (30000, 30099));
+        assert!(Config::from_toml("[media]\nrtp_ports = \"5-3\"").is_err());
         assert_eq!(c.listen, vec!["127.0.0.1:5080".parse().unwrap()]);
         assert_eq!(c.db, PathBuf::from("flag.db"));
         assert_eq!(c.dialplan, PathBuf::from("dialplan"));

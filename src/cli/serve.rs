@@ -22,6 +22,15 @@ pub struct ServeArgs {
     /// The SIP domain the switch answers for
     #[arg(long, value_name = "NAME")]
     domain: Option<String>,
+    /// Relay ports for media, FIRST-LAST [default: 10000-20000]
+    #[arg(long, value_name = "FIRST-LAST")]
+    rtp_ports: Option<String>,
+    /// The address written into SDP for the relay (multi-homed hosts, NAT)
+    #[arg(long, value_name = "IP")]
+    media_advertise: Option<std::net::IpAddr>,
+    /// Do not anchor media: SDP passes untouched and phones send RTP to each other
+    #[arg(long)]
+    no_media: bool,
 }
 
 pub(super) fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
@@ -35,6 +44,9 @@ pub(super) fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         dialplan: global.dialplan.clone(),
         admin: global.admin,
         domain: args.domain,
+        rtp_ports: args.rtp_ports,
+        media_advertise: args.media_advertise,
+        no_media: args.no_media,
     })?;
 
     let filter = match EnvFilter::try_from_default_env() {

@@ -14,6 +14,7 @@
 //! store thread and every task ends.
 
 mod admin;
+mod relay;
 mod store_thread;
 mod tcp;
 mod udp;
@@ -79,6 +80,10 @@ pub(crate) enum Input {
     /// number of OPDs, or the errors that made the switch keep the previous plan.
     ReloadDialplan {
         reply: Option<oneshot::Sender<Result<usize, Vec<String>>>>,
+    },
+    /// The relay saw no RTP in this session for the inactivity time.
+    MediaInactive {
+        session: u64,
     },
 }
 
@@ -181,10 +186,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     // Sockets: UDP and TCP on each listen address.
     let mut udp_sockets = Vec::new();
+    let mut switch_udp_advertised = Vec::new();
+    let mut relay_handle: Option<Arc<crate::media::Relay>> = None;
     for (i, addr) in config.listen.iter().enumerate() {
         let sock = Arc::new(udp::bind(*addr).with_context(|| format!("cannot bind UDP {addr}"))?);
         let advertised = udp::advertised(sock.local_addr()?);
         switch.add_udp_socket(advertised);
+        switch_udp_advertised.push(advertised);
         tracing::info!(
             "listening on udp {} (advertised as {advertised})",
             sock.local_addr()?
@@ -205,6 +213,40 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             shutdown.clone(),
             limits,
         ));
+    }
+
+    if config.media.enabled {
+        let advertise = config
+            .media
+            .advertise
+            .or(switch_udp_advertised.first().map(|a| a.ip()))
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+        let bind = config.media.bind.unwrap_or_else(|| {
+            config
+                .listen
+                .first()
+                .map(|a| a.ip())
+                .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+        });
+        let relay_cfg = crate::media::RelayConfig {
+            port_range: config.media.port_range()?,
+            bind,
+            advertise,
+            threads: config.media.threads,
+            inactivity: Duration::from_secs(config.media.inactivity_secs),
+            ..crate::media::RelayConfig::default()
+        };
+        let relay =
+            Arc::new(crate::media::Relay::start(relay_cfg).context("cannot start the RTP relay")?);
+        tracing::info!(
+            "RTP relay on {bind} ports {} advertised as {advertise}",
+            config.media.rtp_ports
+        );
+        switch.set_media_relay(Arc::new(relay::RelayGlue::new(relay.clone())));
+        relay::watch_events(relay.clone(), tx.clone(), shutdown.clone());
+        relay_handle = Some(relay);
+    } else {
+        tracing::info!("media relay disabled: phones send RTP to each other");
     }
 
     let admin_listener = tokio::net::TcpListener::bind(config.admin)
@@ -253,6 +295,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     driver.run(rx, shutdown.clone()).await;
     store_handle.finish().await;
+    // The relay's threads stop when its last handle goes.
+    drop(driver);
+    drop(relay_handle);
     let _ = admin_task.await;
     tracing::info!("stopped");
     Ok(())
@@ -399,6 +444,9 @@ impl Driver {
             }
             Input::Calls { reply } => {
                 let _ = reply.send(self.switch.live_calls(t.instant));
+            }
+            Input::MediaInactive { session } => {
+                self.switch.handle_media_inactive(session, t);
             }
             Input::ReloadDialplan { reply } => {
                 let result = self.reload_dialplan();

@@ -1,0 +1,114 @@
+//! The relay as the proxy sees it: `media::Relay` behind the proxy's [`MediaRelay`] trait, and
+//! the thread that turns the relay's inactivity reports into driver inputs.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::Input;
+use crate::media::{Relay, RelayEvent, SessionId, Side};
+use crate::proxy::media::{Leg, MediaRelay, StreamAddrs};
+
+/// The engine plus the map from the proxy's session numbers to the engine's ids.
+pub(crate) struct RelayGlue {
+    relay: Arc<Relay>,
+    sessions: Mutex<HashMap<u64, SessionId>>,
+}
+
+impl RelayGlue {
+    pub(crate) fn new(relay: Arc<Relay>) -> RelayGlue {
+        RelayGlue {
+            relay,
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn id(&self, session: u64) -> Option<SessionId> {
+        // Holds: the lock is only taken for map operations that cannot panic.
+        self.sessions.lock().ok()?.get(&session).copied()
+    }
+}
+
+impl MediaRelay for RelayGlue {
+    fn open(
+        &self,
+        call: u64,
+        streams: usize,
+        rtcp_mux: bool,
+    ) -> Result<(u64, Vec<StreamAddrs>), String> {
+        let s = self
+            .relay
+            .open(call, streams, rtcp_mux)
+            .map_err(|e| e.to_string())?;
+        if let Ok(mut m) = self.sessions.lock() {
+            m.insert(call, s.id);
+        }
+        let addrs = s
+            .streams
+            .iter()
+            .map(|p| StreamAddrs {
+                a_rtp: p.a.rtp,
+                a_rtcp: p.a.rtcp,
+                b_rtp: p.b.rtp,
+                b_rtcp: p.b.rtcp,
+            })
+            .collect();
+        // The proxy's session number is the call number: relay events name the call.
+        Ok((call, addrs))
+    }
+
+    fn set_remote(&self, session: u64, stream: usize, leg: Leg, rtp: SocketAddr, rtcp: SocketAddr) {
+        let Some(id) = self.id(session) else { return };
+        let side = match leg {
+            Leg::A => Side::A,
+            Leg::B => Side::B,
+        };
+        if let Err(e) = self.relay.set_remote_rtcp(id, stream, side, rtp, rtcp) {
+            tracing::debug!(error = %e, "relay set_remote");
+        }
+    }
+
+    fn close(&self, session: u64) {
+        let id = self
+            .sessions
+            .lock()
+            .ok()
+            .and_then(|mut m| m.remove(&session));
+        if let Some(id) = id {
+            if let Err(e) = self.relay.close(id) {
+                tracing::debug!(error = %e, "relay close");
+            }
+        }
+    }
+}
+
+/// Forwards the relay's inactivity reports to the driver until shutdown.
+pub(crate) fn watch_events(
+    relay: Arc<Relay>,
+    tx: mpsc::Sender<Input>,
+    shutdown: CancellationToken,
+) {
+    let spawned = std::thread::Builder::new()
+        .name("tambun-relay-events".into())
+        .spawn(move || {
+            while !shutdown.is_cancelled() {
+                if let Some(RelayEvent::Inactive { call }) =
+                    relay.wait_event(Duration::from_millis(500))
+                {
+                    if tx
+                        .blocking_send(Input::MediaInactive { session: call })
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the relay event thread");
+    }
+}
