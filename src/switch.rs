@@ -430,7 +430,15 @@ impl Switch {
 
     /// Calls in progress.
     pub fn live_calls(&self, now: Instant) -> Vec<LiveCall> {
-        self.records.live(now)
+        let mut calls = self.records.live(now);
+        for c in &mut calls {
+            c.media_session = self
+                .media_calls
+                .by_call_id
+                .get(&c.call_id)
+                .map(|m| m.session);
+        }
+        calls
     }
 
     /// Binding changes for the durable copy.

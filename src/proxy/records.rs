@@ -39,6 +39,12 @@ pub struct LiveCall {
     pub started_at_ms: i64,
     pub answered_at_ms: Option<i64>,
     pub duration_secs: u64,
+    /// Per stream and direction relay counters (filled in by the admin API from the relay).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub media: Vec<serde_json::Value>,
+    /// The relay session of the call, if its media is anchored.
+    #[serde(skip)]
+    pub media_session: Option<u64>,
 }
 
 /// What is known when a call is routed.
@@ -288,6 +294,8 @@ impl Records {
                 duration_secs: e
                     .answered_at
                     .map_or(0, |t| now.saturating_duration_since(t).as_secs()),
+                media: Vec::new(),
+                media_session: None,
             })
             .collect();
         v.sort_by_key(|c| c.started_at_ms);

@@ -19,17 +19,20 @@ struct RegsQuery {
     opd: Option<String>,
 }
 
-pub(crate) async fn serve(
-    listener: TcpListener,
-    driver: mpsc::Sender<Input>,
-    shutdown: CancellationToken,
-) {
+#[derive(Clone)]
+pub(crate) struct AdminState {
+    pub driver: mpsc::Sender<Input>,
+    pub relay: Option<std::sync::Arc<super::relay::RelayGlue>>,
+}
+
+pub(crate) async fn serve(listener: TcpListener, state: AdminState, shutdown: CancellationToken) {
     let app = Router::new()
         .route("/health", get(|| async { "ok\n" }))
         .route("/api/registrations", get(registrations))
         .route("/api/calls", get(calls))
         .route("/api/dialplan/reload", axum::routing::post(reload))
-        .with_state(driver);
+        .route("/api/relay", get(relay_usage))
+        .with_state(state);
     let res = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await;
@@ -39,7 +42,7 @@ pub(crate) async fn serve(
 }
 
 async fn registrations(
-    State(driver): State<mpsc::Sender<Input>>,
+    State(AdminState { driver, .. }): State<AdminState>,
     Query(q): Query<RegsQuery>,
 ) -> Result<Json<Vec<RegistrationView>>, (StatusCode, String)> {
     let opd = match q.opd {
@@ -60,20 +63,41 @@ async fn registrations(
 }
 
 async fn calls(
-    State(driver): State<mpsc::Sender<Input>>,
+    State(AdminState { driver, relay }): State<AdminState>,
 ) -> Result<Json<Vec<crate::proxy::records::LiveCall>>, (StatusCode, String)> {
     let (reply, rx) = oneshot::channel();
     driver
         .send(Input::Calls { reply })
         .await
         .map_err(|_| (StatusCode::SERVICE_UNAVAILABLE, "switch stopping".into()))?;
-    rx.await
-        .map(Json)
-        .map_err(|_| (StatusCode::SERVICE_UNAVAILABLE, "switch stopping".into()))
+    let mut calls = rx
+        .await
+        .map_err(|_| (StatusCode::SERVICE_UNAVAILABLE, "switch stopping".into()))?;
+    if let Some(relay) = relay {
+        // Asking the forwarding threads for counters waits on them: off the async workers.
+        calls = tokio::task::spawn_blocking(move || {
+            for c in &mut calls {
+                if let Some(s) = c.media_session {
+                    c.media = relay.stats_json(s);
+                }
+            }
+            calls
+        })
+        .await
+        .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "relay stats failed".into()))?;
+    }
+    Ok(Json(calls))
+}
+
+async fn relay_usage(State(AdminState { relay, .. }): State<AdminState>) -> Json<serde_json::Value> {
+    Json(match relay {
+        Some(r) => r.usage_json(),
+        None => serde_json::json!({ "enabled": false }),
+    })
 }
 
 async fn reload(
-    State(driver): State<mpsc::Sender<Input>>,
+    State(AdminState { driver, .. }): State<AdminState>,
 ) -> (StatusCode, Json<serde_json::Value>) {
     let (reply, rx) = oneshot::channel();
     if driver

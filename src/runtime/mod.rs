@@ -188,6 +188,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let mut udp_sockets = Vec::new();
     let mut switch_udp_advertised = Vec::new();
     let mut relay_handle: Option<Arc<crate::media::Relay>> = None;
+    let mut relay_glue: Option<Arc<relay::RelayGlue>> = None;
     for (i, addr) in config.listen.iter().enumerate() {
         let sock = Arc::new(udp::bind(*addr).with_context(|| format!("cannot bind UDP {addr}"))?);
         let advertised = udp::advertised(sock.local_addr()?);
@@ -242,7 +243,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             "RTP relay on {bind} ports {} advertised as {advertise}",
             config.media.rtp_ports
         );
-        switch.set_media_relay(Arc::new(relay::RelayGlue::new(relay.clone())));
+        let glue = Arc::new(relay::RelayGlue::new(relay.clone()));
+        switch.set_media_relay(glue.clone());
+        relay_glue = Some(glue);
         relay::watch_events(relay.clone(), tx.clone(), shutdown.clone());
         relay_handle = Some(relay);
     } else {
@@ -253,7 +256,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot bind the admin API on {}", config.admin))?;
     tracing::info!("admin API on http://{}", admin_listener.local_addr()?);
-    let admin_task = tokio::spawn(admin::serve(admin_listener, tx.clone(), shutdown.clone()));
+    let admin_state = admin::AdminState {
+        driver: tx.clone(),
+        relay: relay_glue,
+    };
+    let admin_task = tokio::spawn(admin::serve(admin_listener, admin_state, shutdown.clone()));
 
     let store_handle = store_thread::spawn(store, tx.clone());
 

@@ -27,6 +27,41 @@ impl RelayGlue {
         }
     }
 
+    /// Counters of a session, as JSON for the admin API (one object per stream direction).
+    pub(crate) fn stats_json(&self, session: u64) -> Vec<serde_json::Value> {
+        let Some(id) = self.id(session) else {
+            return Vec::new();
+        };
+        let Ok(stats) = self.relay.stats(id) else {
+            return Vec::new();
+        };
+        stats
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "stream": s.stream,
+                    "direction": match s.direction {
+                        crate::media::Direction::AToB => "caller->callee",
+                        crate::media::Direction::BToA => "callee->caller",
+                    },
+                    "source": s.source.map(|a| a.to_string()),
+                    "packets": s.packets,
+                    "bytes": s.bytes,
+                    "lost": s.lost,
+                    "jitter_ms": (s.jitter_ms * 100.0).round() / 100.0,
+                    "dropped_foreign": s.dropped_foreign,
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) fn usage_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "ports_in_use": self.relay.ports_in_use(),
+            "sessions": self.relay.sessions(),
+        })
+    }
+
     fn id(&self, session: u64) -> Option<SessionId> {
         // Holds: the lock is only taken for map operations that cannot panic.
         self.sessions.lock().ok()?.get(&session).copied()
