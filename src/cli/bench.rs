@@ -35,6 +35,9 @@ pub struct RelayAllocArgs {
     /// SO_BUSY_POLL microseconds on the relay sockets (0: off)
     #[arg(long, default_value_t = 0)]
     pub busy_poll: u32,
+    /// Also append the end-of-run summary (with this process's CPU %) to this file
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<std::path::PathBuf>,
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -73,6 +76,7 @@ fn relay_alloc(args: RelayAllocArgs) -> anyhow::Result<()> {
     let mut out = io::BufWriter::new(io::stdout().lock());
     let mut sessions = Vec::new();
     let mut line = String::new();
+    let mut first_open: Option<(std::time::Instant, f64)> = None;
     loop {
         line.clear();
         if input.read_line(&mut line)? == 0 {
@@ -88,6 +92,7 @@ fn relay_alloc(args: RelayAllocArgs) -> anyhow::Result<()> {
         let port = |p: &str| p.parse::<u16>().with_context(|| format!("bad port '{p}'"));
         let (a, b) = (port(a_port)?, port(b_port)?);
         let session = relay.open(sessions.len() as u64, 1, true)?;
+        first_open.get_or_insert_with(|| (std::time::Instant::now(), cpu_seconds()));
         relay.set_remote(session.id, 0, Side::A, SocketAddr::new(localhost, a))?;
         relay.set_remote(session.id, 0, Side::B, SocketAddr::new(localhost, b))?;
         let s = session.streams[0];
@@ -116,11 +121,43 @@ fn relay_alloc(args: RelayAllocArgs) -> anyhow::Result<()> {
         }
         relay.close(id)?;
     }
-    eprintln!(
-        "relay-alloc: {} sessions closed; forwarded {packets} packets, dropped {foreign} foreign \
-         and {no_dest} without destination, {lost} lost upstream; {} ports left in use",
+    let cpu = first_open.map_or(0.0, |(at, cpu0)| {
+        100.0 * (cpu_seconds() - cpu0) / at.elapsed().as_secs_f64().max(1e-9)
+    });
+    let summary = format!(
+        "relay-alloc{}: {} sessions closed; forwarded {packets} packets, dropped {foreign} \
+         foreign and {no_dest} without destination, {lost} lost upstream; {} ports left in use; \
+         CPU {cpu:.1}% of one core from the first open to EOF",
+        if args.bare { " --bare" } else { "" },
         sessions.len(),
         relay.ports_in_use()
     );
+    eprintln!("{summary}");
+    if let Some(path) = args.report {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        writeln!(f, "{summary}")?;
+    }
     Ok(())
+}
+
+/// This process's user + system CPU time, from /proc/self/stat (0 where unavailable).
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the `(comm)`: state is the 1st, utime the 12th, stime the 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // Holds on Linux: USER_HZ is 100 on every architecture the switch targets.
+    (ticks(11) + ticks(12)) / 100.0
 }
