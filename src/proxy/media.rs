@@ -301,6 +301,10 @@ impl crate::switch::Switch {
         let Some(call_id) = self.media_calls.by_session.get(&session).cloned() else {
             return;
         };
+        if !self.records.is_answered(&call_id) {
+            // Ringing without early media is silence too; the ring timeout handles it.
+            return;
+        }
         tracing::info!(%call_id, "no media for the inactivity time: ending the call");
         if let Some(call) = self.media_calls.by_call_id.get(&call_id) {
             let to = call.callee_to.clone();

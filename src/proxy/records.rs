@@ -231,6 +231,13 @@ impl Records {
             .push(record(e, disposition, status, now_ms as i64));
     }
 
+    /// Has any call with this Call-ID been answered?
+    pub fn is_answered(&self, call_id: &str) -> bool {
+        self.by_call_id
+            .get(call_id)
+            .is_some_and(|l| l.iter().any(|e| e.answer_ms.is_some()))
+    }
+
     /// The relay saw no media for the call: it is being ended.
     pub fn media_timeout(&mut self, call_id: &str, now_ms: u64) {
         let tags: Vec<String> = self

@@ -84,12 +84,19 @@ async fn calls(
             calls
         })
         .await
-        .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "relay stats failed".into()))?;
+        .map_err(|_| {
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "relay stats failed".into(),
+            )
+        })?;
     }
     Ok(Json(calls))
 }
 
-async fn relay_usage(State(AdminState { relay, .. }): State<AdminState>) -> Json<serde_json::Value> {
+async fn relay_usage(
+    State(AdminState { relay, .. }): State<AdminState>,
+) -> Json<serde_json::Value> {
     Json(match relay {
         Some(r) => r.usage_json(),
         None => serde_json::json!({ "enabled": false }),
