@@ -142,24 +142,11 @@ fn load_dialplan(dir: &Path) -> anyhow::Result<Dialplan> {
     })
 }
 
-/// The dialplan's OPDs as store rows.
-fn opd_rows(dialplan: &Dialplan) -> Vec<OpdRow> {
-    dialplan
-        .opds()
-        .iter()
-        .map(|o| OpdRow {
-            code: o.code.clone(),
-            name: o.name.clone(),
-            blocks: o.blocks.iter().map(|b| b.to_string()).collect(),
-        })
-        .collect()
-}
-
 /// Loads the dialplan and opens (creating if needed) the database, with the OPDs synced.
 fn open_with_dialplan(global: &GlobalArgs) -> anyhow::Result<(Dialplan, Store)> {
     let dialplan = load_dialplan(&global.dialplan())?;
     let mut store = Store::open(&global.db())?;
-    store.sync_opds(&opd_rows(&dialplan))?;
+    store.sync_opds(&OpdRow::all_of(&dialplan))?;
     Ok((dialplan, store))
 }
 

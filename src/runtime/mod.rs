@@ -123,7 +123,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     })?;
     let mut store = Store::open(&config.db)
         .with_context(|| format!("cannot open the database {}", config.db.display()))?;
-    store.sync_opds(&opd_rows(&dialplan))?;
+    store.sync_opds(&OpdRow::all_of(&dialplan))?;
     let realm = store.realm()?;
     let accounts = Accounts::new(store.extensions(None)?.iter().map(account_of).collect());
     let saved = store.registrations()?;
@@ -310,18 +310,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn opd_rows(dialplan: &Dialplan) -> Vec<OpdRow> {
-    dialplan
-        .opds()
-        .iter()
-        .map(|o| OpdRow {
-            code: o.code.clone(),
-            name: o.name.clone(),
-            blocks: o.blocks.iter().map(|b| b.to_string()).collect(),
-        })
-        .collect()
-}
-
 async fn wait_for_signal() {
     #[cfg(unix)]
     {
@@ -478,7 +466,7 @@ impl Driver {
         match Dialplan::load_dir(&self.dialplan_dir) {
             Ok(plan) => {
                 let n = plan.opds().len();
-                let rows = opd_rows(&plan);
+                let rows = OpdRow::all_of(&plan);
                 self.switch.handle_dialplan(Arc::new(plan));
                 let _ = self.store.send(store_thread::Command::SyncOpds(rows));
                 tracing::info!(opds = n, "dialplan reloaded");

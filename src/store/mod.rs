@@ -85,6 +85,21 @@ pub struct OpdRow {
     pub blocks: Vec<String>,
 }
 
+impl OpdRow {
+    /// The OPDs of a loaded dialplan, as rows to sync.
+    pub fn all_of(dialplan: &crate::dialplan::Dialplan) -> Vec<OpdRow> {
+        dialplan
+            .opds()
+            .iter()
+            .map(|o| OpdRow {
+                code: o.code.clone(),
+                name: o.name.clone(),
+                blocks: o.blocks.iter().map(|b| b.to_string()).collect(),
+            })
+            .collect()
+    }
+}
+
 /// An extension as stored. `Debug` leaves out the HA1 values.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ExtensionRecord {
