@@ -1,0 +1,170 @@
+//! Hold, resume and a codec change by re-INVITE keep the media path through the relay: each
+//! SDP the other phone receives points at the same relay address as before, every line but
+//! `c=` and the `m=` port arrives byte for byte (direction attributes, codecs, fmtp), and RTP
+//! flows both ways after resume and after the codec change.
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use common::calls::{assert_cdr, one_cdr};
+use common::media::{
+    media_switch, rtp, rtp_socket, sdp, sdp_audio, sdp_invariant, send_and_collect,
+    wait_relay_idle, Dialog, Phone,
+};
+use common::sip::Msg;
+
+const OFFER: &[&str] = &[
+    "a=rtpmap:0 PCMU/8000",
+    "a=rtpmap:8 PCMA/8000",
+    "a=rtpmap:101 telephone-event/8000",
+    "a=fmtp:101 0-15",
+    "a=ptime:20",
+    "a=x-tambun-unknown:keep me",
+];
+
+fn attrs(direction: &'static str) -> Vec<&'static str> {
+    let mut v = OFFER.to_vec();
+    v.push(direction);
+    v
+}
+
+/// A re-INVITE from A with `offer`; B answers with `answer`. Returns (what B received, what A
+/// received in the 200).
+fn reoffer(a: &mut Phone, b: &mut Phone, d: &mut Dialog, offer: &str, answer: &str) -> (Msg, Msg) {
+    std::thread::scope(|s| {
+        let callee = s.spawn(|| b.answer_in_dialog("INVITE", Some(answer)));
+        let ok = a.reinvite(d, offer);
+        let got = callee.join().expect("callee thread");
+        assert_eq!(ok.status, 200, "re-INVITE: {}", ok.text());
+        (got, ok)
+    })
+}
+
+/// Asserts `received` is `sent` with only the address and the m= port changed, pointing at
+/// `relay`.
+#[track_caller]
+fn assert_rewritten(what: &str, sent: &str, received: &Msg, relay: SocketAddr) {
+    assert_eq!(
+        sdp_audio(&received.body),
+        Some(relay),
+        "{what}: the SDP points elsewhere than the relay address {relay}:\n{}",
+        String::from_utf8_lossy(&received.body)
+    );
+    assert_eq!(
+        sdp_invariant(&received.body),
+        sdp_invariant(sent.as_bytes()),
+        "{what}: lines other than c= and the m= port changed on the way"
+    );
+}
+
+/// Two-way RTP check with payload type `pt`; returns (A->B, B->A) packet counts of 10.
+fn two_way(
+    a_rtp: &UdpSocket,
+    to_a_relay: SocketAddr,
+    b_rtp: &UdpSocket,
+    to_b_relay: SocketAddr,
+    pt: u8,
+    seq: u16,
+) -> (usize, usize) {
+    let ab = send_and_collect(a_rtp, to_a_relay, b_rtp, |n| rtp(pt, n, 0xa, 0xaa), seq, 10);
+    let ba = send_and_collect(b_rtp, to_b_relay, a_rtp, |n| rtp(pt, n, 0xb, 0xbb), seq, 10);
+    let ok = |v: &Vec<(Vec<u8>, SocketAddr)>| v.iter().filter(|(p, _)| p[1] & 0x7f == pt).count();
+    (ok(&ab), ok(&ba))
+}
+
+#[test]
+fn hold_resume_and_codec_change_keep_the_relay_path() {
+    let (switch, _range) = media_switch(
+        &[
+            ("1000", "setda", "rahasia1000"),
+            ("2300", "dinkes", "rahasia2300"),
+        ],
+        "",
+    );
+    let mut a = Phone::register(&switch, "1000", "rahasia1000");
+    let mut b = Phone::register(&switch, "2300", "rahasia2300");
+    let a_rtp = rtp_socket();
+    let b_rtp = rtp_socket();
+    let a_addr = a_rtp.local_addr().unwrap();
+    let b_addr = b_rtp.local_addr().unwrap();
+
+    let offer = sdp(a_addr, 1, "0 8 101", &attrs("a=sendrecv"));
+    let answer = sdp(b_addr, 1, "0 101", &attrs("a=sendrecv"));
+    let ((ok, mut dialog), invite) = std::thread::scope(|s| {
+        let callee = s.spawn(|| b.answer(&answer));
+        let caller = a.call("2300", &offer);
+        let (invite, _) = callee.join().expect("callee thread");
+        (caller, invite)
+    });
+    let relay_for_a = sdp_audio(&ok.body).expect("SDP in the 200");
+    let relay_for_b = sdp_audio(&invite.body).expect("SDP in the INVITE");
+    assert_rewritten("initial INVITE", &offer, &invite, relay_for_b);
+    assert_rewritten("initial 200", &answer, &ok, relay_for_a);
+    let (ab, ba) = two_way(&a_rtp, relay_for_a, &b_rtp, relay_for_b, 0, 1);
+    assert!(
+        ab >= 9 && ba >= 9,
+        "before hold: A->B {ab}/10, B->A {ba}/10"
+    );
+
+    // hold
+    let hold = sdp(a_addr, 2, "0 8 101", &attrs("a=sendonly"));
+    let held = sdp(b_addr, 2, "0 101", &attrs("a=recvonly"));
+    let (got, ok) = reoffer(&mut a, &mut b, &mut dialog, &hold, &held);
+    assert_rewritten("hold re-INVITE", &hold, &got, relay_for_b);
+    assert_rewritten("hold 200", &held, &ok, relay_for_a);
+    assert!(
+        String::from_utf8_lossy(&got.body).contains("\r\na=sendonly\r\n"),
+        "a=sendonly did not reach B"
+    );
+    // on hold A still sends (music on hold): it reaches B
+    let moh = send_and_collect(
+        &a_rtp,
+        relay_for_a,
+        &b_rtp,
+        |n| rtp(0, n, 0xa, 0xaa),
+        20,
+        10,
+    );
+    assert!(moh.len() >= 9, "A->B during hold: {}/10", moh.len());
+
+    // resume
+    let resume = sdp(a_addr, 3, "0 8 101", &attrs("a=sendrecv"));
+    let resumed = sdp(b_addr, 3, "0 101", &attrs("a=sendrecv"));
+    let (got, ok) = reoffer(&mut a, &mut b, &mut dialog, &resume, &resumed);
+    assert_rewritten("resume re-INVITE", &resume, &got, relay_for_b);
+    assert_rewritten("resume 200", &resumed, &ok, relay_for_a);
+    let (ab, ba) = two_way(&a_rtp, relay_for_a, &b_rtp, relay_for_b, 0, 40);
+    assert!(
+        ab >= 9 && ba >= 9,
+        "after resume: A->B {ab}/10, B->A {ba}/10"
+    );
+
+    // codec change: PCMA only
+    let pcma = &["a=rtpmap:8 PCMA/8000", "a=ptime:20", "a=sendrecv"];
+    let change = sdp(a_addr, 4, "8", pcma);
+    let changed = sdp(b_addr, 4, "8", pcma);
+    let (got, ok) = reoffer(&mut a, &mut b, &mut dialog, &change, &changed);
+    assert_rewritten("codec re-INVITE", &change, &got, relay_for_b);
+    assert_rewritten("codec 200", &changed, &ok, relay_for_a);
+    let (ab, ba) = two_way(&a_rtp, relay_for_a, &b_rtp, relay_for_b, 8, 60);
+    assert!(
+        ab >= 9 && ba >= 9,
+        "after the codec change: A->B {ab}/10, B->A {ba}/10"
+    );
+
+    let bye = std::thread::scope(|s| {
+        let callee = s.spawn(|| b.answer_in_dialog("BYE", None));
+        let r = a.bye(&mut dialog);
+        callee.join().expect("callee thread");
+        r
+    });
+    assert_eq!(bye.status, 200, "BYE: {}", bye.text());
+    assert_eq!(
+        wait_relay_idle(&switch, Duration::from_secs(3)),
+        (0, 0),
+        "relay ports left after the call"
+    );
+    assert_cdr(&one_cdr(&switch), &[("disposition", "answered")]);
+}
