@@ -605,3 +605,29 @@ pub fn contact_uri(m: &Msg) -> Option<String> {
     let end = v[start..].find('>')? + start;
     Some(v[start..end].to_owned())
 }
+
+/// Writes a 16-bit mono 8 kHz WAV of a 440 Hz tone lasting `secs` (baresip's `aufile` audio
+/// source, so it sends real RTP).
+pub fn write_tone_wav(path: &std::path::Path, secs: u32) {
+    let samples = 8000 * secs;
+    let data_len = samples * 2;
+    let mut w = Vec::with_capacity(44 + data_len as usize);
+    w.extend_from_slice(b"RIFF");
+    w.extend_from_slice(&(36 + data_len).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    w.extend_from_slice(&16u32.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    w.extend_from_slice(&1u16.to_le_bytes()); // mono
+    w.extend_from_slice(&8000u32.to_le_bytes());
+    w.extend_from_slice(&16000u32.to_le_bytes()); // byte rate
+    w.extend_from_slice(&2u16.to_le_bytes()); // block align
+    w.extend_from_slice(&16u16.to_le_bytes());
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&data_len.to_le_bytes());
+    for i in 0..samples {
+        let v =
+            (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * f64::from(i) / 8000.0).sin()) as i16;
+        w.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(path, w).expect("write tone WAV");
+}
