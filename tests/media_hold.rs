@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::calls::{assert_cdr, one_cdr};
 use common::media::{
-    media_switch, rtp, rtp_socket, sdp, sdp_audio, sdp_invariant, send_and_collect,
+    media_switch, range_bounds, rtp, rtp_socket, sdp, sdp_audio, sdp_invariant, send_and_collect,
     wait_relay_idle, Dialog, Phone,
 };
 use common::sip::Msg;
@@ -76,7 +76,7 @@ fn two_way(
 
 #[test]
 fn hold_resume_and_codec_change_keep_the_relay_path() {
-    let (switch, _range) = media_switch(
+    let (switch, range) = media_switch(
         &[
             ("1000", "setda", "rahasia1000"),
             ("2300", "dinkes", "rahasia2300"),
@@ -100,6 +100,13 @@ fn hold_resume_and_codec_change_keep_the_relay_path() {
     });
     let relay_for_a = sdp_audio(&ok.body).expect("SDP in the 200");
     let relay_for_b = sdp_audio(&invite.body).expect("SDP in the INVITE");
+    let (first, last) = range_bounds(&range);
+    for (who, addr) in [("A", relay_for_a), ("B", relay_for_b)] {
+        assert!(
+            addr.ip().is_loopback() && (first..=last).contains(&addr.port()),
+            "{who}'s SDP points at {addr}, not at the relay range {range}"
+        );
+    }
     assert_rewritten("initial INVITE", &offer, &invite, relay_for_b);
     assert_rewritten("initial 200", &answer, &ok, relay_for_a);
     let (ab, ba) = two_way(&a_rtp, relay_for_a, &b_rtp, relay_for_b, 0, 1);
