@@ -175,3 +175,145 @@ fn hold_resume_and_codec_change_keep_the_relay_path() {
     );
     assert_cdr(&one_cdr(&switch), &[("disposition", "answered")]);
 }
+
+/// An answered call between A (1000) and B (2300) with PCMU at `a_rtp` / `b_rtp`; returns
+/// both dialogs and the relay addresses A and B must send to.
+struct Call {
+    a: Phone,
+    b: Phone,
+    a_dialog: Dialog,
+    b_dialog: Dialog,
+    relay_for_a: SocketAddr,
+    relay_for_b: SocketAddr,
+}
+
+fn call(switch: &common::Switch, a_rtp: &UdpSocket, b_rtp: &UdpSocket) -> Call {
+    let mut a = Phone::register(switch, "1000", "rahasia1000");
+    let mut b = Phone::register(switch, "2300", "rahasia2300");
+    let offer = sdp(a_rtp.local_addr().unwrap(), 1, "0", &attrs("a=sendrecv"));
+    let answer = sdp(b_rtp.local_addr().unwrap(), 1, "0", &attrs("a=sendrecv"));
+    let ((ok, a_dialog), (invite, b_dialog)) = std::thread::scope(|s| {
+        let callee = s.spawn(|| b.answer(&answer));
+        let caller = a.call("2300", &offer);
+        (caller, callee.join().expect("callee thread"))
+    });
+    Call {
+        a,
+        b,
+        a_dialog,
+        b_dialog,
+        relay_for_a: sdp_audio(&ok.body).expect("SDP in the 200"),
+        relay_for_b: sdp_audio(&invite.body).expect("SDP in the INVITE"),
+    }
+}
+
+#[test]
+fn callee_puts_the_call_on_hold_and_resumes() {
+    let (switch, _range) = media_switch(
+        &[
+            ("1000", "setda", "rahasia1000"),
+            ("2300", "dinkes", "rahasia2300"),
+        ],
+        "",
+    );
+    let a_rtp = rtp_socket();
+    let b_rtp = rtp_socket();
+    let a_addr = a_rtp.local_addr().unwrap();
+    let b_addr = b_rtp.local_addr().unwrap();
+    let mut c = call(&switch, &a_rtp, &b_rtp);
+    let (ab, ba) = two_way(&a_rtp, c.relay_for_a, &b_rtp, c.relay_for_b, 0, 1);
+    assert!(
+        ab >= 9 && ba >= 9,
+        "before hold: A->B {ab}/10, B->A {ba}/10"
+    );
+
+    // B (the callee) holds with a=inactive: the re-INVITE reaches A pointing at the relay
+    let hold = sdp(b_addr, 2, "0", &attrs("a=inactive"));
+    let held = sdp(a_addr, 2, "0", &attrs("a=inactive"));
+    let (got, ok) = reoffer(&mut c.b, &mut c.a, &mut c.b_dialog, &hold, &held);
+    assert_rewritten("callee's hold re-INVITE", &hold, &got, c.relay_for_a);
+    assert_rewritten("caller's 200 to the hold", &held, &ok, c.relay_for_b);
+
+    let resume = sdp(b_addr, 3, "0", &attrs("a=sendrecv"));
+    let resumed = sdp(a_addr, 3, "0", &attrs("a=sendrecv"));
+    let (got, ok) = reoffer(&mut c.b, &mut c.a, &mut c.b_dialog, &resume, &resumed);
+    assert_rewritten("callee's resume re-INVITE", &resume, &got, c.relay_for_a);
+    assert_rewritten("caller's 200 to the resume", &resumed, &ok, c.relay_for_b);
+    let (ab, ba) = two_way(&a_rtp, c.relay_for_a, &b_rtp, c.relay_for_b, 0, 40);
+    assert!(
+        ab >= 9 && ba >= 9,
+        "after resume: A->B {ab}/10, B->A {ba}/10"
+    );
+
+    // the callee hangs up
+    let bye = std::thread::scope(|s| {
+        let caller = s.spawn(|| c.a.answer_in_dialog("BYE", None));
+        let r = c.b.bye(&mut c.b_dialog);
+        caller.join().expect("caller thread");
+        r
+    });
+    assert_eq!(bye.status, 200, "BYE: {}", bye.text());
+    assert_eq!(
+        wait_relay_idle(&switch, Duration::from_secs(3)),
+        (0, 0),
+        "relay ports left after the call"
+    );
+    assert_cdr(&one_cdr(&switch), &[("disposition", "answered")]);
+}
+
+/// A phone that moves its media to another port (new socket) announces it in a re-INVITE;
+/// the relay must follow (docs/decisions.md: "a phone that moves sends a re-INVITE, which
+/// gets a new session"), or the phone loses audio for the rest of the call.
+#[test]
+fn reinvite_to_a_new_port_moves_the_media() {
+    let (switch, _range) = media_switch(
+        &[
+            ("1000", "setda", "rahasia1000"),
+            ("2300", "dinkes", "rahasia2300"),
+        ],
+        "",
+    );
+    let a_rtp = rtp_socket();
+    let b_rtp = rtp_socket();
+    let b_addr = b_rtp.local_addr().unwrap();
+    let mut c = call(&switch, &a_rtp, &b_rtp);
+    let (ab, ba) = two_way(&a_rtp, c.relay_for_a, &b_rtp, c.relay_for_b, 0, 1);
+    assert!(
+        ab >= 9 && ba >= 9,
+        "before the move: A->B {ab}/10, B->A {ba}/10"
+    );
+
+    // A moves to a new socket and says so
+    let a_new = rtp_socket();
+    let moved = sdp(a_new.local_addr().unwrap(), 2, "0", &attrs("a=sendrecv"));
+    let answer = sdp(b_addr, 2, "0", &attrs("a=sendrecv"));
+    let (got, ok) = reoffer(&mut c.a, &mut c.b, &mut c.a_dialog, &moved, &answer);
+    let relay_for_a = sdp_audio(&ok.body).expect("SDP in the 200");
+    let relay_for_b = sdp_audio(&got.body).expect("SDP in the re-INVITE");
+    assert_rewritten("move re-INVITE", &moved, &got, relay_for_b);
+    let (ab, ba) = two_way(&a_new, relay_for_a, &b_rtp, relay_for_b, 0, 40);
+    let at_old = common::media::drain(&a_rtp, Duration::from_millis(100));
+    assert!(
+        ab >= 9 && ba >= 9,
+        "after A moved its media to {} by re-INVITE: A->B {ab}/10, B->A {ba}/10 \
+         ({} packets still went to A's old port); relay for A {} -> {relay_for_a}, \
+         relay for B {} -> {relay_for_b}; counters: {}",
+        a_new.local_addr().unwrap(),
+        at_old.len(),
+        c.relay_for_a,
+        c.relay_for_b,
+        switch.cli_ok(&["calls", "--json"])
+    );
+    let bye = std::thread::scope(|s| {
+        let callee = s.spawn(|| c.b.answer_in_dialog("BYE", None));
+        let r = c.a.bye(&mut c.a_dialog);
+        callee.join().expect("callee thread");
+        r
+    });
+    assert_eq!(bye.status, 200, "BYE: {}", bye.text());
+    assert_eq!(
+        wait_relay_idle(&switch, Duration::from_secs(3)),
+        (0, 0),
+        "relay ports left after the call"
+    );
+}

@@ -106,7 +106,7 @@ fn a_thousand_calls_leave_no_relay_port_in_use() {
                 "-max_retrans",
                 "5",
             ],
-            Duration::from_secs(25),
+            Duration::from_secs(20),
         );
         done.store(true, Ordering::Relaxed);
         (caller, sampler.join().expect("sampler thread"))
