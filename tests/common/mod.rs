@@ -7,12 +7,14 @@
 //! - [`sip`]: a tiny in-process SIP client over UDP and TCP (requests, responses, digest).
 //! - [`peers`]: SIPp and baresip, started and stopped by PID.
 //! - [`calls`]: SIPp callers and callees through the switch, and the call records.
+//! - [`media`]: relay port ranges, relay counters, RTP sockets and an in-process phone.
 //!
 //! Tests run in parallel: nothing here uses a fixed port. Every process a test starts is owned by
 //! a value whose `Drop` stops it.
 #![allow(dead_code)] // each test file uses a different part of the harness
 
 pub mod calls;
+pub mod media;
 pub mod peers;
 pub mod sip;
 

@@ -158,6 +158,17 @@ impl Baresip {
     /// Starts baresip with config dir `work/NAME` and one account line, e.g.
     /// `<sip:1000@127.0.0.1:5060;transport=tcp>;auth_pass=secret;regint=600`.
     pub fn start(work: &Path, name: &str, account: &str) -> Baresip {
+        Baresip::start_with(
+            work,
+            name,
+            account,
+            "audio_player\t\taufile,/dev/null\naudio_source\t\taufile,/dev/null\n",
+        )
+    }
+
+    /// Like [`Baresip::start`], with `audio` (config lines, e.g. `audio_source`, `module`)
+    /// in place of the default silent audio lines.
+    pub fn start_with(work: &Path, name: &str, account: &str, audio: &str) -> Baresip {
         require_program("baresip", "baresip-core");
         let dir = work.join(format!("baresip-{name}"));
         fs::create_dir_all(&dir).expect("create baresip dir");
@@ -174,8 +185,7 @@ impl Baresip {
                  net_interface\t\t127.0.0.1\n\
                  call_local_timeout\t30\n\
                  call_max_calls\t\t4\n\
-                 audio_player\t\taufile,/dev/null\n\
-                 audio_source\t\taufile,/dev/null\n\
+                 {audio}\
                  rtp_ports\t\t{rtp_lo}-{}\n\
                  module_path\t\t/usr/lib/baresip/modules\n\
                  module\t\t\tg711.so\n\

@@ -1,0 +1,84 @@
+//! The media inactivity timeout: with `[media] inactivity_secs = 2`, an answered SIPp call
+//! that never sends RTP is ended by the switch with a BYE to both sides within a few
+//! seconds; the call record says `media-timeout` and the relay ports are freed.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::calls::{assert_cdr, assert_sipp_ok, header_of, one_cdr, sipp_call, SippUas};
+use common::media::{media_switch, relay_usage, wait_relay_idle};
+use common::peers::sipp_scenario;
+
+#[test]
+fn a_call_without_rtp_is_ended_with_bye_both_ways() {
+    let (switch, _range) = media_switch(
+        &[
+            ("1000", "setda", "rahasia1000"),
+            ("2300", "dinkes", "rahasia2300"),
+        ],
+        "[media]\ninactivity_secs = 2\n",
+    );
+    let mut callee = SippUas::callee(
+        &switch,
+        "callee",
+        "2300",
+        "rahasia2300",
+        "uas-answer.xml",
+        &["-m", "1", "-d", "100"],
+    );
+    let started = Instant::now();
+    // the caller waits for the switch's BYE (at most 10 s: -recv_timeout)
+    let caller = sipp_call(
+        &switch,
+        "caller",
+        "1000",
+        "rahasia1000",
+        "2300",
+        &sipp_scenario("media-uac-timeout.xml"),
+        &[],
+    );
+    let took = started.elapsed();
+    assert_sipp_ok(&caller, 1, "caller waiting for the switch's BYE");
+    assert!(
+        took < Duration::from_secs(7),
+        "the switch's BYE came {took:?} after the call started (inactivity 2 s)"
+    );
+    assert!(
+        took > Duration::from_millis(1500),
+        "the call ended after {took:?}, before the 2 s inactivity time"
+    );
+    assert_sipp_ok(
+        &callee.finish(Duration::from_secs(5)),
+        1,
+        "callee waiting for the switch's BYE",
+    );
+    let byes = callee.requests("BYE");
+    assert_eq!(byes.len(), 1, "BYEs at the callee: {byes:#?}");
+    assert!(
+        header_of(&byes[0], "Reason").is_some_and(|r| r.contains("media timeout")),
+        "the callee's BYE gives no media-timeout reason:\n{}",
+        byes[0]
+    );
+
+    let row = one_cdr(&switch);
+    assert_cdr(
+        &row,
+        &[
+            ("caller", "1000"),
+            ("callee", "2300"),
+            ("disposition", "media-timeout"),
+        ],
+    );
+    assert!(
+        row["answered_at_ms"].as_i64().is_some() || row["duration_ms"].as_i64().is_some(),
+        "the timed-out call was answered: {row:#}"
+    );
+    assert_eq!(
+        wait_relay_idle(&switch, Duration::from_secs(3)),
+        (0, 0),
+        "relay ports left after the media timeout"
+    );
+    // the switch is still fine
+    assert_eq!(relay_usage(&switch), (0, 0));
+}
