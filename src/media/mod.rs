@@ -12,8 +12,8 @@
 //! Semantics: a packet received on side A's socket of a stream leaves from side B's socket to
 //! B's destination, and vice versa. The first packet received on a socket latches its source;
 //! from then on that side's destination is the latched source and packets from any other
-//! source on that socket are dropped and counted (no re-latching: a phone that changes address
-//! mid-call needs a re-INVITE, which opens a new session). Before latching the destination is
+//! source on that socket are dropped and counted. A re-INVITE that announces a different
+//! address for a side releases that side's latch (see `table::Slot::announce`). Before latching the destination is
 //! the address given by [`Relay::set_remote`]; with neither, packets are dropped and counted.
 
 pub mod ports;

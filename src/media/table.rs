@@ -80,6 +80,16 @@ impl Slot {
         }
     }
 
+    /// A new announced address. When it differs from the previous one (a re-INVITE that moves
+    /// the phone's media: new socket, new network) the latch is released and the next packet
+    /// latches again; the same address again (every refresh of a phone behind NAT) keeps it.
+    fn announce(&mut self, addr: SocketAddr) {
+        if self.announced.is_some_and(|old| old != addr) {
+            self.latched = None;
+        }
+        self.announced = Some(addr);
+    }
+
     /// Where packets for this side go: its latched source, else its announced address.
     #[inline]
     fn destination(&self) -> Option<SocketAddr> {
@@ -177,11 +187,11 @@ impl Table {
             return false;
         };
         let i = side.index();
-        self.slot_mut(slots.rtp[i]).announced = Some(rtp);
+        self.slot_mut(slots.rtp[i]).announce(rtp);
         if let Some(pair) = slots.rtcp {
             let addr =
                 rtcp.unwrap_or_else(|| SocketAddr::new(rtp.ip(), rtp.port().saturating_add(1)));
-            self.slot_mut(pair[i]).announced = Some(addr);
+            self.slot_mut(pair[i]).announce(addr);
         }
         true
     }
@@ -354,6 +364,43 @@ mod tests {
         let mut t = Table::new(false);
         let s = t.handle_open(SessionId(1), 77, 1, false, now)[0];
         (t, s, now)
+    }
+
+    #[test]
+    fn a_moved_announcement_releases_the_latch_and_the_same_one_keeps_it() {
+        let (mut t, s, now) = table();
+        let [a, b] = s.rtp;
+        t.handle_set_remote(SessionId(1), 0, Side::B, addr(6000), None);
+        t.handle_set_remote(SessionId(1), 0, Side::A, addr(5000), None);
+        // B latches at 6100 (NAT).
+        t.handle_packet(b, addr(6100), &rtp(1), now);
+        // A refresh announcing the same address keeps the latch.
+        t.handle_set_remote(SessionId(1), 0, Side::B, addr(6000), None);
+        assert_eq!(
+            t.handle_packet(a, addr(5000), &rtp(2), now),
+            Verdict::Forward {
+                via: b,
+                to: addr(6100)
+            }
+        );
+        // A re-INVITE moving B to 6200: the latch goes, the new address is used, and B's
+        // next packet (from its new socket) latches again.
+        t.handle_set_remote(SessionId(1), 0, Side::B, addr(6200), None);
+        assert_eq!(
+            t.handle_packet(a, addr(5000), &rtp(3), now),
+            Verdict::Forward {
+                via: b,
+                to: addr(6200)
+            }
+        );
+        assert!(matches!(
+            t.handle_packet(b, addr(6201), &rtp(2), now),
+            Verdict::Forward { .. }
+        ));
+        assert_eq!(
+            t.handle_packet(b, addr(6100), &rtp(3), now),
+            Verdict::Drop(DropReason::Foreign)
+        );
     }
 
     #[test]
