@@ -273,6 +273,19 @@ impl crate::switch::Switch {
         } else {
             self.sender_of(&p.request)?
         };
+        if initial && !self.media_calls.by_call_id.contains_key(&call_id) {
+            // A late offer (RFC 3264 §4 allows an INVITE without SDP): the callee offers in
+            // its 183/200 and the caller answers in the ACK (`media_in_dialog`).
+            let caller_contact = contact_uri(&p.request);
+            let out = self.media_offer(msg, Leg::B)?;
+            let call = self.media_calls.by_call_id.get_mut(&call_id)?;
+            call.caller_contact = caller_contact;
+            if (200..300).contains(&status) {
+                call.callee_contact = contact_uri(msg);
+                call.callee_to = msg.header(HeaderName::To).map(str::to_string);
+            }
+            return Some(out);
+        }
         let call = self.media_calls.by_call_id.get_mut(&call_id)?;
         if initial && (200..300).contains(&status) && call.callee_contact.is_none() {
             call.callee_contact = contact_uri(msg);

@@ -612,3 +612,164 @@ fn feature_codes_set_dnd_and_forwarding() {
         .iter()
         .any(|(p, m)| *p == 6100 && m.method().map(|m| m.as_str()) == Some("INVITE")));
 }
+
+/// A relay that hands out fixed ports and remembers what it was told.
+#[derive(Default)]
+struct FakeRelay {
+    remotes: std::sync::Mutex<Vec<(u64, usize, crate::proxy::media::Leg, SocketAddr)>>,
+    closed: std::sync::Mutex<Vec<u64>>,
+}
+
+impl crate::proxy::media::MediaRelay for FakeRelay {
+    fn open(
+        &self,
+        call: u64,
+        streams: usize,
+        _rtcp_mux: bool,
+    ) -> Result<(u64, Vec<crate::proxy::media::StreamAddrs>), String> {
+        let a = |p: u16| SocketAddr::from(([127, 0, 0, 9], p));
+        Ok((
+            call,
+            (0..streams as u16)
+                .map(|i| crate::proxy::media::StreamAddrs {
+                    a_rtp: a(40000 + 4 * i),
+                    a_rtcp: a(40001 + 4 * i),
+                    b_rtp: a(40002 + 4 * i),
+                    b_rtcp: a(40003 + 4 * i),
+                })
+                .collect(),
+        ))
+    }
+
+    fn set_remote(
+        &self,
+        session: u64,
+        stream: usize,
+        leg: crate::proxy::media::Leg,
+        rtp: SocketAddr,
+        _rtcp: SocketAddr,
+    ) {
+        self.remotes
+            .lock()
+            .unwrap()
+            .push((session, stream, leg, rtp));
+    }
+
+    fn close(&self, session: u64) {
+        self.closed.lock().unwrap().push(session);
+    }
+}
+
+fn sdp(port: u16) -> String {
+    format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\na=sendrecv\r\n")
+}
+
+fn with_sdp(msg: &str, body: &str) -> String {
+    msg.replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+fn media_port(m: &Message) -> u16 {
+    let s = crate::sip::sdp::parse(m.body()).unwrap();
+    assert_eq!(s.streams[0].address, Some("127.0.0.9".parse().unwrap()));
+    s.streams[0].port
+}
+
+#[test]
+fn sdp_of_each_leg_points_at_the_relay_early_and_late_offer() {
+    use crate::proxy::media::Leg;
+    for late in [false, true] {
+        let mut rig = Rig::new(&[]);
+        let relay = Arc::new(FakeRelay::default());
+        rig.sw.set_media_relay(relay.clone());
+        rig.register("2300", 6000);
+        // The authenticated INVITE, with or without the offer.
+        let b = rig.branch();
+        let plain = rig.invite_text("1000", 7000, "2300", &b, "");
+        rig.send(
+            7000,
+            if late {
+                plain
+            } else {
+                with_sdp(&plain, &sdp(4000))
+            },
+        );
+        let nonce = nonce_of(&rig.out().pop().unwrap().1, HeaderName::ProxyAuthenticate);
+        let auth = digest(
+            "Proxy-Authorization",
+            "1000",
+            "INVITE",
+            "sip:2300@127.0.0.1",
+            &nonce,
+        );
+        let b = rig.branch();
+        let text = rig.invite_text("1000", 7000, "2300", &b, &auth);
+        rig.send(
+            7000,
+            if late {
+                text
+            } else {
+                with_sdp(&text, &sdp(4000))
+            },
+        );
+        let inv = rig.out().into_iter().find(|(p, _)| *p == 6000).unwrap().1;
+        if !late {
+            assert_eq!(
+                media_port(&inv),
+                40002,
+                "the callee sends to the B-side port"
+            );
+        } else {
+            assert!(inv.body().is_empty());
+        }
+        // The callee's 200 carries its SDP (the answer, or the late offer).
+        let ok = with_sdp(&answer(&inv, 200, "b1", 6000), &sdp(5000));
+        rig.send(6000, ok);
+        let ok = rig.out().into_iter().find(|(p, _)| *p == 7000).unwrap().1;
+        assert_eq!(
+            media_port(&ok),
+            40000,
+            "the caller sends to the A-side port"
+        );
+        if late {
+            // The caller answers in the ACK.
+            let ack = with_sdp(
+                &format!(
+                    "ACK sip:2300@127.0.0.1:6000 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:7000;branch=z9hG4bKack\r\n\
+Route: <sip:127.0.0.1:5060;lr>\r\nMax-Forwards: 70\r\nFrom: <sip:1000@127.0.0.1>;tag=a7000\r\n\
+To: <sip:2300@127.0.0.1>;tag=b1\r\nCall-ID: call-1000-2300\r\nCSeq: 2 ACK\r\nContent-Length: 0\r\n\r\n"
+                ),
+                &sdp(4000),
+            );
+            rig.send(7000, ack);
+            let ack = rig.out().into_iter().find(|(p, _)| *p == 6000).unwrap().1;
+            assert_eq!(media_port(&ack), 40002);
+        }
+        let remotes = relay.remotes.lock().unwrap().clone();
+        assert!(
+            remotes.iter().any(|r| r.2 == Leg::A && r.3 == addr(4000)),
+            "{remotes:?}"
+        );
+        assert!(
+            remotes.iter().any(|r| r.2 == Leg::B && r.3 == addr(5000)),
+            "{remotes:?}"
+        );
+        // The record ends (a BYE) and the session closes.
+        let b = rig.branch();
+        rig.send(
+            7000,
+            format!(
+                "BYE sip:2300@127.0.0.1:6000 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:7000;branch={b}\r\n\
+Route: <sip:127.0.0.1:5060;lr>\r\nMax-Forwards: 70\r\nFrom: <sip:1000@127.0.0.1>;tag=a7000\r\n\
+To: <sip:2300@127.0.0.1>;tag=b1\r\nCall-ID: call-1000-2300\r\nCSeq: 3 BYE\r\nContent-Length: 0\r\n\r\n"
+            ),
+        );
+        assert_eq!(records(&mut rig).len(), 1);
+        assert_eq!(relay.closed.lock().unwrap().len(), 1);
+    }
+}
