@@ -738,14 +738,10 @@ fn sdp_of_each_leg_points_at_the_relay_early_and_late_offer() {
         );
         if late {
             // The caller answers in the ACK.
-            let ack = with_sdp(
-                &format!(
-                    "ACK sip:2300@127.0.0.1:6000 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:7000;branch=z9hG4bKack\r\n\
+            let ack = "ACK sip:2300@127.0.0.1:6000 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:7000;branch=z9hG4bKack\r\n\
 Route: <sip:127.0.0.1:5060;lr>\r\nMax-Forwards: 70\r\nFrom: <sip:1000@127.0.0.1>;tag=a7000\r\n\
-To: <sip:2300@127.0.0.1>;tag=b1\r\nCall-ID: call-1000-2300\r\nCSeq: 2 ACK\r\nContent-Length: 0\r\n\r\n"
-                ),
-                &sdp(4000),
-            );
+To: <sip:2300@127.0.0.1>;tag=b1\r\nCall-ID: call-1000-2300\r\nCSeq: 2 ACK\r\nContent-Length: 0\r\n\r\n";
+            let ack = with_sdp(ack, &sdp(4000));
             rig.send(7000, ack);
             let ack = rig.out().into_iter().find(|(p, _)| *p == 6000).unwrap().1;
             assert_eq!(media_port(&ack), 40002);
