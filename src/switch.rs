@@ -416,8 +416,9 @@ impl Switch {
     /// Finished calls, for the call records. Their relay sessions close here: a finished
     /// record is the one place every way a call ends goes through.
     pub fn drain_call_records(&mut self) -> Vec<CallRecord> {
-        let done = self.records.drain_finished();
-        for r in &done {
+        let mut done = self.records.drain_finished();
+        for r in &mut done {
+            r.media = self.media_totals(&r.call_id);
             self.media_close(&r.call_id);
         }
         done

@@ -330,6 +330,7 @@ fn cdr(
         end_ms: start_ms + 5_000 + talk_secs.unwrap_or(0) * 1000,
         disposition,
         sip_status,
+        media: None,
     }
 }
 

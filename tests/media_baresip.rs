@@ -209,6 +209,14 @@ caller:\n{}\ncallee:\n{}",
             ("disposition", "answered"),
         ],
     );
+    // The record carries what the relay counted, both directions.
+    let media = row
+        .get("media")
+        .unwrap_or_else(|| panic!("no media totals in {row:#}"));
+    for dir in ["packets_a2b", "packets_b2a"] {
+        let n = media.get(dir).and_then(|v| v.as_u64()).unwrap_or(0);
+        assert!(n >= 80, "{dir} = {n} in the call record: {row:#}");
+    }
     caller.stop();
     callee.stop();
 }

@@ -62,6 +62,10 @@ pub trait MediaRelay: Send + Sync {
     /// What a leg's SDP announced for a stream (the destination until latching).
     fn set_remote(&self, session: u64, stream: usize, leg: Leg, rtp: SocketAddr, rtcp: SocketAddr);
     fn close(&self, session: u64);
+    /// What the relay counted for a session, for the call record.
+    fn totals(&self, _session: u64) -> Option<crate::store::MediaTotals> {
+        None
+    }
 }
 
 /// The media of one call.
@@ -296,6 +300,12 @@ impl crate::switch::Switch {
         }
         let out = rewrite_for(relay.as_ref(), call, msg, requester.other())?;
         self.reparse(out)
+    }
+
+    /// The relay's counters of a call's media, if it was anchored.
+    pub(crate) fn media_totals(&self, call_id: &str) -> Option<crate::store::MediaTotals> {
+        let call = self.media_calls.by_call_id.get(call_id)?;
+        self.media.as_ref()?.totals(call.session)
     }
 
     /// The call is over: its relay ports are freed.

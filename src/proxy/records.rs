@@ -342,6 +342,7 @@ fn record(e: Entry, disposition: Disposition, status: u16, end_ms: i64) -> CallR
         end_ms,
         disposition,
         sip_status: status,
+        media: None,
     }
 }
 

@@ -658,6 +658,13 @@ impl crate::proxy::media::MediaRelay for FakeRelay {
     fn close(&self, session: u64) {
         self.closed.lock().unwrap().push(session);
     }
+
+    fn totals(&self, _session: u64) -> Option<crate::store::MediaTotals> {
+        Some(crate::store::MediaTotals {
+            packets_a2b: 7,
+            ..Default::default()
+        })
+    }
 }
 
 fn sdp(port: u16) -> String {
@@ -765,7 +772,9 @@ Route: <sip:127.0.0.1:5060;lr>\r\nMax-Forwards: 70\r\nFrom: <sip:1000@127.0.0.1>
 To: <sip:2300@127.0.0.1>;tag=b1\r\nCall-ID: call-1000-2300\r\nCSeq: 3 BYE\r\nContent-Length: 0\r\n\r\n"
             ),
         );
-        assert_eq!(records(&mut rig).len(), 1);
+        let recs = records(&mut rig);
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].media.as_ref().map(|m| m.packets_a2b), Some(7));
         assert_eq!(relay.closed.lock().unwrap().len(), 1);
     }
 }

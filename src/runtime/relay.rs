@@ -107,6 +107,25 @@ impl MediaRelay for RelayGlue {
         }
     }
 
+    fn totals(&self, session: u64) -> Option<crate::store::MediaTotals> {
+        let stats = self.relay.stats(self.id(session)?).ok()?;
+        let mut t = crate::store::MediaTotals::default();
+        for s in &stats {
+            match s.direction {
+                crate::media::Direction::AToB => {
+                    t.packets_a2b += s.packets;
+                    t.lost_a2b += s.lost;
+                }
+                crate::media::Direction::BToA => {
+                    t.packets_b2a += s.packets;
+                    t.lost_b2a += s.lost;
+                }
+            }
+            t.jitter_us_max = t.jitter_us_max.max((s.jitter_ms * 1000.0) as u64);
+        }
+        Some(t)
+    }
+
     fn close(&self, session: u64) {
         let id = self
             .sessions

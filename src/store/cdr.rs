@@ -113,6 +113,22 @@ pub struct CdrRecord {
     pub disposition: Disposition,
     /// The final SIP status of the INVITE (200 for an answered call).
     pub sip_status: u16,
+    /// What the relay counted for the call's media (`None` when it was not anchored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<MediaTotals>,
+}
+
+/// The relay's counters of a call, summed over its streams, per direction ("a2b" is caller to
+/// callee).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaTotals {
+    pub packets_a2b: u64,
+    pub packets_b2a: u64,
+    /// RTP packets missing from the sequence (RFC 3550 A.1).
+    pub lost_a2b: u64,
+    pub lost_b2a: u64,
+    /// The highest RFC 3550 interarrival jitter of any stream and direction, in microseconds.
+    pub jitter_us_max: u64,
 }
 
 impl CdrRecord {
@@ -182,10 +198,12 @@ pub struct OpdUsage {
 }
 
 const CDR_COLUMNS: &str = "id, call_id, caller, dialled, callee, caller_opd, callee_opd, route, \
-     trunk, start_ms, answer_ms, end_ms, disposition, sip_status";
+     trunk, start_ms, answer_ms, end_ms, disposition, sip_status, media_packets_a2b, \
+     media_packets_b2a, media_lost_a2b, media_lost_b2a, media_jitter_us_max";
 const INSERT_CDR: &str = "INSERT INTO cdrs (call_id, caller, dialled, callee, caller_opd, \
-     callee_opd, route, trunk, start_ms, answer_ms, end_ms, duration_ms, disposition, sip_status) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+     callee_opd, route, trunk, start_ms, answer_ms, end_ms, duration_ms, disposition, sip_status, \
+     media_packets_a2b, media_packets_b2a, media_lost_a2b, media_lost_b2a, media_jitter_us_max) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)";
 /// Sums a `per` set of (opd, call) rows into the [`Usage`] columns.
 const USAGE_SUMS: &str = "COUNT(*), \
      COALESCE(SUM(answer_ms IS NOT NULL), 0), \
@@ -221,6 +239,11 @@ impl Store {
                     r.duration_ms(),
                     r.disposition.as_str(),
                     r.sip_status,
+                    r.media.as_ref().map(|m| sql_count(m.packets_a2b)),
+                    r.media.as_ref().map(|m| sql_count(m.packets_b2a)),
+                    r.media.as_ref().map(|m| sql_count(m.lost_a2b)),
+                    r.media.as_ref().map(|m| sql_count(m.lost_b2a)),
+                    r.media.as_ref().map(|m| sql_count(m.jitter_us_max)),
                 ])?;
             }
         }
@@ -351,6 +374,26 @@ fn cdr_from_row(r: &Row) -> rusqlite::Result<CdrRow> {
             end_ms: r.get(11)?,
             disposition: parse_col(r, 12)?,
             sip_status: r.get(13)?,
+            media: {
+                let count = |idx: usize| -> rusqlite::Result<Option<u64>> {
+                    Ok(r.get::<_, Option<i64>>(idx)?.map(|v| v.max(0) as u64))
+                };
+                match count(14)? {
+                    None => None,
+                    Some(packets_a2b) => Some(MediaTotals {
+                        packets_a2b,
+                        packets_b2a: count(15)?.unwrap_or(0),
+                        lost_a2b: count(16)?.unwrap_or(0),
+                        lost_b2a: count(17)?.unwrap_or(0),
+                        jitter_us_max: count(18)?.unwrap_or(0),
+                    }),
+                }
+            },
         },
     })
+}
+
+/// SQLite integers are signed 64-bit; counters beyond that are clamped.
+fn sql_count(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }

@@ -73,4 +73,12 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX cdrs_caller_opd ON cdrs (caller_opd, start_ms);
     CREATE INDEX cdrs_callee_opd ON cdrs (callee_opd, start_ms);
     "#,
+    // 3: what the RTP relay counted for each call (NULL when the media was not anchored).
+    r#"
+    ALTER TABLE cdrs ADD COLUMN media_packets_a2b INTEGER;
+    ALTER TABLE cdrs ADD COLUMN media_packets_b2a INTEGER;
+    ALTER TABLE cdrs ADD COLUMN media_lost_a2b INTEGER;
+    ALTER TABLE cdrs ADD COLUMN media_lost_b2a INTEGER;
+    ALTER TABLE cdrs ADD COLUMN media_jitter_us_max INTEGER;
+    "#,
 ];

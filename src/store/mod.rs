@@ -18,7 +18,9 @@ use crate::sip::auth::{ha1_hex, Algorithm};
 use crate::types::{Extension, OpdCode, Transport};
 use migrations::MIGRATIONS;
 
-pub use cdr::{CdrFilter, CdrRecord, CdrRow, Disposition, OpdUsage, UnknownDisposition, Usage};
+pub use cdr::{
+    CdrFilter, CdrRecord, CdrRow, Disposition, MediaTotals, OpdUsage, UnknownDisposition, Usage,
+};
 pub use features::{
     check_forward_target, ExtensionFeatures, ForwardKind, DEFAULT_NO_ANSWER_SECS,
     MAX_FORWARD_TARGET_LEN, MAX_NO_ANSWER_SECS,

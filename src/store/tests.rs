@@ -593,6 +593,7 @@ fn cdr(
             Disposition::NoAnswer
         },
         sip_status: if talk_secs.is_some() { 200 } else { 480 },
+        media: None,
     }
 }
 
@@ -621,15 +622,23 @@ fn duration_is_talk_time() {
 #[test]
 fn cdrs_insert_and_filter() {
     let (_dir, path, mut store) = new_store();
+    let mut with_media = cdr(
+        "1000",
+        Some("setda"),
+        "2301",
+        Some("dinkes"),
+        3_000,
+        Some(60),
+    );
+    with_media.media = Some(crate::store::MediaTotals {
+        packets_a2b: 3000,
+        packets_b2a: 2990,
+        lost_a2b: 0,
+        lost_b2a: 4,
+        jitter_us_max: 1630,
+    });
     let records = vec![
-        cdr(
-            "1000",
-            Some("setda"),
-            "2301",
-            Some("dinkes"),
-            3_000,
-            Some(60),
-        ),
+        with_media,
         cdr("1001", Some("setda"), "1000", Some("setda"), 1_000, None),
         cdr("2301", Some("dinkes"), "90215551234", None, 2_000, Some(30)),
         cdr(
