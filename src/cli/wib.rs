@@ -5,8 +5,10 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// WIB's offset from UTC, in milliseconds.
-const WIB_OFFSET_MS: i64 = 7 * 3_600_000;
+use crate::dialplan::time;
+
+/// WIB's offset from UTC, in milliseconds (the calendar arithmetic is the dialplan's).
+const WIB_OFFSET_MS: i64 = time::WIB_OFFSET_SECS * 1000;
 const DAY_MS: i64 = 86_400_000;
 
 /// A `--since`/`--until` value: `YYYY-MM-DD`, `YYYY-MM-DD HH:MM` (WIB; `T` may replace the
@@ -95,11 +97,11 @@ fn parse_date(s: &str) -> Option<i64> {
     if parts.next().is_some() || y.len() != 4 || m.len() != 2 || d.len() != 2 {
         return None;
     }
-    let (y, m, d): (i64, i64, i64) = (y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
-    if !(1..=12).contains(&m) || d < 1 || d > days_in_month(y, m) {
+    let (y, m, d): (i64, u8, u8) = (y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
+    if !(1..=12).contains(&m) || d < 1 || d > time::days_in_month(y, m) {
         return None;
     }
-    Some(days_from_civil(y, m, d) * DAY_MS - WIB_OFFSET_MS)
+    Some(time::days_from_civil(y, m, d) * DAY_MS - WIB_OFFSET_MS)
 }
 
 /// `HH:MM` or `HH:MM:SS` as ms after midnight.
@@ -117,37 +119,10 @@ fn parse_clock(s: &str) -> Option<i64> {
     Some(((h * 60 + m) * 60 + sec) * 1000)
 }
 
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a civil date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The civil date of a day count since 1970-01-01 (H. Hinnant's algorithm).
+/// The civil date of a day count since 1970-01-01, as (year, month, day).
 pub(super) fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
+    let (y, m, d) = time::civil_from_days(days);
+    (y, i64::from(m), i64::from(d))
 }
 
 /// Unix ms as WIB date and time of day (h, m, s).
@@ -264,7 +239,7 @@ mod tests {
     fn civil_round_trip() {
         for days in [-800_000, -1, 0, 59, 60, 11_016, 20_513, 2_932_896] {
             let (y, m, d) = civil_from_days(days);
-            assert_eq!(days_from_civil(y, m, d), days);
+            assert_eq!(time::days_from_civil(y, m as u8, d as u8), days);
         }
     }
 }
