@@ -271,7 +271,14 @@ impl Switch {
         let Some((status, headers)) = self.handle_new_request(&msg, peer, &key, now) else {
             return; // the proxy took it
         };
-        let bytes = response::build(&msg, peer.addr, status, Some(&to_tag(&msg)), &headers, None);
+        let bytes = response::build(
+            &msg,
+            peer.addr,
+            status,
+            Some(&our_to_tag(&msg)),
+            &headers,
+            None,
+        );
         if matches!(status, 401 | 407) {
             // Challenges are sent statelessly: a request without valid credentials leaves no
             // state behind (a retransmission just gets a fresh challenge), so floods of
@@ -321,10 +328,7 @@ impl Switch {
         }
         let for_us = match method {
             Method::Register => true,
-            Method::Options => {
-                msg.header(HeaderName::Route).is_none()
-                    && msg.to().ok().and_then(|t| t.tag()).is_none()
-            }
+            Method::Options => msg.header(HeaderName::Route).is_none() && msg.to_tag().is_none(),
             _ => false,
         };
         if method == Method::Cancel {
@@ -347,14 +351,8 @@ impl Switch {
                 };
                 let reply = self.registrar.handle_register(msg, src, now);
                 if reply.status == 401 && msg.header(HeaderName::Authorization).is_some() {
-                    let user = msg
-                        .to()
-                        .ok()
-                        .and_then(|t| crate::sip::headers::Uri::parse(t.uri).ok())
-                        .and_then(|u| u.sip().and_then(|s| s.user.map(str::to_string)))
-                        .unwrap_or_default();
-                    // One line per failed attempt, readable by fail2ban-style tools.
-                    tracing::info!(target: "tambun::auth", "auth failure from {} for extension '{}'", peer.addr.ip(), user);
+                    let user = msg.to().ok().and_then(|t| uri_user(t.uri));
+                    log_auth_failure(&peer, "REGISTER", user.as_deref());
                 }
                 Some((reply.status, reply.headers))
             }
@@ -502,7 +500,7 @@ pub(crate) fn transaction_key(msg: &Message) -> Option<TransactionKey> {
         }
         _ => {
             // RFC 2543: Request-URI, From tag, Call-ID, CSeq number and top Via identify it.
-            let from_tag = msg.from().ok().and_then(|f| f.tag()).unwrap_or("");
+            let from_tag = msg.from_tag().unwrap_or("");
             let synthetic = format!(
                 "2543|{}|{}|{}|{}",
                 msg.request_uri().unwrap_or(""),
@@ -516,10 +514,10 @@ pub(crate) fn transaction_key(msg: &Message) -> Option<TransactionKey> {
 }
 
 /// A To-tag that is the same for every retransmission of a request.
-pub(crate) fn to_tag(msg: &Message) -> String {
+pub(crate) fn our_to_tag(msg: &Message) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     msg.call_id().unwrap_or("").hash(&mut h);
-    msg.from().ok().and_then(|f| f.tag()).hash(&mut h);
+    msg.from_tag().hash(&mut h);
     format!("tb{:012x}", h.finish() & 0xffff_ffff_ffff)
 }
 
@@ -530,4 +528,24 @@ pub fn peer(addr: std::net::SocketAddr, transport: Transport, conn: Option<u64>)
         transport,
         conn,
     }
+}
+
+/// The user part of a SIP URI.
+pub(crate) fn uri_user(uri: &str) -> Option<String> {
+    match crate::sip::headers::Uri::parse(uri) {
+        Ok(crate::sip::headers::Uri::Sip(u)) => u.user.map(str::to_string),
+        _ => None,
+    }
+}
+
+/// One line per failed authentication, readable by fail2ban-style tools.
+/// (The documented format; the method is a field, so the message line stays the same.)
+pub(crate) fn log_auth_failure(peer: &Peer, method: &str, user: Option<&str>) {
+    tracing::info!(
+        target: "tambun::auth",
+        method,
+        "auth failure from {} for extension '{}'",
+        peer.addr.ip(),
+        user.unwrap_or("")
+    );
 }

@@ -185,12 +185,7 @@ impl crate::switch::Switch {
                 return None;
             }
         };
-        let from_tag = msg
-            .from()
-            .ok()
-            .and_then(|f| f.tag())
-            .unwrap_or("")
-            .to_string();
+        let from_tag = msg.from_tag().unwrap_or("").to_string();
         let previous = self.media_calls.by_call_id.remove(&call_id);
         let (caller_tag, caller_from, caller_contact, callee_to, callee_contact, a, b) =
             match previous {
@@ -233,7 +228,7 @@ impl crate::switch::Switch {
     /// Which leg sent an in-dialog request of a media call.
     fn sender_of(&self, msg: &Message) -> Option<Leg> {
         let call = self.media_calls.by_call_id.get(msg.call_id().ok()?)?;
-        let tag = msg.from().ok().and_then(|f| f.tag())?;
+        let tag = msg.from_tag()?;
         Some(if tag == call.caller_tag {
             Leg::A
         } else {

@@ -145,7 +145,7 @@ fn hash_hex(parts: &[&str]) -> String {
 /// The loop-detection hash of a request (RFC 3261 §16.6 step 8): what must differ for a
 /// spiral to be legitimate.
 fn loop_hash(msg: &Message) -> String {
-    let from_tag = msg.from().ok().and_then(|f| f.tag()).unwrap_or("");
+    let from_tag = msg.from_tag().unwrap_or("");
     let cseq = msg.cseq().map(|c| c.seq.to_string()).unwrap_or_default();
     hash_hex(&[
         msg.request_uri().unwrap_or(""),
@@ -155,13 +155,7 @@ fn loop_hash(msg: &Message) -> String {
     ])
 }
 
-/// The SIP URI user of a URI string.
-fn uri_user(uri: &str) -> Option<String> {
-    match Uri::parse(uri) {
-        Ok(Uri::Sip(u)) => u.user.map(str::to_string),
-        _ => None,
-    }
-}
+use crate::switch::uri_user;
 
 fn session_expires(msg: &Message) -> Option<u32> {
     let v = msg
@@ -282,7 +276,7 @@ impl Switch {
     ) -> Option<(u16, Vec<String>)> {
         let method = msg.method()?.clone();
         let routes = self.our_routes(msg);
-        let in_dialog = msg.to().ok().and_then(|t| t.tag()).is_some();
+        let in_dialog = msg.to_tag().is_some();
         if msg.max_forwards().ok().flatten() == Some(0) {
             return Some((483, Vec::new()));
         }
@@ -296,25 +290,25 @@ impl Switch {
         if in_dialog {
             return self.forward_in_dialog(msg, peer, key, routes, now);
         }
-        // Out of dialog. A phone with an outbound proxy pre-loads `Route: <sip:switch;lr>`:
-        // that Route is ours and is removed on every branch.
-        // Out of dialog: something starts here. Who is calling?
-        let caller = match self.registrar.authenticate(
-            msg,
-            HeaderName::ProxyAuthorization,
-            now.unix,
-        ) {
-            Verdict::Authenticated(ext) => ext,
-            Verdict::Challenge { stale } => {
-                if msg.header(HeaderName::ProxyAuthorization).is_some() {
-                    tracing::info!(target: "tambun::auth", "auth failure from {} for {} {}", peer.addr.ip(), method, msg.from().ok().and_then(|f| uri_user(f.uri)).unwrap_or_default());
+        // Out of dialog: something starts here. Who is calling? (A phone with an outbound
+        // proxy pre-loads `Route: <sip:switch;lr>`: that Route is ours, removed on every branch.)
+        let caller =
+            match self
+                .registrar
+                .authenticate(msg, HeaderName::ProxyAuthorization, now.unix)
+            {
+                Verdict::Authenticated(ext) => ext,
+                Verdict::Challenge { stale } => {
+                    if msg.header(HeaderName::ProxyAuthorization).is_some() {
+                        let user = msg.from().ok().and_then(|f| uri_user(f.uri));
+                        crate::switch::log_auth_failure(&peer, method.as_str(), user.as_deref());
+                    }
+                    return Some((
+                        407,
+                        self.registrar.authn.challenge(msg, true, stale, now.unix),
+                    ));
                 }
-                return Some((
-                    407,
-                    self.registrar.authn.challenge(msg, true, stale, now.unix),
-                ));
-            }
-        };
+            };
         let from_user = msg.from().ok().and_then(|f| uri_user(f.uri));
         if from_user.as_deref() != Some(caller.as_str()) {
             // Credentials of one extension, From of another: caller-ID spoofing.
@@ -441,7 +435,7 @@ impl Switch {
                 request_uri,
                 pop_routes,
                 // Credentials were for us; in-dialog requests carry none of ours.
-                strip_proxy_authorization: request.to().ok().and_then(|t| t.tag()).is_none(),
+                strip_proxy_authorization: request.to_tag().is_none(),
             },
         );
         let Ok(sent) = Message::parse_framed(bytes.clone(), &self.limits_relaxed()) else {
@@ -495,12 +489,7 @@ impl Switch {
             now.unix as i64,
             &Dir(self.registrar.accounts()),
         );
-        let from_tag = msg
-            .from()
-            .ok()
-            .and_then(|f| f.tag())
-            .unwrap_or("")
-            .to_string();
+        let from_tag = msg.from_tag().unwrap_or("").to_string();
         let caller_opd = self
             .registrar
             .accounts()
@@ -729,7 +718,7 @@ impl Switch {
             &p.request,
             p.upstream.addr,
             status,
-            Some(&crate::switch::to_tag(&p.request)),
+            Some(&crate::switch::our_to_tag(&p.request)),
             &[],
             None,
         );
@@ -956,7 +945,7 @@ impl Switch {
             p.final_sent = true;
             if is_invite && first {
                 if let Some((call_id, from_tag)) = self.call_ids(id) {
-                    let to_tag = msg.to().ok().and_then(|t| t.tag()).map(str::to_string);
+                    let to_tag = msg.to_tag().map(str::to_string);
                     let opd = member
                         .as_ref()
                         .and_then(|m| self.registrar.accounts().get(m))
@@ -1060,18 +1049,8 @@ impl Switch {
             return;
         }
         let call_id = p.request.call_id().unwrap_or("").to_string();
-        let from_tag = p
-            .request
-            .from()
-            .ok()
-            .and_then(|f| f.tag())
-            .map(str::to_string);
-        let to_tag = p
-            .request
-            .to()
-            .ok()
-            .and_then(|t| t.tag())
-            .map(str::to_string);
+        let from_tag = p.request.from_tag().map(str::to_string);
+        let to_tag = p.request.to_tag().map(str::to_string);
         let tags = [from_tag.as_deref(), to_tag.as_deref()];
         match p.method {
             Method::Invite | Method::Update => {
@@ -1168,8 +1147,8 @@ impl Switch {
         };
         if msg.method() == Some(&Method::Bye) {
             let call_id = msg.call_id().unwrap_or("").to_string();
-            let from_tag = msg.from().ok().and_then(|f| f.tag()).map(str::to_string);
-            let to_tag = msg.to().ok().and_then(|t| t.tag()).map(str::to_string);
+            let from_tag = msg.from_tag().map(str::to_string);
+            let to_tag = msg.to_tag().map(str::to_string);
             self.records.ended(
                 &call_id,
                 &[from_tag.as_deref(), to_tag.as_deref()],
@@ -1197,7 +1176,7 @@ impl Switch {
     pub(crate) fn proxy_ack(&mut self, msg: &Message, now: Now) {
         let _ = now;
         let routes = self.our_routes(msg);
-        if routes == 0 && msg.to().ok().and_then(|t| t.tag()).is_none() {
+        if routes == 0 && msg.to_tag().is_none() {
             return;
         }
         if msg.max_forwards().ok().flatten() == Some(0) {

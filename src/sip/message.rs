@@ -672,6 +672,16 @@ impl Message {
         })
     }
 
+    /// The From tag, if From parses and has one.
+    pub fn from_tag(&self) -> Option<&str> {
+        self.from().ok().and_then(|f| f.tag())
+    }
+
+    /// The To tag: present on responses and in-dialog requests.
+    pub fn to_tag(&self) -> Option<&str> {
+        self.to().ok().and_then(|t| t.tag())
+    }
+
     /// Max-Forwards, if present (0..=255).
     pub fn max_forwards(&self) -> Result<Option<u8>, ParseError> {
         match self.single(HeaderName::MaxForwards)? {
