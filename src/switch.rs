@@ -521,15 +521,6 @@ pub(crate) fn our_to_tag(msg: &Message) -> String {
     format!("tb{:012x}", h.finish() & 0xffff_ffff_ffff)
 }
 
-/// Convenience for tests and the runtime: a peer on a transport.
-pub fn peer(addr: std::net::SocketAddr, transport: Transport, conn: Option<u64>) -> Peer {
-    Peer {
-        addr,
-        transport,
-        conn,
-    }
-}
-
 /// The user part of a SIP URI.
 pub(crate) fn uri_user(uri: &str) -> Option<String> {
     match crate::sip::headers::Uri::parse(uri) {

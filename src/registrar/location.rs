@@ -232,16 +232,7 @@ impl Location {
         }
     }
 
-    /// The next change for the store.
-    pub fn poll_change(&mut self) -> Option<Change> {
-        if self.changes.is_empty() {
-            None
-        } else {
-            Some(self.changes.remove(0))
-        }
-    }
-
-    /// Takes every pending change at once (cheaper than repeated `poll_change`).
+    /// Takes every pending change for the store.
     pub fn drain_changes(&mut self) -> Vec<Change> {
         std::mem::take(&mut self.changes)
     }
