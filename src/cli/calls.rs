@@ -1,9 +1,6 @@
 //! `tambun calls`: the calls in progress, asked of the running switch's admin API
 //! (`GET /api/calls`).
 
-use std::io::Write;
-
-use anyhow::{anyhow, bail};
 use clap::Args;
 use serde::Deserialize;
 
@@ -50,26 +47,10 @@ struct LiveCall {
 
 pub(super) fn run(global: &GlobalArgs, args: CallsArgs) -> anyhow::Result<()> {
     let admin = global.admin();
-    let response = http::admin_get(admin, "/api/calls")?;
-    let body = String::from_utf8_lossy(&response.body);
-    if !(200..300).contains(&response.status) {
-        bail!(
-            "the switch's admin API at {admin} answered {}: {}",
-            response.status,
-            body.trim()
-        );
-    }
-    if args.json {
-        let mut out = std::io::stdout().lock();
-        out.write_all(body.as_bytes())?;
-        if !body.ends_with('\n') {
-            out.write_all(b"\n")?;
-        }
+    let Some(calls) = http::admin_list::<LiveCall>(admin, "/api/calls", args.json, "a call list")?
+    else {
         return Ok(());
-    }
-    let calls: Vec<LiveCall> = serde_json::from_str(&body).map_err(|e| {
-        anyhow!("the switch's admin API at {admin} sent something other than a call list: {e}")
-    })?;
+    };
     if calls.is_empty() {
         println!("no calls in progress");
         return Ok(());

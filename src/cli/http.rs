@@ -55,6 +55,37 @@ pub(super) fn admin_get(admin: SocketAddr, path: &str) -> anyhow::Result<Respons
 }
 
 /// `POST path` (empty body) to the admin API at `admin`; errors as [`admin_get`].
+/// GETs a JSON list from the admin API. With `raw`, the body is printed as it came and
+/// `None` returned (for `--json`); otherwise the list is parsed. `what` names the list in the
+/// error sentence ("a call list").
+pub(super) fn admin_list<T: serde::de::DeserializeOwned>(
+    admin: SocketAddr,
+    path: &str,
+    raw: bool,
+    what: &str,
+) -> anyhow::Result<Option<Vec<T>>> {
+    let response = admin_get(admin, path)?;
+    let body = String::from_utf8_lossy(&response.body);
+    if !(200..300).contains(&response.status) {
+        anyhow::bail!(
+            "the switch's admin API at {admin} answered {}: {}",
+            response.status,
+            body.trim()
+        );
+    }
+    if raw {
+        let mut out = std::io::stdout().lock();
+        out.write_all(body.as_bytes())?;
+        if !body.ends_with('\n') {
+            out.write_all(b"\n")?;
+        }
+        return Ok(None);
+    }
+    serde_json::from_str(&body).map(Some).map_err(|e| {
+        anyhow::anyhow!("the switch's admin API at {admin} sent something other than {what}: {e}")
+    })
+}
+
 pub(super) fn admin_post(admin: SocketAddr, path: &str) -> anyhow::Result<Response> {
     in_sentences(admin, post(admin, path, None))
 }

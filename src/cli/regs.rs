@@ -1,9 +1,6 @@
 //! `tambun regs`: the live registrations, asked of the running switch's admin API
 //! (`GET /api/registrations[?opd=CODE]`).
 
-use std::io::Write;
-
-use anyhow::{anyhow, bail};
 use clap::Args;
 use serde::Deserialize;
 
@@ -46,28 +43,11 @@ pub(super) fn run(global: &GlobalArgs, args: RegsArgs) -> anyhow::Result<()> {
         Some(code) => format!("/api/registrations?opd={code}"),
         None => "/api/registrations".to_owned(),
     };
-    let response = http::admin_get(admin, &path)?;
-    let body = String::from_utf8_lossy(&response.body);
-    if !(200..300).contains(&response.status) {
-        bail!(
-            "the switch's admin API at {admin} answered {}: {}",
-            response.status,
-            body.trim()
-        );
-    }
-    if args.json {
-        let mut out = std::io::stdout().lock();
-        out.write_all(body.as_bytes())?;
-        if !body.ends_with('\n') {
-            out.write_all(b"\n")?;
-        }
+    let Some(regs) =
+        http::admin_list::<Registration>(admin, &path, args.json, "a registration list")?
+    else {
         return Ok(());
-    }
-    let regs: Vec<Registration> = serde_json::from_str(&body).map_err(|e| {
-        anyhow!(
-            "the switch's admin API at {admin} sent something other than a registration list: {e}"
-        )
-    })?;
+    };
     if regs.is_empty() {
         println!("no registrations");
         return Ok(());
