@@ -28,8 +28,8 @@ fn table(bare: bool, sessions: u64) -> (Table, Vec<tambun::media::table::StreamS
         let s = t.handle_open(SessionId(i), i, 1, true, now)[0];
         let a: SocketAddr = ([127, 0, 0, 1], 20000 + 2 * i as u16).into();
         let b: SocketAddr = ([127, 0, 0, 1], 30000 + 2 * i as u16).into();
-        t.handle_set_remote(SessionId(i), 0, Side::A, a, None);
-        t.handle_set_remote(SessionId(i), 0, Side::B, b, None);
+        t.handle_set_remote(SessionId(i), 0, Side::A, a, None, now);
+        t.handle_set_remote(SessionId(i), 0, Side::B, b, None, now);
         t.handle_packet(s.rtp[0], a, &packet(0), now);
         t.handle_packet(s.rtp[1], b, &packet(0), now);
         slots.push(s);

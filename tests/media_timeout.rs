@@ -1,6 +1,8 @@
 //! The media inactivity timeout: with `[media] inactivity_secs = 2`, an answered SIPp call
 //! that never sends RTP is ended by the switch with a BYE to both sides within a few
-//! seconds; the call record says `media-timeout` and the relay ports are freed.
+//! seconds; the call record says `media-timeout` and the relay ports are freed. A call that
+//! rings silently for longer than the inactivity time is still ended once it is answered and
+//! stays silent (the silence clock restarts with the answer).
 
 mod common;
 
@@ -81,4 +83,56 @@ fn a_call_without_rtp_is_ended_with_bye_both_ways() {
     );
     // the switch is still fine
     assert_eq!(relay_usage(&switch), (0, 0));
+}
+
+#[test]
+fn a_silent_call_after_a_long_silent_ring_is_still_ended() {
+    let (switch, _range) = media_switch(
+        &[
+            ("1000", "setda", "rahasia1000"),
+            ("2300", "dinkes", "rahasia2300"),
+        ],
+        "[media]\ninactivity_secs = 2\n",
+    );
+    // rings 4 s (twice the inactivity time) without early media, then answers
+    let mut callee = SippUas::callee(
+        &switch,
+        "callee",
+        "2300",
+        "rahasia2300",
+        "uas-answer.xml",
+        &["-m", "1", "-d", "4000"],
+    );
+    let started = Instant::now();
+    let caller = sipp_call(
+        &switch,
+        "caller",
+        "1000",
+        "rahasia1000",
+        "2300",
+        &sipp_scenario("media-uac-timeout.xml"),
+        &[],
+    );
+    let took = started.elapsed();
+    assert_sipp_ok(&caller, 1, "caller waiting for the switch's BYE");
+    assert!(
+        took > Duration::from_millis(5500),
+        "the call ended {took:?} after it started: before 2 s of silence after the answer at 4 s"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "the switch's BYE came {took:?} after the call started (answer at 4 s, inactivity 2 s)"
+    );
+    assert_sipp_ok(
+        &callee.finish(Duration::from_secs(5)),
+        1,
+        "callee waiting for the switch's BYE",
+    );
+    let row = one_cdr(&switch);
+    assert_cdr(&row, &[("disposition", "media-timeout")]);
+    assert_eq!(
+        wait_relay_idle(&switch, Duration::from_secs(3)),
+        (0, 0),
+        "relay ports left after the media timeout"
+    );
 }

@@ -207,7 +207,8 @@ impl Shard {
                 rtp,
                 rtcp,
             } => {
-                self.table.handle_set_remote(id, stream, side, rtp, rtcp);
+                self.table
+                    .handle_set_remote(id, stream, side, rtp, rtcp, now);
             }
             Command::ClockRate { id, stream, hz } => {
                 self.table.handle_clock_rate(id, stream, hz);

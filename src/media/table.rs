@@ -101,7 +101,10 @@ impl Slot {
 struct SessionEntry {
     call: u64,
     streams: Vec<StreamSlots>,
-    opened: Instant,
+    /// When the media was last (re)negotiated: opened, or a side's SDP set. Silence counts
+    /// from here or from the last packet, whichever is later, so a long ring without early
+    /// media does not use up the inactivity time of the answered call.
+    negotiated: Instant,
     /// The last activity an inactivity event was reported for (reported once per silence).
     reported: Option<Instant>,
 }
@@ -149,7 +152,7 @@ impl Table {
             SessionEntry {
                 call,
                 streams: out.clone(),
-                opened: now,
+                negotiated: now,
                 reported: None,
             },
         );
@@ -173,8 +176,9 @@ impl Table {
         SlotId(self.slots.len() as u32 - 1)
     }
 
-    /// Sets the announced address of a side of a stream (RTP and, if any, RTCP). `false` if
-    /// the session or stream does not exist.
+    /// Sets the announced address of a side of a stream (RTP and, if any, RTCP), and restarts
+    /// the session's silence clock (an answer or re-INVITE is a fresh start for the media).
+    /// `false` if the session or stream does not exist.
     pub fn handle_set_remote(
         &mut self,
         id: SessionId,
@@ -182,10 +186,14 @@ impl Table {
         side: Side,
         rtp: SocketAddr,
         rtcp: Option<SocketAddr>,
+        now: Instant,
     ) -> bool {
         let Some(slots) = self.stream(id, stream) else {
             return false;
         };
+        if let Some(entry) = self.sessions.get_mut(&id) {
+            entry.negotiated = entry.negotiated.max(now);
+        }
         let i = side.index();
         self.slot_mut(slots.rtp[i]).announce(rtp);
         if let Some(pair) = slots.rtcp {
@@ -302,7 +310,7 @@ impl Table {
     pub fn poll_inactive(&mut self, now: Instant, inactivity: Duration) -> Vec<u64> {
         let mut calls = Vec::new();
         for entry in self.sessions.values_mut() {
-            let mut last = entry.opened;
+            let mut last = entry.negotiated;
             for s in &entry.streams {
                 for slot in s.rtp.iter().chain(s.rtcp.iter().flatten()) {
                     let at = self.slots[slot.0 as usize]
@@ -370,12 +378,12 @@ mod tests {
     fn a_moved_announcement_releases_the_latch_and_the_same_one_keeps_it() {
         let (mut t, s, now) = table();
         let [a, b] = s.rtp;
-        t.handle_set_remote(SessionId(1), 0, Side::B, addr(6000), None);
-        t.handle_set_remote(SessionId(1), 0, Side::A, addr(5000), None);
+        t.handle_set_remote(SessionId(1), 0, Side::B, addr(6000), None, now);
+        t.handle_set_remote(SessionId(1), 0, Side::A, addr(5000), None, now);
         // B latches at 6100 (NAT).
         t.handle_packet(b, addr(6100), &rtp(1), now);
         // A refresh announcing the same address keeps the latch.
-        t.handle_set_remote(SessionId(1), 0, Side::B, addr(6000), None);
+        t.handle_set_remote(SessionId(1), 0, Side::B, addr(6000), None, now);
         assert_eq!(
             t.handle_packet(a, addr(5000), &rtp(2), now),
             Verdict::Forward {
@@ -385,7 +393,7 @@ mod tests {
         );
         // A re-INVITE moving B to 6200: the latch goes, the new address is used, and B's
         // next packet (from its new socket) latches again.
-        t.handle_set_remote(SessionId(1), 0, Side::B, addr(6200), None);
+        t.handle_set_remote(SessionId(1), 0, Side::B, addr(6200), None, now);
         assert_eq!(
             t.handle_packet(a, addr(5000), &rtp(3), now),
             Verdict::Forward {
@@ -411,7 +419,7 @@ mod tests {
             t.handle_packet(a, addr(5000), &rtp(1), now),
             Verdict::Drop(DropReason::NoDestination)
         );
-        assert!(t.handle_set_remote(SessionId(1), 0, Side::B, addr(6000), None));
+        assert!(t.handle_set_remote(SessionId(1), 0, Side::B, addr(6000), None, now));
         assert_eq!(
             t.handle_packet(a, addr(5000), &rtp(2), now),
             Verdict::Forward {
@@ -455,7 +463,7 @@ mod tests {
     fn rtcp_defaults_to_the_next_port_and_is_not_parsed() {
         let (mut t, s, now) = table();
         let [a, b] = s.rtcp.unwrap();
-        t.handle_set_remote(SessionId(1), 0, Side::B, addr(6000), None);
+        t.handle_set_remote(SessionId(1), 0, Side::B, addr(6000), None, now);
         assert_eq!(
             t.handle_packet(a, addr(5001), &rtp(9), now),
             Verdict::Forward {
@@ -481,6 +489,20 @@ mod tests {
             .poll_inactive(now + Duration::from_millis(3500), d)
             .is_empty());
         assert_eq!(t.poll_inactive(now + 4 * d, d), vec![77]);
+    }
+
+    #[test]
+    fn an_answer_after_a_silent_ring_restarts_the_silence_clock() {
+        let (mut t, _, now) = table();
+        let d = Duration::from_secs(1);
+        // Ringing, no early media: reported (and ignored by the proxy) once.
+        assert_eq!(t.poll_inactive(now + 5 * d, d), vec![77]);
+        // The answer's SDP arrives at 10 s; the answered call is silent from there on.
+        t.handle_set_remote(SessionId(1), 0, Side::B, addr(6000), None, now + 10 * d);
+        assert!(t
+            .poll_inactive(now + Duration::from_millis(10_900), d)
+            .is_empty());
+        assert_eq!(t.poll_inactive(now + 11 * d, d), vec![77]);
     }
 
     #[test]
