@@ -356,16 +356,25 @@ fn fill(env: &Env) {
     use Disposition::*;
     store
         .insert_cdrs(&[
-            cdr(
-                "1000",
-                Some("setda"),
-                "2301",
-                Some("dinkes"),
-                MAR2 + 8 * HOUR,
-                Some(95),
-                Answered,
-                200,
-            ),
+            CdrRecord {
+                media: Some(tambun::store::MediaTotals {
+                    packets_a2b: 4750,
+                    packets_b2a: 4731,
+                    lost_a2b: 0,
+                    lost_b2a: 19,
+                    jitter_us_max: 2125,
+                }),
+                ..cdr(
+                    "1000",
+                    Some("setda"),
+                    "2301",
+                    Some("dinkes"),
+                    MAR2 + 8 * HOUR,
+                    Some(95),
+                    Answered,
+                    200,
+                )
+            },
             cdr(
                 "2301",
                 Some("dinkes"),
@@ -429,6 +438,9 @@ fn cdr_table_csv_and_json() {
         "no-answer",
         "480",
         "trunk: mobile",
+        "RTP A→B / B→A",
+        "4750 / 4731",
+        "0.0% / 0.4%",
         "3 call(s)",
     ] {
         assert!(table.contains(want), "{want} missing from\n{table}");
@@ -439,11 +451,13 @@ fn cdr_table_csv_and_json() {
     assert_eq!(
         csv,
         "start,answer,end,caller,caller_opd,dialled,callee,callee_opd,disposition,sip_status,\
-         duration_ms,route,trunk,call_id\n\
+         duration_ms,route,trunk,call_id,rtp_packets_a2b,rtp_packets_b2a,rtp_lost_a2b,\
+         rtp_lost_b2a,rtp_jitter_max_us\n\
          2026-03-02T08:00:00+07:00,2026-03-02T08:00:05+07:00,2026-03-02T08:01:40+07:00,1000,\
-         setda,2301,2301,dinkes,answered,200,95000,dinkes: extension,0,1000-1772413200000@test\n\
+         setda,2301,2301,dinkes,answered,200,95000,dinkes: extension,0,1000-1772413200000@test,\
+         4750,4731,0,19,2125\n\
          2026-03-02T10:00:00+07:00,,2026-03-02T10:00:05+07:00,1001,setda,1000,1000,setda,\
-         no-answer,480,0,setda: extension,0,1001-1772420400000@test\n"
+         no-answer,480,0,setda: extension,0,1001-1772420400000@test,,,,,\n"
     );
 
     let json = env.json(&[&["cdr", "--opd", "dinkes", "--json"][..], &day].concat());

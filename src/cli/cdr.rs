@@ -183,6 +183,8 @@ fn list(store: &Store, args: ListArgs, now: i64) -> anyhow::Result<()> {
         "DISPOSITION",
         "STATUS",
         "DURATION",
+        "RTP A→B / B→A",
+        "LOSS",
         "ROUTE",
     ]);
     for row in &rows {
@@ -197,6 +199,20 @@ fn list(store: &Store, args: ListArgs, now: i64) -> anyhow::Result<()> {
             r.disposition.to_string(),
             r.sip_status.to_string(),
             minutes_seconds(r.duration_ms()),
+            r.media.map_or_else(
+                || "-".to_owned(),
+                |m| format!("{} / {}", m.packets_a2b, m.packets_b2a),
+            ),
+            r.media.map_or_else(
+                || "-".to_owned(),
+                |m| {
+                    format!(
+                        "{} / {}",
+                        loss_percent(m.lost_a2b, m.packets_a2b),
+                        loss_percent(m.lost_b2a, m.packets_b2a)
+                    )
+                },
+            ),
             r.route.clone(),
         ]);
     }
@@ -222,6 +238,11 @@ fn write_csv_list(rows: &[CdrRow]) -> anyhow::Result<()> {
         "route",
         "trunk",
         "call_id",
+        "rtp_packets_a2b",
+        "rtp_packets_b2a",
+        "rtp_lost_a2b",
+        "rtp_lost_b2a",
+        "rtp_jitter_max_us",
     ])?;
     for row in rows {
         let r = &row.record;
@@ -246,10 +267,29 @@ fn write_csv_list(rows: &[CdrRow]) -> anyhow::Result<()> {
             r.route.clone(),
             u8::from(r.trunk).to_string(),
             r.call_id.clone(),
+            media_field(r.media.map(|m| m.packets_a2b)),
+            media_field(r.media.map(|m| m.packets_b2a)),
+            media_field(r.media.map(|m| m.lost_a2b)),
+            media_field(r.media.map(|m| m.lost_b2a)),
+            media_field(r.media.map(|m| m.jitter_us_max)),
         ])?;
     }
     w.flush()?;
     Ok(())
+}
+
+/// Lost packets as a share of those expected (received + lost), e.g. `0.4%`.
+fn loss_percent(lost: u64, received: u64) -> String {
+    let expected = lost + received;
+    if expected == 0 {
+        return "-".to_owned();
+    }
+    format!("{:.1}%", lost as f64 * 100.0 / expected as f64)
+}
+
+/// A media counter in CSV: empty when the call's media was not anchored.
+fn media_field(v: Option<u64>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_default()
 }
 
 // ---- the summary ----

@@ -120,7 +120,7 @@ pub struct CdrRecord {
 
 /// The relay's counters of a call, summed over its streams, per direction ("a2b" is caller to
 /// callee).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MediaTotals {
     pub packets_a2b: u64,
     pub packets_b2a: u64,
