@@ -81,6 +81,15 @@ fn nat_phone_is_latched_and_a_third_party_is_dropped() {
         .unwrap();
     assert_eq!(a_to_b.source, Some(real_y.local_addr().unwrap()));
     assert_eq!((a_to_b.packets, a_to_b.dropped_foreign), (2, 3));
+    // The relay-wide counters (for /metrics) agree with the session's.
+    let totals = relay.totals();
+    assert_eq!(totals.dropped_foreign, 3, "{totals:?}");
+    assert_eq!(
+        totals.received,
+        totals.forwarded + totals.dropped_foreign + totals.dropped_no_destination,
+        "every packet read is forwarded or dropped: {totals:?}"
+    );
+    assert_eq!(totals.forwarded_bytes, totals.forwarded * 172, "{totals:?}");
     relay.close(session.id).unwrap();
     assert_eq!(relay.ports_in_use(), 0);
 }

@@ -33,7 +33,8 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use self::ports::{PortPool, RelayPort};
-use self::shard::{Command, Shard, ShardConfig, StreamSockets};
+pub use self::shard::RelayTotals;
+use self::shard::{Command, Shard, ShardConfig, ShardCounters, StreamSockets};
 use self::sys::EventFd;
 
 /// The relay's settings.
@@ -173,6 +174,7 @@ pub enum RelayError {
 }
 
 struct ShardHandle {
+    counters: Arc<ShardCounters>,
     commands: Option<Sender<Command>>,
     wake: Arc<EventFd>,
     thread: Option<JoinHandle<()>>,
@@ -222,6 +224,7 @@ impl Relay {
         for i in 0..threads {
             let (tx, rx) = mpsc::channel();
             let wake = Arc::new(EventFd::new()?);
+            let counters = Arc::new(ShardCounters::default());
             let shard = Shard::new(
                 ShardConfig {
                     batch: cfg.batch,
@@ -232,11 +235,13 @@ impl Relay {
                 wake.clone(),
                 rx,
                 events_tx.clone(),
+                counters.clone(),
             )?;
             let thread = std::thread::Builder::new()
                 .name(format!("relay-{i}"))
                 .spawn(move || shard.run())?;
             shards.push(ShardHandle {
+                counters,
                 commands: Some(tx),
                 wake,
                 thread: Some(thread),
@@ -406,6 +411,15 @@ impl Relay {
     }
 
     /// The number of ports bound by open sessions.
+    /// What every forwarding thread has done since the start (packets, bytes, drops).
+    pub fn totals(&self) -> RelayTotals {
+        let mut t = RelayTotals::default();
+        for shard in &self.shards {
+            t.add(&shard.counters);
+        }
+        t
+    }
+
     pub fn ports_in_use(&self) -> usize {
         self.lock().ports_in_use
     }

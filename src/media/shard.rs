@@ -7,12 +7,13 @@
 
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::sys::{set_busy_poll, Batch, Epoll, EventFd};
-use super::table::{SlotId, Table, Verdict};
+use super::table::{DropReason, SlotId, Table, Verdict};
 use super::{RelayEvent, SessionId, Side, StreamStats};
 
 /// The epoll token of the eventfd (slot tokens are slot numbers, far below it).
@@ -65,6 +66,47 @@ pub struct ShardConfig {
     pub busy_poll_us: u32,
 }
 
+/// What one shard has done since it started, for `/metrics`. Only the shard's thread writes
+/// (once per batch, relaxed); the control plane reads. Own cache lines, so no false sharing.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+pub struct ShardCounters {
+    /// Datagrams read from relay sockets.
+    pub received: AtomicU64,
+    /// Datagrams handed to the kernel for sending.
+    pub forwarded: AtomicU64,
+    /// Bytes of the forwarded datagrams.
+    pub forwarded_bytes: AtomicU64,
+    /// Dropped: the port is latched to another source.
+    pub dropped_foreign: AtomicU64,
+    /// Dropped: nowhere to send yet (or the socket closed under the read).
+    pub dropped_no_destination: AtomicU64,
+    /// Forwards the kernel refused (full send buffer, unreachable).
+    pub send_failures: AtomicU64,
+}
+
+/// A plain copy of the counters, summed over shards.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct RelayTotals {
+    pub received: u64,
+    pub forwarded: u64,
+    pub forwarded_bytes: u64,
+    pub dropped_foreign: u64,
+    pub dropped_no_destination: u64,
+    pub send_failures: u64,
+}
+
+impl RelayTotals {
+    pub fn add(&mut self, c: &ShardCounters) {
+        self.received += c.received.load(Ordering::Relaxed);
+        self.forwarded += c.forwarded.load(Ordering::Relaxed);
+        self.forwarded_bytes += c.forwarded_bytes.load(Ordering::Relaxed);
+        self.dropped_foreign += c.dropped_foreign.load(Ordering::Relaxed);
+        self.dropped_no_destination += c.dropped_no_destination.load(Ordering::Relaxed);
+        self.send_failures += c.send_failures.load(Ordering::Relaxed);
+    }
+}
+
 /// The state of one forwarding thread.
 pub struct Shard {
     cfg: ShardConfig,
@@ -75,8 +117,7 @@ pub struct Shard {
     table: Table,
     sockets: Vec<Option<UdpSocket>>,
     batch: Batch,
-    /// Forwards the kernel refused (full send buffer); kept for diagnostics.
-    send_failures: u64,
+    counters: Arc<ShardCounters>,
 }
 
 impl Shard {
@@ -85,6 +126,7 @@ impl Shard {
         wake: Arc<EventFd>,
         commands: Receiver<Command>,
         events: Sender<RelayEvent>,
+        counters: Arc<ShardCounters>,
     ) -> std::io::Result<Shard> {
         let epoll = Epoll::new()?;
         epoll.add(wake.raw(), WAKE)?;
@@ -97,7 +139,7 @@ impl Shard {
             commands,
             events,
             sockets: Vec::new(),
-            send_failures: 0,
+            counters,
         })
     }
 
@@ -157,19 +199,42 @@ impl Shard {
         };
         // All forwards of one socket leave from its peer socket; `via` is the same for all.
         let mut via = None;
+        let (mut forwarded, mut bytes_out, mut foreign, mut nowhere) = (0u64, 0u64, 0u64, 0u64);
         for i in 0..n {
             let (src, bytes) = self.batch.packet(i);
             let Some(src) = src else { continue };
-            if let Verdict::Forward { via: v, to } = self.table.handle_packet(slot, src, bytes, now)
-            {
-                via = Some(v);
-                self.batch.forward(i, to);
+            let len = bytes.len() as u64;
+            match self.table.handle_packet(slot, src, bytes, now) {
+                Verdict::Forward { via: v, to } => {
+                    via = Some(v);
+                    self.batch.forward(i, to);
+                    forwarded += 1;
+                    bytes_out += len;
+                }
+                Verdict::Drop(DropReason::Foreign) => foreign += 1,
+                Verdict::Drop(_) => nowhere += 1,
             }
         }
+        let mut failed = 0;
         if let Some(via) = via {
-            if let Some(Some(out)) = self.sockets.get(via.0 as usize) {
-                self.send_failures += self.batch.flush(out.as_raw_fd()) as u64;
+            match self.sockets.get(via.0 as usize) {
+                Some(Some(out)) => failed = self.batch.flush(out.as_raw_fd()) as u64,
+                _ => failed = forwarded,
             }
+        }
+        let c = &self.counters;
+        c.received.fetch_add(n as u64, Ordering::Relaxed);
+        c.forwarded.fetch_add(forwarded - failed, Ordering::Relaxed);
+        c.forwarded_bytes.fetch_add(bytes_out, Ordering::Relaxed);
+        if foreign > 0 {
+            c.dropped_foreign.fetch_add(foreign, Ordering::Relaxed);
+        }
+        if nowhere > 0 {
+            c.dropped_no_destination
+                .fetch_add(nowhere, Ordering::Relaxed);
+        }
+        if failed > 0 {
+            c.send_failures.fetch_add(failed, Ordering::Relaxed);
         }
     }
 
