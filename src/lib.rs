@@ -16,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod dialplan;
 pub mod media;
+pub mod metrics;
 pub mod proxy;
 pub mod registrar;
 pub mod runtime;

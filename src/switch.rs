@@ -20,7 +20,7 @@ use bytes::Bytes;
 
 use crate::dialplan::Dialplan;
 use crate::proxy::media::{MediaRelay, MediaTable};
-use crate::proxy::records::{CallRecord, LiveCall, Records};
+use crate::proxy::records::{CallRecord, Disposition, LiveCall, Records};
 use crate::proxy::{Effect, ProxyState};
 use crate::registrar::{self, Accounts, Change, Now, Registrar, Source};
 use crate::sip::message::{HeaderName, Limits, Message, Method, ParseError};
@@ -50,12 +50,31 @@ pub struct RegistrationView {
     pub expires_in: u64,
 }
 
-/// Counters for logs and, later, metrics.
+/// Counters since the start, for logs and `/metrics`.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Stats {
     pub received: u64,
     pub parse_errors: u64,
     pub retransmissions_absorbed: u64,
+    /// Failed digest authentications (REGISTER 401s and proxy 407s after credentials were
+    /// given; unknown extensions count like wrong passwords).
+    pub auth_failures: u64,
+    /// Finished calls, indexed like [`Disposition::ALL`].
+    pub calls_by_disposition: [u64; Disposition::ALL.len()],
+}
+
+/// What `/metrics` shows of the switch: [`Stats`] plus gauges read at the time of the scrape.
+#[derive(Debug, Clone)]
+pub struct SwitchMetrics {
+    pub stats: Stats,
+    /// Per OPD of the dialplan (all of them, in order): registered extensions and bindings.
+    pub registrations_by_opd: Vec<(OpdCode, u64, u64)>,
+    /// Bindings of extensions in no OPD of the current plan.
+    pub registrations_other: (u64, u64),
+    pub calls_active: u64,
+    pub calls_answered: u64,
+    pub trunk_calls_active: u64,
+    pub transactions: u64,
 }
 
 /// What the switch knows about its own sockets and connections (for Via, Record-Route and
@@ -352,6 +371,7 @@ impl Switch {
                 let reply = self.registrar.handle_register(msg, src, now);
                 if reply.status == 401 && msg.header(HeaderName::Authorization).is_some() {
                     let user = msg.to().ok().and_then(|t| uri_user(t.uri));
+                    self.stats.auth_failures += 1;
                     log_auth_failure(&peer, "REGISTER", user.as_deref());
                 }
                 Some((reply.status, reply.headers))
@@ -418,8 +438,45 @@ impl Switch {
         for r in &mut done {
             r.media = self.media_totals(&r.call_id);
             self.media_close(&r.call_id);
+            if let Some(i) = Disposition::ALL.iter().position(|d| *d == r.disposition) {
+                self.stats.calls_by_disposition[i] += 1;
+            }
         }
         done
+    }
+
+    /// A snapshot for `/metrics`.
+    pub fn metrics(&self) -> SwitchMetrics {
+        let mut by_opd: HashMap<&OpdCode, (u64, u64)> = HashMap::new();
+        let mut other = (0, 0);
+        for (ext, bindings) in self.registrar.location.per_extension() {
+            let opd = self.dialplan.opd_of(ext).map(|o| &o.code);
+            let slot = match opd {
+                Some(code) => by_opd.entry(code).or_default(),
+                None => &mut other,
+            };
+            slot.0 += 1;
+            slot.1 += bindings as u64;
+        }
+        let registrations_by_opd = self
+            .dialplan
+            .opds()
+            .iter()
+            .map(|o| {
+                let (e, b) = by_opd.get(&o.code).copied().unwrap_or_default();
+                (o.code.clone(), e, b)
+            })
+            .collect();
+        let (calls_active, calls_answered, trunk_calls_active) = self.records.counts();
+        SwitchMetrics {
+            stats: self.stats,
+            registrations_by_opd,
+            registrations_other: other,
+            calls_active,
+            calls_answered,
+            trunk_calls_active,
+            transactions: self.transaction_count() as u64,
+        }
     }
 
     /// Changes to persist outside the location service (feature codes).

@@ -301,6 +301,7 @@ impl Switch {
                 Verdict::Challenge { stale } => {
                     if msg.header(HeaderName::ProxyAuthorization).is_some() {
                         let user = msg.from().ok().and_then(|f| uri_user(f.uri));
+                        self.stats.auth_failures += 1;
                         crate::switch::log_auth_failure(&peer, method.as_str(), user.as_deref());
                     }
                     return Some((

@@ -274,6 +274,17 @@ impl Records {
         }
     }
 
+    /// Calls in progress: (all, answered, through the trunk).
+    pub fn counts(&self) -> (u64, u64, u64) {
+        let mut c = (0, 0, 0);
+        for e in self.by_call_id.values().flatten() {
+            c.0 += 1;
+            c.1 += u64::from(e.answer_ms.is_some());
+            c.2 += u64::from(e.call.trunk);
+        }
+        c
+    }
+
     pub fn drain_finished(&mut self) -> Vec<CallRecord> {
         std::mem::take(&mut self.finished)
     }

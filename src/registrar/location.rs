@@ -121,6 +121,11 @@ impl Location {
         v
     }
 
+    /// Each registered extension and its number of bindings (any order).
+    pub fn per_extension(&self) -> impl Iterator<Item = (&Extension, usize)> {
+        self.by_ext.iter().map(|(e, bs)| (e, bs.len()))
+    }
+
     /// Number of bindings.
     pub fn len(&self) -> usize {
         self.count

@@ -1,5 +1,6 @@
-//! The admin API (HTTP on loopback by default) for the operator CLI: live registrations, a
-//! health check. Queries go to the driver as inputs and come back on a oneshot channel, so the
+//! The admin API (HTTP on loopback by default) for the operator CLI and monitoring: live
+//! registrations and calls, relay usage, dialplan reload, a health check and Prometheus
+//! `/metrics`. Queries go to the driver as inputs and come back on a oneshot channel, so the
 //! switch state has one owner.
 
 use axum::extract::{Query, State};
@@ -23,6 +24,8 @@ struct RegsQuery {
 pub(crate) struct AdminState {
     pub driver: mpsc::Sender<Input>,
     pub relay: Option<std::sync::Arc<super::relay::RelayGlue>>,
+    /// When the switch started (Unix seconds), for `process_start_time_seconds`.
+    pub started_unix: f64,
 }
 
 pub(crate) async fn serve(listener: TcpListener, state: AdminState, shutdown: CancellationToken) {
@@ -32,6 +35,7 @@ pub(crate) async fn serve(listener: TcpListener, state: AdminState, shutdown: Ca
         .route("/api/calls", get(calls))
         .route("/api/dialplan/reload", axum::routing::post(reload))
         .route("/api/relay", get(relay_usage))
+        .route("/metrics", get(metrics))
         .with_state(state);
     let res = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -63,7 +67,7 @@ async fn registrations(
 }
 
 async fn calls(
-    State(AdminState { driver, relay }): State<AdminState>,
+    State(AdminState { driver, relay, .. }): State<AdminState>,
 ) -> Result<Json<Vec<crate::proxy::records::LiveCall>>, (StatusCode, String)> {
     let (reply, rx) = oneshot::channel();
     driver
@@ -92,6 +96,37 @@ async fn calls(
         })?;
     }
     Ok(Json(calls))
+}
+
+/// Prometheus text format 0.0.4.
+async fn metrics(
+    State(state): State<AdminState>,
+) -> Result<([(axum::http::HeaderName, &'static str); 1], String), (StatusCode, String)> {
+    let (reply, rx) = oneshot::channel();
+    let stopping = |_| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "switch stopping".to_owned(),
+        )
+    };
+    state
+        .driver
+        .send(Input::Metrics { reply })
+        .await
+        .map_err(|_| stopping(()))?;
+    let switch = rx.await.map_err(|_| stopping(()))?;
+    let snapshot = crate::metrics::Snapshot {
+        switch,
+        relay: state.relay.as_ref().map(|r| r.metrics()),
+        started_unix: state.started_unix,
+    };
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(&snapshot),
+    ))
 }
 
 async fn relay_usage(

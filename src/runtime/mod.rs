@@ -76,6 +76,10 @@ pub(crate) enum Input {
     Calls {
         reply: oneshot::Sender<Vec<LiveCall>>,
     },
+    /// A `/metrics` scrape: the switch's counters and gauges.
+    Metrics {
+        reply: oneshot::Sender<crate::switch::SwitchMetrics>,
+    },
     /// Reload the dialplan from its directory (SIGHUP or the admin API); the reply carries the
     /// number of OPDs, or the errors that made the switch keep the previous plan.
     ReloadDialplan {
@@ -245,8 +249,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         );
         let glue = Arc::new(relay::RelayGlue::new(relay.clone()));
         switch.set_media_relay(glue.clone());
+        relay::watch_events(glue.clone(), tx.clone(), shutdown.clone());
         relay_glue = Some(glue);
-        relay::watch_events(relay.clone(), tx.clone(), shutdown.clone());
         relay_handle = Some(relay);
     } else {
         tracing::info!("media relay disabled: phones send RTP to each other");
@@ -259,6 +263,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let admin_state = admin::AdminState {
         driver: tx.clone(),
         relay: relay_glue,
+        started_unix: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64(),
     };
     let admin_task = tokio::spawn(admin::serve(admin_listener, admin_state, shutdown.clone()));
 
@@ -439,6 +447,9 @@ impl Driver {
             }
             Input::Calls { reply } => {
                 let _ = reply.send(self.switch.live_calls(t.instant));
+            }
+            Input::Metrics { reply } => {
+                let _ = reply.send(self.switch.metrics());
             }
             Input::MediaInactive { session } => {
                 self.switch.handle_media_inactive(session, t);

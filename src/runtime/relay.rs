@@ -1,10 +1,12 @@
 //! The relay as the proxy sees it: `media::Relay` behind the proxy's [`MediaRelay`] trait, and
-//! the thread that turns the relay's inactivity reports into driver inputs.
+//! the thread that turns the relay's inactivity reports into driver inputs and samples the
+//! forwarded packets/s for `/metrics`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -17,6 +19,10 @@ use crate::proxy::media::{Leg, MediaRelay, StreamAddrs};
 pub(crate) struct RelayGlue {
     relay: Arc<Relay>,
     sessions: Mutex<HashMap<u64, SessionId>>,
+    /// The forwarded-packet counter at the last rate sample, and when it was taken.
+    last_sample: Mutex<Option<(Instant, u64)>>,
+    /// Packets forwarded per second over the last sample interval (f64 bits).
+    forwarded_per_second: AtomicU64,
 }
 
 impl RelayGlue {
@@ -24,6 +30,37 @@ impl RelayGlue {
         RelayGlue {
             relay,
             sessions: Mutex::new(HashMap::new()),
+            last_sample: Mutex::new(None),
+            forwarded_per_second: AtomicU64::new(0f64.to_bits()),
+        }
+    }
+
+    /// Updates the packets/s gauge when a second or more has passed since the last sample.
+    fn sample_rate(&self, now: Instant) {
+        let Ok(mut last) = self.last_sample.lock() else {
+            return;
+        };
+        let forwarded = self.relay.totals().forwarded;
+        match *last {
+            Some((at, before)) if now.duration_since(at) >= Duration::from_secs(1) => {
+                let rate =
+                    forwarded.saturating_sub(before) as f64 / now.duration_since(at).as_secs_f64();
+                self.forwarded_per_second
+                    .store(rate.to_bits(), Ordering::Relaxed);
+                *last = Some((now, forwarded));
+            }
+            Some(_) => {}
+            None => *last = Some((now, forwarded)),
+        }
+    }
+
+    /// What `/metrics` shows of the relay.
+    pub(crate) fn metrics(&self) -> crate::metrics::RelayMetrics {
+        crate::metrics::RelayMetrics {
+            totals: self.relay.totals(),
+            forwarded_per_second: f64::from_bits(self.forwarded_per_second.load(Ordering::Relaxed)),
+            sessions: self.relay.sessions() as u64,
+            ports_in_use: self.relay.ports_in_use() as u64,
         }
     }
 
@@ -140,9 +177,10 @@ impl MediaRelay for RelayGlue {
     }
 }
 
-/// Forwards the relay's inactivity reports to the driver until shutdown.
+/// Forwards the relay's inactivity reports to the driver until shutdown, and samples the
+/// packets/s gauge about every second.
 pub(crate) fn watch_events(
-    relay: Arc<Relay>,
+    glue: Arc<RelayGlue>,
     tx: mpsc::Sender<Input>,
     shutdown: CancellationToken,
 ) {
@@ -150,8 +188,9 @@ pub(crate) fn watch_events(
         .name("tambun-relay-events".into())
         .spawn(move || {
             while !shutdown.is_cancelled() {
+                glue.sample_rate(Instant::now());
                 if let Some(RelayEvent::Inactive { call }) =
-                    relay.wait_event(Duration::from_millis(500))
+                    glue.relay.wait_event(Duration::from_millis(500))
                 {
                     if tx
                         .blocking_send(Input::MediaInactive { session: call })

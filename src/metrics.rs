@@ -1,0 +1,321 @@
+//! Prometheus text exposition (format 0.0.4) for `GET /metrics` on the admin API.
+//!
+//! Owns only the rendering: [`Exposition`] writes metric families (`# HELP`, `# TYPE`, then the
+//! samples with escaped label values). What is counted lives where it happens (the switch's
+//! [`crate::switch::Stats`], the relay's per-shard counters); the runtime gathers a snapshot
+//! and renders it here. No I/O, no clock, no locks.
+
+use std::collections::HashSet;
+use std::fmt::Write;
+
+use crate::media::RelayTotals;
+use crate::store::Disposition;
+use crate::switch::SwitchMetrics;
+
+/// What `/metrics` shows of the relay.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RelayMetrics {
+    pub totals: RelayTotals,
+    /// Forwarded packets per second, over the last second or so.
+    pub forwarded_per_second: f64,
+    pub sessions: u64,
+    pub ports_in_use: u64,
+}
+
+/// Everything a scrape shows.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub switch: SwitchMetrics,
+    /// `None` when media anchoring is off.
+    pub relay: Option<RelayMetrics>,
+    /// Unix time the process started, in seconds.
+    pub started_unix: f64,
+}
+
+/// The `/metrics` document of a snapshot.
+pub fn render(s: &Snapshot) -> String {
+    use Kind::{Counter, Gauge};
+    let mut e = Exposition::new();
+    let sw = &s.switch;
+    e.single(
+        "process_start_time_seconds",
+        "Start time of the process since the Unix epoch, in seconds.",
+        Gauge,
+        s.started_unix,
+    );
+
+    e.family(
+        "tambun_registered_extensions",
+        "Extensions with at least one live registration, by OPD (opd=\"\" for numbers outside every OPD).",
+        Gauge,
+    );
+    for (opd, exts, _) in &sw.registrations_by_opd {
+        e.sample(&[("opd", opd.as_str())], *exts as f64);
+    }
+    e.sample(&[("opd", "")], sw.registrations_other.0 as f64);
+    e.family(
+        "tambun_registration_bindings",
+        "Live registration bindings (contacts), by OPD.",
+        Gauge,
+    );
+    for (opd, _, bindings) in &sw.registrations_by_opd {
+        e.sample(&[("opd", opd.as_str())], *bindings as f64);
+    }
+    e.sample(&[("opd", "")], sw.registrations_other.1 as f64);
+
+    e.family("tambun_calls_active", "Calls in progress, by state.", Gauge)
+        .sample(
+            &[("state", "ringing")],
+            (sw.calls_active - sw.calls_answered) as f64,
+        )
+        .sample(&[("state", "answered")], sw.calls_answered as f64);
+    e.single(
+        "tambun_trunk_calls_active",
+        "Calls in progress through the central trunk.",
+        Gauge,
+        sw.trunk_calls_active as f64,
+    );
+    e.family(
+        "tambun_calls_total",
+        "Calls ended since the start, by disposition (as in the call records).",
+        Counter,
+    );
+    for (d, n) in Disposition::ALL.iter().zip(sw.stats.calls_by_disposition) {
+        e.sample(&[("disposition", d.as_str())], n as f64);
+    }
+    e.single(
+        "tambun_auth_failures_total",
+        "Failed digest authentications (REGISTER and calls; unknown extensions count like wrong passwords).",
+        Counter,
+        sw.stats.auth_failures as f64,
+    );
+    e.single(
+        "tambun_sip_messages_received_total",
+        "SIP messages received (datagrams and stream messages).",
+        Counter,
+        sw.stats.received as f64,
+    );
+    e.single(
+        "tambun_sip_parse_errors_total",
+        "SIP messages that failed to parse (answered 400 or dropped).",
+        Counter,
+        sw.stats.parse_errors as f64,
+    );
+    e.single(
+        "tambun_sip_retransmissions_absorbed_total",
+        "Retransmitted requests answered from their transaction.",
+        Counter,
+        sw.stats.retransmissions_absorbed as f64,
+    );
+    e.single(
+        "tambun_sip_transactions",
+        "SIP transactions held (server and client).",
+        Gauge,
+        sw.transactions as f64,
+    );
+
+    if let Some(r) = &s.relay {
+        let t = &r.totals;
+        e.single(
+            "tambun_relay_packets_received_total",
+            "Datagrams read from relay ports.",
+            Counter,
+            t.received as f64,
+        );
+        e.single(
+            "tambun_relay_packets_forwarded_total",
+            "Datagrams forwarded by the relay.",
+            Counter,
+            t.forwarded as f64,
+        );
+        e.single(
+            "tambun_relay_bytes_forwarded_total",
+            "Bytes of the datagrams forwarded by the relay.",
+            Counter,
+            t.forwarded_bytes as f64,
+        );
+        e.family(
+            "tambun_relay_packets_dropped_total",
+            "Datagrams the relay did not forward, by reason.",
+            Counter,
+        )
+        .sample(&[("reason", "foreign-source")], t.dropped_foreign as f64)
+        .sample(
+            &[("reason", "no-destination")],
+            t.dropped_no_destination as f64,
+        )
+        .sample(&[("reason", "send-failed")], t.send_failures as f64);
+        e.single(
+            "tambun_relay_packets_per_second",
+            "Datagrams forwarded per second, over the last second.",
+            Gauge,
+            r.forwarded_per_second,
+        );
+        e.single(
+            "tambun_relay_sessions",
+            "Relay sessions open (one per anchored call).",
+            Gauge,
+            r.sessions as f64,
+        );
+        e.single(
+            "tambun_relay_ports_in_use",
+            "Relay ports bound.",
+            Gauge,
+            r.ports_in_use as f64,
+        );
+    }
+    e.finish()
+}
+
+/// The kind of a metric family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Only goes up (until a restart); Prometheus takes `rate()` of it.
+    Counter,
+    /// A value that goes up and down.
+    Gauge,
+}
+
+/// A Prometheus text document being written. Each family is declared once with
+/// [`Exposition::family`] and its samples follow at once (the format wants them together).
+#[derive(Debug, Default)]
+pub struct Exposition {
+    out: String,
+    declared: HashSet<&'static str>,
+    current: Option<&'static str>,
+}
+
+impl Exposition {
+    pub fn new() -> Exposition {
+        Exposition::default()
+    }
+
+    /// Starts a family. Declaring the same name twice is a bug of the caller.
+    pub fn family(&mut self, name: &'static str, help: &str, kind: Kind) -> &mut Self {
+        debug_assert!(is_metric_name(name), "bad metric name {name}");
+        let fresh = self.declared.insert(name);
+        debug_assert!(fresh, "metric family {name} declared twice");
+        let kind = match kind {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+        };
+        // Writing to a String cannot fail.
+        let _ = writeln!(self.out, "# HELP {name} {}", escape_help(help));
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+        self.current = Some(name);
+        self
+    }
+
+    /// A sample of the current family.
+    pub fn sample(&mut self, labels: &[(&str, &str)], value: f64) -> &mut Self {
+        let name = self
+            .current
+            .expect("a sample is written after its family is declared");
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let _ = write!(self.out, "{k}=\"{}\"", escape_label(v));
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {}", number(value));
+        self
+    }
+
+    /// A family with one unlabelled sample.
+    pub fn single(&mut self, name: &'static str, help: &str, kind: Kind, value: f64) {
+        self.family(name, help, kind).sample(&[], value);
+    }
+
+    pub fn finish(self) -> String {
+        self.out
+    }
+}
+
+fn number(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+fn escape_label(v: &str) -> String {
+    let mut s = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => s.push_str("\\\\"),
+            '"' => s.push_str("\\\""),
+            '\n' => s.push_str("\\n"),
+            c => s.push(c),
+        }
+    }
+    s
+}
+
+fn escape_help(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+fn is_metric_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_samples_and_escaping() {
+        let mut e = Exposition::new();
+        e.family(
+            "tambun_calls_total",
+            "Calls ended, by disposition.",
+            Kind::Counter,
+        )
+        .sample(&[("disposition", "answered")], 3.0)
+        .sample(&[("disposition", "no-answer")], 0.0);
+        e.single(
+            "tambun_calls_active",
+            "Calls in progress.",
+            Kind::Gauge,
+            2.0,
+        );
+        e.family("tambun_odd", "Odd \\ help\nline", Kind::Gauge)
+            .sample(&[("a", "q\"b\\c\nd"), ("b", "x")], 0.25);
+        assert_eq!(
+            e.finish(),
+            "# HELP tambun_calls_total Calls ended, by disposition.\n\
+             # TYPE tambun_calls_total counter\n\
+             tambun_calls_total{disposition=\"answered\"} 3\n\
+             tambun_calls_total{disposition=\"no-answer\"} 0\n\
+             # HELP tambun_calls_active Calls in progress.\n\
+             # TYPE tambun_calls_active gauge\n\
+             tambun_calls_active 2\n\
+             # HELP tambun_odd Odd \\\\ help\\nline\n\
+             # TYPE tambun_odd gauge\n\
+             tambun_odd{a=\"q\\\"b\\\\c\\nd\",b=\"x\"} 0.25\n"
+        );
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(number(1e20), "100000000000000000000");
+        assert_eq!(number(f64::NAN), "NaN");
+        assert_eq!(number(f64::INFINITY), "+Inf");
+        assert_eq!(number(-3.0), "-3");
+        assert_eq!(number(0.5), "0.5");
+    }
+}
