@@ -4,7 +4,8 @@
 //! third concurrent trunk call and the fourth call of the hour are refused and never reach
 //! the trunk SIPp; international numbers without a grant never reach it either; every refusal
 //! is logged, recorded as `blocked` and counted per OPD by `tambun cdr summary`; the hourly
-//! count survives a restart of the switch.
+//! count survives a restart of the switch. An OPD's own `[toll.opd.CODE]` hourly limit spans its
+//! extensions and leaves other OPDs alone.
 
 mod common;
 
@@ -30,11 +31,11 @@ const TOLL: &str = "[toll]\n\
 const NATIONAL: &str = "90561234567";
 const INTERNATIONAL: &str = "900441234567";
 
-/// A switch (not started yet) with the toll limits above, whose trunk is a SIPp UAS
+/// A switch (not started yet) with the configuration `toml`, whose trunk is a SIPp UAS
 /// answering `calls` calls.
-fn with_trunk(calls: u32) -> (Switch, SippUas) {
+fn with_trunk(calls: u32, toml: &str) -> (Switch, SippUas) {
     let switch = Switch::create(SwitchOptions {
-        config_toml: Some(TOLL.to_owned()),
+        config_toml: Some(toml.to_owned()),
         ..SwitchOptions::default()
     });
     let calls = calls.to_string();
@@ -86,7 +87,7 @@ fn summary_of(summary: &Value, opd: &str) -> Value {
 
 #[test]
 fn limits_and_permissions_stop_calls_before_the_trunk_and_are_counted_per_opd() {
-    let (mut switch, mut trunk) = with_trunk(3);
+    let (mut switch, mut trunk) = with_trunk(3, TOLL);
     switch.add_ext("1000", "setda", "pw1000");
     switch.add_ext("1205", "setwan", "pw1205");
     switch.launch();
@@ -312,4 +313,91 @@ fn limits_and_permissions_stop_calls_before_the_trunk_and_are_counted_per_opd() 
         "trunk limit: 3 calls per hour per extension",
         "1000 after a restart",
     );
+}
+
+#[test]
+fn an_opds_own_hourly_limit_spans_its_extensions_and_spares_other_opds() {
+    let toml = "[toll]\n\
+        concurrent_per_extension = 0\n\
+        calls_per_hour_per_extension = 0\n\
+        [toll.opd.setda]\n\
+        calls_per_hour_per_opd = 2\n";
+    let (mut switch, mut trunk) = with_trunk(3, toml);
+    for (ext, opd) in [
+        ("1000", "setda"),
+        ("1001", "setda"),
+        ("1002", "setda"),
+        ("3500", "diskominfo"),
+    ] {
+        switch.add_ext(ext, opd, &format!("pw{ext}"));
+    }
+    switch.launch();
+    let call = |name: &str, ext: &str, scenario: &std::path::Path| {
+        sipp_call(
+            &switch,
+            name,
+            ext,
+            &format!("pw{ext}"),
+            NATIONAL,
+            scenario,
+            &["-d", "200"],
+        )
+    };
+    let answered = sipp_scenario("uac-call.xml");
+    assert_sipp_ok(
+        &call("a", "1000", &answered),
+        1,
+        "1000, first of setda's hour",
+    );
+    assert_sipp_ok(
+        &call("b", "1001", &answered),
+        1,
+        "1001, second of setda's hour",
+    );
+    let refused = call("c", "1002", &refused_scenario(switch.dir(), 403));
+    assert_refused(
+        &refused,
+        403,
+        "trunk limit: 2 calls per hour per OPD",
+        "1002, third of setda's hour",
+    );
+    assert_sipp_ok(
+        &call("d", "3500", &answered),
+        1,
+        "3500 (diskominfo) is not limited by setda",
+    );
+
+    assert_sipp_ok(&trunk.finish(Duration::from_secs(5)), 3, "trunk");
+    let froms: Vec<String> = trunk
+        .requests("INVITE")
+        .iter()
+        .filter_map(|m| header_of(m, "From"))
+        .collect();
+    assert_eq!(froms.len(), 3, "{froms:#?}");
+    assert!(
+        !froms.iter().any(|f| f.contains("1002@")),
+        "1002's call reached the trunk: {froms:#?}"
+    );
+
+    let rows = wait_cdrs(&switch, 4);
+    assert_eq!(rows.len(), 4, "{rows:#?}");
+    let summary: Value =
+        serde_json::from_str(&switch.cli_ok(&["cdr", "summary", "--json"])).expect("JSON");
+    let setda = summary_of(&summary, "setda");
+    assert_eq!(
+        (setda["blocked"].as_u64(), setda["trunk_calls"].as_u64()),
+        (Some(1), Some(2))
+    );
+    let diskominfo = summary_of(&summary, "diskominfo");
+    assert_eq!(
+        (
+            diskominfo["blocked"].as_u64(),
+            diskominfo["trunk_calls"].as_u64()
+        ),
+        (Some(0), Some(1))
+    );
+    assert!(switch.log_text().contains(
+        "trunk call blocked from 127.0.0.1 extension '1002' OPD 'setda' dialled '90561234567': \
+         trunk limit: 2 calls per hour per OPD"
+    ));
 }
