@@ -25,6 +25,8 @@ pub struct Config {
     pub registrar: RegistrarConfig,
     /// Call limits.
     pub calls: CallsConfig,
+    /// Toll-fraud limits on trunk calls.
+    pub toll: TollConfig,
     /// The RTP relay that anchors every call's media.
     pub media: MediaConfig,
     /// The largest SIP message accepted, in bytes (a datagram or one framed TCP message).
@@ -106,6 +108,79 @@ impl MediaConfig {
     }
 }
 
+/// The `[toll]` table: limits on calls to the trunk (emergency calls are never limited).
+/// `0` means no limit. `[toll.opd.CODE]` replaces any of the four for one OPD's extensions.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TollConfig {
+    /// Trunk calls one extension may have in progress at once.
+    pub concurrent_per_extension: u32,
+    /// Trunk calls one OPD's extensions may have in progress at once, together.
+    pub concurrent_per_opd: u32,
+    /// Trunk calls one extension may start within any 60 minutes.
+    pub calls_per_hour_per_extension: u32,
+    /// Trunk calls one OPD's extensions may start within any 60 minutes, together.
+    pub calls_per_hour_per_opd: u32,
+    /// Per-OPD replacements, by OPD code.
+    pub opd: std::collections::BTreeMap<String, TollOpdConfig>,
+}
+
+/// A `[toll.opd.CODE]` table: the limits it names replace the `[toll]` ones for that OPD.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TollOpdConfig {
+    pub concurrent_per_extension: Option<u32>,
+    pub concurrent_per_opd: Option<u32>,
+    pub calls_per_hour_per_extension: Option<u32>,
+    pub calls_per_hour_per_opd: Option<u32>,
+}
+
+impl Default for TollConfig {
+    fn default() -> Self {
+        let d = crate::proxy::toll::Limits::default();
+        TollConfig {
+            concurrent_per_extension: d.concurrent_per_extension,
+            concurrent_per_opd: d.concurrent_per_opd,
+            calls_per_hour_per_extension: d.per_hour_per_extension,
+            calls_per_hour_per_opd: d.per_hour_per_opd,
+            opd: Default::default(),
+        }
+    }
+}
+
+impl TollConfig {
+    /// The limits for the toll guard, per-OPD replacements merged with the defaults.
+    pub fn limits(&self) -> Result<crate::proxy::toll::TollLimits, ConfigError> {
+        use crate::proxy::toll::Limits;
+        let default = Limits {
+            concurrent_per_extension: self.concurrent_per_extension,
+            concurrent_per_opd: self.concurrent_per_opd,
+            per_hour_per_extension: self.calls_per_hour_per_extension,
+            per_hour_per_opd: self.calls_per_hour_per_opd,
+        };
+        let mut opd = std::collections::BTreeMap::new();
+        for (code, o) in &self.opd {
+            let code = code.parse().map_err(|_| {
+                ConfigError::Invalid(format!(
+                    "toll.opd.{code}: '{code}' is not an OPD code (lowercase letters, digits and -)"
+                ))
+            })?;
+            let limits = Limits {
+                concurrent_per_extension: o
+                    .concurrent_per_extension
+                    .unwrap_or(default.concurrent_per_extension),
+                concurrent_per_opd: o.concurrent_per_opd.unwrap_or(default.concurrent_per_opd),
+                per_hour_per_extension: o
+                    .calls_per_hour_per_extension
+                    .unwrap_or(default.per_hour_per_extension),
+                per_hour_per_opd: o.calls_per_hour_per_opd.unwrap_or(default.per_hour_per_opd),
+            };
+            opd.insert(code, limits);
+        }
+        Ok(crate::proxy::toll::TollLimits { default, opd })
+    }
+}
+
 /// The `[calls]` table.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -133,6 +208,7 @@ impl Default for Config {
             domain: None,
             registrar: RegistrarConfig::default(),
             calls: CallsConfig::default(),
+            toll: TollConfig::default(),
             media: MediaConfig::default(),
             max_message_bytes: 65535,
             max_headers: 128,
@@ -297,6 +373,7 @@ impl Config {
         if matches!(&self.domain, Some(d) if d.trim().is_empty()) {
             return invalid("`domain` is empty".into());
         }
+        self.toll.limits()?;
         Ok(())
     }
 }
@@ -369,6 +446,37 @@ mod tests {
         let err = Config::from_toml("[registrar]\nmin_expires = 4000\n").unwrap_err();
         assert!(err.to_string().contains("min_expires"), "{err}");
         assert!(Config::from_toml("listen = []").is_err());
+    }
+
+    #[test]
+    fn toll_limits_with_opd_replacements() {
+        let c = Config::from_toml("").unwrap();
+        let l = c.toll.limits().unwrap();
+        assert_eq!(l.default, crate::proxy::toll::Limits::default());
+        assert_eq!(l.default.concurrent_per_extension, 2);
+        assert_eq!(l.default.concurrent_per_opd, 10);
+        assert_eq!(l.default.per_hour_per_extension, 20);
+        assert_eq!(l.default.per_hour_per_opd, 200);
+        assert!(l.opd.is_empty());
+        let c = Config::from_toml(
+            "[toll]\nconcurrent_per_extension = 1\ncalls_per_hour_per_opd = 0\n\
+             [toll.opd.setda]\nconcurrent_per_opd = 30\n",
+        )
+        .unwrap();
+        let l = c.toll.limits().unwrap();
+        assert_eq!(l.default.concurrent_per_extension, 1);
+        assert_eq!(l.default.per_hour_per_opd, 0);
+        let setda = l.of(Some(&"setda".parse().unwrap()));
+        assert_eq!(setda.concurrent_per_opd, 30);
+        assert_eq!(setda.concurrent_per_extension, 1, "taken from [toll]");
+        assert_eq!(l.of(Some(&"dinkes".parse().unwrap())), l.default);
+        let err = Config::from_toml("[toll.opd.Setda]\nconcurrent_per_opd = 3\n").unwrap_err();
+        assert!(err.to_string().contains("toll.opd.Setda"), "{err}");
+        let err = Config::from_toml("[toll]\nconcurrent = 3\n").unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `concurrent`"),
+            "{err}"
+        );
     }
 
     #[test]

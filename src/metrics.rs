@@ -71,10 +71,31 @@ pub fn render(s: &Snapshot) -> String {
         .sample(&[("state", "answered")], sw.calls_answered as f64);
     e.single(
         "tambun_trunk_calls_active",
-        "Calls in progress through the central trunk.",
+        "Calls in progress through the central trunk (emergency calls included).",
         Gauge,
-        sw.trunk_calls_active as f64,
+        sw.toll.active as f64,
     );
+    e.single(
+        "tambun_trunk_calls_total",
+        "Calls let through to the central trunk (emergency calls included).",
+        Counter,
+        sw.toll.admitted as f64,
+    );
+    e.single(
+        "tambun_trunk_emergency_calls_total",
+        "Emergency calls let through to the trunk (never limited).",
+        Counter,
+        sw.toll.emergency as f64,
+    );
+    e.family(
+        "tambun_trunk_blocked_total",
+        "Calls to outside numbers refused by the toll-fraud guard, by rule and the caller's OPD.",
+        Counter,
+    );
+    for ((rule, opd), n) in &sw.toll.blocked {
+        let opd = opd.as_ref().map_or("", |o| o.as_str());
+        e.sample(&[("rule", rule), ("opd", opd)], *n as f64);
+    }
     e.family(
         "tambun_calls_total",
         "Calls ended since the start, by disposition (as in the call records).",

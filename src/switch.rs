@@ -21,6 +21,7 @@ use bytes::Bytes;
 use crate::dialplan::Dialplan;
 use crate::proxy::media::{MediaRelay, MediaTable};
 use crate::proxy::records::{CallRecord, Disposition, LiveCall, Records};
+use crate::proxy::toll::{TollGuard, TollLimits, TollStats};
 use crate::proxy::{Effect, ProxyState};
 use crate::registrar::{self, Accounts, Change, Now, Registrar, Source};
 use crate::sip::message::{HeaderName, Limits, Message, Method, ParseError};
@@ -73,7 +74,8 @@ pub struct SwitchMetrics {
     pub registrations_other: (u64, u64),
     pub calls_active: u64,
     pub calls_answered: u64,
-    pub trunk_calls_active: u64,
+    /// The toll guard's counts: trunk calls in progress, let through, blocked by rule and OPD.
+    pub toll: TollStats,
     pub transactions: u64,
 }
 
@@ -135,6 +137,8 @@ pub struct Switch {
     pub(crate) net: Network,
     pub(crate) proxy: ProxyState,
     pub(crate) records: Records,
+    /// Limits on trunk calls (toll fraud).
+    pub(crate) toll: TollGuard,
     pub(crate) effects: Vec<Effect>,
     pub(crate) transmits: VecDeque<Transmit>,
     /// The RTP relay that anchors media; `None` leaves SDP untouched (media goes direct).
@@ -160,6 +164,7 @@ impl Switch {
             net: Network::default(),
             proxy: ProxyState::default(),
             records: Records::new(max_call),
+            toll: TollGuard::new(TollLimits::default()),
             effects: Vec::new(),
             transmits: VecDeque::new(),
             media: None,
@@ -180,6 +185,46 @@ impl Switch {
     /// A UDP socket with the address the switch advertises for it (index = order of calls).
     pub fn add_udp_socket(&mut self, advertised: SocketAddr) {
         self.net.udp.push(advertised);
+    }
+
+    /// The toll-fraud limits (the defaults apply until this is called). Set at start, before
+    /// any call: calls in progress are forgotten.
+    pub fn set_toll_limits(&mut self, limits: TollLimits) {
+        self.toll = TollGuard::new(limits);
+    }
+
+    /// What the toll guard let through and blocked (for `/metrics`).
+    pub fn toll_stats(&mut self) -> &TollStats {
+        self.settle_toll();
+        self.toll.stats()
+    }
+
+    /// Tells the toll guard about trunk calls whose records ended.
+    pub(crate) fn settle_toll(&mut self) {
+        for call in self.records.drain_trunk_ended() {
+            self.toll.release(&call);
+        }
+    }
+
+    /// Trunk calls recorded before a restart, so the hourly limits hold across it: each
+    /// `(caller, caller's OPD, start in Unix ms)` within the last hour counts again.
+    /// Emergency calls are left out (they are never limited).
+    pub fn restore_trunk_history(&mut self, calls: Vec<crate::store::TrunkCallRow>, now: Now) {
+        let now_ms = now.unix_ms as i64;
+        for c in calls {
+            if c.route.starts_with(crate::proxy::EMERGENCY_ROUTE) {
+                continue;
+            }
+            let Ok(ext) = c.caller.parse::<Extension>() else {
+                continue;
+            };
+            let age = Duration::from_millis(now_ms.saturating_sub(c.start_ms).max(0) as u64);
+            if age >= crate::proxy::toll::HOUR {
+                continue;
+            }
+            let at = now.instant.checked_sub(age).unwrap_or(now.instant);
+            self.toll.seed(&ext, c.caller_opd.as_ref(), at);
+        }
     }
 
     pub fn set_domain(&mut self, domain: Option<String>) {
@@ -434,6 +479,7 @@ impl Switch {
     /// Finished calls, for the call records. Their relay sessions close here: a finished
     /// record is the one place every way a call ends goes through.
     pub fn drain_call_records(&mut self) -> Vec<CallRecord> {
+        self.settle_toll();
         let mut done = self.records.drain_finished();
         for r in &mut done {
             r.media = self.media_totals(&r.call_id);
@@ -446,7 +492,7 @@ impl Switch {
     }
 
     /// A snapshot for `/metrics`.
-    pub fn metrics(&self) -> SwitchMetrics {
+    pub fn metrics(&mut self) -> SwitchMetrics {
         let mut by_opd: HashMap<&OpdCode, (u64, u64)> = HashMap::new();
         let mut other = (0, 0);
         for (ext, bindings) in self.registrar.location.per_extension() {
@@ -467,14 +513,14 @@ impl Switch {
                 (o.code.clone(), e, b)
             })
             .collect();
-        let (calls_active, calls_answered, trunk_calls_active) = self.records.counts();
+        let (calls_active, calls_answered) = self.records.counts();
         SwitchMetrics {
             stats: self.stats,
             registrations_by_opd,
             registrations_other: other,
             calls_active,
             calls_answered,
-            trunk_calls_active,
+            toll: self.toll_stats().clone(),
             transactions: self.transaction_count() as u64,
         }
     }

@@ -80,7 +80,8 @@ fn national_without_permission_is_refused_and_never_reaches_the_trunk() {
             ("caller", "1205"),
             ("caller_opd", "setwan"),
             ("dialled", "90511234567"),
-            ("disposition", "rejected"),
+            // refused for lack of permission: a blocked attempt (tests/calls_toll.rs)
+            ("disposition", "blocked"),
             ("sip_status", "403"),
             ("trunk", "false"),
         ],

@@ -552,9 +552,9 @@ fn cdr_summary_by_opd() {
     let csv = env.ok(&[&["cdr", "summary", "--by", "opd", "--csv"][..], &day].concat());
     assert_eq!(
         csv,
-        "opd,calls,answered,minutes,trunk_calls,trunk_minutes\n\
-         dinkes,2,2,3.58,1,2.00\n\
-         setda,2,1,1.58,0,0.00\n"
+        "opd,calls,answered,minutes,trunk_calls,trunk_minutes,blocked\n\
+         dinkes,2,2,3.58,1,2.00,0\n\
+         setda,2,1,1.58,0,0.00,0\n"
     );
 
     let json = env.json(&[&["cdr", "summary", "--json"][..], &day].concat());
@@ -569,7 +569,8 @@ fn cdr_summary_by_opd() {
         json["total"],
         serde_json::json!({
             "calls": 3, "answered": 2, "minutes": 3.58, "answered_ms": 215000,
-            "trunk_calls": 1, "trunk_minutes": 2.0, "trunk_answered_ms": 120000
+            "trunk_calls": 1, "trunk_minutes": 2.0, "trunk_answered_ms": 120000,
+            "blocked": 0
         }),
         "the cross-OPD call counted once in the total"
     );
@@ -577,6 +578,7 @@ fn cdr_summary_by_opd() {
     let table = env.ok(&[&["cdr", "summary", "--by", "opd"][..], &day].concat());
     for want in [
         "TRUNK MINUTES",
+        "BLOCKED",
         "dinkes",
         "3.6",
         "total (each call once)",

@@ -12,7 +12,9 @@ use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::calls::{assert_sipp_ok, register_from_port, wait_cdrs, SippUas};
+use common::calls::{
+    assert_sipp_ok, refused_scenario, register_from_port, sipp_call, wait_cdrs, SippUas,
+};
 use common::media::{media_switch, wait_relay_idle};
 use common::peers::{run_sipp, sipp_scenario};
 use common::{free_udp_port, Switch};
@@ -280,4 +282,30 @@ fn metrics_parse_and_move_with_traffic() {
     assert!(value(&after, "tambun_sip_messages_received_total") > (CALLS * 5) as f64);
     // No new auth failures: the calls authenticated (their 407 challenges are not failures).
     assert_eq!(value(&after, "tambun_auth_failures_total"), 2.0);
+
+    // An international call without the grant: refused by the toll guard and counted.
+    let refused = sipp_call(
+        &switch,
+        "international",
+        "1000",
+        "rahasia1000",
+        "900441234567",
+        &refused_scenario(switch.dir(), 403),
+        &[],
+    );
+    assert_sipp_ok(&refused, 1, "international call refused with 403");
+    wait_cdrs(&switch, CALLS as usize + 1);
+    let m = metrics(&switch);
+    assert_eq!(
+        value(
+            &m,
+            "tambun_trunk_blocked_total{rule=\"permission\",opd=\"setda\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(&m, "tambun_calls_total{disposition=\"blocked\"}"),
+        1.0
+    );
+    assert_eq!(value(&m, "tambun_trunk_calls_total"), 0.0);
 }

@@ -73,13 +73,15 @@ struct FormatArgs {
 
 #[derive(Debug, Subcommand)]
 enum CdrCommand {
-    /// Usage per OPD: calls, answered, minutes, trunk calls and trunk minutes
+    /// Usage per OPD: calls, answered, minutes, trunk calls, trunk minutes and blocked attempts
     ///
     /// An OPD's calls are the calls placed by OR received by it: a call between two OPDs
     /// counts for both, a call inside one OPD once. Minutes are the talk time of the answered
     /// ones (answer to hang-up); trunk calls and trunk minutes are those that went through the
-    /// central trunk. The total line counts each call once, so it is less than the sum of the
-    /// OPD lines when OPDs call each other. CSV has no total line.
+    /// central trunk. Blocked are the attempts refused before the trunk: numbers the caller may
+    /// not dial, or a toll limit reached (`tambun cdr` shows the rule in ROUTE). The total line
+    /// counts each call once, so it is less than the sum of the OPD lines when OPDs call each
+    /// other. CSV has no total line.
     #[command(after_help = time_help!())]
     Summary {
         /// What to group by
@@ -304,6 +306,7 @@ struct UsageView {
     trunk_calls: u64,
     trunk_minutes: f64,
     trunk_answered_ms: i64,
+    blocked: u64,
 }
 
 impl From<&Usage> for UsageView {
@@ -317,6 +320,7 @@ impl From<&Usage> for UsageView {
             trunk_calls: u.trunk_calls,
             trunk_minutes: round2(u.trunk_answered_ms),
             trunk_answered_ms: u.trunk_answered_ms,
+            blocked: u.blocked,
         }
     }
 }
@@ -367,6 +371,7 @@ fn summary(store: &Store, range: RangeArgs, format: FormatArgs, now: i64) -> any
             "minutes",
             "trunk_calls",
             "trunk_minutes",
+            "blocked",
         ])?;
         for o in &by_opd {
             let u = UsageView::from(&o.usage);
@@ -377,6 +382,7 @@ fn summary(store: &Store, range: RangeArgs, format: FormatArgs, now: i64) -> any
                 format!("{:.2}", u.minutes),
                 u.trunk_calls.to_string(),
                 format!("{:.2}", u.trunk_minutes),
+                u.blocked.to_string(),
             ])?;
         }
         w.flush()?;
@@ -399,6 +405,7 @@ fn summary(store: &Store, range: RangeArgs, format: FormatArgs, now: i64) -> any
         "MINUTES",
         "TRUNK CALLS",
         "TRUNK MINUTES",
+        "BLOCKED",
     ]);
     let row = |label: String, u: &Usage| {
         vec![
@@ -408,6 +415,7 @@ fn summary(store: &Store, range: RangeArgs, format: FormatArgs, now: i64) -> any
             format!("{:.1}", u.minutes()),
             u.trunk_calls.to_string(),
             format!("{:.1}", u.trunk_minutes()),
+            u.blocked.to_string(),
         ]
     };
     for o in &by_opd {

@@ -101,6 +101,12 @@ pub struct RingTarget {
 pub struct Routing {
     pub decision: Decision,
     pub trace: Vec<TraceStep>,
+    /// For a non-emergency `Trunk` decision: the extension whose permissions sent the call
+    /// to the trunk (the caller, or the forwarding extension after a forward-always). The
+    /// proxy charges the trunk limits to it.
+    pub trunk_caller: Option<Extension>,
+    /// For a `Reject` because the caller may not dial the number's class: that class.
+    pub denied: Option<NumberClass>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -197,11 +203,25 @@ impl Dialplan {
             trace: Vec::new(),
             hops: 0,
             forwarded: Vec::new(),
+            trunk_caller: None,
+            denied: None,
         };
         let decision = eval.number(caller, dialled, true);
+        let trunk_caller = match decision {
+            Decision::Trunk {
+                emergency: false, ..
+            } => eval.trunk_caller,
+            _ => None,
+        };
+        let denied = match decision {
+            Decision::Reject { .. } => eval.denied,
+            _ => None,
+        };
         Routing {
             decision,
             trace: eval.trace,
+            trunk_caller,
+            denied,
         }
     }
 }
@@ -216,6 +236,10 @@ struct Eval<'a> {
     hops: usize,
     /// Extensions whose forward-always this call has followed.
     forwarded: Vec<Extension>,
+    /// Who the last outside number was classified and permitted for.
+    trunk_caller: Option<Extension>,
+    /// The class the last permission check refused.
+    denied: Option<NumberClass>,
 }
 
 fn reject(status: u16, reason: impl Into<String>) -> Decision {
@@ -651,6 +675,7 @@ impl<'a> Eval<'a> {
         if let Some(refused) = self.permit(caller, opd, *class, number) {
             return refused;
         }
+        self.trunk_caller = Some(caller.clone());
         let sent = match prepend {
             Some(p) if dialled => format!("{p}{number}"),
             _ => number.to_owned(),
@@ -690,6 +715,7 @@ impl<'a> Eval<'a> {
         if allow.contains(class) {
             return None;
         }
+        self.denied = Some(class);
         self.step(
             Some(&opd.file),
             line,

@@ -550,6 +550,77 @@ fn forward_uses_the_forwarding_extensions_permissions() {
 }
 
 #[test]
+fn routing_names_who_the_trunk_call_is_charged_to_and_the_class_denied() {
+    let plan = shipped();
+    let dir = Dir::default()
+        .with("2301", forward_to("90511234567"))
+        .with("1010", forward_to("90511234567"));
+    // 2301 calls setda's 1010, which forwards to a national number: charged to 1010.
+    let r = route_at(&plan, "2301", "1010", MON_0900, &dir);
+    assert_eq!(r.trunk_caller, Some(ext("1010")));
+    assert_eq!(r.denied, None);
+    // 1000 dials it directly: charged to 1000.
+    let r = route_at(&plan, "1000", "90511234567", MON_0900, &dir);
+    assert_eq!(r.trunk_caller, Some(ext("1000")));
+    // Emergency calls are charged to nobody (never limited).
+    let r = route_at(&plan, "1000", "112", MON_0900, &dir);
+    assert_eq!((r.trunk_caller, r.denied), (None, None));
+    // International without a grant: denied, with the class.
+    let r = route_at(&plan, "1000", "900441234567", MON_0900, &dir);
+    assert_eq!(status(&r.decision), 403);
+    assert_eq!(
+        (r.trunk_caller, r.denied),
+        (None, Some(NumberClass::International))
+    );
+    // 1001-1009 are granted international.
+    let r = route_at(&plan, "1001", "900441234567", MON_0900, &dir);
+    assert_eq!(r.decision, trunk("00441234567", NumberClass::International));
+    assert_eq!((r.trunk_caller, r.denied), (Some(ext("1001")), None));
+    // Through dinkes' forward: denied national for 2301.
+    let r = route_at(&plan, "1010", "2301", MON_0900, &dir);
+    assert_eq!(r.denied, Some(NumberClass::National));
+    // A rule's reject or an unknown number is no permission refusal.
+    let r = route_at(&plan, "1000", "3590", MON_0900, &dir);
+    assert_eq!((status(&r.decision), r.denied), (404, None));
+}
+
+#[test]
+fn international_is_denied_in_every_shipped_opd_unless_granted() {
+    let plan = shipped();
+    let dir = Dir::default();
+    let mut checked = 0;
+    for opd in plan.opds() {
+        let reception = opd
+            .reception
+            .clone()
+            .expect("every shipped OPD has a reception");
+        for number in ["900441234567", "9+441234567"] {
+            let r = plan.route(&reception, number, MON_0900, &dir);
+            assert_eq!(
+                (status(&r.decision), r.denied),
+                (403, Some(NumberClass::International)),
+                "{} ({}) dials {number}",
+                reception,
+                opd.code
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 80, "{checked}");
+    // The only grant shipped: setda's 1001-1009.
+    for e in ["1001", "1009"] {
+        assert!(matches!(
+            route(&plan, e, "900441234567"),
+            Decision::Trunk {
+                class: NumberClass::International,
+                ..
+            }
+        ));
+    }
+    assert_eq!(status(&route(&plan, "1010", "900441234567")), 403);
+}
+
+#[test]
 fn forward_loop_is_482() {
     let plan = shipped();
     let dir = Dir::default()

@@ -11,6 +11,7 @@
 pub mod build;
 pub mod media;
 pub mod records;
+pub mod toll;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -18,7 +19,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::dialplan::route::{Decision, Directory, FeatureAction, Features, RingTarget, Routing};
-use crate::dialplan::Strategy;
+use crate::dialplan::{NumberClass, Strategy};
 use crate::registrar::{Accounts, Now, Verdict};
 use crate::sip::headers::{NameAddr, Uri};
 use crate::sip::message::{HeaderName, Message, Method};
@@ -26,10 +27,11 @@ use crate::sip::response;
 use crate::sip::transaction::{Peer, ResponseDisposition, TransactionKey, Transmit, TxMethod};
 use crate::store::Disposition;
 use crate::switch::Switch;
-use crate::types::{Extension, Transport};
+use crate::types::{Extension, OpdCode, Transport};
 
 use build::Hop;
 use records::NewCall;
+use toll::Rule;
 
 /// Our branches start with this, then a hash of the request for loop detection.
 const BRANCH_PREFIX: &str = "z9hG4bKtb";
@@ -41,6 +43,8 @@ const NON_INVITE_LIMIT: Duration = Duration::from_secs(32);
 const CANCEL_GRACE: Duration = Duration::from_secs(4);
 /// How many times forwarding fallbacks may chain within one call.
 const MAX_FALLBACKS: u8 = 4;
+/// How the call records' route of an emergency call starts.
+pub(crate) const EMERGENCY_ROUTE: &str = "trunk (emergency)";
 
 /// One proxied request: the server transaction it came in on and its client branches.
 pub(crate) struct Proxied {
@@ -530,10 +534,17 @@ impl Switch {
 
     /// Acts on a routing decision for call `id` (first routing or a fallback).
     fn apply_routing(&mut self, id: u64, routing: Routing, now: Now) {
+        let desc = describe(&routing).0;
         match routing.decision {
             Decision::Reject { status, reason } => {
                 tracing::debug!(status, %reason, "call rejected by the dialplan");
-                self.respond_final(id, status, now);
+                match routing.denied {
+                    // Refused an outside class for lack of permission: a blocked attempt.
+                    Some(class) if class != NumberClass::Internal => {
+                        self.block(id, Rule::Permission(class), status, None, &desc, now);
+                    }
+                    _ => self.respond_final(id, status, now),
+                }
             }
             Decision::Feature(action) => {
                 let Some(caller) = self.call_ctx(id).map(|c| c.caller.clone()) else {
@@ -543,7 +554,12 @@ impl Switch {
                 // A proxy cannot play a confirmation tone; the phone sees this final answer.
                 self.respond_final(id, 480, now);
             }
-            Decision::Trunk { number, .. } => {
+            Decision::Trunk {
+                number, emergency, ..
+            } => {
+                if !self.admit_trunk(id, routing.trunk_caller.as_ref(), emergency, &number, now) {
+                    return;
+                }
                 let trunk = &self.dialplan.province().trunk;
                 let host = trunk.host.clone();
                 let port = trunk.port;
@@ -623,6 +639,102 @@ impl Switch {
                 }
             }
         }
+    }
+
+    /// Asks the toll guard whether call `id` may go to the trunk, charged to `charged` (the
+    /// extension whose permissions sent it there). A refused call is answered and recorded
+    /// as blocked; returns whether it may go on.
+    fn admit_trunk(
+        &mut self,
+        id: u64,
+        charged: Option<&Extension>,
+        emergency: bool,
+        number: &str,
+        now: Now,
+    ) -> bool {
+        self.settle_toll();
+        let Some((call_id, from_tag)) = self.call_ids(id) else {
+            return true;
+        };
+        let fallback = self.call_ctx(id).is_some_and(|c| c.fallbacks > 0);
+        if fallback {
+            // Routed again to the trunk (a forward on busy or no answer).
+            let route = if emergency {
+                format!("{EMERGENCY_ROUTE} {number}")
+            } else {
+                format!("trunk {number}")
+            };
+            self.records.rerouted(&call_id, &from_tag, route, true);
+        }
+        let key = (call_id, from_tag);
+        let charged = match (emergency, charged) {
+            (false, Some(ext)) => ext.clone(),
+            _ => {
+                self.toll.admit_emergency(key);
+                return true;
+            }
+        };
+        let opd = self
+            .registrar
+            .accounts()
+            .get(&charged)
+            .map(|a| a.opd.clone());
+        match self.toll.admit(key, &charged, opd.as_ref(), now.instant) {
+            Ok(()) => true,
+            Err(rule) => {
+                let desc = format!("trunk {number}");
+                self.block(id, rule, rule.status(), Some((&charged, opd)), &desc, now);
+                false
+            }
+        }
+    }
+
+    /// Refuses call `id` for `rule` with `status` and a `Warning` naming the rule; logs one
+    /// line and records the call as `blocked`. `charged` is the extension (and OPD) the toll
+    /// guard counted; for a permission refusal, the caller's OPD is counted here.
+    fn block(
+        &mut self,
+        id: u64,
+        rule: Rule,
+        status: u16,
+        charged: Option<(&Extension, Option<OpdCode>)>,
+        desc: &str,
+        now: Now,
+    ) {
+        let Some(p) = self.proxy.by_id.get(&id) else {
+            return;
+        };
+        let source = p.upstream.addr;
+        let dialled = uri_user(p.request.request_uri().unwrap_or("")).unwrap_or_default();
+        let caller = p.call.as_ref().map(|c| c.caller.clone());
+        let (ext, opd) = match charged {
+            Some((ext, opd)) => (Some(ext.clone()), opd),
+            None => {
+                let opd = caller
+                    .as_ref()
+                    .and_then(|c| self.registrar.accounts().get(c))
+                    .map(|a| a.opd.clone());
+                if let Rule::Permission(class) = rule {
+                    self.toll.count_denied(class, opd.as_ref());
+                }
+                (caller.clone(), opd)
+            }
+        };
+        tracing::warn!(
+            target: "tambun::toll",
+            rule = rule.name(),
+            "trunk call blocked from {} extension '{}' OPD '{}' dialled '{}': {rule}",
+            source.ip(),
+            ext.as_ref().map_or("", |e| e.as_str()),
+            opd.as_ref().map_or("", |o| o.as_str()),
+            dialled,
+        );
+        if let Some((call_id, from_tag)) = self.call_ids(id) {
+            let route = format!("blocked ({}): {desc}", rule.name());
+            self.records.rerouted(&call_id, &from_tag, route, false);
+        }
+        let warning = format!("Warning: 399 tambun \"{rule}\"");
+        self.respond_final_full(id, status, Some(Disposition::Blocked), &[warning], now);
     }
 
     fn ring_member(&mut self, id: u64, m: &RingTarget, now: Now) {
@@ -708,6 +820,18 @@ impl Switch {
         disposition: Option<Disposition>,
         now: Now,
     ) {
+        self.respond_final_full(id, status, disposition, &[], now);
+    }
+
+    /// As [`Self::respond_final_as`], with `extra` header lines in the response.
+    fn respond_final_full(
+        &mut self,
+        id: u64,
+        status: u16,
+        disposition: Option<Disposition>,
+        extra: &[String],
+        now: Now,
+    ) {
         let Some(p) = self.proxy.by_id.get_mut(&id) else {
             return;
         };
@@ -720,7 +844,7 @@ impl Switch {
             p.upstream.addr,
             status,
             Some(&crate::switch::our_to_tag(&p.request)),
-            &[],
+            extra,
             None,
         );
         let (key, upstream) = (p.server_key.clone(), p.upstream);
@@ -1336,7 +1460,7 @@ fn describe(routing: &Routing) -> (String, bool) {
             number, emergency, ..
         } => (
             if *emergency {
-                format!("trunk (emergency) {number}")
+                format!("{EMERGENCY_ROUTE} {number}")
             } else {
                 format!("trunk {number}")
             },

@@ -75,6 +75,8 @@ pub struct Records {
     /// Call-ID → calls (one per From-tag; forked or spiralled calls share a Call-ID).
     by_call_id: HashMap<String, Vec<Entry>>,
     finished: Vec<CallRecord>,
+    /// (Call-ID, From-tag) of trunk calls whose record ended, for the toll guard.
+    trunk_ended: Vec<(String, String)>,
     max_duration: Duration,
 }
 
@@ -83,12 +85,21 @@ impl Records {
         Records {
             by_call_id: HashMap::new(),
             finished: Vec::new(),
+            trunk_ended: Vec::new(),
             max_duration,
         }
     }
 
     pub fn start(&mut self, call: NewCall, now_ms: u64) {
         let list = self.by_call_id.entry(call.call_id.clone()).or_default();
+        // A new INVITE with the Call-ID and From-tag of a call still tracked replaces it.
+        if list
+            .iter()
+            .any(|e| e.call.from_tag == call.from_tag && e.call.trunk)
+        {
+            self.trunk_ended
+                .push((call.call_id.clone(), call.from_tag.clone()));
+        }
         list.retain(|e| e.call.from_tag != call.from_tag);
         list.push(Entry {
             call,
@@ -147,6 +158,26 @@ impl Records {
                 e.callee_opd = opd;
             }
         }
+    }
+
+    /// The call was routed again (a forward on busy or no answer), or the toll guard blocked
+    /// it: the route the record shows and whether it goes through the trunk.
+    pub fn rerouted(&mut self, call_id: &str, from_tag: &str, route: String, trunk: bool) {
+        let Some(e) = self.find(call_id, &[Some(from_tag)]) else {
+            return;
+        };
+        let left_trunk = e.call.trunk && !trunk;
+        e.call.route = route;
+        e.call.trunk = trunk;
+        if left_trunk {
+            self.trunk_ended
+                .push((call_id.to_owned(), from_tag.to_owned()));
+        }
+    }
+
+    /// (Call-ID, From-tag) of the trunk calls ended since the last call.
+    pub fn drain_trunk_ended(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.trunk_ended)
     }
 
     /// A re-INVITE or UPDATE refreshed the session (RFC 4028).
@@ -217,6 +248,10 @@ impl Records {
         if list.is_empty() {
             self.by_call_id.remove(call_id);
         }
+        if e.call.trunk {
+            self.trunk_ended
+                .push((e.call.call_id.clone(), e.call.from_tag.clone()));
+        }
         // A failure after the answer (an error to the ACK, a late 4xx) does not unanswer a call.
         let disposition = if e.answer_ms.is_some()
             && !matches!(
@@ -274,13 +309,12 @@ impl Records {
         }
     }
 
-    /// Calls in progress: (all, answered, through the trunk).
-    pub fn counts(&self) -> (u64, u64, u64) {
-        let mut c = (0, 0, 0);
+    /// Calls in progress: (all, answered).
+    pub fn counts(&self) -> (u64, u64) {
+        let mut c = (0, 0);
         for e in self.by_call_id.values().flatten() {
             c.0 += 1;
             c.1 += u64::from(e.answer_ms.is_some());
-            c.2 += u64::from(e.call.trunk);
         }
         c
     }

@@ -395,7 +395,8 @@ fn unassigned_unregistered_and_permissions() {
         vec![
             Disposition::Rejected,
             Disposition::Failed,
-            Disposition::Rejected
+            // refused for lack of permission: a blocked attempt
+            Disposition::Blocked
         ]
     );
 }
@@ -777,4 +778,201 @@ To: <sip:2300@127.0.0.1>;tag=b1\r\nCall-ID: call-1000-2300\r\nCSeq: 3 BYE\r\nCon
         assert_eq!(recs[0].media.as_ref().map(|m| m.packets_a2b), Some(7));
         assert_eq!(relay.closed.lock().unwrap().len(), 1);
     }
+}
+
+// ---- the toll guard ---------------------------------------------------------------------------
+
+fn warning_of(m: &Message) -> String {
+    m.headers_by_raw_name("Warning")
+        .next()
+        .map(|h| m.text(h.value).to_string())
+        .unwrap_or_default()
+}
+
+/// The INVITEs the switch sent to the trunk placeholder (port 5090).
+fn at_trunk(out: &[(u16, Message)]) -> Vec<&Message> {
+    out.iter()
+        .filter(|(p, m)| *p == 5090 && m.method().map(|m| m.as_str()) == Some("INVITE"))
+        .map(|(_, m)| m)
+        .collect()
+}
+
+#[test]
+fn international_without_a_grant_is_blocked_before_the_trunk() {
+    let mut rig = Rig::new(&[account("1001", "setda")]);
+    // setda may dial national numbers but not international ones, except 1001-1009.
+    rig.call("1000", 7000, "900441234567");
+    let out = rig.out();
+    let (_, refused) = out.last().unwrap();
+    assert_eq!(refused.status(), Some(403));
+    assert!(
+        warning_of(refused).contains("international numbers not allowed"),
+        "{}",
+        warning_of(refused)
+    );
+    assert!(at_trunk(&out).is_empty());
+    let rec = &records(&mut rig)[0];
+    assert_eq!(rec.disposition, Disposition::Blocked);
+    assert!(!rec.trunk);
+    assert!(
+        rec.route.starts_with("blocked (permission)"),
+        "{}",
+        rec.route
+    );
+    // the granted extension reaches the trunk with the same number
+    rig.call("1001", 7001, "900441234567");
+    let out = rig.out();
+    assert_eq!(at_trunk(&out).len(), 1);
+    let blocked = &rig.sw.toll_stats().blocked;
+    assert_eq!(
+        blocked.get(&("permission", Some("setda".parse().unwrap()))),
+        Some(&1)
+    );
+}
+
+#[test]
+fn trunk_limits_per_extension_concurrent_and_per_hour() {
+    let mut rig = Rig::new(&[]);
+    rig.sw.set_toll_limits(crate::proxy::toll::TollLimits {
+        default: crate::proxy::toll::Limits {
+            concurrent_per_extension: 1,
+            concurrent_per_opd: 0,
+            per_hour_per_extension: 2,
+            per_hour_per_opd: 0,
+        },
+        opd: Default::default(),
+    });
+    // 1000 (setda) calls a national number: it reaches the trunk and rings there.
+    rig.call("1000", 7000, "90561234567");
+    let out = rig.out();
+    let first = at_trunk(&out)[0].clone();
+    rig.send(5090, answer(&first, 180, "t1", 5090));
+    rig.out();
+    // a second one while the first rings: 486 naming the limit, the trunk sees nothing
+    rig.call("1000", 7001, "90561234567");
+    let out = rig.out();
+    assert!(at_trunk(&out).is_empty());
+    let (port, refused) = out.last().unwrap();
+    assert_eq!((*port, refused.status()), (7001, Some(486)));
+    assert!(
+        warning_of(refused).contains("1 concurrent calls per extension"),
+        "{}",
+        warning_of(refused)
+    );
+    // the first call ends (busy at the carrier): the next one goes through
+    rig.send(5090, answer(&first, 486, "t1", 5090));
+    rig.out();
+    rig.call("1000", 7002, "90561234567");
+    let out = rig.out();
+    let second = at_trunk(&out)[0].clone();
+    rig.send(5090, answer(&second, 486, "t2", 5090));
+    rig.out();
+    // two trunk calls within the hour: the third is refused with 403
+    rig.advance(30 * 60);
+    rig.call("1000", 7003, "90561234567");
+    let out = rig.out();
+    assert!(at_trunk(&out).is_empty());
+    let (_, refused) = out.last().unwrap();
+    assert_eq!(refused.status(), Some(403));
+    assert!(warning_of(refused).contains("2 calls per hour per extension"));
+    // an hour after the first: one slot free again
+    rig.advance(30 * 60);
+    rig.call("1000", 7004, "90561234567");
+    let out = rig.out();
+    assert_eq!(at_trunk(&out).len(), 1);
+
+    let recs = records(&mut rig);
+    let blocked: Vec<&str> = recs
+        .iter()
+        .filter(|r| r.disposition == Disposition::Blocked)
+        .map(|r| r.route.as_str())
+        .collect();
+    assert_eq!(
+        blocked,
+        vec![
+            "blocked (concurrent-per-extension): trunk 0561234567",
+            "blocked (per-hour-per-extension): trunk 0561234567"
+        ]
+    );
+    let s = rig.sw.toll_stats();
+    assert_eq!((s.admitted, s.active), (3, 1));
+}
+
+#[test]
+fn trunk_limits_per_opd_span_its_extensions_and_spare_emergency_calls() {
+    let mut rig = Rig::new(&[account("1001", "setda")]);
+    rig.sw.set_toll_limits(crate::proxy::toll::TollLimits {
+        default: crate::proxy::toll::Limits {
+            concurrent_per_extension: 0,
+            concurrent_per_opd: 1,
+            per_hour_per_extension: 0,
+            per_hour_per_opd: 0,
+        },
+        opd: Default::default(),
+    });
+    rig.call("1000", 7000, "90561234567");
+    assert_eq!(at_trunk(&rig.out()).len(), 1);
+    rig.call("1001", 7001, "90561234567");
+    let out = rig.out();
+    assert!(at_trunk(&out).is_empty());
+    let (_, refused) = out.last().unwrap();
+    assert_eq!(refused.status(), Some(486));
+    assert!(warning_of(refused).contains("1 concurrent calls per OPD"));
+    // emergency numbers are never limited
+    rig.call("1001", 7002, "112");
+    assert_eq!(at_trunk(&rig.out()).len(), 1);
+    // another OPD is not affected
+    rig.call("2300", 7003, "90561234567");
+    let out = rig.out();
+    assert!(at_trunk(&out).is_empty(), "dinkes may not dial national");
+    let s = rig.sw.toll_stats().clone();
+    assert_eq!(
+        s.blocked
+            .get(&("concurrent-per-opd", Some("setda".parse().unwrap()))),
+        Some(&1)
+    );
+    assert_eq!(
+        s.blocked
+            .get(&("permission", Some("dinkes".parse().unwrap()))),
+        Some(&1)
+    );
+    assert_eq!((s.admitted, s.emergency, s.active), (2, 1, 2));
+}
+
+#[test]
+fn trunk_calls_recorded_before_a_restart_count_for_the_hour() {
+    let mut rig = Rig::new(&[account("1001", "setda")]);
+    rig.sw.set_toll_limits(crate::proxy::toll::TollLimits {
+        default: crate::proxy::toll::Limits {
+            concurrent_per_extension: 0,
+            concurrent_per_opd: 0,
+            per_hour_per_extension: 1,
+            per_hour_per_opd: 0,
+        },
+        opd: Default::default(),
+    });
+    let row = |caller: &str, mins_ago: i64, route: &str| crate::store::TrunkCallRow {
+        caller: caller.into(),
+        caller_opd: Some("setda".parse().unwrap()),
+        start_ms: rig.now.unix_ms as i64 - mins_ago * 60_000,
+        route: route.into(),
+    };
+    let history = vec![
+        row("1000", 50, "trunk 0561234567"),
+        // an hour ago: out of the window
+        row("1001", 60, "trunk 0561234567"),
+        // emergency calls never count
+        row("1001", 5, "trunk (emergency) 112"),
+    ];
+    rig.sw.restore_trunk_history(history, rig.now);
+    rig.call("1000", 7000, "90561234567");
+    let out = rig.out();
+    assert!(at_trunk(&out).is_empty());
+    assert_eq!(out.last().unwrap().1.status(), Some(403));
+    rig.call("1001", 7001, "90561234567");
+    assert_eq!(at_trunk(&rig.out()).len(), 1);
+    // ten minutes later the call from 50 minutes ago is an hour old
+    rig.advance(10 * 60);
+    rig.call("1000", 7002, "90561234567");
+    assert_eq!(at_trunk(&rig.out()).len(), 1);
 }

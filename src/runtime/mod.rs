@@ -180,6 +180,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .filter_map(|r| store_thread::binding_of(r, t))
         .collect();
     switch.restore_bindings(restored, t);
+    // Toll limits; the trunk calls of the last hour count again (docs/decisions.md).
+    switch.set_toll_limits(config.toll.limits()?);
+    let hour_ago = (t.unix_ms as i64).saturating_sub(3_600_000);
+    let recent_trunk_calls = store.trunk_calls_since(hour_ago)?;
+    tracing::info!(
+        trunk_calls = recent_trunk_calls.len(),
+        "trunk calls of the last hour count for the hourly toll limits"
+    );
+    switch.restore_trunk_history(recent_trunk_calls, t);
     tracing::info!(
         registrations = switch.registration_count(),
         "restored registrations"

@@ -37,11 +37,14 @@ pub enum Disposition {
     Expired,
     /// An answered call ended because its media stopped flowing.
     MediaTimeout,
+    /// Refused before reaching the trunk: the caller may not dial that class of number, or
+    /// a toll limit (concurrent or hourly trunk calls) was reached. The route says which.
+    Blocked,
 }
 
 impl Disposition {
     /// Every disposition, in declaration order.
-    pub const ALL: [Disposition; 8] = [
+    pub const ALL: [Disposition; 9] = [
         Disposition::Answered,
         Disposition::Busy,
         Disposition::NoAnswer,
@@ -50,6 +53,7 @@ impl Disposition {
         Disposition::Failed,
         Disposition::Expired,
         Disposition::MediaTimeout,
+        Disposition::Blocked,
     ];
 
     /// The stored and printed name (`no-answer`, `media-timeout`, …).
@@ -63,6 +67,7 @@ impl Disposition {
             Disposition::Failed => "failed",
             Disposition::Expired => "expired",
             Disposition::MediaTimeout => "media-timeout",
+            Disposition::Blocked => "blocked",
         }
     }
 }
@@ -138,6 +143,15 @@ impl CdrRecord {
     }
 }
 
+/// A trunk call as [`Store::trunk_calls_since`] returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrunkCallRow {
+    pub caller: String,
+    pub caller_opd: Option<OpdCode>,
+    pub start_ms: i64,
+    pub route: String,
+}
+
 /// A stored call record and its row id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CdrRow {
@@ -173,6 +187,9 @@ pub struct Usage {
     pub trunk_calls: u64,
     /// Talk time of the answered trunk calls, in milliseconds.
     pub trunk_answered_ms: i64,
+    /// Attempts blocked by the toll guard or refused for lack of permission (disposition
+    /// `blocked`).
+    pub blocked: u64,
 }
 
 impl Usage {
@@ -209,7 +226,8 @@ const USAGE_SUMS: &str = "COUNT(*), \
      COALESCE(SUM(answer_ms IS NOT NULL), 0), \
      COALESCE(SUM(duration_ms), 0), \
      COALESCE(SUM(trunk), 0), \
-     COALESCE(SUM(CASE WHEN trunk = 1 THEN duration_ms ELSE 0 END), 0)";
+     COALESCE(SUM(CASE WHEN trunk = 1 THEN duration_ms ELSE 0 END), 0), \
+     COALESCE(SUM(disposition = 'blocked'), 0)";
 
 impl Store {
     /// Writes finished calls, all in one transaction (the switch batches them). When this
@@ -301,13 +319,14 @@ impl Store {
         // UNION (not UNION ALL) drops the second copy of a call whose caller and callee are
         // in the same OPD: the rows (opd, id) are equal.
         let sql = format!(
-            "WITH c AS (SELECT id, caller_opd, callee_opd, answer_ms, duration_ms, trunk FROM cdrs \
+            "WITH c AS (SELECT id, caller_opd, callee_opd, answer_ms, duration_ms, trunk, \
+                 disposition FROM cdrs \
                  WHERE (?1 IS NULL OR start_ms >= ?1) AND (?2 IS NULL OR start_ms < ?2)), \
              per AS ( \
-                 SELECT caller_opd AS opd, id, answer_ms, duration_ms, trunk FROM c \
+                 SELECT caller_opd AS opd, id, answer_ms, duration_ms, trunk, disposition FROM c \
                      WHERE caller_opd IS NOT NULL \
                  UNION \
-                 SELECT callee_opd AS opd, id, answer_ms, duration_ms, trunk FROM c \
+                 SELECT callee_opd AS opd, id, answer_ms, duration_ms, trunk, disposition FROM c \
                      WHERE callee_opd IS NOT NULL) \
              SELECT opd, {USAGE_SUMS} FROM per GROUP BY opd ORDER BY opd"
         );
@@ -316,6 +335,30 @@ impl Store {
             Ok(OpdUsage {
                 opd: parse_col(r, 0)?,
                 usage: usage_from_row(r, 1)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The trunk calls that started at or after `since_ms`, oldest first: what the toll
+    /// guard's hourly windows held before a restart.
+    pub fn trunk_calls_since(&self, since_ms: i64) -> Result<Vec<TrunkCallRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT caller, caller_opd, start_ms, route FROM cdrs \
+             WHERE start_ms >= ?1 AND trunk = 1 ORDER BY start_ms, id",
+        )?;
+        let rows = stmt.query_map(params![since_ms], |r| {
+            let opd: Option<String> = r.get(1)?;
+            Ok(TrunkCallRow {
+                caller: r.get(0)?,
+                caller_opd: opd
+                    .map(|s| {
+                        s.parse()
+                            .map_err(|e| super::conversion_error(1, Box::new(e)))
+                    })
+                    .transpose()?,
+                start_ms: r.get(2)?,
+                route: r.get(3)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -346,6 +389,7 @@ fn usage_from_row(r: &Row, first: usize) -> rusqlite::Result<Usage> {
         answered_ms: r.get(first + 2)?,
         trunk_calls: r.get(first + 3)?,
         trunk_answered_ms: r.get(first + 4)?,
+        blocked: r.get(first + 5)?,
     })
 }
 

@@ -19,7 +19,8 @@ use crate::types::{Extension, OpdCode, Transport};
 use migrations::MIGRATIONS;
 
 pub use cdr::{
-    CdrFilter, CdrRecord, CdrRow, Disposition, MediaTotals, OpdUsage, UnknownDisposition, Usage,
+    CdrFilter, CdrRecord, CdrRow, Disposition, MediaTotals, OpdUsage, TrunkCallRow,
+    UnknownDisposition, Usage,
 };
 pub use features::{
     check_forward_target, ExtensionFeatures, ForwardKind, DEFAULT_NO_ANSWER_SECS,

@@ -749,6 +749,7 @@ fn summary_counts_a_cross_opd_call_for_both() {
                     answered_ms: 150_000,
                     trunk_calls: 2,
                     trunk_answered_ms: 90_000,
+                    blocked: 0,
                 },
             },
             OpdUsage {
@@ -759,6 +760,7 @@ fn summary_counts_a_cross_opd_call_for_both() {
                     answered_ms: 90_000,
                     trunk_calls: 0,
                     trunk_answered_ms: 0,
+                    blocked: 0,
                 },
             },
         ]
@@ -775,6 +777,7 @@ fn summary_counts_a_cross_opd_call_for_both() {
             answered_ms: 180_000,
             trunk_calls: 2,
             trunk_answered_ms: 90_000,
+            blocked: 0,
         },
         "each call once"
     );
@@ -789,6 +792,63 @@ fn summary_counts_a_cross_opd_call_for_both() {
         .cdr_summary_by_opd(Some(50), Some(60))
         .unwrap()
         .is_empty());
+}
+
+#[test]
+fn summary_counts_blocked_attempts_for_the_callers_opd() {
+    let (_dir, _path, mut store) = new_store();
+    let blocked = |caller: &str, opd_code: &str, dialled: &str, start_ms: i64| CdrRecord {
+        callee: None,
+        callee_opd: None,
+        trunk: false,
+        dialled: dialled.into(),
+        route: "blocked (per-hour-per-extension): trunk 0561234567".into(),
+        disposition: Disposition::Blocked,
+        sip_status: 403,
+        answer_ms: None,
+        end_ms: start_ms,
+        ..cdr(caller, Some(opd_code), dialled, None, start_ms, None)
+    };
+    store
+        .insert_cdrs(&[
+            blocked("1205", "setwan", "9001123", 1_000),
+            blocked("1205", "setwan", "90561234567", 2_000),
+            blocked("1000", "setda", "90561234567", 3_000),
+            cdr("1000", Some("setda"), "90561234567", None, 4_000, Some(10)),
+        ])
+        .unwrap();
+    let summary = store.cdr_summary_by_opd(None, None).unwrap();
+    let of = |code: &str| {
+        summary
+            .iter()
+            .find(|o| o.opd.as_str() == code)
+            .map(|o| o.usage)
+            .unwrap()
+    };
+    assert_eq!((of("setwan").calls, of("setwan").blocked), (2, 2));
+    assert_eq!(
+        (
+            of("setda").calls,
+            of("setda").blocked,
+            of("setda").trunk_calls
+        ),
+        (2, 1, 1)
+    );
+    assert_eq!(store.cdr_totals(None, None).unwrap().blocked, 3);
+    let rows = store.cdrs(&CdrFilter::default()).unwrap();
+    assert_eq!(
+        rows[0].record.disposition,
+        Disposition::Blocked,
+        "round trip"
+    );
+
+    // The trunk history for the toll guard: trunk calls only, from the given time on.
+    let history = store.trunk_calls_since(0).unwrap();
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0].caller, "1000");
+    assert_eq!(history[0].caller_opd, Some(opd("setda")));
+    assert_eq!(history[0].start_ms, 4_000);
+    assert!(store.trunk_calls_since(4_001).unwrap().is_empty());
 }
 
 #[test]
