@@ -1,5 +1,5 @@
 //! The admin API (HTTP on loopback by default) for the operator CLI: live registrations, a
-//! health check. Queries go to the driver as inputs and come back on a oneshot channel, so the
+//! health check, the stream connection counters (`/api/connections`). Queries go to the driver as inputs and come back on a oneshot channel, so the
 //! switch state has one owner.
 
 use axum::extract::{Query, State};
@@ -23,6 +23,7 @@ struct RegsQuery {
 pub(crate) struct AdminState {
     pub driver: mpsc::Sender<Input>,
     pub relay: Option<std::sync::Arc<super::relay::RelayGlue>>,
+    pub conns: std::sync::Arc<super::conns::ConnGate>,
 }
 
 pub(crate) async fn serve(listener: TcpListener, state: AdminState, shutdown: CancellationToken) {
@@ -32,6 +33,7 @@ pub(crate) async fn serve(listener: TcpListener, state: AdminState, shutdown: Ca
         .route("/api/calls", get(calls))
         .route("/api/dialplan/reload", axum::routing::post(reload))
         .route("/api/relay", get(relay_usage))
+        .route("/api/connections", get(connections))
         .with_state(state);
     let res = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -63,7 +65,7 @@ async fn registrations(
 }
 
 async fn calls(
-    State(AdminState { driver, relay }): State<AdminState>,
+    State(AdminState { driver, relay, .. }): State<AdminState>,
 ) -> Result<Json<Vec<crate::proxy::records::LiveCall>>, (StatusCode, String)> {
     let (reply, rx) = oneshot::channel();
     driver
@@ -101,6 +103,12 @@ async fn relay_usage(
         Some(r) => r.usage_json(),
         None => serde_json::json!({ "enabled": false }),
     })
+}
+
+async fn connections(
+    State(AdminState { conns, .. }): State<AdminState>,
+) -> Json<serde_json::Value> {
+    Json(conns.stats.json())
 }
 
 async fn reload(
