@@ -440,6 +440,28 @@ impl TcpClient {
         })
     }
 
+    /// Connects from `source` (any port), e.g. 127.0.0.2 to be another source than the rest.
+    pub fn connect_from(
+        source: std::net::IpAddr,
+        server: SocketAddr,
+    ) -> std::io::Result<TcpClient> {
+        let sock = socket2::Socket::new(
+            socket2::Domain::for_address(server),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        sock.bind(&SocketAddr::new(source, 0).into())?;
+        sock.connect_timeout(&server.into(), Duration::from_secs(2))?;
+        let stream: TcpStream = sock.into();
+        let local = stream.local_addr()?;
+        Ok(TcpClient {
+            stream: std::cell::RefCell::new(stream),
+            buf: std::cell::RefCell::new(Vec::new()),
+            server,
+            local,
+        })
+    }
+
     /// Writes all of `data`; false when the connection is gone.
     pub fn send(&self, data: &[u8]) -> bool {
         self.stream.borrow_mut().write_all(data).is_ok()
