@@ -611,7 +611,7 @@ CSeq: {cseq} REGISTER\r\nContact: <{contact}>\r\n{extra}Content-Length: 0\r\n\r\
     assert_eq!(inv.peer.conn, Some(conn));
     let invite = parse(&inv.bytes);
     // The phone answers 200 with its own contact and the Record-Route it got.
-    let mut ok = format!("SIP/2.0 200 OK\r\n");
+    let mut ok = String::from("SIP/2.0 200 OK\r\n");
     for v in invite.values(HeaderName::Via) {
         ok.push_str(&format!("Via: {v}\r\n"));
     }
