@@ -401,6 +401,18 @@ impl Config {
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return invalid("tls.cert and tls.key go together: set both or neither".into());
         }
+        for t in self.tls.listen_addrs(&self.listen) {
+            let clash = self.listen.iter().find(|l| {
+                l.port() == t.port()
+                    && (l.ip() == t.ip() || l.ip().is_unspecified() || t.ip().is_unspecified())
+            });
+            if let Some(l) = clash {
+                return invalid(format!(
+                    "TLS would listen on {t}, which is the SIP TCP port of listen address {l}; \
+                     set [tls] port or listen (--tls-listen), or disable TLS (--no-tls)"
+                ));
+            }
+        }
         if self.tls.handshake_timeout_secs == 0 {
             return invalid("tls.handshake_timeout_secs must be at least 1".into());
         }
@@ -498,6 +510,11 @@ mod tests {
             Config::from_toml("[connections]\nmax_per_source = 10\nmax_total = 5\n").unwrap_err();
         assert!(err.to_string().contains("max_per_source"), "{err}");
         assert!(Config::from_toml("[tls]\nprot = 1\n").is_err());
+        let err = Config::from_toml("listen = [\"127.0.0.1:5061\"]\n").unwrap_err();
+        assert!(err.to_string().contains("--no-tls"), "{err}");
+        assert!(
+            Config::from_toml("listen = [\"127.0.0.1:5061\"]\n[tls]\nenabled = false\n").is_ok()
+        );
     }
 
     #[test]

@@ -216,3 +216,33 @@ fn tls_handshake_must_finish_in_time() {
         Some(200)
     );
 }
+
+/// Peers that hang up at once: a TLS client that closes right after its handshake (the switch
+/// still writes its TLS 1.3 session tickets), a TCP client that resets right after a request
+/// (the switch still writes the answer). Writing to them must cost that connection only: with
+/// SIGPIPE at its default action the whole switch died here (exit 141).
+#[test]
+fn peers_that_hang_up_at_once_do_not_kill_the_switch() {
+    let mut switch = start("");
+    let tls = switch.tls.expect("TLS address");
+    for _ in 0..30 {
+        if let Ok(c) = TlsClient::connect(tls) {
+            drop(c);
+        }
+    }
+    for _ in 0..30 {
+        let c = TcpClient::connect(switch.sip).unwrap();
+        let options = sip::options("TCP", c.local, c.server);
+        c.send(options.as_bytes());
+        c.reset();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    switch.assert_alive();
+    let again = TlsClient::connect(tls).expect("a TLS handshake after the hang-ups");
+    let opt = sip::options("TLS", again.local, tls);
+    assert!(again.send(opt.as_bytes()));
+    assert_eq!(
+        again.recv_final(Duration::from_secs(3)).map(|r| r.status),
+        Some(200)
+    );
+}

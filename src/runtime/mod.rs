@@ -121,6 +121,7 @@ pub(crate) fn account_of(r: &ExtensionRecord) -> Account {
 
 /// Runs the switch until SIGTERM or Ctrl-C.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    ignore_sigpipe();
     let dialplan = Dialplan::load_dir(&config.dialplan).map_err(|e| {
         anyhow::anyhow!(
             "the dialplan in {} has errors:\n{e}",
@@ -359,6 +360,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let _ = admin_task.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The CLI restores SIGPIPE's default action (so `tambun ext list | head` ends quietly), but
+/// for the switch that action is death: writing to a TCP or TLS peer that has just hung up
+/// (a TLS 1.3 session ticket after a client's close, a response after a reset) would kill the
+/// process. The switch ignores SIGPIPE and gets EPIPE on that one connection instead.
+fn ignore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: SIG_IGN is a valid disposition; setting it races with nothing we rely on.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
 }
 
 async fn wait_for_signal() {

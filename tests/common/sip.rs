@@ -467,6 +467,13 @@ impl TcpClient {
         self.stream.borrow_mut().write_all(data).is_ok()
     }
 
+    /// Closes the connection with a reset (SO_LINGER 0) instead of a FIN.
+    pub fn reset(self) {
+        let stream = self.stream.into_inner();
+        let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+        drop(stream);
+    }
+
     /// The next framed message within `wait` (None on timeout or closed connection).
     pub fn recv(&self, wait: Duration) -> Option<Msg> {
         let deadline = Instant::now() + wait;
