@@ -49,7 +49,7 @@ start_tambun() {
     [[ -n "${5:-}" ]] && pin=(taskset -c "$5")
     # shellcheck disable=SC2086 # TAMBUN_EXTRA is a list of flags
     RUST_LOG=warn "${pin[@]}" "$TAMBUN" serve --listen "127.0.0.1:$1" --admin "127.0.0.1:$2" \
-        --db "$3" --dialplan "$4" ${TAMBUN_EXTRA:-} </dev/null >"$TMP/tambun-$1.log" 2>&1 &
+        --db "$3" --dialplan "$4" --no-tls ${TAMBUN_EXTRA:-} </dev/null >"$TMP/tambun-$1.log" 2>&1 &
     TAMBUN_PID=$!
     PIDS+=("$TAMBUN_PID")
     local i

@@ -29,6 +29,10 @@ pub struct Config {
     pub toll: TollConfig,
     /// The RTP relay that anchors every call's media.
     pub media: MediaConfig,
+    /// SIP over TLS (RFC 3261 §26.2, RFC 5630).
+    pub tls: TlsConfig,
+    /// Limits on TCP and TLS connections.
+    pub connections: ConnectionsConfig,
     /// The largest SIP message accepted, in bytes (a datagram or one framed TCP message).
     pub max_message_bytes: usize,
     /// The most header lines accepted in one SIP message.
@@ -181,6 +185,86 @@ impl TollConfig {
     }
 }
 
+/// The `[tls]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Listen for SIP over TLS.
+    pub enabled: bool,
+    /// The TLS port used on each listen address's IP (when `listen` is empty).
+    pub port: u16,
+    /// Explicit TLS listen addresses; empty: every `listen` IP on `port`.
+    pub listen: Vec<SocketAddr>,
+    /// PEM certificate chain; with `key`. Neither: a self-signed certificate is generated on
+    /// first start and kept next to the database (`<db>.tls.crt`, `<db>.tls.key`).
+    pub cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
+    /// A TLS connection that has not finished its handshake after this long is closed.
+    pub handshake_timeout_secs: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            enabled: true,
+            port: 5061,
+            listen: Vec::new(),
+            cert: None,
+            key: None,
+            handshake_timeout_secs: 10,
+        }
+    }
+}
+
+impl TlsConfig {
+    /// Where the TLS listeners go, given the UDP/TCP listen addresses.
+    pub fn listen_addrs(&self, listen: &[SocketAddr]) -> Vec<SocketAddr> {
+        if !self.enabled {
+            return Vec::new();
+        }
+        if !self.listen.is_empty() {
+            return self.listen.clone();
+        }
+        let mut out: Vec<SocketAddr> = Vec::new();
+        for a in listen {
+            let t = SocketAddr::new(a.ip(), self.port);
+            if !out.contains(&t) {
+                out.push(t);
+            }
+        }
+        out
+    }
+}
+
+/// The `[connections]` table: TCP and TLS together.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionsConfig {
+    /// Open connections allowed from one source IP; more are closed at accept.
+    pub max_per_source: u32,
+    /// Open connections allowed in total; more are closed at accept.
+    pub max_total: u32,
+    /// A connection that has not sent one complete SIP message this long after it opened
+    /// (after the TLS handshake) is closed.
+    pub first_message_secs: u64,
+    /// A connection that received no bytes (messages or CRLF keep-alives) for this long is
+    /// closed. Default: `registrar.max_expires` + 60, so a registered phone that only
+    /// re-registers keeps its connection.
+    pub idle_secs: Option<u64>,
+}
+
+impl Default for ConnectionsConfig {
+    fn default() -> Self {
+        ConnectionsConfig {
+            max_per_source: 32,
+            max_total: 4096,
+            first_message_secs: 30,
+            idle_secs: None,
+        }
+    }
+}
+
 /// The `[calls]` table.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -210,6 +294,8 @@ impl Default for Config {
             calls: CallsConfig::default(),
             toll: TollConfig::default(),
             media: MediaConfig::default(),
+            tls: TlsConfig::default(),
+            connections: ConnectionsConfig::default(),
             max_message_bytes: 65535,
             max_headers: 128,
             log: "info".to_owned(),
@@ -242,6 +328,10 @@ pub struct ConfigOverrides {
     pub rtp_ports: Option<String>,
     pub media_advertise: Option<std::net::IpAddr>,
     pub no_media: bool,
+    /// `--tls-listen`: TLS listen addresses (replace `[tls] listen`).
+    pub tls_listen: Vec<SocketAddr>,
+    /// `--no-tls`.
+    pub no_tls: bool,
 }
 
 /// Why a configuration cannot be used.
@@ -263,6 +353,13 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// How long a stream connection may stay silent (see [`ConnectionsConfig::idle_secs`]).
+    pub fn conn_idle_secs(&self) -> u64 {
+        self.connections
+            .idle_secs
+            .unwrap_or(u64::from(self.registrar.max_expires) + 60)
+    }
+
     /// Reads a TOML file; keys it leaves out keep their defaults.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -322,6 +419,13 @@ impl Config {
         if overrides.no_media {
             self.media.enabled = false;
         }
+        if !overrides.tls_listen.is_empty() {
+            self.tls.listen = overrides.tls_listen;
+            self.tls.enabled = true;
+        }
+        if overrides.no_tls {
+            self.tls.enabled = false;
+        }
         self.validate()
     }
 
@@ -370,6 +474,42 @@ impl Config {
                 self.max_headers
             ));
         }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return invalid("tls.cert and tls.key go together: set both or neither".into());
+        }
+        for t in self.tls.listen_addrs(&self.listen) {
+            let clash = self.listen.iter().find(|l| {
+                l.port() == t.port()
+                    && (l.ip() == t.ip() || l.ip().is_unspecified() || t.ip().is_unspecified())
+            });
+            if let Some(l) = clash {
+                return invalid(format!(
+                    "TLS would listen on {t}, which is the SIP TCP port of listen address {l}; \
+                     set [tls] port or listen (--tls-listen), or disable TLS (--no-tls)"
+                ));
+            }
+        }
+        if self.tls.handshake_timeout_secs == 0 {
+            return invalid("tls.handshake_timeout_secs must be at least 1".into());
+        }
+        let c = &self.connections;
+        if c.max_per_source == 0 || c.max_total == 0 {
+            return invalid(
+                "connections.max_per_source and connections.max_total must be at least 1".into(),
+            );
+        }
+        if c.max_per_source > c.max_total {
+            return invalid(format!(
+                "connections.max_per_source ({}) is greater than connections.max_total ({})",
+                c.max_per_source, c.max_total
+            ));
+        }
+        if c.first_message_secs == 0 || c.idle_secs == Some(0) {
+            return invalid(
+                "connections.first_message_secs and connections.idle_secs must be at least 1"
+                    .into(),
+            );
+        }
         if matches!(&self.domain, Some(d) if d.trim().is_empty()) {
             return invalid("`domain` is empty".into());
         }
@@ -398,6 +538,60 @@ mod tests {
         assert_eq!(c.max_message_bytes, 65535);
         assert_eq!(c.max_headers, 128);
         assert_eq!(c.log, "info");
+        assert!(c.tls.enabled);
+        assert_eq!(c.tls.port, 5061);
+        assert_eq!(c.tls.handshake_timeout_secs, 10);
+        assert_eq!(c.connections.max_per_source, 32);
+        assert_eq!(c.connections.max_total, 4096);
+        assert_eq!(c.connections.first_message_secs, 30);
+        assert_eq!(c.conn_idle_secs(), 3660);
+        assert_eq!(
+            c.tls.listen_addrs(&c.listen),
+            vec!["0.0.0.0:5061".parse().unwrap()]
+        );
+    }
+
+    #[test]
+    fn tls_and_connection_settings() {
+        let mut c = Config::from_toml(
+            "listen = [\"127.0.0.1:5070\", \"[::1]:5070\"]\n[tls]\nport = 5071\n\
+             [connections]\nidle_secs = 90\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.tls.listen_addrs(&c.listen),
+            vec![
+                "127.0.0.1:5071".parse().unwrap(),
+                "[::1]:5071".parse().unwrap()
+            ]
+        );
+        assert_eq!(c.conn_idle_secs(), 90);
+        c.apply(ConfigOverrides {
+            no_tls: true,
+            ..ConfigOverrides::default()
+        })
+        .unwrap();
+        assert!(c.tls.listen_addrs(&c.listen).is_empty());
+        c.apply(ConfigOverrides {
+            tls_listen: vec!["127.0.0.1:6000".parse().unwrap()],
+            ..ConfigOverrides::default()
+        })
+        .unwrap();
+        assert_eq!(
+            c.tls.listen_addrs(&c.listen),
+            vec!["127.0.0.1:6000".parse().unwrap()]
+        );
+        let err = Config::from_toml("[tls]\ncert = \"a.pem\"\n").unwrap_err();
+        assert!(err.to_string().contains("tls.cert and tls.key"), "{err}");
+        let err =
+            Config::from_toml("[connections]\nmax_per_source = 10\nmax_total = 5\n").unwrap_err();
+        assert!(err.to_string().contains("max_per_source"), "{err}");
+        assert!(Config::from_toml("[tls]\nprot = 1\n").is_err());
+        let err = Config::from_toml("listen = [\"127.0.0.1:5061\"]\n").unwrap_err();
+        assert!(err.to_string().contains("--no-tls"), "{err}");
+        assert!(
+            Config::from_toml("listen = [\"127.0.0.1:5061\"]\n[tls]\nenabled = false\n").is_ok()
+        );
     }
 
     #[test]
@@ -491,6 +685,8 @@ mod tests {
             rtp_ports: Some("30000-30099".into()),
             media_advertise: None,
             no_media: false,
+            tls_listen: Vec::new(),
+            no_tls: false,
         })
         .unwrap();
         assert_eq!(c.media.port_range().unwrap(), (30000, 30099));

@@ -22,10 +22,23 @@ pub struct RelayMetrics {
     pub ports_in_use: u64,
 }
 
+/// What `/metrics` shows of the TCP/TLS connections.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConnMetrics {
+    pub tcp_open: u64,
+    pub tls_open: u64,
+    pub accepted: u64,
+    pub refused_per_source: u64,
+    pub refused_total: u64,
+    pub closed_idle: u64,
+    pub tls_handshake_failures: u64,
+}
+
 /// Everything a scrape shows.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub switch: SwitchMetrics,
+    pub connections: ConnMetrics,
     /// `None` when media anchoring is off.
     pub relay: Option<RelayMetrics>,
     /// Unix time the process started, in seconds.
@@ -133,6 +146,40 @@ pub fn render(s: &Snapshot) -> String {
         "SIP transactions held (server and client).",
         Gauge,
         sw.transactions as f64,
+    );
+
+    let c = &s.connections;
+    e.family(
+        "tambun_connections_open",
+        "Open SIP stream connections, by transport (TLS includes handshaking ones).",
+        Gauge,
+    )
+    .sample(&[("transport", "tcp")], c.tcp_open as f64)
+    .sample(&[("transport", "tls")], c.tls_open as f64);
+    e.single(
+        "tambun_connections_accepted_total",
+        "TCP and TLS connections accepted.",
+        Counter,
+        c.accepted as f64,
+    );
+    e.family(
+        "tambun_connections_refused_total",
+        "Connections closed at accept, by the limit they hit.",
+        Counter,
+    )
+    .sample(&[("limit", "per-source")], c.refused_per_source as f64)
+    .sample(&[("limit", "total")], c.refused_total as f64);
+    e.single(
+        "tambun_connections_closed_idle_total",
+        "Connections closed for sending nothing (no first message, or idle).",
+        Counter,
+        c.closed_idle as f64,
+    );
+    e.single(
+        "tambun_tls_handshake_failures_total",
+        "TLS handshakes that failed or timed out.",
+        Counter,
+        c.tls_handshake_failures as f64,
     );
 
     if let Some(r) = &s.relay {

@@ -88,6 +88,8 @@ pub struct Network {
     /// Open stream connections: id → (local address, remote address, transport).
     pub conns: HashMap<u64, (SocketAddr, SocketAddr, Transport)>,
     by_remote: HashMap<(SocketAddr, Transport), u64>,
+    /// TCP and TLS listening addresses (a Route naming one names us, connection open or not).
+    pub listeners: Vec<SocketAddr>,
     /// The SIP domain, when configured: Route URIs with this host name us too.
     pub domain: Option<String>,
 }
@@ -105,7 +107,9 @@ impl Network {
     }
 
     pub fn is_ours(&self, addr: SocketAddr) -> bool {
-        self.udp.contains(&addr) || self.conns.values().any(|c| c.0 == addr)
+        self.udp.contains(&addr)
+            || self.listeners.contains(&addr)
+            || self.conns.values().any(|c| c.0 == addr)
     }
 
     /// A UDP peer for this address, sent from the first socket of the same address family.
@@ -225,6 +229,11 @@ impl Switch {
             let at = now.instant.checked_sub(age).unwrap_or(now.instant);
             self.toll.seed(&ext, c.caller_opd.as_ref(), at);
         }
+    }
+
+    /// A TCP or TLS listening address.
+    pub fn add_stream_listener(&mut self, addr: SocketAddr) {
+        self.net.listeners.push(addr);
     }
 
     pub fn set_domain(&mut self, domain: Option<String>) {

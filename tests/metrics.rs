@@ -165,6 +165,34 @@ fn metrics_parse_and_move_with_traffic() {
     }
     assert!(value(&before, "process_start_time_seconds") > 1.7e9);
 
+    // A TCP connection to the SIP port shows as open, then goes away when closed.
+    let tcp = TcpStream::connect(switch.sip).expect("connect to the SIP TCP port");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let open = loop {
+        let m = metrics(&switch);
+        let open = value(&m, "tambun_connections_open{transport=\"tcp\"}");
+        if open == 1.0 || Instant::now() > deadline {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        value(&open, "tambun_connections_open{transport=\"tcp\"}"),
+        1.0
+    );
+    assert_eq!(
+        value(&open, "tambun_connections_accepted_total"),
+        value(&before, "tambun_connections_accepted_total") + 1.0
+    );
+    assert_eq!(
+        value(
+            &open,
+            "tambun_connections_refused_total{limit=\"per-source\"}"
+        ),
+        0.0
+    );
+    drop(tcp);
+
     // A wrong password and an unknown extension: two failures, answered alike.
     let wrong = register_from_port(&switch, "1000", "salah", free_udp_port(&[]));
     let unknown = register_from_port(&switch, "1999", "salah", free_udp_port(&[]));

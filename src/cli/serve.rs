@@ -31,6 +31,12 @@ pub struct ServeArgs {
     /// Do not anchor media: SDP passes untouched and phones send RTP to each other
     #[arg(long)]
     no_media: bool,
+    /// Listen for SIP over TLS on this address (repeatable) [default: each listen IP, port 5061]
+    #[arg(long, value_name = "ADDR:PORT", conflicts_with = "no_tls")]
+    tls_listen: Vec<SocketAddr>,
+    /// Do not listen for SIP over TLS
+    #[arg(long)]
+    no_tls: bool,
 }
 
 pub(super) fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
@@ -47,6 +53,8 @@ pub(super) fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         rtp_ports: args.rtp_ports,
         media_advertise: args.media_advertise,
         no_media: args.no_media,
+        tls_listen: args.tls_listen,
+        no_tls: args.no_tls,
     })?;
 
     let filter = match EnvFilter::try_from_default_env() {

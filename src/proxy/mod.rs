@@ -246,11 +246,16 @@ impl Switch {
         }
     }
 
-    fn record_route(&self, inbound: &Peer, outbound: &Peer) -> Vec<String> {
-        let rr = |p: &Peer| -> Option<String> {
+    /// Our Record-Route values for a request crossing from `inbound` to `outbound`: one when
+    /// both sides use the same address and transport, two when they differ (RFC 5658). A TLS
+    /// side whose Request-URI is a SIPS URI gets a `sips:` value (RFC 3261 §16.6 step 4), any
+    /// other TLS side `;transport=tls`.
+    fn record_route(&self, inbound: (&Peer, bool), outbound: (&Peer, bool)) -> Vec<String> {
+        let rr = |(p, sips): (&Peer, bool)| -> Option<String> {
             let local = self.net.local_of(p)?;
             Some(match p.transport {
                 Transport::Udp => format!("<sip:{local};lr>"),
+                Transport::Tls if sips => format!("<sips:{local};lr>"),
                 t => format!("<sip:{local};transport={t};lr>"),
             })
         };
@@ -428,7 +433,9 @@ impl Switch {
             Some(Method::Invite | Method::Subscribe | Method::Refer | Method::Notify)
         );
         let rr = if is_dialog_creating {
-            self.record_route(&upstream, &peer)
+            let received_sips = request.request_uri().is_some_and(is_sips);
+            let sent_sips = request_uri.map_or(received_sips, is_sips);
+            self.record_route((&upstream, received_sips), (&peer, sent_sips))
         } else {
             Vec::new()
         };
@@ -1430,6 +1437,12 @@ impl Switch {
 }
 
 /// Best-response ranking (RFC 3261 §16.7 step 6): lower is better.
+/// Is this a SIPS URI?
+fn is_sips(uri: &str) -> bool {
+    uri.get(..5)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("sips:"))
+}
+
 fn rank(status: u16) -> u32 {
     match status {
         600..=699 => 0,

@@ -563,6 +563,149 @@ CSeq: {cseq} REGISTER\r\nContact: <sip:2300@127.0.0.1:6500;transport=tcp>\r\n{ex
     );
 }
 
+/// 2300 registers over a TLS connection with `contact`; 1000 (UDP) calls it, it answers and
+/// 1000 hangs up through the route set. Returns (INVITE as the phone got it, BYE as it got it).
+fn udp_calls_tls_phone(contact: &str) -> (Message, Message) {
+    let mut rig = Rig::new(&[]);
+    let tls_local: SocketAddr = "127.0.0.1:5061".parse().unwrap();
+    rig.sw.add_stream_listener(tls_local);
+    let conn = 1 << 33;
+    let phone: SocketAddr = addr(6600);
+    rig.sw
+        .handle_conn_opened(conn, tls_local, phone, Transport::Tls);
+    let tls = Peer {
+        addr: phone,
+        transport: Transport::Tls,
+        conn: Some(conn),
+    };
+    let req = |b: &str, cseq: u32, extra: &str| {
+        format!(
+            "REGISTER sips:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:6600;branch={b}\r\n\
+From: <sips:2300@127.0.0.1>;tag=t\r\nTo: <sips:2300@127.0.0.1>\r\nCall-ID: tls-reg\r\n\
+CSeq: {cseq} REGISTER\r\nContact: <{contact}>\r\n{extra}Content-Length: 0\r\n\r\n"
+        )
+    };
+    rig.sw
+        .handle_stream_message(Bytes::from(req("z9hG4bKs1", 1, "")), tls, rig.now);
+    let ch = rig.out().pop().unwrap().1;
+    let nonce = nonce_of(&ch, HeaderName::WwwAuthenticate);
+    let auth = digest(
+        "Authorization",
+        "2300",
+        "REGISTER",
+        "sips:127.0.0.1",
+        &nonce,
+    );
+    rig.sw
+        .handle_stream_message(Bytes::from(req("z9hG4bKs2", 2, &auth)), tls, rig.now);
+    assert_eq!(rig.out().pop().unwrap().1.status(), Some(200));
+
+    rig.call("1000", 7000, "2300");
+    let mut sent = Vec::new();
+    while let Some(t) = rig.sw.poll_transmit() {
+        sent.push(t);
+    }
+    let inv = sent
+        .iter()
+        .find(|t| t.peer.transport == Transport::Tls)
+        .expect("the INVITE goes over the phone's TLS connection");
+    assert_eq!(inv.peer.conn, Some(conn));
+    let invite = parse(&inv.bytes);
+    // The phone answers 200 with its own contact and the Record-Route it got.
+    let mut ok = String::from("SIP/2.0 200 OK\r\n");
+    for v in invite.values(HeaderName::Via) {
+        ok.push_str(&format!("Via: {v}\r\n"));
+    }
+    for v in invite.values(HeaderName::RecordRoute) {
+        ok.push_str(&format!("Record-Route: {v}\r\n"));
+    }
+    ok.push_str(&format!(
+        "From: {}\r\nTo: {};tag=callee\r\nCall-ID: {}\r\nCSeq: {}\r\nContact: <{contact}>\r\n\
+Content-Length: 0\r\n\r\n",
+        invite.header(HeaderName::From).unwrap(),
+        invite.header(HeaderName::To).unwrap(),
+        invite.call_id().unwrap(),
+        invite.header(HeaderName::CSeq).unwrap(),
+    ));
+    rig.sw.handle_stream_message(Bytes::from(ok), tls, rig.now);
+    let to_caller = rig.out();
+    let ok = &to_caller
+        .iter()
+        .find(|(p, m)| *p == 7000 && m.status() == Some(200))
+        .expect("the 200 reaches the UDP caller")
+        .1;
+    // The caller's route set is the Record-Route reversed.
+    let mut routes: Vec<String> = ok
+        .values(HeaderName::RecordRoute)
+        .map(str::to_string)
+        .collect();
+    routes.reverse();
+    let bye = format!(
+        "BYE {contact} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:7000;branch=z9hG4bKbye1\r\n\
+Max-Forwards: 70\r\nRoute: {}\r\nFrom: <sip:1000@127.0.0.1>;tag=a7000\r\n\
+To: <sip:2300@127.0.0.1>;tag=callee\r\nCall-ID: call-1000-2300\r\nCSeq: 3 BYE\r\n\
+Content-Length: 0\r\n\r\n",
+        routes.join(", ")
+    );
+    rig.send(7000, bye);
+    let mut sent = Vec::new();
+    while let Some(t) = rig.sw.poll_transmit() {
+        sent.push(t);
+    }
+    let bye = sent
+        .iter()
+        .find(|t| t.peer.transport == Transport::Tls)
+        .unwrap_or_else(|| panic!("the BYE goes over the TLS connection: {sent:?}"));
+    assert_eq!(bye.peer.conn, Some(conn));
+    (invite, parse(&bye.bytes))
+}
+
+#[test]
+fn udp_caller_reaches_sips_phone_over_its_tls_connection() {
+    let (invite, bye) = udp_calls_tls_phone("sips:2300@127.0.0.1:6600");
+    assert_eq!(invite.request_uri(), Some("sips:2300@127.0.0.1:6600"));
+    let via = invite.top_via().unwrap();
+    assert!(via.transport.eq_ignore_ascii_case("TLS"), "{via:?}");
+    assert_eq!(via.host, "127.0.0.1");
+    assert_eq!(via.port, Some(5061));
+    // SIPS Request-URI on the TLS side: a sips Record-Route there, plain on the UDP side.
+    let rr: Vec<&str> = invite.values(HeaderName::RecordRoute).collect();
+    assert_eq!(
+        rr,
+        vec!["<sips:127.0.0.1:5061;lr>", "<sip:127.0.0.1:5060;lr>"]
+    );
+    assert_eq!(bye.method(), Some(&crate::sip::message::Method::Bye));
+    assert_eq!(bye.request_uri(), Some("sips:2300@127.0.0.1:6600"));
+    assert!(bye.top_via().unwrap().transport.eq_ignore_ascii_case("TLS"));
+    assert_eq!(
+        bye.values(HeaderName::Route).count(),
+        0,
+        "both our routes are popped"
+    );
+}
+
+#[test]
+fn udp_caller_reaches_transport_tls_phone_with_double_record_route() {
+    let (invite, bye) = udp_calls_tls_phone("sip:2300@127.0.0.1:6600;transport=tls");
+    assert!(invite
+        .top_via()
+        .unwrap()
+        .transport
+        .eq_ignore_ascii_case("TLS"));
+    let rr: Vec<&str> = invite.values(HeaderName::RecordRoute).collect();
+    assert_eq!(
+        rr,
+        vec![
+            "<sip:127.0.0.1:5061;transport=tls;lr>",
+            "<sip:127.0.0.1:5060;lr>"
+        ]
+    );
+    assert_eq!(
+        bye.request_uri(),
+        Some("sip:2300@127.0.0.1:6600;transport=tls")
+    );
+}
+
 #[test]
 fn cancel_of_a_silent_branch_answers_487_after_a_grace() {
     let mut rig = Rig::new(&[]);

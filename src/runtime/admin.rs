@@ -1,6 +1,6 @@
 //! The admin API (HTTP on loopback by default) for the operator CLI and monitoring: live
-//! registrations and calls, relay usage, dialplan reload, a health check and Prometheus
-//! `/metrics`. Queries go to the driver as inputs and come back on a oneshot channel, so the
+//! registrations and calls, relay usage, stream connection counters (`/api/connections`),
+//! dialplan reload, a health check and Prometheus `/metrics`. Queries go to the driver as inputs and come back on a oneshot channel, so the
 //! switch state has one owner.
 
 use axum::extract::{Query, State};
@@ -26,6 +26,7 @@ pub(crate) struct AdminState {
     pub relay: Option<std::sync::Arc<super::relay::RelayGlue>>,
     /// When the switch started (Unix seconds), for `process_start_time_seconds`.
     pub started_unix: f64,
+    pub conns: std::sync::Arc<super::conns::ConnGate>,
 }
 
 pub(crate) async fn serve(listener: TcpListener, state: AdminState, shutdown: CancellationToken) {
@@ -36,6 +37,7 @@ pub(crate) async fn serve(listener: TcpListener, state: AdminState, shutdown: Ca
         .route("/api/dialplan/reload", axum::routing::post(reload))
         .route("/api/relay", get(relay_usage))
         .route("/metrics", get(metrics))
+        .route("/api/connections", get(connections))
         .with_state(state);
     let res = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -117,6 +119,7 @@ async fn metrics(
     let switch = rx.await.map_err(|_| stopping(()))?;
     let snapshot = crate::metrics::Snapshot {
         switch,
+        connections: state.conns.stats.metrics(),
         relay: state.relay.as_ref().map(|r| r.metrics()),
         started_unix: state.started_unix,
     };
@@ -136,6 +139,12 @@ async fn relay_usage(
         Some(r) => r.usage_json(),
         None => serde_json::json!({ "enabled": false }),
     })
+}
+
+async fn connections(
+    State(AdminState { conns, .. }): State<AdminState>,
+) -> Json<serde_json::Value> {
+    Json(conns.stats.json())
 }
 
 async fn reload(

@@ -1,9 +1,11 @@
 //! The runtime: the only async code in Tambun. It owns the sockets, the clock and the threads,
 //! and drives the sans-IO [`Switch`] with them.
 //!
-//! - `udp`/`tcp`: one reader task per UDP socket and per TCP connection turns bytes into
-//!   [`Input`]s on one bounded channel; TCP framing (Content-Length, CRLF keep-alives) happens
-//!   in the reader.
+//! - `udp`/`tcp`/`tls`: one reader task per UDP socket and per TCP or TLS connection turns
+//!   bytes into [`Input`]s on one bounded channel; stream framing (Content-Length, CRLF
+//!   keep-alives) happens in the reader, the same for TCP and TLS. `tls` also owns the server
+//!   certificate (configured, or self-signed and kept next to the database).
+//! - `conns`: per-source and total limits on stream connections, and their counters.
 //! - the driver (this file): the single owner of the [`Switch`]; it takes inputs, sends what
 //!   the switch returns, and sleeps until the switch's next deadline.
 //! - `store_thread`: a blocking thread owning the SQLite connection: writes binding changes in
@@ -14,10 +16,14 @@
 //! store thread and every task ends.
 
 mod admin;
+mod conns;
 mod relay;
 mod store_thread;
 mod tcp;
+mod tls;
 mod udp;
+
+pub use tls::{fingerprint, self_signed_paths, TlsError};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -119,6 +125,7 @@ pub(crate) fn account_of(r: &ExtensionRecord) -> Account {
 
 /// Runs the switch until SIGTERM or Ctrl-C.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    ignore_sigpipe();
     let dialplan = Dialplan::load_dir(&config.dialplan).map_err(|e| {
         anyhow::anyhow!(
             "the dialplan in {} has errors:\n{e}",
@@ -197,6 +204,19 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let (tx, rx) = mpsc::channel::<Input>(INPUT_QUEUE);
 
+    let gate = conns::ConnGate::new(
+        config.connections.max_per_source,
+        config.connections.max_total,
+    );
+    let stream_ctx = tcp::StreamCtx {
+        tx: tx.clone(),
+        shutdown: shutdown.clone(),
+        limits,
+        gate: gate.clone(),
+        first_message: Duration::from_secs(config.connections.first_message_secs),
+        idle: Duration::from_secs(config.conn_idle_secs()),
+    };
+
     // Sockets: UDP and TCP on each listen address.
     let mut udp_sockets = Vec::new();
     let mut switch_udp_advertised = Vec::new();
@@ -221,13 +241,44 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         udp_sockets.push(sock);
         let listener = tcp::bind(*addr).with_context(|| format!("cannot bind TCP {addr}"))?;
         tracing::info!("listening on tcp {}", listener.local_addr()?);
-        tokio::spawn(tcp::accept_loop(
-            listener,
-            tx.clone(),
-            shutdown.clone(),
-            limits,
-        ));
+        switch.add_stream_listener(listener.local_addr()?);
+        tokio::spawn(tcp::accept_loop(listener, stream_ctx.clone()));
     }
+
+    let tls_addrs = config.tls.listen_addrs(&config.listen);
+    if !tls_addrs.is_empty() {
+        let names = tls::certificate_names(config.domain.as_deref(), &tls_addrs);
+        let server = tls::server(&config.tls, &config.db, &names)?;
+        tracing::info!(
+            "TLS certificate {} ({}), SHA-256 fingerprint {}",
+            server.cert_path.display(),
+            if server.generated {
+                "self-signed, generated now"
+            } else if config.tls.cert.is_some() {
+                "configured"
+            } else {
+                "self-signed, kept from an earlier start"
+            },
+            server.fingerprint
+        );
+        let handshake = Duration::from_secs(config.tls.handshake_timeout_secs);
+        for addr in tls_addrs {
+            let listener = tcp::bind(addr).with_context(|| {
+                format!(
+                    "cannot bind TLS {addr} (set [tls] listen or port, --tls-listen, or --no-tls)"
+                )
+            })?;
+            tracing::info!("listening on tls {}", listener.local_addr()?);
+            switch.add_stream_listener(listener.local_addr()?);
+            tokio::spawn(tls::accept_loop(
+                listener,
+                server.acceptor.clone(),
+                handshake,
+                stream_ctx.clone(),
+            ));
+        }
+    }
+    drop(stream_ctx);
 
     if config.media.enabled {
         let advertise = config
@@ -276,6 +327,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs_f64(),
+        conns: gate,
     };
     let admin_task = tokio::spawn(admin::serve(admin_listener, admin_state, shutdown.clone()));
 
@@ -325,6 +377,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let _ = admin_task.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The CLI restores SIGPIPE's default action (so `tambun ext list | head` ends quietly), but
+/// for the switch that action is death: writing to a TCP or TLS peer that has just hung up
+/// (a TLS 1.3 session ticket after a client's close, a response after a reset) would kill the
+/// process. The switch ignores SIGPIPE and gets EPIPE on that one connection instead.
+fn ignore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: SIG_IGN is a valid disposition; setting it races with nothing we rely on.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
 }
 
 async fn wait_for_signal() {

@@ -1,18 +1,25 @@
-//! TCP: the listener, and per connection a reader (Content-Length framing, RFC 5626 CRLF
-//! keep-alive answered with CRLF) and a writer fed by the driver. A framing error closes the
-//! connection (RFC 4475 §3.1.2.3: a negative or conflicting Content-Length cannot be recovered
-//! from on a stream).
+//! Stream connections (TCP, and TLS after its handshake, see `tls`): the TCP listener, and per
+//! connection a reader (Content-Length framing, RFC 5626 CRLF keep-alive answered with CRLF)
+//! and a writer fed by the driver. A framing error closes the connection (RFC 4475 §3.1.2.3:
+//! a negative or conflicting Content-Length cannot be recovered from on a stream).
+//!
+//! Every accepted connection first takes a slot from the [`ConnGate`] (per-source and total
+//! limits) and is closed at once without one. A connection is closed when it sends no complete
+//! SIP message within `first_message` of opening, or no bytes at all for `idle`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::conns::{ConnGate, Permit};
 use super::{ConnId, Input};
 use crate::sip::message::{frame_stream, Frame, Limits};
 use crate::types::Transport;
@@ -20,8 +27,28 @@ use crate::types::Transport;
 /// Connection ids start high so they never collide with UDP socket indexes in logs.
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1 << 32);
 
+pub(crate) fn next_conn_id() -> ConnId {
+    NEXT_CONN.fetch_add(1, Ordering::Relaxed)
+}
+
+/// What every stream connection task needs besides its stream.
+#[derive(Clone)]
+pub(crate) struct StreamCtx {
+    pub tx: mpsc::Sender<Input>,
+    pub shutdown: CancellationToken,
+    pub limits: Limits,
+    pub gate: Arc<ConnGate>,
+    /// Close a connection that sent no complete message this long after it opened.
+    pub first_message: Duration,
+    /// Close a connection that sent no bytes for this long.
+    pub idle: Duration,
+}
+
 /// Messages queued for one connection's writer before it counts as stuck.
 const WRITER_QUEUE: usize = 256;
+
+/// How long a closing connection may take to write out what is queued for it.
+const WRITER_DRAIN: Duration = Duration::from_secs(5);
 
 pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
@@ -35,28 +62,34 @@ pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(sock.into())
 }
 
-pub(crate) async fn accept_loop(
-    listener: TcpListener,
-    tx: mpsc::Sender<Input>,
-    shutdown: CancellationToken,
-    limits: Limits,
-) {
+pub(crate) async fn accept_loop(listener: TcpListener, ctx: StreamCtx) {
     loop {
         let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = ctx.shutdown.cancelled() => return,
             a = listener.accept() => a,
         };
         match accepted {
             Ok((stream, src)) => {
+                let permit = match ctx.gate.admit(src.ip(), Transport::Tcp) {
+                    Ok(p) => p,
+                    Err(why) => {
+                        tracing::debug!(%src, "tcp connection refused: {why}");
+                        drop(stream);
+                        continue;
+                    }
+                };
                 let _ = stream.set_nodelay(true);
-                let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
+                let local = match stream.local_addr() {
+                    Ok(a) => a,
+                    Err(_) => continue,
+                };
                 tokio::spawn(connection(
                     stream,
+                    local,
                     src,
-                    conn,
-                    tx.clone(),
-                    shutdown.clone(),
-                    limits,
+                    Transport::Tcp,
+                    permit,
+                    ctx.clone(),
                 ));
             }
             Err(e) => {
@@ -67,26 +100,36 @@ pub(crate) async fn accept_loop(
     }
 }
 
-async fn connection(
-    stream: TcpStream,
+/// Serves one connection until the peer closes it, framing fails, it idles out or the switch
+/// stops. `permit` is held for the connection's life.
+pub(crate) async fn connection<S>(
+    stream: S,
+    local: SocketAddr,
     src: SocketAddr,
-    conn: ConnId,
-    tx: mpsc::Sender<Input>,
-    shutdown: CancellationToken,
-    limits: Limits,
-) {
-    let local = match stream.local_addr() {
-        Ok(a) => a,
-        Err(_) => return,
-    };
-    let (mut rd, mut wr) = stream.into_split();
+    transport: Transport,
+    permit: Permit,
+    ctx: StreamCtx,
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let _permit = permit;
+    let StreamCtx {
+        tx,
+        shutdown,
+        limits,
+        gate,
+        first_message,
+        idle,
+    } = ctx;
+    let conn = next_conn_id();
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let (wtx, mut wrx) = mpsc::channel::<Bytes>(WRITER_QUEUE);
     if tx
         .send(Input::ConnOpened {
             conn,
             local,
             remote: src,
-            transport: Transport::Tcp,
+            transport,
             writer: wtx.clone(),
         })
         .await
@@ -102,18 +145,30 @@ async fn connection(
         }
         let _ = wr.shutdown().await;
     });
-    tracing::debug!(%src, conn, "tcp connection opened");
+    tracing::debug!(%src, conn, %transport, "connection opened");
 
+    let opened = tokio::time::Instant::now();
+    let mut last_rx = opened;
+    let mut got_message = false;
     let mut buf = BytesMut::with_capacity(8192);
     'read: loop {
-        let n = tokio::select! {
+        let deadline = if got_message {
+            last_rx + idle
+        } else {
+            (opened + first_message).min(last_rx + idle)
+        };
+        tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep_until(deadline) => {
+                gate.stats.closed_idle.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%src, conn, %transport, got_message, "closing idle connection");
+                break;
+            }
             r = rd.read_buf(&mut buf) => match r {
                 Ok(0) | Err(_) => break,
-                Ok(n) => n,
+                Ok(_) => last_rx = tokio::time::Instant::now(),
             },
-        };
-        let _ = n;
+        }
         loop {
             match frame_stream(&buf, &limits) {
                 Ok(Frame::Incomplete) => break,
@@ -124,10 +179,11 @@ async fn connection(
                     }
                 }
                 Ok(Frame::Message { len }) => {
+                    got_message = true;
                     let data = buf.split_to(len).freeze();
                     let input = Input::Stream {
                         conn,
-                        transport: Transport::Tcp,
+                        transport,
                         src,
                         data,
                     };
@@ -136,7 +192,7 @@ async fn connection(
                     }
                 }
                 Err(e) => {
-                    tracing::debug!(%src, error = %e, "closing tcp connection: bad framing");
+                    tracing::debug!(%src, %transport, error = %e, "closing connection: bad framing");
                     break 'read;
                 }
             }
@@ -144,6 +200,10 @@ async fn connection(
     }
     drop(wtx);
     let _ = tx.send(Input::ConnClosed { conn }).await;
-    let _ = writer.await;
-    tracing::debug!(%src, conn, "tcp connection closed");
+    // A peer that reads nothing must not hold the connection (and its slot) forever.
+    let abort = writer.abort_handle();
+    if tokio::time::timeout(WRITER_DRAIN, writer).await.is_err() {
+        abort.abort();
+    }
+    tracing::debug!(%src, conn, %transport, "connection closed");
 }

@@ -8,6 +8,7 @@
 //! - [`peers`]: SIPp and baresip, started and stopped by PID.
 //! - [`calls`]: SIPp callers and callees through the switch, and the call records.
 //! - [`media`]: relay port ranges, relay counters, RTP sockets and an in-process phone.
+//! - [`tls`]: a SIP-over-TLS client that records the certificate the switch presents.
 //!
 //! Tests run in parallel: nothing here uses a fixed port. Every process a test starts is owned by
 //! a value whose `Drop` stops it.
@@ -17,6 +18,7 @@ pub mod calls;
 pub mod media;
 pub mod peers;
 pub mod sip;
+pub mod tls;
 
 use std::fs;
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -126,6 +128,9 @@ pub struct SwitchOptions {
     pub extra_args: Vec<String>,
     /// Also listen on `[::1]` (see [`Switch::sip6`]).
     pub ipv6: bool,
+    /// Listen for SIP over TLS on a free loopback port (see [`Switch::tls`]); otherwise the
+    /// switch runs with `--no-tls` (its default port 5061 would collide between tests).
+    pub tls: bool,
 }
 
 /// One `tambun serve` on loopback, in its own temp dir.
@@ -139,6 +144,8 @@ pub struct Switch {
     pub admin: SocketAddr,
     /// The `[::1]` SIP address when [`SwitchOptions::ipv6`] is set.
     pub sip6: Option<SocketAddr>,
+    /// The TLS SIP address when [`SwitchOptions::tls`] is set.
+    pub tls: Option<SocketAddr>,
     opts: SwitchOptions,
     child: Option<Child>,
     /// stderr files of every start, in order.
@@ -182,6 +189,7 @@ impl Switch {
             sip: "127.0.0.1:0".parse().unwrap(),
             admin: "127.0.0.1:0".parse().unwrap(),
             sip6: None,
+            tls: None,
             dir,
             db,
             dialplan,
@@ -199,6 +207,9 @@ impl Switch {
         if self.opts.ipv6 {
             let udp = UdpSocket::bind("[::1]:0").expect("bind UDP [::1]:0 (no IPv6 loopback?)");
             self.sip6 = Some(udp.local_addr().expect("local addr"));
+        }
+        if self.opts.tls {
+            self.tls = Some(SocketAddr::from(([127, 0, 0, 1], free_tcp_port())));
         }
     }
 
@@ -270,6 +281,10 @@ impl Switch {
         if let Some(sip6) = self.sip6 {
             cmd.arg("--listen").arg(sip6.to_string());
         }
+        match self.tls {
+            Some(tls) => cmd.arg("--tls-listen").arg(tls.to_string()),
+            None => cmd.arg("--no-tls"),
+        };
         if let Some(domain) = &self.opts.domain {
             cmd.arg("--domain").arg(domain);
         }
@@ -293,6 +308,9 @@ impl Switch {
             if self.answers_options(Duration::from_millis(200))
                 && TcpStream::connect_timeout(&self.sip, Duration::from_millis(200)).is_ok()
                 && TcpStream::connect_timeout(&self.admin, Duration::from_millis(200)).is_ok()
+                && self.tls.is_none_or(|tls| {
+                    TcpStream::connect_timeout(&tls, Duration::from_millis(200)).is_ok()
+                })
             {
                 return Ok(());
             }

@@ -440,9 +440,38 @@ impl TcpClient {
         })
     }
 
+    /// Connects from `source` (any port), e.g. 127.0.0.2 to be another source than the rest.
+    pub fn connect_from(
+        source: std::net::IpAddr,
+        server: SocketAddr,
+    ) -> std::io::Result<TcpClient> {
+        let sock = socket2::Socket::new(
+            socket2::Domain::for_address(server),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        sock.bind(&SocketAddr::new(source, 0).into())?;
+        sock.connect_timeout(&server.into(), Duration::from_secs(2))?;
+        let stream: TcpStream = sock.into();
+        let local = stream.local_addr()?;
+        Ok(TcpClient {
+            stream: std::cell::RefCell::new(stream),
+            buf: std::cell::RefCell::new(Vec::new()),
+            server,
+            local,
+        })
+    }
+
     /// Writes all of `data`; false when the connection is gone.
     pub fn send(&self, data: &[u8]) -> bool {
         self.stream.borrow_mut().write_all(data).is_ok()
+    }
+
+    /// Closes the connection with a reset (SO_LINGER 0) instead of a FIN.
+    pub fn reset(self) {
+        let stream = self.stream.into_inner();
+        let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+        drop(stream);
     }
 
     /// The next framed message within `wait` (None on timeout or closed connection).
@@ -504,30 +533,35 @@ impl TcpClient {
     }
 
     fn take_frame(&self) -> Option<Msg> {
-        let mut buf = self.buf.borrow_mut();
-        // CRLF keep-alive answers ("\r\n") before a message are skipped
-        while buf.starts_with(b"\r\n") {
-            buf.drain(..2);
-        }
-        let head_end = find(&buf, b"\r\n\r\n")?;
-        let head = Msg::parse(&buf[..head_end + 4])?;
-        let len: usize = head
-            .header("content-length")
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
-        let total = head_end + 4 + len;
-        if buf.len() < total {
-            return None;
-        }
-        let frame: Vec<u8> = buf.drain(..total).collect();
-        Msg::parse(&frame)
+        take_frame(&mut self.buf.borrow_mut())
     }
+}
+
+/// The first framed message in a stream buffer (removed from it), skipping CRLF keep-alive
+/// answers; None while incomplete.
+pub fn take_frame(buf: &mut Vec<u8>) -> Option<Msg> {
+    while buf.starts_with(b"\r\n") {
+        buf.drain(..2);
+    }
+    let head_end = find(buf, b"\r\n\r\n")?;
+    let head = Msg::parse(&buf[..head_end + 4])?;
+    let len: usize = head
+        .header("content-length")
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let total = head_end + 4 + len;
+    if buf.len() < total {
+        return None;
+    }
+    let frame: Vec<u8> = buf.drain(..total).collect();
+    Msg::parse(&frame)
 }
 
 /// Sends SIP text and waits for responses, over either transport.
 pub enum Conn {
     Udp(UdpClient),
     Tcp(TcpClient),
+    Tls(Box<super::tls::TlsClient>),
 }
 
 impl Conn {
@@ -543,6 +577,7 @@ impl Conn {
         match self {
             Conn::Udp(c) => c.local,
             Conn::Tcp(c) => c.local,
+            Conn::Tls(c) => c.local,
         }
     }
 
@@ -550,6 +585,7 @@ impl Conn {
         match self {
             Conn::Udp(c) => c.server,
             Conn::Tcp(c) => c.server,
+            Conn::Tls(c) => c.server,
         }
     }
 
@@ -557,6 +593,7 @@ impl Conn {
         match self {
             Conn::Udp(_) => "UDP",
             Conn::Tcp(_) => "TCP",
+            Conn::Tls(_) => "TLS",
         }
     }
 
@@ -565,6 +602,12 @@ impl Conn {
         match self {
             Conn::Udp(c) => c.request(request),
             Conn::Tcp(c) => {
+                if !c.send(request.as_bytes()) {
+                    return None;
+                }
+                c.recv_final(Duration::from_secs(4))
+            }
+            Conn::Tls(c) => {
                 if !c.send(request.as_bytes()) {
                     return None;
                 }
@@ -644,10 +687,10 @@ impl Ua {
 
     /// A contact URI at this UA's own address (`tag` distinguishes several contacts).
     pub fn contact_uri(&self, tag: &str) -> String {
-        let transport = if self.conn.transport() == "TCP" {
-            ";transport=tcp"
-        } else {
-            ""
+        let transport = match self.conn.transport() {
+            "TCP" => ";transport=tcp",
+            "TLS" => ";transport=tls",
+            _ => "",
         };
         format!("sip:{}{tag}@{}{transport}", self.user, self.conn.local())
     }
