@@ -405,7 +405,8 @@ impl Switch {
     fn should_shed(&self, msg: &Message) -> bool {
         matches!(msg.method(), Some(Method::Invite | Method::Register))
             && msg.to_tag().is_none()
-            && self.guard.overloaded(self.server.len())
+            // (the request's own transaction is in the table already: not counted)
+            && self.guard.overloaded(self.server.len().saturating_sub(1))
     }
 
     /// Credentials failed (wrong password or unknown extension, alike): one log line, and the

@@ -332,7 +332,10 @@ fn bans_survive_restart_and_follow_the_cli() {
     let answered = brute_force(client_from(attacker, switch.sip), "1999", 5);
     assert_eq!(answered, 5);
     let answered = brute_force(client_from(attacker, switch.sip), "1000", 20);
-    assert_eq!(answered, 5, "the 10th failure in a minute is the last one answered");
+    assert_eq!(
+        answered, 5,
+        "the 10th failure in a minute is the last one answered"
+    );
     let probe = client_from(attacker, switch.sip);
     assert_eq!(options_status(&probe, Duration::from_secs(1)), None);
     let (reason, expires) = ban_of(&switch, attacker).expect("banned");
@@ -350,7 +353,11 @@ fn bans_survive_restart_and_follow_the_cli() {
     let log = switch.log_text();
     let line = log
         .lines()
-        .find(|l| l.contains(&format!("auth failure from {attacker} for extension '1999'")))
+        .find(|l| {
+            l.contains(&format!(
+                "auth failure from {attacker} for extension '1999'"
+            ))
+        })
         .unwrap_or_else(|| panic!("no auth failure line:\n{log}"));
     assert!(line.contains("method=REGISTER"), "{line}");
 
@@ -377,7 +384,13 @@ fn bans_survive_restart_and_follow_the_cli() {
     );
 
     // `ban add` bans on the running switch, until removed.
-    switch.cli_ok(&["ban", "add", "127.0.3.2", "--reason", "seen on the firewall"]);
+    switch.cli_ok(&[
+        "ban",
+        "add",
+        "127.0.3.2",
+        "--reason",
+        "seen on the firewall",
+    ]);
     assert!(
         Switch::eventually(Duration::from_secs(3), || options_status(
             &other,
@@ -387,7 +400,10 @@ fn bans_survive_restart_and_follow_the_cli() {
         "ban add did not reach the running switch"
     );
     let (reason, expires) = ban_of(&switch, "127.0.3.2").unwrap();
-    assert_eq!((reason.as_str(), expires.as_str()), ("seen on the firewall", ""));
+    assert_eq!(
+        (reason.as_str(), expires.as_str()),
+        ("seen on the firewall", "")
+    );
     switch.cli_ok(&["ban", "add", "127.0.3.3", "--for", "1h"]);
     let (_, expires) = ban_of(&switch, "127.0.3.3").unwrap();
     assert!(!expires.is_empty());
@@ -452,7 +468,9 @@ fn allow_list_is_never_banned_or_rate_limited() {
 #[test]
 fn saturated_switch_answers_503_with_retry_after() {
     let mut switch = Switch::create(SwitchOptions {
-        guard: Some("allow = [\"127.0.0.1\"]\nmax_transactions = 20\nretry_after_secs = 7\n".into()),
+        guard: Some(
+            "allow = [\"127.0.0.1\"]\nmax_transactions = 20\nretry_after_secs = 7\n".into(),
+        ),
         ..SwitchOptions::default()
     });
     for (n, o, p) in EXTENSIONS {
@@ -476,7 +494,10 @@ fn saturated_switch_answers_503_with_retry_after() {
     let refused = refused.expect("30 registrations and never saturated");
     assert_eq!(refused.status, 503);
     assert_eq!(refused.header("Retry-After"), Some("7"));
-    assert!(registered <= 20, "{registered} registrations before saturation");
+    assert!(
+        registered <= 20,
+        "{registered} registrations before saturation"
+    );
     // Now a new REGISTER and a new INVITE are refused with 503 and Retry-After …
     let probe = client_from("127.0.0.1", switch.sip);
     for method in ["REGISTER", "INVITE"] {

@@ -389,4 +389,6 @@ fn printable(s: &str, max: usize) -> String {
 }
 
 #[cfg(test)]
+mod switch_tests;
+#[cfg(test)]
 mod tests;
