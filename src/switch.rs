@@ -219,7 +219,7 @@ impl Switch {
             Ok(msg) => self.handle_message(msg, peer, now),
             Err(e) => {
                 self.stats.parse_errors += 1;
-                self.answer_unparseable(data, &e, peer);
+                self.answer_unparseable(data, &e, peer, now);
             }
         }
     }
@@ -227,9 +227,14 @@ impl Switch {
     /// A request that failed to parse is parsed once more, leniently and without limits (it is
     /// at most one datagram or one framed message), only to address the error response to its
     /// sender. Responses and unreadable bytes are dropped.
-    fn answer_unparseable(&mut self, data: Bytes, e: &ParseError, peer: Peer) {
+    /// Garbage counts against its source's rate like any request (a flood of it must not buy
+    /// unlimited 400s).
+    fn answer_unparseable(&mut self, data: Bytes, e: &ParseError, peer: Peer, now: Now) {
         if data.starts_with(b"SIP/") {
             tracing::debug!(%peer.addr, error = %e, "unparseable response dropped");
+            return;
+        }
+        if self.guard.admit_request(peer.addr.ip(), None, now) != Admission::Pass {
             return;
         }
         match Message::parse_for_error_reply(data) {
@@ -248,7 +253,7 @@ impl Switch {
             Ok(msg) => self.handle_message(msg, peer, now),
             Err(e) => {
                 self.stats.parse_errors += 1;
-                self.answer_unparseable(data, &e, peer);
+                self.answer_unparseable(data, &e, peer, now);
             }
         }
     }
