@@ -74,13 +74,14 @@ as_root() {
 
 install_missing() {
     # command -> Debian package
-    local -A pkg_of=([sipp]=sip-tester [baresip]=baresip-core [cc]=gcc)
+    # (svwar/svcrack: the guard tests; python3 runs them through tests/data/sipvicious_as.py)
+    local -A pkg_of=([sipp]=sip-tester [baresip]=baresip-core [cc]=gcc [svwar]=sipvicious [python3]=python3)
     local missing=() cmd
-    for cmd in sipp baresip cc; do
+    for cmd in sipp baresip cc svwar python3; do
         command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkg_of[$cmd]}")
     done
     if ((${#missing[@]} == 0)); then
-        echo "sipp, baresip and cc are installed"
+        echo "sipp, baresip, cc, sipvicious and python3 are installed"
         return 0
     fi
     [[ "${SKIP_INSTALL:-0}" == 1 ]] && die "missing packages ${missing[*]} and SKIP_INSTALL=1"

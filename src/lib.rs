@@ -5,6 +5,7 @@
 //!   authentication and the RFC 3261 §17 transaction layer. No I/O, no clock.
 //! - [`registrar`]: the REGISTER state machine and the location service. No I/O, no clock.
 //! - [`dialplan`]: the per-OPD dialplan files (TOML), their model and validation.
+//! - [`guard`]: per-source rate limits, failed-auth bans, scanner filter, overload rule.
 //! - [`media`]: the RTP relay: port pool, latching table, forwarding threads (epoll, recvmmsg).
 //! - [`store`]: SQLite persistence (extensions, OPDs, registrations), versioned migrations.
 //! - [`runtime`]: the only async code: sockets, timers, the driver loop and the admin API.
@@ -15,6 +16,7 @@
 pub mod cli;
 pub mod config;
 pub mod dialplan;
+pub mod guard;
 pub mod media;
 pub mod metrics;
 pub mod proxy;

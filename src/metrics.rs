@@ -123,6 +123,33 @@ pub fn render(s: &Snapshot) -> String {
         Counter,
         sw.stats.auth_failures as f64,
     );
+    let g = &sw.guard;
+    e.single(
+        "tambun_bans_active",
+        "Source addresses banned now (by the switch or `tambun ban add`).",
+        Gauge,
+        sw.bans_active as f64,
+    );
+    e.single(
+        "tambun_bans_added_total",
+        "Bans the switch added (failed authentications, flood, scanner).",
+        Counter,
+        g.bans_added as f64,
+    );
+    e.family(
+        "tambun_requests_dropped_total",
+        "Messages dropped without an answer, by reason.",
+        Counter,
+    )
+    .sample(&[("reason", "banned")], g.dropped_banned as f64)
+    .sample(&[("reason", "scanner")], g.dropped_scanner as f64)
+    .sample(&[("reason", "rate-limited")], g.dropped_rate_limited as f64);
+    e.single(
+        "tambun_overload_rejected_total",
+        "New INVITE/REGISTER answered 503 (Retry-After) because the switch was saturated.",
+        Counter,
+        g.overload_rejected as f64,
+    );
     e.single(
         "tambun_sip_messages_received_total",
         "SIP messages received (datagrams and stream messages).",

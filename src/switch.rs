@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::dialplan::Dialplan;
+use crate::guard::{Admission, Guard};
 use crate::proxy::media::{MediaRelay, MediaTable};
 use crate::proxy::records::{CallRecord, Disposition, LiveCall, Records};
 use crate::proxy::toll::{TollGuard, TollLimits, TollStats};
@@ -76,6 +77,9 @@ pub struct SwitchMetrics {
     pub calls_answered: u64,
     /// The toll guard's counts: trunk calls in progress, let through, blocked by rule and OPD.
     pub toll: TollStats,
+    /// The flood/brute-force guard's counts, and the bans in force.
+    pub guard: crate::guard::GuardStats,
+    pub bans_active: u64,
     pub transactions: u64,
 }
 
@@ -149,6 +153,8 @@ pub struct Switch {
     pub(crate) media: Option<Arc<dyn MediaRelay>>,
     pub(crate) media_calls: MediaTable,
     next_prune: Option<Instant>,
+    /// Per-source limits, bans and the overload rule.
+    pub guard: Guard,
     pub stats: Stats,
 }
 
@@ -174,6 +180,7 @@ impl Switch {
             media: None,
             media_calls: MediaTable::default(),
             next_prune: None,
+            guard: Guard::disabled(),
             stats: Stats::default(),
         }
     }
@@ -259,6 +266,11 @@ impl Switch {
         }
     }
 
+    /// The guard to use (the default lets everything through).
+    pub fn set_guard(&mut self, guard: Guard) {
+        self.guard = guard;
+    }
+
     /// Anchors the media of new calls in this relay.
     pub fn set_media_relay(&mut self, relay: Arc<dyn MediaRelay>) {
         self.media = Some(relay);
@@ -274,12 +286,16 @@ impl Switch {
         if crate::sip::message::is_datagram_keepalive(&data) {
             return;
         }
+        // A banned source costs a hash lookup, not a parse.
+        if self.guard.drop_source(peer.addr.ip(), now) {
+            return;
+        }
         self.stats.received += 1;
         match Message::parse_datagram(data.clone(), &self.limits) {
             Ok(msg) => self.handle_message(msg, peer, now),
             Err(e) => {
                 self.stats.parse_errors += 1;
-                self.answer_unparseable(data, &e, peer);
+                self.answer_unparseable(data, &e, peer, now);
             }
         }
     }
@@ -287,9 +303,14 @@ impl Switch {
     /// A request that failed to parse is parsed once more, leniently and without limits (it is
     /// at most one datagram or one framed message), only to address the error response to its
     /// sender. Responses and unreadable bytes are dropped.
-    fn answer_unparseable(&mut self, data: Bytes, e: &ParseError, peer: Peer) {
+    /// Garbage counts against its source's rate like any request (a flood of it must not buy
+    /// unlimited 400s).
+    fn answer_unparseable(&mut self, data: Bytes, e: &ParseError, peer: Peer, now: Now) {
         if data.starts_with(b"SIP/") {
             tracing::debug!(%peer.addr, error = %e, "unparseable response dropped");
+            return;
+        }
+        if self.guard.admit_request(peer.addr.ip(), None, now) != Admission::Pass {
             return;
         }
         match Message::parse_for_error_reply(data) {
@@ -300,12 +321,15 @@ impl Switch {
 
     /// One message framed off a stream (TCP/TLS) connection.
     pub fn handle_stream_message(&mut self, data: Bytes, peer: Peer, now: Now) {
+        if self.guard.drop_source(peer.addr.ip(), now) {
+            return;
+        }
         self.stats.received += 1;
         match Message::parse_framed(data.clone(), &self.limits) {
             Ok(msg) => self.handle_message(msg, peer, now),
             Err(e) => {
                 self.stats.parse_errors += 1;
-                self.answer_unparseable(data, &e, peer);
+                self.answer_unparseable(data, &e, peer, now);
             }
         }
     }
@@ -316,6 +340,14 @@ impl Switch {
                 Ok(()) => self.proxy_response(msg, now),
                 Err(e) => tracing::debug!(%peer.addr, error = %e, "malformed response dropped"),
             }
+            return;
+        }
+        // Scanners and sources over their rate get no answer at all.
+        if let Admission::Drop(reason) =
+            self.guard
+                .admit_request(peer.addr.ip(), msg.header(HeaderName::UserAgent), now)
+        {
+            tracing::trace!(%peer.addr, ?reason, "request dropped by the guard");
             return;
         }
         if let Err(e) = msg.validate_request() {
@@ -340,6 +372,16 @@ impl Switch {
                 self.proxy_ack(&msg, now);
                 return;
             }
+        }
+        if self.should_shed(&msg) {
+            // Saturated: a new call or registration is refused statelessly, so it leaves no
+            // state; in-dialog requests, CANCEL, ACK and responses keep flowing.
+            self.server.remove(&key);
+            let retry_after = self.guard.overload_rejected();
+            tracing::debug!(%peer.addr, "overloaded: 503");
+            let bytes = response::build(&msg, peer.addr, 503, None, &[retry_after], None);
+            self.transmits.push_back(Transmit { peer, bytes });
+            return;
         }
         let Some((status, headers)) = self.handle_new_request(&msg, peer, &key, now) else {
             return; // the proxy took it
@@ -423,10 +465,9 @@ impl Switch {
                     conn: peer.conn,
                 };
                 let reply = self.registrar.handle_register(msg, src, now);
-                if reply.status == 401 && msg.header(HeaderName::Authorization).is_some() {
+                if reply.auth_failed {
                     let user = msg.to().ok().and_then(|t| uri_user(t.uri));
-                    self.stats.auth_failures += 1;
-                    log_auth_failure(&peer, "REGISTER", user.as_deref());
+                    self.handle_auth_failure(&peer, "REGISTER", user.as_deref(), now);
                 }
                 Some((reply.status, reply.headers))
             }
@@ -439,6 +480,43 @@ impl Switch {
                 ],
             )),
         }
+    }
+
+    /// Is this a new INVITE or REGISTER arriving while the switch is saturated?
+    fn should_shed(&self, msg: &Message) -> bool {
+        matches!(msg.method(), Some(Method::Invite | Method::Register))
+            && msg.to_tag().is_none()
+            // (the request's own transaction is in the table already: not counted)
+            && self.guard.overloaded(self.server.len().saturating_sub(1))
+    }
+
+    /// Credentials failed (wrong password or unknown extension, alike): one log line, and the
+    /// guard counts it against the source.
+    pub(crate) fn handle_auth_failure(
+        &mut self,
+        peer: &Peer,
+        method: &str,
+        user: Option<&str>,
+        now: Now,
+    ) {
+        self.stats.auth_failures += 1;
+        log_auth_failure(peer, method, user);
+        self.guard.handle_auth_failure(peer.addr.ip(), now);
+    }
+
+    /// The depth of the driver's input queue (for the overload rule).
+    pub fn handle_queue_depth(&mut self, depth: usize) {
+        self.guard.handle_queue_depth(depth);
+    }
+
+    /// The ban list from the store.
+    pub fn handle_bans(&mut self, bans: Vec<crate::guard::Ban>, now: Now) {
+        self.guard.handle_bans(bans, now);
+    }
+
+    /// Bans the guard added, for the store.
+    pub fn drain_bans(&mut self) -> Vec<crate::guard::Ban> {
+        self.guard.drain_new_bans()
     }
 
     /// Timers are due.
@@ -460,6 +538,7 @@ impl Switch {
         self.proxy_timeout(now);
         self.records.handle_timeout(now.instant, now.unix_ms);
         self.registrar.location.handle_timeout(now.instant);
+        self.guard.handle_timeout(now);
         if self.next_prune.is_none_or(|t| t <= now.instant) {
             self.registrar.authn.prune(now.unix);
             self.next_prune = Some(now.instant + PRUNE_EVERY);
@@ -474,6 +553,7 @@ impl Switch {
             self.proxy.poll_timeout(),
             self.records.poll_timeout(),
             self.registrar.location.poll_timeout(),
+            self.guard.poll_timeout(),
             self.next_prune,
         ]
         .into_iter()
@@ -501,7 +581,7 @@ impl Switch {
     }
 
     /// A snapshot for `/metrics`.
-    pub fn metrics(&mut self) -> SwitchMetrics {
+    pub fn metrics(&mut self, now: Now) -> SwitchMetrics {
         let mut by_opd: HashMap<&OpdCode, (u64, u64)> = HashMap::new();
         let mut other = (0, 0);
         for (ext, bindings) in self.registrar.location.per_extension() {
@@ -530,6 +610,8 @@ impl Switch {
             calls_active,
             calls_answered,
             toll: self.toll_stats().clone(),
+            guard: self.guard.stats,
+            bans_active: self.guard.bans_active(now.unix) as u64,
             transactions: self.transaction_count() as u64,
         }
     }
@@ -641,14 +723,28 @@ pub(crate) fn uri_user(uri: &str) -> Option<String> {
     }
 }
 
-/// One line per failed authentication, readable by fail2ban-style tools.
-/// (The documented format; the method is a field, so the message line stays the same.)
-pub(crate) fn log_auth_failure(peer: &Peer, method: &str, user: Option<&str>) {
-    tracing::info!(
+/// One line per failed authentication, for fail2ban-style tools (`docs/operations.md` has
+/// the filter): `auth failure from <ip> for extension '<user>' method=<METHOD>`. The user
+/// comes from the network, so it is cut and stripped of quotes and control characters: a
+/// forged name cannot fake a second line or another address.
+fn log_auth_failure(peer: &Peer, method: &str, user: Option<&str>) {
+    let user: String = user
+        .unwrap_or("")
+        .chars()
+        .take(64)
+        .map(|c| {
+            if c.is_control() || c == '\'' || c == '"' {
+                '?'
+            } else {
+                c
+            }
+        })
+        .collect();
+    tracing::warn!(
         target: "tambun::auth",
-        method,
-        "auth failure from {} for extension '{}'",
+        "auth failure from {} for extension '{}' method={}",
         peer.addr.ip(),
-        user.unwrap_or("")
+        user,
+        method
     );
 }

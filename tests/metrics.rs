@@ -193,6 +193,34 @@ fn metrics_parse_and_move_with_traffic() {
     );
     drop(tcp);
 
+    // A scanner from outside the allow-list: dropped without an answer and banned.
+    let scanner = std::net::UdpSocket::bind("127.0.0.9:0").expect("bind 127.0.0.9");
+    let local = scanner.local_addr().unwrap();
+    let options = format!(
+        "OPTIONS sip:100@127.0.0.1 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {local};branch=z9hG4bK-scan1\r\n\
+         From: <sip:100@{local}>;tag=s1\r\nTo: <sip:100@127.0.0.1>\r\n\
+         Call-ID: scan-1@metrics\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n\
+         User-Agent: friendly-scanner\r\nContent-Length: 0\r\n\r\n"
+    );
+    scanner.send_to(options.as_bytes(), switch.sip).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let m = loop {
+        let m = metrics(&switch);
+        if value(&m, "tambun_requests_dropped_total{reason=\"scanner\"}") >= 1.0
+            || Instant::now() > deadline
+        {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        value(&m, "tambun_requests_dropped_total{reason=\"scanner\"}"),
+        1.0
+    );
+    assert_eq!(value(&m, "tambun_bans_active"), 1.0);
+    assert_eq!(value(&m, "tambun_bans_added_total"), 1.0);
+
     // A wrong password and an unknown extension: two failures, answered alike.
     let wrong = register_from_port(&switch, "1000", "salah", free_udp_port(&[]));
     let unknown = register_from_port(&switch, "1999", "salah", free_udp_port(&[]));

@@ -3,6 +3,7 @@
 //! state (`regs`, `calls`, `dialplan reload`) goes through the running switch's admin API. Every failure is returned as an
 //! error whose message is a sentence for the operator; `main` prints it and exits 1.
 
+mod ban;
 mod bench;
 mod calls;
 mod cdr;
@@ -96,6 +97,9 @@ pub enum Command {
     Calls(calls::CallsArgs),
     /// Show the call records, or a usage summary per OPD (`cdr summary --by opd`)
     Cdr(cdr::CdrArgs),
+    /// The guard's ban list: addresses the switch drops silently
+    #[command(subcommand)]
+    Ban(ban::BanCommand),
     /// Load-test helpers (the relay allocation command of `rtp-relay-bench cmd`)
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -112,6 +116,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Regs(args) => regs::run(&global, args),
         Command::Calls(args) => calls::run(&global, args),
         Command::Cdr(args) => cdr::run(&global, args),
+        Command::Ban(cmd) => ban::run(&global, cmd),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

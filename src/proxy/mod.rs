@@ -307,11 +307,10 @@ impl Switch {
                 .authenticate(msg, HeaderName::ProxyAuthorization, now.unix)
             {
                 Verdict::Authenticated(ext) => ext,
-                Verdict::Challenge { stale } => {
-                    if msg.header(HeaderName::ProxyAuthorization).is_some() {
+                Verdict::Challenge { stale, failed } => {
+                    if failed {
                         let user = msg.from().ok().and_then(|f| uri_user(f.uri));
-                        self.stats.auth_failures += 1;
-                        crate::switch::log_auth_failure(&peer, method.as_str(), user.as_deref());
+                        self.handle_auth_failure(&peer, method.as_str(), user.as_deref(), now);
                     }
                     return Some((
                         407,

@@ -18,8 +18,12 @@ pub enum Verdict {
     /// The request carries valid, fresh credentials of this enabled extension.
     Authenticated(Extension),
     /// Answer 401/407 with a fresh challenge; `stale` when the password was right but the nonce
-    /// expired (RFC 7616 §3.3), so the phone retries without asking its user.
-    Challenge { stale: bool },
+    /// expired (RFC 7616 §3.3), so the phone retries without asking its user. `failed` when
+    /// credentials with one of our nonces (fresh or expired) did not verify: a wrong password
+    /// or an unknown extension, counted alike by the guard. A missing or foreign nonce (e.g.
+    /// one from before a restart) and a replayed nonce-count are not failures: they reveal
+    /// nothing about the password.
+    Challenge { stale: bool, failed: bool },
 }
 
 /// Authentication settings and state (nonce key, nonce-count table).
@@ -80,7 +84,10 @@ impl Authenticator {
             .filter_map(|h| auth::parse_credentials(req.slice(h.value)).ok())
             .find(|c| c.realm == self.realm);
         let Some(creds) = creds else {
-            return Verdict::Challenge { stale: false };
+            return Verdict::Challenge {
+                stale: false,
+                failed: false,
+            };
         };
         let account = creds
             .username
@@ -98,20 +105,35 @@ impl Authenticator {
             .key
             .check_nonce(&creds.nonce, now_unix, self.nonce_lifetime)
         {
-            NonceCheck::Invalid => Verdict::Challenge { stale: false },
-            NonceCheck::Stale => Verdict::Challenge { stale: verified },
+            NonceCheck::Invalid => Verdict::Challenge {
+                stale: false,
+                failed: false,
+            },
+            NonceCheck::Stale => Verdict::Challenge {
+                stale: verified,
+                failed: !verified,
+            },
             NonceCheck::Valid { issued } => {
                 if !verified {
-                    return Verdict::Challenge { stale: false };
+                    return Verdict::Challenge {
+                        stale: false,
+                        failed: true,
+                    };
                 }
                 // Without qop there is no nonce-count: the nonce is then good for one use.
                 let nc = creds.nc.as_ref().map_or(1, |n| n.value());
                 if !self.counts.accept(&creds.nonce, nc, issued) {
-                    return Verdict::Challenge { stale: false };
+                    return Verdict::Challenge {
+                        stale: false,
+                        failed: false,
+                    };
                 }
                 match account {
                     Some(a) => Verdict::Authenticated(a.extension.clone()),
-                    None => Verdict::Challenge { stale: false },
+                    None => Verdict::Challenge {
+                        stale: false,
+                        failed: true,
+                    },
                 }
             }
         }

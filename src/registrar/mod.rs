@@ -55,6 +55,8 @@ pub struct Source {
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<String>,
+    /// Credentials were tried and failed (wrong password or unknown extension), for the guard.
+    pub auth_failed: bool,
 }
 
 impl Reply {
@@ -62,6 +64,7 @@ impl Reply {
         Reply {
             status,
             headers: Vec::new(),
+            auth_failed: false,
         }
     }
 }
@@ -141,10 +144,11 @@ impl Registrar {
             .check(req, HeaderName::Authorization, &self.accounts, now.unix)
         {
             Verdict::Authenticated(ext) => ext,
-            Verdict::Challenge { stale } => {
+            Verdict::Challenge { stale, failed } => {
                 return Reply {
                     status: 401,
                     headers: self.authn.challenge(req, false, stale, now.unix),
+                    auth_failed: failed,
                 }
             }
         };
@@ -188,6 +192,7 @@ impl Registrar {
                 return Reply {
                     status: 423,
                     headers: vec![format!("Min-Expires: {}", self.settings.min_expires)],
+                    auth_failed: false,
                 };
             }
             updates.push((*c, expires.min(self.settings.max_expires)));
@@ -263,6 +268,7 @@ impl Registrar {
                 .iter()
                 .map(|b| format!("Contact: {}", b.contact_value(now.instant)))
                 .collect(),
+            auth_failed: false,
         }
     }
 }

@@ -95,6 +95,8 @@ pub(crate) enum Input {
     MediaInactive {
         session: u64,
     },
+    /// The ban list changed in the store (`tambun ban add|rm`).
+    Bans(Vec<crate::guard::Ban>),
 }
 
 /// Depth of the input queue; readers wait when it is full (back-pressure, no unbounded memory).
@@ -138,6 +140,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let realm = store.realm()?;
     let accounts = Accounts::new(store.extensions(None)?.iter().map(account_of).collect());
     let saved = store.registrations()?;
+    let bans = store.bans(now().unix as i64)?;
     tracing::info!(
         opds = dialplan.opds().len(),
         extensions = accounts.len(),
@@ -181,7 +184,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let max_call = Duration::from_secs(config.calls.max_duration_secs.max(1));
     let mut switch = Switch::new(limits, registrar, Arc::new(dialplan), max_call);
     switch.set_domain(config.domain.clone());
+    let guard = crate::guard::Guard::new(&config.guard).context("guard.allow")?;
+    switch.set_guard(guard);
     let t = now();
+    tracing::info!(bans = bans.len(), "loaded the ban list");
+    switch.handle_bans(bans, t);
     let restored: Vec<_> = saved
         .into_iter()
         .filter_map(|r| store_thread::binding_of(r, t))
@@ -445,6 +452,8 @@ impl Driver {
                 input = rx.recv() => {
                     let Some(input) = input else { break };
                     let t = now();
+                    // The overload rule sees how far the driver is behind.
+                    self.switch.handle_queue_depth(rx.len());
                     self.handle(input, t);
                     // Drain what else is queued before flushing: one clock read per batch.
                     for _ in 0..256 {
@@ -522,7 +531,7 @@ impl Driver {
                 let _ = reply.send(self.switch.live_calls(t.instant));
             }
             Input::Metrics { reply } => {
-                let _ = reply.send(self.switch.metrics());
+                let _ = reply.send(self.switch.metrics(t));
             }
             Input::MediaInactive { session } => {
                 self.switch.handle_media_inactive(session, t);
@@ -536,6 +545,10 @@ impl Driver {
             Input::Accounts(accounts) => {
                 tracing::info!(extensions = accounts.len(), "extension directory reloaded");
                 self.switch.handle_accounts(accounts);
+            }
+            Input::Bans(bans) => {
+                tracing::info!(bans = bans.len(), "ban list reloaded");
+                self.switch.handle_bans(bans, t);
             }
             Input::Registrations { opd, reply } => {
                 let _ = reply.send(self.switch.registrations(opd.as_ref(), t.instant));
@@ -612,6 +625,10 @@ impl Driver {
         }
         for effect in self.switch.drain_effects() {
             let _ = self.store.send(store_thread::Command::Effect(effect));
+        }
+        let bans = self.switch.drain_bans();
+        if !bans.is_empty() {
+            let _ = self.store.send(store_thread::Command::Bans(bans));
         }
     }
 }

@@ -3,7 +3,9 @@
 //! It applies binding changes in batches (one transaction per batch, however many REGISTERs
 //! produced them), polls `PRAGMA data_version` twice a second and, when another connection
 //! (the CLI) committed, reloads the extension directory and sends it to the driver; and once a
-//! minute it deletes expired registrations. On shutdown it writes what is still queued.
+//! minute it deletes expired registrations and bans. Bans the guard adds are written here;
+//! after a change by another connection the ban list goes to the driver too (`tambun ban`).
+//! On shutdown it writes what is still queued.
 
 use std::net::SocketAddr;
 use std::sync::mpsc as std_mpsc;
@@ -25,6 +27,7 @@ pub(crate) enum Command {
     CallRecords(Vec<crate::proxy::records::CallRecord>),
     Effect(crate::proxy::Effect),
     SyncOpds(Vec<crate::store::OpdRow>),
+    Bans(Vec<crate::guard::Ban>),
     Shutdown,
 }
 
@@ -82,6 +85,12 @@ fn run(mut store: Store, rx: std_mpsc::Receiver<Command>, driver: mpsc::Sender<I
                 }
                 false
             }
+            Command::Bans(bans) => {
+                if let Err(e) = store.add_bans(&bans) {
+                    tracing::error!(error = %e, count = bans.len(), "cannot save bans");
+                }
+                false
+            }
             Command::Shutdown => true,
         };
         match rx.recv_timeout(POLL) {
@@ -118,6 +127,14 @@ fn run(mut store: Store, rx: std_mpsc::Receiver<Command>, driver: mpsc::Sender<I
                         }
                         Err(e) => tracing::error!(error = %e, "cannot reload extensions"),
                     }
+                    match store.bans(super::now().unix as i64) {
+                        Ok(bans) => {
+                            if driver.blocking_send(Input::Bans(bans)).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => tracing::error!(error = %e, "cannot reload the ban list"),
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "cannot poll the database"),
@@ -128,6 +145,9 @@ fn run(mut store: Store, rx: std_mpsc::Receiver<Command>, driver: mpsc::Sender<I
             let now = super::now().unix as i64;
             if let Err(e) = store.purge_expired_registrations(now) {
                 tracing::error!(error = %e, "cannot purge expired registrations");
+            }
+            if let Err(e) = store.purge_expired_bans(now) {
+                tracing::error!(error = %e, "cannot purge expired bans");
             }
         }
     }

@@ -81,4 +81,14 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE cdrs ADD COLUMN media_lost_b2a INTEGER;
     ALTER TABLE cdrs ADD COLUMN media_jitter_us_max INTEGER;
     "#,
+    // 4: the guard's ban list (addresses; expires_at NULL = until removed).
+    r#"
+    CREATE TABLE bans (
+        address    TEXT PRIMARY KEY NOT NULL,
+        reason     TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER
+    ) STRICT;
+    CREATE INDEX bans_expires_at ON bans (expires_at);
+    "#,
 ];

@@ -1,8 +1,10 @@
 //! The durable copy: SQLite (WAL) holding the realm, OPDs, extensions (digest HA1 per
-//! algorithm, never a password, and their call features), registrations and call records. Synchronous: the runtime calls it from a
+//! algorithm, never a password, and their call features), registrations, call records and the guard's
+//! ban list. Synchronous: the runtime calls it from a
 //! blocking thread and serves SIP from memory; the CLI writes the same file, and a running
 //! switch notices through [`Store::data_version`]. No async, no locks, no caching of rows.
 
+mod bans;
 mod cdr;
 mod features;
 mod migrations;

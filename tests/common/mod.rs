@@ -131,7 +131,15 @@ pub struct SwitchOptions {
     /// Listen for SIP over TLS on a free loopback port (see [`Switch::tls`]); otherwise the
     /// switch runs with `--no-tls` (its default port 5061 would collide between tests).
     pub tls: bool,
+    /// The body of the `[guard]` table. `None`: [`DEFAULT_TEST_GUARD`], which allow-lists the
+    /// harness's own address (127.0.0.1, ::1) the way an operator allow-lists the OPDs'
+    /// subnets, so tests that hammer the switch from there are not rate limited; attackers in
+    /// the guard tests come from other 127.x.y.z addresses.
+    pub guard: Option<String>,
 }
+
+/// The `[guard]` table of every test switch unless [`SwitchOptions::guard`] says otherwise.
+pub const DEFAULT_TEST_GUARD: &str = "allow = [\"127.0.0.1\", \"::1\"]\n";
 
 /// One `tambun serve` on loopback, in its own temp dir.
 pub struct Switch {
@@ -288,11 +296,15 @@ impl Switch {
         if let Some(domain) = &self.opts.domain {
             cmd.arg("--domain").arg(domain);
         }
-        if let Some(toml) = &self.opts.config_toml {
-            let path = self.dir.path().join("tambun.toml");
-            fs::write(&path, toml).expect("write config");
-            cmd.arg("--config").arg(path);
-        }
+        // The `[guard]` table goes last, so it can follow whatever the test's TOML ends with.
+        let toml = format!(
+            "{}\n[guard]\n{}",
+            self.opts.config_toml.as_deref().unwrap_or(""),
+            self.opts.guard.as_deref().unwrap_or(DEFAULT_TEST_GUARD)
+        );
+        let path = self.dir.path().join("tambun.toml");
+        fs::write(&path, toml).expect("write config");
+        cmd.arg("--config").arg(path);
         cmd.args(&self.opts.extra_args);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
