@@ -7,7 +7,6 @@
 mod common;
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -15,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::calls::{
     assert_sipp_ok, refused_scenario, register_from_port, sipp_call, wait_cdrs, SippUas,
 };
-use common::media::{media_switch, wait_relay_idle};
+use common::media::{admin_get_text, media_switch, wait_relay_idle};
 use common::peers::{run_sipp, sipp_scenario};
 use common::{free_udp_port, Switch};
 
@@ -23,22 +22,9 @@ use common::{free_udp_port, Switch};
 type Samples = BTreeMap<String, f64>;
 
 fn scrape(switch: &Switch) -> (String, String) {
-    let mut stream =
-        TcpStream::connect_timeout(&switch.admin, Duration::from_secs(2)).expect("admin API");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-        switch.admin
-    )
-    .expect("send GET");
-    let mut text = String::new();
-    let _ = stream.read_to_string(&mut text);
-    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    let (head, body) = admin_get_text(switch, "/metrics");
     assert!(head.starts_with("HTTP/1.1 200"), "GET /metrics: {head}");
-    (head.to_owned(), body.to_owned())
+    (head, body)
 }
 
 /// A strict reader of the text exposition format.

@@ -13,21 +13,10 @@ use crate::guard::Ban;
 impl Store {
     /// Adds a ban, or replaces the one of the same address.
     pub fn add_ban(&mut self, ban: &Ban) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO bans (address, reason, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (address) DO UPDATE SET reason = excluded.reason,
-                 created_at = excluded.created_at, expires_at = excluded.expires_at",
-            params![
-                ban.address.to_string(),
-                ban.reason,
-                ban.created_at,
-                ban.expires_at
-            ],
-        )?;
-        Ok(())
+        self.add_bans(std::slice::from_ref(ban))
     }
 
-    /// Adds several bans in one transaction.
+    /// Adds several bans in one transaction (each replaces the one of the same address).
     pub fn add_bans(&mut self, bans: &[Ban]) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         for ban in bans {

@@ -75,8 +75,8 @@ pub fn media_switch_on(
     switch
 }
 
-/// `GET path` on the admin API; the JSON body.
-pub fn admin_get(switch: &Switch, path: &str) -> Value {
+/// `GET path` on the admin API: (status line and headers, body).
+pub fn admin_get_text(switch: &Switch, path: &str) -> (String, String) {
     let mut stream =
         TcpStream::connect_timeout(&switch.admin, Duration::from_secs(2)).expect("admin API");
     stream
@@ -90,9 +90,15 @@ pub fn admin_get(switch: &Switch, path: &str) -> Value {
     .expect("send GET");
     let mut text = String::new();
     let _ = stream.read_to_string(&mut text);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (head.to_owned(), body.to_owned())
+}
+
+/// `GET path` on the admin API; the JSON body.
+pub fn admin_get(switch: &Switch, path: &str) -> Value {
+    let (head, body) = admin_get_text(switch, path);
     serde_json::from_str(body.trim())
-        .unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}):\n{text}"))
+        .unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}):\n{head}\n\n{body}"))
 }
 
 /// `GET /api/relay`: (ports_in_use, sessions).
