@@ -329,6 +329,30 @@ a=rtcp-mux\r\n";
         );
     }
 
+    /// Found while writing the `sdp_rewrite` fuzz target: `parse` reads the port as the second
+    /// whitespace-separated field, but the rewrite split the line at single spaces, so a tab,
+    /// a double space or a space after `m=` left the phone's own port in the SDP (media past
+    /// the relay) and put the relay's port where the protocol goes.
+    #[test]
+    fn port_found_with_the_whitespace_parse_uses() {
+        let one = [RelayPorts {
+            rtp: 20000,
+            rtcp: 20001,
+        }];
+        for (m, want) in [
+            ("m=audio\t4000 RTP/AVP 0", "m=audio\t20000 RTP/AVP 0"),
+            ("m=audio  4000/2  RTP/AVP 0", "m=audio  20000/2  RTP/AVP 0"),
+            ("m= audio 4000 RTP/AVP 0", "m= audio 20000 RTP/AVP 0"),
+            ("m=audio 4000", "m=audio 20000"),
+        ] {
+            let body = format!("v=0\r\nc=IN IP4 10.0.0.5\r\n{m}\r\n");
+            let out = rewrite(body.as_bytes(), "192.0.2.1".parse().unwrap(), &one).unwrap();
+            let want = format!("v=0\r\nc=IN IP4 192.0.2.1\r\n{want}\r\n");
+            assert_eq!(std::str::from_utf8(&out).unwrap(), want, "{m:?}");
+            assert_eq!(parse(&out).unwrap().streams[0].port, 20000, "{m:?}");
+        }
+    }
+
     #[test]
     fn errors() {
         assert_eq!(
