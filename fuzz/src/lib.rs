@@ -469,16 +469,25 @@ pub fn check_sdp(body: &[u8], addr: IpAddr, rtp: u16, rtcp: u16, extra_pair: boo
     }
 }
 
-/// An `m=` line with its port token (the second whitespace-separated field, up to any `/`)
-/// taken out.
+/// An `m=` line with its port token (the second whitespace-separated field of the value after
+/// `m=`, up to any `/`) taken out.
 fn without_port(line: &str) -> String {
-    let mut fields = line.split_whitespace();
-    let first = fields.next().unwrap_or("");
-    let port = fields.next().unwrap_or("");
-    let at = line.find(first).unwrap_or(0) + first.len();
-    let at = at + line[at..].find(port).unwrap_or(0);
-    let digits = port.find('/').unwrap_or(port.len());
-    format!("{}{}", &line[..at], &line[at + digits..])
+    let v = line.strip_prefix("m=").unwrap_or(line);
+    let starts: Vec<usize> = v
+        .char_indices()
+        .filter(|&(i, c)| {
+            !c.is_whitespace() && v[..i].chars().next_back().is_none_or(char::is_whitespace)
+        })
+        .map(|(i, _)| i)
+        .take(2)
+        .collect();
+    let Some(&at) = starts.get(1) else {
+        return line.to_owned();
+    };
+    let len = v[at..]
+        .find(|c: char| c.is_whitespace() || c == '/')
+        .unwrap_or(v.len() - at);
+    format!("m={}{}", &v[..at], &v[at + len..])
 }
 
 // ---- dialplan files -------------------------------------------------------------------------

@@ -404,7 +404,15 @@ impl<'a> FileCtx<'a> {
             Ok(v) => Some(v),
             Err(e) => {
                 let line = e.span().map_or(0, |s| self.line(&s));
-                let reason = e.message().trim().to_owned();
+                let mut reason = e.message().trim().to_owned();
+                if reason.is_empty() {
+                    // Seen for control characters in comments: the parser gives no message.
+                    let at = e.span().map(|s| s.start).unwrap_or(0);
+                    reason = match self.src.get(at..).and_then(|r| r.chars().next()) {
+                        Some(c) => format!("invalid TOML at {c:?}"),
+                        None => "invalid TOML at the end of the file".to_owned(),
+                    };
+                }
                 self.errors.push(err(self.path, line, reason));
                 None
             }
