@@ -304,6 +304,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         store: store_handle.sender(),
         held: VecDeque::new(),
         next_commit: 0,
+        store_gone: false,
         dialplan_dir,
         next_trim: Instant::now() + TRIM_EVERY,
     };
@@ -351,6 +352,8 @@ struct Driver {
     held: VecDeque<(u64, Vec<Transmit>)>,
     /// The last `Commit` marker sent to the store thread.
     next_commit: u64,
+    /// The store thread ended early: transmits are no longer held.
+    store_gone: bool,
     dialplan_dir: std::path::PathBuf,
     next_trim: Instant,
 }
@@ -379,6 +382,16 @@ impl Driver {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
+                // Before the inputs: under load they are always ready, and a commit must
+                // not wait for a quiet moment.
+                changed = committed.changed(), if !self.held.is_empty() => {
+                    if changed.is_err() {
+                        // Nothing will commit any more: answer without waiting.
+                        tracing::error!("the store thread stopped; answering without persisting");
+                        self.store_gone = true;
+                        self.release(u64::MAX);
+                    }
+                }
                 input = rx.recv() => {
                     let Some(input) = input else { break };
                     let t = now();
@@ -396,14 +409,9 @@ impl Driver {
                     self.switch.handle_timeout(t);
                     self.release_memory(t.instant);
                 }
-                changed = committed.changed(), if !self.held.is_empty() => {
-                    if changed.is_err() {
-                        break; // the store thread is gone; nothing more will commit
-                    }
-                    let seq = *committed.borrow_and_update();
-                    self.release(seq);
-                }
             }
+            let seq = *committed.borrow_and_update();
+            self.release(seq);
             self.flush();
         }
         self.flush();
@@ -553,7 +561,7 @@ impl Driver {
                 .send(store_thread::Command::Effect(effect))
                 .is_ok();
         }
-        if durable {
+        if durable && !self.store_gone {
             self.next_commit += 1;
             let _ = self
                 .store
