@@ -1,4 +1,5 @@
-//! Parser properties without a fuzzing toolchain: the cargo-fuzz corpus (`fuzz/corpus/*/`)
+//! Parser properties without a fuzzing toolchain: the cargo-fuzz corpus (`fuzz/corpus/*/`:
+//! SIP datagrams and streams, digest headers, SDP bodies, dialplan files)
 //! replayed through the fuzz targets' own checks, and proptest properties — arbitrary and
 //! mutated bytes never panic, generated REGISTERs in every legal spelling parse to what was
 //! generated, and stream framing finds exactly the generated messages whatever the chunking.
@@ -54,6 +55,16 @@ fn corpus_digest_header() {
     replay("digest_header", checks::check_credentials);
 }
 
+#[test]
+fn corpus_sdp_rewrite() {
+    replay("sdp_rewrite", checks::check_sdp_input);
+}
+
+#[test]
+fn corpus_dialplan_file() {
+    replay("dialplan_file", checks::check_dialplan_input);
+}
+
 /// Every corpus directory has a replay test above (a new fuzz target needs one too).
 #[test]
 fn every_corpus_is_replayed() {
@@ -63,7 +74,16 @@ fn every_corpus_is_replayed() {
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
     dirs.sort();
-    assert_eq!(dirs, ["digest_header", "sip_parse", "sip_stream"]);
+    assert_eq!(
+        dirs,
+        [
+            "dialplan_file",
+            "digest_header",
+            "sdp_rewrite",
+            "sip_parse",
+            "sip_stream"
+        ]
+    );
 }
 
 /// The RFC 4475 valid messages in the corpus are the ones the splice check bites on.

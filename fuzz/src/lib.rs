@@ -6,12 +6,19 @@
 //! validated stays valid through a proxy-style splice and a body swap, and its typed views
 //! survive the edit unchanged; stream framing does not depend on how the bytes were chunked
 //! and agrees with the parser on where each message ends; digest credentials keep their
-//! documented invariant. Must not: do I/O or keep state between calls.
+//! documented invariant; the SDP rewrite touches only what the relay owns and leaves no
+//! stream pointing past the relay; the dialplan loader puts every error on a line of a file.
+//! Must not: do I/O or keep state between calls.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
 
 use bytes::{Bytes, BytesMut};
+use tambun::dialplan::Dialplan;
 use tambun::sip::auth::{parse_credentials, verify, Credentials};
 use tambun::sip::headers::{Contact, Uri};
 use tambun::sip::message::{frame_stream, Frame, HeaderName, Limits, Message};
+use tambun::sip::sdp::{self, RelayPorts, SdpError};
 
 /// Every recognised header name, for exercising `values` and `single`.
 const NAMES: &[HeaderName] = &[
@@ -327,4 +334,238 @@ fn check_credential_invariants(c: &Credentials) {
 /// A message for a panic message: lossy text, control characters escaped.
 fn show(b: &[u8]) -> String {
     String::from_utf8_lossy(b).escape_debug().to_string()
+}
+
+// ---- SDP rewriter ---------------------------------------------------------------------------
+
+/// Bytes of an `sdp_rewrite` input before the body: flags, a 16-byte relay address, the first
+/// RTP port and the first RTCP port (big endian).
+pub const SDP_HEADER: usize = 1 + 16 + 2 + 2;
+
+/// The `sdp_rewrite` fuzz input: `SDP_HEADER` bytes choosing the relay address and ports (flag
+/// bit 0: IPv6, else the first 4 address bytes are IPv4; bit 1: give one port pair too many),
+/// then the SDP body. Stream `i` gets RTP port `rtp + 2i` and RTCP port `rtcp + 2i`.
+pub fn check_sdp_input(data: &[u8]) {
+    if data.len() < SDP_HEADER {
+        return;
+    }
+    let (head, body) = data.split_at(SDP_HEADER);
+    let octets: [u8; 16] = head[1..17].try_into().expect("16 bytes by construction");
+    let addr = if head[0] & 1 == 1 {
+        IpAddr::V6(Ipv6Addr::from(octets))
+    } else {
+        IpAddr::V4(Ipv4Addr::new(octets[0], octets[1], octets[2], octets[3]))
+    };
+    let rtp = u16::from_be_bytes([head[17], head[18]]);
+    let rtcp = u16::from_be_bytes([head[19], head[20]]);
+    check_sdp(body, addr, rtp, rtcp, head[0] & 2 == 2);
+}
+
+/// Parses `body` and rewrites it towards `addr`, then checks what the relay relies on:
+/// - every line other than `c=`, `m=` and `a=rtcp:` is byte-identical, line ends included;
+/// - an enabled stream's `m=` line differs only in its port, which is the relay's;
+/// - the result parses to the same streams (kind, direction, rtcp-mux), each enabled one now
+///   at the relay address and ports, so no media can bypass the relay;
+/// - a wrong number of port pairs is an error, never a partial rewrite.
+pub fn check_sdp(body: &[u8], addr: IpAddr, rtp: u16, rtcp: u16, extra_pair: bool) {
+    let Ok(before) = sdp::parse(body) else {
+        assert!(
+            sdp::rewrite(body, addr, &[]).is_err(),
+            "rewrite accepted a body parse rejects"
+        );
+        return;
+    };
+    let n = before.streams.len() + usize::from(extra_pair);
+    let ports: Vec<RelayPorts> = (0..n)
+        .map(|i| {
+            let step = (2 * i) as u16;
+            RelayPorts {
+                rtp: rtp.wrapping_add(step),
+                rtcp: rtcp.wrapping_add(step),
+            }
+        })
+        .collect();
+    let out = match sdp::rewrite(body, addr, &ports) {
+        Ok(out) => out,
+        Err(SdpError::PortCount(..)) => {
+            assert!(extra_pair, "port count error with one pair per stream");
+            return;
+        }
+        Err(SdpError::NoConnection(i)) => {
+            let s = &before.streams[i];
+            assert!(
+                !s.is_disabled() && s.address.is_none(),
+                "wrong NoConnection({i})"
+            );
+            return;
+        }
+        Err(e) => panic!("rewrite failed on a body that parses: {e}\n{}", show(body)),
+    };
+    assert!(!extra_pair, "rewrite accepted one port pair too many");
+    let text = std::str::from_utf8(body).expect("parse checked UTF-8");
+    let new = std::str::from_utf8(&out).expect("rewrite of UTF-8 is UTF-8");
+    let old_lines: Vec<&str> = text.split('\n').collect();
+    let new_lines: Vec<&str> = new.split('\n').collect();
+    assert_eq!(
+        old_lines.len(),
+        new_lines.len(),
+        "line count changed\n{}",
+        show(&out)
+    );
+    let mut stream: Option<usize> = None;
+    let mut rtcp_line = vec![false; before.streams.len()];
+    for (o, w) in old_lines.iter().zip(&new_lines) {
+        if let (true, Some(i)) = (o.starts_with("a=rtcp:"), stream) {
+            rtcp_line[i] = true;
+        }
+        if o.starts_with("m=") {
+            let i = stream.map_or(0, |s| s + 1);
+            stream = Some(i);
+            if before.streams[i].is_disabled() {
+                assert_eq!(o, w, "disabled stream's m= line changed");
+            } else {
+                assert_eq!(
+                    without_port(o),
+                    without_port(w),
+                    "m= line changed beyond its port\n{}",
+                    show(&out)
+                );
+            }
+        } else if !(o.starts_with("c=") || o.starts_with("a=rtcp:")) {
+            assert_eq!(
+                o,
+                w,
+                "a line the relay does not own changed\n{}",
+                show(&out)
+            );
+        }
+    }
+    let after = sdp::parse(&out)
+        .unwrap_or_else(|e| panic!("rewritten SDP does not parse: {e}\n{}", show(&out)));
+    assert_eq!(
+        after.streams.len(),
+        before.streams.len(),
+        "stream count changed"
+    );
+    for (i, (b, a)) in before.streams.iter().zip(&after.streams).enumerate() {
+        assert_eq!(
+            (&b.kind, b.direction, b.rtcp_mux),
+            (&a.kind, a.direction, a.rtcp_mux),
+            "stream {i} changed\n{}",
+            show(&out)
+        );
+        if b.is_disabled() {
+            assert_eq!(a.port, 0, "disabled stream {i} enabled");
+            continue;
+        }
+        assert_eq!(a.port, ports[i].rtp, "stream {i} port\n{}", show(&out));
+        assert_eq!(a.address, Some(addr), "stream {i} address\n{}", show(&out));
+        assert_eq!(
+            a.rtcp_port,
+            rtcp_line[i].then_some(ports[i].rtcp),
+            "stream {i} RTCP port\n{}",
+            show(&out)
+        );
+    }
+}
+
+/// An `m=` line with its port token (the second whitespace-separated field of the value after
+/// `m=`, up to any `/`) taken out.
+fn without_port(line: &str) -> String {
+    let v = line.strip_prefix("m=").unwrap_or(line);
+    let starts: Vec<usize> = v
+        .char_indices()
+        .filter(|&(i, c)| {
+            !c.is_whitespace() && v[..i].chars().next_back().is_none_or(char::is_whitespace)
+        })
+        .map(|(i, _)| i)
+        .take(2)
+        .collect();
+    let Some(&at) = starts.get(1) else {
+        return line.to_owned();
+    };
+    let len = v[at..]
+        .find(|c: char| c.is_whitespace() || c == '/')
+        .unwrap_or(v.len() - at);
+    format!("m={}{}", &v[..at], &v[at + len..])
+}
+
+// ---- dialplan files -------------------------------------------------------------------------
+
+const PROVINCE: &str = include_str!("../../dialplan/province.toml");
+const NEIGHBOUR: (&str, &str) = ("setda.toml", include_str!("../../dialplan/setda.toml"));
+
+/// The `dialplan_file` fuzz input: byte 0 bit 0 set means the rest is `province.toml` (with
+/// the shipped `setda.toml` beside it); clear means the rest is an OPD file, validated with
+/// the shipped `province.toml` and `setda.toml` and named after the first `code = "…"` in
+/// it (so a valid file stays valid).
+pub fn check_dialplan_input(data: &[u8]) {
+    let Some((&flags, rest)) = data.split_first() else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(rest) else {
+        return;
+    };
+    check_dialplan(text, flags & 1 == 1);
+}
+
+/// Validates one fuzzed dialplan file among shipped ones. The loader must not panic, must
+/// agree with itself, and every error must name one of the files and a line inside it.
+pub fn check_dialplan(text: &str, is_province: bool) {
+    let dir = Path::new("/dialplan");
+    let fuzzed = if is_province {
+        dir.join("province.toml")
+    } else {
+        dir.join(format!("{}.toml", code_in(text).unwrap_or("opd")))
+    };
+    let mut files = vec![(fuzzed.clone(), text.to_owned())];
+    if !is_province {
+        files.push((dir.join("province.toml"), PROVINCE.to_owned()));
+    }
+    if fuzzed != dir.join(NEIGHBOUR.0) {
+        files.push((dir.join(NEIGHBOUR.0), NEIGHBOUR.1.to_owned()));
+    }
+    let result = Dialplan::from_sources(dir, files.clone());
+    match &result {
+        Ok(plan) => {
+            let opd_files = files.len() - 1;
+            assert_eq!(plan.opds().len(), opd_files, "an OPD file went missing");
+        }
+        Err(errors) => {
+            assert!(!errors.0.is_empty(), "Err without errors");
+            for e in &errors.0 {
+                let (_, src) = files
+                    .iter()
+                    .find(|(p, _)| *p == e.file)
+                    .unwrap_or_else(|| panic!("error names an unknown file: {e}"));
+                let last = src.split('\n').count();
+                assert!(
+                    (1..=last).contains(&e.line),
+                    "error line {} outside 1..={last}: {e}\n{}",
+                    e.line,
+                    text.escape_debug()
+                );
+                assert!(!e.reason.trim().is_empty(), "error without a reason: {e}");
+            }
+        }
+    }
+    let again = Dialplan::from_sources(dir, files).map(|p| p.opds().len());
+    assert_eq!(
+        result.map(|p| p.opds().len()),
+        again,
+        "the same files validated twice differ"
+    );
+}
+
+/// The value of the first `code = "…"` line, if it is a plain file name.
+fn code_in(text: &str) -> Option<&str> {
+    text.lines().find_map(|l| {
+        let v = l
+            .trim()
+            .strip_prefix("code")?
+            .trim_start()
+            .strip_prefix('=')?;
+        let v = v.trim().strip_prefix('"')?.split('"').next()?;
+        (!v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')).then_some(v)
+    })
 }

@@ -164,7 +164,7 @@ struct RawFeatures {
 
 pub(super) fn load_dir(dir: &Path) -> Result<Dialplan, DialplanErrors> {
     let mut errors = Vec::new();
-    let mut paths = match toml_files(dir) {
+    let paths = match toml_files(dir) {
         Ok(p) => p,
         Err(e) => {
             return Err(DialplanErrors(vec![DialplanError {
@@ -174,14 +174,31 @@ pub(super) fn load_dir(dir: &Path) -> Result<Dialplan, DialplanErrors> {
             }]))
         }
     };
-    paths.sort();
+    let mut files = Vec::new();
+    for path in paths {
+        if let Some(src) = read(&path, &mut errors) {
+            files.push((path, src));
+        }
+    }
+    from_sources(dir, files, errors)
+}
 
+/// Validates files already read (`(path, text)`, any order) as one directory `dir`; `errors`
+/// holds what went wrong while reading. The file named `province.toml` in `dir` is the
+/// province plan; every other file is an OPD plan.
+pub(super) fn from_sources(
+    dir: &Path,
+    mut files: Vec<(PathBuf, String)>,
+    mut errors: Vec<DialplanError>,
+) -> Result<Dialplan, DialplanErrors> {
+    files.sort_by(|a, b| a.0.cmp(&b.0));
     let province_path = dir.join(PROVINCE_FILE);
-    let province = if paths.contains(&province_path) {
-        read(&province_path, &mut errors).and_then(|src| {
-            let mut f = FileCtx::new(&province_path, &src, &mut errors);
-            parse_province(&mut f)
-        })
+    let province_src = files.iter().find(|(p, _)| *p == province_path);
+    let province = if let Some((_, src)) = province_src {
+        let mut f = FileCtx::new(&province_path, src, &mut errors);
+        parse_province(&mut f)
+    } else if errors.iter().any(|e| e.file == province_path) {
+        None
     } else {
         errors.push(DialplanError {
             file: province_path.clone(),
@@ -194,11 +211,8 @@ pub(super) fn load_dir(dir: &Path) -> Result<Dialplan, DialplanErrors> {
     };
 
     let mut opds = Vec::new();
-    for path in paths.iter().filter(|p| **p != province_path) {
-        let Some(src) = read(path, &mut errors) else {
-            continue;
-        };
-        let mut f = FileCtx::new(path, &src, &mut errors);
+    for (path, src) in files.iter().filter(|(p, _)| *p != province_path) {
+        let mut f = FileCtx::new(path, src, &mut errors);
         if let Some(parsed) = parse_opd(&mut f, province.as_ref()) {
             opds.push(parsed);
         }
@@ -390,7 +404,15 @@ impl<'a> FileCtx<'a> {
             Ok(v) => Some(v),
             Err(e) => {
                 let line = e.span().map_or(0, |s| self.line(&s));
-                let reason = e.message().trim().to_owned();
+                let mut reason = e.message().trim().to_owned();
+                if reason.is_empty() {
+                    // Seen for control characters in comments: the parser gives no message.
+                    let at = e.span().map(|s| s.start).unwrap_or(0);
+                    reason = match self.src.get(at..).and_then(|r| r.chars().next()) {
+                        Some(c) => format!("invalid TOML at {c:?}"),
+                        None => "invalid TOML at the end of the file".to_owned(),
+                    };
+                }
                 self.errors.push(err(self.path, line, reason));
                 None
             }

@@ -51,6 +51,16 @@ impl Dialplan {
         load::load_dir(dir)
     }
 
+    /// Validates dialplan files already in memory, `(path, text)`, exactly as
+    /// [`Dialplan::load_dir`] validates the files of `dir` (the path decides which file is
+    /// `province.toml` and what each OPD file is called). For the fuzz target and tests.
+    pub fn from_sources(
+        dir: &Path,
+        files: Vec<(PathBuf, String)>,
+    ) -> Result<Dialplan, DialplanErrors> {
+        load::from_sources(dir, files, Vec::new())
+    }
+
     pub fn opds(&self) -> &[Opd] {
         &self.opds
     }

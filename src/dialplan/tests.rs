@@ -454,3 +454,37 @@ fn error_display_is_file_colon_line() {
     };
     assert_eq!(e.to_string(), "dialplan/dinkes.toml:7: bad");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Fuzz findings (`fuzz/fuzz_targets/dialplan_file.rs`), each with its minimised input.
+
+/// A control character in a comment: the TOML parser reports it with an empty message, which
+/// printed as `dlh.toml:1: ` with nothing after it.
+#[test]
+fn control_character_in_a_comment_has_a_reason() {
+    let text = format!("# Dialplan\u{1a}\n{DINKES}");
+    let dir = dir_with(&[("dinkes.toml", &text)]);
+    let errors = errors_of(&dir);
+    assert_error(&errors, "dinkes.toml", 1, "invalid TOML at '\\u{1a}'");
+    assert!(
+        errors.iter().all(|e| !e.reason.trim().is_empty()),
+        "{errors:?}"
+    );
+}
+
+/// `from_sources` validates in-memory files exactly as `load_dir` validates the directory.
+#[test]
+fn from_sources_agrees_with_load_dir() {
+    let bad = DINKES.replace("2300-2499", "2300-2199");
+    let dir = dir_with(&[("dinkes.toml", &bad)]);
+    let files = vec![
+        (dir.path().join("province.toml"), PROVINCE.to_owned()),
+        (dir.path().join("dinkes.toml"), bad.clone()),
+    ];
+    let from_files = Dialplan::from_sources(dir.path(), files).map(|p| p.opds().len());
+    assert_eq!(
+        from_files,
+        Dialplan::load_dir(dir.path()).map(|p| p.opds().len())
+    );
+    assert!(from_files.is_err());
+}

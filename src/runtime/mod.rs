@@ -8,8 +8,13 @@
 //! - `conns`: per-source and total limits on stream connections, and their counters.
 //! - the driver (this file): the single owner of the [`Switch`]; it takes inputs, sends what
 //!   the switch returns, and sleeps until the switch's next deadline.
-//! - `store_thread`: a blocking thread owning the SQLite connection: writes binding changes in
-//!   batches, and polls `PRAGMA data_version` so CLI edits reach the switch within a second.
+//! - `store_thread`: a blocking thread owning the SQLite connection: writes binding changes,
+//!   call records and feature changes in batches, and polls `PRAGMA data_version` so CLI
+//!   edits reach the switch within a second.
+//! - durable before acknowledged (group commit): what the switch sends after an input that
+//!   changed durable state (a binding, a call record, a feature) is held until the store
+//!   thread reports that batch committed; transmits produced meanwhile queue behind it, so
+//!   order is kept. The sans-IO switch knows nothing of this.
 //! - `admin`: the loopback HTTP API (`/api/registrations`, `/health`).
 //!
 //! Shutdown: SIGTERM or Ctrl-C cancels one token; the driver flushes pending writes to the
@@ -25,7 +30,7 @@ mod udp;
 
 pub use tls::{fingerprint, self_signed_paths, TlsError};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -33,7 +38,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use bytes::Bytes;
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -373,10 +378,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         udp: udp_sockets,
         conns: HashMap::new(),
         store: store_handle.sender(),
+        held: VecDeque::new(),
+        next_commit: 0,
+        store_gone: false,
         dialplan_dir,
         next_trim: Instant::now() + TRIM_EVERY,
     };
-    driver.run(rx, shutdown.clone()).await;
+    driver
+        .run(rx, store_handle.committed(), shutdown.clone())
+        .await;
     store_handle.finish().await;
     // The relay's threads stop when its last handle goes.
     drop(driver);
@@ -426,6 +436,12 @@ struct Driver {
     udp: Vec<Arc<UdpSocket>>,
     conns: HashMap<ConnId, mpsc::Sender<Bytes>>,
     store: std::sync::mpsc::Sender<store_thread::Command>,
+    /// Transmits waiting for the commit of their batch (`Commit` marker), oldest first.
+    held: VecDeque<(u64, Vec<Transmit>)>,
+    /// The last `Commit` marker sent to the store thread.
+    next_commit: u64,
+    /// The store thread ended early: transmits are no longer held.
+    store_gone: bool,
     dialplan_dir: std::path::PathBuf,
     next_trim: Instant,
 }
@@ -434,7 +450,12 @@ struct Driver {
 const TRIM_EVERY: Duration = Duration::from_secs(30);
 
 impl Driver {
-    async fn run(&mut self, mut rx: mpsc::Receiver<Input>, shutdown: CancellationToken) {
+    async fn run(
+        &mut self,
+        mut rx: mpsc::Receiver<Input>,
+        mut committed: watch::Receiver<u64>,
+        shutdown: CancellationToken,
+    ) {
         let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
         let sleep = tokio::time::sleep_until(far());
         tokio::pin!(sleep);
@@ -449,6 +470,16 @@ impl Driver {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
+                // Before the inputs: under load they are always ready, and a commit must
+                // not wait for a quiet moment.
+                changed = committed.changed(), if !self.held.is_empty() => {
+                    if changed.is_err() {
+                        // Nothing will commit any more: answer without waiting.
+                        tracing::error!("the store thread stopped; answering without persisting");
+                        self.store_gone = true;
+                        self.release(u64::MAX);
+                    }
+                }
                 input = rx.recv() => {
                     let Some(input) = input else { break };
                     let t = now();
@@ -469,9 +500,28 @@ impl Driver {
                     self.release_memory(t.instant);
                 }
             }
+            let seq = *committed.borrow_and_update();
+            self.release(seq);
             self.flush();
         }
         self.flush();
+        // What was answered before the shutdown goes out once it is on disk (bounded wait).
+        if let Some(&(last, _)) = self.held.back() {
+            let done = committed.wait_for(|&seq| seq >= last);
+            let _ = tokio::time::timeout(Duration::from_secs(5), done).await;
+            let seq = *committed.borrow();
+            self.release(seq);
+        }
+    }
+
+    /// Sends the held transmits whose batch is committed (marker `seq` or earlier).
+    fn release(&mut self, seq: u64) {
+        while self.held.front().is_some_and(|(s, _)| *s <= seq) {
+            let (_, transmits) = self.held.pop_front().expect("front checked above");
+            for t in transmits {
+                self.send(t);
+            }
+        }
     }
 
     /// Expired transactions and bindings free their memory to the allocator, but glibc keeps
@@ -580,55 +630,86 @@ impl Driver {
         }
     }
 
-    /// Sends what the switch produced and hands binding changes to the store thread.
+    /// Hands what the switch changed durably to the store thread and sends what it produced:
+    /// at once when nothing durable changed and nothing is held, else after the commit.
     fn flush(&mut self) {
-        while let Some(Transmit { peer, bytes }) = self.switch.poll_transmit() {
-            match peer.transport {
-                Transport::Udp => {
-                    let idx = peer.conn.unwrap_or(0) as usize;
-                    let Some(sock) = self
-                        .udp
-                        .get(idx)
-                        .or_else(|| self.udp.iter().find(|s| same_family(s, peer.addr)))
-                    else {
-                        continue;
-                    };
-                    match sock.try_send_to(&bytes, peer.addr) {
-                        Ok(_) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                            let sock = sock.clone();
-                            tokio::spawn(async move {
-                                let _ = sock.send_to(&bytes, peer.addr).await;
-                            });
-                        }
-                        Err(e) => tracing::debug!(%peer.addr, error = %e, "udp send failed"),
-                    }
-                }
-                Transport::Tcp | Transport::Tls => {
-                    let Some(w) = peer.conn.and_then(|c| self.conns.get(&c)) else {
-                        tracing::debug!(%peer.addr, "connection gone; response dropped");
-                        continue;
-                    };
-                    if w.try_send(bytes).is_err() {
-                        tracing::debug!(%peer.addr, "connection writer full or closed");
-                    }
-                }
-            }
+        let mut out = Vec::new();
+        while let Some(t) = self.switch.poll_transmit() {
+            out.push(t);
         }
+        let mut durable = false;
         let changes = self.switch.drain_changes();
         if !changes.is_empty() {
-            let _ = self.store.send(store_thread::Command::Changes(changes));
+            durable |= self
+                .store
+                .send(store_thread::Command::Changes(changes))
+                .is_ok();
         }
         let records = self.switch.drain_call_records();
         if !records.is_empty() {
-            let _ = self.store.send(store_thread::Command::CallRecords(records));
+            durable |= self
+                .store
+                .send(store_thread::Command::CallRecords(records))
+                .is_ok();
         }
         for effect in self.switch.drain_effects() {
-            let _ = self.store.send(store_thread::Command::Effect(effect));
+            durable |= self
+                .store
+                .send(store_thread::Command::Effect(effect))
+                .is_ok();
         }
+        // Bans are saved but nothing waits for them (a lost ban is re-earned).
         let bans = self.switch.drain_bans();
         if !bans.is_empty() {
             let _ = self.store.send(store_thread::Command::Bans(bans));
+        }
+        if durable && !self.store_gone {
+            self.next_commit += 1;
+            let _ = self
+                .store
+                .send(store_thread::Command::Commit(self.next_commit));
+            self.held.push_back((self.next_commit, out));
+        } else if let Some((_, last)) = self.held.back_mut() {
+            last.extend(out); // after a held answer, never before it
+        } else {
+            for t in out {
+                self.send(t);
+            }
+        }
+    }
+
+    /// Sends one transmit from the socket or connection it belongs to.
+    fn send(&self, Transmit { peer, bytes }: Transmit) {
+        match peer.transport {
+            Transport::Udp => {
+                let idx = peer.conn.unwrap_or(0) as usize;
+                let Some(sock) = self
+                    .udp
+                    .get(idx)
+                    .or_else(|| self.udp.iter().find(|s| same_family(s, peer.addr)))
+                else {
+                    return;
+                };
+                match sock.try_send_to(&bytes, peer.addr) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        let sock = sock.clone();
+                        tokio::spawn(async move {
+                            let _ = sock.send_to(&bytes, peer.addr).await;
+                        });
+                    }
+                    Err(e) => tracing::debug!(%peer.addr, error = %e, "udp send failed"),
+                }
+            }
+            Transport::Tcp | Transport::Tls => {
+                let Some(w) = peer.conn.and_then(|c| self.conns.get(&c)) else {
+                    tracing::debug!(%peer.addr, "connection gone; response dropped");
+                    return;
+                };
+                if w.try_send(bytes).is_err() {
+                    tracing::debug!(%peer.addr, "connection writer full or closed");
+                }
+            }
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The store thread: the switch's own SQLite connection, off the async runtime.
 //!
 //! It applies binding changes in batches (one transaction per batch, however many REGISTERs
-//! produced them), polls `PRAGMA data_version` twice a second and, when another connection
+//! produced them) and, once a batch is written, publishes the highest `Commit` marker it
+//! covered on a watch channel: the driver holds the responses that announce those changes
+//! until then (durable before acknowledged; see `docs/decisions.md`). It also polls `PRAGMA data_version` twice a second and, when another connection
 //! (the CLI) committed, reloads the extension directory and sends it to the driver; and once a
 //! minute it deletes expired registrations and bans. Bans the guard adds are written here;
 //! after a change by another connection the ban list goes to the driver too (`tambun ban`).
@@ -11,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::{account_of, Input};
 use crate::registrar::{Accounts, Binding, Change, Now};
@@ -28,17 +30,25 @@ pub(crate) enum Command {
     Effect(crate::proxy::Effect),
     SyncOpds(Vec<crate::store::OpdRow>),
     Bans(Vec<crate::guard::Ban>),
+    /// Everything sent before this marker must be committed before `seq` is published.
+    Commit(u64),
     Shutdown,
 }
 
 pub(crate) struct Handle {
     tx: std_mpsc::Sender<Command>,
     thread: std::thread::JoinHandle<()>,
+    committed: watch::Receiver<u64>,
 }
 
 impl Handle {
     pub(crate) fn sender(&self) -> std_mpsc::Sender<Command> {
         self.tx.clone()
+    }
+
+    /// The highest `Commit` marker whose writes are committed (0 before the first).
+    pub(crate) fn committed(&self) -> watch::Receiver<u64> {
+        self.committed.clone()
     }
 
     /// Asks the thread to write what is queued and stop, and waits for it.
@@ -50,21 +60,32 @@ impl Handle {
 
 pub(crate) fn spawn(store: Store, driver: mpsc::Sender<Input>) -> Handle {
     let (tx, rx) = std_mpsc::channel();
+    let (commit_tx, committed) = watch::channel(0);
     let thread = std::thread::Builder::new()
         .name("tambun-store".into())
-        .spawn(move || run(store, rx, driver))
+        .spawn(move || run(store, rx, driver, commit_tx))
         // Holds: spawning a thread fails only when the OS is out of resources at startup.
         .expect("cannot start the store thread");
-    Handle { tx, thread }
+    Handle {
+        tx,
+        thread,
+        committed,
+    }
 }
 
-fn run(mut store: Store, rx: std_mpsc::Receiver<Command>, driver: mpsc::Sender<Input>) {
+fn run(
+    mut store: Store,
+    rx: std_mpsc::Receiver<Command>,
+    driver: mpsc::Sender<Input>,
+    committed: watch::Sender<u64>,
+) {
     let mut version = store.data_version().unwrap_or(0);
     let mut last_poll = Instant::now();
     let mut last_purge = Instant::now();
     loop {
         let mut ops = Vec::new();
         let mut records = Vec::new();
+        let mut commit = None;
         let mut stop = false;
         let mut take = |cmd: Command, store: &mut Store| match cmd {
             Command::Changes(c) => {
@@ -91,6 +112,10 @@ fn run(mut store: Store, rx: std_mpsc::Receiver<Command>, driver: mpsc::Sender<I
                 }
                 false
             }
+            Command::Commit(seq) => {
+                commit = Some(seq);
+                false
+            }
             Command::Shutdown => true,
         };
         match rx.recv_timeout(POLL) {
@@ -109,6 +134,11 @@ fn run(mut store: Store, rx: std_mpsc::Receiver<Command>, driver: mpsc::Sender<I
             if let Err(e) = store.apply_registration_batch(&ops) {
                 tracing::error!(error = %e, count = ops.len(), "cannot save registrations");
             }
+        }
+        // Published even when a write failed (logged above): a broken disk must not stall
+        // every response; durability is then as good as the disk.
+        if let Some(seq) = commit {
+            committed.send_replace(seq);
         }
         if stop {
             return;

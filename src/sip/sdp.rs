@@ -162,6 +162,23 @@ pub fn parse(body: &[u8]) -> Result<Sdp, SdpError> {
     Ok(Sdp { streams })
 }
 
+/// The byte range of the port number in an `m=` value: the second whitespace-separated field,
+/// up to a `/` (`m=audio 4000/2 RTP/AVP 0` → `4000`).
+fn port_span(v: &str) -> Option<std::ops::Range<usize>> {
+    let mut fields = v
+        .char_indices()
+        .filter(|&(i, c)| {
+            !c.is_whitespace() && v[..i].chars().next_back().is_none_or(char::is_whitespace)
+        })
+        .map(|(i, _)| i);
+    let _kind = fields.next()?;
+    let start = fields.next()?;
+    let len = v[start..]
+        .find(|c: char| c.is_whitespace() || c == '/')
+        .unwrap_or(v.len() - start);
+    Some(start..start + len)
+}
+
 /// Where one stream's media must go after the rewrite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RelayPorts {
@@ -195,14 +212,11 @@ pub fn rewrite(body: &[u8], addr: IpAddr, ports: &[RelayPorts]) -> Result<Bytes,
             stream = Some(i);
             let disabled = sdp.streams[i].is_disabled();
             if !disabled {
-                // m=<media> <port>[/<n>] <proto> <fmt>…: only the port changes.
-                let mut parts = v.splitn(3, ' ');
-                let kind = parts.next().unwrap_or("");
-                let port_field = parts.next().unwrap_or("");
-                let rest = parts.next().unwrap_or("");
-                let suffix = port_field.find('/').map_or("", |p| &port_field[p..]);
-                let new = format!("m={kind} {}{suffix} {rest}", ports[i].rtp);
-                splice(&mut out, &mut last, &line, new.trim_end());
+                // m=<media> <port>[/<n>] <proto> <fmt>…: only the port digits change, found
+                // with the same whitespace rules `parse` reads them with.
+                let port = port_span(v).expect("parse read a port on this m= line");
+                let new = format!("m={}{}{}", &v[..port.start], ports[i].rtp, &v[port.end..]);
+                splice(&mut out, &mut last, &line, &new);
             }
         } else if let Some(v) = t.strip_prefix("c=") {
             let disabled = stream.is_some_and(|i| sdp.streams[i].is_disabled());
@@ -313,6 +327,30 @@ a=rtcp-mux\r\n";
             std::str::from_utf8(&out).unwrap(),
             "v=0\r\nc=IN IP6 2001:db8::1\r\nm=audio 30000 RTP/AVP 0\r\n"
         );
+    }
+
+    /// Found while writing the `sdp_rewrite` fuzz target: `parse` reads the port as the second
+    /// whitespace-separated field, but the rewrite split the line at single spaces, so a tab,
+    /// a double space or a space after `m=` left the phone's own port in the SDP (media past
+    /// the relay) and put the relay's port where the protocol goes.
+    #[test]
+    fn port_found_with_the_whitespace_parse_uses() {
+        let one = [RelayPorts {
+            rtp: 20000,
+            rtcp: 20001,
+        }];
+        for (m, want) in [
+            ("m=audio\t4000 RTP/AVP 0", "m=audio\t20000 RTP/AVP 0"),
+            ("m=audio  4000/2  RTP/AVP 0", "m=audio  20000/2  RTP/AVP 0"),
+            ("m= audio 4000 RTP/AVP 0", "m= audio 20000 RTP/AVP 0"),
+            ("m=audio 4000", "m=audio 20000"),
+        ] {
+            let body = format!("v=0\r\nc=IN IP4 10.0.0.5\r\n{m}\r\n");
+            let out = rewrite(body.as_bytes(), "192.0.2.1".parse().unwrap(), &one).unwrap();
+            let want = format!("v=0\r\nc=IN IP4 192.0.2.1\r\n{want}\r\n");
+            assert_eq!(std::str::from_utf8(&out).unwrap(), want, "{m:?}");
+            assert_eq!(parse(&out).unwrap().streams[0].port, 20000, "{m:?}");
+        }
     }
 
     #[test]

@@ -375,6 +375,19 @@ impl Switch {
         }
     }
 
+    /// Kills the switch with SIGKILL (no chance to flush anything) and reaps it; asserts it was
+    /// still running. [`Switch::restart`] starts it again.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("switch is running");
+        assert!(
+            matches!(child.try_wait(), Ok(None)),
+            "tambun serve had exited before the kill"
+        );
+        child.kill().expect("SIGKILL tambun serve"); // std's kill is SIGKILL on Unix
+        let status = child.wait().expect("reap tambun serve");
+        assert!(!status.success(), "tambun serve survived SIGKILL: {status}");
+    }
+
     /// Starts the switch again on the same DB, dialplan and ports (new ports if those are
     /// taken meanwhile).
     pub fn restart(&mut self) {
