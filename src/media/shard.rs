@@ -160,18 +160,17 @@ impl Shard {
                 }
             };
             let now = Instant::now();
-            let mut woken = false;
-            for ev in &events[..n] {
-                if ev.u64 == WAKE {
-                    woken = true;
-                } else {
-                    self.forward_from(SlotId(ev.u64 as u32), now);
-                }
-            }
-            if woken {
+            // Commands first: a `set_remote` sent before a packet arrived must apply to it
+            // (with both ready in one wake-up, forwarding first would drop the packet).
+            if events[..n].iter().any(|ev| ev.u64 == WAKE) {
                 self.wake.clear();
                 if !self.handle_commands(now) {
                     return;
+                }
+            }
+            for ev in &events[..n] {
+                if ev.u64 != WAKE {
+                    self.forward_from(SlotId(ev.u64 as u32), now);
                 }
             }
             if now >= next_tick {
