@@ -20,8 +20,7 @@ PORT=5064 ADMIN=8964
 
 users_csv 1000 1999 "$ROOT/dialplan" >"$TMP/users.csv"
 "$TAMBUN" --db "$TMP/t.db" --dialplan "$ROOT/dialplan" ext import "$TMP/users.csv" >/dev/null
-printf '[media]\nthreads = 1\n' >"$TMP/tambun.toml"
-TAMBUN_EXTRA="--config $TMP/tambun.toml --rtp-ports 30000-39999" \
+BENCH_TOML='[media]\nthreads = 1' TAMBUN_EXTRA="--rtp-ports 30000-39999" \
     start_tambun "$PORT" "$ADMIN" "$TMP/t.db" "$ROOT/dialplan" 1
 
 cd "$PEERS"
