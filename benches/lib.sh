@@ -46,11 +46,13 @@ for n in range(first, last + 1):
 # start_tambun PORT ADMIN_PORT DB DIALPLAN [taskset-cpus] -> sets TAMBUN_PID
 # The load generators all send from 127.0.0.1, so the config allow-lists 127.0.0.0/8 (as an
 # operator allow-lists the OPDs' subnets): the guard's per-source rate limit would otherwise
-# ban the generator. BENCH_TOML: more config text (e.g. "[media]\nthreads = 1").
+# ban the generator. BENCH_TOML: more config text (e.g. "[media]\nthreads = 1"); GUARD_TOML:
+# more `[guard]` keys (e.g. "max_transactions = 1000000").
 start_tambun() {
     local pin=()
     [[ -n "${5:-}" ]] && pin=(taskset -c "$5")
-    printf '%b\n[guard]\nallow = ["127.0.0.0/8"]\n' "${BENCH_TOML:-}" >"$TMP/tambun-$1.toml"
+    printf '%b\n[guard]\nallow = ["127.0.0.0/8"]\n%b\n' "${BENCH_TOML:-}" "${GUARD_TOML:-}" \
+        >"$TMP/tambun-$1.toml"
     # shellcheck disable=SC2086 # TAMBUN_EXTRA is a list of flags
     RUST_LOG=warn "${pin[@]}" "$TAMBUN" serve --config "$TMP/tambun-$1.toml" \
         --listen "127.0.0.1:$1" --admin "127.0.0.1:$2" \
