@@ -149,6 +149,8 @@ pub struct Switch {
     pub(crate) toll: TollGuard,
     pub(crate) effects: Vec<Effect>,
     pub(crate) transmits: VecDeque<Transmit>,
+    /// Stream connections whose source got banned, for the runtime to close.
+    close_conns: Vec<u64>,
     /// The RTP relay that anchors media; `None` leaves SDP untouched (media goes direct).
     pub(crate) media: Option<Arc<dyn MediaRelay>>,
     pub(crate) media_calls: MediaTable,
@@ -177,6 +179,7 @@ impl Switch {
             toll: TollGuard::new(TollLimits::default()),
             effects: Vec::new(),
             transmits: VecDeque::new(),
+            close_conns: Vec::new(),
             media: None,
             media_calls: MediaTable::default(),
             next_prune: None,
@@ -322,6 +325,7 @@ impl Switch {
     /// One message framed off a stream (TCP/TLS) connection.
     pub fn handle_stream_message(&mut self, data: Bytes, peer: Peer, now: Now) {
         if self.guard.drop_source(peer.addr.ip(), now) {
+            self.close_conns.extend(peer.conn);
             return;
         }
         self.stats.received += 1;
@@ -332,6 +336,16 @@ impl Switch {
                 self.answer_unparseable(data, &e, peer, now);
             }
         }
+        // Banned by this very message (a scanner, the last failed password): the connection
+        // goes too, so a banned source holds no connection slot.
+        if self.guard.is_banned(peer.addr.ip(), now) {
+            self.close_conns.extend(peer.conn);
+        }
+    }
+
+    /// Stream connections to close (their source is banned); the runtime closes them.
+    pub fn drain_closes(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.close_conns)
     }
 
     fn handle_message(&mut self, msg: Message, peer: Peer, now: Now) {

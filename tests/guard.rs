@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::calls::SippUas;
 use common::peers::{run_sipp, sipp_scenario};
-use common::sip::{unique, Conn, Msg, RegisterSpec, Ua, UdpClient};
+use common::sip::{unique, Conn, Msg, RegisterSpec, TcpClient, Ua, UdpClient};
 use common::{json_str, require_program, Switch, SwitchOptions};
 
 const EXTENSIONS: &[(&str, &str, &str)] = &[
@@ -642,4 +642,41 @@ fn flood_from_one_source_does_not_stop_calls_from_another() {
         answered.successful(),
         answered.report()
     );
+}
+
+#[test]
+fn a_banned_source_loses_its_tcp_connections() {
+    let switch = Switch::start_with_extensions(EXTENSIONS);
+    let scanner_ip = ip("127.0.7.31");
+    // A scanner over TCP: no answer, the source is banned and the switch closes the
+    // connection (a banned source holds no connection slot).
+    let tcp = TcpClient::connect_from(scanner_ip, switch.sip).expect("connect over TCP");
+    let probe = common::sip::options("TCP", tcp.local, switch.sip).replace(
+        "Max-Forwards: 70\r\n",
+        "Max-Forwards: 70\r\nUser-Agent: friendly-scanner\r\n",
+    );
+    assert!(tcp.send(probe.as_bytes()));
+    assert!(
+        tcp.closed_within(Duration::from_secs(3)),
+        "the scanner's connection stayed open after its ban"
+    );
+    assert!(
+        ban_of(&switch, "127.0.7.31").is_some(),
+        "the scanner was not banned"
+    );
+
+    // A new connection from the banned address is closed at its first message, unanswered.
+    let again = TcpClient::connect_from(scanner_ip, switch.sip).expect("connect over TCP");
+    let plain = common::sip::options("TCP", again.local, switch.sip);
+    assert!(again.send(plain.as_bytes()));
+    assert!(
+        again.closed_within(Duration::from_secs(3)),
+        "a banned source's new connection stayed open"
+    );
+
+    // Another source on TCP is still served.
+    let good = TcpClient::connect_from(ip("127.0.7.32"), switch.sip).expect("connect over TCP");
+    assert!(good.send(common::sip::options("TCP", good.local, switch.sip).as_bytes()));
+    let answer = good.recv_final(Duration::from_secs(3)).map(|m| m.status);
+    assert_eq!(answer, Some(200), "a clean source over TCP");
 }

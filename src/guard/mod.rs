@@ -184,6 +184,15 @@ impl Guard {
         }
     }
 
+    /// Whether `ip` is banned now (nothing counted).
+    pub fn is_banned(&self, ip: IpAddr, now: Now) -> bool {
+        self.enabled
+            && self
+                .bans
+                .get(&ip)
+                .is_some_and(|b| b.is_active(now.unix as i64))
+    }
+
     /// A request (parsed) from `ip` with this User-Agent: pass it on, or drop it.
     pub fn admit_request(&mut self, ip: IpAddr, user_agent: Option<&str>, now: Now) -> Admission {
         if !self.enabled {

@@ -75,6 +75,8 @@ pub(crate) enum Input {
         remote: SocketAddr,
         transport: Transport,
         writer: mpsc::Sender<Bytes>,
+        /// Cancelled by the driver to close the connection (its source got banned).
+        close: CancellationToken,
     },
     ConnClosed {
         conn: ConnId,
@@ -434,7 +436,7 @@ async fn wait_for_signal() {
 struct Driver {
     switch: Switch,
     udp: Vec<Arc<UdpSocket>>,
-    conns: HashMap<ConnId, mpsc::Sender<Bytes>>,
+    conns: HashMap<ConnId, (mpsc::Sender<Bytes>, CancellationToken)>,
     store: std::sync::mpsc::Sender<store_thread::Command>,
     /// Transmits waiting for the commit of their batch (`Commit` marker), oldest first.
     held: VecDeque<(u64, Vec<Transmit>)>,
@@ -568,8 +570,9 @@ impl Driver {
                 remote,
                 transport,
                 writer,
+                close,
             } => {
-                self.conns.insert(conn, writer);
+                self.conns.insert(conn, (writer, close));
                 self.switch
                     .handle_conn_opened(conn, local, remote, transport);
             }
@@ -658,6 +661,11 @@ impl Driver {
                 .send(store_thread::Command::Effect(effect))
                 .is_ok();
         }
+        for conn in self.switch.drain_closes() {
+            if let Some((_, close)) = self.conns.get(&conn) {
+                close.cancel();
+            }
+        }
         // Bans are saved but nothing waits for them (a lost ban is re-earned).
         let bans = self.switch.drain_bans();
         if !bans.is_empty() {
@@ -702,7 +710,7 @@ impl Driver {
                 }
             }
             Transport::Tcp | Transport::Tls => {
-                let Some(w) = peer.conn.and_then(|c| self.conns.get(&c)) else {
+                let Some((w, _)) = peer.conn.and_then(|c| self.conns.get(&c)) else {
                     tracing::debug!(%peer.addr, "connection gone; response dropped");
                     return;
                 };

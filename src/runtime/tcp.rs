@@ -124,6 +124,7 @@ pub(crate) async fn connection<S>(
     let conn = next_conn_id();
     let (mut rd, mut wr) = tokio::io::split(stream);
     let (wtx, mut wrx) = mpsc::channel::<Bytes>(WRITER_QUEUE);
+    let close = CancellationToken::new();
     if tx
         .send(Input::ConnOpened {
             conn,
@@ -131,6 +132,7 @@ pub(crate) async fn connection<S>(
             remote: src,
             transport,
             writer: wtx.clone(),
+            close: close.clone(),
         })
         .await
         .is_err()
@@ -159,6 +161,10 @@ pub(crate) async fn connection<S>(
         };
         tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = close.cancelled() => {
+                tracing::debug!(%src, conn, %transport, "closing the connection of a banned source");
+                break;
+            }
             _ = tokio::time::sleep_until(deadline) => {
                 gate.stats.closed_idle.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%src, conn, %transport, got_message, "closing idle connection");
