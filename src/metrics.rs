@@ -121,7 +121,7 @@ pub fn render(s: &Snapshot) -> String {
         "tambun_auth_failures_total",
         "Failed digest authentications (REGISTER and calls; unknown extensions count like wrong passwords).",
         Counter,
-        sw.stats.auth_failures as f64,
+        sw.guard.auth_failures as f64,
     );
     let g = &sw.guard;
     e.single(

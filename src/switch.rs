@@ -58,9 +58,6 @@ pub struct Stats {
     pub received: u64,
     pub parse_errors: u64,
     pub retransmissions_absorbed: u64,
-    /// Failed digest authentications (REGISTER 401s and proxy 407s after credentials were
-    /// given; unknown extensions count like wrong passwords).
-    pub auth_failures: u64,
     /// Finished calls, indexed like [`Disposition::ALL`].
     pub calls_by_disposition: [u64; Disposition::ALL.len()],
 }
@@ -513,7 +510,6 @@ impl Switch {
         user: Option<&str>,
         now: Now,
     ) {
-        self.stats.auth_failures += 1;
         log_auth_failure(peer, method, user);
         self.guard.handle_auth_failure(peer.addr.ip(), now);
     }
