@@ -12,8 +12,10 @@ use common::calls::{assert_cdr, assert_sipp_ok, header_of, one_cdr, sipp_call, S
 use common::media::{media_switch, relay_usage, wait_relay_idle};
 use common::peers::sipp_scenario;
 
-#[test]
-fn a_call_without_rtp_is_ended_with_bye_both_ways() {
+/// A switch with 2 s inactivity; callee 2300 rings `ring_ms`, answers, and neither side
+/// sends RTP. Returns the switch, the callee (still running) and how long the caller's call
+/// lasted until the switch's BYE (the caller checked to have got it).
+fn silent_call(ring_ms: u64) -> (common::Switch, SippUas, Duration) {
     let (switch, _range) = media_switch(
         &[
             ("1000", "setda", "rahasia1000"),
@@ -21,13 +23,14 @@ fn a_call_without_rtp_is_ended_with_bye_both_ways() {
         ],
         "[media]\ninactivity_secs = 2\n",
     );
-    let mut callee = SippUas::callee(
+    let ring = ring_ms.to_string();
+    let callee = SippUas::callee(
         &switch,
         "callee",
         "2300",
         "rahasia2300",
         "uas-answer.xml",
-        &["-m", "1", "-d", "100"],
+        &["-m", "1", "-d", &ring],
     );
     let started = Instant::now();
     // the caller waits for the switch's BYE (at most 10 s: -recv_timeout)
@@ -42,6 +45,12 @@ fn a_call_without_rtp_is_ended_with_bye_both_ways() {
     );
     let took = started.elapsed();
     assert_sipp_ok(&caller, 1, "caller waiting for the switch's BYE");
+    (switch, callee, took)
+}
+
+#[test]
+fn a_call_without_rtp_is_ended_with_bye_both_ways() {
+    let (switch, mut callee, took) = silent_call(100);
     assert!(
         took < Duration::from_secs(7),
         "the switch's BYE came {took:?} after the call started (inactivity 2 s)"
@@ -87,34 +96,8 @@ fn a_call_without_rtp_is_ended_with_bye_both_ways() {
 
 #[test]
 fn a_silent_call_after_a_long_silent_ring_is_still_ended() {
-    let (switch, _range) = media_switch(
-        &[
-            ("1000", "setda", "rahasia1000"),
-            ("2300", "dinkes", "rahasia2300"),
-        ],
-        "[media]\ninactivity_secs = 2\n",
-    );
     // rings 4 s (twice the inactivity time) without early media, then answers
-    let mut callee = SippUas::callee(
-        &switch,
-        "callee",
-        "2300",
-        "rahasia2300",
-        "uas-answer.xml",
-        &["-m", "1", "-d", "4000"],
-    );
-    let started = Instant::now();
-    let caller = sipp_call(
-        &switch,
-        "caller",
-        "1000",
-        "rahasia1000",
-        "2300",
-        &sipp_scenario("media-uac-timeout.xml"),
-        &[],
-    );
-    let took = started.elapsed();
-    assert_sipp_ok(&caller, 1, "caller waiting for the switch's BYE");
+    let (switch, mut callee, took) = silent_call(4000);
     assert!(
         took > Duration::from_millis(5500),
         "the call ended {took:?} after it started: before 2 s of silence after the answer at 4 s"
