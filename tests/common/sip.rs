@@ -476,64 +476,94 @@ impl TcpClient {
 
     /// The next framed message within `wait` (None on timeout or closed connection).
     pub fn recv(&self, wait: Duration) -> Option<Msg> {
-        let deadline = Instant::now() + wait;
-        loop {
-            if let Some(msg) = self.take_frame() {
-                return Some(msg);
-            }
-            let left = deadline.checked_duration_since(Instant::now())?;
-            let mut stream = self.stream.borrow_mut();
-            stream
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                .ok()?;
-            let mut chunk = [0u8; 16384];
-            match stream.read(&mut chunk) {
-                Ok(0) => return self.take_frame(),
-                Ok(n) => self.buf.borrow_mut().extend_from_slice(&chunk[..n]),
-                Err(_) => return None,
-            }
-        }
+        stream_recv(&self.stream, &self.buf, wait)
     }
 
     /// The next final response within `wait`.
     pub fn recv_final(&self, wait: Duration) -> Option<Msg> {
-        let deadline = Instant::now() + wait;
-        loop {
-            let left = deadline.checked_duration_since(Instant::now())?;
-            let msg = self.recv(left)?;
-            if msg.status >= 200 {
-                return Some(msg);
-            }
-        }
+        recv_final_with(wait, |left| self.recv(left))
     }
 
     /// Reads until the server closes the connection (true) or `wait` passes (false).
     pub fn closed_within(&self, wait: Duration) -> bool {
-        let deadline = Instant::now() + wait;
-        let mut stream = self.stream.borrow_mut();
+        stream_closed_within(&self.stream, &self.buf, wait)
+    }
+}
+
+/// A blocking byte stream whose reads can time out: TCP, or TLS over TCP.
+pub trait TimedRead: Read {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()>;
+}
+
+impl TimedRead for TcpStream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
+        TcpStream::set_read_timeout(self, timeout)
+    }
+}
+
+/// The next framed message of a stream client within `wait` (None on timeout or close).
+pub fn stream_recv<S: TimedRead>(
+    stream: &std::cell::RefCell<S>,
+    buf: &std::cell::RefCell<Vec<u8>>,
+    wait: Duration,
+) -> Option<Msg> {
+    let deadline = Instant::now() + wait;
+    loop {
+        if let Some(msg) = take_frame(&mut buf.borrow_mut()) {
+            return Some(msg);
+        }
+        let left = deadline.checked_duration_since(Instant::now())?;
+        let mut stream = stream.borrow_mut();
+        stream
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .ok()?;
         let mut chunk = [0u8; 16384];
-        loop {
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-                return false;
-            };
-            if stream
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                .is_err()
-            {
-                return true;
-            }
-            match stream.read(&mut chunk) {
-                Ok(0) => return true,
-                Ok(n) => self.buf.borrow_mut().extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return false,
-                Err(_) => return true,
-            }
+        match stream.read(&mut chunk) {
+            Ok(0) => return take_frame(&mut buf.borrow_mut()),
+            Ok(n) => buf.borrow_mut().extend_from_slice(&chunk[..n]),
+            Err(_) => return None,
         }
     }
+}
 
-    fn take_frame(&self) -> Option<Msg> {
-        take_frame(&mut self.buf.borrow_mut())
+/// The next final response within `wait`, from `recv` (provisional ones skipped).
+pub fn recv_final_with(wait: Duration, recv: impl Fn(Duration) -> Option<Msg>) -> Option<Msg> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        let msg = recv(left)?;
+        if msg.status >= 200 {
+            return Some(msg);
+        }
+    }
+}
+
+/// Reads a stream client until the server closes the connection (true) or `wait` passes.
+pub fn stream_closed_within<S: TimedRead>(
+    stream: &std::cell::RefCell<S>,
+    buf: &std::cell::RefCell<Vec<u8>>,
+    wait: Duration,
+) -> bool {
+    let deadline = Instant::now() + wait;
+    let mut stream = stream.borrow_mut();
+    let mut chunk = [0u8; 16384];
+    loop {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            return false;
+        };
+        if stream
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .is_err()
+        {
+            return true;
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => return true,
+            Ok(n) => buf.borrow_mut().extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return false,
+            Err(_) => return true,
+        }
     }
 }
 

@@ -4,10 +4,10 @@
 //! and files.
 
 use std::cell::RefCell;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use tokio_rustls::rustls;
@@ -18,7 +18,7 @@ use tokio_rustls::rustls::crypto::CryptoProvider;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio_rustls::rustls::{DigitallySignedStruct, SignatureScheme};
 
-use super::sip::{take_frame, Msg};
+use super::sip::{recv_final_with, stream_closed_within, stream_recv, Msg, TimedRead};
 
 /// Accepts any certificate (the test checks it after the handshake), but still checks the
 /// handshake signatures with the certificate's key.
@@ -124,62 +124,23 @@ impl TlsClient {
 
     /// The next framed message within `wait` (None on timeout or closed connection).
     pub fn recv(&self, wait: Duration) -> Option<Msg> {
-        let deadline = Instant::now() + wait;
-        loop {
-            if let Some(msg) = take_frame(&mut self.buf.borrow_mut()) {
-                return Some(msg);
-            }
-            let left = deadline.checked_duration_since(Instant::now())?;
-            let mut stream = self.stream.borrow_mut();
-            stream
-                .sock
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                .ok()?;
-            let mut chunk = [0u8; 16384];
-            match stream.read(&mut chunk) {
-                Ok(0) => return take_frame(&mut self.buf.borrow_mut()),
-                Ok(n) => self.buf.borrow_mut().extend_from_slice(&chunk[..n]),
-                Err(_) => return None,
-            }
-        }
+        stream_recv(&self.stream, &self.buf, wait)
     }
 
     /// The next final response within `wait`.
     pub fn recv_final(&self, wait: Duration) -> Option<Msg> {
-        let deadline = Instant::now() + wait;
-        loop {
-            let left = deadline.checked_duration_since(Instant::now())?;
-            let msg = self.recv(left)?;
-            if msg.status >= 200 {
-                return Some(msg);
-            }
-        }
+        recv_final_with(wait, |left| self.recv(left))
     }
 
     /// Reads until the switch closes the connection (true) or `wait` passes (false).
     pub fn closed_within(&self, wait: Duration) -> bool {
-        let deadline = Instant::now() + wait;
-        let mut stream = self.stream.borrow_mut();
-        let mut chunk = [0u8; 16384];
-        loop {
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-                return false;
-            };
-            if stream
-                .sock
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                .is_err()
-            {
-                return true;
-            }
-            match stream.read(&mut chunk) {
-                Ok(0) => return true,
-                Ok(n) => self.buf.borrow_mut().extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return false,
-                Err(_) => return true,
-            }
-        }
+        stream_closed_within(&self.stream, &self.buf, wait)
+    }
+}
+
+impl TimedRead for Stream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
+        self.sock.set_read_timeout(timeout)
     }
 }
 
