@@ -172,16 +172,9 @@ impl Guard {
 
     /// The first check, on the source address alone (before parsing): true means drop.
     pub fn drop_source(&mut self, ip: IpAddr, now: Now) -> bool {
-        if !self.enabled || self.bans.is_empty() {
-            return false;
-        }
-        match self.bans.get(&ip) {
-            Some(b) if b.is_active(now.unix as i64) => {
-                self.stats.dropped_banned += 1;
-                true
-            }
-            _ => false,
-        }
+        let banned = self.is_banned(ip, now);
+        self.stats.dropped_banned += u64::from(banned);
+        banned
     }
 
     /// Whether `ip` is banned now (nothing counted).
