@@ -125,7 +125,11 @@ fn silent_connections_are_closed_and_keepalives_keep_one_open() {
     // `alive` sends a CRLF keep-alive every 500 ms (RFC 5626 §3.5.1) for 5 s.
     let mut mute_closed = None;
     let mut quiet_closed = None;
+    // Paced: once `mute` and `quiet` are closed the checks below return at once, and an
+    // unpaced loop would flood the switch with keep-alives for the rest of the 5 s (CI saw
+    // the OPTIONS that follows wait behind them for more than its 3 s).
     while t0.elapsed() < Duration::from_secs(5) {
+        let tick = Instant::now();
         assert!(
             alive.send(b"\r\n\r\n"),
             "the keep-alive connection was closed"
@@ -135,6 +139,9 @@ fn silent_connections_are_closed_and_keepalives_keep_one_open() {
         }
         if quiet_closed.is_none() && quiet.closed_within(Duration::from_millis(250)) {
             quiet_closed = Some(t0.elapsed());
+        }
+        if let Some(rest) = Duration::from_millis(500).checked_sub(tick.elapsed()) {
+            std::thread::sleep(rest);
         }
     }
     let mute_closed = mute_closed.expect("a connection that sent nothing stayed open 5 s");

@@ -180,7 +180,9 @@ pub(crate) async fn connection<S>(
                 Ok(Frame::Incomplete) => break,
                 Ok(Frame::KeepAlive { len, ping }) => {
                     buf.advance(len);
-                    if ping {
+                    // Pongs may use only half the write queue: a peer that pings without
+                    // reading must not crowd out the responses to its own requests.
+                    if ping && wtx.capacity() > WRITER_QUEUE / 2 {
                         let _ = wtx.try_send(Bytes::from_static(b"\r\n"));
                     }
                 }
