@@ -407,6 +407,14 @@ fn bans_survive_restart_and_follow_the_cli() {
     switch.cli_ok(&["ban", "add", "127.0.3.3", "--for", "1h"]);
     let (_, expires) = ban_of(&switch, "127.0.3.3").unwrap();
     assert!(!expires.is_empty());
+    // An IPv6 ban is of the address's /64, listed and lifted as such.
+    let out = switch.cli_ok(&["ban", "add", "2001:db8:5:6::7"]);
+    assert!(out.contains("banned 2001:db8:5:6::/64"), "{out}");
+    let table = switch.cli_ok(&["ban", "list"]);
+    assert!(table.contains("2001:db8:5:6::/64"), "{table}");
+    let out = switch.cli_ok(&["ban", "rm", "2001:db8:5:6:ffff::1"]);
+    assert!(out.contains("lifted the ban of 2001:db8:5:6::/64"), "{out}");
+    assert!(!switch.cli_ok(&["ban", "list"]).contains("2001:db8:5:6::"));
 
     // Operator mistakes are sentences and a non-zero exit.
     let out = switch.cli(&["ban", "rm", "127.0.3.9"]);

@@ -1,6 +1,7 @@
 //! `tambun ban list|add|rm`: the guard's ban list, edited in the database. A running switch
 //! picks changes up within a second (the store thread polls `PRAGMA data_version`), like
 //! extension edits; bans the switch added itself are listed with their reason and expiry.
+//! A ban is of a guard source ([`SourceKey`]): an IPv4 address, or the /64 of an IPv6 one.
 
 use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -10,7 +11,7 @@ use clap::Subcommand;
 
 use super::output::{print_json, table, utc};
 use super::{open_existing, GlobalArgs};
-use crate::guard::Ban;
+use crate::guard::{Ban, SourceKey};
 
 #[derive(Debug, Subcommand)]
 pub enum BanCommand {
@@ -21,13 +22,15 @@ pub enum BanCommand {
     },
     /// Ban an address: the switch drops everything it sends, silently
     ///
+    /// An IPv6 address bans its whole /64, as the switch's own bans do.
+    ///
     /// Examples:
     ///   tambun ban add 203.0.113.9 --reason "scanner seen on the firewall"
     ///   tambun ban add 2001:db8::7 --for 2h
     #[command(verbatim_doc_comment)]
     Add {
         #[arg(value_parser = parse_address)]
-        address: IpAddr,
+        address: SourceKey,
         /// How long: seconds, or with a unit (30m, 12h, 7d); without it, until `ban rm`
         #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
         duration: Option<u64>,
@@ -35,10 +38,10 @@ pub enum BanCommand {
         #[arg(long, default_value = "operator")]
         reason: String,
     },
-    /// Lift the ban of an address
+    /// Lift the ban of an address (of its /64, for IPv6)
     Rm {
         #[arg(value_parser = parse_address)]
-        address: IpAddr,
+        address: SourceKey,
     },
 }
 
@@ -61,7 +64,7 @@ pub fn run(global: &GlobalArgs, cmd: BanCommand) -> anyhow::Result<()> {
             let mut t = table(&["ADDRESS", "REASON", "SINCE", "UNTIL"]);
             for b in &bans {
                 t.add_row(vec![
-                    b.address.to_string(),
+                    SourceKey::of(b.address).to_string(),
                     b.reason.clone(),
                     utc(b.created_at),
                     b.expires_at.map_or_else(|| "until removed".to_owned(), utc),
@@ -80,7 +83,7 @@ pub fn run(global: &GlobalArgs, cmd: BanCommand) -> anyhow::Result<()> {
             }
             let mut store = open_existing(global)?;
             store.add_ban(&Ban {
-                address,
+                address: address.ip(),
                 reason,
                 created_at: now,
                 expires_at: duration.map(|d| now.saturating_add(d as i64)),
@@ -93,7 +96,7 @@ pub fn run(global: &GlobalArgs, cmd: BanCommand) -> anyhow::Result<()> {
         }
         BanCommand::Rm { address } => {
             let mut store = open_existing(global)?;
-            if !store.remove_ban(address)? {
+            if !store.remove_ban(address.ip())? {
                 bail!("{address} is not banned (see `tambun ban list`)");
             }
             println!("lifted the ban of {address}");
@@ -102,8 +105,8 @@ pub fn run(global: &GlobalArgs, cmd: BanCommand) -> anyhow::Result<()> {
     }
 }
 
-fn parse_address(s: &str) -> Result<IpAddr, String> {
-    s.trim().parse().map_err(|_| {
+fn parse_address(s: &str) -> Result<SourceKey, String> {
+    s.trim().parse::<IpAddr>().map(SourceKey::of).map_err(|_| {
         format!("'{s}' is not an IP address (like 203.0.113.9 or 2001:db8::7; no port, no network)")
     })
 }

@@ -1,7 +1,7 @@
 //! The guard: flood, brute-force and scanner defence, decided per source address before the
 //! switch spends work on a request (DESIGN item "hardening"; `docs/operations.md` "Guard").
 //!
-//! It owns, per source IP, three token buckets (requests, failed authentications, requests it
+//! It owns, per source ([`SourceKey`]: an IPv4 address or an IPv6 /64), three token buckets (requests, failed authentications, requests it
 //! had to drop for rate), the ban list (loaded from the store, extended by itself), the
 //! allow-list of networks that are never banned or rate limited, the scanner User-Agent list
 //! and the overload rule (503 when the switch is saturated). Sans-IO: time comes in as
@@ -16,6 +16,7 @@
 
 mod bucket;
 mod cidr;
+mod source;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 
 pub use bucket::{Rate, TokenBucket};
 pub use cidr::{Cidr, InvalidCidr};
+pub use source::SourceKey;
 
 use crate::config::GuardConfig;
 use crate::registrar::Now;
@@ -34,9 +36,10 @@ const SWEEP_EVERY: Duration = Duration::from_secs(10);
 /// (which may predate the write) does not have it yet.
 const OWN_BAN_GRACE: Duration = Duration::from_secs(5);
 
-/// One banned address.
+/// One banned source.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Ban {
+    /// The source's [`SourceKey::ip`]: an IPv4 address, or the first address of an IPv6 /64.
     pub address: IpAddr,
     /// Why: `auth-failures`, `flood`, `scanner`, or the operator's text.
     pub reason: String,
@@ -110,9 +113,9 @@ pub struct Guard {
     limits: Limits,
     allow: Vec<Cidr>,
     scanners: Vec<String>,
-    sources: HashMap<IpAddr, Source>,
-    bans: HashMap<IpAddr, Ban>,
-    own_recent: Vec<(IpAddr, Instant)>,
+    sources: HashMap<SourceKey, Source>,
+    bans: HashMap<SourceKey, Ban>,
+    own_recent: Vec<(SourceKey, Instant)>,
     new_bans: Vec<Ban>,
     queue_depth: usize,
     next_sweep: Option<Instant>,
@@ -166,6 +169,11 @@ impl Guard {
         g
     }
 
+    /// The networks that are never banned or rate limited (`guard.allow`).
+    pub fn allow_list(&self) -> &[Cidr] {
+        &self.allow
+    }
+
     pub fn is_allowed(&self, ip: IpAddr) -> bool {
         self.allow.iter().any(|c| c.contains(ip))
     }
@@ -177,13 +185,15 @@ impl Guard {
         banned
     }
 
-    /// Whether `ip` is banned now (nothing counted).
+    /// Whether `ip` is banned now (nothing counted): its source is, and the address itself is
+    /// not allow-listed (an allowed IPv6 address keeps working when its /64 is banned).
     pub fn is_banned(&self, ip: IpAddr, now: Now) -> bool {
         self.enabled
             && self
                 .bans
-                .get(&ip)
+                .get(&SourceKey::of(ip))
                 .is_some_and(|b| b.is_active(now.unix as i64))
+            && !self.is_allowed(ip)
     }
 
     /// A request (parsed) from `ip` with this User-Agent: pass it on, or drop it.
@@ -193,9 +203,10 @@ impl Guard {
         }
         if let Some(ua) = user_agent.filter(|ua| self.is_scanner(ua)) {
             self.stats.dropped_scanner += 1;
-            if self.limits.ban_scanners && !self.is_allowed(ip) && !self.bans.contains_key(&ip) {
+            let key = SourceKey::of(ip);
+            if self.limits.ban_scanners && !self.is_allowed(ip) && !self.bans.contains_key(&key) {
                 let reason = format!("scanner User-Agent '{}'", printable(ua, 60));
-                self.ban(ip, reason, now);
+                self.ban(key, reason, now);
             }
             return Admission::Drop(DropReason::Scanner);
         }
@@ -203,7 +214,8 @@ impl Guard {
             return Admission::Pass;
         }
         let limits = self.limits.clone();
-        let Some(src) = self.source(ip, now.instant) else {
+        let key = SourceKey::of(ip);
+        let Some(src) = self.source(key, now.instant) else {
             return Admission::Pass;
         };
         if src.requests.take(limits.requests, now.instant) {
@@ -212,7 +224,7 @@ impl Guard {
         let flooding = src.dropped.take_exhausts(limits.flood, now.instant);
         self.stats.dropped_rate_limited += 1;
         if flooding {
-            self.ban(ip, "flood".to_string(), now);
+            self.ban(key, "flood".to_string(), now);
         }
         Admission::Drop(DropReason::RateLimited)
     }
@@ -225,20 +237,22 @@ impl Guard {
             return;
         }
         let rate = self.limits.auth_failures;
-        let Some(src) = self.source(ip, now.instant) else {
+        let key = SourceKey::of(ip);
+        let Some(src) = self.source(key, now.instant) else {
             return;
         };
         if src.auth_failures.take_exhausts(rate, now.instant) {
-            self.ban(ip, "auth-failures".to_string(), now);
+            self.ban(key, "auth-failures".to_string(), now);
         }
     }
 
     /// The ban list from the store (at start, and after every change another connection made:
     /// `tambun ban add|rm`). It replaces the list in memory, except for bans this guard added
-    /// moments ago, which the list may predate. Allow-listed addresses are never banned.
+    /// moments ago, which the list may predate. Allow-listed addresses are never banned. An
+    /// IPv6 address in the list bans its /64.
     pub fn handle_bans(&mut self, list: Vec<Ban>, now: Now) {
-        let mut bans: HashMap<IpAddr, Ban> = HashMap::new();
-        for b in list {
+        let mut bans: HashMap<SourceKey, Ban> = HashMap::new();
+        for mut b in list {
             if self.is_allowed(b.address) {
                 tracing::warn!(
                     target: "tambun::guard",
@@ -247,13 +261,15 @@ impl Guard {
                 );
                 continue;
             }
-            bans.insert(b.address, b);
+            let key = SourceKey::of(b.address);
+            b.address = key.ip();
+            bans.insert(key, b);
         }
         self.own_recent
             .retain(|(_, at)| now.instant < *at + OWN_BAN_GRACE);
-        for (ip, _) in &self.own_recent {
-            if let Some(b) = self.bans.get(ip) {
-                bans.entry(*ip).or_insert_with(|| b.clone());
+        for (key, _) in &self.own_recent {
+            if let Some(b) = self.bans.get(key) {
+                bans.entry(*key).or_insert_with(|| b.clone());
             }
         }
         self.bans = bans;
@@ -315,10 +331,10 @@ impl Guard {
         self.sources
             .retain(|_, s| now.instant.saturating_duration_since(s.last_seen) < idle);
         let unix = now.unix as i64;
-        self.bans.retain(|ip, b| {
+        self.bans.retain(|key, b| {
             let keep = b.is_active(unix);
             if !keep {
-                tracing::info!(target: "tambun::guard", "ban of {ip} expired");
+                tracing::info!(target: "tambun::guard", "ban of {key} expired");
             }
             keep
         });
@@ -339,17 +355,17 @@ impl Guard {
         self.scanners.iter().any(|s| ua.contains(s.as_str()))
     }
 
-    /// The state of `ip`, created on first sight; `None` when the table is full (a flood
-    /// from very many addresses), so memory stays bounded and such sources pass unmetered.
-    fn source(&mut self, ip: IpAddr, now: Instant) -> Option<&mut Source> {
+    /// The state of `key`, created on first sight; `None` when the table is full (a flood
+    /// from very many sources), so memory stays bounded and such sources pass unmetered.
+    fn source(&mut self, key: SourceKey, now: Instant) -> Option<&mut Source> {
         let limits = &self.limits;
-        if self.sources.len() >= limits.max_sources && !self.sources.contains_key(&ip) {
+        if self.sources.len() >= limits.max_sources && !self.sources.contains_key(&key) {
             return None;
         }
         if self.next_sweep.is_none() {
             self.next_sweep = Some(now + SWEEP_EVERY);
         }
-        let src = self.sources.entry(ip).or_insert_with(|| Source {
+        let src = self.sources.entry(key).or_insert_with(|| Source {
             requests: TokenBucket::full(limits.requests, now),
             auth_failures: TokenBucket::full(limits.auth_failures, now),
             dropped: TokenBucket::full(limits.flood, now),
@@ -359,23 +375,23 @@ impl Guard {
         Some(src)
     }
 
-    fn ban(&mut self, ip: IpAddr, reason: String, now: Now) {
+    fn ban(&mut self, key: SourceKey, reason: String, now: Now) {
         let secs = self.limits.ban.as_secs();
         tracing::warn!(
             target: "tambun::guard",
-            "banned {ip} for {secs} s: {reason}"
+            "banned {key} for {secs} s: {reason}"
         );
         let ban = Ban {
-            address: ip,
+            address: key.ip(),
             reason,
             created_at: now.unix as i64,
             expires_at: Some(now.unix as i64 + secs as i64),
         };
         self.stats.bans_added += 1;
-        self.bans.insert(ip, ban.clone());
-        self.own_recent.push((ip, now.instant));
+        self.bans.insert(key, ban.clone());
+        self.own_recent.push((key, now.instant));
         self.new_bans.push(ban);
-        self.sources.remove(&ip);
+        self.sources.remove(&key);
         if self.next_sweep.is_none() {
             self.next_sweep = Some(now.instant + SWEEP_EVERY);
         }

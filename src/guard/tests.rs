@@ -256,3 +256,56 @@ fn idle_sources_forgotten_and_table_bounded() {
     assert_eq!(g.tracked_sources(), 0);
     assert_eq!(g.poll_timeout(), None);
 }
+
+#[test]
+fn an_ipv6_attacker_rotating_addresses_in_its_64_is_banned_as_one_source() {
+    let mut clock = Clock::new();
+    let mut g = guard(|c| c.allow = vec!["2001:db8:1:2::5/128".into()]);
+    // Ten failures, each from another address of the same /64.
+    for i in 0..10u16 {
+        let addr = IpAddr::from([0x2001, 0xdb8, 1, 2, 0xa, 0, 0, i]);
+        assert!(!g.drop_source(addr, clock.now()));
+        g.handle_auth_failure(addr, clock.now());
+    }
+    let bans = g.drain_new_bans();
+    assert_eq!(bans.len(), 1, "one ban for the /64");
+    assert_eq!(bans[0].address, ip("2001:db8:1:2::"));
+    assert!(
+        g.drop_source(ip("2001:db8:1:2:ffff::1"), clock.now()),
+        "a fresh address of the banned /64 is dropped"
+    );
+    assert!(
+        !g.drop_source(ip("2001:db8:1:2::5"), clock.now()),
+        "an allow-listed address inside the banned /64 still passes"
+    );
+    assert!(
+        !g.drop_source(ip("2001:db8:1:3::1"), clock.now()),
+        "the next /64 is another source"
+    );
+    // The ban list from the store (`tambun ban add 2001:db8:9::7`) bans that address's /64;
+    // it replaces the list once the guard's own ban is older than its grace.
+    clock.advance(Duration::from_secs(6));
+    let operator = Ban {
+        address: ip("2001:db8:9::7"),
+        reason: "operator".into(),
+        created_at: clock.now().unix as i64,
+        expires_at: None,
+    };
+    g.handle_bans(vec![operator], clock.now());
+    assert!(g.drop_source(ip("2001:db8:9::8"), clock.now()));
+    assert!(
+        !g.drop_source(ip("2001:db8:1:2::1"), clock.now()),
+        "the list replaced it"
+    );
+}
+
+#[test]
+fn an_ipv4_mapped_source_is_its_ipv4_address() {
+    let clock = Clock::new();
+    let mut g = guard(|_| {});
+    for _ in 0..10 {
+        g.handle_auth_failure(ip("::ffff:192.0.2.44"), clock.now());
+    }
+    assert!(g.drop_source(ip("192.0.2.44"), clock.now()));
+    assert_eq!(g.drain_new_bans()[0].address, ip("192.0.2.44"));
+}

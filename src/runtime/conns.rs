@@ -1,5 +1,7 @@
 //! Admission and counters for stream connections (TCP and TLS together): at most
-//! `max_per_source` open connections from one source IP and `max_total` in all; a connection
+//! `max_per_source` open connections from one source (an IPv4 address or an IPv6 /64, the
+//! guard's [`SourceKey`]; sources in `guard.allow` are exempt, as an office behind one NAT
+//! address may have many phones) and `max_total` in all; a connection
 //! over either limit is closed at accept, before any byte is read or a TLS handshake is
 //! started. A [`Permit`] holds one slot and gives it back when dropped, so every way a
 //! connection task can end releases it.
@@ -10,6 +12,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+use crate::guard::{Cidr, SourceKey};
 
 use crate::types::Transport;
 
@@ -78,20 +82,26 @@ pub(crate) enum Refusal {
     Total(u32),
 }
 
-/// Open connections per source IP and in all (plain counting, no I/O).
+/// Open connections per source and in all (plain counting, no I/O).
 #[derive(Debug, Default)]
 struct Counts {
-    by_source: HashMap<IpAddr, u32>,
+    by_source: HashMap<SourceKey, u32>,
     total: u32,
 }
 
 impl Counts {
-    fn admit(&mut self, ip: IpAddr, max_per_source: u32, max_total: u32) -> Result<(), Refusal> {
+    /// `max_per_source` None: the source is exempt from the per-source limit.
+    fn admit(
+        &mut self,
+        key: SourceKey,
+        max_per_source: Option<u32>,
+        max_total: u32,
+    ) -> Result<(), Refusal> {
         if self.total >= max_total {
             return Err(Refusal::Total(max_total));
         }
-        let n = self.by_source.entry(ip).or_insert(0);
-        if *n >= max_per_source {
+        let n = self.by_source.entry(key).or_insert(0);
+        if let Some(max_per_source) = max_per_source.filter(|max| *n >= *max) {
             return Err(Refusal::PerSource(max_per_source));
         }
         *n += 1;
@@ -99,12 +109,12 @@ impl Counts {
         Ok(())
     }
 
-    fn release(&mut self, ip: IpAddr) {
-        if let Some(n) = self.by_source.get_mut(&ip) {
+    fn release(&mut self, key: SourceKey) {
+        if let Some(n) = self.by_source.get_mut(&key) {
             *n -= 1;
             self.total = self.total.saturating_sub(1);
             if *n == 0 {
-                self.by_source.remove(&ip);
+                self.by_source.remove(&key);
             }
         }
     }
@@ -115,6 +125,8 @@ impl Counts {
 pub(crate) struct ConnGate {
     max_per_source: u32,
     max_total: u32,
+    /// Networks exempt from `max_per_source` (`guard.allow`).
+    allow: Vec<Cidr>,
     counts: Mutex<Counts>,
     pub stats: ConnStats,
 }
@@ -123,15 +135,16 @@ pub(crate) struct ConnGate {
 #[derive(Debug)]
 pub(crate) struct Permit {
     gate: Arc<ConnGate>,
-    ip: IpAddr,
+    key: SourceKey,
     transport: Transport,
 }
 
 impl ConnGate {
-    pub fn new(max_per_source: u32, max_total: u32) -> Arc<ConnGate> {
+    pub fn new(max_per_source: u32, max_total: u32, allow: Vec<Cidr>) -> Arc<ConnGate> {
         Arc::new(ConnGate {
             max_per_source,
             max_total,
+            allow,
             counts: Mutex::new(Counts::default()),
             stats: ConnStats::default(),
         })
@@ -140,9 +153,11 @@ impl ConnGate {
     /// Takes a slot for a connection from `ip`, or says which limit is reached (and counts
     /// the refusal).
     pub fn admit(self: &Arc<Self>, ip: IpAddr, transport: Transport) -> Result<Permit, Refusal> {
+        let key = SourceKey::of(ip);
+        let allowed = self.allow.iter().any(|c| c.contains(ip));
         let result = self.counts.lock().unwrap_or_else(|p| p.into_inner()).admit(
-            ip,
-            self.max_per_source,
+            key,
+            (!allowed).then_some(self.max_per_source),
             self.max_total,
         );
         match result {
@@ -151,7 +166,7 @@ impl ConnGate {
                 self.stats.gauge(transport).fetch_add(1, Ordering::Relaxed);
                 Ok(Permit {
                     gate: self.clone(),
-                    ip,
+                    key,
                     transport,
                 })
             }
@@ -173,7 +188,7 @@ impl Drop for Permit {
             .counts
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .release(self.ip);
+            .release(self.key);
         self.gate
             .stats
             .gauge(self.transport)
@@ -191,7 +206,7 @@ mod tests {
 
     #[test]
     fn per_source_and_total_limits() {
-        let gate = ConnGate::new(2, 3);
+        let gate = ConnGate::new(2, 3, Vec::new());
         let a1 = gate.admit(ip("10.0.0.1"), Transport::Tcp).unwrap();
         let _a2 = gate.admit(ip("10.0.0.1"), Transport::Tls).unwrap();
         assert_eq!(
@@ -218,7 +233,7 @@ mod tests {
 
     #[test]
     fn every_slot_comes_back() {
-        let gate = ConnGate::new(32, 64);
+        let gate = ConnGate::new(32, 64, Vec::new());
         let permits: Vec<Permit> = (0..64)
             .map(|i| {
                 gate.admit(IpAddr::from([10, 0, (i % 4) as u8, 1]), Transport::Tcp)
@@ -231,5 +246,30 @@ mod tests {
         assert_eq!(counts.total, 0);
         assert!(counts.by_source.is_empty());
         assert_eq!(gate.stats.tcp_open.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn an_ipv6_64_is_one_source_and_the_allow_list_is_exempt() {
+        let gate = ConnGate::new(2, 10, vec!["10.1.0.0/16".parse().unwrap()]);
+        let _a = gate.admit(ip("2001:db8:1:2::a"), Transport::Tcp).unwrap();
+        let _b = gate.admit(ip("2001:db8:1:2::b"), Transport::Tcp).unwrap();
+        assert_eq!(
+            gate.admit(ip("2001:db8:1:2::c"), Transport::Tcp)
+                .unwrap_err(),
+            Refusal::PerSource(2),
+            "a third address of the same /64"
+        );
+        let _c = gate.admit(ip("2001:db8:1:3::c"), Transport::Tcp).unwrap();
+        // Five phones behind one allow-listed NAT address.
+        let office: Vec<Permit> = (0..5)
+            .map(|_| gate.admit(ip("10.1.2.3"), Transport::Tls).unwrap())
+            .collect();
+        assert_eq!(
+            gate.admit(ip("10.2.0.1"), Transport::Tcp).unwrap_err(),
+            Refusal::Total(10),
+            "the total limit still counts allow-listed connections"
+        );
+        drop(office);
+        assert!(gate.counts.lock().unwrap().by_source.len() == 2);
     }
 }

@@ -192,6 +192,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let mut switch = Switch::new(limits, registrar, Arc::new(dialplan), max_call);
     switch.set_domain(config.domain.clone());
     let guard = crate::guard::Guard::new(&config.guard).context("guard.allow")?;
+    let allow = guard.allow_list().to_vec();
     switch.set_guard(guard);
     let t = now();
     tracing::info!(bans = bans.len(), "loaded the ban list");
@@ -221,6 +222,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let gate = conns::ConnGate::new(
         config.connections.max_per_source,
         config.connections.max_total,
+        allow,
     );
     let stream_ctx = tcp::StreamCtx {
         tx: tx.clone(),
