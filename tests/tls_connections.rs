@@ -18,6 +18,8 @@ fn start(config: &str) -> Switch {
     let switch = Switch::start_with(SwitchOptions {
         tls: true,
         config_toml: Some(config.to_owned()),
+        // No allow-list: the harness's 127.0.0.1 would be exempt from `max_per_source`.
+        guard: Some(String::new()),
         ..SwitchOptions::default()
     });
     // The harness's readiness probes are plain connects that close at once; wait until the

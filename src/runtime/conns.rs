@@ -250,7 +250,7 @@ mod tests {
 
     #[test]
     fn an_ipv6_64_is_one_source_and_the_allow_list_is_exempt() {
-        let gate = ConnGate::new(2, 10, vec!["10.1.0.0/16".parse().unwrap()]);
+        let gate = ConnGate::new(2, 8, vec!["10.1.0.0/16".parse().unwrap()]);
         let _a = gate.admit(ip("2001:db8:1:2::a"), Transport::Tcp).unwrap();
         let _b = gate.admit(ip("2001:db8:1:2::b"), Transport::Tcp).unwrap();
         assert_eq!(
@@ -266,7 +266,7 @@ mod tests {
             .collect();
         assert_eq!(
             gate.admit(ip("10.2.0.1"), Transport::Tcp).unwrap_err(),
-            Refusal::Total(10),
+            Refusal::Total(8),
             "the total limit still counts allow-listed connections"
         );
         drop(office);
