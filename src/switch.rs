@@ -590,6 +590,12 @@ impl Switch {
         done
     }
 
+    /// Answered calls opened and closed since the last call, for the store's `calls_open`;
+    /// drained with [`Switch::drain_call_records`], as the two are written together.
+    pub fn drain_open_calls(&mut self) -> Vec<crate::store::OpenCallOp> {
+        self.records.drain_open_ops()
+    }
+
     /// A snapshot for `/metrics`.
     pub fn metrics(&mut self, now: Now) -> SwitchMetrics {
         let mut by_opd: HashMap<&OpdCode, (u64, u64)> = HashMap::new();

@@ -4,6 +4,10 @@
 //! database passes `PRAGMA integrity_check`, and the relay holds no port once a new call
 //! through the restored callee has ended.
 //!
+//! A second test kills the switch in the middle of an answered call (in-process phones): after
+//! the restart that call has a record, `interrupted`, whose talk time ends when the switch
+//! last had the call.
+//!
 //! SIPp logs what it saw with `<log>` actions (`-trace_logs`): `REG <ext>` on each 200 to an
 //! authenticated REGISTER, `BYE <call-id>` on each 200 to a BYE. Those logs are the ground
 //! truth; the switch is judged only through its CLI, its admin API and the DB file.
@@ -17,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use common::calls::{cdrs, sipp_call, SippUas};
 use common::json_str;
-use common::media::{media_switch, wait_relay_idle};
+use common::media::{media_switch, rtp_socket, sdp, wait_relay_idle, Phone};
 use common::peers::{run_sipp, sipp_scenario, SippRun};
 
 /// Registering extensions (1000-1999: the blocks of nine OPDs, `OPDS`), each registering
@@ -267,4 +271,57 @@ fn kill9_under_load_loses_nothing_acknowledged() {
         back.len(),
         recorded.len()
     );
+}
+
+#[test]
+fn a_call_in_progress_at_a_kill_is_recorded_as_interrupted() {
+    let (mut switch, _range) = media_switch(
+        &[
+            ("1000", "setda", "rahasia1000"),
+            ("2300", "dinkes", "rahasia2300"),
+        ],
+        "",
+    );
+    let mut a = Phone::register(&switch, "1000", "rahasia1000");
+    let mut b = Phone::register(&switch, "2300", "rahasia2300");
+    let (a_rtp, b_rtp) = (rtp_socket(), rtp_socket());
+    let offer = sdp(a_rtp.local_addr().unwrap(), 1, "0", &["a=sendrecv"]);
+    let answer = sdp(b_rtp.local_addr().unwrap(), 1, "0", &["a=sendrecv"]);
+    let ((ok, _), _) = std::thread::scope(|s| {
+        let callee = s.spawn(|| b.answer(&answer));
+        let caller = a.call("2300", &offer);
+        (caller, callee.join().expect("callee thread"))
+    });
+    assert_eq!(ok.status, 200);
+    let call_id = ok.header("Call-ID").expect("Call-ID").to_owned();
+    let answered = Instant::now();
+    // Longer than the store thread's 5 s between marks of the open calls.
+    std::thread::sleep(Duration::from_secs(7));
+    switch.kill9();
+    let talk_before_kill = answered.elapsed();
+    switch.restart();
+
+    let rows = cdrs(&switch);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let row = &rows[0];
+    assert_eq!(json_str(row, "call_id"), call_id);
+    assert_eq!(json_str(row, "disposition"), "interrupted");
+    assert_eq!(json_str(row, "callee"), "2300");
+    let ms = |key: &str| {
+        row[key]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{key} in {row}"))
+    };
+    let talk = Duration::from_millis((ms("end_ms") - ms("answer_ms")) as u64);
+    assert!(
+        talk >= Duration::from_secs(5) && talk <= talk_before_kill,
+        "talk time {talk:?} of a call killed after {talk_before_kill:?}"
+    );
+    assert!(
+        switch.log_text().contains("recorded as interrupted"),
+        "no log line for the interrupted call"
+    );
+    // Recorded once: a second restart adds nothing.
+    switch.restart();
+    assert_eq!(cdrs(&switch).len(), 1);
 }

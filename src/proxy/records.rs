@@ -1,7 +1,9 @@
 //! Call tracking for the call records: every initial INVITE the proxy routes gets a record
 //! (caller, dialled number, route, times); it is finished by the final response, the BYE, or
 //! the dialog's maximum duration (RFC 4028 session timers shorten it when the phones use them),
-//! and then handed out as a [`CallRecord`] for the store.
+//! and then handed out as a [`CallRecord`] for the store. Answers and ends of answered calls
+//! are handed out too ([`OpenCallOp`]), so the store keeps the calls in progress and a crash
+//! leaves an `interrupted` record of each.
 //!
 //! Sans-IO: times come in; finished records queue for `poll`.
 
@@ -12,7 +14,7 @@ use serde::Serialize;
 
 use crate::types::{Extension, OpdCode};
 
-pub use crate::store::{CdrRecord as CallRecord, Disposition};
+pub use crate::store::{CdrRecord as CallRecord, Disposition, OpenCallOp};
 
 /// The disposition of a call that ended with this final status (never answered).
 pub fn disposition_of_failure(status: u16) -> Disposition {
@@ -75,6 +77,8 @@ pub struct Records {
     /// Call-ID → calls (one per From-tag; forked or spiralled calls share a Call-ID).
     by_call_id: HashMap<String, Vec<Entry>>,
     finished: Vec<CallRecord>,
+    /// Answered calls opened and closed since the last drain, in order.
+    open_ops: Vec<OpenCallOp>,
     /// (Call-ID, From-tag) of trunk calls whose record ended, for the toll guard.
     trunk_ended: Vec<(String, String)>,
     max_duration: Duration,
@@ -85,6 +89,7 @@ impl Records {
         Records {
             by_call_id: HashMap::new(),
             finished: Vec::new(),
+            open_ops: Vec::new(),
             trunk_ended: Vec::new(),
             max_duration,
         }
@@ -147,6 +152,12 @@ impl Records {
                 e.callee_opd = callee_opd;
             }
             e.expires = Some(now + expiry(max, session_expires));
+            let open = OpenCallOp::Open {
+                from_tag: e.call.from_tag.clone(),
+                record: Box::new(record(e, Disposition::Interrupted, 200, now_ms as i64)),
+                now_ms: now_ms as i64,
+            };
+            self.open_ops.push(open);
         }
     }
 
@@ -248,6 +259,12 @@ impl Records {
         if list.is_empty() {
             self.by_call_id.remove(call_id);
         }
+        if e.answer_ms.is_some() {
+            self.open_ops.push(OpenCallOp::Close {
+                call_id: e.call.call_id.clone(),
+                from_tag: e.call.from_tag.clone(),
+            });
+        }
         if e.call.trunk {
             self.trunk_ended
                 .push((e.call.call_id.clone(), e.call.from_tag.clone()));
@@ -263,7 +280,7 @@ impl Records {
             disposition
         };
         self.finished
-            .push(record(e, disposition, status, now_ms as i64));
+            .push(record(&e, disposition, status, now_ms as i64));
     }
 
     /// Has any call with this Call-ID been answered?
@@ -323,6 +340,12 @@ impl Records {
         std::mem::take(&mut self.finished)
     }
 
+    /// Answered calls opened and closed since the last call, in order (each close comes
+    /// with the finished record [`Records::drain_finished`] hands out at the same time).
+    pub fn drain_open_ops(&mut self) -> Vec<OpenCallOp> {
+        std::mem::take(&mut self.open_ops)
+    }
+
     pub fn live(&self, now: Instant) -> Vec<LiveCall> {
         let mut v: Vec<LiveCall> = self
             .by_call_id
@@ -372,15 +395,15 @@ fn expiry(max: Duration, session_expires: Option<u32>) -> Duration {
     }
 }
 
-fn record(e: Entry, disposition: Disposition, status: u16, end_ms: i64) -> CallRecord {
+fn record(e: &Entry, disposition: Disposition, status: u16, end_ms: i64) -> CallRecord {
     CallRecord {
-        call_id: e.call.call_id,
+        call_id: e.call.call_id.clone(),
         caller: e.call.caller.to_string(),
-        dialled: e.call.dialled,
-        callee: e.callee,
-        caller_opd: e.call.caller_opd,
-        callee_opd: e.callee_opd,
-        route: e.call.route,
+        dialled: e.call.dialled.clone(),
+        callee: e.callee.clone(),
+        caller_opd: e.call.caller_opd.clone(),
+        callee_opd: e.callee_opd.clone(),
+        route: e.call.route.clone(),
         trunk: e.call.trunk,
         start_ms: e.start_ms,
         answer_ms: e.answer_ms,
@@ -431,6 +454,33 @@ mod tests {
         assert_eq!(recs[0].answer_ms, Some(2_000));
         assert_eq!(recs[0].end_ms, 62_000);
         assert!(r.is_empty());
+        // The store was told of the answer (the record a crash would leave) and of the end.
+        let ops = r.drain_open_ops();
+        let [OpenCallOp::Open {
+            from_tag,
+            record,
+            now_ms,
+        }, OpenCallOp::Close {
+            call_id,
+            from_tag: closed,
+        }] = ops.as_slice()
+        else {
+            panic!("an open and a close: {ops:?}");
+        };
+        assert_eq!((from_tag.as_str(), *now_ms), ("f", 2_000));
+        assert_eq!(record.disposition, Disposition::Interrupted);
+        assert_eq!(record.callee.as_deref(), Some("2300"));
+        assert_eq!((record.answer_ms, record.end_ms), (Some(2_000), 2_000));
+        assert_eq!((call_id.as_str(), closed.as_str()), ("c1", "f"));
+    }
+
+    #[test]
+    fn unanswered_calls_never_reach_the_open_calls() {
+        let mut r = Records::new(Duration::from_secs(3600));
+        r.start(call(), 0);
+        r.failed("c1", "f", 486, 5);
+        assert_eq!(r.drain_finished().len(), 1);
+        assert!(r.drain_open_ops().is_empty());
     }
 
     #[test]

@@ -202,6 +202,19 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .filter_map(|r| store_thread::binding_of(r, t))
         .collect();
     switch.restore_bindings(restored, t);
+    // Answered calls the last run never saw end (a crash): recorded as interrupted, before the
+    // toll limits count the trunk calls of the last hour.
+    let interrupted = store.recover_interrupted_calls(t.unix_ms as i64)?;
+    for r in &interrupted {
+        tracing::warn!(
+            call_id = %r.call_id,
+            caller = %r.caller,
+            dialled = %r.dialled,
+            trunk = r.trunk,
+            talk_secs = r.duration_ms() / 1000,
+            "a call was in progress when the switch last stopped; recorded as interrupted"
+        );
+    }
     // Toll limits; the trunk calls of the last hour count again (docs/decisions.md).
     switch.set_toll_limits(config.toll.limits()?);
     let hour_ago = (t.unix_ms as i64).saturating_sub(3_600_000);
@@ -651,11 +664,17 @@ impl Driver {
                 .is_ok();
         }
         let records = self.switch.drain_call_records();
+        let open = self.switch.drain_open_calls();
         if !records.is_empty() {
             durable |= self
                 .store
-                .send(store_thread::Command::CallRecords(records))
+                .send(store_thread::Command::Calls { records, open })
                 .is_ok();
+        } else if !open.is_empty() {
+            // Calls answered: kept for a crash, but no answer waits for that.
+            let _ = self
+                .store
+                .send(store_thread::Command::Calls { records, open });
         }
         for effect in self.switch.drain_effects() {
             durable |= self

@@ -7,7 +7,9 @@
 //! (the CLI) committed, reloads the extension directory and sends it to the driver; and once a
 //! minute it deletes expired registrations and bans. Bans the guard adds are written here;
 //! after a change by another connection the ban list goes to the driver too (`tambun ban`).
-//! On shutdown it writes what is still queued.
+//! Call records and the answered calls in progress (`calls_open`) are written together, and
+//! every `TOUCH_EVERY` the open calls are marked as still held (the end of an `interrupted`
+//! record after a crash). On shutdown it writes what is still queued.
 
 use std::net::SocketAddr;
 use std::sync::mpsc as std_mpsc;
@@ -23,10 +25,17 @@ use crate::types::Extension;
 
 const POLL: Duration = Duration::from_millis(500);
 const PURGE_EVERY: Duration = Duration::from_secs(60);
+/// How often open calls are marked as still held: an interrupted call's record may end up to
+/// this much before the crash.
+const TOUCH_EVERY: Duration = Duration::from_secs(5);
 
 pub(crate) enum Command {
     Changes(Vec<Change>),
-    CallRecords(Vec<crate::proxy::records::CallRecord>),
+    /// Finished calls, and the answered calls opened and closed, written in one transaction.
+    Calls {
+        records: Vec<crate::proxy::records::CallRecord>,
+        open: Vec<crate::store::OpenCallOp>,
+    },
     Effect(crate::proxy::Effect),
     SyncOpds(Vec<crate::store::OpdRow>),
     Bans(Vec<crate::guard::Ban>),
@@ -82,9 +91,11 @@ fn run(
     let mut version = store.data_version().unwrap_or(0);
     let mut last_poll = Instant::now();
     let mut last_purge = Instant::now();
+    let mut last_touch = Instant::now();
     loop {
         let mut ops = Vec::new();
         let mut records = Vec::new();
+        let mut open = Vec::new();
         let mut commit = None;
         let mut stop = false;
         let mut take = |cmd: Command, store: &mut Store| match cmd {
@@ -92,8 +103,12 @@ fn run(
                 ops.extend(c.into_iter().map(op_of));
                 false
             }
-            Command::CallRecords(r) => {
+            Command::Calls {
+                records: r,
+                open: o,
+            } => {
                 records.extend(r);
+                open.extend(o);
                 false
             }
             Command::Effect(e) => {
@@ -127,8 +142,8 @@ fn run(
         while let Ok(cmd) = rx.try_recv() {
             stop |= take(cmd, &mut store);
         }
-        if !records.is_empty() {
-            save_call_records(&mut store, records);
+        if !records.is_empty() || !open.is_empty() {
+            save_calls(&mut store, records, open);
         }
         if !ops.is_empty() {
             if let Err(e) = store.apply_registration_batch(&ops) {
@@ -170,6 +185,12 @@ fn run(
                 Err(e) => tracing::error!(error = %e, "cannot poll the database"),
             }
         }
+        if last_touch.elapsed() >= TOUCH_EVERY {
+            last_touch = Instant::now();
+            if let Err(e) = store.touch_open_calls(super::now().unix_ms as i64) {
+                tracing::error!(error = %e, "cannot mark the open calls");
+            }
+        }
         if last_purge.elapsed() >= PURGE_EVERY {
             last_purge = Instant::now();
             let now = super::now().unix as i64;
@@ -183,13 +204,17 @@ fn run(
     }
 }
 
-/// Writes finished calls (one transaction per batch; WAL, so a process crash loses none that
-/// was committed).
-fn save_call_records(store: &mut Store, records: Vec<crate::proxy::records::CallRecord>) {
+/// Writes finished calls and the open-call changes (one transaction per batch; WAL, so a
+/// process crash loses none that was committed).
+fn save_calls(
+    store: &mut Store,
+    records: Vec<crate::proxy::records::CallRecord>,
+    open: Vec<crate::store::OpenCallOp>,
+) {
     for r in &records {
         tracing::debug!(call_id = %r.call_id, caller = %r.caller, dialled = %r.dialled, disposition = r.disposition.as_str(), "call ended");
     }
-    if let Err(e) = store.insert_cdrs(&records) {
+    if let Err(e) = store.save_calls(&records, &open) {
         tracing::error!(error = %e, count = records.len(), "cannot save call records");
     }
 }

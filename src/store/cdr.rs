@@ -1,5 +1,10 @@
 //! Call records: one row per finished call in `cdrs`, written in batches by the switch's store
-//! thread ([`Store::insert_cdrs`]) and read by the CLI (`tambun cdr`, `tambun cdr summary`).
+//! thread ([`Store::save_calls`]) and read by the CLI (`tambun cdr`, `tambun cdr summary`).
+//!
+//! Answered calls in progress are kept in `calls_open` too ([`OpenCallOp`]), so a call the
+//! switch never saw end (a crash, `kill -9`, a power cut) still gets a record: at the next
+//! start [`Store::recover_interrupted_calls`] writes each as `interrupted`, ended when the
+//! switch last had it (the store thread refreshes `seen_ms` every few seconds).
 //!
 //! Durability: each batch is one committed transaction in WAL mode with `synchronous=NORMAL`.
 //! A commit is in the WAL file (the OS page cache) before `insert_cdrs` returns, so a crash or
@@ -40,11 +45,14 @@ pub enum Disposition {
     /// Refused before reaching the trunk: the caller may not dial that class of number, or
     /// a toll limit (concurrent or hourly trunk calls) was reached. The route says which.
     Blocked,
+    /// Answered and still in progress when the switch stopped without ending it (a crash or
+    /// `kill -9`); recorded at the next start, ending when the switch last had the call.
+    Interrupted,
 }
 
 impl Disposition {
     /// Every disposition, in declaration order.
-    pub const ALL: [Disposition; 9] = [
+    pub const ALL: [Disposition; 10] = [
         Disposition::Answered,
         Disposition::Busy,
         Disposition::NoAnswer,
@@ -54,6 +62,7 @@ impl Disposition {
         Disposition::Expired,
         Disposition::MediaTimeout,
         Disposition::Blocked,
+        Disposition::Interrupted,
     ];
 
     /// The stored and printed name (`no-answer`, `media-timeout`, …).
@@ -68,6 +77,7 @@ impl Disposition {
             Disposition::Expired => "expired",
             Disposition::MediaTimeout => "media-timeout",
             Disposition::Blocked => "blocked",
+            Disposition::Interrupted => "interrupted",
         }
     }
 }
@@ -229,44 +239,112 @@ const USAGE_SUMS: &str = "COUNT(*), \
      COALESCE(SUM(CASE WHEN trunk = 1 THEN duration_ms ELSE 0 END), 0), \
      COALESCE(SUM(disposition = 'blocked'), 0)";
 
+/// A change to the answered calls in progress (`calls_open`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpenCallOp {
+    /// A call was answered: its record as it would read if it were cut off now
+    /// (`interrupted`, ending at the answer).
+    Open {
+        from_tag: String,
+        record: Box<CdrRecord>,
+        now_ms: i64,
+    },
+    /// The call ended; its finished record is written in the same transaction.
+    Close { call_id: String, from_tag: String },
+}
+
 impl Store {
     /// Writes finished calls, all in one transaction (the switch batches them). When this
     /// returns `Ok`, the records survive a crash of the process (see the module notes).
     pub fn insert_cdrs(&mut self, records: &[CdrRecord]) -> Result<(), StoreError> {
-        if records.is_empty() {
+        self.save_calls(records, &[])
+    }
+
+    /// Applies `open` (in order) and writes `records`, in one transaction: a call's finished
+    /// record and the removal of its open row commit together, so a crash leaves one or the
+    /// other, never both or neither.
+    pub fn save_calls(
+        &mut self,
+        records: &[CdrRecord],
+        open: &[OpenCallOp],
+    ) -> Result<(), StoreError> {
+        if records.is_empty() && open.is_empty() {
             return Ok(());
         }
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
-            let mut insert = tx.prepare_cached(INSERT_CDR)?;
-            for r in records {
-                insert.execute(params![
-                    r.call_id,
-                    r.caller,
-                    r.dialled,
-                    r.callee,
-                    r.caller_opd.as_ref().map(OpdCode::as_str),
-                    r.callee_opd.as_ref().map(OpdCode::as_str),
-                    r.route,
-                    r.trunk,
-                    r.start_ms,
-                    r.answer_ms,
-                    r.end_ms,
-                    r.duration_ms(),
-                    r.disposition.as_str(),
-                    r.sip_status,
-                    r.media.as_ref().map(|m| sql_count(m.packets_a2b)),
-                    r.media.as_ref().map(|m| sql_count(m.packets_b2a)),
-                    r.media.as_ref().map(|m| sql_count(m.lost_a2b)),
-                    r.media.as_ref().map(|m| sql_count(m.lost_b2a)),
-                    r.media.as_ref().map(|m| sql_count(m.jitter_us_max)),
-                ])?;
+            let mut upsert = tx.prepare_cached(
+                "INSERT OR REPLACE INTO calls_open (call_id, from_tag, record, seen_ms) \
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            let mut delete =
+                tx.prepare_cached("DELETE FROM calls_open WHERE call_id = ?1 AND from_tag = ?2")?;
+            for op in open {
+                match op {
+                    OpenCallOp::Open {
+                        from_tag,
+                        record,
+                        now_ms,
+                    } => {
+                        let json = serde_json::to_string(record)
+                            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                        upsert.execute(params![record.call_id, from_tag, json, now_ms])?;
+                    }
+                    OpenCallOp::Close { call_id, from_tag } => {
+                        delete.execute(params![call_id, from_tag])?;
+                    }
+                }
             }
         }
+        insert_all(&tx, records)?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// Notes that the switch still had every open call at `now_ms` (the store thread calls
+    /// this every few seconds): an interrupted call's record ends no earlier than this.
+    pub fn touch_open_calls(&mut self, now_ms: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute("UPDATE calls_open SET seen_ms = ?1", params![now_ms])?;
+        Ok(())
+    }
+
+    /// At start, before the switch serves: every call still open was cut off by a crash. Each
+    /// is written as an `interrupted` record ending when the switch last had it (`seen_ms`,
+    /// never before the answer nor after `now_ms`), in one transaction that also empties
+    /// `calls_open`. Returns the records written. A row that does not parse is dropped with
+    /// a warning (it cannot be billed; it must not stop the switch).
+    pub fn recover_interrupted_calls(&mut self, now_ms: i64) -> Result<Vec<CdrRecord>, StoreError> {
+        let rows: Vec<(String, i64)> = {
+            let mut q = self
+                .conn
+                .prepare("SELECT record, seen_ms FROM calls_open ORDER BY seen_ms")?;
+            let rows = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let mut records = Vec::with_capacity(rows.len());
+        for (json, seen_ms) in rows {
+            match serde_json::from_str::<CdrRecord>(&json) {
+                Ok(mut r) => {
+                    let answered = r.answer_ms.unwrap_or(r.start_ms);
+                    r.end_ms = seen_ms.clamp(answered, now_ms.max(answered));
+                    r.disposition = Disposition::Interrupted;
+                    records.push(r);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "an open call's saved record does not parse; dropped")
+                }
+            }
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        insert_all(&tx, &records)?;
+        tx.execute("DELETE FROM calls_open", [])?;
+        tx.commit()?;
+        Ok(records)
     }
 
     /// The records matching `filter`, ordered by start time (then by row id).
@@ -380,6 +458,35 @@ impl Store {
             .prepare_cached(&sql)?
             .query_row(params![since_ms, until_ms], |r| usage_from_row(r, 0))?)
     }
+}
+
+/// Inserts `records` into `cdrs` within `tx`.
+fn insert_all(tx: &rusqlite::Transaction<'_>, records: &[CdrRecord]) -> rusqlite::Result<()> {
+    let mut insert = tx.prepare_cached(INSERT_CDR)?;
+    for r in records {
+        insert.execute(params![
+            r.call_id,
+            r.caller,
+            r.dialled,
+            r.callee,
+            r.caller_opd.as_ref().map(OpdCode::as_str),
+            r.callee_opd.as_ref().map(OpdCode::as_str),
+            r.route,
+            r.trunk,
+            r.start_ms,
+            r.answer_ms,
+            r.end_ms,
+            r.duration_ms(),
+            r.disposition.as_str(),
+            r.sip_status,
+            r.media.as_ref().map(|m| sql_count(m.packets_a2b)),
+            r.media.as_ref().map(|m| sql_count(m.packets_b2a)),
+            r.media.as_ref().map(|m| sql_count(m.lost_a2b)),
+            r.media.as_ref().map(|m| sql_count(m.lost_b2a)),
+            r.media.as_ref().map(|m| sql_count(m.jitter_us_max)),
+        ])?;
+    }
+    Ok(())
 }
 
 fn usage_from_row(r: &Row, first: usize) -> rusqlite::Result<Usage> {

@@ -91,4 +91,15 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX bans_expires_at ON bans (expires_at);
     "#,
+    // 5: answered calls in progress, so a crash leaves an `interrupted` record of each
+    // (`record` is the call's CdrRecord as JSON; `seen_ms` when the switch last had it).
+    r#"
+    CREATE TABLE calls_open (
+        call_id  TEXT NOT NULL,
+        from_tag TEXT NOT NULL,
+        record   TEXT NOT NULL,
+        seen_ms  INTEGER NOT NULL,
+        PRIMARY KEY (call_id, from_tag)
+    ) STRICT;
+    "#,
 ];

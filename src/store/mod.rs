@@ -21,7 +21,7 @@ use crate::types::{Extension, OpdCode, Transport};
 use migrations::MIGRATIONS;
 
 pub use cdr::{
-    CdrFilter, CdrRecord, CdrRow, Disposition, MediaTotals, OpdUsage, TrunkCallRow,
+    CdrFilter, CdrRecord, CdrRow, Disposition, MediaTotals, OpdUsage, OpenCallOp, TrunkCallRow,
     UnknownDisposition, Usage,
 };
 pub use features::{

@@ -902,3 +902,84 @@ fn committed_cdrs_survive_an_unclean_end() {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].record, call);
 }
+
+fn answered_call(call_id: &str, answer_ms: i64, trunk: bool) -> CdrRecord {
+    CdrRecord {
+        call_id: call_id.into(),
+        caller: "1000".into(),
+        dialled: "90536123456".into(),
+        callee: Some("0536123456".into()),
+        caller_opd: Some(opd("setda")),
+        callee_opd: None,
+        route: "trunk local".into(),
+        trunk,
+        start_ms: answer_ms - 5_000,
+        answer_ms: Some(answer_ms),
+        end_ms: answer_ms,
+        disposition: Disposition::Interrupted,
+        sip_status: 200,
+        media: None,
+    }
+}
+
+#[test]
+fn calls_open_at_a_crash_become_interrupted_records() {
+    let (_dir, path, mut store) = new_store();
+    let open = |id: &str, tag: &str, answer_ms: i64| OpenCallOp::Open {
+        from_tag: tag.into(),
+        record: Box::new(answered_call(id, answer_ms, true)),
+        now_ms: answer_ms,
+    };
+    // Two calls answered; one of them ends (record and close in one batch).
+    store
+        .save_calls(&[], &[open("a", "fa", 100_000), open("b", "fb", 110_000)])
+        .unwrap();
+    let mut ended = answered_call("a", 100_000, true);
+    ended.disposition = Disposition::Answered;
+    ended.end_ms = 160_000;
+    let close = OpenCallOp::Close {
+        call_id: "a".into(),
+        from_tag: "fa".into(),
+    };
+    store.save_calls(&[ended], &[close]).unwrap();
+    // The switch still had "b" at 170 s; then it was killed.
+    store.touch_open_calls(170_000).unwrap();
+    drop(store);
+
+    let mut store = Store::open(&path).unwrap();
+    let rec = store.recover_interrupted_calls(500_000).unwrap();
+    assert_eq!(rec.len(), 1, "only the call that never ended: {rec:?}");
+    assert_eq!(rec[0].call_id, "b");
+    assert_eq!(rec[0].disposition, Disposition::Interrupted);
+    assert_eq!(rec[0].end_ms, 170_000, "ends when the switch last had it");
+    assert_eq!(rec[0].duration_ms(), 60_000);
+    let rows = store.cdrs(&CdrFilter::default()).unwrap();
+    let got: Vec<(&str, Disposition)> = rows
+        .iter()
+        .map(|r| (r.record.call_id.as_str(), r.record.disposition))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("a", Disposition::Answered),
+            ("b", Disposition::Interrupted)
+        ]
+    );
+    // Counted once: a second start finds nothing left to recover.
+    assert!(store.recover_interrupted_calls(600_000).unwrap().is_empty());
+    assert_eq!(store.cdrs(&CdrFilter::default()).unwrap().len(), 2);
+}
+
+#[test]
+fn an_interrupted_call_never_ends_before_its_answer_or_after_the_restart() {
+    let (_dir, _path, mut store) = new_store();
+    let op = OpenCallOp::Open {
+        from_tag: "f".into(),
+        record: Box::new(answered_call("c", 100_000, false)),
+        now_ms: 100_000,
+    };
+    store.save_calls(&[], &[op]).unwrap();
+    store.touch_open_calls(90_000).unwrap(); // a clock step backwards
+    let rec = store.recover_interrupted_calls(95_000).unwrap();
+    assert_eq!(rec[0].end_ms, 100_000);
+}
