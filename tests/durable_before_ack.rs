@@ -65,6 +65,23 @@ fn write_lock(switch: &Switch) -> rusqlite::Connection {
     lock
 }
 
+/// `phone` sends its authenticated REGISTER while the test holds the write lock (returned):
+/// no final response may come while the binding cannot be written.
+fn register_while_locked(
+    switch: &Switch,
+    phone: (&str, &str, &str),
+) -> (Phone, rusqlite::Connection) {
+    let mut phone = Phone::challenged(switch, phone);
+    let lock = write_lock(switch);
+    phone.send_authenticated();
+    assert_eq!(
+        phone.final_status(Duration::from_millis(1500)),
+        None,
+        "the 200 went out while the binding could not be written"
+    );
+    (phone, lock)
+}
+
 fn registered(switch: &Switch) -> Vec<String> {
     switch
         .regs()
@@ -78,14 +95,7 @@ fn a_registration_is_acknowledged_only_once_it_is_durable() {
     let mut switch = Switch::start_with_extensions(&PHONES);
 
     // 1000: the 200 waits for the lock, then comes.
-    let mut first = Phone::challenged(&switch, PHONES[0]);
-    let lock = write_lock(&switch);
-    first.send_authenticated();
-    assert_eq!(
-        first.final_status(Duration::from_millis(1500)),
-        None,
-        "the 200 went out while the binding could not be written"
-    );
+    let (first, lock) = register_while_locked(&switch, PHONES[0]);
     let released = Instant::now();
     drop(lock);
     assert_eq!(
@@ -99,14 +109,7 @@ fn a_registration_is_acknowledged_only_once_it_is_durable() {
     );
 
     // 1001: killed while its binding waits for the lock. The phone never saw a 200.
-    let mut second = Phone::challenged(&switch, PHONES[1]);
-    let lock = write_lock(&switch);
-    second.send_authenticated();
-    assert_eq!(
-        second.final_status(Duration::from_millis(1500)),
-        None,
-        "the 200 went out while the binding could not be written"
-    );
+    let (second, lock) = register_while_locked(&switch, PHONES[1]);
     switch.kill9();
     drop(lock);
 
