@@ -348,7 +348,7 @@ impl Switch {
     fn handle_message(&mut self, msg: Message, peer: Peer, now: Now) {
         if !msg.is_request() {
             match msg.validate_response() {
-                Ok(()) => self.proxy_response(msg, now),
+                Ok(()) => self.proxy_response(msg, peer.addr.ip(), now),
                 Err(e) => tracing::debug!(%peer.addr, error = %e, "malformed response dropped"),
             }
             return;

@@ -260,6 +260,36 @@ fn over_rate_requests_dropped_then_flood_banned_responses_unaffected() {
 }
 
 #[test]
+fn stray_responses_count_against_their_source_and_get_it_banned() {
+    let mut rig = Rig::new(|c| {
+        c.request_burst = 5;
+        c.requests_per_sec = 1;
+        c.flood_drops = 10;
+    });
+    // Made-up 200s that look like answers to us (our branch prefix) and name a victim in the
+    // next Via: a stateful proxy forwards such a stray 2xx statelessly (RFC 3261 §16.7).
+    let src = "192.0.2.91:5060";
+    let stray = |n: u32| {
+        format!(
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKtb1.{n:x}\r\n\
+Via: SIP/2.0/UDP 192.0.2.200:5060;branch=z9hG4bKv{n}\r\nFrom: <sip:a@x>;tag=a\r\n\
+To: <sip:b@x>;tag=b\r\nCall-ID: stray{n}\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    let forwarded: usize = (0..10).map(|n| rig.send(src, &stray(n)).len()).sum();
+    assert_eq!(forwarded, 5, "the burst, then no more reflection");
+    assert!(rig.sw.drain_bans().is_empty());
+    for n in 10..15 {
+        rig.send(src, &stray(n));
+    }
+    assert_eq!(
+        rig.sw.drain_bans().len(),
+        1,
+        "the 10th dropped stray response in a minute bans"
+    );
+}
+
+#[test]
 fn saturation_sheds_new_invites_and_registers_only() {
     let mut rig = Rig::new(|c| {
         c.max_transactions = 1;

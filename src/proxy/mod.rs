@@ -975,7 +975,11 @@ impl Switch {
     }
 
     /// A response that arrived for one of our branches.
-    pub(crate) fn proxy_response(&mut self, msg: Message, now: Now) {
+    /// A response from `source`. One that matches none of our transactions (stray) counts
+    /// against its source's request rate, as a request would: forwarding stray 2xx statelessly
+    /// (RFC 3261 §16.7) must not make the switch a free reflector, and a flood of made-up
+    /// responses must cost its sender a ban. Responses to our own requests are never limited.
+    pub(crate) fn proxy_response(&mut self, msg: Message, source: IpAddr, now: Now) {
         let Ok(via) = msg.top_via() else { return };
         let Some(branch) = via.branch().map(str::to_string) else {
             return;
@@ -996,7 +1000,9 @@ impl Switch {
                     return;
                 }
             }
-            self.stray_response(&msg);
+            if self.guard.admit_request(source, None, now) == crate::guard::Admission::Pass {
+                self.stray_response(&msg);
+            }
             return;
         };
         let Ok(cseq) = msg.cseq() else { return };
