@@ -26,7 +26,7 @@ build_release() {
 # users_csv FIRST LAST DIALPLAN_DIR > csv : number,opd,name,password (password pwN), each
 # number assigned to the OPD whose block contains it.
 users_csv() {
-    "$TAMBUN" --dialplan "$3" opd list --json | python3 -c '
+    "$TAMBUN" --db "$TMP/opd-list.db" --dialplan "$3" opd list --json | python3 -c '
 import json, sys
 first, last = int(sys.argv[1]), int(sys.argv[2])
 blocks = []
