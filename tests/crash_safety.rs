@@ -295,7 +295,8 @@ fn a_call_in_progress_at_a_kill_is_recorded_as_interrupted() {
     assert_eq!(ok.status, 200);
     let call_id = ok.header("Call-ID").expect("Call-ID").to_owned();
     let answered = Instant::now();
-    // Longer than the store thread's 5 s between marks of the open calls.
+    // Longer than the store thread's 5 s between marks: the answer is written at the first
+    // mark, and the record ends at the last one (more than 2 s after the answer by then).
     std::thread::sleep(Duration::from_secs(7));
     switch.kill9();
     let talk_before_kill = answered.elapsed();
@@ -314,7 +315,7 @@ fn a_call_in_progress_at_a_kill_is_recorded_as_interrupted() {
     };
     let talk = Duration::from_millis((ms("end_ms") - ms("answer_ms")) as u64);
     assert!(
-        talk >= Duration::from_secs(5) && talk <= talk_before_kill,
+        talk >= Duration::from_millis(1500) && talk <= talk_before_kill,
         "talk time {talk:?} of a call killed after {talk_before_kill:?}"
     );
     assert!(

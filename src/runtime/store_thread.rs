@@ -7,10 +7,13 @@
 //! (the CLI) committed, reloads the extension directory and sends it to the driver; and once a
 //! minute it deletes expired registrations and bans. Bans the guard adds are written here;
 //! after a change by another connection the ban list goes to the driver too (`tambun ban`).
-//! Call records and the answered calls in progress (`calls_open`) are written together, and
-//! every `TOUCH_EVERY` the open calls are marked as still held (the end of an `interrupted`
-//! record after a crash). On shutdown it writes what is still queued.
+//! Call records and the answered calls in progress (`calls_open`) are written together
+//! ([`OpenCalls`]): an answer waits in memory for the next mark, every `TOUCH_EVERY`, when the
+//! waiting answers are written and every open call is marked as still held (the end of an
+//! `interrupted` record after a crash), so a call shorter than that costs no write. On
+//! shutdown it writes what is still queued, the waiting answers included.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
@@ -20,13 +23,14 @@ use tokio::sync::{mpsc, watch};
 use super::{account_of, Input};
 use crate::registrar::{Accounts, Binding, Change, Now};
 use crate::sip::headers::NameAddr;
-use crate::store::{RegistrationOp, RegistrationRecord, Store};
+use crate::store::{OpenCallOp, RegistrationOp, RegistrationRecord, Store};
 use crate::types::Extension;
 
 const POLL: Duration = Duration::from_millis(500);
 const PURGE_EVERY: Duration = Duration::from_secs(60);
-/// How often open calls are marked as still held: an interrupted call's record may end up to
-/// this much before the crash.
+/// How often answered calls are written to `calls_open` and the open ones marked as still
+/// held: a call answered less than this before a crash may leave no record, and an
+/// interrupted call's record may end up to this much before the crash.
 const TOUCH_EVERY: Duration = Duration::from_secs(5);
 
 pub(crate) enum Command {
@@ -92,6 +96,7 @@ fn run(
     let mut last_poll = Instant::now();
     let mut last_purge = Instant::now();
     let mut last_touch = Instant::now();
+    let mut open_calls = OpenCalls::default();
     loop {
         let mut ops = Vec::new();
         let mut records = Vec::new();
@@ -142,6 +147,7 @@ fn run(
         while let Ok(cmd) = rx.try_recv() {
             stop |= take(cmd, &mut store);
         }
+        let open = open_calls.take(open);
         if !records.is_empty() || !open.is_empty() {
             save_calls(&mut store, records, open);
         }
@@ -156,6 +162,7 @@ fn run(
             committed.send_replace(seq);
         }
         if stop {
+            mark_open_calls(&mut store, &mut open_calls);
             return;
         }
         if last_poll.elapsed() >= POLL {
@@ -187,9 +194,7 @@ fn run(
         }
         if last_touch.elapsed() >= TOUCH_EVERY {
             last_touch = Instant::now();
-            if let Err(e) = store.touch_open_calls(super::now().unix_ms as i64) {
-                tracing::error!(error = %e, "cannot mark the open calls");
-            }
+            mark_open_calls(&mut store, &mut open_calls);
         }
         if last_purge.elapsed() >= PURGE_EVERY {
             last_purge = Instant::now();
@@ -201,6 +206,57 @@ fn run(
                 tracing::error!(error = %e, "cannot purge expired bans");
             }
         }
+    }
+}
+
+/// The answered calls in progress on their way to `calls_open`: an answer is held here until
+/// the next mark, so a call that ends before it never touches the database; the end of a call
+/// whose answer was written becomes a delete, in the same transaction as the call's record.
+#[derive(Default)]
+struct OpenCalls {
+    waiting: HashMap<(String, String), OpenCallOp>,
+}
+
+impl OpenCalls {
+    /// Takes the switch's opens and closes; returns what must be written with this batch.
+    fn take(&mut self, ops: Vec<OpenCallOp>) -> Vec<OpenCallOp> {
+        let mut write = Vec::new();
+        for op in ops {
+            match op {
+                OpenCallOp::Open {
+                    ref from_tag,
+                    ref record,
+                    ..
+                } => {
+                    let key = (record.call_id.clone(), from_tag.clone());
+                    self.waiting.insert(key, op);
+                }
+                OpenCallOp::Close { call_id, from_tag } => {
+                    let key = (call_id, from_tag);
+                    if self.waiting.remove(&key).is_none() {
+                        let (call_id, from_tag) = key;
+                        write.push(OpenCallOp::Close { call_id, from_tag });
+                    }
+                }
+            }
+        }
+        write
+    }
+
+    /// The answers waiting since the last mark, to write now.
+    fn drain(&mut self) -> Vec<OpenCallOp> {
+        self.waiting.drain().map(|(_, op)| op).collect()
+    }
+}
+
+/// Writes the waiting answers and marks every open call as held now.
+fn mark_open_calls(store: &mut Store, open_calls: &mut OpenCalls) {
+    let waiting = open_calls.drain();
+    if let Err(e) = store.save_calls(&[], &waiting) {
+        tracing::error!(error = %e, count = waiting.len(), "cannot save the open calls");
+    }
+    if let Err(e) = store.touch_open_calls(super::now().unix_ms as i64) {
+        tracing::error!(error = %e, "cannot mark the open calls");
     }
 }
 
@@ -286,4 +342,55 @@ pub(crate) fn binding_of(r: RegistrationRecord, now: Now) -> Option<(Extension, 
         expires_unix: r.expires_at,
     };
     Some((r.extension, binding))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{CdrRecord, Disposition};
+
+    fn open(call_id: &str) -> OpenCallOp {
+        OpenCallOp::Open {
+            from_tag: "f".into(),
+            record: Box::new(CdrRecord {
+                call_id: call_id.into(),
+                caller: "1000".into(),
+                dialled: "2300".into(),
+                callee: Some("2300".into()),
+                caller_opd: None,
+                callee_opd: None,
+                route: "extension 2300".into(),
+                trunk: false,
+                start_ms: 0,
+                answer_ms: Some(1),
+                end_ms: 1,
+                disposition: Disposition::Interrupted,
+                sip_status: 200,
+                media: None,
+            }),
+            now_ms: 1,
+        }
+    }
+
+    fn close(call_id: &str) -> OpenCallOp {
+        OpenCallOp::Close {
+            call_id: call_id.into(),
+            from_tag: "f".into(),
+        }
+    }
+
+    #[test]
+    fn a_call_ended_before_the_mark_is_never_written() {
+        let mut calls = OpenCalls::default();
+        assert!(calls.take(vec![open("short"), open("long")]).is_empty());
+        assert!(
+            calls.take(vec![close("short")]).is_empty(),
+            "nothing to delete"
+        );
+        let written = calls.drain();
+        assert_eq!(written, [open("long")]);
+        assert!(calls.drain().is_empty());
+        // Written at the mark, so its end deletes the row.
+        assert_eq!(calls.take(vec![close("long")]), [close("long")]);
+    }
 }
