@@ -44,6 +44,11 @@ fn self_signed_certificate_is_generated_once_and_kept() {
         ..SwitchOptions::default()
     });
     switch.add_ext("1000", "setda", "rahasia1000");
+    // Before the first start there is nothing to print, and the CLI says why.
+    let out = switch.cli(&["tls", "fingerprint"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("generates one at its first start"), "{err}");
     switch.launch();
     let tls = switch.tls.expect("TLS address");
 
@@ -69,6 +74,11 @@ fn self_signed_certificate_is_generated_once_and_kept() {
         pem_fingerprint(&crt),
         first,
         "the log names another certificate"
+    );
+    let out = switch.cli_ok(&["tls", "fingerprint"]);
+    assert!(
+        out.contains(&format!("SHA-256 fingerprint: {first}")),
+        "`tambun tls fingerprint` printed:\n{out}"
     );
 
     // The switch presents that certificate and speaks SIP over it.

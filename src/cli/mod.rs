@@ -16,6 +16,7 @@ mod opd;
 mod output;
 mod regs;
 mod serve;
+mod tls;
 mod wib;
 
 use std::net::SocketAddr;
@@ -100,6 +101,9 @@ pub enum Command {
     /// The guard's ban list: addresses the switch drops silently
     #[command(subcommand)]
     Ban(ban::BanCommand),
+    /// The switch's TLS certificate (the fingerprint phones pin)
+    #[command(subcommand)]
+    Tls(tls::TlsCommand),
     /// Load-test helpers (the relay allocation command of `rtp-relay-bench cmd`)
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -117,6 +121,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Calls(args) => calls::run(&global, args),
         Command::Cdr(args) => cdr::run(&global, args),
         Command::Ban(cmd) => ban::run(&global, cmd),
+        Command::Tls(cmd) => tls::run(&global, cmd),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

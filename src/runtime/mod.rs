@@ -26,6 +26,8 @@ mod relay;
 mod store_thread;
 mod tcp;
 mod tls;
+
+pub(crate) use tls::file_fingerprint;
 mod udp;
 
 pub use tls::{fingerprint, self_signed_paths, TlsError};

@@ -168,6 +168,11 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), TlsError> {
     f.sync_all().map_err(err)
 }
 
+/// The fingerprint of the first (leaf) certificate in the PEM file at `path`.
+pub(crate) fn file_fingerprint(path: &Path) -> Result<String, TlsError> {
+    Ok(fingerprint(read_certs(path)?[0].as_ref()))
+}
+
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let text = fs::read(path).map_err(|source| TlsError::Read {
         path: path.to_owned(),
