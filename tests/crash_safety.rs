@@ -315,7 +315,9 @@ fn a_call_in_progress_at_a_kill_is_recorded_as_interrupted() {
     };
     let talk = Duration::from_millis((ms("end_ms") - ms("answer_ms")) as u64);
     assert!(
-        talk >= Duration::from_millis(1500) && talk <= talk_before_kill,
+        // (+200 ms: the switch saw the answer a moment before this test did)
+        talk >= Duration::from_millis(1500)
+            && talk <= talk_before_kill + Duration::from_millis(200),
         "talk time {talk:?} of a call killed after {talk_before_kill:?}"
     );
     assert!(
