@@ -116,6 +116,15 @@ Call-ID: g{}\r\nCSeq: 1 {method}\r\nContact: <sip:{user}@{from}>\r\n{extra}Conte
     }
 }
 
+/// Rate limits small enough to reach in a test: a burst of 5, 1 per second, 10 drops ban.
+fn tight_rig() -> Rig {
+    Rig::new(|c| {
+        c.request_burst = 5;
+        c.requests_per_sec = 1;
+        c.flood_drops = 10;
+    })
+}
+
 fn credentials(header: &str, user: &str, pw: &str, method: &str, nonce: &str, nc: u32) -> String {
     let uri = format!("sip:{user}@10.0.0.1");
     let ha1 = ha1_hex(Algorithm::Md5, user, "tambun", pw);
@@ -228,11 +237,7 @@ fn scanner_user_agent_gets_no_answer() {
 
 #[test]
 fn over_rate_requests_dropped_then_flood_banned_responses_unaffected() {
-    let mut rig = Rig::new(|c| {
-        c.request_burst = 5;
-        c.requests_per_sec = 1;
-        c.flood_drops = 10;
-    });
+    let mut rig = tight_rig();
     let src = "192.0.2.90:5060";
     let mut answered = 0;
     for _ in 0..10 {
@@ -261,11 +266,7 @@ fn over_rate_requests_dropped_then_flood_banned_responses_unaffected() {
 
 #[test]
 fn stray_responses_count_against_their_source_and_get_it_banned() {
-    let mut rig = Rig::new(|c| {
-        c.request_burst = 5;
-        c.requests_per_sec = 1;
-        c.flood_drops = 10;
-    });
+    let mut rig = tight_rig();
     // Made-up 200s that look like answers to us (our branch prefix) and name a victim in the
     // next Via: a stateful proxy forwards such a stray 2xx statelessly (RFC 3261 §16.7).
     let src = "192.0.2.91:5060";
