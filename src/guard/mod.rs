@@ -1,12 +1,12 @@
 //! The guard: flood, brute-force and scanner defence, decided per source address before the
 //! switch spends work on a request (DESIGN item "hardening"; `docs/operations.md` "Guard").
 //!
-//! It owns, per source ([`SourceKey`]: an IPv4 address or an IPv6 /64), three token buckets (requests, failed authentications, requests it
-//! had to drop for rate), the ban list (loaded from the store, extended by itself), the
-//! allow-list of networks that are never banned or rate limited, the scanner User-Agent list
-//! and the overload rule (503 when the switch is saturated). Sans-IO: time comes in as
-//! [`Now`], bans it adds go out through [`Guard::drain_new_bans`] for the store; no sockets,
-//! no clock, no database.
+//! It owns, per source ([`SourceKey`]: an IPv4 address or an IPv6 /64), three token buckets
+//! (requests, failed authentications, requests it had to drop for rate), the ban list (loaded
+//! from the store, extended by itself), the allow-list of networks that are never banned or
+//! rate limited, the scanner User-Agent list and the overload rule (503 when the switch is
+//! saturated). Sans-IO: time comes in as [`Now`], bans it adds go out through
+//! [`Guard::drain_new_bans`] for the store; no sockets, no clock, no database.
 //!
 //! Decisions (see `docs/decisions.md`): banned sources and scanner User-Agents are dropped
 //! silently; a source over its request rate is dropped silently too (an answer would cost work

@@ -974,8 +974,7 @@ impl Switch {
         (200, Vec::new())
     }
 
-    /// A response that arrived for one of our branches.
-    /// A response from `source`. One that matches none of our transactions (stray) counts
+    /// A response from `source` for one of our branches. One that matches none of our transactions (stray) counts
     /// against its source's request rate, as a request would: forwarding stray 2xx statelessly
     /// (RFC 3261 §16.7) must not make the switch a free reflector, and a flood of made-up
     /// responses must cost its sender a ban. Responses to our own requests are never limited.

@@ -105,6 +105,16 @@ impl Records {
             self.trunk_ended
                 .push((call.call_id.clone(), call.from_tag.clone()));
         }
+        // A replaced call that was answered leaves the open calls too.
+        if list
+            .iter()
+            .any(|e| e.call.from_tag == call.from_tag && e.answer_ms.is_some())
+        {
+            self.open_ops.push(OpenCallOp::Close {
+                call_id: call.call_id.clone(),
+                from_tag: call.from_tag.clone(),
+            });
+        }
         list.retain(|e| e.call.from_tag != call.from_tag);
         list.push(Entry {
             call,
@@ -472,6 +482,20 @@ mod tests {
         assert_eq!(record.callee.as_deref(), Some("2300"));
         assert_eq!((record.answer_ms, record.end_ms), (Some(2_000), 2_000));
         assert_eq!((call_id.as_str(), closed.as_str()), ("c1", "f"));
+    }
+
+    #[test]
+    fn an_answered_call_replaced_by_a_new_invite_leaves_the_open_calls() {
+        let mut r = Records::new(Duration::from_secs(3600));
+        r.start(call(), 0);
+        r.answered("c1", "f", Some("t"), None, None, None, Instant::now(), 5);
+        r.start(call(), 10);
+        let ops = r.drain_open_ops();
+        assert!(
+            matches!(ops.as_slice(), [OpenCallOp::Open { .. }, OpenCallOp::Close { call_id, from_tag }]
+                if call_id == "c1" && from_tag == "f"),
+            "{ops:?}"
+        );
     }
 
     #[test]

@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::guard::{Cidr, SourceKey};
-
 use crate::types::Transport;
 
 /// Counters of the stream transports; all monotonic except the `*_open` gauges.
