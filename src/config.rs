@@ -437,6 +437,11 @@ impl Config {
             .unwrap_or(u64::from(self.registrar.max_expires) + 60)
     }
 
+    /// The configuration of `--config FILE`, or the defaults without one.
+    pub fn from_file_or_default(path: Option<&Path>) -> Result<Config, ConfigError> {
+        path.map_or_else(|| Ok(Config::default()), Config::from_file)
+    }
+
     /// Reads a TOML file; keys it leaves out keep their defaults.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

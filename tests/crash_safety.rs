@@ -75,6 +75,17 @@ fn logged(run: &SippRun, tag: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// Every item the peers saw acknowledged is in `after`; else panics with "N of M {what}".
+fn assert_kept(acknowledged: &BTreeSet<String>, after: &BTreeSet<String>, what: &str) {
+    let lost: Vec<&String> = acknowledged.difference(after).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} {what}: {lost:?}",
+        lost.len(),
+        acknowledged.len()
+    );
+}
+
 fn integrity_check(db: &Path) -> String {
     let conn = rusqlite::Connection::open(db).expect("open the DB");
     conn.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0))
@@ -214,12 +225,10 @@ fn kill9_under_load_loses_nothing_acknowledged() {
 
     let regs = switch.regs();
     let back: BTreeSet<String> = regs.iter().map(|r| json_str(r, "extension")).collect();
-    let lost: Vec<&String> = registered.difference(&back).collect();
-    assert!(
-        lost.is_empty(),
-        "{} of {} acknowledged registrations lost by kill -9: {lost:?}",
-        lost.len(),
-        registered.len()
+    assert_kept(
+        &registered,
+        &back,
+        "acknowledged registrations lost by kill -9",
     );
     assert!(back.contains(CALLEE), "the callee's registration is lost");
 
@@ -227,12 +236,10 @@ fn kill9_under_load_loses_nothing_acknowledged() {
         .iter()
         .map(|r| json_str(r, "call_id"))
         .collect();
-    let missing: Vec<&String> = finished.difference(&recorded).collect();
-    assert!(
-        missing.is_empty(),
-        "{} of {} finished calls have no call record after kill -9: {missing:?}",
-        missing.len(),
-        finished.len()
+    assert_kept(
+        &finished,
+        &recorded,
+        "finished calls have no call record after kill -9",
     );
 
     // The restored callee binding takes a new call; afterwards the relay holds nothing.

@@ -40,10 +40,7 @@ pub struct ServeArgs {
 }
 
 pub(super) fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
-    let mut config = match &args.config {
-        Some(path) => Config::from_file(path)?,
-        None => Config::default(),
-    };
+    let mut config = Config::from_file_or_default(args.config.as_deref())?;
     config.apply(ConfigOverrides {
         listen: args.listen,
         db: global.db.clone(),

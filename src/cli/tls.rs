@@ -28,10 +28,7 @@ pub enum TlsCommand {
 
 pub fn run(global: &GlobalArgs, cmd: TlsCommand) -> anyhow::Result<()> {
     let TlsCommand::Fingerprint { config } = cmd;
-    let config = match &config {
-        Some(path) => Config::from_file(path)?,
-        None => Config::default(),
-    };
+    let config = Config::from_file_or_default(config.as_deref())?;
     let db = global.db.clone().unwrap_or(config.db);
     let (path, origin) = match config.tls.cert {
         Some(cert) => (cert, "configured in [tls] cert"),

@@ -97,23 +97,17 @@ impl Records {
 
     pub fn start(&mut self, call: NewCall, now_ms: u64) {
         let list = self.by_call_id.entry(call.call_id.clone()).or_default();
-        // A new INVITE with the Call-ID and From-tag of a call still tracked replaces it.
-        if list
-            .iter()
-            .any(|e| e.call.from_tag == call.from_tag && e.call.trunk)
-        {
-            self.trunk_ended
-                .push((call.call_id.clone(), call.from_tag.clone()));
-        }
-        // A replaced call that was answered leaves the open calls too.
-        if list
-            .iter()
-            .any(|e| e.call.from_tag == call.from_tag && e.answer_ms.is_some())
-        {
-            self.open_ops.push(OpenCallOp::Close {
-                call_id: call.call_id.clone(),
-                from_tag: call.from_tag.clone(),
-            });
+        // A new INVITE with the Call-ID and From-tag of a call still tracked replaces it: a
+        // trunk call leaves the toll count, an answered one the open calls.
+        if let Some(old) = list.iter().find(|e| e.call.from_tag == call.from_tag) {
+            let key = || (call.call_id.clone(), call.from_tag.clone());
+            if old.call.trunk {
+                self.trunk_ended.push(key());
+            }
+            if old.answer_ms.is_some() {
+                let (call_id, from_tag) = key();
+                self.open_ops.push(OpenCallOp::Close { call_id, from_tag });
+            }
         }
         list.retain(|e| e.call.from_tag != call.from_tag);
         list.push(Entry {

@@ -26,10 +26,9 @@ mod relay;
 mod store_thread;
 mod tcp;
 mod tls;
-
-pub(crate) use tls::file_fingerprint;
 mod udp;
 
+pub(crate) use tls::file_fingerprint;
 pub use tls::{fingerprint, self_signed_paths, TlsError};
 
 use std::collections::{HashMap, VecDeque};
@@ -667,16 +666,14 @@ impl Driver {
         }
         let records = self.switch.drain_call_records();
         let open = self.switch.drain_open_calls();
-        if !records.is_empty() {
-            durable |= self
+        if !records.is_empty() || !open.is_empty() {
+            // Finished calls are waited for; answered calls alone (kept for a crash) are not.
+            let finished = !records.is_empty();
+            let sent = self
                 .store
                 .send(store_thread::Command::Calls { records, open })
                 .is_ok();
-        } else if !open.is_empty() {
-            // Calls answered: kept for a crash, but no answer waits for that.
-            let _ = self
-                .store
-                .send(store_thread::Command::Calls { records, open });
+            durable |= finished && sent;
         }
         for effect in self.switch.drain_effects() {
             durable |= self
