@@ -123,6 +123,12 @@ pub fn render(s: &Snapshot) -> String {
         Counter,
         sw.guard.auth_failures as f64,
     );
+    e.single(
+        "tambun_dialogs_refused_total",
+        "In-dialog requests and CANCELs refused (481) because no dialog the switch set up has them, or they came from outside it.",
+        Counter,
+        sw.guard.dialogs_refused as f64,
+    );
     let g = &sw.guard;
     e.single(
         "tambun_bans_active",
@@ -132,7 +138,7 @@ pub fn render(s: &Snapshot) -> String {
     );
     e.single(
         "tambun_bans_added_total",
-        "Bans the switch added (failed authentications, flood, scanner).",
+        "Bans the switch added (failed authentications, forged dialogs, flood, scanner).",
         Counter,
         g.bans_added as f64,
     );

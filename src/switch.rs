@@ -20,6 +20,7 @@ use bytes::Bytes;
 
 use crate::dialplan::Dialplan;
 use crate::guard::{Admission, Guard};
+use crate::proxy::dialog::DialogKey;
 use crate::proxy::media::{MediaRelay, MediaTable};
 use crate::proxy::records::{CallRecord, Disposition, LiveCall, Records};
 use crate::proxy::toll::{TollGuard, TollLimits, TollStats};
@@ -107,10 +108,31 @@ impl Network {
         }
     }
 
+    /// Is this one of our addresses: a UDP socket's, a listener's, or the local end of an open
+    /// connection? A listener on an unspecified address (`0.0.0.0:5061`) has the port on each
+    /// address the switch advertises (its UDP sockets' addresses, the local ends of its
+    /// connections).
     pub fn is_ours(&self, addr: SocketAddr) -> bool {
-        self.udp.contains(&addr)
+        if self.udp.contains(&addr)
             || self.listeners.contains(&addr)
             || self.conns.values().any(|c| c.0 == addr)
+        {
+            return true;
+        }
+        let wildcard = self.listeners.iter().any(|l| {
+            l.ip().is_unspecified() && l.port() == addr.port() && l.is_ipv4() == addr.is_ipv4()
+        });
+        wildcard
+            && (self.udp.iter().any(|u| u.ip() == addr.ip())
+                || self.conns.values().any(|c| c.0.ip() == addr.ip()))
+    }
+
+    /// Does a socket or listener of ours use this port (on any address)?
+    pub fn listens_on_port(&self, port: u16) -> bool {
+        self.udp
+            .iter()
+            .chain(&self.listeners)
+            .any(|a| a.port() == port)
     }
 
     /// A UDP peer for this address, sent from the first socket of the same address family.
@@ -152,6 +174,8 @@ pub struct Switch {
     pub(crate) media: Option<Arc<dyn MediaRelay>>,
     pub(crate) media_calls: MediaTable,
     next_prune: Option<Instant>,
+    /// Signs the dialogs the proxy sets up (Record-Route tokens) and its Via branches.
+    pub(crate) dialog_key: DialogKey,
     /// Per-source limits, bans and the overload rule.
     pub guard: Guard,
     pub stats: Stats,
@@ -180,6 +204,7 @@ impl Switch {
             media: None,
             media_calls: MediaTable::default(),
             next_prune: None,
+            dialog_key: DialogKey::random(),
             guard: Guard::disabled(),
             stats: Stats::default(),
         }
@@ -264,6 +289,12 @@ impl Switch {
                 self.net.by_remote.remove(&(remote, t));
             }
         }
+    }
+
+    /// The dialog secret (kept in the store, so that dialogs set up before a restart are still
+    /// recognised after it). The default is a random one.
+    pub fn set_dialog_key(&mut self, key: DialogKey) {
+        self.dialog_key = key;
     }
 
     /// The guard to use (the default lets everything through).
@@ -380,7 +411,7 @@ impl Switch {
             }
             RequestDisposition::AckForInvite => return,
             RequestDisposition::AckNoTransaction => {
-                self.proxy_ack(&msg, now);
+                self.proxy_ack(&msg, peer, now);
                 return;
             }
         }
@@ -405,10 +436,12 @@ impl Switch {
             &headers,
             None,
         );
-        if matches!(status, 401 | 407) {
-            // Challenges are sent statelessly: a request without valid credentials leaves no
-            // state behind (a retransmission just gets a fresh challenge), so floods of
-            // unauthenticated requests cannot fill the transaction table.
+        if matches!(status, 401 | 407 | 481) {
+            // Challenges and refusals of dialogs that are not ours are sent statelessly: a
+            // request without valid credentials or dialog leaves no state behind (a
+            // retransmission is just answered again), so floods of them cannot fill the
+            // transaction table, and a forged CANCEL cannot take the transaction key of the
+            // real one (its branch is in the INVITE for anyone to copy).
             self.server.remove(&key);
             self.transmits.push_back(Transmit { peer, bytes });
             return;
@@ -458,7 +491,7 @@ impl Switch {
             _ => false,
         };
         if method == Method::Cancel {
-            return Some(self.proxy_cancel(msg, now));
+            return Some(self.proxy_cancel(msg, &peer, now));
         }
         if !for_us {
             return self.proxy_request(msg, peer, key, now);

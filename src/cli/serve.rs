@@ -60,9 +60,15 @@ pub(super) fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("config: invalid log filter '{}'", config.log))?,
     };
     // Fails only if a subscriber is already set (e.g. in tests); then that one is used.
+    // Colour only on a terminal: journald, log files and the fail2ban filter read plain text.
+    let colour = use_colour(
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .try_init();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -71,4 +77,25 @@ pub(super) fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(crate::runtime::serve(config))
+}
+
+/// Whether log lines get ANSI colours: only when they go to a terminal, and never when
+/// `NO_COLOR` is set to anything but the empty string (<https://no-color.org>).
+fn use_colour(to_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    to_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::use_colour;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(use_colour(true, None));
+        assert!(use_colour(true, Some(OsStr::new(""))));
+        assert!(!use_colour(true, Some(OsStr::new("1"))));
+        assert!(!use_colour(false, None));
+        assert!(!use_colour(false, Some(OsStr::new(""))));
+    }
 }

@@ -75,7 +75,9 @@ pub enum DropReason {
 pub struct GuardStats {
     /// Failed authentications (wrong password or unknown extension), every source.
     pub auth_failures: u64,
-    /// Bans the switch added (auth failures, flood, scanner).
+    /// In-dialog requests (and CANCELs) refused because no dialog of the switch has them.
+    pub dialogs_refused: u64,
+    /// Bans the switch added (auth failures, forged dialogs, flood, scanner).
     pub bans_added: u64,
     /// Messages dropped because their source is banned.
     pub dropped_banned: u64,
@@ -233,6 +235,17 @@ impl Guard {
     /// source banned when that makes too many within the window.
     pub fn handle_auth_failure(&mut self, ip: IpAddr, now: Now) {
         self.stats.auth_failures += 1;
+        self.count_failure(ip, "auth-failures", now);
+    }
+
+    /// A request from `ip` claimed a dialog the switch did not set up (or came from outside
+    /// it): counted against the source like a failed authentication, in the same window.
+    pub fn handle_forged_dialog(&mut self, ip: IpAddr, now: Now) {
+        self.stats.dialogs_refused += 1;
+        self.count_failure(ip, "forged-dialog", now);
+    }
+
+    fn count_failure(&mut self, ip: IpAddr, reason: &str, now: Now) {
         if !self.enabled || self.is_allowed(ip) {
             return;
         }
@@ -242,7 +255,7 @@ impl Guard {
             return;
         };
         if src.auth_failures.take_exhausts(rate, now.instant) {
-            self.ban(key, "auth-failures".to_string(), now);
+            self.ban(key, reason.to_string(), now);
         }
     }
 

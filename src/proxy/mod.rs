@@ -9,6 +9,7 @@
 //! proxied requests; they queue transmits and never touch a socket or the clock.
 
 pub mod build;
+pub mod dialog;
 pub mod media;
 pub mod records;
 pub mod toll;
@@ -30,6 +31,7 @@ use crate::switch::Switch;
 use crate::types::{Extension, OpdCode, Transport};
 
 use build::Hop;
+use dialog::{DialogError, Party, TOKEN_PARAM};
 use records::NewCall;
 use toll::Rule;
 
@@ -64,6 +66,12 @@ pub(crate) struct Proxied {
     pop_routes: usize,
     /// When to stop ringing (no-answer timeout, sequential member timeout, Timer C).
     deadline: Instant,
+    /// The authenticated extension that sent an out-of-dialog request: the caller of the
+    /// dialog it may set up.
+    caller: Option<Extension>,
+    /// The checked dialog token of an in-dialog request (kept in the Record-Route of a
+    /// target refresh).
+    dialog_token: Option<String>,
 }
 
 struct Branch {
@@ -174,20 +182,31 @@ fn session_expires(msg: &Message) -> Option<u32> {
 impl Switch {
     // ---- network helpers ------------------------------------------------------------------
 
-    /// Does this Route/Request-URI name the switch?
+    /// Does this Route/Request-URI name the switch? Only when its host and port are those of
+    /// one of our listeners (the URI's default port when it has none: 5061 for `sips:` and
+    /// `;transport=tls`, else 5060). The configured domain matches by name alone only when it
+    /// is a name: a domain that is an IP literal is an address like any other, so a phone on
+    /// the switch's own IP at another port is not the switch.
     pub(crate) fn names_us(&self, uri: &str) -> bool {
         let Ok(Uri::Sip(u)) = Uri::parse(uri) else {
             return false;
         };
         let host = u.host.trim_start_matches('[').trim_end_matches(']');
-        if self.net.domain.as_deref() == Some(host) {
-            return true;
+        let tls = u.secure
+            || u.params
+                .get("transport")
+                .flatten()
+                .is_some_and(|t| t.eq_ignore_ascii_case("tls"));
+        let port = u.port.unwrap_or(if tls { 5061 } else { 5060 });
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return self.net.is_ours(SocketAddr::new(ip, port));
         }
-        let Ok(ip) = host.parse::<IpAddr>() else {
-            return false;
-        };
-        let port = u.port.unwrap_or(if u.secure { 5061 } else { 5060 });
-        self.net.is_ours(SocketAddr::new(ip, port))
+        let is_domain = self
+            .net
+            .domain
+            .as_deref()
+            .is_some_and(|d| d.eq_ignore_ascii_case(host) && d.parse::<IpAddr>().is_err());
+        is_domain && (u.port.is_none() || self.net.listens_on_port(port))
     }
 
     /// How many Route values at the top name us.
@@ -250,13 +269,20 @@ impl Switch {
     /// both sides use the same address and transport, two when they differ (RFC 5658). A TLS
     /// side whose Request-URI is a SIPS URI gets a `sips:` value (RFC 3261 §16.6 step 4), any
     /// other TLS side `;transport=tls`.
-    fn record_route(&self, inbound: (&Peer, bool), outbound: (&Peer, bool)) -> Vec<String> {
+    /// Each value carries the dialog token when there is one (`;tbd=…`, [`dialog`]).
+    fn record_route(
+        &self,
+        inbound: (&Peer, bool),
+        outbound: (&Peer, bool),
+        token: Option<&str>,
+    ) -> Vec<String> {
+        let tbd = token.map_or(String::new(), |t| format!(";{TOKEN_PARAM}={t}"));
         let rr = |(p, sips): (&Peer, bool)| -> Option<String> {
             let local = self.net.local_of(p)?;
             Some(match p.transport {
-                Transport::Udp => format!("<sip:{local};lr>"),
-                Transport::Tls if sips => format!("<sips:{local};lr>"),
-                t => format!("<sip:{local};transport={t};lr>"),
+                Transport::Udp => format!("<sip:{local};lr{tbd}>"),
+                Transport::Tls if sips => format!("<sips:{local};lr{tbd}>"),
+                t => format!("<sip:{local};transport={t};lr{tbd}>"),
             })
         };
         match (rr(outbound), rr(inbound)) {
@@ -267,9 +293,14 @@ impl Switch {
         }
     }
 
-    fn next_branch(&mut self, msg: &Message) -> String {
+    /// A new branch for a request from `upstream`: our prefix, the loop hash, a sequence
+    /// number and a MAC binding it to `upstream` (so a stray response can be forwarded there
+    /// and nowhere else, [`Self::stray_response`]).
+    fn next_branch(&mut self, msg: &Message, upstream: SocketAddr) -> String {
         self.proxy.next_id += 1;
-        format!("{BRANCH_PREFIX}{}.{:x}", loop_hash(msg), self.proxy.next_id)
+        let core = format!("{}.{:x}", loop_hash(msg), self.proxy.next_id);
+        let mac = self.dialog_key.branch_mac(&core, upstream);
+        format!("{BRANCH_PREFIX}{core}.{mac}")
     }
 
     // ---- entry points from the switch -------------------------------------------------------
@@ -349,6 +380,9 @@ impl Switch {
             return Some((480, Vec::new()));
         }
         let id = self.new_proxied(msg, peer, key, None, now.instant + NON_INVITE_LIMIT);
+        if let Some(p) = self.proxy.by_id.get_mut(&id) {
+            p.caller = Some(caller);
+        }
         for (uri, p) in peers {
             self.add_branch(id, Some(&uri), p, Some(target.clone()), 0, now);
         }
@@ -363,6 +397,7 @@ impl Switch {
         call: Option<CallCtx>,
         deadline: Instant,
     ) -> u64 {
+        let caller = call.as_ref().map(|c| c.caller.clone());
         self.proxy.next_id += 1;
         let id = self.proxy.next_id;
         self.proxy.by_id.insert(
@@ -380,6 +415,8 @@ impl Switch {
                 call,
                 pop_routes: self.our_routes(msg),
                 deadline,
+                caller,
+                dialog_token: None,
             },
         );
         self.proxy.by_server.insert(key.clone(), id);
@@ -422,7 +459,7 @@ impl Switch {
             tracing::debug!(%peer.addr, "no socket to reach this target");
             return;
         };
-        let branch = self.next_branch(&request);
+        let branch = self.next_branch(&request, upstream.addr);
         let via = format!(
             "SIP/2.0/{} {local};branch={branch};rport",
             peer.transport.via_token()
@@ -434,7 +471,12 @@ impl Switch {
         let rr = if is_dialog_creating {
             let received_sips = request.request_uri().is_some_and(is_sips);
             let sent_sips = request_uri.map_or(received_sips, is_sips);
-            self.record_route((&upstream, received_sips), (&peer, sent_sips))
+            let token = self.dialog_token_for(id, &request, &upstream, &peer, member.as_ref());
+            self.record_route(
+                (&upstream, received_sips),
+                (&peer, sent_sips),
+                token.as_deref(),
+            )
         } else {
             Vec::new()
         };
@@ -951,7 +993,15 @@ impl Switch {
     }
 
     /// A CANCEL for an INVITE we are proxying (RFC 3261 §16.10).
-    pub(crate) fn proxy_cancel(&mut self, msg: &Message, now: Now) -> (u16, Vec<String>) {
+    /// The CANCEL must come from where its INVITE came from (the same address, and the same
+    /// port over UDP): its branch and sent-by are in plain sight in the INVITE's Via, so
+    /// anyone who saw them could otherwise hang up a ringing call.
+    pub(crate) fn proxy_cancel(
+        &mut self,
+        msg: &Message,
+        source: &Peer,
+        now: Now,
+    ) -> (u16, Vec<String>) {
         let Some(invite_key) = crate::switch::transaction_key(msg)
             .map(|k| TransactionKey::new(k.branch, &k.sent_by, TxMethod::Invite))
         else {
@@ -960,9 +1010,22 @@ impl Switch {
         let Some(&id) = self.proxy.by_server.get(&invite_key) else {
             return (481, Vec::new());
         };
-        if let Some(p) = self.proxy.by_id.get_mut(&id) {
-            p.cancelled = true;
+        let Some(p) = self.proxy.by_id.get_mut(&id) else {
+            return (481, Vec::new());
+        };
+        let up = p.upstream;
+        let same_source = up.addr.ip().to_canonical() == source.addr.ip().to_canonical()
+            && (up.transport.is_reliable() || up.addr.port() == source.addr.port());
+        if !same_source {
+            tracing::warn!(
+                target: "tambun::dialog",
+                "CANCEL refused from {}: its INVITE came from another address",
+                source.addr.ip()
+            );
+            self.guard.handle_forged_dialog(source.addr.ip(), now);
+            return (481, Vec::new());
         }
+        p.cancelled = true;
         self.cancel_pending(id, now);
         if self.pending_branches(id) == 0 {
             self.respond_final(id, 487, now);
@@ -1223,19 +1286,24 @@ impl Switch {
     }
 
     /// A response no branch of ours matches: a late 2xx after we forgot the transaction.
-    /// Forward it by its second Via if that is an address we can reach.
+    /// Forwarded by its second Via, only when the top Via's branch is one we made for that
+    /// very address (its MAC, [`Self::next_branch`]): a made-up response cannot make the
+    /// switch send anything anywhere else.
     fn stray_response(&mut self, msg: &Message) {
         if !msg.status().is_some_and(|s| (200..300).contains(&s)) {
             return;
         }
-        let top_is_ours = msg
+        let Some(core_mac) = msg
             .top_via()
             .ok()
-            .and_then(|v| v.branch())
-            .is_some_and(|b| b.starts_with(BRANCH_PREFIX));
-        if !top_is_ours {
+            .and_then(|v| v.branch().map(str::to_string))
+            .and_then(|b| b.strip_prefix(BRANCH_PREFIX).map(str::to_string))
+        else {
             return;
-        }
+        };
+        let Some((core, mac)) = core_mac.rsplit_once('.') else {
+            return;
+        };
         let Some(next) = msg.values(HeaderName::Via).nth(1) else {
             return;
         };
@@ -1248,7 +1316,12 @@ impl Switch {
             return;
         };
         let port = via.rport().flatten().or(via.port).unwrap_or(5060);
-        let peer = self.net.udp_peer(SocketAddr::new(ip, port));
+        let addr = SocketAddr::new(ip, port);
+        if self.dialog_key.branch_mac(core, addr) != mac {
+            tracing::debug!(%addr, "stray response for a branch we did not make there: dropped");
+            return;
+        }
+        let peer = self.net.udp_peer(addr);
         if via.transport.eq_ignore_ascii_case("UDP") {
             self.transmits.push_back(Transmit {
                 peer,
@@ -1259,6 +1332,9 @@ impl Switch {
 
     // ---- in-dialog requests ---------------------------------------------------------------
 
+    /// A request inside a dialog (it has a To tag): forwarded only when it carries the token
+    /// of a dialog this switch set up, comes from that dialog's party, and then only toward
+    /// the other party ([`dialog`]). Anything else is answered 481 and counted by the guard.
     fn forward_in_dialog(
         &mut self,
         msg: &Message,
@@ -1267,19 +1343,12 @@ impl Switch {
         routes: usize,
         now: Now,
     ) -> Option<(u16, Vec<String>)> {
-        // Next hop: the first Route left after ours, or the Request-URI (loose routing).
-        let next_route = msg
-            .values(HeaderName::Route)
-            .nth(routes)
-            .and_then(|v| NameAddr::parse(v).ok().map(|n| n.uri.to_string()));
-        let ruri = msg.request_uri().unwrap_or("").to_string();
-        let target_uri = next_route.unwrap_or_else(|| ruri.clone());
-        if self.names_us(&target_uri) {
-            // A request for the switch itself inside a dialog: nothing to route to.
-            return Some((404, Vec::new()));
-        }
-        let Some(target) = self.resolve(&target_uri) else {
-            return Some((404, Vec::new()));
+        let (target, token) = match self.dialog_next_hop(msg, &peer, routes) {
+            Ok(hop) => hop,
+            Err(e) => {
+                self.refuse_in_dialog(msg, &peer, e, now);
+                return Some((481, vec![format!("Warning: 399 tambun \"{e}\"")]));
+            }
         };
         if msg.method() == Some(&Method::Bye) {
             let call_id = msg.call_id().unwrap_or("").to_string();
@@ -1299,6 +1368,9 @@ impl Switch {
         let anchored = self.media_in_dialog(msg);
         let msg = anchored.as_ref().unwrap_or(msg);
         let id = self.new_proxied(msg, peer, key, None, now.instant + limit);
+        if let Some(p) = self.proxy.by_id.get_mut(&id) {
+            p.dialog_token = Some(token);
+        }
         self.add_branch(id, None, target, None, routes, now);
         if self.pending_branches(id) == 0 {
             self.forget(id);
@@ -1307,27 +1379,170 @@ impl Switch {
         None
     }
 
-    /// An ACK that matches no server transaction: the ACK for a 2xx, end to end through our
-    /// Record-Route. Forwarded statelessly (RFC 3261 §16.11 allows it for ACK).
-    pub(crate) fn proxy_ack(&mut self, msg: &Message, now: Now) {
-        let _ = now;
-        let routes = self.our_routes(msg);
-        if routes == 0 && msg.to_tag().is_none() {
-            return;
+    /// Where an in-dialog request from `source` goes: the dialog's other party, when the
+    /// request carries (in one of the `routes` Route values naming us) the token of a dialog
+    /// we set up, signed for its Call-ID and tags; when it comes from the party it claims
+    /// to (by IP address: NAT may change ports); and when its tags agree with the call the
+    /// records track (an answered call has one To tag). Returns the peer and the token.
+    fn dialog_next_hop(
+        &self,
+        msg: &Message,
+        source: &Peer,
+        routes: usize,
+    ) -> Result<(Peer, String), DialogError> {
+        let token = msg
+            .values(HeaderName::Route)
+            .take(routes)
+            .find_map(|v| {
+                let na = NameAddr::parse(v).ok()?;
+                let Ok(Uri::Sip(u)) = Uri::parse(na.uri) else {
+                    return None;
+                };
+                u.params.get(TOKEN_PARAM).flatten().map(str::to_string)
+            })
+            .ok_or(DialogError::NoToken)?;
+        let call_id = msg.call_id().unwrap_or("");
+        let (from_tag, to_tag) = (msg.from_tag(), msg.to_tag());
+        let opened = self.dialog_key.open(&token, call_id, from_tag, to_tag)?;
+        if !self.party_sent(&opened.sender, source.addr.ip()) {
+            return Err(DialogError::WrongSource);
         }
+        let (caller_tag, callee_tag) = if opened.caller_tag_is_from {
+            (from_tag, to_tag)
+        } else {
+            (to_tag, from_tag)
+        };
+        if let Some(answered) = self
+            .records
+            .answered_to_tag(call_id, caller_tag.unwrap_or(""))
+        {
+            if callee_tag != Some(answered) {
+                return Err(DialogError::WrongTag);
+            }
+        }
+        let target = self.party_peer(&opened.receiver, msg.request_uri().unwrap_or(""));
+        if self.net.is_ours(target.addr) {
+            return Err(DialogError::Unreachable);
+        }
+        Ok((target, token))
+    }
+
+    /// Did a request from `ip` come from this party: the address it had when the dialog was
+    /// set up, or (an extension) the source of one of its registrations now?
+    fn party_sent(&self, party: &Party, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        if party.addr().ip().to_canonical() == ip {
+            return true;
+        }
+        match party {
+            Party::Extension { ext, .. } => self
+                .registrar
+                .location
+                .bindings(ext)
+                .iter()
+                .any(|b| b.source.ip().to_canonical() == ip),
+            Party::Trunk { .. } => false,
+        }
+    }
+
+    /// How to reach a dialog's party: an extension by its registration whose contact is the
+    /// Request-URI (its remote target), else by its registration from the dialog's address,
+    /// else at that address; the trunk at its address. Never an address taken from the
+    /// request alone.
+    fn party_peer(&self, party: &Party, request_uri: &str) -> Peer {
+        match party {
+            Party::Trunk { addr, transport } => self.binding_peer(*addr, *transport, None),
+            Party::Extension {
+                ext,
+                addr,
+                transport,
+            } => {
+                let bindings = self.registrar.location.bindings(ext);
+                let binding = bindings
+                    .iter()
+                    .find(|b| b.uri == request_uri)
+                    .or_else(|| bindings.iter().find(|b| b.source == *addr));
+                match binding {
+                    Some(b) => self.binding_peer(b.source, b.transport, b.conn),
+                    None => self.binding_peer(*addr, *transport, None),
+                }
+            }
+        }
+    }
+
+    /// The token a dialog-creating request on branch `peer` of proxied request `id` puts in
+    /// our Record-Route: the one it carried (a target refresh inside a dialog), or a new one
+    /// for its authenticated caller and this branch's extension (`member`) or the trunk.
+    fn dialog_token_for(
+        &self,
+        id: u64,
+        request: &Message,
+        upstream: &Peer,
+        peer: &Peer,
+        member: Option<&Extension>,
+    ) -> Option<String> {
+        let p = self.proxy.by_id.get(&id)?;
+        if let Some(t) = &p.dialog_token {
+            return Some(t.clone());
+        }
+        let caller = Party::Extension {
+            ext: p.caller.clone()?,
+            addr: upstream.addr,
+            transport: upstream.transport,
+        };
+        let callee = match member {
+            Some(ext) => Party::Extension {
+                ext: ext.clone(),
+                addr: peer.addr,
+                transport: peer.transport,
+            },
+            None => Party::Trunk {
+                addr: peer.addr,
+                transport: peer.transport,
+            },
+        };
+        let call_id = request.call_id().ok()?;
+        let from_tag = request.from_tag().unwrap_or("");
+        Some(self.dialog_key.seal(call_id, from_tag, &caller, &callee))
+    }
+
+    /// One log line and a count for the guard, for a request that claimed a dialog of ours.
+    fn refuse_in_dialog(&mut self, msg: &Message, source: &Peer, e: DialogError, now: Now) {
+        let method = msg.method().map_or("?", |m| m.as_str());
+        tracing::warn!(
+            target: "tambun::dialog",
+            "in-dialog request refused from {} method={}: {e}",
+            source.addr.ip(),
+            method
+        );
+        self.guard.handle_forged_dialog(source.addr.ip(), now);
+    }
+
+    /// An ACK that matches no server transaction: the ACK for a 2xx, end to end through our
+    /// Record-Route. Forwarded statelessly (RFC 3261 §16.11 allows it for ACK), under the same
+    /// dialog check as every in-dialog request; one that fails is dropped (and, when it
+    /// carried a token that does not hold, logged and counted).
+    pub(crate) fn proxy_ack(&mut self, msg: &Message, source: Peer, now: Now) {
         if msg.max_forwards().ok().flatten() == Some(0) {
             return;
         }
-        let next_route = msg
-            .values(HeaderName::Route)
-            .nth(routes)
-            .and_then(|v| NameAddr::parse(v).ok().map(|n| n.uri.to_string()));
-        let target_uri = next_route.unwrap_or_else(|| msg.request_uri().unwrap_or("").to_string());
-        if self.names_us(&target_uri) {
-            return;
+        let Some(to_tag) = msg.to_tag() else {
+            return; // an ACK outside any dialog
+        };
+        if to_tag == crate::switch::our_to_tag(msg) {
+            return; // the ACK for a final response we sent statelessly (a challenge)
         }
-        let Some(peer) = self.resolve(&target_uri) else {
-            return;
+        let routes = self.our_routes(msg);
+        let peer = match self.dialog_next_hop(msg, &source, routes) {
+            Ok((peer, _)) => peer,
+            Err(DialogError::NoToken) => {
+                tracing::debug!(%source.addr, "ACK outside our dialogs dropped");
+                return;
+            }
+            Err(e) => {
+                self.refuse_in_dialog(msg, &source, e, now);
+                return;
+            }
         };
         let Some(local) = self.net.local_of(&peer) else {
             return;

@@ -130,6 +130,17 @@ impl Records {
         })
     }
 
+    /// The To tag of the tracked call with this Call-ID and caller's From tag, once it is
+    /// answered (an answered call has exactly one dialog).
+    pub fn answered_to_tag(&self, call_id: &str, caller_tag: &str) -> Option<&str> {
+        self.by_call_id
+            .get(call_id)?
+            .iter()
+            .find(|e| e.call.from_tag == caller_tag && e.answer_ms.is_some())?
+            .to_tag
+            .as_deref()
+    }
+
     /// The call was answered by `callee`; `session_expires` from the 2xx, if any.
     #[allow(clippy::too_many_arguments)]
     pub fn answered(

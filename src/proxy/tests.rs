@@ -85,8 +85,12 @@ impl Rig {
     }
 
     fn send(&mut self, from_port: u16, text: String) {
+        self.send_from(addr(from_port), text);
+    }
+
+    fn send_from(&mut self, from: SocketAddr, text: String) {
         let peer = Peer {
-            addr: addr(from_port),
+            addr: from,
             transport: Transport::Udp,
             conn: Some(0),
         };
@@ -199,6 +203,31 @@ fn records(rig: &mut Rig) -> Vec<crate::store::CdrRecord> {
     rig.sw.drain_call_records()
 }
 
+/// A Record-Route value without its dialog token (`;tbd=…`), for comparing the rest.
+fn without_token(rr: &str) -> String {
+    match rr.find(";tbd=") {
+        Some(i) => {
+            let end = rr[i + 5..].find(['>', ';']).map_or(rr.len(), |j| i + 5 + j);
+            format!("{}{}", &rr[..i], &rr[end..])
+        }
+        None => rr.to_string(),
+    }
+}
+
+/// The caller's `Route:` line for a dialog whose request (as the callee got it) is `req`: our
+/// Record-Route values, reversed (RFC 3261 §12.1.2).
+fn caller_route(req: &Message) -> String {
+    let mut rr: Vec<&str> = req.values(HeaderName::RecordRoute).collect();
+    rr.reverse();
+    format!("Route: {}\r\n", rr.join(", "))
+}
+
+/// The callee's `Route:` line: the Record-Route values in order (§12.1.1).
+fn callee_route(req: &Message) -> String {
+    let rr: Vec<&str> = req.values(HeaderName::RecordRoute).collect();
+    format!("Route: {}\r\n", rr.join(", "))
+}
+
 #[test]
 fn basic_call_with_record_route_and_bye() {
     let mut rig = Rig::new(&[]);
@@ -210,10 +239,10 @@ fn basic_call_with_record_route_and_bye() {
     let (port, inv) = &out[1];
     assert_eq!(*port, 6000);
     assert_eq!(inv.request_uri(), Some("sip:2300@127.0.0.1:6000"));
-    assert_eq!(
-        inv.header(HeaderName::RecordRoute),
-        Some("<sip:127.0.0.1:5060;lr>")
-    );
+    let rr = inv.header(HeaderName::RecordRoute).unwrap();
+    assert!(rr.starts_with("<sip:127.0.0.1:5060;lr;tbd="), "{rr}");
+    assert_eq!(without_token(rr), "<sip:127.0.0.1:5060;lr>");
+    let route = caller_route(inv);
     assert!(inv.header(HeaderName::ProxyAuthorization).is_none());
     assert_eq!(inv.max_forwards().unwrap(), Some(69));
     assert_eq!(inv.values(HeaderName::Via).count(), 2);
@@ -236,7 +265,7 @@ fn basic_call_with_record_route_and_bye() {
         7000,
         format!(
             "BYE sip:2300@127.0.0.1:6000 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:7000;branch={b}\r\n\
-Route: <sip:127.0.0.1:5060;lr>\r\nMax-Forwards: 70\r\nFrom: <sip:1000@127.0.0.1>;tag=a7000\r\n\
+{route}Max-Forwards: 70\r\nFrom: <sip:1000@127.0.0.1>;tag=a7000\r\n\
 To: <sip:2300@127.0.0.1>;tag=b1\r\nCall-ID: call-1000-2300\r\nCSeq: 3 BYE\r\nContent-Length: 0\r\n\r\n"
         ),
     );
@@ -553,7 +582,10 @@ CSeq: {cseq} REGISTER\r\nContact: <sip:2300@127.0.0.1:6500;transport=tcp>\r\n{ex
     assert_eq!(inv.peer.conn, Some(conn));
     let m = parse(&inv.bytes);
     assert!(m.top_via().unwrap().transport.eq_ignore_ascii_case("TCP"));
-    let rr: Vec<&str> = m.values(HeaderName::RecordRoute).collect();
+    let rr: Vec<String> = m
+        .values(HeaderName::RecordRoute)
+        .map(without_token)
+        .collect();
     assert_eq!(
         rr,
         vec![
@@ -669,7 +701,10 @@ fn udp_caller_reaches_sips_phone_over_its_tls_connection() {
     assert_eq!(via.host, "127.0.0.1");
     assert_eq!(via.port, Some(5061));
     // SIPS Request-URI on the TLS side: a sips Record-Route there, plain on the UDP side.
-    let rr: Vec<&str> = invite.values(HeaderName::RecordRoute).collect();
+    let rr: Vec<String> = invite
+        .values(HeaderName::RecordRoute)
+        .map(without_token)
+        .collect();
     assert_eq!(
         rr,
         vec!["<sips:127.0.0.1:5061;lr>", "<sip:127.0.0.1:5060;lr>"]
@@ -692,7 +727,10 @@ fn udp_caller_reaches_transport_tls_phone_with_double_record_route() {
         .unwrap()
         .transport
         .eq_ignore_ascii_case("TLS"));
-    let rr: Vec<&str> = invite.values(HeaderName::RecordRoute).collect();
+    let rr: Vec<String> = invite
+        .values(HeaderName::RecordRoute)
+        .map(without_token)
+        .collect();
     assert_eq!(
         rr,
         vec![
@@ -889,10 +927,10 @@ fn sdp_of_each_leg_points_at_the_relay_early_and_late_offer() {
         );
         if late {
             // The caller answers in the ACK.
-            let ack = "ACK sip:2300@127.0.0.1:6000 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:7000;branch=z9hG4bKack\r\n\
-Route: <sip:127.0.0.1:5060;lr>\r\nMax-Forwards: 70\r\nFrom: <sip:1000@127.0.0.1>;tag=a7000\r\n\
-To: <sip:2300@127.0.0.1>;tag=b1\r\nCall-ID: call-1000-2300\r\nCSeq: 2 ACK\r\nContent-Length: 0\r\n\r\n";
-            let ack = with_sdp(ack, &sdp(4000));
+            let ack = format!("ACK sip:2300@127.0.0.1:6000 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:7000;branch=z9hG4bKack\r\n\
+{}Max-Forwards: 70\r\nFrom: <sip:1000@127.0.0.1>;tag=a7000\r\n\
+To: <sip:2300@127.0.0.1>;tag=b1\r\nCall-ID: call-1000-2300\r\nCSeq: 2 ACK\r\nContent-Length: 0\r\n\r\n", caller_route(&inv));
+            let ack = with_sdp(&ack, &sdp(4000));
             rig.send(7000, ack);
             let ack = rig.out().into_iter().find(|(p, _)| *p == 6000).unwrap().1;
             assert_eq!(media_port(&ack), 40002);
@@ -912,8 +950,9 @@ To: <sip:2300@127.0.0.1>;tag=b1\r\nCall-ID: call-1000-2300\r\nCSeq: 2 ACK\r\nCon
             7000,
             format!(
                 "BYE sip:2300@127.0.0.1:6000 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:7000;branch={b}\r\n\
-Route: <sip:127.0.0.1:5060;lr>\r\nMax-Forwards: 70\r\nFrom: <sip:1000@127.0.0.1>;tag=a7000\r\n\
-To: <sip:2300@127.0.0.1>;tag=b1\r\nCall-ID: call-1000-2300\r\nCSeq: 3 BYE\r\nContent-Length: 0\r\n\r\n"
+{}Max-Forwards: 70\r\nFrom: <sip:1000@127.0.0.1>;tag=a7000\r\n\
+To: <sip:2300@127.0.0.1>;tag=b1\r\nCall-ID: call-1000-2300\r\nCSeq: 3 BYE\r\nContent-Length: 0\r\n\r\n",
+                caller_route(&inv)
             ),
         );
         let recs = records(&mut rig);
@@ -1118,4 +1157,283 @@ fn trunk_calls_recorded_before_a_restart_count_for_the_hour() {
     rig.advance(10 * 60);
     rig.call("1000", 7002, "90561234567");
     assert_eq!(at_trunk(&rig.out()).len(), 1);
+}
+
+// ---- dialog integrity ---------------------------------------------------------------------------
+
+/// 1000 (at 7000) calls 2300 (registered at 6000), which answers with To tag `b1`. Returns the
+/// INVITE as 2300 got it.
+fn answered_call(rig: &mut Rig) -> Message {
+    rig.register("2300", 6000);
+    rig.call("1000", 7000, "2300");
+    let inv = rig.out().into_iter().find(|(p, _)| *p == 6000).unwrap().1;
+    let ok = answer(&inv, 200, "b1", 6000);
+    rig.send(6000, ok);
+    rig.out();
+    inv
+}
+
+/// An in-dialog request of the 1000 → 2300 call (From tag a7000, To tag b1) with `route`.
+fn in_dialog(method: &str, ruri: &str, route: &str, branch: &str, call_id: &str) -> String {
+    format!(
+        "{method} {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:7000;branch={branch}\r\n\
+{route}Max-Forwards: 70\r\nFrom: <sip:1000@127.0.0.1>;tag=a7000\r\n\
+To: <sip:2300@127.0.0.1>;tag=b1\r\nCall-ID: {call_id}\r\nCSeq: 5 {method}\r\n\
+Content-Length: 0\r\n\r\n"
+    )
+}
+
+/// Only `status` goes back, to `to`; nothing goes anywhere else.
+fn only_answer(out: &[(u16, Message)], to: u16, status: u16) {
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!((out[0].0, out[0].1.status()), (to, Some(status)), "{out:?}");
+}
+
+#[test]
+fn in_dialog_requests_of_no_dialog_of_ours_get_481_and_reach_nobody() {
+    let mut rig = Rig::new(&[]);
+    let trunk_ruri = "sip:9001144123456@127.0.0.1:5090";
+    let cases = [
+        // To the trunk by Request-URI, by Route, behind a Route naming us.
+        ("INVITE", trunk_ruri, String::new()),
+        (
+            "INVITE",
+            "sip:9001144123456@127.0.0.1",
+            "Route: <sip:127.0.0.1:5090;lr>\r\n".to_string(),
+        ),
+        (
+            "INVITE",
+            "sip:9001144123456@127.0.0.1",
+            "Route: <sip:127.0.0.1:5060;lr>, <sip:127.0.0.1:5090;lr>\r\n".to_string(),
+        ),
+        // Reflection toward any address.
+        (
+            "BYE",
+            "sip:x@127.0.0.1:9999",
+            "Route: <sip:127.0.0.1:5060;lr>\r\n".to_string(),
+        ),
+        ("OPTIONS", "sip:x@127.0.0.1:9999", String::new()),
+        (
+            "OPTIONS",
+            "sip:x@127.0.0.1:9999",
+            "Route: <sip:127.0.0.1:5060;lr>\r\n".to_string(),
+        ),
+        // A made-up token.
+        (
+            "INFO",
+            "sip:x@127.0.0.1:9999",
+            "Route: <sip:127.0.0.1:5060;lr;tbd=AQBlcwQKAAAB>\r\n".to_string(),
+        ),
+    ];
+    for (i, (method, ruri, route)) in cases.iter().enumerate() {
+        let b = rig.branch();
+        let text = in_dialog(method, ruri, route, &b, "forged");
+        rig.send_from("127.0.0.9:7000".parse().unwrap(), text);
+        let out = rig.out();
+        only_answer(&out, 7000, 481);
+        assert_eq!(rig.sw.guard.stats.dialogs_refused, i as u64 + 1);
+    }
+    // A stray ACK is dropped without an answer.
+    let ack = in_dialog(
+        "ACK",
+        "sip:x@127.0.0.1:9999",
+        "Route: <sip:127.0.0.1:5060;lr>\r\n",
+        "z9hG4bKstray",
+        "forged",
+    );
+    rig.send_from("127.0.0.9:7000".parse().unwrap(), ack);
+    assert!(rig.out().is_empty());
+}
+
+#[test]
+fn in_dialog_requests_go_to_the_other_party_whatever_the_request_uri_says() {
+    let mut rig = Rig::new(&[]);
+    let inv = answered_call(&mut rig);
+    let route = caller_route(&inv);
+    // The caller's re-INVITE names the trunk in its Request-URI: it still goes to 2300.
+    let b = rig.branch();
+    let text = in_dialog(
+        "INVITE",
+        "sip:9001144123456@127.0.0.1:5090",
+        &route,
+        &b,
+        "call-1000-2300",
+    );
+    rig.send(7000, text);
+    let out = rig.out();
+    assert!(out.iter().all(|(p, _)| *p != 5090), "{out:?}");
+    let reinvite = &out.iter().find(|(p, _)| *p == 6000).expect("to 2300").1;
+    assert_eq!(
+        reinvite.method(),
+        Some(&crate::sip::message::Method::Invite)
+    );
+    // The token of this dialog does not open another Call-ID.
+    let b = rig.branch();
+    let text = in_dialog("BYE", "sip:2300@127.0.0.1:6000", &route, &b, "other-call");
+    rig.send(7000, text);
+    only_answer(&rig.out(), 7000, 481);
+    // The callee's BYE (its route set is the Record-Route in order) reaches the caller.
+    let bye = format!(
+        "BYE sip:1000@127.0.0.1:7000 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:6000;branch=z9hG4bKcb\r\n\
+{}Max-Forwards: 70\r\nFrom: <sip:2300@127.0.0.1>;tag=b1\r\n\
+To: <sip:1000@127.0.0.1>;tag=a7000\r\nCall-ID: call-1000-2300\r\nCSeq: 9 BYE\r\n\
+Content-Length: 0\r\n\r\n",
+        callee_route(&inv)
+    );
+    rig.send(6000, bye);
+    let out = rig.out();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].0, 7000);
+    assert_eq!(out[0].1.method(), Some(&crate::sip::message::Method::Bye));
+    assert_eq!(rig.sw.guard.stats.dialogs_refused, 1);
+}
+
+#[test]
+fn a_bye_from_a_third_address_is_refused_and_the_call_goes_on() {
+    let mut rig = Rig::new(&[]);
+    let inv = answered_call(&mut rig);
+    // Everything right (Call-ID, tags, our token) but the source.
+    let b = rig.branch();
+    let text = in_dialog(
+        "BYE",
+        "sip:2300@127.0.0.1:6000",
+        &caller_route(&inv),
+        &b,
+        "call-1000-2300",
+    );
+    rig.send_from("127.0.0.9:7000".parse().unwrap(), text);
+    only_answer(&rig.out(), 7000, 481);
+    assert_eq!(rig.sw.live_calls(rig.now.instant)[0].state, "answered");
+    assert!(records(&mut rig).is_empty());
+    // A To tag other than the answered one is refused too.
+    let b = rig.branch();
+    let text = in_dialog(
+        "BYE",
+        "sip:2300@127.0.0.1:6000",
+        &caller_route(&inv),
+        &b,
+        "call-1000-2300",
+    )
+    .replace("tag=b1", "tag=b2");
+    rig.send(7000, text);
+    only_answer(&rig.out(), 7000, 481);
+    assert_eq!(rig.sw.live_calls(rig.now.instant).len(), 1);
+    assert_eq!(rig.sw.guard.stats.dialogs_refused, 2);
+}
+
+#[test]
+fn dialogs_are_recognised_by_a_switch_with_the_same_secret_after_a_restart() {
+    let mut rig = Rig::new(&[]);
+    rig.sw
+        .set_dialog_key(crate::proxy::dialog::DialogKey::new([5; 32]));
+    let inv = answered_call(&mut rig);
+    // A new switch (nothing in memory but the registration, as restored from the store).
+    let mut again = Rig::new(&[]);
+    again
+        .sw
+        .set_dialog_key(crate::proxy::dialog::DialogKey::new([5; 32]));
+    again.register("2300", 6000);
+    let b = again.branch();
+    let text = in_dialog(
+        "BYE",
+        "sip:2300@127.0.0.1:6000",
+        &caller_route(&inv),
+        &b,
+        "call-1000-2300",
+    );
+    again.send(7000, text);
+    let out = again.out();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].0, 6000);
+    // Another secret does not know the dialog.
+    let mut other = Rig::new(&[]);
+    other.register("2300", 6000);
+    let text = in_dialog(
+        "BYE",
+        "sip:2300@127.0.0.1:6000",
+        &caller_route(&inv),
+        "z9hG4bKo",
+        "call-1000-2300",
+    );
+    other.send(7000, text);
+    only_answer(&other.out(), 7000, 481);
+}
+
+#[test]
+fn with_the_domain_set_to_the_switch_ip_phones_on_that_ip_are_not_the_switch() {
+    let mut rig = Rig::new(&[]);
+    rig.sw.set_domain(Some("127.0.0.1".into()));
+    assert!(rig.sw.names_us("sip:127.0.0.1;lr"));
+    assert!(rig.sw.names_us("sip:127.0.0.1:5060;lr"));
+    assert!(!rig.sw.names_us("sip:2300@127.0.0.1:6000"));
+    assert!(!rig.sw.names_us("sip:127.0.0.1:5061;transport=tls"));
+    let inv = answered_call(&mut rig);
+    let b = rig.branch();
+    let text = in_dialog(
+        "BYE",
+        "sip:2300@127.0.0.1:6000",
+        &caller_route(&inv),
+        &b,
+        "call-1000-2300",
+    );
+    rig.send(7000, text);
+    let out = rig.out();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(
+        out[0].0, 6000,
+        "the BYE reaches the phone on the switch's IP"
+    );
+    // A domain that is a name matches by name (any of our ports), not an IP at another port.
+    rig.sw.set_domain(Some("pbx.kalteng.go.id".into()));
+    assert!(rig.sw.names_us("sip:pbx.kalteng.go.id;lr"));
+    assert!(rig.sw.names_us("sip:PBX.kalteng.go.id:5060;lr"));
+    assert!(!rig.sw.names_us("sip:pbx.kalteng.go.id:6000"));
+    assert!(!rig.sw.names_us("sip:other.go.id"));
+}
+
+#[test]
+fn a_cancel_from_another_address_is_refused_and_the_call_keeps_ringing() {
+    let mut rig = Rig::new(&[]);
+    rig.register("2300", 6000);
+    let b = rig.call("1000", 7000, "2300");
+    let inv = rig.out().into_iter().find(|(p, _)| *p == 6000).unwrap().1;
+    rig.send(6000, answer(&inv, 180, "b", 6000));
+    rig.out();
+    let cancel = format!(
+        "CANCEL sip:2300@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:7000;branch={b}\r\n\
+Max-Forwards: 70\r\nFrom: <sip:1000@127.0.0.1>;tag=a7000\r\nTo: <sip:2300@127.0.0.1>\r\n\
+Call-ID: call-1000-2300\r\nCSeq: 2 CANCEL\r\nContent-Length: 0\r\n\r\n"
+    );
+    rig.send_from("127.0.0.9:7000".parse().unwrap(), cancel.clone());
+    only_answer(&rig.out(), 7000, 481);
+    rig.send_from("127.0.0.1:7001".parse().unwrap(), cancel.clone());
+    only_answer(&rig.out(), 7001, 481);
+    assert_eq!(rig.sw.live_calls(rig.now.instant)[0].state, "ringing");
+    // The caller's own CANCEL works.
+    rig.send(7000, cancel);
+    let out = rig.out();
+    assert!(out
+        .iter()
+        .any(|(p, m)| *p == 6000 && m.method().map(|m| m.as_str()) == Some("CANCEL")));
+}
+
+#[test]
+fn a_late_2xx_goes_only_to_the_upstream_its_branch_was_made_for() {
+    let mut rig = Rig::new(&[]);
+    let inv = answered_call(&mut rig);
+    // Long after the transaction: the 200 is a stray, forwarded by its second Via.
+    for _ in 0..8 {
+        rig.advance(10);
+    }
+    rig.out();
+    let ok = answer(&inv, 200, "b1", 6000);
+    rig.send(6000, ok.clone());
+    let out = rig.out();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!((out[0].0, out[0].1.status()), (7000, Some(200)));
+    // The same branch with another address in the next Via goes nowhere.
+    let elsewhere = ok.replace("127.0.0.1:7000", "127.0.0.1:7999");
+    assert_ne!(elsewhere, ok);
+    rig.send(6000, elsewhere);
+    assert!(rig.out().is_empty());
 }

@@ -268,6 +268,48 @@ impl Store {
         Ok(self.realm.clone())
     }
 
+    /// The secret the switch signs its dialogs with (Record-Route tokens, Via branches), made
+    /// on first use and kept in `meta`, so dialogs set up before a restart are recognised
+    /// after it. A value that is not 32 bytes of hex (edited by hand) is replaced, which
+    /// only ends the recognition of older dialogs.
+    pub fn dialog_secret(&mut self) -> Result<[u8; 32], StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let kept: Option<String> = tx
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'dialog_secret'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let decoded = kept
+            .as_deref()
+            .and_then(|h| hex::decode(h).ok())
+            .and_then(|b| <[u8; 32]>::try_from(b).ok());
+        let secret = match decoded {
+            Some(s) => s,
+            None => {
+                if kept.is_some() {
+                    tracing::warn!(
+                        "store: the kept dialog secret is unreadable; a new one is made"
+                    );
+                }
+                use rand::RngCore;
+                let mut s = [0u8; 32];
+                rand::rngs::OsRng.fill_bytes(&mut s);
+                tx.execute(
+                    "INSERT INTO meta (key, value) VALUES ('dialog_secret', ?1) \
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    [hex::encode(s)],
+                )?;
+                s
+            }
+        };
+        tx.commit()?;
+        Ok(secret)
+    }
+
     /// `PRAGMA data_version`: changes whenever another connection (e.g. the CLI) commits.
     /// The switch polls it to know when to reload extensions.
     pub fn data_version(&self) -> Result<i64, StoreError> {

@@ -88,6 +88,34 @@ fn realm_chosen_at_creation() {
 }
 
 #[test]
+fn dialog_secret_is_made_once_and_kept_across_opens() {
+    let (_dir, path, mut store) = new_store();
+    let first = store.dialog_secret().unwrap();
+    assert_eq!(store.dialog_secret().unwrap(), first);
+    drop(store);
+    let mut again = Store::open(&path).unwrap();
+    assert_eq!(
+        again.dialog_secret().unwrap(),
+        first,
+        "kept across a restart"
+    );
+    // Another database has another secret.
+    let (_d2, _p2, mut other) = new_store();
+    assert_ne!(other.dialog_secret().unwrap(), first);
+    // A value edited into nonsense is replaced (and then kept).
+    Connection::open(&path)
+        .unwrap()
+        .execute(
+            "UPDATE meta SET value = 'xyz' WHERE key = 'dialog_secret'",
+            [],
+        )
+        .unwrap();
+    let replaced = again.dialog_secret().unwrap();
+    assert_ne!(replaced, first);
+    assert_eq!(again.dialog_secret().unwrap(), replaced);
+}
+
+#[test]
 fn newer_schema_refused() {
     let (_dir, path, store) = new_store();
     drop(store);
