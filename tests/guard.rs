@@ -360,6 +360,17 @@ fn bans_survive_restart_and_follow_the_cli() {
         })
         .unwrap_or_else(|| panic!("no auth failure line:\n{log}"));
     assert!(line.contains("method=REGISTER"), "{line}");
+    // Log lines to a file are plain text (the fail2ban filter's regex reads them as such).
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI escape codes in a log that is not a terminal:\n{line:?}"
+    );
+    let failregex = regex::Regex::new(
+        r"tambun::auth: auth failure from (\S+) for extension '[^']*' method=[A-Z]+$",
+    )
+    .unwrap();
+    let host = failregex.captures(line).map(|c| c[1].to_string());
+    assert_eq!(host.as_deref(), Some(attacker), "{line}");
 
     // A restart keeps the ban.
     switch.restart();

@@ -276,7 +276,8 @@ impl Switch {
                 "RUST_LOG",
                 std::env::var("TAMBUN_TEST_LOG").unwrap_or_else(|_| "info".into()),
             )
-            .env("NO_COLOR", "1")
+            // (no NO_COLOR: the switch must leave colours out by itself when stderr is a file)
+            .env_remove("NO_COLOR")
             .arg("serve")
             .arg("--listen")
             .arg(self.sip.to_string())
