@@ -82,6 +82,9 @@ pub(crate) struct MediaCall {
     pub callee_contact: Option<String>,
     pub cseq_a: u32,
     pub cseq_b: u32,
+    /// The dialog token of the answered call (from the 2xx's Record-Route): the media
+    /// timeout's BYEs go to its parties, not to addresses the contacts name.
+    pub dialog_token: Option<String>,
 }
 
 /// Media calls by Call-ID, and the reverse index for relay events.
@@ -187,37 +190,24 @@ impl crate::switch::Switch {
         };
         let from_tag = msg.from_tag().unwrap_or("").to_string();
         let previous = self.media_calls.by_call_id.remove(&call_id);
-        let (caller_tag, caller_from, caller_contact, callee_to, callee_contact, a, b) =
-            match previous {
-                Some(p) => (
-                    p.caller_tag,
-                    p.caller_from,
-                    p.caller_contact,
-                    p.callee_to,
-                    p.callee_contact,
-                    p.cseq_a,
-                    p.cseq_b,
-                ),
-                None => (
-                    from_tag,
-                    msg.header(HeaderName::From).unwrap_or("").to_string(),
-                    contact_uri(msg),
-                    None,
-                    None,
-                    msg.cseq().map(|c| c.seq).unwrap_or(1),
-                    0,
-                ),
-            };
-        let call = MediaCall {
-            session,
-            streams,
-            caller_tag,
-            caller_from,
-            caller_contact,
-            callee_to,
-            callee_contact,
-            cseq_a: a,
-            cseq_b: b,
+        let call = match previous {
+            Some(p) => MediaCall {
+                session,
+                streams,
+                ..p
+            },
+            None => MediaCall {
+                session,
+                streams,
+                caller_tag: from_tag,
+                caller_from: msg.header(HeaderName::From).unwrap_or("").to_string(),
+                caller_contact: contact_uri(msg),
+                callee_to: None,
+                callee_contact: None,
+                cseq_a: msg.cseq().map(|c| c.seq).unwrap_or(1),
+                cseq_b: 0,
+                dialog_token: None,
+            },
         };
         let out = rewrite_for(relay.as_ref(), &call, msg, sender);
         self.media_calls.by_session.insert(session, call_id.clone());
@@ -282,6 +272,7 @@ impl crate::switch::Switch {
             if (200..300).contains(&status) {
                 call.callee_contact = contact_uri(msg);
                 call.callee_to = msg.header(HeaderName::To).map(str::to_string);
+                call.dialog_token = super::token_in(msg.values(HeaderName::RecordRoute));
             }
             return Some(out);
         }
@@ -289,6 +280,7 @@ impl crate::switch::Switch {
         if initial && (200..300).contains(&status) && call.callee_contact.is_none() {
             call.callee_contact = contact_uri(msg);
             call.callee_to = msg.header(HeaderName::To).map(str::to_string);
+            call.dialog_token = super::token_in(msg.values(HeaderName::RecordRoute));
         }
         if !has_sdp(msg) {
             return None;
@@ -325,16 +317,37 @@ impl crate::switch::Switch {
         }
         tracing::info!(%call_id, "no media for the inactivity time: ending the call");
         if let Some(call) = self.media_calls.by_call_id.get(&call_id) {
+            // The parties as the dialog token records them: the BYEs go there and nowhere
+            // else (a contact is what a phone said, not where the switch reached it).
+            let parties = call.dialog_token.as_deref().and_then(|t| {
+                self.dialog_key
+                    .open(t, &call_id, Some(&call.caller_tag), None)
+                    .ok()
+            });
+            let Some(parties) = parties else {
+                tracing::warn!(%call_id, "media timeout of a call without a dialog token: no BYE sent");
+                self.records.media_timeout(&call_id, now.unix_ms);
+                return;
+            };
             let to = call.callee_to.clone();
             let mut byes = Vec::new();
             if let (Some(uri), Some(to)) = (call.callee_contact.clone(), to.clone()) {
-                byes.push((uri, call.caller_from.clone(), to.clone(), call.cseq_a + 1));
+                let peer = self.party_peer(&parties.receiver, &uri);
+                byes.push((
+                    uri,
+                    peer,
+                    call.caller_from.clone(),
+                    to.clone(),
+                    call.cseq_a + 1,
+                ));
             }
             if let (Some(uri), Some(to)) = (call.caller_contact.clone(), to) {
-                byes.push((uri, to, call.caller_from.clone(), call.cseq_b.max(100) + 1));
+                let peer = self.party_peer(&parties.sender, &uri);
+                let cseq = call.cseq_b.max(100) + 1;
+                byes.push((uri, peer, to, call.caller_from.clone(), cseq));
             }
-            for (i, (uri, from, to, cseq)) in byes.into_iter().enumerate() {
-                self.send_own_bye(&call_id, &uri, &from, &to, cseq, i, now);
+            for (i, (uri, peer, from, to, cseq)) in byes.into_iter().enumerate() {
+                self.send_own_bye(&call_id, &uri, peer, &from, &to, cseq, i, now);
             }
         }
         self.records.media_timeout(&call_id, now.unix_ms);
@@ -345,6 +358,7 @@ impl crate::switch::Switch {
         &mut self,
         call_id: &str,
         uri: &str,
+        peer: crate::sip::transaction::Peer,
         from: &str,
         to: &str,
         cseq: u32,
@@ -352,9 +366,6 @@ impl crate::switch::Switch {
         now: crate::registrar::Now,
     ) {
         use crate::sip::transaction::{TransactionKey, TxMethod};
-        let Some(peer) = self.resolve_uri(uri) else {
-            return;
-        };
         let Some(local) = self.net.local_of(&peer) else {
             return;
         };

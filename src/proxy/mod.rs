@@ -220,37 +220,6 @@ impl Switch {
             .count()
     }
 
-    /// Where a request for this URI goes: the registered binding's real source (NAT), or the
-    /// URI's own address (IP literals only; the intranet has no DNS for phones).
-    fn resolve(&self, uri: &str) -> Option<Peer> {
-        if let Some(b) = self.registrar.location.find_by_uri(uri) {
-            return Some(self.binding_peer(b.source, b.transport, b.conn));
-        }
-        let Ok(Uri::Sip(u)) = Uri::parse(uri) else {
-            return None;
-        };
-        let host = u.host.trim_start_matches('[').trim_end_matches(']');
-        let ip: IpAddr = host.parse().ok()?;
-        let transport = match u.params.get("transport").flatten() {
-            Some(t) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
-            Some(t) if t.eq_ignore_ascii_case("tls") => Transport::Tls,
-            _ if u.secure => Transport::Tls,
-            _ => Transport::Udp,
-        };
-        let port = u.port.unwrap_or(if transport == Transport::Tls {
-            5061
-        } else {
-            5060
-        });
-        let addr = SocketAddr::new(ip, port);
-        Some(self.binding_peer(addr, transport, None))
-    }
-
-    /// [`Self::resolve`] for other modules of the proxy.
-    pub(crate) fn resolve_uri(&self, uri: &str) -> Option<Peer> {
-        self.resolve(uri)
-    }
-
     /// A peer to send to: UDP from a socket of the right family, TCP over an open connection.
     fn binding_peer(&self, addr: SocketAddr, transport: Transport, conn: Option<u64>) -> Peer {
         match transport {
@@ -1347,7 +1316,10 @@ impl Switch {
             Ok(hop) => hop,
             Err(e) => {
                 self.refuse_in_dialog(msg, &peer, e, now);
-                return Some((481, vec![format!("Warning: 399 tambun \"{e}\"")]));
+                // One reason for every failure: which check failed is for the log, not for a
+                // forger probing tokens.
+                let warning = "Warning: 399 tambun \"no such dialog through this switch\"";
+                return Some((481, vec![warning.to_string()]));
             }
         };
         if msg.method() == Some(&Method::Bye) {
@@ -1390,17 +1362,8 @@ impl Switch {
         source: &Peer,
         routes: usize,
     ) -> Result<(Peer, String), DialogError> {
-        let token = msg
-            .values(HeaderName::Route)
-            .take(routes)
-            .find_map(|v| {
-                let na = NameAddr::parse(v).ok()?;
-                let Ok(Uri::Sip(u)) = Uri::parse(na.uri) else {
-                    return None;
-                };
-                u.params.get(TOKEN_PARAM).flatten().map(str::to_string)
-            })
-            .ok_or(DialogError::NoToken)?;
+        let token =
+            token_in(msg.values(HeaderName::Route).take(routes)).ok_or(DialogError::NoToken)?;
         let call_id = msg.call_id().unwrap_or("");
         let (from_tag, to_tag) = (msg.from_tag(), msg.to_tag());
         let opened = self.dialog_key.open(&token, call_id, from_tag, to_tag)?;
@@ -1449,7 +1412,7 @@ impl Switch {
     /// Request-URI (its remote target), else by its registration from the dialog's address,
     /// else at that address; the trunk at its address. Never an address taken from the
     /// request alone.
-    fn party_peer(&self, party: &Party, request_uri: &str) -> Peer {
+    pub(crate) fn party_peer(&self, party: &Party, request_uri: &str) -> Peer {
         match party {
             Party::Trunk { addr, transport } => self.binding_peer(*addr, *transport, None),
             Party::Extension {
@@ -1655,13 +1618,24 @@ impl Switch {
     }
 }
 
-/// Best-response ranking (RFC 3261 §16.7 step 6): lower is better.
+/// The dialog token in the first of these Route/Record-Route values that has one.
+pub(crate) fn token_in<'a>(values: impl Iterator<Item = &'a str>) -> Option<String> {
+    values.into_iter().find_map(|v| {
+        let na = NameAddr::parse(v).ok()?;
+        let Ok(Uri::Sip(u)) = Uri::parse(na.uri) else {
+            return None;
+        };
+        u.params.get(TOKEN_PARAM).flatten().map(str::to_string)
+    })
+}
+
 /// Is this a SIPS URI?
 fn is_sips(uri: &str) -> bool {
     uri.get(..5)
         .is_some_and(|scheme| scheme.eq_ignore_ascii_case("sips:"))
 }
 
+/// Best-response ranking (RFC 3261 §16.7 step 6): lower is better.
 fn rank(status: u16) -> u32 {
     match status {
         600..=699 => 0,
