@@ -1483,8 +1483,9 @@ impl Switch {
 
     /// An ACK that matches no server transaction: the ACK for a 2xx, end to end through our
     /// Record-Route. Forwarded statelessly (RFC 3261 §16.11 allows it for ACK), under the same
-    /// dialog check as every in-dialog request; one that fails is dropped (and, when it
-    /// carried a token that does not hold, logged and counted).
+    /// dialog check as every in-dialog request; one that fails is dropped, logged and counted
+    /// (the ACK of a challenge the switch sent statelessly is not a failure: its To tag is
+    /// ours).
     pub(crate) fn proxy_ack(&mut self, msg: &Message, source: Peer, now: Now) {
         if msg.max_forwards().ok().flatten() == Some(0) {
             return;
@@ -1498,10 +1499,6 @@ impl Switch {
         let routes = self.our_routes(msg);
         let peer = match self.dialog_next_hop(msg, &source, routes) {
             Ok((peer, _)) => peer,
-            Err(DialogError::NoToken) => {
-                tracing::debug!(%source.addr, "ACK outside our dialogs dropped");
-                return;
-            }
             Err(e) => {
                 self.refuse_in_dialog(msg, &source, e, now);
                 return;
