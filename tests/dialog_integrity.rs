@@ -637,6 +637,46 @@ fn ten_forged_requests_ban_their_source() {
     assert!(switch.answers_options(Duration::from_secs(2)));
 }
 
+/// The CANCEL the caller of `invite` would send, built from what the callee received: the
+/// caller's Via (its sent-by and branch name the INVITE's transaction), From, To, Call-ID and
+/// CSeq number, to `uri` (the caller's own Request-URI).
+fn cancel_for(invite: &Msg, uri: &str) -> String {
+    let vias = invite.header_values("via");
+    let caller_via = vias.get(1).expect("the caller's Via below the switch's");
+    let (sent_by, params) = caller_via.split_once(';').expect("Via parameters");
+    let branch = params
+        .split(';')
+        .find_map(|p| p.strip_prefix("branch="))
+        .expect("a branch");
+    let cseq = invite.header("cseq").unwrap_or("");
+    let seq = cseq.split_whitespace().next().unwrap_or("1");
+    format!(
+        "CANCEL {uri} SIP/2.0\r\nVia: {sent_by};branch={branch};rport\r\n\
+         Max-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {seq} CANCEL\r\n\
+         Content-Length: 0\r\n\r\n",
+        invite.header("from").unwrap_or(""),
+        invite.header("to").unwrap_or(""),
+        invite.header("call-id").unwrap_or(""),
+    )
+}
+
+/// A CANCEL for the call ringing `callee` (it received `invite`), sent from `ip`: 481, the
+/// callee gets no CANCEL and the call still rings.
+#[track_caller]
+fn assert_forged_cancel_refused(switch: &Switch, callee: &mut Phone, invite: &Msg, ip: &str) {
+    let from = attacker(ip, switch);
+    let cancel = cancel_for(invite, &format!("sip:2300@{}", switch.sip));
+    let answer = send(&from, &cancel, ANSWER_WAIT);
+    let at_callee = callee.recv_request("CANCEL", SILENCE);
+    let call_id = invite.header("call-id").unwrap_or("");
+    let state = live_call(switch, call_id).map(|c| json_str(&c, "state"));
+    assert!(
+        answer.status == Some(481) && at_callee.is_none() && state.as_deref() == Some("ringing"),
+        "forged CANCEL from {ip}: answered {answer:?}; the callee got {:?}; the call is {state:?}",
+        at_callee.map(|m| m.text())
+    );
+}
+
 #[test]
 fn forged_cancel_from_a_third_address_gets_481_and_the_call_keeps_ringing() {
     let switch = switch(false, None);
@@ -644,7 +684,6 @@ fn forged_cancel_from_a_third_address_gets_481_and_the_call_keeps_ringing() {
     let mut b = Phone::register(&switch, "2300", "rahasia2300");
     let (_a_sock, _b_sock, a_rtp, b_rtp) = rtp_pair();
     let ip = "127.0.5.9";
-    let from = attacker(ip, &switch);
     let mut a_dialog = std::thread::scope(|s| {
         let caller = s.spawn(|| a.call("2300", &offer(a_rtp, 1, "a=sendrecv")).1);
         let invite = b
@@ -652,35 +691,7 @@ fn forged_cancel_from_a_third_address_gets_481_and_the_call_keeps_ringing() {
             .expect("no INVITE reached the callee");
         let tag = unique("tt");
         b.respond(&invite, 180, "Ringing", &tag, None);
-        // The CANCEL the caller would send, built from what the callee saw: the caller's Via
-        // (sent-by and branch: the INVITE's transaction), From, To, Call-ID and CSeq number.
-        let vias = invite.header_values("via");
-        let caller_via = vias.get(1).expect("the caller's Via below the switch's");
-        let (sent_by_part, params) = caller_via.split_once(';').expect("Via parameters");
-        let branch = params
-            .split(';')
-            .find_map(|p| p.strip_prefix("branch="))
-            .expect("a branch");
-        let cseq = invite.header("cseq").unwrap_or("");
-        let seq = cseq.split_whitespace().next().unwrap_or("1");
-        let cancel = format!(
-            "CANCEL sip:2300@{} SIP/2.0\r\nVia: {sent_by_part};branch={branch};rport\r\n\
-             Max-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {seq} CANCEL\r\n\
-             Content-Length: 0\r\n\r\n",
-            switch.sip,
-            invite.header("from").unwrap_or(""),
-            invite.header("to").unwrap_or(""),
-            invite.header("call-id").unwrap_or(""),
-        );
-        let answer = send(&from, &cancel, ANSWER_WAIT);
-        let at_b = b.recv_request("CANCEL", SILENCE);
-        let call_id = invite.header("call-id").unwrap_or("");
-        let state = live_call(&switch, call_id).map(|c| json_str(&c, "state"));
-        assert!(
-            answer.status == Some(481) && at_b.is_none() && state.as_deref() == Some("ringing"),
-            "forged CANCEL from {ip}: answered {answer:?}; the callee got {:?}; the call is {state:?}",
-            at_b.map(|m| m.text())
-        );
+        assert_forged_cancel_refused(&switch, &mut b, &invite, ip);
         // Still ringing: the callee answers, the caller gets the 200.
         b.respond(
             &invite,
@@ -702,6 +713,52 @@ fn forged_cancel_from_a_third_address_gets_481_and_the_call_keeps_ringing() {
             ("caller", "1000"),
             ("callee", "2300"),
             ("disposition", "answered"),
+        ],
+    );
+}
+
+/// The forged CANCEL must not take the caller's own CANCEL's place either (same transaction
+/// key: the INVITE's branch and sent-by): when the caller gives up, the callee gets its CANCEL.
+#[test]
+fn forged_cancel_does_not_stop_the_callers_own_cancel() {
+    let switch = switch(false, None);
+    let mut b = Phone::register(&switch, "2300", "rahasia2300");
+    let caller = std::thread::scope(|s| {
+        let caller = s.spawn(|| {
+            sipp_call(
+                &switch,
+                "caller",
+                "1000",
+                "rahasia1000",
+                "2300",
+                &sipp_scenario("uac-cancel.xml"),
+                &["-d", "2500"],
+            )
+        });
+        let invite = b
+            .recv_request("INVITE", Duration::from_secs(5))
+            .expect("no INVITE reached the callee");
+        let tag = unique("tt");
+        b.respond(&invite, 180, "Ringing", &tag, None);
+        assert_forged_cancel_refused(&switch, &mut b, &invite, "127.0.5.10");
+        // 2.5 s after the 180 the caller cancels: that CANCEL reaches the callee.
+        let cancel = b.recv_request("CANCEL", Duration::from_secs(4));
+        let cancel = cancel.expect("the caller's own CANCEL did not reach the callee");
+        assert_via_switch(&switch, &cancel.text(), "the CANCEL");
+        b.respond(&cancel, 200, "OK", &tag, None);
+        b.respond(&invite, 487, "Request Terminated", &tag, None);
+        b.recv_request("ACK", Duration::from_secs(5))
+            .expect("no ACK for the 487");
+        caller.join().expect("caller thread")
+    });
+    assert_sipp_ok(&caller, 1, "caller (CANCEL, wants 200 and 487)");
+    let row = one_cdr(&switch);
+    assert_cdr(
+        &row,
+        &[
+            ("caller", "1000"),
+            ("callee", "2300"),
+            ("disposition", "cancelled"),
         ],
     );
 }
