@@ -3,9 +3,9 @@
 //! and answers calls through the switch with SDP the test writes byte for byte.
 //!
 //! The phone is a second, independent SIP implementation (like [`super::sip`]): it registers,
-//! sends INVITE (answering the 407 challenge), answers INVITEs, sends ACK, re-INVITE and BYE
-//! with the route set of the 200, over one UDP socket. Messages it did not ask for wait in a
-//! queue until a test asks for them.
+//! sends INVITE (answering the 407 challenge), answers INVITEs, sends ACK, re-INVITE, BYE and
+//! any other in-dialog request with the route set of the 200, over one UDP socket. Messages it
+//! did not ask for wait in a queue until a test asks for them.
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
@@ -488,6 +488,19 @@ impl Phone {
 
     /// An in-dialog request (ACK reuses the INVITE's CSeq number).
     fn in_dialog(&self, d: &Dialog, method: &str, cseq: u32, body: Option<&str>) -> String {
+        self.in_dialog_with(d, method, cseq, &[], body.map(|b| ("application/sdp", b)))
+    }
+
+    /// An in-dialog request with `extra` header lines (without CRLF) and a body of the given
+    /// content type.
+    fn in_dialog_with(
+        &self,
+        d: &Dialog,
+        method: &str,
+        cseq: u32,
+        extra: &[&str],
+        body: Option<(&str, &str)>,
+    ) -> String {
         let mut out = format!(
             "{method} {} SIP/2.0\r\n{}\r\nMax-Forwards: 70\r\n",
             d.target,
@@ -500,14 +513,33 @@ impl Phone {
             "From: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\nContact: <sip:{}@{}>\r\n",
             d.local, d.remote, d.call_id, self.ext, self.local
         ));
+        for line in extra {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
         match body {
-            Some(b) => out.push_str(&format!(
-                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{b}",
+            Some((content_type, b)) => out.push_str(&format!(
+                "Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{b}",
                 b.len()
             )),
             None => out.push_str("Content-Length: 0\r\n\r\n"),
         }
         out
+    }
+
+    /// Any other in-dialog request (INFO, UPDATE, NOTIFY, REFER …) with `extra` header lines and
+    /// an optional (content type, body); returns the final response.
+    pub fn request(
+        &mut self,
+        d: &mut Dialog,
+        method: &str,
+        extra: &[&str],
+        body: Option<(&str, &str)>,
+    ) -> Msg {
+        d.cseq += 1;
+        let req = self.in_dialog_with(d, method, d.cseq, extra, body);
+        self.transact(&req, &format!("{} {method}", d.cseq))
+            .unwrap_or_else(|| panic!("no answer to {method}"))
     }
 
     pub fn ack(&self, d: &Dialog, cseq: u32) {
