@@ -5,10 +5,11 @@
 //! here, everything else to the proxy ([`crate::proxy`]); responses go to the proxy's branches.
 //!
 //! Inputs: `handle_datagram`, `handle_stream_message`, `handle_timeout`, `handle_accounts`,
-//! `handle_dialplan`, `handle_conn_opened`/`closed`.
-//! Outputs: `poll_transmit`, `drain_changes` (bindings), `drain_call_records`,
-//! `drain_effects`, `poll_timeout`. No sockets, no clock, no database: [`crate::runtime`]
-//! drives it.
+//! `handle_bans`, `handle_dialplan`, `handle_media_inactive`, `handle_conn_opened`/`closed`.
+//! Outputs: one queue, [`Switch::poll_output`] ([`Output`]: transmits, durable writes, closes),
+//! in the order the switch decided them (each input's durable writes before the transmits that
+//! may acknowledge them), and [`Switch::poll_timeout`]. No sockets, no clock, no database:
+//! [`crate::runtime`] drives it.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
@@ -33,6 +34,45 @@ use crate::sip::transaction::{
     TransactionKey, Transmit, TxMethod,
 };
 use crate::types::{Extension, OpdCode, Transport};
+
+/// What the switch asks its driver to do, in the order it decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Bytes for a peer.
+    Transmit(Transmit),
+    /// A write to the store. The driver sends no transmit that came after an acknowledged one
+    /// ([`Durable::is_acknowledged`]) before it is committed (durable before acknowledged).
+    Store(Durable),
+    /// A stream connection to close (its source is banned).
+    CloseConn(u64),
+}
+
+/// What the switch wants kept in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Durable {
+    /// A registration was added, refreshed or removed.
+    Binding(Change),
+    /// A call ended (its record; its relay session is closed).
+    CallRecord(CallRecord),
+    /// An answered call opened or closed (`calls_open`, for a crash).
+    OpenCall(crate::store::OpenCallOp),
+    /// A feature code changed an extension's forwarding or DND.
+    Effect(Effect),
+    /// The guard banned a source.
+    Ban(crate::guard::Ban),
+}
+
+impl Durable {
+    /// Does an answer produced with it wait until it is committed? Bindings, call records
+    /// and feature changes do; bans (a lost ban is re-earned) and open calls (kept only for a
+    /// crash; the call's record is what counts) do not.
+    pub fn is_acknowledged(&self) -> bool {
+        matches!(
+            self,
+            Durable::Binding(_) | Durable::CallRecord(_) | Durable::Effect(_)
+        )
+    }
+}
 
 /// What the switch supports, advertised in OPTIONS answers.
 const ALLOW: &str =
@@ -168,6 +208,8 @@ pub struct Switch {
     pub(crate) toll: TollGuard,
     pub(crate) effects: Vec<Effect>,
     pub(crate) transmits: VecDeque<Transmit>,
+    /// What the driver takes with [`Switch::poll_output`], in order.
+    outputs: VecDeque<Output>,
     /// Stream connections whose source got banned, for the runtime to close.
     close_conns: Vec<u64>,
     /// The RTP relay that anchors media; `None` leaves SDP untouched (media goes direct).
@@ -200,6 +242,7 @@ impl Switch {
             toll: TollGuard::new(TollLimits::default()),
             effects: Vec::new(),
             transmits: VecDeque::new(),
+            outputs: VecDeque::new(),
             close_conns: Vec::new(),
             media: None,
             media_calls: MediaTable::default(),
@@ -314,6 +357,11 @@ impl Switch {
 
     /// A UDP datagram. Keep-alives and noise are ignored.
     pub fn handle_datagram(&mut self, data: Bytes, peer: Peer, now: Now) {
+        self.datagram(data, peer, now);
+        self.collect_outputs();
+    }
+
+    fn datagram(&mut self, data: Bytes, peer: Peer, now: Now) {
         if crate::sip::message::is_datagram_keepalive(&data) {
             return;
         }
@@ -352,6 +400,11 @@ impl Switch {
 
     /// One message framed off a stream (TCP/TLS) connection.
     pub fn handle_stream_message(&mut self, data: Bytes, peer: Peer, now: Now) {
+        self.stream_message(data, peer, now);
+        self.collect_outputs();
+    }
+
+    fn stream_message(&mut self, data: Bytes, peer: Peer, now: Now) {
         if self.guard.drop_source(peer.addr.ip(), now) {
             self.close_conns.extend(peer.conn);
             return;
@@ -371,9 +424,40 @@ impl Switch {
         }
     }
 
-    /// Stream connections to close (their source is banned); the runtime closes them.
-    pub fn drain_closes(&mut self) -> Vec<u64> {
-        std::mem::take(&mut self.close_conns)
+    /// The next thing for the driver to do, in the order the switch decided it; `None` when
+    /// there is nothing until the next input or [`Switch::poll_timeout`].
+    pub fn poll_output(&mut self) -> Option<Output> {
+        if self.outputs.is_empty() {
+            self.collect_outputs();
+        }
+        self.outputs.pop_front()
+    }
+
+    /// Moves what the last input produced into the output queue: the writes to the store
+    /// first (bindings, finished calls with their relay counters, open calls, feature
+    /// changes, bans), then closes, then the transmits, which may acknowledge those writes.
+    fn collect_outputs(&mut self) {
+        for c in self.registrar.location.drain_changes() {
+            self.outputs.push_back(Output::Store(Durable::Binding(c)));
+        }
+        for r in self.finish_call_records() {
+            self.outputs
+                .push_back(Output::Store(Durable::CallRecord(r)));
+        }
+        for op in self.records.drain_open_ops() {
+            self.outputs.push_back(Output::Store(Durable::OpenCall(op)));
+        }
+        for e in std::mem::take(&mut self.effects) {
+            self.outputs.push_back(Output::Store(Durable::Effect(e)));
+        }
+        for b in self.guard.drain_new_bans() {
+            self.outputs.push_back(Output::Store(Durable::Ban(b)));
+        }
+        for c in std::mem::take(&mut self.close_conns) {
+            self.outputs.push_back(Output::CloseConn(c));
+        }
+        self.outputs
+            .extend(self.transmits.drain(..).map(Output::Transmit));
     }
 
     fn handle_message(&mut self, msg: Message, peer: Peer, now: Now) {
@@ -557,13 +641,13 @@ impl Switch {
         self.guard.handle_bans(bans, now);
     }
 
-    /// Bans the guard added, for the store.
-    pub fn drain_bans(&mut self) -> Vec<crate::guard::Ban> {
-        self.guard.drain_new_bans()
-    }
-
     /// Timers are due.
     pub fn handle_timeout(&mut self, now: Now) {
+        self.timeout(now);
+        self.collect_outputs();
+    }
+
+    fn timeout(&mut self, now: Now) {
         self.server.handle_timeout(now.instant);
         while let Some(t) = self.server.poll_transmit() {
             self.transmits.push_back(t);
@@ -604,13 +688,9 @@ impl Switch {
         .min()
     }
 
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
-    }
-
     /// Finished calls, for the call records. Their relay sessions close here: a finished
     /// record is the one place every way a call ends goes through.
-    pub fn drain_call_records(&mut self) -> Vec<CallRecord> {
+    fn finish_call_records(&mut self) -> Vec<CallRecord> {
         self.settle_toll();
         let mut done = self.records.drain_finished();
         for r in &mut done {
@@ -621,12 +701,6 @@ impl Switch {
             }
         }
         done
-    }
-
-    /// Answered calls opened and closed since the last call, for the store's `calls_open`;
-    /// drained with [`Switch::drain_call_records`], as the two are written together.
-    pub fn drain_open_calls(&mut self) -> Vec<crate::store::OpenCallOp> {
-        self.records.drain_open_ops()
     }
 
     /// A snapshot for `/metrics`.
@@ -665,11 +739,6 @@ impl Switch {
         }
     }
 
-    /// Changes to persist outside the location service (feature codes).
-    pub fn drain_effects(&mut self) -> Vec<Effect> {
-        std::mem::take(&mut self.effects)
-    }
-
     /// Calls in progress.
     pub fn live_calls(&self, now: Instant) -> Vec<LiveCall> {
         let mut calls = self.records.live(now);
@@ -681,11 +750,6 @@ impl Switch {
                 .map(|m| m.session);
         }
         calls
-    }
-
-    /// Binding changes for the durable copy.
-    pub fn drain_changes(&mut self) -> Vec<Change> {
-        self.registrar.location.drain_changes()
     }
 
     /// The extension directory changed (the store was edited).
@@ -728,6 +792,42 @@ impl Switch {
 
     pub fn transaction_count(&self) -> usize {
         self.server.len() + self.client.len()
+    }
+}
+
+/// The switch's outputs, sorted by kind, for the sans-IO test rigs.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct Collected {
+    pub transmits: VecDeque<Transmit>,
+    pub durables: Vec<Durable>,
+    pub closes: Vec<u64>,
+}
+
+#[cfg(test)]
+impl Collected {
+    /// Takes every output the switch has now.
+    pub fn pump(&mut self, sw: &mut Switch) {
+        while let Some(o) = sw.poll_output() {
+            match o {
+                Output::Transmit(t) => self.transmits.push_back(t),
+                Output::Store(d) => self.durables.push(d),
+                Output::CloseConn(c) => self.closes.push(c),
+            }
+        }
+    }
+
+    /// The durable writes `pick` selects, removed from the collection.
+    pub fn take<T>(&mut self, pick: impl Fn(&Durable) -> Option<T>) -> Vec<T> {
+        let mut taken = Vec::new();
+        self.durables.retain(|d| match pick(d) {
+            Some(t) => {
+                taken.push(t);
+                false
+            }
+            None => true,
+        });
+        taken
     }
 }
 

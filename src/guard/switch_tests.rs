@@ -15,7 +15,7 @@ use crate::registrar::{Account, Accounts, Authenticator, Now, Registrar, Setting
 use crate::sip::auth::{ha1_hex, Algorithm, NonceKey};
 use crate::sip::message::{HeaderName, Limits, Message};
 use crate::sip::transaction::{Peer, Transmit};
-use crate::switch::Switch;
+use crate::switch::{Collected, Durable, Switch};
 use crate::types::Transport;
 
 fn account(ext: &str) -> Account {
@@ -34,6 +34,7 @@ struct Rig {
     sw: Switch,
     now: Now,
     seq: u32,
+    outputs: Collected,
 }
 
 impl Rig {
@@ -64,7 +65,17 @@ impl Rig {
                 unix_ms: 1_764_561_600_000,
             },
             seq: 0,
+            outputs: Collected::default(),
         }
+    }
+
+    /// The bans the switch wrote since the last call.
+    fn bans(&mut self) -> Vec<crate::guard::Ban> {
+        self.outputs.pump(&mut self.sw);
+        self.outputs.take(|d| match d {
+            Durable::Ban(b) => Some(b.clone()),
+            _ => None,
+        })
     }
 
     fn advance(&mut self, secs: u64) {
@@ -73,7 +84,8 @@ impl Rig {
         self.now.unix_ms += secs * 1000;
         self.sw.handle_timeout(self.now);
         // Retransmissions the timers produced are not the answers tests look at.
-        while self.sw.poll_transmit().is_some() {}
+        self.outputs.pump(&mut self.sw);
+        self.outputs.transmits.clear();
     }
 
     fn send(&mut self, from: &str, text: &str) -> Vec<Message> {
@@ -84,11 +96,14 @@ impl Rig {
         };
         self.sw
             .handle_datagram(Bytes::from(text.to_owned()), peer, self.now);
-        let mut out = Vec::new();
-        while let Some(Transmit { bytes, .. }) = self.sw.poll_transmit() {
-            out.push(Message::parse_datagram(bytes, &Limits::default()).unwrap());
-        }
-        out
+        self.outputs.pump(&mut self.sw);
+        self.outputs
+            .transmits
+            .drain(..)
+            .map(|Transmit { bytes, .. }| {
+                Message::parse_datagram(bytes, &Limits::default()).unwrap()
+            })
+            .collect()
     }
 
     fn request(&mut self, method: &str, from: &str, user: &str, extra: &str) -> String {
@@ -161,7 +176,7 @@ fn wrong_passwords_and_unknown_extensions_ban_alike_over_register_and_invite() {
     }
     assert_eq!(rig.sw.guard.stats.auth_failures, 10);
     assert_eq!(rig.sw.guard.stats.bans_added, 1);
-    let bans = rig.sw.drain_bans();
+    let bans = rig.bans();
     assert_eq!(bans.len(), 1);
     assert_eq!(bans[0].address.to_string(), "192.0.2.66");
     // Banned: not even parsed (garbage gets no 400), nothing sent, nothing received.
@@ -246,16 +261,12 @@ fn over_rate_requests_dropped_then_flood_banned_responses_unaffected() {
     }
     assert_eq!(answered, 5, "the burst");
     assert_eq!(rig.sw.guard.stats.dropped_rate_limited, 5);
-    assert!(rig.sw.drain_bans().is_empty());
+    assert!(rig.bans().is_empty());
     for _ in 0..5 {
         let text = rig.request("OPTIONS", src, "100", "");
         rig.send(src, &text);
     }
-    assert_eq!(
-        rig.sw.drain_bans().len(),
-        1,
-        "the 10th drop in a minute bans"
-    );
+    assert_eq!(rig.bans().len(), 1, "the 10th drop in a minute bans");
     // The allow-listed network is not limited.
     let opd = "10.20.5.5:5060";
     for _ in 0..50 {
@@ -280,12 +291,12 @@ To: <sip:b@x>;tag=b\r\nCall-ID: stray{n}\r\nCSeq: 1 INVITE\r\nContent-Length: 0\
     };
     let forwarded: usize = (0..10).map(|n| rig.send(src, &stray(n)).len()).sum();
     assert_eq!(forwarded, 0, "a branch we did not make is never forwarded");
-    assert!(rig.sw.drain_bans().is_empty());
+    assert!(rig.bans().is_empty());
     for n in 10..15 {
         rig.send(src, &stray(n));
     }
     assert_eq!(
-        rig.sw.drain_bans().len(),
+        rig.bans().len(),
         1,
         "the 10th dropped stray response in a minute bans"
     );

@@ -13,7 +13,7 @@ use crate::sip::auth::{ha1_hex, Algorithm, NonceKey};
 use crate::sip::message::{HeaderName, Limits, Message};
 use crate::sip::transaction::{Peer, Transmit};
 use crate::store::Disposition;
-use crate::switch::Switch;
+use crate::switch::{Collected, Durable, Switch};
 use crate::types::Transport;
 
 const SWITCH: &str = "127.0.0.1:5060";
@@ -34,6 +34,7 @@ struct Rig {
     sw: Switch,
     now: Now,
     seq: u32,
+    outputs: Collected,
 }
 
 fn addr(port: u16) -> SocketAddr {
@@ -74,7 +75,32 @@ impl Rig {
                 unix_ms: 1_764_561_600_000,
             },
             seq: 0,
+            outputs: Collected::default(),
         }
+    }
+
+    /// Every transmit so far, in order.
+    fn transmits(&mut self) -> Vec<Transmit> {
+        self.outputs.pump(&mut self.sw);
+        self.outputs.transmits.drain(..).collect()
+    }
+
+    /// The call records written so far.
+    fn records(&mut self) -> Vec<crate::store::CdrRecord> {
+        self.outputs.pump(&mut self.sw);
+        self.outputs.take(|d| match d {
+            Durable::CallRecord(r) => Some(r.clone()),
+            _ => None,
+        })
+    }
+
+    /// The feature changes written so far.
+    fn effects(&mut self) -> Vec<crate::proxy::Effect> {
+        self.outputs.pump(&mut self.sw);
+        self.outputs.take(|d| match d {
+            Durable::Effect(e) => Some(e.clone()),
+            _ => None,
+        })
     }
 
     fn advance(&mut self, secs: u64) {
@@ -99,11 +125,10 @@ impl Rig {
 
     /// Everything the switch sent, as (destination port, message).
     fn out(&mut self) -> Vec<(u16, Message)> {
-        let mut v = Vec::new();
-        while let Some(Transmit { peer, bytes }) = self.sw.poll_transmit() {
-            v.push((peer.addr.port(), parse(&bytes)));
-        }
-        v
+        self.transmits()
+            .into_iter()
+            .map(|Transmit { peer, bytes }| (peer.addr.port(), parse(&bytes)))
+            .collect()
     }
 
     fn branch(&mut self) -> String {
@@ -200,7 +225,7 @@ fn answer(req: &Message, status: u16, to_tag: &str, contact_port: u16) -> String
 }
 
 fn records(rig: &mut Rig) -> Vec<crate::store::CdrRecord> {
-    rig.sw.drain_call_records()
+    rig.records()
 }
 
 /// A Record-Route value without its dialog token (`;tbd=…`), for comparing the rest.
@@ -571,10 +596,7 @@ CSeq: {cseq} REGISTER\r\nContact: <sip:2300@127.0.0.1:6500;transport=tcp>\r\n{ex
         .handle_stream_message(Bytes::from(req("z9hG4bKr2", 2, &auth)), tcp, rig.now);
     assert_eq!(rig.out().pop().unwrap().1.status(), Some(200));
     rig.call("1000", 7000, "2300");
-    let mut sent = Vec::new();
-    while let Some(t) = rig.sw.poll_transmit() {
-        sent.push(t);
-    }
+    let sent = rig.transmits();
     let inv = sent
         .iter()
         .find(|t| t.peer.transport == Transport::Tcp)
@@ -633,10 +655,7 @@ CSeq: {cseq} REGISTER\r\nContact: <{contact}>\r\n{extra}Content-Length: 0\r\n\r\
     assert_eq!(rig.out().pop().unwrap().1.status(), Some(200));
 
     rig.call("1000", 7000, "2300");
-    let mut sent = Vec::new();
-    while let Some(t) = rig.sw.poll_transmit() {
-        sent.push(t);
-    }
+    let sent = rig.transmits();
     let inv = sent
         .iter()
         .find(|t| t.peer.transport == Transport::Tls)
@@ -680,10 +699,7 @@ Content-Length: 0\r\n\r\n",
         routes.join(", ")
     );
     rig.send(7000, bye);
-    let mut sent = Vec::new();
-    while let Some(t) = rig.sw.poll_transmit() {
-        sent.push(t);
-    }
+    let sent = rig.transmits();
     let bye = sent
         .iter()
         .find(|t| t.peer.transport == Transport::Tls)
@@ -780,7 +796,7 @@ fn feature_codes_set_dnd_and_forwarding() {
     assert!(out
         .iter()
         .any(|(p, m)| *p == 6000 && m.status() == Some(480)));
-    assert_eq!(rig.sw.drain_effects().len(), 1);
+    assert_eq!(rig.effects().len(), 1);
     rig.call("1000", 7000, "2300");
     assert_eq!(rig.out().last().unwrap().1.status(), Some(486));
     // *79 turns it off; *72 2301 forwards everything to 2301.

@@ -50,7 +50,7 @@ use crate::sip::auth::{Algorithm, NonceKey};
 use crate::sip::message::Limits;
 use crate::sip::transaction::{Peer, Transmit};
 use crate::store::{ExtensionRecord, OpdRow, Store};
-use crate::switch::{RegistrationView, Switch};
+use crate::switch::{Durable, Output, RegistrationView, Switch};
 use crate::types::{OpdCode, Transport};
 
 /// Connection ids for stream transports; for UDP, `Peer::conn` holds the index of the local
@@ -655,46 +655,60 @@ impl Driver {
     /// Hands what the switch changed durably to the store thread and sends what it produced:
     /// at once when nothing durable changed and nothing is held, else after the commit.
     fn flush(&mut self) {
+        // One loop over the switch's outputs, in its order. Writes go to the store thread
+        // grouped by kind (one SQLite transaction per group); the transmits of this batch
+        // wait for the commit when anything they may acknowledge was written.
         let mut out = Vec::new();
-        while let Some(t) = self.switch.poll_transmit() {
-            out.push(t);
+        let mut changes = Vec::new();
+        let mut records = Vec::new();
+        let mut open = Vec::new();
+        let mut effects = Vec::new();
+        let mut bans = Vec::new();
+        let mut waits = false;
+        while let Some(output) = self.switch.poll_output() {
+            match output {
+                Output::Transmit(t) => out.push(t),
+                Output::CloseConn(conn) => {
+                    if let Some((_, close)) = self.conns.get(&conn) {
+                        close.cancel();
+                    }
+                }
+                Output::Store(d) => {
+                    waits |= d.is_acknowledged();
+                    match d {
+                        Durable::Binding(c) => changes.push(c),
+                        Durable::CallRecord(r) => records.push(r),
+                        Durable::OpenCall(op) => open.push(op),
+                        Durable::Effect(e) => effects.push(e),
+                        Durable::Ban(b) => bans.push(b),
+                    }
+                }
+            }
         }
-        let mut durable = false;
-        let changes = self.switch.drain_changes();
+        // (a send fails only when the store thread is gone: then nothing can be waited for)
+        let mut sent = true;
         if !changes.is_empty() {
-            durable |= self
+            sent &= self
                 .store
                 .send(store_thread::Command::Changes(changes))
                 .is_ok();
         }
-        let records = self.switch.drain_call_records();
-        let open = self.switch.drain_open_calls();
         if !records.is_empty() || !open.is_empty() {
-            // Finished calls are waited for; answered calls alone (kept for a crash) are not.
-            let finished = !records.is_empty();
-            let sent = self
+            sent &= self
                 .store
                 .send(store_thread::Command::Calls { records, open })
                 .is_ok();
-            durable |= finished && sent;
         }
-        for effect in self.switch.drain_effects() {
-            durable |= self
+        for effect in effects {
+            sent &= self
                 .store
                 .send(store_thread::Command::Effect(effect))
                 .is_ok();
         }
-        for conn in self.switch.drain_closes() {
-            if let Some((_, close)) = self.conns.get(&conn) {
-                close.cancel();
-            }
-        }
-        // Bans are saved but nothing waits for them (a lost ban is re-earned).
-        let bans = self.switch.drain_bans();
         if !bans.is_empty() {
-            let _ = self.store.send(store_thread::Command::Bans(bans));
+            sent &= self.store.send(store_thread::Command::Bans(bans)).is_ok();
         }
-        if durable && !self.store_gone {
+        if waits && sent && !self.store_gone {
             self.next_commit += 1;
             let _ = self
                 .store
