@@ -19,6 +19,7 @@ pub mod dialplan;
 pub mod guard;
 pub mod media;
 pub mod metrics;
+pub mod network;
 pub mod proxy;
 pub mod registrar;
 pub mod runtime;

@@ -12,7 +12,6 @@
 //! [`crate::runtime`] drives it.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,17 +20,19 @@ use bytes::Bytes;
 
 use crate::dialplan::Dialplan;
 use crate::guard::{Admission, Guard};
+use crate::network::Network;
 use crate::proxy::dialog::DialogKey;
 use crate::proxy::media::{MediaRelay, MediaTable};
 use crate::proxy::records::{CallRecord, Disposition, LiveCall, Records};
 use crate::proxy::toll::{TollGuard, TollLimits, TollStats};
 use crate::proxy::{Effect, ProxyState};
 use crate::registrar::{self, Accounts, Change, Now, Registrar, Source};
+use crate::sip::headers::uri_user;
 use crate::sip::message::{HeaderName, Limits, Message, Method, ParseError};
 use crate::sip::response;
 use crate::sip::transaction::{
     ClientTransactions, Event, Peer, RequestDisposition, ServerTransactions, Timers,
-    TransactionKey, Transmit, TxMethod,
+    TransactionKey, Transmit,
 };
 use crate::types::{Extension, OpdCode, Transport};
 
@@ -119,80 +120,6 @@ pub struct SwitchMetrics {
     pub guard: crate::guard::GuardStats,
     pub bans_active: u64,
     pub transactions: u64,
-}
-
-/// What the switch knows about its own sockets and connections (for Via, Record-Route and
-/// recognising Route headers that name it).
-#[derive(Default)]
-pub struct Network {
-    /// The advertised address of each UDP socket; `Peer::conn` of a UDP peer is its index.
-    pub udp: Vec<SocketAddr>,
-    /// Open stream connections: id → (local address, remote address, transport).
-    pub conns: HashMap<u64, (SocketAddr, SocketAddr, Transport)>,
-    by_remote: HashMap<(SocketAddr, Transport), u64>,
-    /// TCP and TLS listening addresses (a Route naming one names us, connection open or not).
-    pub listeners: Vec<SocketAddr>,
-    /// The SIP domain, when configured: Route URIs with this host name us too.
-    pub domain: Option<String>,
-}
-
-impl Network {
-    /// Our address as seen on the path to this peer.
-    pub fn local_of(&self, peer: &Peer) -> Option<SocketAddr> {
-        match peer.transport {
-            Transport::Udp => {
-                let idx = peer.conn? as usize;
-                self.udp.get(idx).copied()
-            }
-            _ => self.conns.get(&peer.conn?).map(|c| c.0),
-        }
-    }
-
-    /// Is this one of our addresses: a UDP socket's, a listener's, or the local end of an open
-    /// connection? A listener on an unspecified address (`0.0.0.0:5061`) has the port on each
-    /// address the switch advertises (its UDP sockets' addresses, the local ends of its
-    /// connections).
-    pub fn is_ours(&self, addr: SocketAddr) -> bool {
-        if self.udp.contains(&addr)
-            || self.listeners.contains(&addr)
-            || self.conns.values().any(|c| c.0 == addr)
-        {
-            return true;
-        }
-        let wildcard = self.listeners.iter().any(|l| {
-            l.ip().is_unspecified() && l.port() == addr.port() && l.is_ipv4() == addr.is_ipv4()
-        });
-        wildcard
-            && (self.udp.iter().any(|u| u.ip() == addr.ip())
-                || self.conns.values().any(|c| c.0.ip() == addr.ip()))
-    }
-
-    /// Does a socket or listener of ours use this port (on any address)?
-    pub fn listens_on_port(&self, port: u16) -> bool {
-        self.udp
-            .iter()
-            .chain(&self.listeners)
-            .any(|a| a.port() == port)
-    }
-
-    /// A UDP peer for this address, sent from the first socket of the same address family.
-    pub fn udp_peer(&self, addr: SocketAddr) -> Peer {
-        let idx = self
-            .udp
-            .iter()
-            .position(|l| l.is_ipv4() == addr.is_ipv4())
-            .unwrap_or(0);
-        Peer {
-            addr,
-            transport: Transport::Udp,
-            conn: Some(idx as u64),
-        }
-    }
-
-    /// An open connection to this address, if any.
-    pub fn conn_to(&self, addr: SocketAddr, transport: Transport) -> Option<u64> {
-        self.by_remote.get(&(addr, transport)).copied()
-    }
 }
 
 pub struct Switch {
@@ -481,7 +408,7 @@ impl Switch {
             self.reject_malformed(&msg, &e, peer);
             return;
         }
-        let Some(key) = transaction_key(&msg) else {
+        let Some(key) = msg.transaction_key() else {
             return;
         };
         match self.server.handle_request(&key, now.instant) {
@@ -516,7 +443,7 @@ impl Switch {
             &msg,
             peer.addr,
             status,
-            Some(&our_to_tag(&msg)),
+            Some(&response::our_to_tag(&msg)),
             &headers,
             None,
         );
@@ -627,7 +554,7 @@ impl Switch {
         user: Option<&str>,
         now: Now,
     ) {
-        log_auth_failure(peer, method, user);
+        crate::registrar::log_auth_failure(peer.addr.ip(), method, user);
         self.guard.handle_auth_failure(peer.addr.ip(), now);
     }
 
@@ -829,71 +756,4 @@ impl Collected {
         });
         taken
     }
-}
-
-/// The server transaction key of a request (RFC 3261 §17.2.3), with the RFC 2543 fallback for
-/// branches without the magic cookie.
-pub(crate) fn transaction_key(msg: &Message) -> Option<TransactionKey> {
-    let via = msg.top_via().ok()?;
-    let method = TxMethod::from_token(msg.method()?.as_str());
-    let sent_by = via.sent_by();
-    match via.branch() {
-        Some(b) if b.starts_with(TransactionKey::MAGIC_COOKIE) && b.len() > 7 => {
-            Some(TransactionKey::new(b, &sent_by, method))
-        }
-        _ => {
-            // RFC 2543: Request-URI, From tag, Call-ID, CSeq number and top Via identify it.
-            let from_tag = msg.from_tag().unwrap_or("");
-            let synthetic = format!(
-                "2543|{}|{}|{}|{}",
-                msg.request_uri().unwrap_or(""),
-                from_tag,
-                msg.call_id().ok()?,
-                msg.cseq().ok()?.seq
-            );
-            Some(TransactionKey::new(synthetic, &sent_by, method))
-        }
-    }
-}
-
-/// A To-tag that is the same for every retransmission of a request.
-pub(crate) fn our_to_tag(msg: &Message) -> String {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    msg.call_id().unwrap_or("").hash(&mut h);
-    msg.from_tag().hash(&mut h);
-    format!("tb{:012x}", h.finish() & 0xffff_ffff_ffff)
-}
-
-/// The user part of a SIP URI.
-pub(crate) fn uri_user(uri: &str) -> Option<String> {
-    match crate::sip::headers::Uri::parse(uri) {
-        Ok(crate::sip::headers::Uri::Sip(u)) => u.user.map(str::to_string),
-        _ => None,
-    }
-}
-
-/// One line per failed authentication, for fail2ban-style tools (`docs/operations.md` has
-/// the filter): `auth failure from <ip> for extension '<user>' method=<METHOD>`. The user
-/// comes from the network, so it is cut and stripped of quotes and control characters: a
-/// forged name cannot fake a second line or another address.
-fn log_auth_failure(peer: &Peer, method: &str, user: Option<&str>) {
-    let user: String = user
-        .unwrap_or("")
-        .chars()
-        .take(64)
-        .map(|c| {
-            if c.is_control() || c == '\'' || c == '"' {
-                '?'
-            } else {
-                c
-            }
-        })
-        .collect();
-    tracing::warn!(
-        target: "tambun::auth",
-        "auth failure from {} for extension '{}' method={}",
-        peer.addr.ip(),
-        user,
-        method
-    );
 }

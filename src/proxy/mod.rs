@@ -167,7 +167,7 @@ fn loop_hash(msg: &Message) -> String {
     ])
 }
 
-use crate::switch::uri_user;
+use crate::sip::headers::uri_user;
 
 fn session_expires(msg: &Message) -> Option<u32> {
     let v = msg
@@ -860,7 +860,7 @@ impl Switch {
             &p.request,
             p.upstream.addr,
             status,
-            Some(&crate::switch::our_to_tag(&p.request)),
+            Some(&response::our_to_tag(&p.request)),
             extra,
             None,
         );
@@ -971,7 +971,8 @@ impl Switch {
         source: &Peer,
         now: Now,
     ) -> (u16, Vec<String>) {
-        let Some(invite_key) = crate::switch::transaction_key(msg)
+        let Some(invite_key) = msg
+            .transaction_key()
             .map(|k| TransactionKey::new(k.branch, &k.sent_by, TxMethod::Invite))
         else {
             return (481, Vec::new());
@@ -1493,7 +1494,7 @@ impl Switch {
         let Some(to_tag) = msg.to_tag() else {
             return; // an ACK outside any dialog
         };
-        if to_tag == crate::switch::our_to_tag(msg) {
+        if to_tag == response::our_to_tag(msg) {
             return; // the ACK for a final response we sent statelessly (a challenge)
         }
         let routes = self.our_routes(msg);

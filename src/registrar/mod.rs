@@ -273,5 +273,31 @@ impl Registrar {
     }
 }
 
+/// One line per failed authentication, for fail2ban-style tools (`docs/operations.md` has
+/// the filter): `auth failure from <ip> for extension '<user>' method=<METHOD>`. The user
+/// comes from the network, so it is cut and stripped of quotes and control characters: a
+/// forged name cannot fake a second line or another address.
+pub(crate) fn log_auth_failure(source: std::net::IpAddr, method: &str, user: Option<&str>) {
+    let user: String = user
+        .unwrap_or("")
+        .chars()
+        .take(64)
+        .map(|c| {
+            if c.is_control() || c == '\'' || c == '"' {
+                '?'
+            } else {
+                c
+            }
+        })
+        .collect();
+    tracing::warn!(
+        target: "tambun::auth",
+        "auth failure from {} for extension '{}' method={}",
+        source,
+        user,
+        method
+    );
+}
+
 #[cfg(test)]
 mod tests;

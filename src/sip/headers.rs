@@ -567,6 +567,14 @@ impl CSeq {
     }
 }
 
+/// The user part of a SIP URI.
+pub fn uri_user(uri: &str) -> Option<String> {
+    match Uri::parse(uri) {
+        Ok(Uri::Sip(u)) => u.user.map(str::to_string),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -363,6 +363,32 @@ pub enum Frame {
 }
 
 impl Message {
+    /// The server transaction key of this request (RFC 3261 §17.2.3), with the RFC 2543 fallback for
+    /// branches without the magic cookie.
+    pub fn transaction_key(&self) -> Option<super::transaction::TransactionKey> {
+        use super::transaction::{TransactionKey, TxMethod};
+        let via = self.top_via().ok()?;
+        let method = TxMethod::from_token(self.method()?.as_str());
+        let sent_by = via.sent_by();
+        match via.branch() {
+            Some(b) if b.starts_with(TransactionKey::MAGIC_COOKIE) && b.len() > 7 => {
+                Some(TransactionKey::new(b, &sent_by, method))
+            }
+            _ => {
+                // RFC 2543: Request-URI, From tag, Call-ID, CSeq number and top Via identify it.
+                let from_tag = self.from_tag().unwrap_or("");
+                let synthetic = format!(
+                    "2543|{}|{}|{}|{}",
+                    self.request_uri().unwrap_or(""),
+                    from_tag,
+                    self.call_id().ok()?,
+                    self.cseq().ok()?.seq
+                );
+                Some(TransactionKey::new(synthetic, &sent_by, method))
+            }
+        }
+    }
+
     /// Parses one datagram (UDP): the body is the first Content-Length bytes after the head,
     /// or the rest of the datagram when Content-Length is absent; trailing bytes are ignored.
     pub fn parse_datagram(buf: Bytes, limits: &Limits) -> Result<Message, ParseError> {

@@ -194,3 +194,12 @@ Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
         r.validate_response().unwrap();
     }
 }
+
+/// A To-tag that is the same for every retransmission of a request.
+pub fn our_to_tag(msg: &Message) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    msg.call_id().unwrap_or("").hash(&mut h);
+    msg.from_tag().hash(&mut h);
+    format!("tb{:012x}", h.finish() & 0xffff_ffff_ffff)
+}
