@@ -167,6 +167,15 @@ pub fn build(
     }
 }
 
+/// A To-tag that is the same for every retransmission of a request.
+pub fn our_to_tag(msg: &Message) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    msg.call_id().unwrap_or("").hash(&mut h);
+    msg.from_tag().hash(&mut h);
+    format!("tb{:012x}", h.finish() & 0xffff_ffff_ffff)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,13 +202,4 @@ Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
         assert_eq!(r.header(HeaderName::Allow), Some("INVITE"));
         r.validate_response().unwrap();
     }
-}
-
-/// A To-tag that is the same for every retransmission of a request.
-pub fn our_to_tag(msg: &Message) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    msg.call_id().unwrap_or("").hash(&mut h);
-    msg.from_tag().hash(&mut h);
-    format!("tb{:012x}", h.finish() & 0xffff_ffff_ffff)
 }
