@@ -6,8 +6,9 @@
 //! Plain data: no sockets, no clock.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
+use crate::sip::headers::Uri;
 use crate::sip::transaction::Peer;
 use crate::types::Transport;
 
@@ -82,5 +83,31 @@ impl Network {
     /// An open connection to this address, if any.
     pub fn conn_to(&self, addr: SocketAddr, transport: Transport) -> Option<u64> {
         self.by_remote.get(&(addr, transport)).copied()
+    }
+
+    /// Does this Route/Request-URI name the switch? Only when its host and port are those of
+    /// one of our listeners (the URI's default port when it has none: 5061 for `sips:` and
+    /// `;transport=tls`, else 5060). The configured domain matches by name alone only when it
+    /// is a name: a domain that is an IP literal is an address like any other, so a phone on
+    /// the switch's own IP at another port is not the switch.
+    pub fn names_us(&self, uri: &str) -> bool {
+        let Ok(Uri::Sip(u)) = Uri::parse(uri) else {
+            return false;
+        };
+        let host = u.host.trim_start_matches('[').trim_end_matches(']');
+        let tls = u.secure
+            || u.params
+                .get("transport")
+                .flatten()
+                .is_some_and(|t| t.eq_ignore_ascii_case("tls"));
+        let port = u.port.unwrap_or(if tls { 5061 } else { 5060 });
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return self.is_ours(SocketAddr::new(ip, port));
+        }
+        let is_domain = self
+            .domain
+            .as_deref()
+            .is_some_and(|d| d.eq_ignore_ascii_case(host) && d.parse::<IpAddr>().is_err());
+        is_domain && (u.port.is_none() || self.listens_on_port(port))
     }
 }

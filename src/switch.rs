@@ -21,18 +21,17 @@ use bytes::Bytes;
 use crate::dialplan::Dialplan;
 use crate::guard::{Admission, Guard};
 use crate::network::Network;
-use crate::proxy::dialog::DialogKey;
-use crate::proxy::media::{MediaRelay, MediaTable};
-use crate::proxy::records::{CallRecord, Disposition, LiveCall, Records};
+use crate::proxy::media::MediaRelay;
+use crate::proxy::records::{CallRecord, Disposition, LiveCall};
+use crate::proxy::token::DialogKey;
 use crate::proxy::toll::{TollGuard, TollLimits, TollStats};
-use crate::proxy::{Effect, ProxyState};
+use crate::proxy::{Ctx, Effect, Proxy};
 use crate::registrar::{self, Accounts, Change, Now, Registrar, Source};
 use crate::sip::headers::uri_user;
 use crate::sip::message::{HeaderName, Limits, Message, Method, ParseError};
 use crate::sip::response;
 use crate::sip::transaction::{
-    ClientTransactions, Event, Peer, RequestDisposition, ServerTransactions, Timers,
-    TransactionKey, Transmit,
+    Peer, RequestDisposition, ServerTransactions, Timers, TransactionKey, Transmit,
 };
 use crate::types::{Extension, OpdCode, Transport};
 
@@ -125,26 +124,17 @@ pub struct SwitchMetrics {
 pub struct Switch {
     limits: Limits,
     pub(crate) server: ServerTransactions,
-    pub(crate) client: ClientTransactions,
     pub(crate) registrar: Registrar,
     pub(crate) dialplan: Arc<Dialplan>,
     pub(crate) net: Network,
-    pub(crate) proxy: ProxyState,
-    pub(crate) records: Records,
-    /// Limits on trunk calls (toll fraud).
-    pub(crate) toll: TollGuard,
-    pub(crate) effects: Vec<Effect>,
+    /// The stateful proxy: everything that is not for the switch itself.
+    pub(crate) proxy: Proxy,
     pub(crate) transmits: VecDeque<Transmit>,
     /// What the driver takes with [`Switch::poll_output`], in order.
     outputs: VecDeque<Output>,
     /// Stream connections whose source got banned, for the runtime to close.
     close_conns: Vec<u64>,
-    /// The RTP relay that anchors media; `None` leaves SDP untouched (media goes direct).
-    pub(crate) media: Option<Arc<dyn MediaRelay>>,
-    pub(crate) media_calls: MediaTable,
     next_prune: Option<Instant>,
-    /// Signs the dialogs the proxy sets up (Record-Route tokens) and its Via branches.
-    pub(crate) dialog_key: DialogKey,
     /// Per-source limits, bans and the overload rule.
     pub guard: Guard,
     pub stats: Stats,
@@ -160,32 +150,32 @@ impl Switch {
         Switch {
             limits,
             server: ServerTransactions::new(Timers::default()),
-            client: ClientTransactions::new(Timers::default()),
             registrar,
             dialplan,
             net: Network::default(),
-            proxy: ProxyState::default(),
-            records: Records::new(max_call),
-            toll: TollGuard::new(TollLimits::default()),
-            effects: Vec::new(),
+            proxy: Proxy::new(max_call),
             transmits: VecDeque::new(),
             outputs: VecDeque::new(),
             close_conns: Vec::new(),
-            media: None,
-            media_calls: MediaTable::default(),
             next_prune: None,
-            dialog_key: DialogKey::random(),
             guard: Guard::disabled(),
             stats: Stats::default(),
         }
     }
 
-    /// Limits without bounds, for re-reading messages we built ourselves.
-    pub(crate) fn limits_relaxed(&self) -> Limits {
-        Limits {
-            max_message: usize::MAX,
-            max_headers: usize::MAX,
-        }
+    /// The proxy and what it sees of the rest of the switch, borrowed apart.
+    fn split(&mut self) -> (&mut Proxy, Ctx<'_>) {
+        (
+            &mut self.proxy,
+            Ctx {
+                registrar: &mut self.registrar,
+                dialplan: &self.dialplan,
+                net: &self.net,
+                server: &mut self.server,
+                guard: &mut self.guard,
+                out: &mut self.transmits,
+            },
+        )
     }
 
     /// A UDP socket with the address the switch advertises for it (index = order of calls).
@@ -196,20 +186,13 @@ impl Switch {
     /// The toll-fraud limits (the defaults apply until this is called). Set at start, before
     /// any call: calls in progress are forgotten.
     pub fn set_toll_limits(&mut self, limits: TollLimits) {
-        self.toll = TollGuard::new(limits);
+        self.proxy.toll = TollGuard::new(limits);
     }
 
     /// What the toll guard let through and blocked (for `/metrics`).
     pub fn toll_stats(&mut self) -> &TollStats {
-        self.settle_toll();
-        self.toll.stats()
-    }
-
-    /// Tells the toll guard about trunk calls whose records ended.
-    pub(crate) fn settle_toll(&mut self) {
-        for call in self.records.drain_trunk_ended() {
-            self.toll.release(&call);
-        }
+        self.proxy.settle_toll();
+        self.proxy.toll.stats()
     }
 
     /// Trunk calls recorded before a restart, so the hourly limits hold across it: each
@@ -229,7 +212,7 @@ impl Switch {
                 continue;
             }
             let at = now.instant.checked_sub(age).unwrap_or(now.instant);
-            self.toll.seed(&ext, c.caller_opd.as_ref(), at);
+            self.proxy.toll.seed(&ext, c.caller_opd.as_ref(), at);
         }
     }
 
@@ -264,7 +247,7 @@ impl Switch {
     /// The dialog secret (kept in the store, so that dialogs set up before a restart are still
     /// recognised after it). The default is a random one.
     pub fn set_dialog_key(&mut self, key: DialogKey) {
-        self.dialog_key = key;
+        self.proxy.dialog_key = key;
     }
 
     /// The guard to use (the default lets everything through).
@@ -274,7 +257,7 @@ impl Switch {
 
     /// Anchors the media of new calls in this relay.
     pub fn set_media_relay(&mut self, relay: Arc<dyn MediaRelay>) {
-        self.media = Some(relay);
+        self.proxy.media = Some(relay);
     }
 
     /// A new dialplan (reload); calls in progress keep their routing.
@@ -371,10 +354,10 @@ impl Switch {
             self.outputs
                 .push_back(Output::Store(Durable::CallRecord(r)));
         }
-        for op in self.records.drain_open_ops() {
+        for op in self.proxy.records.drain_open_ops() {
             self.outputs.push_back(Output::Store(Durable::OpenCall(op)));
         }
-        for e in std::mem::take(&mut self.effects) {
+        for e in std::mem::take(&mut self.proxy.effects) {
             self.outputs.push_back(Output::Store(Durable::Effect(e)));
         }
         for b in self.guard.drain_new_bans() {
@@ -390,7 +373,10 @@ impl Switch {
     fn handle_message(&mut self, msg: Message, peer: Peer, now: Now) {
         if !msg.is_request() {
             match msg.validate_response() {
-                Ok(()) => self.proxy_response(msg, peer.addr.ip(), now),
+                Ok(()) => {
+                    let (proxy, mut cx) = self.split();
+                    proxy.handle_response(&mut cx, msg, peer.addr.ip(), now);
+                }
                 Err(e) => tracing::debug!(%peer.addr, error = %e, "malformed response dropped"),
             }
             return;
@@ -422,7 +408,8 @@ impl Switch {
             }
             RequestDisposition::AckForInvite => return,
             RequestDisposition::AckNoTransaction => {
-                self.proxy_ack(&msg, peer, now);
+                let (proxy, mut cx) = self.split();
+                proxy.handle_ack(&mut cx, &msg, peer, now);
                 return;
             }
         }
@@ -502,10 +489,12 @@ impl Switch {
             _ => false,
         };
         if method == Method::Cancel {
-            return Some(self.proxy_cancel(msg, &peer, now));
+            let (proxy, mut cx) = self.split();
+            return Some(proxy.handle_cancel(&mut cx, msg, &peer, now));
         }
         if !for_us {
-            return self.proxy_request(msg, peer, key, now);
+            let (proxy, mut cx) = self.split();
+            return proxy.handle_request(&mut cx, msg, peer, key, now);
         }
         // The switch acts as the UAS here: any Require extension is unsupported (RFC 3261 §8.2.2.3).
         let required: Vec<&str> = msg.values(HeaderName::Require).collect();
@@ -522,7 +511,8 @@ impl Switch {
                 let reply = self.registrar.handle_register(msg, src, now);
                 if reply.auth_failed {
                     let user = msg.to().ok().and_then(|t| uri_user(t.uri));
-                    self.handle_auth_failure(&peer, "REGISTER", user.as_deref(), now);
+                    crate::registrar::log_auth_failure(peer.addr.ip(), "REGISTER", user.as_deref());
+                    self.guard.handle_auth_failure(peer.addr.ip(), now);
                 }
                 Some((reply.status, reply.headers))
             }
@@ -543,19 +533,6 @@ impl Switch {
             && msg.to_tag().is_none()
             // (the request's own transaction is in the table already: not counted)
             && self.guard.overloaded(self.server.len().saturating_sub(1))
-    }
-
-    /// Credentials failed (wrong password or unknown extension, alike): one log line, and the
-    /// guard counts it against the source.
-    pub(crate) fn handle_auth_failure(
-        &mut self,
-        peer: &Peer,
-        method: &str,
-        user: Option<&str>,
-        now: Now,
-    ) {
-        crate::registrar::log_auth_failure(peer.addr.ip(), method, user);
-        self.guard.handle_auth_failure(peer.addr.ip(), now);
     }
 
     /// The depth of the driver's input queue (for the overload rule).
@@ -580,17 +557,8 @@ impl Switch {
             self.transmits.push_back(t);
         }
         while self.server.poll_event().is_some() {}
-        self.client.handle_timeout(now.instant);
-        while let Some(t) = self.client.poll_transmit() {
-            self.transmits.push_back(t);
-        }
-        while let Some(ev) = self.client.poll_event() {
-            if let Event::Timeout { key } = ev {
-                self.proxy_branch_timeout(&key, now);
-            }
-        }
-        self.proxy_timeout(now);
-        self.records.handle_timeout(now.instant, now.unix_ms);
+        let (proxy, mut cx) = self.split();
+        proxy.handle_timeout(&mut cx, now);
         self.registrar.location.handle_timeout(now.instant);
         self.guard.handle_timeout(now);
         if self.next_prune.is_none_or(|t| t <= now.instant) {
@@ -603,9 +571,7 @@ impl Switch {
     pub fn poll_timeout(&self) -> Option<Instant> {
         [
             self.server.poll_timeout(),
-            self.client.poll_timeout(),
             self.proxy.poll_timeout(),
-            self.records.poll_timeout(),
             self.registrar.location.poll_timeout(),
             self.guard.poll_timeout(),
             self.next_prune,
@@ -618,11 +584,11 @@ impl Switch {
     /// Finished calls, for the call records. Their relay sessions close here: a finished
     /// record is the one place every way a call ends goes through.
     fn finish_call_records(&mut self) -> Vec<CallRecord> {
-        self.settle_toll();
-        let mut done = self.records.drain_finished();
+        self.proxy.settle_toll();
+        let mut done = self.proxy.records.drain_finished();
         for r in &mut done {
-            r.media = self.media_totals(&r.call_id);
-            self.media_close(&r.call_id);
+            r.media = self.proxy.media_totals(&r.call_id);
+            self.proxy.media_close(&r.call_id);
             if let Some(i) = Disposition::ALL.iter().position(|d| *d == r.disposition) {
                 self.stats.calls_by_disposition[i] += 1;
             }
@@ -652,7 +618,7 @@ impl Switch {
                 (o.code.clone(), e, b)
             })
             .collect();
-        let (calls_active, calls_answered) = self.records.counts();
+        let (calls_active, calls_answered) = self.proxy.records.counts();
         SwitchMetrics {
             stats: self.stats,
             registrations_by_opd,
@@ -668,15 +634,23 @@ impl Switch {
 
     /// Calls in progress.
     pub fn live_calls(&self, now: Instant) -> Vec<LiveCall> {
-        let mut calls = self.records.live(now);
+        let mut calls = self.proxy.records.live(now);
         for c in &mut calls {
             c.media_session = self
+                .proxy
                 .media_calls
                 .by_call_id
                 .get(&c.call_id)
                 .map(|m| m.session);
         }
         calls
+    }
+
+    /// The relay saw no RTP in a session for its inactivity time: the call is ended.
+    pub fn handle_media_inactive(&mut self, session: u64, now: Now) {
+        let (proxy, mut cx) = self.split();
+        proxy.handle_media_inactive(&mut cx, session, now);
+        self.collect_outputs();
     }
 
     /// The extension directory changed (the store was edited).
@@ -718,7 +692,7 @@ impl Switch {
     }
 
     pub fn transaction_count(&self) -> usize {
-        self.server.len() + self.client.len()
+        self.server.len() + self.proxy.client.len()
     }
 }
 

@@ -1,438 +1,251 @@
-//! Dialog integrity: how the switch recognises the dialogs it set up itself, so that a request
-//! inside a dialog is forwarded only inside a dialog of ours and only toward its other party
-//! (docs/decisions.md, "Dialog tokens"; docs/operations.md, "Security model").
+//! Requests inside dialogs: forwarded only inside a dialog the switch set up (its token,
+//! [`super::token`]), from one of its parties and toward the other one; ACK for a 2xx
+//! statelessly under the same check; everything else 481, logged and counted by the guard.
 //!
-//! When the proxy Record-Routes a dialog-creating request it puts a **dialog token** in its own
-//! Record-Route URI (`;tbd=…`): the dialog's two parties ([`Party`]: the authenticated caller and
-//! the extension or trunk the dialplan sent the call to, each with the address the switch saw
-//! or reached it at) and an HMAC-SHA256 under the switch's dialog secret over the Call-ID, the
-//! caller's From tag and those parties. Every in-dialog request carries the token back in its
-//! Route (RFC 3261 §12.2.1.1); [`DialogKey::open`] checks it and says which party sent the
-//! request and which one it goes to. Nothing is kept per dialog, so the check survives a
-//! restart of the switch (the secret is kept in the database).
-//!
-//! A branch MAC ([`DialogKey::branch_mac`]) does the same for the switch's Via branches: a
-//! response that matches no transaction is forwarded statelessly only to the upstream address
-//! the branch was made for.
-//!
-//! Pure: no I/O, no clock; the secret comes in.
+//! Sans-IO: methods of [`Proxy`].
 
-use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use super::token::token_in;
+use super::*;
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-
-use crate::types::{Extension, Transport};
-
-/// The Record-Route URI parameter that carries the dialog token.
-pub const TOKEN_PARAM: &str = "tbd";
-
-/// Format version of the token (its first byte).
-const VERSION: u8 = 1;
-/// Bytes of HMAC-SHA256 kept in a token (96 bits).
-const MAC_LEN: usize = 12;
-/// Longest token accepted (two IPv6 parties with 10-digit extensions, encoded).
-const MAX_TOKEN_CHARS: usize = 160;
-
-/// One party of a dialog, as the switch set it up.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Party {
-    /// An extension, at the address its request came from (the caller) or where the switch
-    /// reached its registration (the callee).
-    Extension {
-        ext: Extension,
-        addr: SocketAddr,
-        transport: Transport,
-    },
-    /// The trunk the dialplan sent the call to.
-    Trunk {
-        addr: SocketAddr,
-        transport: Transport,
-    },
-}
-
-impl Party {
-    pub fn addr(&self) -> SocketAddr {
-        match self {
-            Party::Extension { addr, .. } | Party::Trunk { addr, .. } => *addr,
-        }
-    }
-
-    pub fn transport(&self) -> Transport {
-        match self {
-            Party::Extension { transport, .. } | Party::Trunk { transport, .. } => *transport,
-        }
-    }
-
-    fn encode(&self, out: &mut Vec<u8>) {
-        let (kind, ext) = match self {
-            Party::Extension { ext, .. } => (b'e', ext.as_str()),
-            Party::Trunk { .. } => (b't', ""),
+impl Proxy {
+    /// A request inside a dialog (it has a To tag): forwarded only when it carries the token
+    /// of a dialog this switch set up, comes from that dialog's party, and then only toward
+    /// the other party ([`dialog`]). Anything else is answered 481 and counted by the guard.
+    pub(super) fn forward_in_dialog(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        msg: &Message,
+        peer: Peer,
+        key: &TransactionKey,
+        routes: usize,
+        now: Now,
+    ) -> Option<(u16, Vec<String>)> {
+        let (target, token) = match self.dialog_next_hop(cx, msg, &peer, routes) {
+            Ok(hop) => hop,
+            Err(e) => {
+                self.refuse_in_dialog(cx, msg, &peer, e, now);
+                // One reason for every failure: which check failed is for the log, not for a
+                // forger probing tokens.
+                let warning = "Warning: 399 tambun \"no such dialog through this switch\"";
+                return Some((481, vec![warning.to_string()]));
+            }
         };
-        out.push(kind);
-        out.push(match self.transport() {
-            Transport::Udp => b'u',
-            Transport::Tcp => b'c',
-            Transport::Tls => b's',
-        });
-        match self.addr().ip() {
-            IpAddr::V4(ip) => {
-                out.push(4);
-                out.extend_from_slice(&ip.octets());
-            }
-            IpAddr::V6(ip) => {
-                out.push(6);
-                out.extend_from_slice(&ip.octets());
-            }
+        if msg.method() == Some(&Method::Bye) {
+            let call_id = msg.call_id().unwrap_or("").to_string();
+            let from_tag = msg.from_tag().map(str::to_string);
+            let to_tag = msg.to_tag().map(str::to_string);
+            self.records.ended(
+                &call_id,
+                &[from_tag.as_deref(), to_tag.as_deref()],
+                now.unix_ms,
+            );
         }
-        out.extend_from_slice(&self.addr().port().to_be_bytes());
-        // (extensions are 2 to 10 digits: the length fits a byte)
-        out.push(ext.len() as u8);
-        out.extend_from_slice(ext.as_bytes());
+        let limit = if msg.method() == Some(&Method::Invite) {
+            TIMER_C
+        } else {
+            NON_INVITE_LIMIT
+        };
+        let anchored = self.media_in_dialog(msg);
+        let msg = anchored.as_ref().unwrap_or(msg);
+        let id = self.new_proxied(cx, msg, peer, key, None, now.instant + limit);
+        if let Some(p) = self.by_id.get_mut(&id) {
+            p.dialog_token = Some(token);
+        }
+        self.add_branch(cx, id, None, target, None, now);
+        if self.pending_branches(id) == 0 {
+            self.forget(id);
+            return Some((503, Vec::new()));
+        }
+        None
     }
 
-    fn decode(input: &mut &[u8]) -> Option<Party> {
-        let kind = take(input, 1)?[0];
-        let transport = match take(input, 1)?[0] {
-            b'u' => Transport::Udp,
-            b'c' => Transport::Tcp,
-            b's' => Transport::Tls,
-            _ => return None,
+    /// Where an in-dialog request from `source` goes: the dialog's other party, when the
+    /// request carries (in one of the `routes` Route values naming us) the token of a dialog
+    /// we set up, signed for its Call-ID and tags; when it comes from the party it claims
+    /// to (by IP address: NAT may change ports); and when its tags agree with the call the
+    /// records track (an answered call has one To tag). Returns the peer and the token.
+    pub(super) fn dialog_next_hop(
+        &self,
+        cx: &Ctx<'_>,
+        msg: &Message,
+        source: &Peer,
+        routes: usize,
+    ) -> Result<(Peer, String), DialogError> {
+        let token =
+            token_in(msg.values(HeaderName::Route).take(routes)).ok_or(DialogError::NoToken)?;
+        let call_id = msg.call_id().unwrap_or("");
+        let (from_tag, to_tag) = (msg.from_tag(), msg.to_tag());
+        let opened = self.dialog_key.open(&token, call_id, from_tag, to_tag)?;
+        if !self.party_sent(cx, &opened.sender, source.addr.ip()) {
+            return Err(DialogError::WrongSource);
+        }
+        let (caller_tag, callee_tag) = if opened.caller_tag_is_from {
+            (from_tag, to_tag)
+        } else {
+            (to_tag, from_tag)
         };
-        let ip = match take(input, 1)?[0] {
-            4 => {
-                let o: [u8; 4] = take(input, 4)?.try_into().ok()?;
-                IpAddr::V4(Ipv4Addr::from(o))
+        if let Some(answered) = self
+            .records
+            .answered_to_tag(call_id, caller_tag.unwrap_or(""))
+        {
+            if callee_tag != Some(answered) {
+                return Err(DialogError::WrongTag);
             }
-            6 => {
-                let o: [u8; 16] = take(input, 16)?.try_into().ok()?;
-                IpAddr::V6(Ipv6Addr::from(o))
-            }
-            _ => return None,
-        };
-        let port = u16::from_be_bytes(take(input, 2)?.try_into().ok()?);
-        let addr = SocketAddr::new(ip, port);
-        let len = take(input, 1)?[0] as usize;
-        let ext = std::str::from_utf8(take(input, len)?).ok()?;
-        match kind {
-            b'e' => Some(Party::Extension {
-                ext: ext.parse().ok()?,
-                addr,
-                transport,
-            }),
-            b't' if ext.is_empty() => Some(Party::Trunk { addr, transport }),
-            _ => None,
+        }
+        let target = self.party_peer(cx, &opened.receiver, msg.request_uri().unwrap_or(""));
+        if cx.net.is_ours(target.addr) {
+            return Err(DialogError::Unreachable);
+        }
+        Ok((target, token))
+    }
+
+    /// Did a request from `ip` come from this party: the address it had when the dialog was
+    /// set up, or (an extension) the source of one of its registrations now?
+    pub(super) fn party_sent(&self, cx: &Ctx<'_>, party: &Party, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        if party.addr().ip().to_canonical() == ip {
+            return true;
+        }
+        match party {
+            Party::Extension { ext, .. } => cx
+                .registrar
+                .location
+                .bindings(ext)
+                .iter()
+                .any(|b| b.source.ip().to_canonical() == ip),
+            Party::Trunk { .. } => false,
         }
     }
-}
 
-impl fmt::Display for Party {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
+    /// How to reach a dialog's party: an extension by its registration whose contact is the
+    /// Request-URI (its remote target), else by its registration from the dialog's address,
+    /// else at that address; the trunk at its address. Never an address taken from the
+    /// request alone.
+    pub(crate) fn party_peer(&self, cx: &Ctx<'_>, party: &Party, request_uri: &str) -> Peer {
+        match party {
+            Party::Trunk { addr, transport } => self.binding_peer(cx, *addr, *transport, None),
             Party::Extension {
                 ext,
                 addr,
                 transport,
-            } => write!(f, "extension {ext} at {addr}/{transport}"),
-            Party::Trunk { addr, transport } => write!(f, "trunk at {addr}/{transport}"),
+            } => {
+                let bindings = cx.registrar.location.bindings(ext);
+                let binding = bindings
+                    .iter()
+                    .find(|b| b.uri == request_uri)
+                    .or_else(|| bindings.iter().find(|b| b.source == *addr));
+                match binding {
+                    Some(b) => self.binding_peer(cx, b.source, b.transport, b.conn),
+                    None => self.binding_peer(cx, *addr, *transport, None),
+                }
+            }
         }
     }
-}
 
-fn take<'a>(input: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-    if input.len() < n {
-        return None;
-    }
-    let (head, rest) = input.split_at(n);
-    *input = rest;
-    Some(head)
-}
-
-/// An in-dialog request's token, opened: who sent it and where it goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Opened {
-    /// The party the request claims to come from (by its From tag).
-    pub sender: Party,
-    /// The other party: the only place the request may go.
-    pub receiver: Party,
-    /// The caller's From tag, the one the token was made for (the call records' key).
-    pub caller_tag_is_from: bool,
-}
-
-/// Why an in-dialog request is not one of ours (the dialog layer's error; answered 481).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum DialogError {
-    #[error("no Route of this switch carries a dialog token")]
-    NoToken,
-    #[error("the dialog token is malformed")]
-    Malformed,
-    #[error("the dialog token does not match the Call-ID and tags (forged or another dialog)")]
-    BadSignature,
-    #[error("the request does not come from the dialog's party")]
-    WrongSource,
-    #[error("the tags do not match the answered call")]
-    WrongTag,
-    #[error("the dialog's other party cannot be reached")]
-    Unreachable,
-}
-
-/// The switch's dialog secret. Its `Debug` does not show it.
-pub struct DialogKey {
-    secret: [u8; 32],
-}
-
-impl DialogKey {
-    pub fn new(secret: [u8; 32]) -> DialogKey {
-        DialogKey { secret }
-    }
-
-    /// A key for tests and for a switch without a database.
-    pub fn random() -> DialogKey {
-        use rand::RngCore;
-        let mut secret = [0u8; 32];
-        rand::thread_rng().fill_bytes(&mut secret);
-        DialogKey { secret }
-    }
-
-    fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret)
-            .expect("HMAC-SHA256 takes a key of any length");
-        for p in parts {
-            // Length-prefixed, so that no two different part lists hash alike.
-            mac.update(&(p.len() as u32).to_be_bytes());
-            mac.update(p);
-        }
-        mac.finalize().into_bytes().into()
-    }
-
-    /// The token for a dialog that `caller` (with From tag `caller_tag`) sets up with `callee`.
-    pub fn seal(&self, call_id: &str, caller_tag: &str, caller: &Party, callee: &Party) -> String {
-        let mut body = vec![VERSION];
-        caller.encode(&mut body);
-        callee.encode(&mut body);
-        let mac = self.mac(&[b"dialog", call_id.as_bytes(), caller_tag.as_bytes(), &body]);
-        body.extend_from_slice(&mac[..MAC_LEN]);
-        base64url(&body)
-    }
-
-    /// Checks a token against an in-dialog request's Call-ID and tags. The caller's tag is the
-    /// request's From tag when the caller sends it, its To tag when the callee does.
-    pub fn open(
+    /// The token a dialog-creating request on branch `peer` of proxied request `id` puts in
+    /// our Record-Route: the one it carried (a target refresh inside a dialog), or a new one
+    /// for its authenticated caller and this branch's extension (`member`) or the trunk.
+    pub(super) fn dialog_token_for(
         &self,
-        token: &str,
-        call_id: &str,
-        from_tag: Option<&str>,
-        to_tag: Option<&str>,
-    ) -> Result<Opened, DialogError> {
-        if token.len() > MAX_TOKEN_CHARS {
-            return Err(DialogError::Malformed);
+        id: u64,
+        request: &Message,
+        upstream: &Peer,
+        peer: &Peer,
+        member: Option<&Extension>,
+    ) -> Option<String> {
+        let p = self.by_id.get(&id)?;
+        if let Some(t) = &p.dialog_token {
+            return Some(t.clone());
         }
-        let raw = unbase64url(token).ok_or(DialogError::Malformed)?;
-        if raw.len() < 1 + MAC_LEN || raw[0] != VERSION {
-            return Err(DialogError::Malformed);
-        }
-        let (body, mac) = raw.split_at(raw.len() - MAC_LEN);
-        let mut rest = &body[1..];
-        let caller = Party::decode(&mut rest).ok_or(DialogError::Malformed)?;
-        let callee = Party::decode(&mut rest).ok_or(DialogError::Malformed)?;
-        if !rest.is_empty() {
-            return Err(DialogError::Malformed);
-        }
-        let signed_by = |tag: Option<&str>| {
-            tag.is_some_and(|t| {
-                let want = self.mac(&[b"dialog", call_id.as_bytes(), t.as_bytes(), body]);
-                constant_time_eq(&want[..MAC_LEN], mac)
-            })
+        let caller = Party::Extension {
+            ext: p.caller.clone()?,
+            addr: upstream.addr,
+            transport: upstream.transport,
         };
-        if signed_by(from_tag) {
-            Ok(Opened {
-                sender: caller,
-                receiver: callee,
-                caller_tag_is_from: true,
-            })
-        } else if signed_by(to_tag) {
-            Ok(Opened {
-                sender: callee,
-                receiver: caller,
-                caller_tag_is_from: false,
-            })
-        } else {
-            Err(DialogError::BadSignature)
-        }
+        let callee = match member {
+            Some(ext) => Party::Extension {
+                ext: ext.clone(),
+                addr: peer.addr,
+                transport: peer.transport,
+            },
+            None => Party::Trunk {
+                addr: peer.addr,
+                transport: peer.transport,
+            },
+        };
+        let call_id = request.call_id().ok()?;
+        let from_tag = request.from_tag().unwrap_or("");
+        Some(self.dialog_key.seal(call_id, from_tag, &caller, &callee))
     }
 
-    /// The MAC that ends one of the switch's Via branches: binds the branch to the upstream
-    /// address a stray response to it may be forwarded to. 12 hex digits.
-    pub fn branch_mac(&self, branch: &str, upstream: SocketAddr) -> String {
-        let mac = self.mac(&[
-            b"branch",
-            branch.as_bytes(),
-            upstream.to_string().as_bytes(),
-        ]);
-        hex::encode(&mac[..6])
-    }
-}
-
-impl fmt::Debug for DialogKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("DialogKey(<secret>)")
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-/// Base64url without padding (RFC 4648 §5): only URI-unreserved characters, so the token is a
-/// plain URI parameter value.
-fn base64url(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
-        let chars = chunk.len() + 1;
-        for i in 0..chars {
-            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
-}
-
-fn unbase64url(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    for chunk in text.as_bytes().chunks(4) {
-        let mut n = 0u32;
-        for (i, c) in chunk.iter().enumerate() {
-            let v = ALPHABET.iter().position(|a| a == c)? as u32;
-            n |= v << (18 - 6 * i);
-        }
-        for i in 0..chunk.len() - 1 {
-            out.push((n >> (16 - 8 * i)) as u8);
-        }
-    }
-    Some(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ext(n: &str, addr: &str) -> Party {
-        Party::Extension {
-            ext: n.parse().unwrap(),
-            addr: addr.parse().unwrap(),
-            transport: Transport::Udp,
-        }
-    }
-
-    fn trunk() -> Party {
-        Party::Trunk {
-            addr: "[2001:db8::1]:5090".parse().unwrap(),
-            transport: Transport::Tls,
-        }
-    }
-
-    #[test]
-    fn base64url_round_trips_every_length() {
-        for len in 0..40 {
-            let data: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
-            let text = base64url(&data);
-            assert!(text
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
-            assert_eq!(unbase64url(&text).as_deref(), Some(&data[..]), "{len}");
-        }
-        assert_eq!(unbase64url("abcde"), None);
-        assert_eq!(unbase64url("ab=c"), None);
-    }
-
-    #[test]
-    fn a_token_opens_for_either_direction_of_its_own_dialog() {
-        let key = DialogKey::new([7; 32]);
-        let (a, b) = (ext("2300", "10.0.0.5:5060"), trunk());
-        let token = key.seal("call-1", "tagA", &a, &b);
-        assert!(token.len() < MAX_TOKEN_CHARS, "{}", token.len());
-        // The caller sends: From tag is the caller's.
-        let o = key
-            .open(&token, "call-1", Some("tagA"), Some("tagB"))
-            .unwrap();
-        assert_eq!((o.sender, o.receiver), (a.clone(), b.clone()));
-        assert!(o.caller_tag_is_from);
-        // The callee sends: the caller's tag is in To.
-        let o = key
-            .open(&token, "call-1", Some("tagB"), Some("tagA"))
-            .unwrap();
-        assert_eq!((o.sender, o.receiver), (b, a));
-        assert!(!o.caller_tag_is_from);
-    }
-
-    #[test]
-    fn a_token_does_not_open_for_another_dialog_key_or_edit() {
-        let key = DialogKey::new([7; 32]);
-        let token = key.seal("call-1", "tagA", &ext("2300", "10.0.0.5:5060"), &trunk());
-        let bad = |r| assert_eq!(r, Err(DialogError::BadSignature));
-        bad(key
-            .open(&token, "call-2", Some("tagA"), Some("x"))
-            .map(|_| ()));
-        bad(key
-            .open(&token, "call-1", Some("tagX"), Some("tagY"))
-            .map(|_| ()));
-        bad(key.open(&token, "call-1", None, None).map(|_| ()));
-        bad(DialogKey::new([8; 32])
-            .open(&token, "call-1", Some("tagA"), None)
-            .map(|_| ()));
-        // Every single-character change of the token fails (malformed or bad signature).
-        for i in 0..token.len() {
-            let mut t = token.clone().into_bytes();
-            t[i] = if t[i] == b'A' { b'B' } else { b'A' };
-            let t = String::from_utf8(t).unwrap();
-            assert!(key.open(&t, "call-1", Some("tagA"), None).is_err(), "{i}");
-        }
-        assert_eq!(
-            key.open("", "call-1", Some("tagA"), None),
-            Err(DialogError::Malformed)
+    /// One log line and a count for the guard, for a request that claimed a dialog of ours.
+    pub(super) fn refuse_in_dialog(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        msg: &Message,
+        source: &Peer,
+        e: DialogError,
+        now: Now,
+    ) {
+        let method = msg.method().map_or("?", |m| m.as_str());
+        tracing::warn!(
+            target: "tambun::dialog",
+            "in-dialog request refused from {} method={}: {e}",
+            source.addr.ip(),
+            method
         );
-        let long = "A".repeat(MAX_TOKEN_CHARS + 4);
-        assert_eq!(
-            key.open(&long, "call-1", Some("tagA"), None),
-            Err(DialogError::Malformed)
-        );
+        cx.guard.handle_forged_dialog(source.addr.ip(), now);
     }
 
-    #[test]
-    fn a_forged_party_breaks_the_signature() {
-        let key = DialogKey::new([7; 32]);
-        let (a, b) = (ext("2300", "10.0.0.5:5060"), ext("3500", "10.0.0.6:5060"));
-        let token = key.seal("c", "t", &a, &b);
-        // Same token, callee swapped for the trunk: re-encode the body with the old MAC.
-        let raw = unbase64url(&token).unwrap();
-        let mac = &raw[raw.len() - MAC_LEN..];
-        let mut body = vec![VERSION];
-        a.encode(&mut body);
-        trunk().encode(&mut body);
-        body.extend_from_slice(mac);
-        assert_eq!(
-            key.open(&base64url(&body), "c", Some("t"), None),
-            Err(DialogError::BadSignature)
+    /// An ACK that matches no server transaction: the ACK for a 2xx, end to end through our
+    /// Record-Route. Forwarded statelessly (RFC 3261 §16.11 allows it for ACK), under the same
+    /// dialog check as every in-dialog request; one that fails is dropped, logged and counted
+    /// (the ACK of a challenge the switch sent statelessly is not a failure: its To tag is
+    /// ours).
+    pub(crate) fn handle_ack(&mut self, cx: &mut Ctx<'_>, msg: &Message, source: Peer, now: Now) {
+        if msg.max_forwards().ok().flatten() == Some(0) {
+            return;
+        }
+        let Some(to_tag) = msg.to_tag() else {
+            return; // an ACK outside any dialog
+        };
+        if to_tag == response::our_to_tag(msg) {
+            return; // the ACK for a final response we sent statelessly (a challenge)
+        }
+        let routes = self.our_routes(cx, msg);
+        let peer = match self.dialog_next_hop(cx, msg, &source, routes) {
+            Ok((peer, _)) => peer,
+            Err(e) => {
+                self.refuse_in_dialog(cx, msg, &source, e, now);
+                return;
+            }
+        };
+        let Some(local) = cx.net.local_of(&peer) else {
+            return;
+        };
+        let anchored = self.media_in_dialog(msg);
+        let msg = anchored.as_ref().unwrap_or(msg);
+        // Stateless: the branch is a function of the ACK, so retransmissions match downstream.
+        let top_branch = msg
+            .top_via()
+            .ok()
+            .and_then(|v| v.branch().map(str::to_string))
+            .unwrap_or_default();
+        let branch = format!("{BRANCH_PREFIX}{}.a", hash_hex(&[&top_branch, "ack"]));
+        let via = format!(
+            "SIP/2.0/{} {local};branch={branch};rport",
+            peer.transport.via_token()
         );
-    }
-
-    #[test]
-    fn branch_macs_depend_on_the_upstream_address() {
-        let key = DialogKey::new([1; 32]);
-        let up: SocketAddr = "10.0.0.5:5060".parse().unwrap();
-        let m = key.branch_mac("abc.1", up);
-        assert_eq!(m.len(), 12);
-        assert_eq!(m, key.branch_mac("abc.1", up));
-        assert_ne!(m, key.branch_mac("abc.1", "10.0.0.5:5061".parse().unwrap()));
-        assert_ne!(m, key.branch_mac("abc.2", up));
+        let bytes = build::forward_request(
+            msg,
+            &Hop {
+                via: &via,
+                record_route: &[],
+                request_uri: None,
+                pop_routes: routes,
+                strip_proxy_authorization: false,
+            },
+        );
+        cx.out.push_back(Transmit { peer, bytes });
     }
 }

@@ -14,6 +14,8 @@ use std::net::{IpAddr, SocketAddr};
 use bytes::Bytes;
 
 use crate::sip::message::{HeaderName, Message};
+
+use super::{Ctx, Proxy, UNBOUNDED};
 use crate::sip::sdp::{self, RelayPorts};
 
 /// The two legs of a call: A is the caller, B the callee.
@@ -153,10 +155,10 @@ pub(crate) fn rewrite_for(
     Some(e.finish())
 }
 
-impl crate::switch::Switch {
+impl Proxy {
     /// The message re-parsed after a rewrite (our own output always parses).
     fn reparse(&self, bytes: Bytes) -> Option<Message> {
-        Message::parse_framed(bytes, &self.limits_relaxed()).ok()
+        Message::parse_framed(bytes, &UNBOUNDED).ok()
     }
 
     /// An offer from `sender` (the INVITE, or a re-offer that changes the number of streams):
@@ -255,7 +257,7 @@ impl crate::switch::Switch {
     pub(crate) fn media_answer(&mut self, id: u64, msg: &Message, status: u16) -> Option<Message> {
         let relay = self.media.clone()?;
         let call_id = msg.call_id().ok()?.to_string();
-        let p = self.proxy.by_id.get(&id)?;
+        let p = self.by_id.get(&id)?;
         let initial = p.call.is_some();
         let requester = if initial {
             Leg::A
@@ -272,7 +274,7 @@ impl crate::switch::Switch {
             if (200..300).contains(&status) {
                 call.callee_contact = contact_uri(msg);
                 call.callee_to = msg.header(HeaderName::To).map(str::to_string);
-                call.dialog_token = super::token_in(msg.values(HeaderName::RecordRoute));
+                call.dialog_token = super::token::token_in(msg.values(HeaderName::RecordRoute));
             }
             return Some(out);
         }
@@ -280,7 +282,7 @@ impl crate::switch::Switch {
         if initial && (200..300).contains(&status) && call.callee_contact.is_none() {
             call.callee_contact = contact_uri(msg);
             call.callee_to = msg.header(HeaderName::To).map(str::to_string);
-            call.dialog_token = super::token_in(msg.values(HeaderName::RecordRoute));
+            call.dialog_token = super::token::token_in(msg.values(HeaderName::RecordRoute));
         }
         if !has_sdp(msg) {
             return None;
@@ -307,7 +309,12 @@ impl crate::switch::Switch {
 
     /// The relay saw no RTP in a session for its inactivity time: the phones vanished or
     /// the network broke. Both legs get a BYE, and the call record says `media-timeout`.
-    pub fn handle_media_inactive(&mut self, session: u64, now: crate::registrar::Now) {
+    pub fn handle_media_inactive(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        session: u64,
+        now: crate::registrar::Now,
+    ) {
         let Some(call_id) = self.media_calls.by_session.get(&session).cloned() else {
             return;
         };
@@ -332,7 +339,7 @@ impl crate::switch::Switch {
             let to = call.callee_to.clone();
             let mut byes = Vec::new();
             if let (Some(uri), Some(to)) = (call.callee_contact.clone(), to.clone()) {
-                let peer = self.party_peer(&parties.receiver, &uri);
+                let peer = self.party_peer(cx, &parties.receiver, &uri);
                 byes.push((
                     uri,
                     peer,
@@ -342,12 +349,12 @@ impl crate::switch::Switch {
                 ));
             }
             if let (Some(uri), Some(to)) = (call.caller_contact.clone(), to) {
-                let peer = self.party_peer(&parties.sender, &uri);
+                let peer = self.party_peer(cx, &parties.sender, &uri);
                 let cseq = call.cseq_b.max(100) + 1;
                 byes.push((uri, peer, to, call.caller_from.clone(), cseq));
             }
             for (i, (uri, peer, from, to, cseq)) in byes.into_iter().enumerate() {
-                self.send_own_bye(&call_id, &uri, peer, &from, &to, cseq, i, now);
+                self.send_own_bye(cx, &call_id, &uri, peer, &from, &to, cseq, i, now);
             }
         }
         self.records.media_timeout(&call_id, now.unix_ms);
@@ -356,6 +363,7 @@ impl crate::switch::Switch {
     #[allow(clippy::too_many_arguments)]
     fn send_own_bye(
         &mut self,
+        cx: &mut Ctx<'_>,
         call_id: &str,
         uri: &str,
         peer: crate::sip::transaction::Peer,
@@ -366,7 +374,7 @@ impl crate::switch::Switch {
         now: crate::registrar::Now,
     ) {
         use crate::sip::transaction::{TransactionKey, TxMethod};
-        let Some(local) = self.net.local_of(&peer) else {
+        let Some(local) = cx.net.local_of(&peer) else {
             return;
         };
         let branch = format!("z9hG4bKtbbye{:x}{n}", self.media_calls.next_call);
@@ -379,6 +387,6 @@ Reason: SIP;cause=408;text=\"media timeout\"\r\nContent-Length: 0\r\n\r\n",
         );
         let key = TransactionKey::new(branch, &local.to_string(), TxMethod::Other("BYE".into()));
         let t = self.client.start(key, Bytes::from(text), peer, now.instant);
-        self.transmits.push_back(t);
+        cx.out.push_back(t);
     }
 }

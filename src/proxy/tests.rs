@@ -1341,13 +1341,13 @@ fn a_bye_from_a_third_address_is_refused_and_the_call_goes_on() {
 fn dialogs_are_recognised_by_a_switch_with_the_same_secret_after_a_restart() {
     let mut rig = Rig::new(&[]);
     rig.sw
-        .set_dialog_key(crate::proxy::dialog::DialogKey::new([5; 32]));
+        .set_dialog_key(crate::proxy::token::DialogKey::new([5; 32]));
     let inv = answered_call(&mut rig);
     // A new switch (nothing in memory but the registration, as restored from the store).
     let mut again = Rig::new(&[]);
     again
         .sw
-        .set_dialog_key(crate::proxy::dialog::DialogKey::new([5; 32]));
+        .set_dialog_key(crate::proxy::token::DialogKey::new([5; 32]));
     again.register("2300", 6000);
     let b = again.branch();
     let text = in_dialog(
@@ -1379,10 +1379,10 @@ fn dialogs_are_recognised_by_a_switch_with_the_same_secret_after_a_restart() {
 fn with_the_domain_set_to_the_switch_ip_phones_on_that_ip_are_not_the_switch() {
     let mut rig = Rig::new(&[]);
     rig.sw.set_domain(Some("127.0.0.1".into()));
-    assert!(rig.sw.names_us("sip:127.0.0.1;lr"));
-    assert!(rig.sw.names_us("sip:127.0.0.1:5060;lr"));
-    assert!(!rig.sw.names_us("sip:2300@127.0.0.1:6000"));
-    assert!(!rig.sw.names_us("sip:127.0.0.1:5061;transport=tls"));
+    assert!(rig.sw.net.names_us("sip:127.0.0.1;lr"));
+    assert!(rig.sw.net.names_us("sip:127.0.0.1:5060;lr"));
+    assert!(!rig.sw.net.names_us("sip:2300@127.0.0.1:6000"));
+    assert!(!rig.sw.net.names_us("sip:127.0.0.1:5061;transport=tls"));
     let inv = answered_call(&mut rig);
     let b = rig.branch();
     let text = in_dialog(
@@ -1401,10 +1401,10 @@ fn with_the_domain_set_to_the_switch_ip_phones_on_that_ip_are_not_the_switch() {
     );
     // A domain that is a name matches by name (any of our ports), not an IP at another port.
     rig.sw.set_domain(Some("pbx.kalteng.go.id".into()));
-    assert!(rig.sw.names_us("sip:pbx.kalteng.go.id;lr"));
-    assert!(rig.sw.names_us("sip:PBX.kalteng.go.id:5060;lr"));
-    assert!(!rig.sw.names_us("sip:pbx.kalteng.go.id:6000"));
-    assert!(!rig.sw.names_us("sip:other.go.id"));
+    assert!(rig.sw.net.names_us("sip:pbx.kalteng.go.id;lr"));
+    assert!(rig.sw.net.names_us("sip:PBX.kalteng.go.id:5060;lr"));
+    assert!(!rig.sw.net.names_us("sip:pbx.kalteng.go.id:6000"));
+    assert!(!rig.sw.net.names_us("sip:other.go.id"));
 }
 
 #[test]

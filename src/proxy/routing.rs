@@ -1,0 +1,447 @@
+//! Routing of new calls: the caller's OPD dialplan decides (ring extensions in parallel or
+//! in turn, the trunk after the toll guard, a refusal, a feature code), forward on busy and
+//! on no answer re-route as the forwarding extension, and refusals are recorded as blocked.
+//!
+//! Sans-IO: methods of [`Proxy`]; they start branches (`fork`) and never touch a socket.
+
+use super::*;
+
+impl Proxy {
+    /// (contact URI, peer) for every binding of an extension.
+    pub(super) fn contact_peers(&self, cx: &Ctx<'_>, ext: &Extension) -> Vec<(String, Peer)> {
+        cx.registrar
+            .location
+            .bindings(ext)
+            .iter()
+            .map(|b| {
+                (
+                    b.uri.clone(),
+                    self.binding_peer(cx, b.source, b.transport, b.conn),
+                )
+            })
+            .collect()
+    }
+
+    pub(super) fn start_call(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        msg: &Message,
+        peer: Peer,
+        key: &TransactionKey,
+        caller: Extension,
+        now: Now,
+    ) {
+        let dialled = uri_user(msg.request_uri().unwrap_or("")).unwrap_or_default();
+        let dialled = dialled.as_str();
+        // 100 Trying at once: the phone stops retransmitting while we route.
+        let trying = response::build(msg, peer.addr, 100, None, &[], None);
+        if let Some(t) = cx.server.send_response(key, 100, trying, peer, now.instant) {
+            cx.out.push_back(t);
+        }
+        let routing = cx.dialplan.route(
+            &caller,
+            dialled,
+            now.unix as i64,
+            &Dir(cx.registrar.accounts()),
+        );
+        let from_tag = msg.from_tag().unwrap_or("").to_string();
+        let caller_opd = cx.registrar.accounts().get(&caller).map(|a| a.opd.clone());
+        let call_id = msg.call_id().unwrap_or("").to_string();
+        let (route_desc, trunk) = describe(&routing);
+        self.records.start(
+            NewCall {
+                call_id,
+                from_tag: from_tag.clone(),
+                caller: caller.clone(),
+                caller_opd,
+                dialled: dialled.to_string(),
+                route: route_desc,
+                trunk,
+            },
+            now.unix_ms,
+        );
+        let ctx = CallCtx {
+            caller,
+            from_tag,
+            queue: Vec::new(),
+            member_timeout: None,
+            forward_busy: None,
+            forward_no_answer: None,
+            fallbacks: 0,
+        };
+        let anchored = match routing.decision {
+            Decision::Ring(_) | Decision::Trunk { .. } => self.media_offer(msg, media::Leg::A),
+            _ => None,
+        };
+        let msg = anchored.as_ref().unwrap_or(msg);
+        let id = self.new_proxied(cx, msg, peer, key, Some(ctx), now.instant + TIMER_C);
+        self.apply_routing(cx, id, routing, now);
+    }
+
+    /// Acts on a routing decision for call `id` (first routing or a fallback).
+    pub(super) fn apply_routing(&mut self, cx: &mut Ctx<'_>, id: u64, routing: Routing, now: Now) {
+        let desc = describe(&routing).0;
+        match routing.decision {
+            Decision::Reject { status, reason } => {
+                tracing::debug!(status, %reason, "call rejected by the dialplan");
+                match routing.denied {
+                    // Refused an outside class for lack of permission: a blocked attempt.
+                    Some(class) if class != NumberClass::Internal => {
+                        let refusal = Refusal {
+                            rule: Rule::Permission(class),
+                            status,
+                            charged: None,
+                            desc: &desc,
+                        };
+                        self.block(cx, id, refusal, now);
+                    }
+                    _ => self.respond_final(cx, id, status, now),
+                }
+            }
+            Decision::Feature(action) => {
+                let Some(caller) = self.call_ctx(id).map(|c| c.caller.clone()) else {
+                    return;
+                };
+                self.apply_feature(cx, &caller, action);
+                // A proxy cannot play a confirmation tone; the phone sees this final answer.
+                self.respond_final(cx, id, 480, now);
+            }
+            Decision::Trunk {
+                number, emergency, ..
+            } => {
+                if !self.admit_trunk(
+                    cx,
+                    id,
+                    routing.trunk_caller.as_ref(),
+                    emergency,
+                    &number,
+                    now,
+                ) {
+                    return;
+                }
+                let trunk = &cx.dialplan.province().trunk;
+                let host = trunk.host.clone();
+                let port = trunk.port;
+                let transport = trunk.transport;
+                let Some(ip) = host.parse::<IpAddr>().ok() else {
+                    self.respond_final(cx, id, 503, now);
+                    return;
+                };
+                let addr = SocketAddr::new(ip, port);
+                let peer = self.binding_peer(cx, addr, transport, None);
+                let host_part = match ip {
+                    IpAddr::V6(_) => format!("[{host}]"),
+                    IpAddr::V4(_) => host,
+                };
+                let uri = format!("sip:{number}@{host_part}:{port}");
+                self.add_branch(cx, id, Some(&uri), peer, None, now);
+                if self.pending_branches(id) == 0 {
+                    self.respond_final(cx, id, 503, now);
+                }
+            }
+            Decision::Ring(plan) => {
+                let (members, timeout, member_timeout) = match plan.strategy {
+                    Strategy::Parallel { timeout_secs } => {
+                        (plan.members, Duration::from_secs(timeout_secs.into()), None)
+                    }
+                    Strategy::Sequential {
+                        member_timeout_secs,
+                    } => {
+                        let n = plan.members.len().max(1) as u64;
+                        (
+                            plan.members,
+                            Duration::from_secs(u64::from(member_timeout_secs) * n),
+                            Some(Duration::from_secs(member_timeout_secs.into())),
+                        )
+                    }
+                };
+                let single = members.len() == 1;
+                if let Some(ctx) = self.call_ctx_mut(id) {
+                    ctx.member_timeout = member_timeout;
+                    ctx.forward_busy = None;
+                    ctx.forward_no_answer = None;
+                    if single {
+                        let m = &members[0];
+                        ctx.forward_busy = m.forward_busy.clone().map(|t| (m.extension.clone(), t));
+                        ctx.forward_no_answer = m
+                            .forward_no_answer
+                            .clone()
+                            .map(|(t, _)| (m.extension.clone(), t));
+                    }
+                }
+                // A single extension's own no-answer time wins over the plan's.
+                let ring_for = match members.first() {
+                    Some(m) if single => m
+                        .forward_no_answer
+                        .as_ref()
+                        .map_or(timeout, |(_, s)| Duration::from_secs((*s).into())),
+                    _ => timeout,
+                };
+                match member_timeout {
+                    Some(mt) => {
+                        if let Some(ctx) = self.call_ctx_mut(id) {
+                            ctx.queue = members.into_iter().rev().collect();
+                        }
+                        self.set_deadline(id, now.instant + mt);
+                        self.ring_next_member(cx, id, now);
+                    }
+                    None => {
+                        self.set_deadline(id, now.instant + ring_for.min(TIMER_C));
+                        for m in members {
+                            self.ring_member(cx, id, &m, now);
+                        }
+                        if self.pending_branches(id) == 0 {
+                            // No phone registered: the call could not be set up at all.
+                            self.respond_final_as(cx, id, 480, Some(Disposition::Failed), now);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Asks the toll guard whether call `id` may go to the trunk, charged to `charged` (the
+    /// extension whose permissions sent it there). A refused call is answered and recorded
+    /// as blocked; returns whether it may go on.
+    pub(super) fn admit_trunk(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        id: u64,
+        charged: Option<&Extension>,
+        emergency: bool,
+        number: &str,
+        now: Now,
+    ) -> bool {
+        self.settle_toll();
+        let Some((call_id, from_tag)) = self.call_ids(id) else {
+            return true;
+        };
+        let fallback = self.call_ctx(id).is_some_and(|c| c.fallbacks > 0);
+        if fallback {
+            // Routed again to the trunk (a forward on busy or no answer).
+            let route = if emergency {
+                format!("{EMERGENCY_ROUTE} {number}")
+            } else {
+                format!("trunk {number}")
+            };
+            self.records.rerouted(&call_id, &from_tag, route, true);
+        }
+        let key = (call_id, from_tag);
+        let charged = match (emergency, charged) {
+            (false, Some(ext)) => ext.clone(),
+            _ => {
+                self.toll.admit_emergency(key);
+                return true;
+            }
+        };
+        let opd = cx.registrar.accounts().get(&charged).map(|a| a.opd.clone());
+        match self.toll.admit(key, &charged, opd.as_ref(), now.instant) {
+            Ok(()) => true,
+            Err(rule) => {
+                let desc = format!("trunk {number}");
+                let refusal = Refusal {
+                    rule,
+                    status: rule.status(),
+                    charged: Some((&charged, opd)),
+                    desc: &desc,
+                };
+                self.block(cx, id, refusal, now);
+                false
+            }
+        }
+    }
+
+    /// Refuses call `id` for `rule` with `status` and a `Warning` naming the rule; logs one
+    /// line and records the call as `blocked`. `charged` is the extension (and OPD) the toll
+    /// guard counted; for a permission refusal, the caller's OPD is counted here.
+    fn block(&mut self, cx: &mut Ctx<'_>, id: u64, refusal: Refusal<'_>, now: Now) {
+        let Refusal {
+            rule,
+            status,
+            charged,
+            desc,
+        } = refusal;
+        let Some(p) = self.by_id.get(&id) else {
+            return;
+        };
+        let source = p.upstream.addr;
+        let dialled = uri_user(p.request.request_uri().unwrap_or("")).unwrap_or_default();
+        let caller = p.call.as_ref().map(|c| c.caller.clone());
+        let (ext, opd) = match charged {
+            Some((ext, opd)) => (Some(ext.clone()), opd),
+            None => {
+                let opd = caller
+                    .as_ref()
+                    .and_then(|c| cx.registrar.accounts().get(c))
+                    .map(|a| a.opd.clone());
+                if let Rule::Permission(class) = rule {
+                    self.toll.count_denied(class, opd.as_ref());
+                }
+                (caller.clone(), opd)
+            }
+        };
+        tracing::warn!(
+            target: "tambun::toll",
+            rule = rule.name(),
+            "trunk call blocked from {} extension '{}' OPD '{}' dialled '{}': {rule}",
+            source.ip(),
+            ext.as_ref().map_or("", |e| e.as_str()),
+            opd.as_ref().map_or("", |o| o.as_str()),
+            dialled,
+        );
+        if let Some((call_id, from_tag)) = self.call_ids(id) {
+            let route = format!("blocked ({}): {desc}", rule.name());
+            self.records.rerouted(&call_id, &from_tag, route, false);
+        }
+        let warning = format!("Warning: 399 tambun \"{rule}\"");
+        self.respond_final_full(cx, id, status, Some(Disposition::Blocked), &[warning], now);
+    }
+
+    pub(super) fn ring_member(&mut self, cx: &mut Ctx<'_>, id: u64, m: &RingTarget, now: Now) {
+        let peers = self.contact_peers(cx, &m.extension);
+        if let Some((call_id, from_tag)) = self.call_ids(id) {
+            let opd = cx
+                .registrar
+                .accounts()
+                .get(&m.extension)
+                .map(|a| a.opd.clone());
+            self.records
+                .ringing(&call_id, &from_tag, m.extension.as_str(), opd);
+        }
+        for (uri, p) in peers {
+            self.add_branch(cx, id, Some(&uri), p, Some(m.extension.clone()), now);
+        }
+    }
+
+    /// Sequential hunting: rings the next member that has a registration.
+    pub(super) fn ring_next_member(&mut self, cx: &mut Ctx<'_>, id: u64, now: Now) {
+        loop {
+            let Some(m) = self.call_ctx_mut(id).and_then(|c| c.queue.pop()) else {
+                if self.pending_branches(id) == 0 {
+                    self.finish_with_best(cx, id, 480, now);
+                }
+                return;
+            };
+            self.ring_member(cx, id, &m, now);
+            if self.pending_branches(id) > 0 {
+                if let Some(mt) = self.call_ctx(id).and_then(|c| c.member_timeout) {
+                    self.set_deadline(id, now.instant + mt);
+                }
+                return;
+            }
+        }
+    }
+
+    pub(super) fn apply_feature(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        ext: &Extension,
+        action: FeatureAction,
+    ) {
+        tracing::info!(extension = %ext, ?action, "feature code");
+        cx.registrar.update_features(ext, &action);
+        self.effects.push(Effect::Feature(ext.clone(), action));
+    }
+
+    /// Forward-on-busy for a single-target call that got 486 from every contact.
+    pub(super) fn try_fallback(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        id: u64,
+        status: u16,
+        now: Now,
+    ) -> bool {
+        let Some(p) = self.by_id.get(&id) else {
+            return false;
+        };
+        if p.final_sent || p.cancelled {
+            return false;
+        }
+        let Some(ctx) = p.call.as_ref() else {
+            return false;
+        };
+        if status != 486 || ctx.fallbacks >= MAX_FALLBACKS {
+            return false;
+        }
+        let Some((ext, target)) = ctx.forward_busy.clone() else {
+            return false;
+        };
+        self.fallback(cx, id, &ext, &target, now);
+        true
+    }
+
+    pub(super) fn fallback(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        id: u64,
+        ext: &Extension,
+        target: &str,
+        now: Now,
+    ) {
+        tracing::debug!(%ext, target, "call forwarded");
+        if let Some(ctx) = self.call_ctx_mut(id) {
+            ctx.fallbacks += 1;
+        }
+        if let Some(p) = self.by_id.get_mut(&id) {
+            p.best = None;
+        }
+        // The forwarding extension's permissions apply to where it forwards to.
+        let routing =
+            cx.dialplan
+                .route(ext, target, now.unix as i64, &Dir(cx.registrar.accounts()));
+        self.apply_routing(cx, id, routing, now);
+    }
+}
+
+/// A call refused by a toll or permission rule: the rule, the status to answer, the extension
+/// (and OPD) the toll guard counted, and the route as the call record shows it.
+struct Refusal<'a> {
+    rule: Rule,
+    status: u16,
+    charged: Option<(&'a Extension, Option<OpdCode>)>,
+    desc: &'a str,
+}
+
+/// The extension directory as the dialplan evaluator sees it.
+struct Dir<'a>(&'a Accounts);
+
+impl Directory for Dir<'_> {
+    fn is_assigned(&self, ext: &Extension) -> bool {
+        self.0.is_active(ext)
+    }
+
+    fn features(&self, ext: &Extension) -> Features {
+        self.0
+            .get(ext)
+            .map(|a| a.features.clone())
+            .unwrap_or_default()
+    }
+}
+
+fn describe(routing: &Routing) -> (String, bool) {
+    match &routing.decision {
+        Decision::Ring(plan) => {
+            let who: Vec<String> = plan
+                .members
+                .iter()
+                .map(|m| m.extension.to_string())
+                .collect();
+            match &plan.group {
+                Some(g) => (format!("group {g}: {}", who.join(",")), false),
+                None => (format!("extension {}", who.join(",")), false),
+            }
+        }
+        Decision::Trunk {
+            number, emergency, ..
+        } => (
+            if *emergency {
+                format!("{EMERGENCY_ROUTE} {number}")
+            } else {
+                format!("trunk {number}")
+            },
+            true,
+        ),
+        Decision::Reject { status, reason } => (format!("reject {status} {reason}"), false),
+        Decision::Feature(a) => (format!("feature {a:?}"), false),
+    }
+}
