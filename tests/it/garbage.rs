@@ -2,13 +2,11 @@
 //! error status; afterwards a normal OPTIONS still gets 200. Also the RFC 4475/5118 invalid
 //! messages from `tests/data/sip-torture/invalid/`.
 
-mod common;
-
 use std::io::Read;
 use std::time::Duration;
 
-use common::sip::{options, unique, Msg, TcpClient, UdpClient};
-use common::Switch;
+use crate::common::sip::{options, unique, Msg, TcpClient, UdpClient};
+use crate::common::Switch;
 
 /// A small deterministic PRNG (xorshift64*), so a failure can be replayed.
 struct Rng(u64);

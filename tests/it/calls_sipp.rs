@@ -3,15 +3,13 @@
 //! contacts, and a re-INVITE and BYE passing through the switch. Each test checks what SIPp
 //! saw on both sides and the call record (`tambun cdr --json`).
 
-mod common;
-
 use std::time::Duration;
 
-use common::calls::{
+use crate::common::calls::{
     assert_cdr, assert_sipp_ok, header_of, one_cdr, refused_scenario, sipp_call, SippUas,
 };
-use common::peers::sipp_scenario;
-use common::Switch;
+use crate::common::peers::sipp_scenario;
+use crate::common::Switch;
 
 /// setda caller and dinkes callees, as in the shipped dialplan.
 fn switch() -> Switch {

@@ -547,6 +547,18 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// A proptest config of `cases` cases whose failures persist beside the test's source file
+/// (`tests/it/NAME.proptest-regressions`). proptest's default would look for a `main.rs` above
+/// the file and use `tests/proptest-regressions/NAME.txt` instead.
+pub fn proptest_config(cases: u32) -> proptest::test_runner::Config {
+    proptest::test_runner::Config {
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"),
+        )),
+        ..proptest::test_runner::Config::with_cases(cases)
+    }
+}
+
 /// Panics with a clear message when `program` is not on PATH.
 pub fn require_program(program: &str, package: &str) {
     let found = std::env::var_os("PATH")

@@ -5,19 +5,17 @@
 //! forwarded towards it, and says it receives from a relay port (no audio went around the
 //! relay). After the hangup the relay holds no port and the call record is answered.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::calls::{assert_cdr, one_cdr};
-use common::media::{
+use crate::common::calls::{assert_cdr, one_cdr};
+use crate::common::media::{
     counter, media_switch, range_bounds, stream_counters, wait_relay_idle, write_tone_wav,
 };
-use common::peers::Baresip;
-use common::Switch;
+use crate::common::peers::Baresip;
+use crate::common::Switch;
 
 fn phone(switch: &Switch, ext: &str, password: &str, audio: &str) -> Baresip {
     let account = format!(

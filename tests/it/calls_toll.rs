@@ -7,20 +7,18 @@
 //! count survives a restart of the switch. An OPD's own `[toll.opd.CODE]` hourly limit spans its
 //! extensions and leaves other OPDs alone.
 
-mod common;
-
 use std::fs;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use common::calls::{
+use crate::common::calls::{
     assert_sipp_ok, header_of, received_messages, refused_scenario, sipp_call, wait_cdrs, SippUas,
     CALL_TIMEOUT,
 };
-use common::media::live_calls;
-use common::peers::{run_sipp, sipp_scenario, SippRun};
-use common::{json_str, Switch, SwitchOptions};
+use crate::common::media::live_calls;
+use crate::common::peers::{run_sipp, sipp_scenario, SippRun};
+use crate::common::{json_str, Switch, SwitchOptions};
 
 const TOLL: &str = "[toll]\n\
     concurrent_per_extension = 2\n\

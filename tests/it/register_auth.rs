@@ -2,12 +2,10 @@
 //! no extension enumeration, MD5 and SHA-256, nonce-count replay, several contacts, expiry
 //! rules, `Contact: *`, queries, and what every 200 lists.
 
-mod common;
-
-use common::sip::{Conn, Msg, RegisterSpec, Ua};
+use crate::common::sip::{Conn, Msg, RegisterSpec, Ua};
 use std::time::Duration;
 
-use common::{json_str, Switch, SwitchOptions};
+use crate::common::{json_str, Switch, SwitchOptions};
 
 /// The shape of a 401: status, reason, header names (sorted) and each challenge without its
 /// nonce.

@@ -4,13 +4,11 @@
 //! SIP works over the TLS connection: OPTIONS and an authenticated REGISTER whose binding
 //! shows transport `tls`.
 
-mod common;
-
 use std::time::Duration;
 
-use common::sip::{self, Conn, RegisterSpec, Ua};
-use common::tls::{pem_fingerprint, TlsClient};
-use common::{json_str, Switch, SwitchOptions};
+use crate::common::sip::{self, Conn, RegisterSpec, Ua};
+use crate::common::tls::{pem_fingerprint, TlsClient};
+use crate::common::{json_str, Switch, SwitchOptions};
 
 /// The fingerprint logged at start number `start` (1-based) and how the certificate came to be.
 fn logged_fingerprint(switch: &Switch, start: usize) -> (String, String) {

@@ -4,7 +4,7 @@
 //! mutated bytes never panic, generated REGISTERs in every legal spelling parse to what was
 //! generated, and stream framing finds exactly the generated messages whatever the chunking.
 
-#[path = "../fuzz/src/lib.rs"]
+#[path = "../../fuzz/src/lib.rs"]
 mod checks;
 
 use std::fs;
@@ -423,7 +423,7 @@ fn mutate(mut msg: Vec<u8>, muts: &[Mutation]) -> Vec<u8> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(crate::common::proptest_config(512))]
 
     #[test]
     fn random_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..512)) {

@@ -1,13 +1,11 @@
 //! The switch on IPv6 loopback (`--listen [::1]:PORT` next to an IPv4 address): OPTIONS and
 //! digest REGISTER over UDP and TCP, with `[::1]` addresses in Via, Contact and `regs`.
 
-mod common;
-
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use common::sip::{options, Conn, TcpClient, Ua, UdpClient};
-use common::{json_str, Switch, SwitchOptions};
+use crate::common::sip::{options, Conn, TcpClient, Ua, UdpClient};
+use crate::common::{json_str, Switch, SwitchOptions};
 
 #[test]
 fn ipv6_loopback_serves_options_and_register_over_udp_and_tcp() {

@@ -4,17 +4,15 @@
 //! every shipped OPD; setda reaches national numbers; `tambun ext forward` while the switch
 //! runs sends the next call to the forward target.
 
-mod common;
-
 use std::fmt::Write as _;
 use std::fs;
 use std::time::Duration;
 
-use common::calls::{
+use crate::common::calls::{
     assert_cdr, assert_sipp_ok, cdrs, one_cdr, refused_scenario, sipp_call, wait_cdrs, SippUas,
 };
-use common::peers::sipp_scenario;
-use common::{json_str, Switch, SwitchOptions};
+use crate::common::peers::sipp_scenario;
+use crate::common::{json_str, Switch, SwitchOptions};
 
 /// A switch (not started yet) whose trunk is a SIPp UAS answering `calls` calls.
 fn with_trunk(calls: u32) -> (Switch, SippUas) {
@@ -38,7 +36,7 @@ fn with_trunk(calls: u32) -> (Switch, SippUas) {
 /// (OPD code, reception extension) of every shipped OPD file.
 fn shipped_opds() -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for entry in fs::read_dir(common::shipped_dialplan()).expect("read dialplan/") {
+    for entry in fs::read_dir(crate::common::shipped_dialplan()).expect("read dialplan/") {
         let path = entry.expect("dir entry").path();
         if path.extension().is_none_or(|e| e != "toml") {
             continue;
@@ -130,7 +128,7 @@ fn emergency_112_reaches_the_trunk_from_every_opd() {
     let inf_path = switch.dir().join("callers.csv");
     fs::write(&inf_path, inf).unwrap();
     let calls = opds.len().to_string();
-    let run = common::peers::run_sipp(
+    let run = crate::common::peers::run_sipp(
         switch.dir(),
         "callers",
         switch.sip,

@@ -12,17 +12,15 @@
 //! authenticated REGISTER, `BYE <call-id>` on each 200 to a BYE. Those logs are the ground
 //! truth; the switch is judged only through its CLI, its admin API and the DB file.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::calls::{cdrs, sipp_call, SippUas};
-use common::json_str;
-use common::media::{media_switch, rtp_socket, sdp, wait_relay_idle, Phone};
-use common::peers::{run_sipp, sipp_scenario, SippRun};
+use crate::common::calls::{cdrs, sipp_call, SippUas};
+use crate::common::json_str;
+use crate::common::media::{media_switch, rtp_socket, sdp, wait_relay_idle, Phone};
+use crate::common::peers::{run_sipp, sipp_scenario, SippRun};
 
 /// Registering extensions (1000-1999: the blocks of nine OPDs, `OPDS`), each registering
 /// once, so a registration acknowledged just before the kill is not hidden by a later one;

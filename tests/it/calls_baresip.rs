@@ -3,13 +3,11 @@
 //! about 2 s, and the call record shows an answered call between the two OPDs. Media may go
 //! direct (no relay yet): RTP is not checked.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::calls::{assert_cdr, one_cdr};
-use common::peers::Baresip;
-use common::Switch;
+use crate::common::calls::{assert_cdr, one_cdr};
+use crate::common::peers::Baresip;
+use crate::common::Switch;
 
 fn phone(switch: &Switch, ext: &str, password: &str, extra: &str) -> Baresip {
     let account = format!(

@@ -53,7 +53,7 @@ fn dialled() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(crate::common::proptest_config(2000))]
 
     #[test]
     fn matcher_agrees_with_regex((written, re) in pattern(), s in dialled()) {
@@ -132,7 +132,7 @@ const PROVINCE: &str = include_str!(concat!(
 ));
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(200))]
+    #![proptest_config(crate::common::proptest_config(200))]
 
     #[test]
     fn route_picks_the_most_specific_matching_rule(

@@ -1,12 +1,10 @@
 //! The operator CLI changes the DB while `tambun serve` runs; each change is seen over SIP
 //! within 2 s (the switch polls the DB).
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::sip::{Conn, Ua};
-use common::Switch;
+use crate::common::sip::{Conn, Ua};
+use crate::common::Switch;
 
 /// How long a change may take to reach the running switch: the 2 s of the contract plus
 /// what one REGISTER round trip and the test's polling add.

@@ -2,18 +2,16 @@
 //! are set up and torn down at ~200 calls/s; afterwards the relay holds no port and no
 //! session, every call record is answered, and the relay counted RTP during the run.
 
-mod common;
-
 use std::fs;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::calls::{assert_sipp_ok, wait_cdrs, SippUas};
-use common::media::{admin_get, media_switch_on, rtp_range, wait_relay_idle};
-use common::peers::{run_sipp, sipp_scenario};
-use common::{json_str, Switch};
+use crate::common::calls::{assert_sipp_ok, wait_cdrs, SippUas};
+use crate::common::media::{admin_get, media_switch_on, rtp_range, wait_relay_idle};
+use crate::common::peers::{run_sipp, sipp_scenario};
+use crate::common::{json_str, Switch};
 
 const CALLS: usize = 1000;
 

@@ -1,14 +1,12 @@
 //! SIPp registers extensions imported with `tambun ext import`, with digest auth, and
 //! `tambun regs --json` lists every binding.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use common::peers::{run_sipp, sipp_scenario};
-use common::{json_str, Switch, SwitchOptions};
+use crate::common::peers::{run_sipp, sipp_scenario};
+use crate::common::{json_str, Switch, SwitchOptions};
 
 /// The OPD that owns `number` in the shipped dialplan.
 fn opd_of(number: u32) -> &'static str {

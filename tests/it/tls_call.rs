@@ -3,13 +3,11 @@
 //! connection it registered on. Each call is answered, held and hung up, and its call record
 //! shows it answered.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::calls::{assert_cdr, wait_cdrs};
-use common::peers::Baresip;
-use common::{json_str, Switch, SwitchOptions};
+use crate::common::calls::{assert_cdr, wait_cdrs};
+use crate::common::peers::Baresip;
+use crate::common::{json_str, Switch, SwitchOptions};
 
 fn phone(switch: &Switch, ext: &str, password: &str, uri_host: &str) -> Baresip {
     let account = format!("<sip:{ext}@{uri_host}>;auth_pass={password};regint=600;answermode=auto");

@@ -5,12 +5,10 @@
 //! was never told about, and one the phone was told about is back after the restart.
 //! (`tests/crash_safety.rs` kills under SIPp load; it catches a broken hold only sometimes.)
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::sip::{Conn, RegisterSpec, Ua};
-use common::{json_str, Switch};
+use crate::common::sip::{Conn, RegisterSpec, Ua};
+use crate::common::{json_str, Switch};
 
 const PHONES: [(&str, &str, &str); 2] = [
     ("1000", "setda", "Kunci-1000-aman"),

@@ -13,19 +13,17 @@
 //! UPDATE, INFO and BYE from either side, baresip hold/resume and REFER, and a re-INVITE and a
 //! BYE after a restart of the switch for a call answered before it.
 
-mod common;
-
 use std::fs;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use common::calls::{
+use crate::common::calls::{
     assert_cdr, assert_sipp_ok, header_of, one_cdr, received_messages, sipp_call, SippUas,
 };
-use common::media::{admin_get_text, drain, live_calls, rtp_range, sdp, Dialog, Phone};
-use common::peers::{sipp_scenario, Baresip};
-use common::sip::{unique, Msg, UdpClient};
-use common::{json_str, Switch, SwitchOptions};
+use crate::common::media::{admin_get_text, drain, live_calls, rtp_range, sdp, Dialog, Phone};
+use crate::common::peers::{sipp_scenario, Baresip};
+use crate::common::sip::{unique, Msg, UdpClient};
+use crate::common::{json_str, Switch, SwitchOptions};
 
 const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("1000", "setda", "rahasia1000"),
@@ -610,7 +608,7 @@ fn ten_forged_requests_ban_their_source() {
          the listener: answers {statuses:?}, the listener heard {heard:?}"
     );
     // Banned: even a plain OPTIONS to the switch gets no answer now.
-    from.send(&common::sip::options("UDP", from.local, switch.sip));
+    from.send(&crate::common::sip::options("UDP", from.local, switch.sip));
     let options = from.recv_final(SILENCE);
     assert!(
         options.is_none(),

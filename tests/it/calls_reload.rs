@@ -3,15 +3,13 @@
 //! change made next to the broken file does not take effect either), and once the file is
 //! fixed the reload succeeds and the new plan routes.
 
-mod common;
-
 use std::fs;
 use std::process::Command;
 use std::time::Duration;
 
-use common::calls::{assert_sipp_ok, refused_scenario, sipp_call, wait_cdrs, SippUas};
-use common::peers::sipp_scenario;
-use common::Switch;
+use crate::common::calls::{assert_sipp_ok, refused_scenario, sipp_call, wait_cdrs, SippUas};
+use crate::common::peers::sipp_scenario;
+use crate::common::Switch;
 
 const BROKEN_LINE: &str = "this is not toml\n";
 /// A rule added to setda.toml next to the breakage: 7777 rings dinkes' 2300.

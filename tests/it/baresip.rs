@@ -1,12 +1,10 @@
 //! baresip 1.0 (a real softphone) registers over UDP and over TCP and shows up in
 //! `tambun regs --json` with the right transport.
 
-mod common;
-
 use std::time::Duration;
 
-use common::peers::Baresip;
-use common::{json_str, Switch};
+use crate::common::peers::Baresip;
+use crate::common::{json_str, Switch};
 
 fn registers(transport: &str, number: &str, opd: &str) {
     let password = format!("rahasia{number}");

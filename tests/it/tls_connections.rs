@@ -4,15 +4,13 @@
 //! that sends CRLF keep-alives stays; a TLS connection that never finishes its handshake is
 //! closed. The counters in `/api/connections` move with each.
 
-mod common;
-
 use std::net::{IpAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::media::admin_get;
-use common::sip::{self, TcpClient};
-use common::tls::TlsClient;
-use common::{Switch, SwitchOptions};
+use crate::common::media::admin_get;
+use crate::common::sip::{self, TcpClient};
+use crate::common::tls::TlsClient;
+use crate::common::{Switch, SwitchOptions};
 
 fn start(config: &str) -> Switch {
     let switch = Switch::start_with(SwitchOptions {

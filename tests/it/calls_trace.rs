@@ -1,9 +1,7 @@
 //! `tambun dialplan trace` through the binary, on a copy of the shipped dialplan: why a number
 //! is refused (the permission that failed) and which time rule applies.
 
-mod common;
-
-use common::{Switch, SwitchOptions};
+use crate::common::{Switch, SwitchOptions};
 
 /// Runs the trace (the switch is not started: trace reads the files and the DB only) and
 /// returns its stdout lines; asserts exit 0.

@@ -4,19 +4,17 @@
 //! registrations by OPD, calls by disposition, relay packets (total and per second) from SIPp
 //! calls that play RTP through the relay.
 
-mod common;
-
 use std::collections::{BTreeMap, HashSet};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::calls::{
+use crate::common::calls::{
     assert_sipp_ok, refused_scenario, register_from_port, sipp_call, wait_cdrs, SippUas,
 };
-use common::media::{admin_get_text, media_switch, wait_relay_idle};
-use common::peers::{run_sipp, sipp_scenario};
-use common::{free_udp_port, Switch};
+use crate::common::media::{admin_get_text, media_switch, wait_relay_idle};
+use crate::common::peers::{run_sipp, sipp_scenario};
+use crate::common::{free_udp_port, Switch};
 
 /// Samples by `name{labels}` (labels as written), after checking the whole format.
 type Samples = BTreeMap<String, f64>;
