@@ -39,7 +39,7 @@ fn receive(s: &UdpSocket) -> (Vec<u8>, SocketAddr) {
 
 #[test]
 fn two_phones_talk_both_ways_and_close_frees_the_ports() {
-    let relay = Relay::start(config((41000, 41099))).unwrap();
+    let relay = Relay::start(config((11000, 11099))).unwrap();
     let (a, b) = (phone(), phone());
     let session = relay.open(1, 1, false).unwrap();
     assert_eq!(relay.ports_in_use(), 4);
@@ -91,7 +91,7 @@ fn two_phones_talk_both_ways_and_close_frees_the_ports() {
 
 #[test]
 fn rtcp_mux_uses_one_port_per_side() {
-    let relay = Relay::start(config((41100, 41199))).unwrap();
+    let relay = Relay::start(config((11100, 11199))).unwrap();
     let (a, b) = (phone(), phone());
     let session = relay.open(2, 2, true).unwrap();
     assert_eq!(relay.ports_in_use(), 4);

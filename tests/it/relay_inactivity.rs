@@ -9,7 +9,7 @@ use tambun::media::{Relay, RelayConfig, RelayEvent, Side};
 fn inactivity_fires_after_the_timeout_and_not_before() {
     let timeout = Duration::from_millis(400);
     let relay = Relay::start(RelayConfig {
-        port_range: (41400, 41499),
+        port_range: (11400, 11499),
         bind: "127.0.0.1".parse().unwrap(),
         threads: 1,
         inactivity: timeout,

@@ -1,5 +1,10 @@
 //! Port accounting: 1,000 sessions opened and closed leave no port in use, and the range is
 //! reusable; an exhausted range is an error, not a panic.
+//!
+//! The relay engine tests (`relay_*`) use fixed port ranges, each its own, all in 11000-17999:
+//! below the kernel's ephemeral range (32768 and up), where the sockets other tests of this
+//! process bind on port 0 land, and below the 18000-31999 of the test switches' relay ranges
+//! (`common::media::rtp_range`). So a test running beside them cannot take their ports.
 
 use std::net::UdpSocket;
 
@@ -17,7 +22,7 @@ fn relay(range: (u16, u16)) -> Relay {
 
 #[test]
 fn a_thousand_sessions_leave_nothing_behind() {
-    let relay = relay((42000, 46999));
+    let relay = relay((12000, 16999));
     let mut sessions = Vec::new();
     for call in 0..1000u64 {
         let mux = call % 2 == 0;
@@ -61,8 +66,8 @@ fn a_thousand_sessions_leave_nothing_behind() {
 #[test]
 fn exhausted_range_and_busy_ports() {
     // 4 pairs; one port taken by someone else.
-    let _squatter = UdpSocket::bind("127.0.0.1:47002");
-    let relay = relay((47000, 47007));
+    let _squatter = UdpSocket::bind("127.0.0.1:17002");
+    let relay = relay((17000, 17007));
     let s1 = relay.open(1, 1, true).unwrap();
     assert!(matches!(
         relay.open(2, 1, true),
