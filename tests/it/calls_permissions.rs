@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::fs;
 use std::time::Duration;
 
+use crate::common;
 use crate::common::calls::{
     assert_cdr, assert_sipp_ok, cdrs, one_cdr, refused_scenario, sipp_call, wait_cdrs, SippUas,
 };
@@ -36,7 +37,7 @@ fn with_trunk(calls: u32) -> (Switch, SippUas) {
 /// (OPD code, reception extension) of every shipped OPD file.
 fn shipped_opds() -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for entry in fs::read_dir(crate::common::shipped_dialplan()).expect("read dialplan/") {
+    for entry in fs::read_dir(common::shipped_dialplan()).expect("read dialplan/") {
         let path = entry.expect("dir entry").path();
         if path.extension().is_none_or(|e| e != "toml") {
             continue;
@@ -128,7 +129,7 @@ fn emergency_112_reaches_the_trunk_from_every_opd() {
     let inf_path = switch.dir().join("callers.csv");
     fs::write(&inf_path, inf).unwrap();
     let calls = opds.len().to_string();
-    let run = crate::common::peers::run_sipp(
+    let run = common::peers::run_sipp(
         switch.dir(),
         "callers",
         switch.sip,

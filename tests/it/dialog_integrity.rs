@@ -17,6 +17,7 @@ use std::fs;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
+use crate::common;
 use crate::common::calls::{
     assert_cdr, assert_sipp_ok, header_of, one_cdr, received_messages, sipp_call, SippUas,
 };
@@ -608,7 +609,7 @@ fn ten_forged_requests_ban_their_source() {
          the listener: answers {statuses:?}, the listener heard {heard:?}"
     );
     // Banned: even a plain OPTIONS to the switch gets no answer now.
-    from.send(&crate::common::sip::options("UDP", from.local, switch.sip));
+    from.send(&common::sip::options("UDP", from.local, switch.sip));
     let options = from.recv_final(SILENCE);
     assert!(
         options.is_none(),

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common;
 use crate::common::calls::SippUas;
 use crate::common::peers::{run_sipp, sipp_scenario};
 use crate::common::sip::{unique, Conn, Msg, RegisterSpec, TcpClient, Ua, UdpClient};
@@ -49,7 +50,7 @@ fn free_port_on(local_ip: &str) -> u16 {
 
 /// One OPTIONS from `client`; its status, or `None` when nothing came back within `wait`.
 fn options_status(client: &UdpClient, wait: Duration) -> Option<u16> {
-    client.send(&crate::common::sip::options("UDP", client.local, client.server));
+    client.send(&common::sip::options("UDP", client.local, client.server));
     client.recv_final(wait).map(|m| m.status)
 }
 
@@ -112,7 +113,7 @@ fn sipvicious(
         std::thread::sleep(Duration::from_millis(100));
     }
     if let Ok(None) = child.try_wait() {
-        crate::common::stop_child(&mut child, Duration::from_secs(2));
+        common::stop_child(&mut child, Duration::from_secs(2));
     }
     let out = child.wait_with_output().expect("collect sipvicious output");
     format!(
@@ -465,7 +466,7 @@ fn allow_list_is_never_banned_or_rate_limited() {
         let mut answered = 0;
         for _round in 0..4 {
             for _ in 0..50 {
-                client.send(&crate::common::sip::options("UDP", client.local, switch.sip));
+                client.send(&common::sip::options("UDP", client.local, switch.sip));
             }
             while client.recv(Duration::from_millis(300)).is_some() {
                 answered += 1;
@@ -668,7 +669,7 @@ fn a_banned_source_loses_its_tcp_connections() {
     // A scanner over TCP: no answer, the source is banned and the switch closes the
     // connection (a banned source holds no connection slot).
     let tcp = TcpClient::connect_from(scanner_ip, switch.sip).expect("connect over TCP");
-    let probe = crate::common::sip::options("TCP", tcp.local, switch.sip).replace(
+    let probe = common::sip::options("TCP", tcp.local, switch.sip).replace(
         "Max-Forwards: 70\r\n",
         "Max-Forwards: 70\r\nUser-Agent: friendly-scanner\r\n",
     );
@@ -684,7 +685,7 @@ fn a_banned_source_loses_its_tcp_connections() {
 
     // A new connection from the banned address is closed at its first message, unanswered.
     let again = TcpClient::connect_from(scanner_ip, switch.sip).expect("connect over TCP");
-    let plain = crate::common::sip::options("TCP", again.local, switch.sip);
+    let plain = common::sip::options("TCP", again.local, switch.sip);
     assert!(again.send(plain.as_bytes()));
     assert!(
         again.closed_within(Duration::from_secs(3)),
@@ -693,7 +694,7 @@ fn a_banned_source_loses_its_tcp_connections() {
 
     // Another source on TCP is still served.
     let good = TcpClient::connect_from(ip("127.0.7.32"), switch.sip).expect("connect over TCP");
-    assert!(good.send(crate::common::sip::options("TCP", good.local, switch.sip).as_bytes()));
+    assert!(good.send(common::sip::options("TCP", good.local, switch.sip).as_bytes()));
     let answer = good.recv_final(Duration::from_secs(3)).map(|m| m.status);
     assert_eq!(answer, Some(200), "a clean source over TCP");
 }

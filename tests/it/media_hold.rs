@@ -6,6 +6,7 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
+use crate::common;
 use crate::common::calls::{assert_cdr, one_cdr};
 use crate::common::media::{
     media_switch, range_bounds, rtp, rtp_socket, sdp, sdp_audio, sdp_invariant, send_and_collect,
@@ -185,7 +186,7 @@ struct Call {
     relay_for_b: SocketAddr,
 }
 
-fn call(switch: &crate::common::Switch, a_rtp: &UdpSocket, b_rtp: &UdpSocket) -> Call {
+fn call(switch: &common::Switch, a_rtp: &UdpSocket, b_rtp: &UdpSocket) -> Call {
     let mut a = Phone::register(switch, "1000", "rahasia1000");
     let mut b = Phone::register(switch, "2300", "rahasia2300");
     let offer = sdp(a_rtp.local_addr().unwrap(), 1, "0", &attrs("a=sendrecv"));
@@ -290,7 +291,7 @@ fn reinvite_to_a_new_port_moves_the_media() {
     let relay_for_b = sdp_audio(&got.body).expect("SDP in the re-INVITE");
     assert_rewritten("move re-INVITE", &moved, &got, relay_for_b);
     let (ab, ba) = two_way(&a_new, relay_for_a, &b_rtp, relay_for_b, 0, 40);
-    let at_old = crate::common::media::drain(&a_rtp, Duration::from_millis(100));
+    let at_old = common::media::drain(&a_rtp, Duration::from_millis(100));
     assert!(
         ab >= 9 && ba >= 9,
         "after A moved its media to {} by re-INVITE: A->B {ab}/10, B->A {ba}/10 \

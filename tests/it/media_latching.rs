@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use crate::common;
 use crate::common::calls::{assert_cdr, one_cdr};
 use crate::common::media::{
     counter, drain, media_switch, rtp, rtp_socket, sdp, sdp_audio, send_and_collect,
@@ -41,7 +42,7 @@ fn nat_phone_gets_two_way_audio_and_a_third_party_is_dropped() {
     // where each phone must send: the relay, inside the switch's range
     let relay_for_a = sdp_audio(&ok.body).expect("SDP in the 200 A received");
     let relay_for_b = sdp_audio(&invite.body).expect("SDP in the INVITE B received");
-    let (first, last) = crate::common::media::range_bounds(&range);
+    let (first, last) = common::media::range_bounds(&range);
     for (who, addr) in [("A", relay_for_a), ("B", relay_for_b)] {
         assert!(
             addr.ip().is_loopback() && (first..=last).contains(&addr.port()),

@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::common;
 use crate::common::calls::{assert_cdr, assert_sipp_ok, header_of, one_cdr, sipp_call, SippUas};
 use crate::common::media::{media_switch, relay_usage, wait_relay_idle};
 use crate::common::peers::sipp_scenario;
@@ -13,7 +14,7 @@ use crate::common::peers::sipp_scenario;
 /// A switch with 2 s inactivity; callee 2300 rings `ring_ms`, answers, and neither side
 /// sends RTP. Returns the switch, the callee (still running) and how long the caller's call
 /// lasted until the switch's BYE (the caller checked to have got it).
-fn silent_call(ring_ms: u64) -> (crate::common::Switch, SippUas, Duration) {
+fn silent_call(ring_ms: u64) -> (common::Switch, SippUas, Duration) {
     let (switch, _range) = media_switch(
         &[
             ("1000", "setda", "rahasia1000"),

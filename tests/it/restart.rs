@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::common;
 use crate::common::sip::{Conn, RegisterSpec, Ua};
 use crate::common::{json_str, Switch, SwitchOptions};
 
@@ -32,7 +33,7 @@ fn registrations_survive_a_restart() {
 
     // an idle TCP connection and a half-sent request must not hold up the shutdown
     let idle = std::net::TcpStream::connect(switch.sip).expect("TCP connect");
-    let half = crate::common::sip::TcpClient::connect(switch.sip).expect("TCP connect");
+    let half = common::sip::TcpClient::connect(switch.sip).expect("TCP connect");
     half.send(b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bKhalf\r\n");
     switch.stop(); // asserts a clean exit within 10 s of SIGTERM
     drop((idle, half));

@@ -352,18 +352,6 @@ impl Phone {
         self.recv_where(wait, |m| m.status == 0 && m.start.starts_with(&start))
     }
 
-    /// The next final response to CSeq `cseq` (provisional ones are skipped and dropped).
-    pub fn recv_final(&mut self, cseq: &str, wait: Duration) -> Option<Msg> {
-        let deadline = Instant::now() + wait;
-        loop {
-            let left = deadline.checked_duration_since(Instant::now())?;
-            let m = self.recv_where(left, |m| m.status > 0 && m.header("cseq") == Some(cseq))?;
-            if m.status >= 200 {
-                return Some(m);
-            }
-        }
-    }
-
     /// Sends `request` and waits for its final response, resending every 500 ms until some
     /// response arrives (UDP), 8 s at most.
     fn transact(&mut self, request: &str, cseq: &str) -> Option<Msg> {

@@ -12,7 +12,6 @@
 //!
 //! Tests run in parallel: nothing here uses a fixed port. Every process a test starts is owned by
 //! a value whose `Drop` stops it.
-#![allow(dead_code)] // each test file uses a different part of the harness
 
 pub mod calls;
 pub mod media;

@@ -18,7 +18,7 @@ use tokio_rustls::rustls::crypto::CryptoProvider;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio_rustls::rustls::{DigitallySignedStruct, SignatureScheme};
 
-use super::sip::{recv_final_with, stream_closed_within, stream_recv, Msg, TimedRead};
+use super::sip::{recv_final_with, stream_recv, Msg, TimedRead};
 
 /// Accepts any certificate (the test checks it after the handshake), but still checks the
 /// handshake signatures with the certificate's key.
@@ -130,11 +130,6 @@ impl TlsClient {
     /// The next final response within `wait`.
     pub fn recv_final(&self, wait: Duration) -> Option<Msg> {
         recv_final_with(wait, |left| self.recv(left))
-    }
-
-    /// Reads until the switch closes the connection (true) or `wait` passes (false).
-    pub fn closed_within(&self, wait: Duration) -> bool {
-        stream_closed_within(&self.stream, &self.buf, wait)
     }
 }
 
