@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::common::peers::Baresip;
+use crate::common::baresip::Baresip;
 use crate::common::{json_str, Switch};
 
 fn registers(transport: &str, number: &str, opd: &str) {

@@ -18,11 +18,12 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use crate::common;
+use crate::common::baresip::Baresip;
 use crate::common::calls::{
     assert_cdr, assert_sipp_ok, header_of, one_cdr, received_messages, sipp_call, SippUas,
 };
 use crate::common::media::{admin_get_text, drain, live_calls, rtp_range, sdp, Dialog, Phone};
-use crate::common::peers::{sipp_scenario, Baresip};
+use crate::common::peers::sipp_scenario;
 use crate::common::sip::{unique, Msg, UdpClient};
 use crate::common::{json_str, Switch, SwitchOptions};
 
@@ -881,36 +882,6 @@ fn sipp_callee_sends_reinvite_update_info_and_bye_with_domain_set() {
     assert_one_answered_call(&switch);
 }
 
-/// A registered baresip for `ext` (`extra`: more account parameters).
-fn baresip(switch: &Switch, ext: &str, password: &str, extra: &str) -> Baresip {
-    let account = format!(
-        "<sip:{ext}@{}>;auth_pass={password};regint=600;medianat={extra}",
-        switch.sip
-    );
-    let phone = Baresip::start(switch.dir(), ext, &account);
-    if let Err(info) = phone.wait_registered(Duration::from_secs(10)) {
-        panic!(
-            "baresip {ext} did not register: {info}\n{}",
-            phone.log_text()
-        );
-    }
-    phone
-}
-
-/// The data text of a ctrl_tcp command's response.
-fn ctl(phone: &Baresip, command: &str, params: &str) -> String {
-    phone
-        .command(command, params)
-        .and_then(|r| r.get("data").and_then(|d| d.as_str()).map(str::to_owned))
-        .unwrap_or_default()
-}
-
-fn established(phone: &Baresip) -> bool {
-    ctl(phone, "listcalls", "")
-        .to_ascii_uppercase()
-        .contains("ESTABLISHED")
-}
-
 /// How often `needle` is in a baresip's log.
 fn log_count(phone: &Baresip, needle: &str) -> usize {
     phone.log_text().matches(needle).count()
@@ -919,11 +890,11 @@ fn log_count(phone: &Baresip, needle: &str) -> usize {
 #[test]
 fn baresip_hold_and_resume_reach_the_other_baresip_with_domain_set() {
     let switch = switch(true, None);
-    let callee = baresip(&switch, "2300", "rahasia2300", ";answermode=auto");
-    let caller = baresip(&switch, "1000", "rahasia1000", "");
-    ctl(&caller, "dial", &format!("sip:2300@{}", switch.sip));
+    let callee = Baresip::registered(&switch, "2300", "rahasia2300", ";answermode=auto");
+    let caller = Baresip::registered(&switch, "1000", "rahasia1000", "");
+    caller.command_data("dial", &format!("sip:2300@{}", switch.sip));
     let up = Switch::eventually(Duration::from_secs(10), || {
-        established(&caller) && established(&callee)
+        caller.has_established_call() && callee.has_established_call()
     });
     assert!(up, "the call was not established");
     // baresip 1.0 logs these without -v: the callee each re-INVITE it gets, the caller each
@@ -934,7 +905,7 @@ fn baresip_hold_and_resume_reach_the_other_baresip_with_domain_set() {
     assert_eq!(log_count(&callee, REINVITE), 0);
 
     for (n, command) in [(1, "hold"), (2, "resume")] {
-        ctl(&caller, command, "");
+        caller.command_data(command, "");
         // The re-INVITE reaches the callee and its answer (200 with SDP) the caller.
         let through = Switch::eventually(Duration::from_secs(5), || {
             log_count(&callee, REINVITE) == n && log_count(&caller, ANSWER) == answers + n
@@ -950,15 +921,15 @@ fn baresip_hold_and_resume_reach_the_other_baresip_with_domain_set() {
             callee.log_text()
         );
         assert!(
-            established(&caller) && established(&callee),
+            caller.has_established_call() && callee.has_established_call(),
             "after {command}"
         );
     }
-    let held = ctl(&caller, "listcalls", "");
+    let held = caller.command_data("listcalls", "");
     assert!(!held.contains("on hold"), "resumed: {held}");
 
-    ctl(&caller, "hangup", "");
-    let closed = Switch::eventually(Duration::from_secs(5), || !established(&callee));
+    caller.command_data("hangup", "");
+    let closed = Switch::eventually(Duration::from_secs(5), || !callee.has_established_call());
     assert!(closed, "the caller's BYE did not reach the callee");
     assert_one_answered_call(&switch);
 }
@@ -967,18 +938,18 @@ fn baresip_hold_and_resume_reach_the_other_baresip_with_domain_set() {
 fn refer_from_baresip_reaches_the_other_party_with_domain_set() {
     let switch = switch(true, None);
     let mut phone = Phone::register(&switch, "2300", "rahasia2300");
-    let caller = baresip(&switch, "1000", "rahasia1000", "");
+    let caller = Baresip::registered(&switch, "1000", "rahasia1000", "");
     let (_sock, _, rtp, _) = rtp_pair();
-    ctl(&caller, "dial", &format!("sip:2300@{}", switch.sip));
+    caller.command_data("dial", &format!("sip:2300@{}", switch.sip));
     let (_, mut dialog) = phone.answer(&offer(rtp, 1, "a=sendrecv"));
     assert!(
-        Switch::eventually(Duration::from_secs(5), || established(&caller)),
+        Switch::eventually(Duration::from_secs(5), || caller.has_established_call()),
         "the call was not established"
     );
 
     // baresip transfers the phone to 2301: its REFER must reach the phone through the switch.
     let target = format!("sip:2301@{}", switch.sip);
-    ctl(&caller, "transfer", &target);
+    caller.command_data("transfer", &target);
     let refer = phone
         .recv_request("REFER", Duration::from_secs(5))
         .unwrap_or_else(|| panic!("no REFER reached 2300\ncaller log:\n{}", caller.log_text()));
@@ -1007,7 +978,7 @@ fn refer_from_baresip_reaches_the_other_party_with_domain_set() {
 
     // The call ends with a BYE from either side (baresip hangs up after a transfer).
     if phone.recv_request("BYE", Duration::from_secs(2)).is_none() {
-        ctl(&caller, "hangup", "");
+        caller.command_data("hangup", "");
         phone.answer_in_dialog("BYE", None);
     }
 }

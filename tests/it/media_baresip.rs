@@ -10,35 +10,22 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::common::baresip::{account, Baresip};
 use crate::common::calls::{assert_cdr, one_cdr};
 use crate::common::media::{
     counter, media_switch, range_bounds, stream_counters, wait_relay_idle, write_tone_wav,
 };
-use crate::common::peers::Baresip;
 use crate::common::Switch;
 
+/// A registered baresip for `ext` that auto-answers with PCMU at 20 ms and `audio`.
 fn phone(switch: &Switch, ext: &str, password: &str, audio: &str) -> Baresip {
-    let account = format!(
-        "<sip:{ext}@{}>;auth_pass={password};regint=600;medianat=;answermode=auto;\
-         audio_codecs=PCMU;ptime=20",
-        switch.sip
+    let account = account(
+        switch,
+        ext,
+        password,
+        ";answermode=auto;audio_codecs=PCMU;ptime=20",
     );
-    let phone = Baresip::start_with(switch.dir(), ext, &account, audio);
-    if let Err(info) = phone.wait_registered(Duration::from_secs(10)) {
-        panic!(
-            "baresip {ext} did not register: {info}\n{}",
-            phone.log_text()
-        );
-    }
-    phone
-}
-
-/// The data text of a ctrl_tcp command's response.
-fn data(phone: &Baresip, command: &str, params: &str) -> String {
-    phone
-        .command(command, params)
-        .and_then(|r| r.get("data").and_then(|d| d.as_str()).map(str::to_owned))
-        .unwrap_or_default()
+    Baresip::start_registered(switch.dir(), ext, &account, Some(audio))
 }
 
 /// The `rtp_ports` range of a baresip, from the config the harness wrote.
@@ -80,19 +67,7 @@ fn baresip_audio_flows_both_ways_through_the_relay() {
     let mut callee = phone(&switch, "2300", "rahasia2300", &audio);
     let mut caller = phone(&switch, "1000", "rahasia1000", &audio);
 
-    let dialled = data(&caller, "dial", &format!("sip:2300@{}", switch.sip));
-    let mut calls = String::new();
-    let established = Switch::eventually(Duration::from_secs(10), || {
-        calls = data(&caller, "listcalls", "");
-        calls.to_ascii_uppercase().contains("ESTABLISHED")
-    });
-    assert!(
-        established,
-        "the call was not established (dial: {dialled:?}, listcalls: {calls:?})\n\
-         caller log:\n{}\ncallee log:\n{}",
-        caller.log_text(),
-        callee.log_text()
-    );
+    caller.dial_established(&format!("sip:2300@{}", switch.sip), &callee);
 
     // both directions carry packets, and keep growing for the whole call (~3 s)
     let mut last = (0u64, 0u64);
@@ -141,7 +116,7 @@ fn baresip_audio_flows_both_ways_through_the_relay() {
     let sampled = Instant::now();
     let ab = counter(&stream_counters(&switch, 0, "caller->callee"), "packets");
     let ba = counter(&stream_counters(&switch, 0, "callee->caller"), "packets");
-    data(&caller, "hangup", "");
+    caller.command_data("hangup", "");
     let gap = sampled.elapsed();
     // baresip prints its RTP totals when the call ends
     let mut totals = (None, None);
@@ -187,11 +162,7 @@ caller:\n{}\ncallee:\n{}",
             "the {who} receives RTP from {from:?}, not from the relay range {range}"
         );
     }
-    let hung_up = Switch::eventually(Duration::from_secs(5), || {
-        !data(&callee, "listcalls", "")
-            .to_ascii_uppercase()
-            .contains("ESTABLISHED")
-    });
+    let hung_up = Switch::eventually(Duration::from_secs(5), || !callee.has_established_call());
     assert!(hung_up, "the callee still lists the call after the hangup");
     assert_eq!(
         wait_relay_idle(&switch, Duration::from_secs(3)),

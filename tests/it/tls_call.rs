@@ -3,54 +3,23 @@
 //! connection it registered on. Each call is answered, held and hung up, and its call record
 //! shows it answered.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::common::baresip::Baresip;
 use crate::common::calls::{assert_cdr, wait_cdrs};
-use crate::common::peers::Baresip;
 use crate::common::{json_str, Switch, SwitchOptions};
 
+/// A registered baresip for `ext` that auto-answers, registering at `uri_host`.
 fn phone(switch: &Switch, ext: &str, password: &str, uri_host: &str) -> Baresip {
     let account = format!("<sip:{ext}@{uri_host}>;auth_pass={password};regint=600;answermode=auto");
-    let phone = Baresip::start(switch.dir(), ext, &account);
-    if let Err(info) = phone.wait_registered(Duration::from_secs(10)) {
-        panic!(
-            "baresip {ext} did not register over {uri_host}: {info}\n{}\n{}",
-            phone.log_text(),
-            switch.log_text()
-        );
-    }
-    phone
-}
-
-fn data(phone: &Baresip, command: &str, params: &str) -> String {
-    phone
-        .command(command, params)
-        .and_then(|r| r.get("data").and_then(|d| d.as_str()).map(str::to_owned))
-        .unwrap_or_default()
-}
-
-fn wait_established(caller: &Baresip, callee: &Baresip, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut calls = String::new();
-    while Instant::now() < deadline {
-        calls = data(caller, "listcalls", "");
-        if calls.to_ascii_uppercase().contains("ESTABLISHED") {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!(
-        "{what}: the call was not established (listcalls: {calls:?})\ncaller log:\n{}\n\
-         callee log:\n{}",
-        caller.log_text(),
-        callee.log_text()
-    );
+    Baresip::start_registered(switch.dir(), ext, &account, None)
 }
 
 /// Both phones see no call any more (BYE answered end to end).
 fn wait_idle(a: &Baresip, b: &Baresip) -> bool {
     Switch::eventually(Duration::from_secs(5), || {
-        !data(a, "listcalls", "").contains("sip:") && !data(b, "listcalls", "").contains("sip:")
+        !a.command_data("listcalls", "").contains("sip:")
+            && !b.command_data("listcalls", "").contains("sip:")
     })
 }
 
@@ -77,21 +46,19 @@ fn tls_phone_calls_udp_phone_and_back() {
     assert_eq!(json_str(&regs[0], "transport"), "tls", "{regs:?}");
 
     // TLS → UDP.
-    data(&secure, "dial", &format!("sip:2300@{tls};transport=tls"));
-    wait_established(&secure, &udp, "TLS 1000 → UDP 2300");
+    secure.dial_established(&format!("sip:2300@{tls};transport=tls"), &udp);
     std::thread::sleep(Duration::from_secs(1));
-    data(&secure, "hangup", "");
+    secure.command_data("hangup", "");
     assert!(
         wait_idle(&secure, &udp),
         "the TLS caller's BYE did not end the call"
     );
 
     // UDP → TLS: the switch reaches 1000 over the TLS connection it registered on.
-    data(&udp, "dial", &format!("sip:1000@{}", switch.sip));
-    wait_established(&udp, &secure, "UDP 2300 → TLS 1000");
+    udp.dial_established(&format!("sip:1000@{}", switch.sip), &secure);
     std::thread::sleep(Duration::from_secs(1));
     // The TLS side hangs up this time: its BYE goes out over TLS and in over UDP.
-    data(&secure, "hangup", "");
+    secure.command_data("hangup", "");
     assert!(
         wait_idle(&secure, &udp),
         "the TLS callee's BYE did not end the call"

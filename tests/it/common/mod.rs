@@ -5,7 +5,8 @@
 //!   on free loopback ports (UDP+TCP SIP, admin HTTP), started and stopped by PID. Its stderr goes
 //!   to a file that is printed when the test fails.
 //! - [`sip`]: a tiny in-process SIP client over UDP and TCP (requests, responses, digest).
-//! - [`peers`]: SIPp and baresip, started and stopped by PID.
+//! - [`peers`]: SIPp, started and stopped by PID.
+//! - [`baresip`]: baresip, started and stopped by PID, registered and driven over `ctrl_tcp`.
 //! - [`calls`]: SIPp callers and callees through the switch, and the call records.
 //! - [`media`]: relay port ranges, relay counters, RTP sockets and an in-process phone.
 //! - [`tls`]: a SIP-over-TLS client that records the certificate the switch presents.
@@ -13,6 +14,7 @@
 //! Tests run in parallel: nothing here uses a fixed port. Every process a test starts is owned by
 //! a value whose `Drop` stops it.
 
+pub mod baresip;
 pub mod calls;
 pub mod media;
 pub mod peers;
