@@ -1,125 +1,12 @@
 //! Integration tests of the operator CLI: the built `tambun` binary, each test in its own
-//! temporary directory with its own database.
-//!
-//! The dialplan is the shipped `dialplan/` directory (setda 1000-1199, dinkes 2300-2499,
-//! diskominfo 3500-3599, …). When it is missing (a checkout without it), a minimal stand-in
-//! with those three OPDs is written into the temporary directory, and a note is printed.
+//! temporary directory with its own database ([`CliEnv`]), with the shipped dialplan
+//! (setda 1000-1199, dinkes 2300-2499, diskominfo 3500-3599, …).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-use tambun::sip::auth::{ha1_hex, Algorithm};
 use tambun::store::Store;
 
-struct Env {
-    dir: tempfile::TempDir,
-    db: PathBuf,
-    dialplan: PathBuf,
-}
-
-impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("x.db");
-        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("dialplan");
-        let dialplan = if has_toml_files(&shipped) {
-            shipped
-        } else {
-            eprintln!(
-                "note: {} is missing; using a minimal stand-in dialplan",
-                shipped.display()
-            );
-            let dp = dir.path().join("dialplan");
-            std::fs::create_dir(&dp).unwrap();
-            for (code, name, block) in [
-                ("setda", "Sekretariat Daerah", "1000-1199"),
-                ("dinkes", "Dinas Kesehatan", "2300-2499"),
-                (
-                    "diskominfo",
-                    "Dinas Komunikasi dan Informatika",
-                    "3500-3599",
-                ),
-            ] {
-                std::fs::write(
-                    dp.join(format!("{code}.toml")),
-                    format!(
-                        "[opd]\ncode = \"{code}\"\nname = \"{name}\"\nblocks = [\"{block}\"]\n"
-                    ),
-                )
-                .unwrap();
-            }
-            dp
-        };
-        Env { dir, db, dialplan }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// Runs `tambun` with `--db` and `--dialplan` after the other arguments.
-    fn run(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tambun"));
-        cmd.args(args)
-            .arg("--db")
-            .arg(&self.db)
-            .arg("--dialplan")
-            .arg(&self.dialplan)
-            .current_dir(self.dir.path())
-            .env_remove("TAMBUN_DB")
-            .env_remove("TAMBUN_ADMIN")
-            .env_remove("TAMBUN_DIALPLAN")
-            .env_remove("TAMBUN_CONFIG")
-            .env_remove("RUST_LOG");
-        cmd.output().unwrap()
-    }
-
-    /// Runs and expects success; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "tambun {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Runs and expects exit code 1; returns stderr.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "tambun {args:?} should fail; stdout: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8(out.stderr).unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        serde_json::from_str(&self.ok(args)).unwrap()
-    }
-
-    fn ha1_md5(&self, number: &str) -> (String, String) {
-        let store = Store::open(&self.db).unwrap();
-        let rec = store.extension(&number.parse().unwrap()).unwrap().unwrap();
-        (rec.ha1_md5, store.realm().unwrap())
-    }
-
-    fn assert_password(&self, number: &str, password: &str) {
-        let (ha1, realm) = self.ha1_md5(number);
-        assert_eq!(ha1, ha1_hex(Algorithm::Md5, number, &realm, password));
-    }
-}
-
-fn has_toml_files(dir: &Path) -> bool {
-    std::fs::read_dir(dir).is_ok_and(|entries| {
-        entries
-            .filter_map(Result::ok)
-            .any(|e| e.path().extension().is_some_and(|x| x == "toml"))
-    })
-}
+use crate::common::cli::CliEnv;
 
 /// The password printed by `ext add`/`ext passwd` when one is generated.
 fn printed_password(stdout: &str) -> String {
@@ -134,7 +21,7 @@ fn printed_password(stdout: &str) -> String {
 
 #[test]
 fn extension_lifecycle() {
-    let env = Env::new();
+    let env = CliEnv::new();
     let out = env.ok(&[
         "ext",
         "add",
@@ -219,7 +106,7 @@ fn extension_lifecycle() {
 
 #[test]
 fn errors_are_sentences() {
-    let env = Env::new();
+    let env = CliEnv::new();
     let err = env.fails(&["ext", "list"]);
     assert!(err.starts_with("error: there is no database at"), "{err}");
 
@@ -330,7 +217,7 @@ fn csv_500(with_passwords: bool) -> String {
     csv
 }
 
-fn opd_counts(env: &Env) -> Vec<(String, u64)> {
+fn opd_counts(env: &CliEnv) -> Vec<(String, u64)> {
     let opds = env.json(&["opd", "list", "--json"]);
     let mut counts: Vec<(String, u64)> = opds
         .as_array()
@@ -350,7 +237,7 @@ fn opd_counts(env: &Env) -> Vec<(String, u64)> {
 
 #[test]
 fn import_500_rows() {
-    let env = Env::new();
+    let env = CliEnv::new();
     let file = env.path("staff.csv");
     std::fs::write(&file, csv_500(true)).unwrap();
     let out = env.ok(&["ext", "import", file.to_str().unwrap()]);
@@ -384,7 +271,7 @@ fn import_500_rows() {
 
 #[test]
 fn import_with_bad_lines_is_all_or_nothing_unless_skip_bad() {
-    let env = Env::new();
+    let env = CliEnv::new();
     env.ok(&[
         "ext",
         "add",
@@ -460,7 +347,7 @@ fn import_with_bad_lines_is_all_or_nothing_unless_skip_bad() {
 
 #[test]
 fn import_generates_passwords_into_a_private_file() {
-    let env = Env::new();
+    let env = CliEnv::new();
     let file = env.path("nopw.csv");
     // 499 rows without a password, one with.
     let mut csv = csv_500(false).replace("3598,diskominfo,Staff 3598\n", "");
@@ -517,7 +404,7 @@ fn import_generates_passwords_into_a_private_file() {
 
 #[test]
 fn opd_list_and_dialplan_check() {
-    let env = Env::new();
+    let env = CliEnv::new();
     let table = env.ok(&["opd", "list"]);
     assert!(
         table.contains("setda") && table.contains("1000-1199"),
@@ -555,7 +442,7 @@ fn opd_list_and_dialplan_check() {
 
 #[test]
 fn regs_without_a_running_switch() {
-    let env = Env::new();
+    let env = CliEnv::new();
     // A loopback port nobody listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -577,7 +464,7 @@ fn regs_without_a_running_switch() {
 #[test]
 fn regs_reads_the_admin_api() {
     use std::io::{Read, Write};
-    let env = Env::new();
+    let env = CliEnv::new();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let admin = listener.local_addr().unwrap().to_string();
     let body = r#"[{"extension":"1000","opd":"setda","contact":"<sip:1000@127.0.0.1:5080>","source":"127.0.0.1:5080","transport":"udp","user_agent":"baresip","expires_in":3598}]"#;
@@ -610,7 +497,7 @@ fn regs_reads_the_admin_api() {
 
 #[test]
 fn serve_rejects_a_bad_config_file() {
-    let env = Env::new();
+    let env = CliEnv::new();
     let config = env.path("tambun.toml");
     std::fs::write(&config, "db = \"x.db\"\nlisten_on = [\"127.0.0.1:5060\"]\n").unwrap();
     let err = env.fails(&["serve", "--config", config.to_str().unwrap()]);

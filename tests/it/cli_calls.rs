@@ -1,105 +1,15 @@
 //! Integration tests of the call commands of the operator CLI, against the built `tambun`
 //! binary: `ext forward` / `ext dnd`, `cdr` and `cdr summary` on a database filled through
 //! [`Store::insert_cdrs`], and `calls` / `dialplan reload` against a fake admin API on
-//! loopback. Each test has its own temporary directory and database.
+//! loopback. Each test has its own temporary directory and database ([`CliEnv`]).
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::thread::JoinHandle;
 
 use tambun::store::{CdrRecord, Disposition, OpdRow, Store};
 
-struct Env {
-    dir: tempfile::TempDir,
-    db: PathBuf,
-    dialplan: PathBuf,
-}
-
-impl Env {
-    /// A temporary directory; the dialplan is the shipped one, or a minimal stand-in with
-    /// setda 1000-1199, dinkes 2300-2499 and diskominfo 3500-3599 when it is missing.
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("x.db");
-        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("dialplan");
-        let dialplan = if has_toml_files(&shipped) {
-            shipped
-        } else {
-            let dp = dir.path().join("dialplan");
-            std::fs::create_dir(&dp).unwrap();
-            for (code, block) in [
-                ("setda", "1000-1199"),
-                ("dinkes", "2300-2499"),
-                ("diskominfo", "3500-3599"),
-            ] {
-                std::fs::write(
-                    dp.join(format!("{code}.toml")),
-                    format!(
-                        "[opd]\ncode = \"{code}\"\nname = \"{code}\"\nblocks = [\"{block}\"]\n"
-                    ),
-                )
-                .unwrap();
-            }
-            dp
-        };
-        Env { dir, db, dialplan }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_tambun"))
-            .args(args)
-            .arg("--db")
-            .arg(&self.db)
-            .arg("--dialplan")
-            .arg(&self.dialplan)
-            .current_dir(self.dir.path())
-            .env_remove("TAMBUN_DB")
-            .env_remove("TAMBUN_ADMIN")
-            .env_remove("TAMBUN_DIALPLAN")
-            .env_remove("TAMBUN_CONFIG")
-            .env_remove("RUST_LOG")
-            .output()
-            .unwrap()
-    }
-
-    /// Runs and expects success; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "tambun {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Runs and expects exit code 1; returns stderr.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "tambun {args:?} should fail; stdout: {} stderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stderr).unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        serde_json::from_str(&self.ok(args)).unwrap()
-    }
-}
-
-fn has_toml_files(dir: &Path) -> bool {
-    std::fs::read_dir(dir).is_ok_and(|entries| {
-        entries
-            .filter_map(Result::ok)
-            .any(|e| e.path().extension().is_some_and(|x| x == "toml"))
-    })
-}
+use crate::common::cli::CliEnv;
 
 /// A fake admin API: answers each connection in turn with `(status, body)`; returns the
 /// requests it received.
@@ -144,7 +54,7 @@ fn dead_admin() -> String {
 
 #[test]
 fn forward_and_dnd_are_set_and_shown() {
-    let env = Env::new();
+    let env = CliEnv::new();
     env.ok(&[
         "ext",
         "add",
@@ -228,7 +138,7 @@ fn forward_and_dnd_are_set_and_shown() {
 
 #[test]
 fn bad_forwards_are_sentences() {
-    let env = Env::new();
+    let env = CliEnv::new();
     env.ok(&[
         "ext",
         "add",
@@ -335,7 +245,7 @@ fn cdr(
 }
 
 /// Fills the database: three calls on 2 March 2026 (WIB), one on 3 March, one an hour ago.
-fn fill(env: &Env) {
+fn fill(env: &CliEnv) {
     let mut store = Store::open(&env.db).unwrap();
     let opd = |code: &str, block: &str| OpdRow {
         code: code.parse().unwrap(),
@@ -425,7 +335,7 @@ fn fill(env: &Env) {
 
 #[test]
 fn cdr_table_csv_and_json() {
-    let env = Env::new();
+    let env = CliEnv::new();
     fill(&env);
     let day = ["--since", "2026-03-02", "--until", "2026-03-02"];
 
@@ -518,7 +428,7 @@ fn cdr_table_csv_and_json() {
 
 #[test]
 fn cdr_errors() {
-    let env = Env::new();
+    let env = CliEnv::new();
     let err = env.fails(&["cdr"]);
     assert!(err.contains("there is no database at"), "{err}");
     fill(&env);
@@ -545,7 +455,7 @@ fn cdr_errors() {
 
 #[test]
 fn cdr_summary_by_opd() {
-    let env = Env::new();
+    let env = CliEnv::new();
     fill(&env);
     let day = ["--since", "2026-03-02", "--until", "2026-03-02"];
 
@@ -608,7 +518,7 @@ fn cdr_summary_by_opd() {
 
 #[test]
 fn calls_reads_the_admin_api() {
-    let env = Env::new();
+    let env = CliEnv::new();
     let body = format!(
         r#"[{{"call_id":"a84b4c76e66710@pc33","caller":"1000","callee":"2301","dialled":"2301","caller_opd":"setda","callee_opd":"dinkes","route":"dinkes: extension","state":"answered","started_at_ms":{},"answered_at_ms":{},"duration_secs":95}},{{"call_id":"b2@pc34","caller":"1001","callee":null,"dialled":"0","caller_opd":"setda","callee_opd":null,"route":"setda: reception group","state":"ringing","started_at_ms":{},"answered_at_ms":null,"duration_secs":0}}]"#,
         MAR2 + 8 * HOUR,
@@ -650,7 +560,7 @@ fn calls_reads_the_admin_api() {
 
 #[test]
 fn dialplan_reload_through_the_admin_api() {
-    let env = Env::new();
+    let env = CliEnv::new();
     let (admin, server) = fake_admin(vec![
         (200, r#"{"opds": 43}"#.into()),
         (
@@ -686,7 +596,7 @@ fn dialplan_reload_through_the_admin_api() {
 
 #[test]
 fn without_a_running_switch() {
-    let env = Env::new();
+    let env = CliEnv::new();
     let admin = dead_admin();
     let sentence = format!(
         "error: cannot reach the switch's admin API at {admin} (is `tambun serve` running?)"

@@ -7,6 +7,7 @@
 //! - [`sip`]: a tiny in-process SIP client over UDP and TCP (requests, responses, digest).
 //! - [`peers`]: SIPp, started and stopped by PID.
 //! - [`baresip`]: baresip, started and stopped by PID, registered and driven over `ctrl_tcp`.
+//! - [`cli`]: the operator CLI on its own temp dir and database, with no switch.
 //! - [`calls`]: SIPp callers and callees through the switch, and the call records.
 //! - [`media`]: relay port ranges, relay counters, RTP sockets and an in-process phone.
 //! - [`tls`]: a SIP-over-TLS client that records the certificate the switch presents.
@@ -16,6 +17,7 @@
 
 pub mod baresip;
 pub mod calls;
+pub mod cli;
 pub mod media;
 pub mod peers;
 pub mod sip;
