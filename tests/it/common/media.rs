@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -21,23 +21,38 @@ use super::{json_str, Switch, SwitchOptions};
 /// How many relay ports each test switch gets.
 pub const RANGE_LEN: u16 = 400;
 
-static NEXT_SLOT: AtomicU16 = AtomicU16::new(0);
+/// The band the test switches' relay ranges come from: below the kernel's ephemeral range
+/// (32768 and up) and above the relay engine tests' fixed ranges (11000-17999).
+const BAND_FIRST: u32 = 18_000;
+const BAND_LEN: u32 = 14_000;
 
-/// A relay port range `FIRST-LAST` of `len` ports for one switch, derived from a free port
-/// below the kernel's ephemeral range, so parallel tests (in this process: a counter; across
-/// processes: the pid) start in different places. The relay skips ports another process
-/// holds, so an overlap with a stranger costs nothing but a skipped pair.
+/// Where in the band this process hands out its next range (an offset that only grows).
+static NEXT_OFFSET: AtomicU32 = AtomicU32::new(0);
+
+/// A relay port range `FIRST-LAST` of `len` ports for one switch, in 18000-31999. Ranges of
+/// this process follow one another whatever their lengths (all tests are threads of one
+/// process, so two that run at once never share a port: the band wraps around only after
+/// 14,000 ports), starting at a place derived from the pid so that another process starts
+/// elsewhere. The first pair of a range must be free right now. The relay skips ports another
+/// process holds, so an overlap with a stranger costs nothing but a skipped pair.
 pub fn rtp_range(len: u16) -> String {
-    let slot = NEXT_SLOT.fetch_add(1, Ordering::Relaxed) as u32;
-    let slots = 14_000 / len as u32; // 18000..32000
-    let mix = std::process::id().wrapping_mul(7919) + slot * 3;
-    for step in 0..slots {
-        let first = 18_000 + ((mix + step) % slots) as u16 * len;
-        // derived from a free port: the first pair of the range must be free right now
+    let len = u32::from(len);
+    assert!(
+        len % 2 == 0 && (2..=BAND_LEN).contains(&len),
+        "an even relay range length of at most {BAND_LEN} ports"
+    );
+    // an even start, so that the ranges' pairs are (even, odd) as the relay hands them out
+    let base = std::process::id().wrapping_mul(7919) % (BAND_LEN / 2) * 2;
+    for _attempt in 0..2 * BAND_LEN / len + 2 {
+        let offset = (base + NEXT_OFFSET.fetch_add(len, Ordering::Relaxed)) % BAND_LEN;
+        if offset + len > BAND_LEN {
+            continue; // it would run past the band's end: skipped
+        }
+        let first = (BAND_FIRST + offset) as u16;
         if UdpSocket::bind(("127.0.0.1", first)).is_ok()
             && UdpSocket::bind(("127.0.0.1", first + 1)).is_ok()
         {
-            return format!("{first}-{}", first + len - 1);
+            return format!("{first}-{}", u32::from(first) + len - 1);
         }
     }
     panic!("no free relay port range");
