@@ -51,6 +51,7 @@ mod relay_forwarding;
 mod relay_inactivity;
 mod relay_latching;
 mod relay_ports;
+mod relay_table_props;
 mod restart;
 mod tls_call;
 mod tls_certificate;

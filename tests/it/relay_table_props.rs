@@ -691,7 +691,7 @@ fn check_stats(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(600))]
+    #![proptest_config(crate::common::proptest_config(600))]
 
     /// The table against the model, latching and counting (and, one run in eight, in bare
     /// mode: forward to the announced address, no latching, nothing counted).
@@ -707,7 +707,7 @@ proptest! {
 // ---- the parser and the loss count on their own -----------------------------------------
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(crate::common::proptest_config(512))]
 
     /// `RtpHeader::parse` accepts exactly version-2 non-RTCP packets of 12 bytes or more and
     /// reads its fields from the first 12 bytes.
