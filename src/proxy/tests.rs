@@ -1199,6 +1199,18 @@ Content-Length: 0\r\n\r\n"
     )
 }
 
+/// The caller's BYE of the 1000 → 2300 call, with the route set `inv` gave it.
+fn caller_bye(rig: &mut Rig, inv: &Message) -> String {
+    let b = rig.branch();
+    in_dialog(
+        "BYE",
+        "sip:2300@127.0.0.1:6000",
+        &caller_route(inv),
+        &b,
+        "call-1000-2300",
+    )
+}
+
 /// Only `status` goes back, to `to`; nothing goes anywhere else.
 fn only_answer(out: &[(u16, Message)], to: u16, status: u16) {
     assert_eq!(out.len(), 1, "{out:?}");
@@ -1309,28 +1321,13 @@ fn a_bye_from_a_third_address_is_refused_and_the_call_goes_on() {
     let mut rig = Rig::new(&[]);
     let inv = answered_call(&mut rig);
     // Everything right (Call-ID, tags, our token) but the source.
-    let b = rig.branch();
-    let text = in_dialog(
-        "BYE",
-        "sip:2300@127.0.0.1:6000",
-        &caller_route(&inv),
-        &b,
-        "call-1000-2300",
-    );
+    let text = caller_bye(&mut rig, &inv);
     rig.send_from("127.0.0.9:7000".parse().unwrap(), text);
     only_answer(&rig.out(), 7000, 481);
     assert_eq!(rig.sw.live_calls(rig.now.instant)[0].state, "answered");
     assert!(records(&mut rig).is_empty());
     // A To tag other than the answered one is refused too.
-    let b = rig.branch();
-    let text = in_dialog(
-        "BYE",
-        "sip:2300@127.0.0.1:6000",
-        &caller_route(&inv),
-        &b,
-        "call-1000-2300",
-    )
-    .replace("tag=b1", "tag=b2");
+    let text = caller_bye(&mut rig, &inv).replace("tag=b1", "tag=b2");
     rig.send(7000, text);
     only_answer(&rig.out(), 7000, 481);
     assert_eq!(rig.sw.live_calls(rig.now.instant).len(), 1);
@@ -1349,14 +1346,7 @@ fn dialogs_are_recognised_by_a_switch_with_the_same_secret_after_a_restart() {
         .sw
         .set_dialog_key(crate::proxy::token::DialogKey::new([5; 32]));
     again.register("2300", 6000);
-    let b = again.branch();
-    let text = in_dialog(
-        "BYE",
-        "sip:2300@127.0.0.1:6000",
-        &caller_route(&inv),
-        &b,
-        "call-1000-2300",
-    );
+    let text = caller_bye(&mut again, &inv);
     again.send(7000, text);
     let out = again.out();
     assert_eq!(out.len(), 1, "{out:?}");
@@ -1384,14 +1374,7 @@ fn with_the_domain_set_to_the_switch_ip_phones_on_that_ip_are_not_the_switch() {
     assert!(!rig.sw.net.names_us("sip:2300@127.0.0.1:6000"));
     assert!(!rig.sw.net.names_us("sip:127.0.0.1:5061;transport=tls"));
     let inv = answered_call(&mut rig);
-    let b = rig.branch();
-    let text = in_dialog(
-        "BYE",
-        "sip:2300@127.0.0.1:6000",
-        &caller_route(&inv),
-        &b,
-        "call-1000-2300",
-    );
+    let text = caller_bye(&mut rig, &inv);
     rig.send(7000, text);
     let out = rig.out();
     assert_eq!(out.len(), 1, "{out:?}");

@@ -1,5 +1,5 @@
 //! Parser properties without a fuzzing toolchain: the cargo-fuzz corpus (`fuzz/corpus/*/`:
-//! SIP datagrams and streams, digest headers, SDP bodies, dialplan files)
+//! SIP datagrams and streams, digest headers, SDP bodies, dialplan files, RTP packets)
 //! replayed through the fuzz targets' own checks, and proptest properties — arbitrary and
 //! mutated bytes never panic, generated REGISTERs in every legal spelling parse to what was
 //! generated, and stream framing finds exactly the generated messages whatever the chunking.
@@ -65,6 +65,11 @@ fn corpus_dialplan_file() {
     replay("dialplan_file", checks::check_dialplan_input);
 }
 
+#[test]
+fn corpus_rtp_parse() {
+    replay("rtp_parse", checks::check_rtp_input);
+}
+
 /// Every corpus directory has a replay test above (a new fuzz target needs one too).
 #[test]
 fn every_corpus_is_replayed() {
@@ -79,6 +84,7 @@ fn every_corpus_is_replayed() {
         [
             "dialplan_file",
             "digest_header",
+            "rtp_parse",
             "sdp_rewrite",
             "sip_parse",
             "sip_stream"
