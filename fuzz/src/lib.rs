@@ -7,14 +7,21 @@
 //! survive the edit unchanged; stream framing does not depend on how the bytes were chunked
 //! and agrees with the parser on where each message ends; digest credentials keep their
 //! documented invariant; the SDP rewrite touches only what the relay owns and leaves no
-//! stream pointing past the relay; the dialplan loader puts every error on a line of a file.
+//! stream pointing past the relay; the dialplan loader puts every error on a line of a file;
+//! the RTP header parser reads exactly the first 12 bytes of version-2 non-RTCP packets, the
+//! RFC 3550 counters stay within their bounds, and the relay table's per-packet path forwards
+//! and counts untrusted packets as documented whatever their bytes.
 //! Must not: do I/O or keep state between calls.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tambun::dialplan::Dialplan;
+use tambun::media::rtp::{RtpCounters, RtpHeader, RTP_HEADER_LEN};
+use tambun::media::table::{DropReason, Table, Verdict};
+use tambun::media::{SessionId, Side};
 use tambun::sip::auth::{parse_credentials, verify, Credentials};
 use tambun::sip::headers::{Contact, Uri};
 use tambun::sip::message::{frame_stream, Frame, HeaderName, Limits, Message};
@@ -568,4 +575,128 @@ fn code_in(text: &str) -> Option<&str> {
         let v = v.trim().strip_prefix('"')?.split('"').next()?;
         (!v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')).then_some(v)
     })
+}
+
+// ---- RTP ------------------------------------------------------------------------------------
+
+/// The clock rates an `rtp_parse` input chooses from (flags bits 0–1).
+const CLOCK_RATES: [u32; 4] = [8000, 16000, 48000, 90000];
+/// The phones of the fuzzed session: A sends from where it announced, B only announced.
+const PHONE_A: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 4000);
+const PHONE_A_RTCP: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 4001);
+const PHONE_B: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 5000);
+const PHONE_B_RTCP: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 5001);
+const STRANGER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 66)), 4000);
+/// The most one packet can add to the loss: a forward jump below RFC 3550's `MAX_DROPOUT`
+/// (3000) adds the gap and counts the packet itself.
+const MAX_LOSS_STEP: u64 = 2998;
+
+/// The `rtp_parse` fuzz input, read twice. As a whole: one datagram for the RTP header parser
+/// (`check_rtp_header`). Then as a packet sequence: byte 0 is flags (bits 0–1: the stream's
+/// clock rate, `CLOCK_RATES`; bit 2: rtcp-mux), then records `[gap ms][length][bytes]` (the
+/// last one cut short by the end of the input), each a datagram arriving `gap` ms after the
+/// previous one on side A of an open one-stream session whose side B announced an address:
+/// - on A's RTP socket from A's source it is forwarded unchanged, out of B's RTP socket to B,
+///   whatever its bytes, and (when it parses) counted for loss and jitter;
+/// - without rtcp-mux, on A's RTCP socket it is forwarded out of B's RTCP socket to B's port + 1;
+/// - from another source on A's latched RTP socket it is dropped as foreign;
+/// - A's counters are the packets, bytes and drops of the run, the loss and jitter are those
+///   of `RtpCounters` fed the same packets (never more than `MAX_LOSS_STEP` loss per packet,
+///   jitter no more than its largest transit difference), B's are zero, and closing frees
+///   every socket of the session.
+pub fn check_rtp_input(data: &[u8]) {
+    check_rtp_header(data);
+    let Some((&flags, mut rest)) = data.split_first() else {
+        return;
+    };
+    let rate = CLOCK_RATES[usize::from(flags & 3)];
+    let rtcp_mux = flags & 4 != 0;
+    let id = SessionId(1);
+    let mut now = Instant::now();
+    let mut table = Table::new(false);
+    let slots = table.handle_open(id, 1, 1, rtcp_mux, now)[0];
+    assert!(table.handle_set_remote(id, 0, Side::A, PHONE_A, None, now));
+    assert!(table.handle_set_remote(id, 0, Side::B, PHONE_B, None, now));
+    assert!(table.handle_clock_rate(id, 0, rate));
+    let mut counters = RtpCounters::default();
+    let (mut packets, mut bytes, mut foreign) = (0u64, 0u64, 0u64);
+    while let [gap, len, tail @ ..] = rest {
+        let (packet, next) = tail.split_at(usize::from(*len).min(tail.len()));
+        rest = next;
+        now += Duration::from_millis(u64::from(*gap));
+        check_rtp_header(packet);
+        let verdict = table.handle_packet(slots.rtp[0], PHONE_A, packet, now);
+        let to_b = Verdict::Forward {
+            via: slots.rtp[1],
+            to: PHONE_B,
+        };
+        assert_eq!(verdict, to_b, "RTP from A's source: {packet:02x?}");
+        packets += 1;
+        bytes += packet.len() as u64;
+        let lost = counters.lost();
+        if let Some(h) = RtpHeader::parse(packet) {
+            counters.record(&h, now, rate);
+        }
+        assert!(
+            counters.lost() <= lost + MAX_LOSS_STEP,
+            "one packet added {} to the loss: {packet:02x?}",
+            counters.lost() - lost
+        );
+        if let Some(rtcp) = slots.rtcp {
+            let verdict = table.handle_packet(rtcp[0], PHONE_A_RTCP, packet, now);
+            let to_b = Verdict::Forward {
+                via: rtcp[1],
+                to: PHONE_B_RTCP,
+            };
+            assert_eq!(verdict, to_b, "RTCP from A's source: {packet:02x?}");
+            packets += 1;
+            bytes += packet.len() as u64;
+        }
+        let verdict = table.handle_packet(slots.rtp[0], STRANGER, packet, now);
+        assert_eq!(verdict, Verdict::Drop(DropReason::Foreign));
+        foreign += 1;
+    }
+    // |D| is at most the largest arrival gap (255 ms) plus 2^31 timestamp units (RFC 3550
+    // §6.4.1 with a signed timestamp difference); the jitter is a running mean of |D|.
+    let max_transit = (1u64 << 31) + 255 * u64::from(rate) / 1000 + 1;
+    let jitter = counters.jitter(rate);
+    assert!(
+        jitter <= Duration::from_nanos(max_transit * 1_000_000_000 / u64::from(rate)),
+        "jitter {jitter:?} beyond any transit difference"
+    );
+    let stats = table.stats(id, now).expect("the session is open");
+    let (a, b) = (&stats[0], &stats[1]);
+    assert_eq!(
+        (
+            a.packets,
+            a.bytes,
+            a.dropped_foreign,
+            a.dropped_no_destination
+        ),
+        (packets, bytes, foreign, 0),
+        "A's counters"
+    );
+    assert_eq!(a.source, (packets > 0).then_some(PHONE_A));
+    assert_eq!(a.lost, counters.lost());
+    assert_eq!(a.jitter_ms, jitter.as_secs_f64() * 1000.0);
+    assert_eq!((b.packets, b.bytes, b.lost, b.source), (0, 0, 0, None));
+    let closed = table.handle_close(id);
+    assert_eq!(closed.len(), if rtcp_mux { 2 } else { 4 });
+    assert!(table.stats(id, now).is_none() && table.is_empty());
+}
+
+/// `RtpHeader::parse` on one datagram: a header exactly for version 2, at least
+/// `RTP_HEADER_LEN` bytes and a second octet outside RTCP's 192..=223 (RFC 5761 §4), with
+/// every field read from its place in those first bytes.
+pub fn check_rtp_header(packet: &[u8]) {
+    let header = RtpHeader::parse(packet);
+    let is_rtp =
+        packet.len() >= RTP_HEADER_LEN && packet[0] >> 6 == 2 && !(192..=223).contains(&packet[1]);
+    assert_eq!(header.is_some(), is_rtp, "{packet:02x?}");
+    if let Some(h) = header {
+        assert_eq!(h.payload_type, packet[1] & 0x7f);
+        assert_eq!(h.sequence.to_be_bytes(), packet[2..4]);
+        assert_eq!(h.timestamp.to_be_bytes(), packet[4..8]);
+        assert_eq!(h.ssrc.to_be_bytes(), packet[8..12]);
+    }
 }
