@@ -10,8 +10,8 @@
 //!   keeps its regressions in `<module>.proptest-regressions` beside its file
 //!   ([`common::proptest_config`]).
 //! - CLI tests: `cli`, `cli_calls`.
-//! - Tests of a running switch: everything else. The `*_sipp` and `*_baresip` modules, `guard`
-//!   and `tls_call` also start SIPp, baresip or sipvicious.
+//! - Tests of a running switch: everything else. Many also start SIPp; `baresip`, `*_baresip`,
+//!   `dialog_integrity` and `tls_call` start baresip, and `guard` runs sipvicious.
 //!
 //! Every test runs on a thread of this one process, in parallel with tests of other modules.
 //! So no test may change process-wide state: the environment, the current directory or
