@@ -1,4 +1,4 @@
-//! The checks the fuzz targets run, shared with `tests/parser_props.rs` (which includes this
+//! The checks the fuzz targets run, shared with `tests/it/parser_props.rs` (which includes this
 //! file by path) so CI replays the corpus through exactly the same code without a fuzzing
 //! toolchain.
 //!
