@@ -121,7 +121,9 @@ impl RtpCounters {
         if let Some((prev_at, prev_ts)) = self.last_arrival {
             // D(i,j) = (Rj − Ri) − (Sj − Si), both in timestamp units (RFC 3550 §6.4.1).
             let arrival = now.saturating_duration_since(prev_at);
-            let arrival_units = (arrival.as_nanos() as u64 * clock_rate as u64) / 1_000_000_000;
+            // (saturating: a long silence times a high clock rate must not overflow)
+            let arrival_units =
+                (arrival.as_nanos() as u64).saturating_mul(clock_rate as u64) / 1_000_000_000;
             let sent_units = timestamp.wrapping_sub(prev_ts) as i32 as i64;
             let d = (arrival_units as i64 - sent_units).unsigned_abs();
             // J += (|D| − J) / 16, kept scaled by 16 (A.8).
@@ -225,5 +227,17 @@ mod tests {
         }
         let j = c.jitter(8000).as_secs_f64() * 1000.0;
         assert!((4.5..=5.0).contains(&j), "jitter {j} ms");
+    }
+
+    #[test]
+    fn a_long_silence_at_a_high_clock_rate_does_not_overflow() {
+        // 5 s at u32::MAX Hz overflowed u64 before (a panic in debug builds).
+        let t0 = Instant::now();
+        let mut c = RtpCounters::default();
+        for (i, at) in [0u64, 5, 10].iter().enumerate() {
+            let h = RtpHeader::parse(&packet(i as u16, i as u32, 7)).unwrap();
+            c.record(&h, t0 + Duration::from_secs(*at), u32::MAX);
+        }
+        assert!(c.jitter(u32::MAX) > Duration::ZERO);
     }
 }
