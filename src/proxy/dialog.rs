@@ -10,7 +10,8 @@ use super::*;
 impl Proxy {
     /// A request inside a dialog (it has a To tag): forwarded only when it carries the token
     /// of a dialog this switch set up, comes from that dialog's party, and then only toward
-    /// the other party ([`dialog`]). Anything else is answered 481 and counted by the guard.
+    /// the other party ([`super::token`]). Anything else is answered 481 and counted by the
+    /// guard.
     pub(super) fn forward_in_dialog(
         &mut self,
         cx: &mut Ctx<'_>,

@@ -266,11 +266,13 @@ impl DialogKey {
     /// The MAC that ends one of the switch's Via branches: binds the branch to the upstream
     /// address a stray response to it may be forwarded to. 12 hex digits.
     pub fn branch_mac(&self, branch: &str, upstream: SocketAddr) -> String {
-        let mac = self.mac(&[
-            b"branch",
-            branch.as_bytes(),
-            upstream.to_string().as_bytes(),
-        ]);
+        // The address as bytes, not as text: this runs for every request the proxy forwards.
+        let ip = match upstream.ip().to_canonical() {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+            IpAddr::V6(v6) => v6.octets(),
+        };
+        let port = upstream.port().to_be_bytes();
+        let mac = self.mac(&[b"branch", branch.as_bytes(), &ip, &port]);
         hex::encode(&mac[..6])
     }
 }
@@ -304,6 +306,19 @@ fn base64url(data: &[u8]) -> String {
     out
 }
 
+/// The value of one base64url character ([`ALPHABET`] read backwards).
+fn sextet(c: u8) -> Option<u32> {
+    let v = match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'-' => 62,
+        b'_' => 63,
+        _ => return None,
+    };
+    Some(u32::from(v))
+}
+
 fn unbase64url(text: &str) -> Option<Vec<u8>> {
     if text.len() % 4 == 1 {
         return None;
@@ -311,9 +326,8 @@ fn unbase64url(text: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(text.len() * 3 / 4);
     for chunk in text.as_bytes().chunks(4) {
         let mut n = 0u32;
-        for (i, c) in chunk.iter().enumerate() {
-            let v = ALPHABET.iter().position(|a| a == c)? as u32;
-            n |= v << (18 - 6 * i);
+        for (i, &c) in chunk.iter().enumerate() {
+            n |= sextet(c)? << (18 - 6 * i);
         }
         for i in 0..chunk.len() - 1 {
             out.push((n >> (16 - 8 * i)) as u8);
