@@ -5,10 +5,11 @@
 //! here, everything else to the proxy ([`crate::proxy`]); responses go to the proxy's branches.
 //!
 //! Inputs: `handle_datagram`, `handle_stream_message`, `handle_timeout`, `handle_accounts`,
-//! `handle_bans`, `handle_dialplan`, `handle_media_inactive`, `handle_conn_opened`/`closed`.
-//! Outputs: one queue, [`Switch::poll_output`] ([`Output`]: transmits, durable writes, closes),
-//! in the order the switch decided them (each input's durable writes before the transmits that
-//! may acknowledge them), and [`Switch::poll_timeout`]. No sockets, no clock, no database:
+//! `handle_bans`, `handle_dialplan`, `handle_media`, `handle_conn_opened`/`closed`.
+//! Outputs: one queue, [`Switch::poll_output`] ([`Output`]: media commands, transmits, durable
+//! writes, closes), in the order the switch decided them (each input's durable writes before
+//! the transmits that may acknowledge them; a finished call's record, and all after it, once
+//! the relay has reported the call's media counters), and [`Switch::poll_timeout`]. No sockets, no clock, no database:
 //! [`crate::runtime`] drives it.
 
 use std::collections::{HashMap, VecDeque};
@@ -20,8 +21,8 @@ use bytes::Bytes;
 
 use crate::dialplan::Dialplan;
 use crate::guard::{Admission, Guard};
+use crate::media::{MediaCommand, MediaControl, MediaEvent, SessionId};
 use crate::network::Network;
-use crate::proxy::media::MediaRelay;
 use crate::proxy::records::{CallRecord, Disposition, LiveCall};
 use crate::proxy::token::DialogKey;
 use crate::proxy::toll::{TollGuard, TollLimits, TollStats};
@@ -36,8 +37,11 @@ use crate::sip::transaction::{
 use crate::types::{Extension, OpdCode, Transport};
 
 /// What the switch asks its driver to do, in the order it decided it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Output {
+    /// A command for the media engine (never held back: the relay's answers may be what
+    /// the rest waits for).
+    Media(MediaCommand),
     /// Bytes for a peer.
     Transmit(Transmit),
     /// A write to the store. The driver sends no transmit that came after an acknowledged one
@@ -52,7 +56,8 @@ pub enum Output {
 pub enum Durable {
     /// A registration was added, refreshed or removed.
     Binding(Change),
-    /// A call ended (its record; its relay session is closed).
+    /// A call ended (its record, with the counters of its relay session once the relay
+    /// reported it closed).
     CallRecord(CallRecord),
     /// An answered call opened or closed (`calls_open`, for a crash).
     OpenCall(crate::store::OpenCallOp),
@@ -80,6 +85,120 @@ const ALLOW: &str =
 
 /// How often nonce-counts of expired nonces are forgotten.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// How long a finished call's record waits for its relay session's counters before it is
+/// written without them (the relay answers in microseconds; this is for a relay that died).
+const MEDIA_ANSWER: Duration = Duration::from_secs(2);
+
+/// The switch's one output queue. Outputs are ready in the order they were decided, except
+/// that a finished call whose relay session is closing waits for the relay's counters, and
+/// everything decided after it waits behind it (so the answer that ended the call still
+/// follows its record). Media commands never wait.
+#[derive(Default)]
+struct Outputs {
+    ready: VecDeque<Output>,
+    waiting: VecDeque<Waiting>,
+}
+
+enum Waiting {
+    Ready(Output),
+    Record {
+        session: SessionId,
+        record: CallRecord,
+        deadline: Instant,
+    },
+}
+
+impl Outputs {
+    fn push(&mut self, o: Output) {
+        if self.waiting.is_empty() {
+            self.ready.push_back(o);
+        } else {
+            self.waiting.push_back(Waiting::Ready(o));
+        }
+    }
+
+    fn push_media(&mut self, cmd: MediaCommand) {
+        self.ready.push_back(Output::Media(cmd));
+    }
+
+    /// A record that waits for the counters of `session` until `deadline`.
+    fn park(&mut self, session: SessionId, record: CallRecord, deadline: Instant) {
+        self.waiting.push_back(Waiting::Record {
+            session,
+            record,
+            deadline,
+        });
+    }
+
+    /// The relay reported `session` closed (or never opened): its record is complete.
+    fn settle(&mut self, session: SessionId, media: Option<crate::store::MediaTotals>) {
+        let at = self
+            .waiting
+            .iter()
+            .position(|w| matches!(w, Waiting::Record { session: s, .. } if *s == session));
+        if let Some(i) = at {
+            self.complete(i, media);
+        }
+        self.release();
+    }
+
+    /// Records whose counters did not come in time are written without them.
+    fn expire(&mut self, now: Instant) {
+        for i in 0..self.waiting.len() {
+            if let Waiting::Record {
+                session,
+                record,
+                deadline,
+            } = &self.waiting[i]
+            {
+                if *deadline <= now {
+                    tracing::warn!(call_id = %record.call_id, session = session.0,
+                        "the relay did not report the call's media counters: recorded without them");
+                    self.complete(i, None);
+                }
+            }
+        }
+        self.release();
+    }
+
+    /// The waiting record at `i`, with these counters, becomes a ready write.
+    fn complete(&mut self, i: usize, media: Option<crate::store::MediaTotals>) {
+        let placeholder = Waiting::Ready(Output::CloseConn(0));
+        if let Waiting::Record { mut record, .. } =
+            std::mem::replace(&mut self.waiting[i], placeholder)
+        {
+            record.media = media;
+            self.waiting[i] = Waiting::Ready(Output::Store(Durable::CallRecord(record)));
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.waiting
+            .iter()
+            .filter_map(|w| match w {
+                Waiting::Record { deadline, .. } => Some(*deadline),
+                Waiting::Ready(_) => None,
+            })
+            .min()
+    }
+
+    fn release(&mut self) {
+        while let Some(Waiting::Ready(_)) = self.waiting.front() {
+            if let Some(Waiting::Ready(o)) = self.waiting.pop_front() {
+                self.ready.push_back(o);
+            }
+        }
+    }
+
+    fn pop(&mut self) -> Option<Output> {
+        self.ready.pop_front()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ready.is_empty()
+    }
+}
 
 /// A live registration, as the admin API lists it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -119,6 +238,8 @@ pub struct SwitchMetrics {
     pub guard: crate::guard::GuardStats,
     pub bans_active: u64,
     pub transactions: u64,
+    /// Relay sessions open (or closing) and the ports they hold.
+    pub media: (u64, u64),
 }
 
 pub struct Switch {
@@ -131,7 +252,9 @@ pub struct Switch {
     pub(crate) proxy: Proxy,
     pub(crate) transmits: VecDeque<Transmit>,
     /// What the driver takes with [`Switch::poll_output`], in order.
-    outputs: VecDeque<Output>,
+    outputs: Outputs,
+    /// The latest time an input came with (for deadlines set where no time is passed).
+    last_now: Option<Instant>,
     /// Stream connections whose source got banned, for the runtime to close.
     close_conns: Vec<u64>,
     next_prune: Option<Instant>,
@@ -155,7 +278,8 @@ impl Switch {
             net: Network::default(),
             proxy: Proxy::new(max_call),
             transmits: VecDeque::new(),
-            outputs: VecDeque::new(),
+            outputs: Outputs::default(),
+            last_now: None,
             close_conns: Vec::new(),
             next_prune: None,
             guard: Guard::disabled(),
@@ -255,9 +379,10 @@ impl Switch {
         self.guard = guard;
     }
 
-    /// Anchors the media of new calls in this relay.
-    pub fn set_media_relay(&mut self, relay: Arc<dyn MediaRelay>) {
-        self.proxy.media = Some(relay);
+    /// Anchors the media of new calls in a relay with these ports; its commands come out as
+    /// [`Output::Media`] and its answers go to [`Switch::handle_media`].
+    pub fn set_media(&mut self, control: MediaControl) {
+        self.proxy.media = Some(control);
     }
 
     /// A new dialplan (reload); calls in progress keep their routing.
@@ -267,6 +392,7 @@ impl Switch {
 
     /// A UDP datagram. Keep-alives and noise are ignored.
     pub fn handle_datagram(&mut self, data: Bytes, peer: Peer, now: Now) {
+        self.last_now = Some(now.instant);
         self.datagram(data, peer, now);
         self.collect_outputs();
     }
@@ -310,6 +436,7 @@ impl Switch {
 
     /// One message framed off a stream (TCP/TLS) connection.
     pub fn handle_stream_message(&mut self, data: Bytes, peer: Peer, now: Now) {
+        self.last_now = Some(now.instant);
         self.stream_message(data, peer, now);
         self.collect_outputs();
     }
@@ -340,7 +467,7 @@ impl Switch {
         if self.outputs.is_empty() {
             self.collect_outputs();
         }
-        self.outputs.pop_front()
+        self.outputs.pop()
     }
 
     /// Moves what the last input produced into the output queue: the writes to the store
@@ -348,26 +475,29 @@ impl Switch {
     /// changes, bans), then closes, then the transmits, which may acknowledge those writes.
     fn collect_outputs(&mut self) {
         for c in self.registrar.location.drain_changes() {
-            self.outputs.push_back(Output::Store(Durable::Binding(c)));
+            self.outputs.push(Output::Store(Durable::Binding(c)));
         }
-        for r in self.finish_call_records() {
-            self.outputs
-                .push_back(Output::Store(Durable::CallRecord(r)));
-        }
+        self.finish_call_records();
         for op in self.proxy.records.drain_open_ops() {
-            self.outputs.push_back(Output::Store(Durable::OpenCall(op)));
+            self.outputs.push(Output::Store(Durable::OpenCall(op)));
         }
         for e in std::mem::take(&mut self.proxy.effects) {
-            self.outputs.push_back(Output::Store(Durable::Effect(e)));
+            self.outputs.push(Output::Store(Durable::Effect(e)));
         }
         for b in self.guard.drain_new_bans() {
-            self.outputs.push_back(Output::Store(Durable::Ban(b)));
+            self.outputs.push(Output::Store(Durable::Ban(b)));
         }
         for c in std::mem::take(&mut self.close_conns) {
-            self.outputs.push_back(Output::CloseConn(c));
+            self.outputs.push(Output::CloseConn(c));
         }
-        self.outputs
-            .extend(self.transmits.drain(..).map(Output::Transmit));
+        // The relay's commands go before the transmits: an INVITE leaves after the command
+        // that binds the ports its SDP names.
+        while let Some(cmd) = self.proxy.poll_media_command() {
+            self.outputs.push_media(cmd);
+        }
+        for t in self.transmits.drain(..) {
+            self.outputs.push(Output::Transmit(t));
+        }
     }
 
     fn handle_message(&mut self, msg: Message, peer: Peer, now: Now) {
@@ -547,8 +677,10 @@ impl Switch {
 
     /// Timers are due.
     pub fn handle_timeout(&mut self, now: Now) {
+        self.last_now = Some(now.instant);
         self.timeout(now);
         self.collect_outputs();
+        self.outputs.expire(now.instant);
     }
 
     fn timeout(&mut self, now: Now) {
@@ -575,25 +707,27 @@ impl Switch {
             self.registrar.location.poll_timeout(),
             self.guard.poll_timeout(),
             self.next_prune,
+            self.outputs.deadline(),
         ]
         .into_iter()
         .flatten()
         .min()
     }
 
-    /// Finished calls, for the call records. Their relay sessions close here: a finished
-    /// record is the one place every way a call ends goes through.
-    fn finish_call_records(&mut self) -> Vec<CallRecord> {
+    /// Finished calls, for the call records. Their relay sessions close here (a finished
+    /// record is the one place every way a call ends goes through), and a record with a
+    /// session waits in the queue for the relay's counters ([`Switch::handle_media`]).
+    fn finish_call_records(&mut self) {
         self.proxy.settle_toll();
-        let mut done = self.proxy.records.drain_finished();
-        for r in &mut done {
-            r.media = self.proxy.media_totals(&r.call_id);
-            self.proxy.media_close(&r.call_id);
+        for r in self.proxy.records.drain_finished() {
             if let Some(i) = Disposition::ALL.iter().position(|d| *d == r.disposition) {
                 self.stats.calls_by_disposition[i] += 1;
             }
+            match (self.proxy.media_close(&r.call_id), self.last_now) {
+                (Some(session), Some(now)) => self.outputs.park(session, r, now + MEDIA_ANSWER),
+                _ => self.outputs.push(Output::Store(Durable::CallRecord(r))),
+            }
         }
-        done
     }
 
     /// A snapshot for `/metrics`.
@@ -629,6 +763,11 @@ impl Switch {
             guard: self.guard.stats,
             bans_active: self.guard.bans_active(now.unix) as u64,
             transactions: self.transaction_count() as u64,
+            media: self
+                .proxy
+                .media
+                .as_ref()
+                .map_or((0, 0), |m| (m.sessions() as u64, m.ports_in_use() as u64)),
         }
     }
 
@@ -641,15 +780,28 @@ impl Switch {
                 .media_calls
                 .by_call_id
                 .get(&c.call_id)
-                .map(|m| m.session);
+                .map(|m| m.session.0);
         }
         calls
     }
 
-    /// The relay saw no RTP in a session for its inactivity time: the call is ended.
-    pub fn handle_media_inactive(&mut self, session: u64, now: Now) {
-        let (proxy, mut cx) = self.split();
-        proxy.handle_media_inactive(&mut cx, session, now);
+    /// What the media engine reports: a session opened, failed to open (its media is lost),
+    /// closed with its counters (the call's record is complete), or went silent (the call is
+    /// ended with a BYE both ways).
+    pub fn handle_media(&mut self, event: MediaEvent, now: Now) {
+        self.last_now = Some(now.instant);
+        self.proxy.media_settled(&event);
+        match &event {
+            MediaEvent::Opened { .. } => {}
+            MediaEvent::OpenFailed { session, .. } => self.outputs.settle(*session, None),
+            MediaEvent::Closed { session, stats } => self
+                .outputs
+                .settle(*session, crate::proxy::media::totals(stats)),
+            MediaEvent::Inactive { session, .. } => {
+                let (proxy, mut cx) = self.split();
+                proxy.handle_media_inactive(&mut cx, *session, now);
+            }
+        }
         self.collect_outputs();
     }
 
@@ -703,6 +855,7 @@ pub(crate) struct Collected {
     pub transmits: VecDeque<Transmit>,
     pub durables: Vec<Durable>,
     pub closes: Vec<u64>,
+    pub media: Vec<MediaCommand>,
 }
 
 #[cfg(test)]
@@ -714,6 +867,7 @@ impl Collected {
                 Output::Transmit(t) => self.transmits.push_back(t),
                 Output::Store(d) => self.durables.push(d),
                 Output::CloseConn(c) => self.closes.push(c),
+                Output::Media(m) => self.media.push(m),
             }
         }
     }

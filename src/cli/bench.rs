@@ -8,7 +8,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 
-use crate::media::{Relay, RelayConfig, Side};
+use crate::media::blocking::BlockingRelay;
+use crate::media::{RelayConfig, Side};
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -60,7 +61,7 @@ fn parse_range(s: &str) -> Result<(u16, u16), String> {
 
 fn relay_alloc(args: RelayAllocArgs) -> anyhow::Result<()> {
     let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let relay = Relay::start(RelayConfig {
+    let mut relay = BlockingRelay::start(RelayConfig {
         port_range: args.ports,
         bind: localhost,
         advertise: localhost,
@@ -113,13 +114,12 @@ fn relay_alloc(args: RelayAllocArgs) -> anyhow::Result<()> {
     out.flush()?;
     let (mut packets, mut foreign, mut no_dest, mut lost) = (0, 0, 0, 0);
     for id in sessions.iter().copied() {
-        for s in relay.stats(id)? {
+        for s in relay.close(id)? {
             packets += s.packets;
             foreign += s.dropped_foreign;
             no_dest += s.dropped_no_destination;
             lost += s.lost;
         }
-        relay.close(id)?;
     }
     let cpu = first_open.map_or(0.0, |(at, cpu0)| {
         100.0 * (cpu_seconds() - cpu0) / at.elapsed().as_secs_f64().max(1e-9)

@@ -1,40 +1,47 @@
-//! Media anchoring: the RTP relay (DESIGN D8). Owns the relay's ports, sockets and forwarding
-//! threads; knows nothing of SIP or SDP (the proxy rewrites SDP and drives this API).
+//! Media anchoring: the RTP relay (DESIGN D8), the one media plane. Owns the relay's sockets
+//! and forwarding threads; knows nothing of SIP or SDP (the proxy rewrites SDP and drives the
+//! control plane).
 //!
-//! Shape: a control plane ([`Relay`], a handle any thread may call) and a data plane of
-//! forwarding threads ([`shard`]), each owning the sockets of the sessions assigned to it in its
-//! own epoll set and forwarding with `recvmmsg`/`sendmmsg` through preallocated buffers: no
-//! allocation, lock or channel per packet. Control reaches a shard as [`shard::Command`]s over
-//! a channel plus an eventfd in its epoll set. The forwarding decisions (latching, counters,
-//! inactivity) are the sans-IO [`table::Table`]'s; [`rtp`] holds the RFC 3550 counters and
-//! [`ports`] the port pool.
+//! Shape: a sans-IO control plane ([`control::MediaControl`], owned by the signalling core:
+//! the port pool, the sessions, the [`MediaCommand`]s to send), the engine handle ([`Relay`]:
+//! [`Relay::submit`] routes a command to the forwarding thread of its session and returns at
+//! once) and a data plane of forwarding threads ([`shard`]), each owning the sockets of its
+//! sessions in its own epoll set and forwarding with `recvmmsg`/`sendmmsg` through
+//! preallocated buffers: no allocation, lock or channel per packet. A thread binds a session's
+//! sockets when its `Open` arrives (over a channel plus an eventfd in its epoll set) and
+//! reports back [`MediaEvent`]s (opened, open failed, closed with the final counters,
+//! inactive). The forwarding decisions (latching, counters, inactivity) are the sans-IO
+//! [`table::Table`]'s; [`rtp`] holds the RFC 3550 counters and [`ports`] the port pool.
+//! [`blocking::BlockingRelay`] drives engine and control synchronously for tools and tests.
 //!
 //! Semantics: a packet received on side A's socket of a stream leaves from side B's socket to
 //! B's destination, and vice versa. The first packet received on a socket latches its source;
 //! from then on that side's destination is the latched source and packets from any other
 //! source on that socket are dropped and counted. A re-INVITE that announces a different
-//! address for a side releases that side's latch (see `table::Slot::announce`). Before latching the destination is
-//! the address given by [`Relay::set_remote`]; with neither, packets are dropped and counted.
+//! address for a side releases that side's latch (see `table::Slot::announce`). Before
+//! latching the destination is the address given by [`MediaCommand::SetRemote`]; with
+//! neither, packets are dropped and counted.
 
+pub mod blocking;
+pub mod control;
 pub mod ports;
 pub mod rtp;
 pub mod shard;
 pub mod sys;
 pub mod table;
 
-use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use socket2::{Domain, Protocol, Socket, Type};
-
-use self::ports::{PortPool, RelayPort};
+pub use self::control::{
+    LegKind, LegSpec, MediaCommand, MediaControl, MediaEvent, Session, Settled, StatsReply,
+};
 pub use self::shard::RelayTotals;
-use self::shard::{Command, Shard, ShardConfig, ShardCounters, StreamSockets};
+use self::shard::{Shard, ShardConfig, ShardCounters};
 use self::sys::EventFd;
 
 /// The relay's settings.
@@ -49,7 +56,7 @@ pub struct RelayConfig {
     /// Forwarding threads (0: one per core).
     pub threads: usize,
     /// A session with no packet in either direction of any stream for this long is reported
-    /// as [`RelayEvent::Inactive`].
+    /// as [`MediaEvent::Inactive`].
     pub inactivity: Duration,
     /// Datagrams per `recvmmsg`/`sendmmsg`.
     pub batch: usize,
@@ -87,6 +94,14 @@ pub enum Side {
 }
 
 impl Side {
+    /// The side across the session.
+    pub fn other(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
+
     pub fn index(self) -> usize {
         match self {
             Side::A => 0,
@@ -120,12 +135,14 @@ pub struct StreamPorts {
     pub b: LegPorts,
 }
 
-/// An open session, as returned by [`Relay::open`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Session {
-    pub id: SessionId,
-    pub call: u64,
-    pub streams: Vec<StreamPorts>,
+impl StreamPorts {
+    /// Where `side`'s phone must send.
+    pub fn of(&self, side: Side) -> LegPorts {
+        match side {
+            Side::A => self.a,
+            Side::B => self.b,
+        }
+    }
 }
 
 /// The counters of one direction of one stream (RTP and RTCP sockets together; loss and
@@ -151,13 +168,6 @@ pub struct StreamStats {
     pub last_packet_age: Option<Duration>,
 }
 
-/// What the relay tells its owner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RelayEvent {
-    /// No packet was accepted on any socket of the call's session for the inactivity time.
-    Inactive { call: u64 },
-}
-
 /// Errors of the relay's control plane.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -171,17 +181,21 @@ pub enum RelayError {
     NoStreams,
     #[error("relay socket: {0}")]
     Io(#[from] io::Error),
+    #[error("the relay could not open the session: {0}")]
+    OpenFailed(String),
+    #[error("the relay's forwarding threads did not answer")]
+    NoAnswer,
 }
 
 struct ShardHandle {
     counters: Arc<ShardCounters>,
-    commands: Option<Sender<Command>>,
+    commands: Option<Sender<MediaCommand>>,
     wake: Arc<EventFd>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl ShardHandle {
-    fn send(&self, cmd: Command) {
+    fn send(&self, cmd: MediaCommand) {
         if let Some(tx) = &self.commands {
             // A dead shard (it only stops on an epoll failure, logged) just ignores commands.
             let _ = tx.send(cmd);
@@ -190,26 +204,14 @@ impl ShardHandle {
     }
 }
 
-struct SessionRecord {
-    shard: usize,
-    streams: usize,
-    pairs: Vec<RelayPort>,
-    ports: usize,
-}
-
-struct Control {
-    pool: PortPool,
-    next_id: u64,
-    sessions: HashMap<SessionId, SessionRecord>,
-    ports_in_use: usize,
-}
-
-/// The RTP relay: the control-plane handle of the forwarding threads. Dropping it stops them.
+/// The RTP relay engine: the handle of its forwarding threads. [`Relay::submit`] hands a
+/// [`MediaCommand`] to the thread of its session and returns at once; what the threads have
+/// to say comes back as [`MediaEvent`]s ([`Relay::poll_event`], [`Relay::wait_event`]).
+/// Dropping the handle stops the threads.
 pub struct Relay {
     cfg: RelayConfig,
     shards: Vec<ShardHandle>,
-    control: Mutex<Control>,
-    events: Mutex<Receiver<RelayEvent>>,
+    events: Mutex<Receiver<MediaEvent>>,
 }
 
 impl Relay {
@@ -231,6 +233,7 @@ impl Relay {
                     inactivity: cfg.inactivity,
                     bare: cfg.bare,
                     busy_poll_us: cfg.busy_poll_us,
+                    bind: cfg.bind,
                 },
                 wake.clone(),
                 rx,
@@ -248,169 +251,29 @@ impl Relay {
             });
         }
         Ok(Relay {
-            control: Mutex::new(Control {
-                pool: PortPool::new(cfg.port_range.0, cfg.port_range.1),
-                next_id: 1,
-                sessions: HashMap::new(),
-                ports_in_use: 0,
-            }),
             cfg,
             shards,
             events: Mutex::new(events_rx),
         })
     }
 
-    /// Opens a session of `streams` media streams for `call`: per stream, a port pair for
-    /// side A and one for side B (one port each with `rtcp_mux`).
-    pub fn open(&self, call: u64, streams: usize, rtcp_mux: bool) -> Result<Session, RelayError> {
-        if streams == 0 {
-            return Err(RelayError::NoStreams);
-        }
-        let mut control = self.lock();
-        let mut pairs = Vec::with_capacity(2 * streams);
-        let mut sockets = Vec::with_capacity(streams);
-        let mut ports = Vec::with_capacity(streams);
-        let result = (|| {
-            for _ in 0..streams {
-                let (pa, a) = self.bind_pair(&mut control.pool, rtcp_mux)?;
-                pairs.push(pa);
-                let (pb, b) = self.bind_pair(&mut control.pool, rtcp_mux)?;
-                pairs.push(pb);
-                ports.push(StreamPorts {
-                    a: self.leg_ports(pa, rtcp_mux),
-                    b: self.leg_ports(pb, rtcp_mux),
-                });
-                sockets.push(StreamSockets {
-                    rtp: [a.0, b.0],
-                    rtcp: a.1.zip(b.1).map(|(a, b)| [a, b]),
-                });
-            }
-            Ok(())
-        })();
-        if let Err(e) = result {
-            for p in pairs {
-                control.pool.release(p);
-            }
-            return Err(e);
-        }
-        let id = SessionId(control.next_id);
-        control.next_id += 1;
-        let shard = (id.0 % self.shards.len() as u64) as usize;
-        let used = pairs.len() * if rtcp_mux { 1 } else { 2 };
-        control.ports_in_use += used;
-        control.sessions.insert(
-            id,
-            SessionRecord {
-                shard,
-                streams,
-                pairs,
-                ports: used,
-            },
-        );
-        self.shards[shard].send(Command::Open {
-            id,
-            call,
-            streams: sockets,
-        });
-        Ok(Session {
-            id,
-            call,
-            streams: ports,
-        })
-    }
-
-    /// Sets the address a side's SDP announced for a stream's RTP (its RTCP goes to the next
-    /// port unless [`Relay::set_remote_rtcp`] says otherwise): the destination of that side
-    /// until its first packet latches it.
-    pub fn set_remote(
-        &self,
-        id: SessionId,
-        stream: usize,
-        side: Side,
-        rtp: SocketAddr,
-    ) -> Result<(), RelayError> {
-        self.set_remotes(id, stream, side, rtp, None)
-    }
-
-    /// As [`Relay::set_remote`], with the RTCP address of an SDP `a=rtcp:` attribute.
-    pub fn set_remote_rtcp(
-        &self,
-        id: SessionId,
-        stream: usize,
-        side: Side,
-        rtp: SocketAddr,
-        rtcp: SocketAddr,
-    ) -> Result<(), RelayError> {
-        self.set_remotes(id, stream, side, rtp, Some(rtcp))
-    }
-
-    fn set_remotes(
-        &self,
-        id: SessionId,
-        stream: usize,
-        side: Side,
-        rtp: SocketAddr,
-        rtcp: Option<SocketAddr>,
-    ) -> Result<(), RelayError> {
-        let shard = self.shard_of(id, stream)?;
-        self.shards[shard].send(Command::SetRemote {
-            id,
-            stream,
-            side,
-            rtp,
-            rtcp,
-        });
-        Ok(())
-    }
-
-    /// Sets the RTP clock rate of a stream (default 8000 Hz), used for its jitter.
-    pub fn set_clock_rate(&self, id: SessionId, stream: usize, hz: u32) -> Result<(), RelayError> {
-        let shard = self.shard_of(id, stream)?;
-        self.shards[shard].send(Command::ClockRate { id, stream, hz });
-        Ok(())
-    }
-
-    /// Closes a session: its sockets are closed (waiting for its forwarding thread to finish
-    /// the batch in hand) and its ports return to the pool.
-    pub fn close(&self, id: SessionId) -> Result<(), RelayError> {
-        let mut control = self.lock();
-        let record = control
-            .sessions
-            .remove(&id)
-            .ok_or(RelayError::UnknownSession(id))?;
-        let (done, wait) = mpsc::channel();
-        self.shards[record.shard].send(Command::Close { id, done });
-        // An error means the shard is gone, and its sockets with it.
-        let _ = wait.recv();
-        for p in record.pairs {
-            control.pool.release(p);
-        }
-        control.ports_in_use -= record.ports;
-        Ok(())
-    }
-
-    /// The counters of a session, per stream and direction.
-    pub fn stats(&self, id: SessionId) -> Result<Vec<StreamStats>, RelayError> {
-        let shard = self.shard_of(id, 0)?;
-        let (reply, wait) = mpsc::channel();
-        self.shards[shard].send(Command::Stats { id, reply });
-        wait.recv()
-            .ok()
-            .flatten()
-            .ok_or(RelayError::UnknownSession(id))
+    /// Hands a command to the forwarding thread of its session (a session lives on one
+    /// thread, chosen by its id). Never waits.
+    pub fn submit(&self, cmd: MediaCommand) {
+        let shard = (cmd.session().0 % self.shards.len() as u64) as usize;
+        self.shards[shard].send(cmd);
     }
 
     /// The next pending event, without waiting.
-    pub fn poll_event(&self) -> Option<RelayEvent> {
+    pub fn poll_event(&self) -> Option<MediaEvent> {
         self.events_rx().try_recv().ok()
     }
 
     /// The next event, waiting up to `timeout`.
-    pub fn wait_event(&self, timeout: Duration) -> Option<RelayEvent> {
+    pub fn wait_event(&self, timeout: Duration) -> Option<MediaEvent> {
         self.events_rx().recv_timeout(timeout).ok()
     }
 
-    /// The number of ports bound by open sessions.
     /// What every forwarding thread has done since the start (packets, bytes, drops).
     pub fn totals(&self) -> RelayTotals {
         let mut t = RelayTotals::default();
@@ -420,93 +283,14 @@ impl Relay {
         t
     }
 
-    pub fn ports_in_use(&self) -> usize {
-        self.lock().ports_in_use
-    }
-
-    /// The number of open sessions.
-    pub fn sessions(&self) -> usize {
-        self.lock().sessions.len()
-    }
-
     /// The configuration the relay runs with.
     pub fn config(&self) -> &RelayConfig {
         &self.cfg
     }
 
-    fn shard_of(&self, id: SessionId, stream: usize) -> Result<usize, RelayError> {
-        let control = self.lock();
-        let record = control
-            .sessions
-            .get(&id)
-            .ok_or(RelayError::UnknownSession(id))?;
-        if stream >= record.streams {
-            return Err(RelayError::UnknownStream(id, stream));
-        }
-        Ok(record.shard)
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Control> {
-        // A poisoned lock means a panic in this file's bookkeeping, a bug; the state is
-        // still consistent enough to continue (every update is a single step).
-        self.control.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn events_rx(&self) -> MutexGuard<'_, Receiver<RelayEvent>> {
+    fn events_rx(&self) -> MutexGuard<'_, Receiver<MediaEvent>> {
+        // Only `recv` runs under the lock; a poisoned lock has a usable receiver.
         self.events.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn leg_ports(&self, pair: RelayPort, rtcp_mux: bool) -> LegPorts {
-        let rtp = SocketAddr::new(self.cfg.advertise, pair.rtp());
-        let rtcp = if rtcp_mux {
-            rtp
-        } else {
-            SocketAddr::new(self.cfg.advertise, pair.rtcp())
-        };
-        LegPorts { rtp, rtcp }
-    }
-
-    /// Takes a pair from the pool and binds its sockets, skipping pairs another process holds.
-    fn bind_pair(
-        &self,
-        pool: &mut PortPool,
-        rtcp_mux: bool,
-    ) -> Result<(RelayPort, (UdpSocket, Option<UdpSocket>)), RelayError> {
-        let mut busy = Vec::new();
-        let result = loop {
-            if busy.len() >= pool.capacity() {
-                break Err(RelayError::PortsExhausted);
-            }
-            let Some(pair) = pool.allocate() else {
-                break Err(RelayError::PortsExhausted);
-            };
-            let rtp = match bind_udp(SocketAddr::new(self.cfg.bind, pair.rtp())) {
-                Ok(s) => s,
-                Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
-                    busy.push(pair);
-                    continue;
-                }
-                Err(e) => {
-                    pool.release(pair);
-                    break Err(e.into());
-                }
-            };
-            if rtcp_mux {
-                break Ok((pair, (rtp, None)));
-            }
-            match bind_udp(SocketAddr::new(self.cfg.bind, pair.rtcp())) {
-                Ok(rtcp) => break Ok((pair, (rtp, Some(rtcp)))),
-                Err(e) if e.kind() == io::ErrorKind::AddrInUse => busy.push(pair),
-                Err(e) => {
-                    pool.release(pair);
-                    break Err(e.into());
-                }
-            }
-        };
-        for pair in busy {
-            pool.release(pair);
-        }
-        result
     }
 }
 
@@ -522,11 +306,4 @@ impl Drop for Relay {
             }
         }
     }
-}
-
-fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    Ok(socket.into())
 }

@@ -5,55 +5,32 @@
 //! (for `close` and `stats`) until the end of the current batch. The decisions are the
 //! [`Table`]'s; this file only does the I/O and the clock.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::control::{LegSpec, MediaCommand, MediaEvent};
+use super::ports::RelayPort;
 use super::sys::{set_busy_poll, Batch, Epoll, EventFd};
 use super::table::{DropReason, SlotId, Table, Verdict};
-use super::{RelayEvent, SessionId, Side, StreamStats};
+use super::SessionId;
 
 /// The epoll token of the eventfd (slot tokens are slot numbers, far below it).
 const WAKE: u64 = u64::MAX;
 /// The most epoll events handled per wake-up.
 const MAX_EVENTS: usize = 256;
 
-/// The sockets of one stream, as the control plane bound them: RTP and optional RTCP, A and B.
+/// The sockets of one stream, as the shard bound them: RTP and optional RTCP, A and B.
 #[derive(Debug)]
-pub struct StreamSockets {
-    pub rtp: [UdpSocket; 2],
-    pub rtcp: Option<[UdpSocket; 2]>,
-}
-
-/// A control command for a shard.
-#[derive(Debug)]
-pub enum Command {
-    Open {
-        id: SessionId,
-        call: u64,
-        streams: Vec<StreamSockets>,
-    },
-    SetRemote {
-        id: SessionId,
-        stream: usize,
-        side: Side,
-        rtp: SocketAddr,
-        rtcp: Option<SocketAddr>,
-    },
-    ClockRate {
-        id: SessionId,
-        stream: usize,
-        hz: u32,
-    },
-    /// Closes the session's sockets, then answers (so their ports can be reused).
-    Close { id: SessionId, done: Sender<()> },
-    Stats {
-        id: SessionId,
-        reply: Sender<Option<Vec<StreamStats>>>,
-    },
+struct StreamSockets {
+    rtp: [UdpSocket; 2],
+    rtcp: Option<[UdpSocket; 2]>,
 }
 
 /// The shard's settings.
@@ -64,6 +41,8 @@ pub struct ShardConfig {
     pub bare: bool,
     /// `SO_BUSY_POLL` microseconds for the shard's sockets (0: off).
     pub busy_poll_us: u32,
+    /// The address the sessions' sockets bind to.
+    pub bind: IpAddr,
 }
 
 /// What one shard has done since it started, for `/metrics`. Only the shard's thread writes
@@ -112,8 +91,8 @@ pub struct Shard {
     cfg: ShardConfig,
     epoll: Epoll,
     wake: Arc<EventFd>,
-    commands: Receiver<Command>,
-    events: Sender<RelayEvent>,
+    commands: Receiver<MediaCommand>,
+    events: Sender<MediaEvent>,
     table: Table,
     sockets: Vec<Option<UdpSocket>>,
     batch: Batch,
@@ -124,8 +103,8 @@ impl Shard {
     pub fn new(
         cfg: ShardConfig,
         wake: Arc<EventFd>,
-        commands: Receiver<Command>,
-        events: Sender<RelayEvent>,
+        commands: Receiver<MediaCommand>,
+        events: Sender<MediaEvent>,
         counters: Arc<ShardCounters>,
     ) -> std::io::Result<Shard> {
         let epoll = Epoll::new()?;
@@ -174,9 +153,8 @@ impl Shard {
                 }
             }
             if now >= next_tick {
-                for call in self.table.poll_inactive(now, self.cfg.inactivity) {
-                    // A closed receiver means nobody listens for events: nothing to do.
-                    let _ = self.events.send(RelayEvent::Inactive { call });
+                for (session, call) in self.table.poll_inactive(now, self.cfg.inactivity) {
+                    self.report(MediaEvent::Inactive { session, call });
                 }
                 next_tick = now + tick;
             }
@@ -248,47 +226,130 @@ impl Shard {
         }
     }
 
-    fn handle_command(&mut self, cmd: Command, now: Instant) {
+    fn handle_command(&mut self, cmd: MediaCommand, now: Instant) {
         match cmd {
-            Command::Open { id, call, streams } => {
-                let slots =
-                    self.table
-                        .handle_open(id, call, streams.len(), streams[0].rtcp.is_none(), now);
-                for (s, sockets) in slots.into_iter().zip(streams) {
-                    let [a, b] = sockets.rtp;
-                    self.attach(s.rtp[0], a);
-                    self.attach(s.rtp[1], b);
-                    if let (Some(pair), Some([a, b])) = (s.rtcp, sockets.rtcp) {
-                        self.attach(pair[0], a);
-                        self.attach(pair[1], b);
+            MediaCommand::Open {
+                session,
+                call,
+                rtcp_mux,
+                legs,
+            } => match self.bind_session(&legs, rtcp_mux) {
+                Ok(streams) => {
+                    let slots = self
+                        .table
+                        .handle_open(session, call, streams.len(), rtcp_mux, now);
+                    for (s, sockets) in slots.into_iter().zip(streams) {
+                        let [a, b] = sockets.rtp;
+                        self.attach(s.rtp[0], a);
+                        self.attach(s.rtp[1], b);
+                        if let (Some(pair), Some([a, b])) = (s.rtcp, sockets.rtcp) {
+                            self.attach(pair[0], a);
+                            self.attach(pair[1], b);
+                        }
                     }
+                    self.report(MediaEvent::Opened { session });
                 }
-            }
-            Command::SetRemote {
-                id,
+                Err((busy, e)) => {
+                    tracing::warn!(
+                        session = session.0,
+                        busy = ?busy.iter().map(|p| p.rtp()).collect::<Vec<_>>(),
+                        "relay: cannot bind a session's ports: {e}"
+                    );
+                    self.report(MediaEvent::OpenFailed {
+                        session,
+                        busy,
+                        error: e.to_string(),
+                    });
+                }
+            },
+            MediaCommand::SetRemote {
+                session,
                 stream,
                 side,
                 rtp,
                 rtcp,
             } => {
                 self.table
-                    .handle_set_remote(id, stream, side, rtp, rtcp, now);
+                    .handle_set_remote(session, stream, side, rtp, rtcp, now);
             }
-            Command::ClockRate { id, stream, hz } => {
-                self.table.handle_clock_rate(id, stream, hz);
+            MediaCommand::ClockRate {
+                session,
+                stream,
+                hz,
+            } => {
+                self.table.handle_clock_rate(session, stream, hz);
             }
-            Command::Close { id, done } => {
-                for slot in self.table.handle_close(id) {
-                    if let Some(socket) = self.sockets[slot.0 as usize].take() {
-                        let _ = self.epoll.delete(socket.as_raw_fd());
-                    }
-                }
-                let _ = done.send(());
+            MediaCommand::Close { session } => {
+                let stats = self.table.stats(session, now).unwrap_or_default();
+                self.close(session);
+                self.report(MediaEvent::Closed { session, stats });
             }
-            Command::Stats { id, reply } => {
-                let _ = reply.send(self.table.stats(id, now));
+            MediaCommand::Stats { session, reply } => reply(self.table.stats(session, now)),
+        }
+    }
+
+    /// Closes the sockets of a session and forgets it.
+    fn close(&mut self, session: SessionId) {
+        for slot in self.table.handle_close(session) {
+            if let Some(socket) = self.sockets[slot.0 as usize].take() {
+                let _ = self.epoll.delete(socket.as_raw_fd());
             }
         }
+    }
+
+    fn report(&self, event: MediaEvent) {
+        // A closed receiver means nobody listens for events: nothing to do.
+        let _ = self.events.send(event);
+    }
+
+    /// Binds the sockets of the legs' ports, stream by stream (both legs have a pair per
+    /// stream, as `MediaControl::open` makes them). On failure nothing stays bound, and the
+    /// error comes with every pair another process holds (all are tried, to name them all).
+    fn bind_session(
+        &self,
+        legs: &[LegSpec; 2],
+        rtcp_mux: bool,
+    ) -> Result<Vec<StreamSockets>, (Vec<RelayPort>, io::Error)> {
+        let bind = |pair: &RelayPort| (*pair, self.bind_pair(*pair, rtcp_mux));
+        let a: Vec<_> = legs[0].ports.iter().map(bind).collect();
+        let b: Vec<_> = legs[1].ports.iter().map(bind).collect();
+        let mut busy = Vec::new();
+        let mut failure = None;
+        for (pair, r) in a.iter().chain(&b) {
+            if let Err(e) = r {
+                if e.kind() == io::ErrorKind::AddrInUse {
+                    busy.push(*pair);
+                }
+                failure.get_or_insert_with(|| io::Error::new(e.kind(), e.to_string()));
+            }
+        }
+        if let Some(e) = failure {
+            return Err((busy, e));
+        }
+        Ok(a.into_iter()
+            .zip(b)
+            .filter_map(|((_, a), (_, b))| {
+                let (a, b) = (a.ok()?, b.ok()?);
+                Some(StreamSockets {
+                    rtp: [a.0, b.0],
+                    rtcp: a.1.zip(b.1).map(|(a, b)| [a, b]),
+                })
+            })
+            .collect())
+    }
+
+    /// The RTP socket of a pair and, without rtcp-mux, its RTCP socket.
+    fn bind_pair(
+        &self,
+        pair: RelayPort,
+        rtcp_mux: bool,
+    ) -> io::Result<(UdpSocket, Option<UdpSocket>)> {
+        let rtp = bind_udp(SocketAddr::new(self.cfg.bind, pair.rtp()))?;
+        if rtcp_mux {
+            return Ok((rtp, None));
+        }
+        let rtcp = bind_udp(SocketAddr::new(self.cfg.bind, pair.rtcp()))?;
+        Ok((rtp, Some(rtcp)))
     }
 
     fn attach(&mut self, slot: SlotId, socket: UdpSocket) {
@@ -304,4 +365,11 @@ impl Shard {
         }
         self.sockets[i] = Some(socket);
     }
+}
+
+fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
 }

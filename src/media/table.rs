@@ -305,11 +305,11 @@ impl Table {
         Some(out)
     }
 
-    /// The calls of sessions where no packet was accepted on any socket for `inactivity`
+    /// The sessions (with their calls) where no packet was accepted on any socket for `inactivity`
     /// (counted from the open when nothing ever arrived). Each silence is reported once.
-    pub fn poll_inactive(&mut self, now: Instant, inactivity: Duration) -> Vec<u64> {
+    pub fn poll_inactive(&mut self, now: Instant, inactivity: Duration) -> Vec<(SessionId, u64)> {
         let mut calls = Vec::new();
-        for entry in self.sessions.values_mut() {
+        for (id, entry) in self.sessions.iter_mut() {
             let mut last = entry.negotiated;
             for s in &entry.streams {
                 for slot in s.rtp.iter().chain(s.rtcp.iter().flatten()) {
@@ -321,7 +321,7 @@ impl Table {
             }
             if now.saturating_duration_since(last) >= inactivity && entry.reported != Some(last) {
                 entry.reported = Some(last);
-                calls.push(entry.call);
+                calls.push((*id, entry.call));
             }
         }
         calls
@@ -482,13 +482,13 @@ mod tests {
         assert!(t
             .poll_inactive(now + Duration::from_millis(999), d)
             .is_empty());
-        assert_eq!(t.poll_inactive(now + d, d), vec![77]);
+        assert_eq!(t.poll_inactive(now + d, d), vec![(SessionId(1), 77)]);
         assert!(t.poll_inactive(now + 2 * d, d).is_empty());
         t.handle_packet(s.rtp[0], addr(5000), &rtp(1), now + 3 * d);
         assert!(t
             .poll_inactive(now + Duration::from_millis(3500), d)
             .is_empty());
-        assert_eq!(t.poll_inactive(now + 4 * d, d), vec![77]);
+        assert_eq!(t.poll_inactive(now + 4 * d, d), vec![(SessionId(1), 77)]);
     }
 
     #[test]
@@ -496,13 +496,13 @@ mod tests {
         let (mut t, _, now) = table();
         let d = Duration::from_secs(1);
         // Ringing, no early media: reported (and ignored by the proxy) once.
-        assert_eq!(t.poll_inactive(now + 5 * d, d), vec![77]);
+        assert_eq!(t.poll_inactive(now + 5 * d, d), vec![(SessionId(1), 77)]);
         // The answer's SDP arrives at 10 s; the answered call is silent from there on.
         t.handle_set_remote(SessionId(1), 0, Side::B, addr(6000), None, now + 10 * d);
         assert!(t
             .poll_inactive(now + Duration::from_millis(10_900), d)
             .is_empty());
-        assert_eq!(t.poll_inactive(now + 11 * d, d), vec![77]);
+        assert_eq!(t.poll_inactive(now + 11 * d, d), vec![(SessionId(1), 77)]);
     }
 
     #[test]

@@ -5,75 +5,29 @@
 //! the call ends; a relay that reports a silent session gets the call ended with a BYE both
 //! ways (disposition `media-timeout`).
 //!
-//! The relay itself sits behind [`MediaRelay`] (the runtime plugs in `media::Relay`; tests a
-//! fake), so this stays free of sockets and threads.
+//! The relay is driven through its sans-IO control plane ([`MediaControl`]): opening a session
+//! allocates its ports here and now (so the rewritten SDP goes out in the same step) and every
+//! decision becomes a queued [`crate::media::MediaCommand`] that the switch hands its driver.
+//! No socket, thread or wait in here.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
 
+use crate::media::{MediaControl, SessionId, StreamPorts};
 use crate::sip::message::{HeaderName, Message};
 
 use super::{Ctx, Proxy, UNBOUNDED};
 use crate::sip::sdp::{self, RelayPorts};
 
-/// The two legs of a call: A is the caller, B the callee.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Leg {
-    A,
-    B,
-}
-
-impl Leg {
-    pub fn other(self) -> Leg {
-        match self {
-            Leg::A => Leg::B,
-            Leg::B => Leg::A,
-        }
-    }
-}
-
-/// The relay addresses of one stream: where leg A must send, where leg B must send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StreamAddrs {
-    pub a_rtp: SocketAddr,
-    pub a_rtcp: SocketAddr,
-    pub b_rtp: SocketAddr,
-    pub b_rtcp: SocketAddr,
-}
-
-impl StreamAddrs {
-    fn of(&self, leg: Leg) -> (SocketAddr, SocketAddr) {
-        match leg {
-            Leg::A => (self.a_rtp, self.a_rtcp),
-            Leg::B => (self.b_rtp, self.b_rtcp),
-        }
-    }
-}
-
-/// What the proxy needs from an RTP relay.
-pub trait MediaRelay: Send + Sync {
-    /// Opens a session of `streams` streams for `call`; returns its id and the addresses.
-    fn open(
-        &self,
-        call: u64,
-        streams: usize,
-        rtcp_mux: bool,
-    ) -> Result<(u64, Vec<StreamAddrs>), String>;
-    /// What a leg's SDP announced for a stream (the destination until latching).
-    fn set_remote(&self, session: u64, stream: usize, leg: Leg, rtp: SocketAddr, rtcp: SocketAddr);
-    fn close(&self, session: u64);
-    /// What the relay counted for a session, for the call record.
-    fn totals(&self, _session: u64) -> Option<crate::store::MediaTotals> {
-        None
-    }
-}
+/// The two legs of a call: A is the caller, B the callee (the relay's sides).
+pub use crate::media::Side as Leg;
 
 /// The media of one call.
 pub(crate) struct MediaCall {
-    pub session: u64,
-    pub streams: Vec<StreamAddrs>,
+    pub session: SessionId,
+    pub streams: Vec<StreamPorts>,
     /// The caller's From-tag: requests with it come from leg A.
     pub caller_tag: String,
     /// For the BYEs of a media timeout: the caller's From and contact, the callee's To (with
@@ -93,7 +47,7 @@ pub(crate) struct MediaCall {
 #[derive(Default)]
 pub(crate) struct MediaTable {
     pub by_call_id: HashMap<String, MediaCall>,
-    pub by_session: HashMap<u64, String>,
+    pub by_session: HashMap<SessionId, String>,
     pub next_call: u64,
 }
 
@@ -114,7 +68,7 @@ pub(crate) fn contact_uri(msg: &Message) -> Option<String> {
 /// Sets the sender's remotes and rewrites the body for the receiver. Returns the new message
 /// bytes, or `None` when nothing changed (no SDP, or SDP we cannot read: passed through).
 pub(crate) fn rewrite_for(
-    relay: &dyn MediaRelay,
+    relay: &mut MediaControl,
     call: &MediaCall,
     msg: &Message,
     sender: Leg,
@@ -135,10 +89,12 @@ pub(crate) fn rewrite_for(
                 } else {
                     SocketAddr::new(ip, s.rtcp_port.unwrap_or(s.port.wrapping_add(1)))
                 };
-                relay.set_remote(call.session, i, sender, rtp, rtcp);
+                // The session is ours and has this stream: this cannot fail.
+                let _ = relay.set_remote(call.session, i, sender, rtp, Some(rtcp));
             }
         }
-        let (rtp, rtcp) = relay_addrs.of(receiver);
+        let leg = relay_addrs.of(receiver);
+        let (rtp, rtcp) = (leg.rtp, leg.rtcp);
         addr.get_or_insert(rtp.ip());
         ports.push(if s.is_disabled() {
             RelayPorts { rtp: 0, rtcp: 0 }
@@ -164,7 +120,7 @@ impl Proxy {
     /// An offer from `sender` (the INVITE, or a re-offer that changes the number of streams):
     /// opens the session and returns the request rewritten for the other leg.
     pub(crate) fn media_offer(&mut self, msg: &Message, sender: Leg) -> Option<Message> {
-        let relay = self.media.clone()?;
+        let relay = self.media.as_mut()?;
         if !has_sdp(msg) {
             return None;
         }
@@ -179,12 +135,13 @@ impl Proxy {
             if old.streams.len() == n {
                 return None; // same shape: handled as an in-dialog rewrite
             }
-            relay.close(old.session);
+            // Its ports come back when the relay reports it closed.
+            let _ = relay.close(old.session);
             self.media_calls.by_session.remove(&old.session);
         }
         self.media_calls.next_call += 1;
         let (session, streams) = match relay.open(self.media_calls.next_call, n, rtcp_mux) {
-            Ok(s) => s,
+            Ok(s) => (s.id, s.streams),
             Err(e) => {
                 tracing::warn!(%call_id, error = %e, "no relay ports: media goes direct");
                 return None;
@@ -211,7 +168,7 @@ impl Proxy {
                 dialog_token: None,
             },
         };
-        let out = rewrite_for(relay.as_ref(), &call, msg, sender);
+        let out = rewrite_for(relay, &call, msg, sender);
         self.media_calls.by_session.insert(session, call_id.clone());
         self.media_calls.by_call_id.insert(call_id, call);
         out.and_then(|b| self.reparse(b))
@@ -246,16 +203,16 @@ impl Proxy {
         if let Some(reopened) = self.media_offer(msg, sender) {
             return Some(reopened);
         }
-        let relay = self.media.clone()?;
+        let relay = self.media.as_mut()?;
         let call = self.media_calls.by_call_id.get(&call_id)?;
-        let out = rewrite_for(relay.as_ref(), call, msg, sender)?;
+        let out = rewrite_for(relay, call, msg, sender)?;
         self.reparse(out)
     }
 
     /// A response of proxied request `id` on its way upstream: its SDP comes from the leg that
     /// answered. The 2xx of the initial INVITE also tells how to reach the callee.
     pub(crate) fn media_answer(&mut self, id: u64, msg: &Message, status: u16) -> Option<Message> {
-        let relay = self.media.clone()?;
+        self.media.as_ref()?;
         let call_id = msg.call_id().ok()?.to_string();
         let p = self.by_id.get(&id)?;
         let initial = p.call.is_some();
@@ -287,24 +244,36 @@ impl Proxy {
         if !has_sdp(msg) {
             return None;
         }
-        let out = rewrite_for(relay.as_ref(), call, msg, requester.other())?;
+        let out = rewrite_for(self.media.as_mut()?, call, msg, requester.other())?;
         self.reparse(out)
     }
 
-    /// The relay's counters of a call's media, if it was anchored.
-    pub(crate) fn media_totals(&self, call_id: &str) -> Option<crate::store::MediaTotals> {
-        let call = self.media_calls.by_call_id.get(call_id)?;
-        self.media.as_ref()?.totals(call.session)
+    /// The call is over: its relay session is asked to close (its ports are freed, and its
+    /// counters reported, when the relay says it is closed). The session, if there is one to
+    /// wait for.
+    pub(crate) fn media_close(&mut self, call_id: &str) -> Option<SessionId> {
+        let call = self.media_calls.by_call_id.remove(call_id)?;
+        self.media_calls.by_session.remove(&call.session);
+        // An unknown session is one whose open failed: no counters will come.
+        self.media.as_mut()?.close(call.session).ok()?;
+        Some(call.session)
     }
 
-    /// The call is over: its relay ports are freed.
-    pub(crate) fn media_close(&mut self, call_id: &str) {
-        if let Some(call) = self.media_calls.by_call_id.remove(call_id) {
-            self.media_calls.by_session.remove(&call.session);
-            if let Some(relay) = &self.media {
-                relay.close(call.session);
-            }
+    /// An event of the relay about one of its sessions' ports (closed, failed to open): the
+    /// control plane takes back the ports.
+    pub(crate) fn media_settled(&mut self, event: &crate::media::MediaEvent) {
+        if let Some(control) = self.media.as_mut() {
+            control.handle_event(event);
         }
+        if let crate::media::MediaEvent::OpenFailed { session, error, .. } = event {
+            let call_id = self.media_calls.by_session.get(session);
+            tracing::warn!(?call_id, %error, "the relay could not open a call's ports: its media is lost");
+        }
+    }
+
+    /// The next command for the relay.
+    pub(crate) fn poll_media_command(&mut self) -> Option<crate::media::MediaCommand> {
+        self.media.as_mut()?.poll_command()
     }
 
     /// The relay saw no RTP in a session for its inactivity time: the phones vanished or
@@ -312,7 +281,7 @@ impl Proxy {
     pub fn handle_media_inactive(
         &mut self,
         cx: &mut Ctx<'_>,
-        session: u64,
+        session: SessionId,
         now: crate::registrar::Now,
     ) {
         let Some(call_id) = self.media_calls.by_session.get(&session).cloned() else {
@@ -389,4 +358,27 @@ Reason: SIP;cause=408;text=\"media timeout\"\r\nContent-Length: 0\r\n\r\n",
         let t = self.client.start(key, Bytes::from(text), peer, now.instant);
         cx.out.push_back(t);
     }
+}
+
+/// A call record's media counters from the relay's final counters of its session (`None`
+/// when the relay had none: the session never opened).
+pub(crate) fn totals(stats: &[crate::media::StreamStats]) -> Option<crate::store::MediaTotals> {
+    if stats.is_empty() {
+        return None;
+    }
+    let mut t = crate::store::MediaTotals::default();
+    for s in stats {
+        match s.direction {
+            crate::media::Direction::AToB => {
+                t.packets_a2b += s.packets;
+                t.lost_a2b += s.lost;
+            }
+            crate::media::Direction::BToA => {
+                t.packets_b2a += s.packets;
+                t.lost_b2a += s.lost;
+            }
+        }
+        t.jitter_us_max = t.jitter_us_max.max((s.jitter_ms * 1000.0) as u64);
+    }
+    Some(t)
 }

@@ -29,7 +29,6 @@ pub mod toll;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::dialplan::route::{Decision, Directory, FeatureAction, Features, RingTarget, Routing};
@@ -50,7 +49,7 @@ use crate::store::Disposition;
 use crate::types::{Extension, OpdCode, Transport};
 
 use build::Hop;
-use media::{MediaRelay, MediaTable};
+use media::MediaTable;
 use records::{NewCall, Records};
 use token::{DialogError, DialogKey, Party, TOKEN_PARAM};
 use toll::{Rule, TollGuard, TollLimits};
@@ -135,8 +134,9 @@ pub struct Proxy {
     pub(crate) records: Records,
     /// Limits on trunk calls (toll fraud).
     pub(crate) toll: TollGuard,
-    /// The RTP relay that anchors media; `None` leaves SDP untouched (media goes direct).
-    pub(crate) media: Option<Arc<dyn MediaRelay>>,
+    /// The control plane of the RTP relay that anchors media; `None` leaves SDP untouched
+    /// (media goes direct).
+    pub(crate) media: Option<crate::media::MediaControl>,
     pub(crate) media_calls: MediaTable,
     /// Signs the dialogs the proxy sets up (Record-Route tokens) and its Via branches.
     pub(crate) dialog_key: DialogKey,

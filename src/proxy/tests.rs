@@ -811,57 +811,65 @@ fn feature_codes_set_dnd_and_forwarding() {
         .any(|(p, m)| *p == 6100 && m.method().map(|m| m.as_str()) == Some("INVITE")));
 }
 
-/// A relay that hands out fixed ports and remembers what it was told.
-#[derive(Default)]
-struct FakeRelay {
-    remotes: std::sync::Mutex<Vec<(u64, usize, crate::proxy::media::Leg, SocketAddr)>>,
-    closed: std::sync::Mutex<Vec<u64>>,
+/// The switch anchors media in a relay with ports 40000-40099 advertised as 127.0.0.9 (the
+/// commands it sends are collected by the rig; the relay's answers are fed back by hand).
+fn with_relay(rig: &mut Rig) {
+    rig.sw.set_media(crate::media::MediaControl::new(
+        (40000, 40099),
+        "127.0.0.9".parse().unwrap(),
+    ));
 }
 
-impl crate::proxy::media::MediaRelay for FakeRelay {
-    fn open(
-        &self,
-        call: u64,
-        streams: usize,
-        _rtcp_mux: bool,
-    ) -> Result<(u64, Vec<crate::proxy::media::StreamAddrs>), String> {
-        let a = |p: u16| SocketAddr::from(([127, 0, 0, 9], p));
-        Ok((
-            call,
-            (0..streams as u16)
-                .map(|i| crate::proxy::media::StreamAddrs {
-                    a_rtp: a(40000 + 4 * i),
-                    a_rtcp: a(40001 + 4 * i),
-                    b_rtp: a(40002 + 4 * i),
-                    b_rtcp: a(40003 + 4 * i),
-                })
-                .collect(),
-        ))
-    }
-
-    fn set_remote(
-        &self,
-        session: u64,
-        stream: usize,
-        leg: crate::proxy::media::Leg,
-        rtp: SocketAddr,
-        _rtcp: SocketAddr,
-    ) {
-        self.remotes
-            .lock()
-            .unwrap()
-            .push((session, stream, leg, rtp));
-    }
-
-    fn close(&self, session: u64) {
-        self.closed.lock().unwrap().push(session);
-    }
-
-    fn totals(&self, _session: u64) -> Option<crate::store::MediaTotals> {
-        Some(crate::store::MediaTotals {
-            packets_a2b: 7,
-            ..Default::default()
+/// The `SetRemote`s the switch sent the relay so far: (session, stream, side, RTP address).
+fn remotes(rig: &mut Rig) -> Vec<(u64, usize, crate::media::Side, SocketAddr)> {
+    rig.outputs.pump(&mut rig.sw);
+    rig.outputs
+        .media
+        .iter()
+        .filter_map(|c| match c {
+            crate::media::MediaCommand::SetRemote {
+                session,
+                stream,
+                side,
+                rtp,
+                ..
+            } => Some((session.0, *stream, *side, *rtp)),
+            _ => None,
         })
+        .collect()
+}
+
+/// The sessions the switch asked the relay to close so far.
+fn closes(rig: &mut Rig) -> Vec<crate::media::SessionId> {
+    rig.outputs.pump(&mut rig.sw);
+    rig.outputs
+        .media
+        .iter()
+        .filter_map(|c| match c {
+            crate::media::MediaCommand::Close { session } => Some(*session),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The relay's final counters of a session: `packets` forwarded from A to B.
+fn closed(session: crate::media::SessionId, packets: u64) -> crate::media::MediaEvent {
+    use crate::media::{Direction, StreamStats};
+    let stats = |direction, packets| StreamStats {
+        stream: 0,
+        direction,
+        source: None,
+        packets,
+        bytes: packets * 172,
+        dropped_foreign: 0,
+        dropped_no_destination: 0,
+        lost: 0,
+        jitter_ms: 0.0,
+        last_packet_age: None,
+    };
+    crate::media::MediaEvent::Closed {
+        session,
+        stats: vec![stats(Direction::AToB, packets), stats(Direction::BToA, 0)],
     }
 }
 
@@ -890,8 +898,7 @@ fn sdp_of_each_leg_points_at_the_relay_early_and_late_offer() {
     use crate::proxy::media::Leg;
     for late in [false, true] {
         let mut rig = Rig::new(&[]);
-        let relay = Arc::new(FakeRelay::default());
-        rig.sw.set_media_relay(relay.clone());
+        with_relay(&mut rig);
         rig.register("2300", 6000);
         // The authenticated INVITE, with or without the offer.
         let b = rig.branch();
@@ -951,7 +958,7 @@ To: <sip:2300@127.0.0.1>;tag=b1\r\nCall-ID: call-1000-2300\r\nCSeq: 2 ACK\r\nCon
             let ack = rig.out().into_iter().find(|(p, _)| *p == 6000).unwrap().1;
             assert_eq!(media_port(&ack), 40002);
         }
-        let remotes = relay.remotes.lock().unwrap().clone();
+        let remotes = remotes(&mut rig);
         assert!(
             remotes.iter().any(|r| r.2 == Leg::A && r.3 == addr(4000)),
             "{remotes:?}"
@@ -971,10 +978,23 @@ To: <sip:2300@127.0.0.1>;tag=b1\r\nCall-ID: call-1000-2300\r\nCSeq: 3 BYE\r\nCon
                 caller_route(&inv)
             ),
         );
+        // The relay is asked to close the session; until it reports its counters the
+        // record waits, and the BYE, forwarded in the same step, waits behind it.
+        let closing = closes(&mut rig);
+        assert_eq!(closing.len(), 1);
+        assert!(records(&mut rig).is_empty());
+        assert!(rig.out().is_empty(), "the BYE went out before its record");
+        let now = rig.now;
+        rig.sw.handle_media(closed(closing[0], 7), now);
         let recs = records(&mut rig);
         assert_eq!(recs.len(), 1);
         assert_eq!(recs[0].media.as_ref().map(|m| m.packets_a2b), Some(7));
-        assert_eq!(relay.closed.lock().unwrap().len(), 1);
+        let out = rig.out();
+        assert!(
+            out.iter()
+                .any(|(p, m)| *p == 6000 && m.method().map(|m| m.as_str()) == Some("BYE")),
+            "the BYE follows its record: {out:?}"
+        );
     }
 }
 

@@ -80,22 +80,11 @@ async fn calls(
         .await
         .map_err(|_| (StatusCode::SERVICE_UNAVAILABLE, "switch stopping".into()))?;
     if let Some(relay) = relay {
-        // Asking the forwarding threads for counters waits on them: off the async workers.
-        calls = tokio::task::spawn_blocking(move || {
-            for c in &mut calls {
-                if let Some(s) = c.media_session {
-                    c.media = relay.stats_json(s);
-                }
+        for c in &mut calls {
+            if let Some(s) = c.media_session {
+                c.media = relay.stats_json(s).await;
             }
-            calls
-        })
-        .await
-        .map_err(|_| {
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "relay stats failed".into(),
-            )
-        })?;
+        }
     }
     Ok(Json(calls))
 }
@@ -117,10 +106,11 @@ async fn metrics(
         .await
         .map_err(|_| stopping(()))?;
     let switch = rx.await.map_err(|_| stopping(()))?;
+    let media = switch.media;
     let snapshot = crate::metrics::Snapshot {
         switch,
         connections: state.conns.stats.metrics(),
-        relay: state.relay.as_ref().map(|r| r.metrics()),
+        relay: state.relay.as_ref().map(|r| r.metrics(media)),
         started_unix: state.started_unix,
     };
     Ok((
@@ -133,12 +123,27 @@ async fn metrics(
 }
 
 async fn relay_usage(
-    State(AdminState { relay, .. }): State<AdminState>,
-) -> Json<serde_json::Value> {
-    Json(match relay {
-        Some(r) => r.usage_json(),
-        None => serde_json::json!({ "enabled": false }),
-    })
+    State(AdminState { driver, relay, .. }): State<AdminState>,
+) -> Result<Json<serde_json::Value>, (StatusCode, String)> {
+    if relay.is_none() {
+        return Ok(Json(serde_json::json!({ "enabled": false })));
+    }
+    let (reply, rx) = oneshot::channel();
+    let stopping = |_| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "switch stopping".to_owned(),
+        )
+    };
+    driver
+        .send(Input::Metrics { reply })
+        .await
+        .map_err(|_| stopping(()))?;
+    let (sessions, ports_in_use) = rx.await.map_err(|_| stopping(()))?.media;
+    Ok(Json(serde_json::json!({
+        "ports_in_use": ports_in_use,
+        "sessions": sessions,
+    })))
 }
 
 async fn connections(

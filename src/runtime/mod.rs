@@ -99,10 +99,8 @@ pub(crate) enum Input {
     ReloadDialplan {
         reply: Option<oneshot::Sender<Result<usize, Vec<String>>>>,
     },
-    /// The relay saw no RTP in this session for the inactivity time.
-    MediaInactive {
-        session: u64,
-    },
+    /// A report of the media engine (a session opened, failed, closed, went silent).
+    Media(crate::media::MediaEvent),
     /// The ban list changed in the store (`tambun ban add|rm`).
     Bans(Vec<crate::guard::Ban>),
 }
@@ -326,8 +324,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 .map(|a| a.ip())
                 .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
         });
+        let relay_cfg_range = config.media.port_range()?;
         let relay_cfg = crate::media::RelayConfig {
-            port_range: config.media.port_range()?,
+            port_range: relay_cfg_range,
             bind,
             advertise,
             threads: config.media.threads,
@@ -341,7 +340,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             config.media.rtp_ports
         );
         let glue = Arc::new(relay::RelayGlue::new(relay.clone()));
-        switch.set_media_relay(glue.clone());
+        switch.set_media(crate::media::MediaControl::new(relay_cfg_range, advertise));
         relay::watch_events(glue.clone(), tx.clone(), shutdown.clone());
         relay_glue = Some(glue);
         relay_handle = Some(relay);
@@ -399,6 +398,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         udp: udp_sockets,
         conns: HashMap::new(),
         store: store_handle.sender(),
+        relay: relay_handle.clone(),
         held: VecDeque::new(),
         next_commit: 0,
         store_gone: false,
@@ -457,6 +457,8 @@ struct Driver {
     udp: Vec<Arc<UdpSocket>>,
     conns: HashMap<ConnId, (mpsc::Sender<Bytes>, CancellationToken)>,
     store: std::sync::mpsc::Sender<store_thread::Command>,
+    /// The media engine the switch's media commands go to.
+    relay: Option<Arc<crate::media::Relay>>,
     /// Transmits waiting for the commit of their batch (`Commit` marker), oldest first.
     held: VecDeque<(u64, Vec<Transmit>)>,
     /// The last `Commit` marker sent to the store thread.
@@ -605,9 +607,7 @@ impl Driver {
             Input::Metrics { reply } => {
                 let _ = reply.send(self.switch.metrics(t));
             }
-            Input::MediaInactive { session } => {
-                self.switch.handle_media_inactive(session, t);
-            }
+            Input::Media(event) => self.switch.handle_media(event, t),
             Input::ReloadDialplan { reply } => {
                 let result = self.reload_dialplan();
                 if let Some(reply) = reply {
@@ -667,6 +667,10 @@ impl Driver {
         let mut waits = false;
         while let Some(output) = self.switch.poll_output() {
             match output {
+                Output::Media(cmd) => match &self.relay {
+                    Some(relay) => relay.submit(cmd),
+                    None => tracing::error!(?cmd, "a media command without a relay"),
+                },
                 Output::Transmit(t) => out.push(t),
                 Output::CloseConn(conn) => {
                     if let Some((_, close)) = self.conns.get(&conn) {

@@ -1,24 +1,24 @@
-//! The relay as the proxy sees it: `media::Relay` behind the proxy's [`MediaRelay`] trait, and
-//! the thread that turns the relay's inactivity reports into driver inputs and samples the
-//! forwarded packets/s for `/metrics`.
+//! The media engine in the runtime: the thread that turns the relay's reports into driver
+//! inputs and samples the forwarded packets/s for `/metrics`, and the admin API's questions
+//! to the forwarding threads (asked with a reply callback, answered on their threads, never
+//! through the driver and never by blocking a task).
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::Input;
-use crate::media::{Relay, RelayEvent, SessionId, Side};
-use crate::proxy::media::{Leg, MediaRelay, StreamAddrs};
+use crate::media::{Direction, MediaCommand, Relay, SessionId, StreamStats};
 
-/// The engine plus the map from the proxy's session numbers to the engine's ids.
+/// How long the admin API waits for a forwarding thread's counters.
+const STATS_ANSWER: Duration = Duration::from_secs(1);
+
+/// The engine handle plus the packets/s gauge.
 pub(crate) struct RelayGlue {
     relay: Arc<Relay>,
-    sessions: Mutex<HashMap<u64, SessionId>>,
     /// The forwarded-packet counter at the last rate sample, and when it was taken.
     last_sample: Mutex<Option<(Instant, u64)>>,
     /// Packets forwarded per second over the last sample interval (f64 bits).
@@ -29,7 +29,6 @@ impl RelayGlue {
     pub(crate) fn new(relay: Arc<Relay>) -> RelayGlue {
         RelayGlue {
             relay,
-            sessions: Mutex::new(HashMap::new()),
             last_sample: Mutex::new(None),
             forwarded_per_second: AtomicU64::new(0f64.to_bits()),
         }
@@ -54,131 +53,55 @@ impl RelayGlue {
         }
     }
 
-    /// What `/metrics` shows of the relay.
-    pub(crate) fn metrics(&self) -> crate::metrics::RelayMetrics {
+    /// What `/metrics` shows of the relay; sessions and ports are the switch's count
+    /// (`SwitchMetrics::media`).
+    pub(crate) fn metrics(
+        &self,
+        (sessions, ports_in_use): (u64, u64),
+    ) -> crate::metrics::RelayMetrics {
         crate::metrics::RelayMetrics {
             totals: self.relay.totals(),
             forwarded_per_second: f64::from_bits(self.forwarded_per_second.load(Ordering::Relaxed)),
-            sessions: self.relay.sessions() as u64,
-            ports_in_use: self.relay.ports_in_use() as u64,
+            sessions,
+            ports_in_use,
         }
     }
 
-    /// Counters of a session, as JSON for the admin API (one object per stream direction).
-    pub(crate) fn stats_json(&self, session: u64) -> Vec<serde_json::Value> {
-        let Some(id) = self.id(session) else {
+    /// Counters of a session, as JSON for the admin API (one object per stream direction);
+    /// empty when the session is gone or the thread did not answer in time.
+    pub(crate) async fn stats_json(&self, session: u64) -> Vec<serde_json::Value> {
+        let (tx, rx) = oneshot::channel();
+        self.relay.submit(MediaCommand::Stats {
+            session: SessionId(session),
+            reply: Box::new(move |s| {
+                let _ = tx.send(s);
+            }),
+        });
+        let Ok(Ok(Some(stats))) = tokio::time::timeout(STATS_ANSWER, rx).await else {
             return Vec::new();
         };
-        let Ok(stats) = self.relay.stats(id) else {
-            return Vec::new();
-        };
-        stats
-            .iter()
-            .map(|s| {
-                serde_json::json!({
-                    "stream": s.stream,
-                    "direction": match s.direction {
-                        crate::media::Direction::AToB => "caller->callee",
-                        crate::media::Direction::BToA => "callee->caller",
-                    },
-                    "source": s.source.map(|a| a.to_string()),
-                    "packets": s.packets,
-                    "bytes": s.bytes,
-                    "lost": s.lost,
-                    "jitter_ms": (s.jitter_ms * 100.0).round() / 100.0,
-                    "dropped_foreign": s.dropped_foreign,
-                })
-            })
-            .collect()
-    }
-
-    pub(crate) fn usage_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "ports_in_use": self.relay.ports_in_use(),
-            "sessions": self.relay.sessions(),
-        })
-    }
-
-    fn id(&self, session: u64) -> Option<SessionId> {
-        // Holds: the lock is only taken for map operations that cannot panic.
-        self.sessions.lock().ok()?.get(&session).copied()
+        stats.iter().map(stream_json).collect()
     }
 }
 
-impl MediaRelay for RelayGlue {
-    fn open(
-        &self,
-        call: u64,
-        streams: usize,
-        rtcp_mux: bool,
-    ) -> Result<(u64, Vec<StreamAddrs>), String> {
-        let s = self
-            .relay
-            .open(call, streams, rtcp_mux)
-            .map_err(|e| e.to_string())?;
-        if let Ok(mut m) = self.sessions.lock() {
-            m.insert(call, s.id);
-        }
-        let addrs = s
-            .streams
-            .iter()
-            .map(|p| StreamAddrs {
-                a_rtp: p.a.rtp,
-                a_rtcp: p.a.rtcp,
-                b_rtp: p.b.rtp,
-                b_rtcp: p.b.rtcp,
-            })
-            .collect();
-        // The proxy's session number is the call number: relay events name the call.
-        Ok((call, addrs))
-    }
-
-    fn set_remote(&self, session: u64, stream: usize, leg: Leg, rtp: SocketAddr, rtcp: SocketAddr) {
-        let Some(id) = self.id(session) else { return };
-        let side = match leg {
-            Leg::A => Side::A,
-            Leg::B => Side::B,
-        };
-        if let Err(e) = self.relay.set_remote_rtcp(id, stream, side, rtp, rtcp) {
-            tracing::debug!(error = %e, "relay set_remote");
-        }
-    }
-
-    fn totals(&self, session: u64) -> Option<crate::store::MediaTotals> {
-        let stats = self.relay.stats(self.id(session)?).ok()?;
-        let mut t = crate::store::MediaTotals::default();
-        for s in &stats {
-            match s.direction {
-                crate::media::Direction::AToB => {
-                    t.packets_a2b += s.packets;
-                    t.lost_a2b += s.lost;
-                }
-                crate::media::Direction::BToA => {
-                    t.packets_b2a += s.packets;
-                    t.lost_b2a += s.lost;
-                }
-            }
-            t.jitter_us_max = t.jitter_us_max.max((s.jitter_ms * 1000.0) as u64);
-        }
-        Some(t)
-    }
-
-    fn close(&self, session: u64) {
-        let id = self
-            .sessions
-            .lock()
-            .ok()
-            .and_then(|mut m| m.remove(&session));
-        if let Some(id) = id {
-            if let Err(e) = self.relay.close(id) {
-                tracing::debug!(error = %e, "relay close");
-            }
-        }
-    }
+fn stream_json(s: &StreamStats) -> serde_json::Value {
+    serde_json::json!({
+        "stream": s.stream,
+        "direction": match s.direction {
+            Direction::AToB => "caller->callee",
+            Direction::BToA => "callee->caller",
+        },
+        "source": s.source.map(|a| a.to_string()),
+        "packets": s.packets,
+        "bytes": s.bytes,
+        "lost": s.lost,
+        "jitter_ms": (s.jitter_ms * 100.0).round() / 100.0,
+        "dropped_foreign": s.dropped_foreign,
+    })
 }
 
-/// Forwards the relay's inactivity reports to the driver until shutdown, and samples the
-/// packets/s gauge about every second.
+/// Forwards the relay's reports (opened, failed, closed with counters, inactive) to the
+/// driver until shutdown, and samples the packets/s gauge about every second.
 pub(crate) fn watch_events(
     glue: Arc<RelayGlue>,
     tx: mpsc::Sender<Input>,
@@ -187,15 +110,16 @@ pub(crate) fn watch_events(
     let spawned = std::thread::Builder::new()
         .name("tambun-relay-events".into())
         .spawn(move || {
+            let mut next_sample = Instant::now();
             while !shutdown.is_cancelled() {
-                glue.sample_rate(Instant::now());
-                if let Some(RelayEvent::Inactive { call }) =
-                    glue.relay.wait_event(Duration::from_millis(500))
-                {
-                    if tx
-                        .blocking_send(Input::MediaInactive { session: call })
-                        .is_err()
-                    {
+                let now = Instant::now();
+                if now >= next_sample {
+                    glue.sample_rate(now);
+                    next_sample = now + Duration::from_millis(500);
+                }
+                let wait = next_sample.saturating_duration_since(now);
+                if let Some(event) = glue.relay.wait_event(wait) {
+                    if tx.blocking_send(Input::Media(event)).is_err() {
                         return;
                     }
                 }

@@ -4,7 +4,8 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use tambun::media::{Direction, Relay, RelayConfig, Side};
+use tambun::media::blocking::BlockingRelay;
+use tambun::media::{Direction, RelayConfig, Side};
 
 fn config(ports: (u16, u16)) -> RelayConfig {
     RelayConfig {
@@ -39,7 +40,7 @@ fn receive(s: &UdpSocket) -> (Vec<u8>, SocketAddr) {
 
 #[test]
 fn two_phones_talk_both_ways_and_close_frees_the_ports() {
-    let relay = Relay::start(config((11000, 11099))).unwrap();
+    let mut relay = BlockingRelay::start(config((11000, 11099))).unwrap();
     let (a, b) = (phone(), phone());
     let session = relay.open(1, 1, false).unwrap();
     assert_eq!(relay.ports_in_use(), 4);
@@ -91,7 +92,7 @@ fn two_phones_talk_both_ways_and_close_frees_the_ports() {
 
 #[test]
 fn rtcp_mux_uses_one_port_per_side() {
-    let relay = Relay::start(config((11100, 11199))).unwrap();
+    let mut relay = BlockingRelay::start(config((11100, 11199))).unwrap();
     let (a, b) = (phone(), phone());
     let session = relay.open(2, 2, true).unwrap();
     assert_eq!(relay.ports_in_use(), 4);

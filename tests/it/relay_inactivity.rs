@@ -3,12 +3,13 @@
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use tambun::media::{Relay, RelayConfig, RelayEvent, Side};
+use tambun::media::blocking::BlockingRelay;
+use tambun::media::{MediaEvent, RelayConfig, Side};
 
 #[test]
 fn inactivity_fires_after_the_timeout_and_not_before() {
     let timeout = Duration::from_millis(400);
-    let relay = Relay::start(RelayConfig {
+    let mut relay = BlockingRelay::start(RelayConfig {
         port_range: (11400, 11499),
         bind: "127.0.0.1".parse().unwrap(),
         threads: 1,
@@ -34,7 +35,13 @@ fn inactivity_fires_after_the_timeout_and_not_before() {
     let silent_from = Instant::now();
     let event = relay.wait_event(Duration::from_secs(5));
     let waited = silent_from.elapsed();
-    assert_eq!(event, Some(RelayEvent::Inactive { call: 42 }));
+    assert_eq!(
+        event,
+        Some(MediaEvent::Inactive {
+            session: session.id,
+            call: 42
+        })
+    );
     assert!(
         waited >= timeout - Duration::from_millis(110),
         "fired early: {waited:?}"

@@ -5,7 +5,8 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use tambun::media::{Direction, Relay, RelayConfig, Side};
+use tambun::media::blocking::BlockingRelay;
+use tambun::media::{Direction, RelayConfig, Side};
 
 fn phone() -> UdpSocket {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -29,7 +30,7 @@ fn receive(s: &UdpSocket) -> Option<(Vec<u8>, SocketAddr)> {
 
 #[test]
 fn nat_phone_is_latched_and_a_third_party_is_dropped() {
-    let relay = Relay::start(RelayConfig {
+    let mut relay = BlockingRelay::start(RelayConfig {
         port_range: (11200, 11299),
         bind: "127.0.0.1".parse().unwrap(),
         threads: 1,
@@ -96,7 +97,7 @@ fn nat_phone_is_latched_and_a_third_party_is_dropped() {
 
 #[test]
 fn packets_before_any_destination_are_dropped_and_counted() {
-    let relay = Relay::start(RelayConfig {
+    let mut relay = BlockingRelay::start(RelayConfig {
         port_range: (11300, 11399),
         bind: "127.0.0.1".parse().unwrap(),
         threads: 1,

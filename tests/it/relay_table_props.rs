@@ -617,11 +617,11 @@ fn run(bare: bool, ops: &[Op]) -> Result<(), TestCaseError> {
             Op::PollInactive(d) => {
                 let got = table.poll_inactive(now, *d);
                 let mut expected = Vec::new();
-                for s in model.open.values_mut() {
+                for (id, s) in model.open.iter_mut() {
                     let last = s.last_activity();
                     if now.saturating_duration_since(last) >= *d && s.reported != Some(last) {
                         s.reported = Some(last);
-                        expected.push(s.call);
+                        expected.push((*id, s.call));
                     }
                 }
                 prop_assert_eq!(got, expected, "inactive at {:?}", now - start);

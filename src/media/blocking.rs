@@ -1,0 +1,179 @@
+//! The engine and its control plane driven synchronously, for the tools and tests that use
+//! the relay without a switch (`tambun bench relay-alloc`, the `relay_*` tests). Each call
+//! submits the commands [`MediaControl`] queued and, for `open`, `close` and `stats`, waits for
+//! the forwarding thread's answer. The switch never uses this: its driver submits commands
+//! and gets the answers as inputs.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::control::{MediaCommand, MediaControl, MediaEvent, Session};
+use super::{Relay, RelayConfig, RelayError, RelayTotals, SessionId, Side, StreamStats};
+
+/// How long a call waits for the forwarding thread's answer.
+const ANSWER: Duration = Duration::from_secs(5);
+
+/// A relay with its own port pool, answering synchronously.
+pub struct BlockingRelay {
+    relay: Relay,
+    control: MediaControl,
+    /// Events that arrived while waiting for another one.
+    stash: VecDeque<MediaEvent>,
+}
+
+impl BlockingRelay {
+    /// Starts the forwarding threads; ports come from `cfg.port_range`, named with
+    /// `cfg.advertise`.
+    pub fn start(cfg: RelayConfig) -> std::io::Result<BlockingRelay> {
+        let control = MediaControl::new(cfg.port_range, cfg.advertise);
+        Ok(BlockingRelay {
+            relay: Relay::start(cfg)?,
+            control,
+            stash: VecDeque::new(),
+        })
+    }
+
+    /// Opens a session and waits until its sockets are bound.
+    pub fn open(
+        &mut self,
+        call: u64,
+        streams: usize,
+        rtcp_mux: bool,
+    ) -> Result<Session, RelayError> {
+        let session = self.control.open(call, streams, rtcp_mux)?;
+        self.submit();
+        match self.wait_for(session.id, |e| {
+            matches!(e, MediaEvent::Opened { .. } | MediaEvent::OpenFailed { .. })
+        })? {
+            MediaEvent::OpenFailed { error, .. } => Err(RelayError::OpenFailed(error)),
+            _ => Ok(session),
+        }
+    }
+
+    /// What a side's SDP announced for a stream's RTP (RTCP on the next port).
+    pub fn set_remote(
+        &mut self,
+        id: SessionId,
+        stream: usize,
+        side: Side,
+        rtp: SocketAddr,
+    ) -> Result<(), RelayError> {
+        self.control.set_remote(id, stream, side, rtp, None)?;
+        self.submit();
+        Ok(())
+    }
+
+    /// As [`BlockingRelay::set_remote`], with the RTCP address of an SDP `a=rtcp:`.
+    pub fn set_remote_rtcp(
+        &mut self,
+        id: SessionId,
+        stream: usize,
+        side: Side,
+        rtp: SocketAddr,
+        rtcp: SocketAddr,
+    ) -> Result<(), RelayError> {
+        self.control.set_remote(id, stream, side, rtp, Some(rtcp))?;
+        self.submit();
+        Ok(())
+    }
+
+    /// The RTP clock rate of a stream.
+    pub fn set_clock_rate(
+        &mut self,
+        id: SessionId,
+        stream: usize,
+        hz: u32,
+    ) -> Result<(), RelayError> {
+        self.control.set_clock_rate(id, stream, hz)?;
+        self.submit();
+        Ok(())
+    }
+
+    /// Closes a session, waits until its sockets are closed, and returns its last counters.
+    pub fn close(&mut self, id: SessionId) -> Result<Vec<StreamStats>, RelayError> {
+        self.control.close(id)?;
+        self.submit();
+        match self.wait_for(id, |e| matches!(e, MediaEvent::Closed { .. }))? {
+            MediaEvent::Closed { stats, .. } => Ok(stats),
+            _ => unreachable!("wait_for returns what its filter accepts"),
+        }
+    }
+
+    /// The counters of a session, per stream and direction.
+    pub fn stats(&self, id: SessionId) -> Result<Vec<StreamStats>, RelayError> {
+        if !self.control.is_open(id) {
+            return Err(RelayError::UnknownSession(id));
+        }
+        let (tx, rx) = mpsc::channel();
+        self.relay.submit(MediaCommand::Stats {
+            session: id,
+            reply: Box::new(move |s| {
+                let _ = tx.send(s);
+            }),
+        });
+        rx.recv_timeout(ANSWER)
+            .map_err(|_| RelayError::NoAnswer)?
+            .ok_or(RelayError::UnknownSession(id))
+    }
+
+    /// The next event not consumed by a call above, waiting up to `timeout`.
+    pub fn wait_event(&mut self, timeout: Duration) -> Option<MediaEvent> {
+        if let Some(e) = self.stash.pop_front() {
+            return Some(e);
+        }
+        let e = self.relay.wait_event(timeout)?;
+        self.control.handle_event(&e);
+        Some(e)
+    }
+
+    /// The next event not consumed by a call above, without waiting.
+    pub fn poll_event(&mut self) -> Option<MediaEvent> {
+        if let Some(e) = self.stash.pop_front() {
+            return Some(e);
+        }
+        let e = self.relay.poll_event()?;
+        self.control.handle_event(&e);
+        Some(e)
+    }
+
+    /// Ports held by open sessions.
+    pub fn ports_in_use(&self) -> usize {
+        self.control.ports_in_use()
+    }
+
+    /// Open sessions.
+    pub fn sessions(&self) -> usize {
+        self.control.sessions()
+    }
+
+    /// What the forwarding threads have done since the start.
+    pub fn totals(&self) -> RelayTotals {
+        self.relay.totals()
+    }
+
+    fn submit(&mut self) {
+        while let Some(cmd) = self.control.poll_command() {
+            self.relay.submit(cmd);
+        }
+    }
+
+    /// Waits for the event of `id` that `want` accepts; others are kept for `wait_event`.
+    fn wait_for(
+        &mut self,
+        id: SessionId,
+        want: impl Fn(&MediaEvent) -> bool,
+    ) -> Result<MediaEvent, RelayError> {
+        let deadline = Instant::now() + ANSWER;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let e = self.relay.wait_event(left).ok_or(RelayError::NoAnswer)?;
+            self.control.handle_event(&e);
+            if e.session() == id && want(&e) {
+                return Ok(e);
+            }
+            self.stash.push_back(e);
+        }
+    }
+}
