@@ -27,14 +27,14 @@ use crate::proxy::records::{CallRecord, Disposition, LiveCall};
 use crate::proxy::token::DialogKey;
 use crate::proxy::toll::{TollGuard, TollLimits, TollStats};
 use crate::proxy::{Ctx, Effect, Proxy};
-use crate::registrar::{self, Accounts, Change, Now, Registrar, Source};
+use crate::registrar::{self, Accounts, Change, Registrar, Source};
 use crate::sip::headers::uri_user;
 use crate::sip::message::{HeaderName, Limits, Message, Method, ParseError};
 use crate::sip::response;
 use crate::sip::transaction::{
     Peer, RequestDisposition, ServerTransactions, Timers, TransactionKey, Transmit,
 };
-use crate::types::{Extension, OpdCode, Transport};
+use crate::types::{Extension, Now, OpdCode, Transport};
 
 /// What the switch asks its driver to do, in the order it decided it.
 #[derive(Debug)]

@@ -1,10 +1,36 @@
 //! Newtypes for the identifiers the switch passes around: extension numbers, OPD codes,
 //! transports. Each is built only by its parser, so holding one means it is well formed.
+//! And [`Now`], the clock reading every sans-IO core is handed.
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+
+/// The time as the sans-IO cores see it: a monotonic instant for deadlines and the wall clock
+/// (Unix seconds) for nonces and what is stored.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub instant: Instant,
+    pub unix: u64,
+    /// Wall clock in milliseconds, for call records.
+    pub unix_ms: u64,
+}
+
+impl Now {
+    /// The instant at which the Unix second `unix` falls, as seen from now.
+    pub fn instant_at(&self, unix: i64) -> Instant {
+        let delta = unix - self.unix as i64;
+        if delta >= 0 {
+            self.instant + Duration::from_secs(delta as u64)
+        } else {
+            self.instant
+                .checked_sub(Duration::from_secs(delta.unsigned_abs()))
+                .unwrap_or(self.instant)
+        }
+    }
+}
 
 /// Why a value is not a valid identifier; the message is meant for an operator.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -27,7 +27,7 @@ pub use cidr::{Cidr, InvalidCidr};
 pub use source::SourceKey;
 
 use crate::config::GuardConfig;
-use crate::registrar::Now;
+use crate::types::Now;
 
 /// How often idle sources are forgotten and expired bans lifted.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);

@@ -282,7 +282,7 @@ impl Proxy {
         &mut self,
         cx: &mut Ctx<'_>,
         session: SessionId,
-        now: crate::registrar::Now,
+        now: crate::types::Now,
     ) {
         let Some(call_id) = self.media_calls.by_session.get(&session).cloned() else {
             return;
@@ -340,7 +340,7 @@ impl Proxy {
         to: &str,
         cseq: u32,
         n: usize,
-        now: crate::registrar::Now,
+        now: crate::types::Now,
     ) {
         use crate::sip::transaction::{TransactionKey, TxMethod};
         let Some(local) = cx.net.local_of(&peer) else {

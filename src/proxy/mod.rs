@@ -36,7 +36,7 @@ use crate::dialplan::Dialplan;
 use crate::dialplan::{NumberClass, Strategy};
 use crate::guard::Guard;
 use crate::network::Network;
-use crate::registrar::{Accounts, Now, Registrar, Verdict};
+use crate::registrar::{Accounts, Registrar, Verdict};
 use crate::sip::headers::NameAddr;
 use crate::sip::message::Limits;
 use crate::sip::message::{HeaderName, Message, Method};
@@ -46,7 +46,7 @@ use crate::sip::transaction::{
     TransactionKey, Transmit, TxMethod,
 };
 use crate::store::Disposition;
-use crate::types::{Extension, OpdCode, Transport};
+use crate::types::{Extension, Now, OpdCode, Transport};
 
 use build::Hop;
 use media::MediaTable;

@@ -1,39 +1,15 @@
 //! The location service: current contact bindings per extension, with expiry deadlines.
 //!
-//! Sans-IO and deterministic: time comes in as [`Now`]; expiry is a deadline heap with lazy
+//! Sans-IO and deterministic: time comes in as [`crate::types::Now`]; expiry is a deadline heap with lazy
 //! deletion, so the driver sleeps until [`Location::poll_timeout`]. Every change is queued as a
 //! [`Change`] for the durable copy in SQLite.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::types::{Extension, Transport};
-
-/// The time as the sans-IO cores see it: a monotonic instant for deadlines and the wall clock
-/// (Unix seconds) for nonces and what is stored.
-#[derive(Debug, Clone, Copy)]
-pub struct Now {
-    pub instant: Instant,
-    pub unix: u64,
-    /// Wall clock in milliseconds, for call records.
-    pub unix_ms: u64,
-}
-
-impl Now {
-    /// The instant at which the Unix second `unix` falls, as seen from now.
-    pub fn instant_at(&self, unix: i64) -> Instant {
-        let delta = unix - self.unix as i64;
-        if delta >= 0 {
-            self.instant + Duration::from_secs(delta as u64)
-        } else {
-            self.instant
-                .checked_sub(Duration::from_secs(delta.unsigned_abs()))
-                .unwrap_or(self.instant)
-        }
-    }
-}
 
 /// One contact binding of an extension.
 #[derive(Debug, Clone, PartialEq, Eq)]

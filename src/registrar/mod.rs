@@ -15,7 +15,8 @@ use crate::types::Extension;
 
 pub use accounts::{Account, Accounts};
 pub use authn::{Authenticator, Verdict};
-pub use location::{Binding, Change, Location, Now};
+pub use crate::types::Now;
+pub use location::{Binding, Change, Location};
 
 use std::net::SocketAddr;
 

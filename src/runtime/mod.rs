@@ -45,13 +45,13 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::dialplan::Dialplan;
 use crate::proxy::records::LiveCall;
-use crate::registrar::{Account, Accounts, Authenticator, Now, Registrar, Settings};
+use crate::registrar::{Account, Accounts, Authenticator, Registrar, Settings};
 use crate::sip::auth::{Algorithm, NonceKey};
 use crate::sip::message::Limits;
 use crate::sip::transaction::{Peer, Transmit};
 use crate::store::{ExtensionRecord, OpdRow, Store};
 use crate::switch::{Durable, Output, RegistrationView, Switch};
-use crate::types::{OpdCode, Transport};
+use crate::types::{Now, OpdCode, Transport};
 
 /// Connection ids for stream transports; for UDP, `Peer::conn` holds the index of the local
 /// socket the datagram came in on, so answers leave from the same address.

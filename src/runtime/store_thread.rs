@@ -21,10 +21,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 use super::{account_of, Input};
-use crate::registrar::{Accounts, Binding, Change, Now};
+use crate::registrar::{Accounts, Binding, Change};
 use crate::sip::headers::NameAddr;
 use crate::store::{OpenCallOp, RegistrationOp, RegistrationRecord, Store};
-use crate::types::Extension;
+use crate::types::{Extension, Now};
 
 const POLL: Duration = Duration::from_millis(500);
 const PURGE_EVERY: Duration = Duration::from_secs(60);
