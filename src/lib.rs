@@ -13,6 +13,7 @@
 //!
 //! `docs/architecture.md` walks a REGISTER through these modules.
 
+pub mod cdr;
 pub mod cli;
 pub mod config;
 pub mod dialplan;

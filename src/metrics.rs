@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::fmt::Write;
 
 use crate::media::RelayTotals;
-use crate::store::Disposition;
+use crate::cdr::Disposition;
 use crate::switch::SwitchMetrics;
 
 /// What `/metrics` shows of the relay.

@@ -60,7 +60,7 @@ pub enum Durable {
     /// reported it closed).
     CallRecord(CallRecord),
     /// An answered call opened or closed (`calls_open`, for a crash).
-    OpenCall(crate::store::OpenCallOp),
+    OpenCall(crate::cdr::OpenCallOp),
     /// A feature code changed an extension's forwarding or DND.
     Effect(Effect),
     /// The guard banned a source.
@@ -132,7 +132,7 @@ impl Outputs {
     }
 
     /// The relay reported `session` closed (or never opened): its record is complete.
-    fn settle(&mut self, session: SessionId, media: Option<crate::store::MediaTotals>) {
+    fn settle(&mut self, session: SessionId, media: Option<crate::cdr::MediaTotals>) {
         let at = self
             .waiting
             .iter()
@@ -163,7 +163,7 @@ impl Outputs {
     }
 
     /// The waiting record at `i`, with these counters, becomes a ready write.
-    fn complete(&mut self, i: usize, media: Option<crate::store::MediaTotals>) {
+    fn complete(&mut self, i: usize, media: Option<crate::cdr::MediaTotals>) {
         let placeholder = Waiting::Ready(Output::CloseConn(0));
         if let Waiting::Record { mut record, .. } =
             std::mem::replace(&mut self.waiting[i], placeholder)
@@ -322,7 +322,7 @@ impl Switch {
     /// Trunk calls recorded before a restart, so the hourly limits hold across it: each
     /// `(caller, caller's OPD, start in Unix ms)` within the last hour counts again.
     /// Emergency calls are left out (they are never limited).
-    pub fn restore_trunk_history(&mut self, calls: Vec<crate::store::TrunkCallRow>, now: Now) {
+    pub fn restore_trunk_history(&mut self, calls: Vec<crate::cdr::TrunkCallRow>, now: Now) {
         let now_ms = now.unix_ms as i64;
         for c in calls {
             if c.route.starts_with(crate::proxy::EMERGENCY_ROUTE) {

@@ -362,11 +362,11 @@ Reason: SIP;cause=408;text=\"media timeout\"\r\nContent-Length: 0\r\n\r\n",
 
 /// A call record's media counters from the relay's final counters of its session (`None`
 /// when the relay had none: the session never opened).
-pub(crate) fn totals(stats: &[crate::media::StreamStats]) -> Option<crate::store::MediaTotals> {
+pub(crate) fn totals(stats: &[crate::media::StreamStats]) -> Option<crate::cdr::MediaTotals> {
     if stats.is_empty() {
         return None;
     }
-    let mut t = crate::store::MediaTotals::default();
+    let mut t = crate::cdr::MediaTotals::default();
     for s in stats {
         match s.direction {
             crate::media::Direction::AToB => {

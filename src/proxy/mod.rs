@@ -45,7 +45,7 @@ use crate::sip::transaction::{
     ClientTransactions, Event, Peer, ResponseDisposition, ServerTransactions, Timers,
     TransactionKey, Transmit, TxMethod,
 };
-use crate::store::Disposition;
+use crate::cdr::Disposition;
 use crate::types::{Extension, Now, OpdCode, Transport};
 
 use build::Hop;

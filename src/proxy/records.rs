@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::types::{Extension, OpdCode};
 
-pub use crate::store::{CdrRecord as CallRecord, Disposition, OpenCallOp};
+pub use crate::cdr::{CdrRecord as CallRecord, Disposition, OpenCallOp};
 
 /// The disposition of a call that ended with this final status (never answered).
 pub fn disposition_of_failure(status: u16) -> Disposition {
