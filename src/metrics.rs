@@ -8,8 +8,8 @@
 use std::collections::HashSet;
 use std::fmt::Write;
 
-use crate::media::RelayTotals;
 use crate::cdr::Disposition;
+use crate::media::RelayTotals;
 use crate::switch::SwitchMetrics;
 
 /// What `/metrics` shows of the relay.

@@ -23,7 +23,15 @@ impl Now {
     pub fn instant_at(&self, unix: i64) -> Instant {
         let delta = unix - self.unix as i64;
         if delta >= 0 {
-            self.instant + Duration::from_secs(delta as u64)
+            // Far beyond what an Instant holds (a corrupt row): a century is forever enough.
+            let ahead = Duration::from_secs(delta as u64);
+            self.instant
+                .checked_add(ahead)
+                .or_else(|| {
+                    self.instant
+                        .checked_add(Duration::from_secs(100 * 365 * 86_400))
+                })
+                .unwrap_or(self.instant)
         } else {
             self.instant
                 .checked_sub(Duration::from_secs(delta.unsigned_abs()))

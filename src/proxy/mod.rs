@@ -31,6 +31,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use crate::cdr::Disposition;
 use crate::dialplan::route::{Decision, Directory, FeatureAction, Features, RingTarget, Routing};
 use crate::dialplan::Dialplan;
 use crate::dialplan::{NumberClass, Strategy};
@@ -45,7 +46,6 @@ use crate::sip::transaction::{
     ClientTransactions, Event, Peer, ResponseDisposition, ServerTransactions, Timers,
     TransactionKey, Transmit, TxMethod,
 };
-use crate::cdr::Disposition;
 use crate::types::{Extension, Now, OpdCode, Transport};
 
 use build::Hop;

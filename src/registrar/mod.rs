@@ -13,9 +13,9 @@ use crate::sip::headers::{Contact, Uri};
 use crate::sip::message::{HeaderName, Message};
 use crate::types::Extension;
 
+pub use crate::types::Now;
 pub use accounts::{Account, Accounts};
 pub use authn::{Authenticator, Verdict};
-pub use crate::types::Now;
 pub use location::{Binding, Change, Location};
 
 use std::net::SocketAddr;

@@ -45,11 +45,11 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::dialplan::Dialplan;
 use crate::proxy::records::LiveCall;
-use crate::registrar::{Account, Accounts, Authenticator, Registrar, Settings};
+use crate::registrar::{Accounts, Authenticator, Registrar, Settings};
 use crate::sip::auth::{Algorithm, NonceKey};
 use crate::sip::message::Limits;
 use crate::sip::transaction::{Peer, Transmit};
-use crate::store::{ExtensionRecord, OpdRow, Store};
+use crate::store::{OpdRow, Store};
 use crate::switch::{Durable, Output, RegistrationView, Switch};
 use crate::types::{Now, OpdCode, Transport};
 
@@ -119,18 +119,6 @@ pub(crate) fn now() -> Now {
     }
 }
 
-pub(crate) fn account_of(r: &ExtensionRecord) -> Account {
-    Account {
-        extension: r.number.clone(),
-        opd: r.opd.clone(),
-        name: r.name.clone(),
-        ha1_md5: r.ha1(Algorithm::Md5).to_string(),
-        ha1_sha256: r.ha1(Algorithm::Sha256).to_string(),
-        enabled: r.enabled,
-        features: r.features.to_routing(),
-    }
-}
-
 /// Runs the switch until SIGTERM or Ctrl-C.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     ignore_sigpipe();
@@ -144,8 +132,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open the database {}", config.db.display()))?;
     store.sync_opds(&OpdRow::all_of(&dialplan))?;
     let realm = store.realm()?;
-    let accounts = Accounts::new(store.extensions(None)?.iter().map(account_of).collect());
-    let saved = store.registrations()?;
+    let accounts = store.accounts()?;
+    let saved = store.bindings(now())?;
     let bans = store.bans(now().unix as i64)?;
     tracing::info!(
         opds = dialplan.opds().len(),
@@ -199,11 +187,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let t = now();
     tracing::info!(bans = bans.len(), "loaded the ban list");
     switch.handle_bans(bans, t);
-    let restored: Vec<_> = saved
-        .into_iter()
-        .filter_map(|r| store_thread::binding_of(r, t))
-        .collect();
-    switch.restore_bindings(restored, t);
+    switch.restore_bindings(saved, t);
     // Answered calls the last run never saw end (a crash): recorded as interrupted, before the
     // toll limits count the trunk calls of the last hour.
     let interrupted = store.recover_interrupted_calls(t.unix_ms as i64)?;

@@ -14,17 +14,14 @@
 //! shutdown it writes what is still queued, the waiting answers included.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
-use super::{account_of, Input};
-use crate::registrar::{Accounts, Binding, Change};
-use crate::sip::headers::NameAddr;
-use crate::store::{OpenCallOp, RegistrationOp, RegistrationRecord, Store};
-use crate::types::{Extension, Now};
+use super::Input;
+use crate::registrar::Change;
+use crate::store::{OpenCallOp, Store};
 
 const POLL: Duration = Duration::from_millis(500);
 const PURGE_EVERY: Duration = Duration::from_secs(60);
@@ -105,7 +102,7 @@ fn run(
         let mut stop = false;
         let mut take = |cmd: Command, store: &mut Store| match cmd {
             Command::Changes(c) => {
-                ops.extend(c.into_iter().map(op_of));
+                ops.extend(c);
                 false
             }
             Command::Calls {
@@ -152,7 +149,7 @@ fn run(
             save_calls(&mut store, records, open);
         }
         if !ops.is_empty() {
-            if let Err(e) = store.apply_registration_batch(&ops) {
+            if let Err(e) = store.apply_binding_changes(&ops) {
                 tracing::error!(error = %e, count = ops.len(), "cannot save registrations");
             }
         }
@@ -170,9 +167,8 @@ fn run(
             match store.data_version() {
                 Ok(v) if v != version => {
                     version = v;
-                    match store.extensions(None) {
-                        Ok(list) => {
-                            let accounts = Accounts::new(list.iter().map(account_of).collect());
+                    match store.accounts() {
+                        Ok(accounts) => {
                             if driver.blocking_send(Input::Accounts(accounts)).is_err() {
                                 return;
                             }
@@ -294,54 +290,6 @@ fn apply_effect(store: &mut Store, effect: crate::proxy::Effect) {
     if let Err(e) = res {
         tracing::warn!(extension = %ext, error = %e, "feature code not saved");
     }
-}
-
-/// The stored form of a binding change. The store's `contact_uri` column holds the binding's
-/// key (the contact URI, or the `+sip.instance`/`reg-id` for RFC 5626 phones) and
-/// `contact_header` the `<uri>;params` to list.
-fn op_of(change: Change) -> RegistrationOp {
-    match change {
-        Change::Upsert(extension, b) => RegistrationOp::Upsert(RegistrationRecord {
-            extension,
-            contact_uri: b.key.clone(),
-            contact_header: format!("<{}>{}", b.uri, b.params),
-            instance_id: b.instance.clone(),
-            reg_id: b.reg_id,
-            source: b.source.to_string(),
-            transport: b.transport,
-            user_agent: b.user_agent.clone(),
-            call_id: b.call_id.clone(),
-            cseq: b.cseq,
-            expires_at: b.expires_unix,
-        }),
-        Change::Remove { extension, key } => RegistrationOp::Delete {
-            extension,
-            contact_uri: key,
-        },
-        Change::RemoveAll { extension } => RegistrationOp::DeleteAll { extension },
-    }
-}
-
-/// A stored registration back as a binding; `None` when the row no longer parses.
-pub(crate) fn binding_of(r: RegistrationRecord, now: Now) -> Option<(Extension, Binding)> {
-    let addr = NameAddr::parse(&r.contact_header).ok()?;
-    let source: SocketAddr = r.source.parse().ok()?;
-    let binding = Binding {
-        key: r.contact_uri.clone(),
-        uri: addr.uri.to_string(),
-        params: addr.params.as_str().trim().to_string(),
-        instance: r.instance_id.clone(),
-        reg_id: r.reg_id,
-        source,
-        transport: r.transport,
-        conn: None,
-        user_agent: r.user_agent.clone(),
-        call_id: r.call_id.clone(),
-        cseq: r.cseq,
-        expires_at: now.instant_at(r.expires_at),
-        expires_unix: r.expires_at,
-    };
-    Some((r.extension, binding))
 }
 
 #[cfg(test)]

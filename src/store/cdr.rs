@@ -16,7 +16,9 @@ use rusqlite::{params, params_from_iter, Row, TransactionBehavior};
 use serde::Serialize;
 
 use super::{parse_col, Store, StoreError};
-pub use crate::cdr::{CdrRecord, Disposition, MediaTotals, OpenCallOp, TrunkCallRow, UnknownDisposition};
+pub use crate::cdr::{
+    CdrRecord, Disposition, MediaTotals, OpenCallOp, TrunkCallRow, UnknownDisposition,
+};
 use crate::types::OpdCode;
 
 /// A stored call record and its row id.

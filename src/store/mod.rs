@@ -8,6 +8,7 @@ mod bans;
 mod cdr;
 mod features;
 mod migrations;
+mod registrations;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -17,7 +18,7 @@ use std::time::Duration;
 use rusqlite::{ffi, params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 use crate::sip::auth::{ha1_hex, Algorithm};
-use crate::types::{Extension, OpdCode, Transport};
+use crate::types::{Extension, OpdCode};
 use migrations::MIGRATIONS;
 
 pub use cdr::{
@@ -165,41 +166,6 @@ impl fmt::Debug for NewExtension {
     }
 }
 
-/// One registered contact (binding) of an extension.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RegistrationRecord {
-    pub extension: Extension,
-    /// The Contact URI, the binding's key within the extension.
-    pub contact_uri: String,
-    /// The whole Contact header value as the phone sent it.
-    pub contact_header: String,
-    /// `+sip.instance` (RFC 5626), if any.
-    pub instance_id: Option<String>,
-    /// `reg-id` (RFC 5626), if any.
-    pub reg_id: Option<u32>,
-    /// The address the REGISTER came from, `ip:port`.
-    pub source: String,
-    pub transport: Transport,
-    pub user_agent: String,
-    pub call_id: String,
-    pub cseq: u32,
-    /// Unix seconds.
-    pub expires_at: i64,
-}
-
-/// One change to registrations, for [`Store::apply_registration_batch`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RegistrationOp {
-    Upsert(RegistrationRecord),
-    Delete {
-        extension: Extension,
-        contact_uri: String,
-    },
-    DeleteAll {
-        extension: Extension,
-    },
-}
-
 /// A connection to the Tambun database.
 pub struct Store {
     conn: Connection,
@@ -217,15 +183,6 @@ impl fmt::Debug for Store {
 
 const EXTENSION_COLUMNS: &str = "number, opd, name, ha1_md5, ha1_sha256, enabled, created_at, \
      updated_at, forward_always, forward_busy, forward_no_answer, forward_no_answer_secs, dnd";
-const REGISTRATION_COLUMNS: &str = "extension, contact_uri, contact_header, instance_id, reg_id, \
-     source, transport, user_agent, call_id, cseq, expires_at";
-const UPSERT_REGISTRATION: &str = "INSERT INTO registrations (extension, contact_uri, \
-     contact_header, instance_id, reg_id, source, transport, user_agent, call_id, cseq, expires_at) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
-     ON CONFLICT (extension, contact_uri) DO UPDATE SET contact_header = excluded.contact_header, \
-     instance_id = excluded.instance_id, reg_id = excluded.reg_id, source = excluded.source, \
-     transport = excluded.transport, user_agent = excluded.user_agent, call_id = excluded.call_id, \
-     cseq = excluded.cseq, expires_at = excluded.expires_at";
 const INSERT_EXTENSION: &str = "INSERT INTO extensions (number, opd, name, ha1_md5, ha1_sha256, \
      enabled, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 1, unixepoch(), unixepoch())";
 
@@ -492,6 +449,25 @@ impl Store {
             .optional()?)
     }
 
+    /// The extension directory as the registrar keeps it (HA1s, OPD, routing features):
+    /// the one mapping from the stored extension to [`crate::registrar::Account`].
+    pub fn accounts(&self) -> Result<crate::registrar::Accounts, StoreError> {
+        let list = self.extensions(None)?;
+        Ok(crate::registrar::Accounts::new(
+            list.iter()
+                .map(|r| crate::registrar::Account {
+                    extension: r.number.clone(),
+                    opd: r.opd.clone(),
+                    name: r.name.clone(),
+                    ha1_md5: r.ha1(Algorithm::Md5).to_string(),
+                    ha1_sha256: r.ha1(Algorithm::Sha256).to_string(),
+                    enabled: r.enabled,
+                    features: r.features.to_routing(),
+                })
+                .collect(),
+        ))
+    }
+
     /// All extensions, or those of one OPD, sorted by number (numerically).
     pub fn extensions(&self, opd: Option<&OpdCode>) -> Result<Vec<ExtensionRecord>, StoreError> {
         let mut stmt = self.conn.prepare_cached(&format!(
@@ -513,86 +489,6 @@ impl Store {
             Ok((parse_col::<OpdCode>(r, 0)?, r.get::<_, u64>(1)?))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    // ---- registrations ----
-
-    /// Inserts or replaces the binding `(extension, contact_uri)`.
-    pub fn upsert_registration(&mut self, r: &RegistrationRecord) -> Result<(), StoreError> {
-        upsert_registration(&self.conn, r)
-    }
-
-    /// Deletes one binding (no error if it does not exist).
-    pub fn delete_registration(
-        &mut self,
-        ext: &Extension,
-        contact_uri: &str,
-    ) -> Result<(), StoreError> {
-        self.conn.execute(
-            "DELETE FROM registrations WHERE extension = ?1 AND contact_uri = ?2",
-            params![ext.as_str(), contact_uri],
-        )?;
-        Ok(())
-    }
-
-    /// Deletes every binding of an extension.
-    pub fn delete_registrations(&mut self, ext: &Extension) -> Result<(), StoreError> {
-        self.conn.execute(
-            "DELETE FROM registrations WHERE extension = ?1",
-            [ext.as_str()],
-        )?;
-        Ok(())
-    }
-
-    /// Every binding, sorted by extension then contact URI.
-    pub fn registrations(&self) -> Result<Vec<RegistrationRecord>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {REGISTRATION_COLUMNS} FROM registrations ORDER BY extension, contact_uri"
-        ))?;
-        let rows = stmt.query_map([], registration_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Deletes bindings with `expires_at <= now_unix`; returns how many.
-    pub fn purge_expired_registrations(&mut self, now_unix: i64) -> Result<usize, StoreError> {
-        Ok(self.conn.execute(
-            "DELETE FROM registrations WHERE expires_at <= ?1",
-            [now_unix],
-        )?)
-    }
-
-    /// Applies many registration changes in one transaction, in order. An upsert for an
-    /// extension that no longer exists (removed by the CLI meanwhile) is skipped rather than
-    /// failing the batch: the switch drops that binding when it sees the removal.
-    pub fn apply_registration_batch(&mut self, ops: &[RegistrationOp]) -> Result<(), StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        for op in ops {
-            match op {
-                RegistrationOp::Upsert(r) => match upsert_registration(&tx, r) {
-                    Err(StoreError::UnknownExtension(ext)) => {
-                        tracing::debug!(%ext, "registration for a removed extension not stored");
-                    }
-                    other => other?,
-                },
-                RegistrationOp::Delete {
-                    extension,
-                    contact_uri,
-                } => {
-                    tx.prepare_cached(
-                        "DELETE FROM registrations WHERE extension = ?1 AND contact_uri = ?2",
-                    )?
-                    .execute(params![extension.as_str(), contact_uri])?;
-                }
-                RegistrationOp::DeleteAll { extension } => {
-                    tx.prepare_cached("DELETE FROM registrations WHERE extension = ?1")?
-                        .execute([extension.as_str()])?;
-                }
-            }
-        }
-        tx.commit()?;
-        Ok(())
     }
 }
 
@@ -637,31 +533,6 @@ fn migrate(conn: &mut Connection, path: &Path, realm: &str) -> Result<(), StoreE
     }
 }
 
-fn upsert_registration(conn: &Connection, r: &RegistrationRecord) -> Result<(), StoreError> {
-    conn.prepare_cached(UPSERT_REGISTRATION)?
-        .execute(params![
-            r.extension.as_str(),
-            r.contact_uri,
-            r.contact_header,
-            r.instance_id,
-            r.reg_id,
-            r.source,
-            r.transport.to_string(),
-            r.user_agent,
-            r.call_id,
-            r.cseq,
-            r.expires_at,
-        ])
-        .map_err(|e| {
-            if is_constraint(&e, ffi::SQLITE_CONSTRAINT_FOREIGNKEY) {
-                StoreError::UnknownExtension(r.extension.clone())
-            } else {
-                e.into()
-            }
-        })?;
-    Ok(())
-}
-
 fn extension_from_row(r: &Row) -> rusqlite::Result<ExtensionRecord> {
     Ok(ExtensionRecord {
         number: parse_col(r, 0)?,
@@ -673,22 +544,6 @@ fn extension_from_row(r: &Row) -> rusqlite::Result<ExtensionRecord> {
         created_at: r.get(6)?,
         updated_at: r.get(7)?,
         features: features::features_from_row(r, 8)?,
-    })
-}
-
-fn registration_from_row(r: &Row) -> rusqlite::Result<RegistrationRecord> {
-    Ok(RegistrationRecord {
-        extension: parse_col(r, 0)?,
-        contact_uri: r.get(1)?,
-        contact_header: r.get(2)?,
-        instance_id: r.get(3)?,
-        reg_id: r.get(4)?,
-        source: r.get(5)?,
-        transport: parse_col(r, 6)?,
-        user_agent: r.get(7)?,
-        call_id: r.get(8)?,
-        cseq: r.get(9)?,
-        expires_at: r.get(10)?,
     })
 }
 

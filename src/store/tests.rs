@@ -1,6 +1,8 @@
 //! Store tests, each on a real SQLite file in a temporary directory.
 
 use super::*;
+use crate::registrar::{Binding, Change};
+use crate::types::{Now, Transport};
 
 fn ext(s: &str) -> Extension {
     s.parse().unwrap()
@@ -33,20 +35,38 @@ fn new_store() -> (tempfile::TempDir, PathBuf, Store) {
     (dir, path, store)
 }
 
-fn registration(number: &str, contact: &str, expires_at: i64) -> RegistrationRecord {
-    RegistrationRecord {
-        extension: ext(number),
-        contact_uri: contact.into(),
-        contact_header: format!("<{contact}>;expires=3600"),
-        instance_id: Some("<urn:uuid:00000000-0000-0000-0000-000000000001>".into()),
+/// The clock of the registration tests: deadlines are read back relative to it.
+fn clock() -> Now {
+    Now {
+        instant: std::time::Instant::now(),
+        unix: 1_764_561_600,
+        unix_ms: 1_764_561_600_000,
+    }
+}
+
+/// A binding keyed by its contact URI, as the registrar makes it (a stream binding's
+/// connection is not stored, so it has none here).
+fn registration(contact: &str, expires_unix: i64, now: Now) -> Binding {
+    Binding {
+        key: contact.into(),
+        uri: contact.into(),
+        params: ";+sip.instance=\"<urn:uuid:00000000-0000-0000-0000-000000000001>\";reg-id=1"
+            .into(),
+        instance: Some("<urn:uuid:00000000-0000-0000-0000-000000000001>".into()),
         reg_id: Some(1),
-        source: "127.0.0.1:5080".into(),
+        source: "127.0.0.1:5080".parse().unwrap(),
         transport: Transport::Tcp,
+        conn: None,
         user_agent: "baresip".into(),
         call_id: "abc@host".into(),
         cseq: 7,
-        expires_at,
+        expires_at: now.instant_at(expires_unix),
+        expires_unix,
     }
+}
+
+fn upsert(n: &str, b: &Binding) -> Change {
+    Change::Upsert(ext(n), Box::new(b.clone()))
 }
 
 #[test]
@@ -327,76 +347,107 @@ fn import_is_all_or_nothing() {
 #[test]
 fn registrations_round_trip() {
     let (_dir, path, mut store) = new_store();
+    let now = clock();
     store
         .add_extension(&ext("1000"), &opd("setda"), "", "pw1000")
         .unwrap();
-    let a = registration("1000", "sip:1000@10.0.0.5:5060", 2_000_000_000);
-    let mut b = registration("1000", "sip:1000@10.0.0.6:5060;transport=tcp", 1_000);
-    b.instance_id = None;
+    let a = registration("sip:1000@10.0.0.5:5060", 2_000_000_000, now);
+    let mut b = registration("sip:1000@10.0.0.6:5060;transport=tcp", 1_000, now);
+    b.instance = None;
     b.reg_id = None;
+    b.params = ";q=0.5".into();
     b.transport = Transport::Udp;
-    store.upsert_registration(&a).unwrap();
-    store.upsert_registration(&b).unwrap();
+    store.upsert_binding(&ext("1000"), &a).unwrap();
+    store.upsert_binding(&ext("1000"), &b).unwrap();
     drop(store);
     let mut store = Store::open(&path).unwrap();
-    assert_eq!(store.registrations().unwrap(), vec![a.clone(), b.clone()]);
+    let both = |a: &Binding, b: &Binding| vec![(ext("1000"), a.clone()), (ext("1000"), b.clone())];
+    assert_eq!(store.bindings(now).unwrap(), both(&a, &b));
 
-    // Upsert replaces the binding with the same contact.
+    // Upsert replaces the binding with the same key.
     let mut a2 = a.clone();
     a2.cseq = 8;
-    a2.expires_at += 60;
-    store.upsert_registration(&a2).unwrap();
-    assert_eq!(store.registrations().unwrap(), vec![a2.clone(), b.clone()]);
+    a2.expires_unix += 60;
+    a2.expires_at = now.instant_at(a2.expires_unix);
+    store.upsert_binding(&ext("1000"), &a2).unwrap();
+    assert_eq!(store.bindings(now).unwrap(), both(&a2, &b));
 
     assert_eq!(store.purge_expired_registrations(1_000).unwrap(), 1);
-    assert_eq!(store.registrations().unwrap(), vec![a2.clone()]);
+    assert_eq!(
+        store.bindings(now).unwrap(),
+        vec![(ext("1000"), a2.clone())]
+    );
 
-    store
-        .delete_registration(&ext("1000"), &a2.contact_uri)
-        .unwrap();
-    assert!(store.registrations().unwrap().is_empty());
+    store.delete_binding(&ext("1000"), &a2.key).unwrap();
+    assert!(store.bindings(now).unwrap().is_empty());
 
     // A binding for an extension that does not exist is refused.
     let e = store
-        .upsert_registration(&registration("1999", "sip:x@h", 1))
+        .upsert_binding(&ext("1999"), &registration("sip:x@h", 1, now))
         .unwrap_err();
     assert!(matches!(e, StoreError::UnknownExtension(_)), "{e}");
 }
 
 #[test]
+fn a_row_that_no_longer_reads_as_a_binding_is_skipped() {
+    let (_dir, _path, mut store) = new_store();
+    let now = clock();
+    store
+        .add_extension(&ext("1000"), &opd("setda"), "", "pw1000")
+        .unwrap();
+    let good = registration("sip:1000@10.0.0.5:5060", 2_000_000_000, now);
+    store.upsert_binding(&ext("1000"), &good).unwrap();
+    store
+        .upsert_binding(
+            &ext("1000"),
+            &registration("sip:1000@10.0.0.7", 2_000_000_000, now),
+        )
+        .unwrap();
+    store
+        .conn
+        .execute(
+            "UPDATE registrations SET source = 'not an address' WHERE contact_uri = 'sip:1000@10.0.0.7'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(store.bindings(now).unwrap(), vec![(ext("1000"), good)]);
+}
+
+#[test]
 fn registration_batch() {
     let (_dir, _path, mut store) = new_store();
+    let now = clock();
     for n in ["1000", "1001"] {
         store
             .add_extension(&ext(n), &opd("setda"), "", "secret")
             .unwrap();
     }
-    let ops = vec![
-        RegistrationOp::Upsert(registration("1000", "sip:a@h", 10)),
-        RegistrationOp::Upsert(registration("1000", "sip:b@h", 10)),
-        RegistrationOp::Upsert(registration("1001", "sip:c@h", 10)),
-        RegistrationOp::Upsert(registration("1002", "sip:gone@h", 10)), // skipped
-        RegistrationOp::Delete {
+    let changes = vec![
+        upsert("1000", &registration("sip:a@h", 10, now)),
+        upsert("1000", &registration("sip:b@h", 10, now)),
+        upsert("1001", &registration("sip:c@h", 10, now)),
+        upsert("1002", &registration("sip:gone@h", 10, now)), // skipped
+        Change::Remove {
             extension: ext("1000"),
-            contact_uri: "sip:a@h".into(),
+            key: "sip:a@h".into(),
         },
     ];
-    store.apply_registration_batch(&ops).unwrap();
-    let contacts: Vec<String> = store
-        .registrations()
+    store.apply_binding_changes(&changes).unwrap();
+    let keys: Vec<String> = store
+        .bindings(now)
         .unwrap()
         .into_iter()
-        .map(|r| r.contact_uri)
+        .map(|(_, b)| b.key)
         .collect();
-    assert_eq!(contacts, ["sip:b@h", "sip:c@h"]);
+    assert_eq!(keys, ["sip:b@h", "sip:c@h"]);
     store
-        .apply_registration_batch(&[RegistrationOp::DeleteAll {
+        .apply_binding_changes(&[Change::RemoveAll {
             extension: ext("1000"),
         }])
         .unwrap();
-    assert_eq!(store.registrations().unwrap().len(), 1);
-    store.delete_registrations(&ext("1001")).unwrap();
-    assert!(store.registrations().unwrap().is_empty());
+    assert_eq!(store.bindings(now).unwrap().len(), 1);
+    store.delete_bindings(&ext("1001")).unwrap();
+    assert!(store.bindings(now).unwrap().is_empty());
 }
 
 #[test]
@@ -407,13 +458,13 @@ fn disable_and_remove_drop_registrations() {
             .add_extension(&ext(n), &opd("setda"), "", "secret")
             .unwrap();
         store
-            .upsert_registration(&registration(n, "sip:x@h", i64::MAX))
+            .upsert_binding(&ext(n), &registration("sip:x@h", i64::MAX, clock()))
             .unwrap();
     }
     store.set_enabled(&ext("1000"), false).unwrap();
     assert!(!store.extension(&ext("1000")).unwrap().unwrap().enabled);
     store.remove_extension(&ext("1001")).unwrap();
-    assert!(store.registrations().unwrap().is_empty());
+    assert!(store.bindings(clock()).unwrap().is_empty());
     assert!(store.extension(&ext("1001")).unwrap().is_none());
     store.set_enabled(&ext("1000"), true).unwrap();
     assert!(store.extension(&ext("1000")).unwrap().unwrap().enabled);
