@@ -122,6 +122,16 @@ impl<'a> Digest<'a> {
         }
     }
 
+    pub(crate) fn password(mut self, password: &str) -> Self {
+        self.password = password.to_string();
+        self
+    }
+
+    pub(crate) fn nc(mut self, nc: u32) -> Self {
+        self.nc = nc;
+        self
+    }
+
     /// The `Authorization:` line, with its CRLF.
     pub(crate) fn authorization(&self) -> String {
         self.line("Authorization")
@@ -132,7 +142,8 @@ impl<'a> Digest<'a> {
         self.line("Proxy-Authorization")
     }
 
-    fn line(&self, header: &str) -> String {
+    /// The line of `header` (`Authorization` or `Proxy-Authorization`), with its CRLF.
+    pub(crate) fn line(&self, header: &str) -> String {
         let Digest {
             user,
             method,
@@ -178,6 +189,18 @@ impl RigBuilder {
     /// More accounts, after the default ones (an extension given again replaces its account).
     pub(crate) fn accounts(mut self, accounts: &[Account]) -> Self {
         self.accounts.extend_from_slice(accounts);
+        self
+    }
+
+    /// The address of the switch's UDP socket (what it advertises and answers for).
+    pub(crate) fn socket(mut self, socket: &str) -> Self {
+        self.socket = socket.parse().unwrap();
+        self
+    }
+
+    /// A guard with this configuration.
+    pub(crate) fn guard(mut self, config: GuardConfig) -> Self {
+        self.guard = Some(config);
         self
     }
 
@@ -257,6 +280,13 @@ impl Rig {
         self.sw.handle_datagram(Bytes::from(text), peer, self.now);
     }
 
+    /// Sends `text` from `from` and returns everything the switch sent since the last look
+    /// (the answers), whatever its destination.
+    pub(crate) fn answers_to(&mut self, from: &str, text: &str) -> Vec<Message> {
+        self.send_from(from.parse().unwrap(), text.to_owned());
+        self.out().into_iter().map(|(_, m)| m).collect()
+    }
+
     /// Every transmit since the last look, in order.
     pub(crate) fn transmits(&mut self) -> Vec<Transmit> {
         self.outputs.pump(&mut self.sw);
@@ -283,6 +313,14 @@ impl Rig {
     pub(crate) fn effects(&mut self) -> Vec<crate::proxy::Effect> {
         self.take(|d| match d {
             Durable::Effect(e) => Some(e.clone()),
+            _ => None,
+        })
+    }
+
+    /// The bans written since the last look.
+    pub(crate) fn bans(&mut self) -> Vec<crate::guard::Ban> {
+        self.take(|d| match d {
+            Durable::Ban(b) => Some(b.clone()),
             _ => None,
         })
     }
