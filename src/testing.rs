@@ -132,6 +132,11 @@ impl<'a> Digest<'a> {
         self
     }
 
+    pub(crate) fn algorithm(mut self, algorithm: Algorithm) -> Self {
+        self.algorithm = algorithm;
+        self
+    }
+
     /// The `Authorization:` line, with its CRLF.
     pub(crate) fn authorization(&self) -> String {
         self.line("Authorization")
