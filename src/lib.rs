@@ -27,4 +27,6 @@ pub mod runtime;
 pub mod sip;
 pub mod store;
 pub mod switch;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod types;

@@ -1,141 +1,21 @@
 //! The proxy on simulated time: phones are byte strings in and out of a [`Switch`]; no sockets.
+//!
+//! [`Switch`]: crate::switch::Switch
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::dialplan::Dialplan;
-use crate::registrar::{Account, Accounts, Authenticator, Now, Registrar, Settings};
-use crate::sip::auth::{ha1_hex, Algorithm, NonceKey};
-use crate::sip::message::{HeaderName, Limits, Message};
-use crate::sip::transaction::{Peer, Transmit};
+use crate::registrar::Account;
+use crate::sip::message::{HeaderName, Message};
+use crate::sip::transaction::Peer;
 use crate::store::Disposition;
-use crate::switch::{Collected, Durable, Switch};
+use crate::testing::{account, loopback, nonce_of, parse, Digest, Rig, SWITCH};
 use crate::types::Transport;
 
-const SWITCH: &str = "127.0.0.1:5060";
-
-fn account(ext: &str, opd: &str) -> Account {
-    Account {
-        extension: ext.parse().unwrap(),
-        opd: opd.parse().unwrap(),
-        name: String::new(),
-        ha1_md5: ha1_hex(Algorithm::Md5, ext, "tambun", &format!("pw{ext}")),
-        ha1_sha256: ha1_hex(Algorithm::Sha256, ext, "tambun", &format!("pw{ext}")),
-        enabled: true,
-        features: Default::default(),
-    }
-}
-
-struct Rig {
-    sw: Switch,
-    now: Now,
-    seq: u32,
-    outputs: Collected,
-}
-
-fn addr(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
-
-fn parse(b: &Bytes) -> Message {
-    Message::parse_datagram(b.clone(), &Limits::default()).unwrap()
-}
-
+/// What the proxy tests' phones do.
 impl Rig {
-    fn new(extra: &[Account]) -> Rig {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("dialplan");
-        let plan = Dialplan::load_dir(&dir).unwrap();
-        let authn = Authenticator::new("tambun".into(), NonceKey::new([3; 32]), 300);
-        let mut reg = Registrar::new(authn, Settings::default());
-        let mut accounts = vec![
-            account("1000", "setda"),
-            account("1200", "setwan"),
-            account("2300", "dinkes"),
-            account("2301", "dinkes"),
-        ];
-        accounts.extend_from_slice(extra);
-        reg.handle_accounts(Accounts::new(accounts));
-        let mut sw = Switch::new(
-            Limits::default(),
-            reg,
-            Arc::new(plan),
-            Duration::from_secs(3600),
-        );
-        sw.add_udp_socket(SWITCH.parse().unwrap());
-        Rig {
-            sw,
-            // A Monday 10:00 WIB: office hours.
-            now: Now {
-                instant: Instant::now(),
-                unix: 1_764_561_600,
-                unix_ms: 1_764_561_600_000,
-            },
-            seq: 0,
-            outputs: Collected::default(),
-        }
-    }
-
-    /// Every transmit so far, in order.
-    fn transmits(&mut self) -> Vec<Transmit> {
-        self.outputs.pump(&mut self.sw);
-        self.outputs.transmits.drain(..).collect()
-    }
-
-    /// The call records written so far.
-    fn records(&mut self) -> Vec<crate::store::CdrRecord> {
-        self.outputs.pump(&mut self.sw);
-        self.outputs.take(|d| match d {
-            Durable::CallRecord(r) => Some(r.clone()),
-            _ => None,
-        })
-    }
-
-    /// The feature changes written so far.
-    fn effects(&mut self) -> Vec<crate::proxy::Effect> {
-        self.outputs.pump(&mut self.sw);
-        self.outputs.take(|d| match d {
-            Durable::Effect(e) => Some(e.clone()),
-            _ => None,
-        })
-    }
-
-    fn advance(&mut self, secs: u64) {
-        self.now.instant += Duration::from_secs(secs);
-        self.now.unix += secs;
-        self.now.unix_ms += secs * 1000;
-        self.sw.handle_timeout(self.now);
-    }
-
-    fn send(&mut self, from_port: u16, text: String) {
-        self.send_from(addr(from_port), text);
-    }
-
-    fn send_from(&mut self, from: SocketAddr, text: String) {
-        let peer = Peer {
-            addr: from,
-            transport: Transport::Udp,
-            conn: Some(0),
-        };
-        self.sw.handle_datagram(Bytes::from(text), peer, self.now);
-    }
-
-    /// Everything the switch sent, as (destination port, message).
-    fn out(&mut self) -> Vec<(u16, Message)> {
-        self.transmits()
-            .into_iter()
-            .map(|Transmit { peer, bytes }| (peer.addr.port(), parse(&bytes)))
-            .collect()
-    }
-
-    fn branch(&mut self) -> String {
-        self.seq += 1;
-        format!("z9hG4bKt{}", self.seq)
-    }
-
     /// Registers `ext` with a contact at `port`.
     fn register(&mut self, ext: &str, port: u16) {
         let req = |b: &str, extra: &str| {
@@ -150,7 +30,7 @@ CSeq: {} REGISTER\r\nContact: <sip:{ext}@127.0.0.1:{port}>\r\n{extra}Content-Len
         self.send(port, req(&b, ""));
         let (_, ch) = self.out().pop().unwrap();
         let nonce = nonce_of(&ch, HeaderName::WwwAuthenticate);
-        let auth = digest("Authorization", ext, "REGISTER", "sip:127.0.0.1", &nonce);
+        let auth = Digest::new(ext, "REGISTER", "sip:127.0.0.1", &nonce).authorization();
         let b = self.branch();
         self.send(port, req(&b, &auth));
         let (_, ok) = self.out().pop().unwrap();
@@ -175,34 +55,13 @@ Content-Length: 0\r\n\r\n"
         let ch = &out.last().unwrap().1;
         assert_eq!(ch.status(), Some(407));
         let nonce = nonce_of(ch, HeaderName::ProxyAuthenticate);
-        let auth = digest(
-            "Proxy-Authorization",
-            from,
-            "INVITE",
-            &format!("sip:{to}@127.0.0.1"),
-            &nonce,
-        );
+        let uri = format!("sip:{to}@127.0.0.1");
+        let auth = Digest::new(from, "INVITE", &uri, &nonce).proxy_authorization();
         let b = self.branch();
         let text = self.invite_text(from, port, to, &b, &auth);
         self.send(port, text);
         b
     }
-}
-
-fn nonce_of(m: &Message, h: HeaderName) -> String {
-    let v = m.header(h).unwrap();
-    let s = v.find("nonce=\"").unwrap() + 7;
-    v[s..s + v[s..].find('"').unwrap()].to_string()
-}
-
-fn digest(header: &str, user: &str, method: &str, uri: &str, nonce: &str) -> String {
-    let ha1 = ha1_hex(Algorithm::Md5, user, "tambun", &format!("pw{user}"));
-    let ha2 = Algorithm::Md5.hash_hex(format!("{method}:{uri}").as_bytes());
-    let resp = Algorithm::Md5.hash_hex(format!("{ha1}:{nonce}:00000001:c:auth:{ha2}").as_bytes());
-    format!(
-        "{header}: Digest username=\"{user}\", realm=\"tambun\", nonce=\"{nonce}\", uri=\"{uri}\", \
-response=\"{resp}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c\"\r\n"
-    )
 }
 
 /// A response from a phone to a request the switch sent it.
@@ -222,10 +81,6 @@ fn answer(req: &Message, status: u16, to_tag: &str, contact_port: u16) -> String
         req.header(HeaderName::CSeq).unwrap(),
     ));
     s
-}
-
-fn records(rig: &mut Rig) -> Vec<crate::store::CdrRecord> {
-    rig.records()
 }
 
 /// A Record-Route value without its dialog token (`;tbd=…`), for comparing the rest.
@@ -301,7 +156,7 @@ To: <sip:2300@127.0.0.1>;tag=b1\r\nCall-ID: call-1000-2300\r\nCSeq: 3 BYE\r\nCon
     let ok = answer(bye, 200, "b1", 6000);
     rig.send(6000, ok);
     assert_eq!(rig.out()[0].0, 7000);
-    let recs = records(&mut rig);
+    let recs = rig.records();
     assert_eq!(recs.len(), 1);
     assert_eq!(recs[0].disposition, Disposition::Answered);
     assert_eq!(recs[0].caller_opd.as_ref().unwrap().as_str(), "setda");
@@ -376,7 +231,7 @@ fn busy_forwards_when_configured_else_486() {
     assert!(out
         .iter()
         .any(|(p, m)| *p == 7000 && m.status() == Some(486)));
-    assert_eq!(records(&mut rig)[0].disposition, Disposition::Busy);
+    assert_eq!(rig.records()[0].disposition, Disposition::Busy);
 }
 
 #[test]
@@ -418,7 +273,7 @@ Call-ID: call-1000-2300\r\nCSeq: 2 CANCEL\r\nContent-Length: 0\r\n\r\n"
     assert!(out
         .iter()
         .any(|(p, m)| *p == 7000 && m.status() == Some(487)));
-    assert_eq!(records(&mut rig)[0].disposition, Disposition::Cancelled);
+    assert_eq!(rig.records()[0].disposition, Disposition::Cancelled);
 }
 
 #[test]
@@ -443,7 +298,7 @@ fn unassigned_unregistered_and_permissions() {
         .find(|(p, _)| *p == 5090)
         .expect("emergency to the trunk");
     assert_eq!(inv.request_uri(), Some("sip:112@127.0.0.1:5090"));
-    let dispositions: Vec<_> = records(&mut rig).iter().map(|r| r.disposition).collect();
+    let dispositions: Vec<_> = rig.records().iter().map(|r| r.disposition).collect();
     assert_eq!(
         dispositions,
         vec![
@@ -477,7 +332,7 @@ fn no_answer_times_out_with_480_and_cancel() {
     assert!(out
         .iter()
         .any(|(p, m)| *p == 7000 && m.status() == Some(480)));
-    assert_eq!(records(&mut rig)[0].disposition, Disposition::NoAnswer);
+    assert_eq!(rig.records()[0].disposition, Disposition::NoAnswer);
 }
 
 #[test]
@@ -490,13 +345,7 @@ fn spoofed_from_and_spent_max_forwards() {
     rig.send(7000, text);
     let ch = rig.out().pop().unwrap().1;
     let nonce = nonce_of(&ch, HeaderName::ProxyAuthenticate);
-    let auth = digest(
-        "Proxy-Authorization",
-        "1000",
-        "INVITE",
-        "sip:2300@127.0.0.1",
-        &nonce,
-    );
+    let auth = Digest::new("1000", "INVITE", "sip:2300@127.0.0.1", &nonce).proxy_authorization();
     let b = rig.branch();
     let text = rig.invite_text("1200", 7000, "2300", &b, &auth);
     rig.send(7000, text);
@@ -572,7 +421,7 @@ fn udp_caller_reaches_tcp_phone_with_double_record_route() {
     let mut rig = Rig::new(&[]);
     // 2300 registers over a TCP connection.
     let conn = 1 << 32;
-    let phone: SocketAddr = addr(6500);
+    let phone: SocketAddr = loopback(6500);
     rig.sw
         .handle_conn_opened(conn, SWITCH.parse().unwrap(), phone, Transport::Tcp);
     let tcp = Peer {
@@ -591,7 +440,7 @@ CSeq: {cseq} REGISTER\r\nContact: <sip:2300@127.0.0.1:6500;transport=tcp>\r\n{ex
         .handle_stream_message(Bytes::from(req("z9hG4bKr1", 1, "")), tcp, rig.now);
     let ch = rig.out().pop().unwrap().1;
     let nonce = nonce_of(&ch, HeaderName::WwwAuthenticate);
-    let auth = digest("Authorization", "2300", "REGISTER", "sip:127.0.0.1", &nonce);
+    let auth = Digest::new("2300", "REGISTER", "sip:127.0.0.1", &nonce).authorization();
     rig.sw
         .handle_stream_message(Bytes::from(req("z9hG4bKr2", 2, &auth)), tcp, rig.now);
     assert_eq!(rig.out().pop().unwrap().1.status(), Some(200));
@@ -624,7 +473,7 @@ fn udp_calls_tls_phone(contact: &str) -> (Message, Message) {
     let tls_local: SocketAddr = "127.0.0.1:5061".parse().unwrap();
     rig.sw.add_stream_listener(tls_local);
     let conn = 1 << 33;
-    let phone: SocketAddr = addr(6600);
+    let phone: SocketAddr = loopback(6600);
     rig.sw
         .handle_conn_opened(conn, tls_local, phone, Transport::Tls);
     let tls = Peer {
@@ -643,13 +492,7 @@ CSeq: {cseq} REGISTER\r\nContact: <{contact}>\r\n{extra}Content-Length: 0\r\n\r\
         .handle_stream_message(Bytes::from(req("z9hG4bKs1", 1, "")), tls, rig.now);
     let ch = rig.out().pop().unwrap().1;
     let nonce = nonce_of(&ch, HeaderName::WwwAuthenticate);
-    let auth = digest(
-        "Authorization",
-        "2300",
-        "REGISTER",
-        "sips:127.0.0.1",
-        &nonce,
-    );
+    let auth = Digest::new("2300", "REGISTER", "sips:127.0.0.1", &nonce).authorization();
     rig.sw
         .handle_stream_message(Bytes::from(req("z9hG4bKs2", 2, &auth)), tls, rig.now);
     assert_eq!(rig.out().pop().unwrap().1.status(), Some(200));
@@ -783,7 +626,7 @@ Call-ID: call-1000-2300\r\nCSeq: 2 CANCEL\r\nContent-Length: 0\r\n\r\n"
         .out()
         .iter()
         .any(|(p, m)| *p == 7000 && m.status() == Some(487)));
-    assert_eq!(records(&mut rig)[0].disposition, Disposition::Cancelled);
+    assert_eq!(rig.records()[0].disposition, Disposition::Cancelled);
 }
 
 #[test]
@@ -914,13 +757,8 @@ fn sdp_of_each_leg_points_at_the_relay_early_and_late_offer() {
             },
         );
         let nonce = nonce_of(&rig.out().pop().unwrap().1, HeaderName::ProxyAuthenticate);
-        let auth = digest(
-            "Proxy-Authorization",
-            "1000",
-            "INVITE",
-            "sip:2300@127.0.0.1",
-            &nonce,
-        );
+        let auth =
+            Digest::new("1000", "INVITE", "sip:2300@127.0.0.1", &nonce).proxy_authorization();
         let b = rig.branch();
         let text = rig.invite_text("1000", 7000, "2300", &b, &auth);
         rig.send(
@@ -962,11 +800,15 @@ To: <sip:2300@127.0.0.1>;tag=b1\r\nCall-ID: call-1000-2300\r\nCSeq: 2 ACK\r\nCon
         }
         let remotes = remotes(&mut rig);
         assert!(
-            remotes.iter().any(|r| r.2 == Leg::A && r.3 == addr(4000)),
+            remotes
+                .iter()
+                .any(|r| r.2 == Leg::A && r.3 == loopback(4000)),
             "{remotes:?}"
         );
         assert!(
-            remotes.iter().any(|r| r.2 == Leg::B && r.3 == addr(5000)),
+            remotes
+                .iter()
+                .any(|r| r.2 == Leg::B && r.3 == loopback(5000)),
             "{remotes:?}"
         );
         // The record ends (a BYE) and the session closes.
@@ -984,7 +826,7 @@ To: <sip:2300@127.0.0.1>;tag=b1\r\nCall-ID: call-1000-2300\r\nCSeq: 3 BYE\r\nCon
         // record waits, and the BYE, forwarded in the same step, waits behind it.
         let closing = closes(&mut rig);
         assert_eq!(closing.len(), 1);
-        assert!(records(&mut rig).is_empty());
+        assert!(rig.records().is_empty());
         assert!(rig.out().is_empty(), "the BYE went out before its record");
         let mut now = rig.now;
         if relay_answers {
@@ -992,12 +834,12 @@ To: <sip:2300@127.0.0.1>;tag=b1\r\nCall-ID: call-1000-2300\r\nCSeq: 3 BYE\r\nCon
         } else {
             now.instant += Duration::from_millis(1900);
             rig.sw.handle_timeout(now);
-            assert!(records(&mut rig).is_empty(), "released before the deadline");
+            assert!(rig.records().is_empty(), "released before the deadline");
             now.instant = rig.now.instant + Duration::from_secs(2);
             assert!(rig.sw.poll_timeout().is_some_and(|t| t <= now.instant));
             rig.sw.handle_timeout(now);
         }
-        let recs = records(&mut rig);
+        let recs = rig.records();
         assert_eq!(recs.len(), 1);
         let expected = relay_answers.then_some(7);
         assert_eq!(recs[0].media.as_ref().map(|m| m.packets_a2b), expected);
@@ -1041,7 +883,7 @@ fn international_without_a_grant_is_blocked_before_the_trunk() {
         warning_of(refused)
     );
     assert!(at_trunk(&out).is_empty());
-    let rec = &records(&mut rig)[0];
+    let rec = &rig.records()[0];
     assert_eq!(rec.disposition, Disposition::Blocked);
     assert!(!rec.trunk);
     assert!(
@@ -1111,7 +953,7 @@ fn trunk_limits_per_extension_concurrent_and_per_hour() {
     let out = rig.out();
     assert_eq!(at_trunk(&out).len(), 1);
 
-    let recs = records(&mut rig);
+    let recs = rig.records();
     let blocked: Vec<&str> = recs
         .iter()
         .filter(|r| r.disposition == Disposition::Blocked)
@@ -1357,7 +1199,7 @@ fn a_bye_from_a_third_address_is_refused_and_the_call_goes_on() {
     rig.send_from("127.0.0.9:7000".parse().unwrap(), text);
     only_answer(&rig.out(), 7000, 481);
     assert_eq!(rig.sw.live_calls(rig.now.instant)[0].state, "answered");
-    assert!(records(&mut rig).is_empty());
+    assert!(rig.records().is_empty());
     // A To tag other than the answered one is refused too.
     let text = caller_bye(&mut rig, &inv).replace("tag=b1", "tag=b2");
     rig.send(7000, text);

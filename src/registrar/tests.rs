@@ -1,27 +1,16 @@
 //! Registrar state machine on simulated time.
 
-use std::time::{Duration, Instant};
-
 use bytes::Bytes;
 
 use super::*;
-use crate::sip::auth::{ha1_hex, Algorithm, NonceKey};
+use crate::sip::auth::Algorithm;
 use crate::sip::message::Limits;
+use crate::testing::{account, monday_morning, nonce_in, registrar, step, Digest};
 
-const REALM: &str = "tambun";
+/// The Request-URI of every REGISTER here.
+const URI: &str = "sip:127.0.0.1";
 
-fn account(ext: &str, pw: &str) -> Account {
-    Account {
-        extension: ext.parse().unwrap(),
-        opd: "setda".parse().unwrap(),
-        name: String::new(),
-        ha1_md5: ha1_hex(Algorithm::Md5, ext, REALM, pw),
-        ha1_sha256: ha1_hex(Algorithm::Sha256, ext, REALM, pw),
-        enabled: true,
-        features: Default::default(),
-    }
-}
-
+/// The registrar alone (no switch around it), with 1000 and 1001 in setda.
 struct Rig {
     reg: Registrar,
     now: Now,
@@ -38,34 +27,22 @@ fn src() -> Source {
 
 impl Rig {
     fn new() -> Rig {
-        let authn = Authenticator::new(REALM.into(), NonceKey::new([7; 32]), 300);
-        let mut reg = Registrar::new(authn, Settings::default());
-        reg.handle_accounts(Accounts::new(vec![
-            account("1000", "pw1000"),
-            account("1001", "pw1001"),
-        ]));
         Rig {
-            reg,
-            now: Now {
-                instant: Instant::now(),
-                unix: 1_800_000_000,
-                unix_ms: 1_800_000_000_000,
-            },
+            reg: registrar(vec![account("1000", "setda"), account("1001", "setda")]),
+            now: monday_morning(),
             cseq: 0,
         }
     }
 
     fn advance(&mut self, secs: u64) {
-        self.now.instant += Duration::from_secs(secs);
-        self.now.unix += secs;
-        self.now.unix_ms += secs * 1000;
+        step(&mut self.now, secs);
         self.reg.location.handle_timeout(self.now.instant);
     }
 
     fn message(&mut self, user: &str, extra: &str) -> Message {
         self.cseq += 1;
         let text = format!(
-            "REGISTER sip:127.0.0.1 SIP/2.0\r\n\
+            "REGISTER {URI} SIP/2.0\r\n\
 Via: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK{}\r\n\
 From: <sip:{user}@127.0.0.1>;tag=f1\r\nTo: <sip:{user}@127.0.0.1>\r\n\
 Call-ID: call-{user}\r\nCSeq: {} REGISTER\r\nMax-Forwards: 70\r\n{extra}Content-Length: 0\r\n\r\n",
@@ -85,30 +62,27 @@ Call-ID: call-{user}\r\nCSeq: {} REGISTER\r\nMax-Forwards: 70\r\n{extra}Content-
         assert_eq!(first.status, 401);
         let nonce = nonce_of(&first, alg);
         let auth = authorization(user, pw, &nonce, 1, alg);
-        self.send(user, &format!("{auth}\r\n{extra}"))
+        self.send(user, &format!("{auth}{extra}"))
     }
 }
 
+/// The nonce of the challenge for `alg` in a 401.
 fn nonce_of(r: &Reply, alg: Algorithm) -> String {
     let h = r
         .headers
         .iter()
         .find(|h| h.contains(&format!("algorithm={}", alg.token())))
         .unwrap();
-    let start = h.find("nonce=\"").unwrap() + 7;
-    h[start..start + h[start..].find('"').unwrap()].to_string()
+    nonce_in(h)
 }
 
+/// The `Authorization:` line (with its CRLF) of a REGISTER.
 fn authorization(user: &str, pw: &str, nonce: &str, nc: u32, alg: Algorithm) -> String {
-    let ha1 = ha1_hex(alg, user, REALM, pw);
-    let ha2 = alg.hash_hex(b"REGISTER:sip:127.0.0.1");
-    let nc = format!("{nc:08x}");
-    let resp = alg.hash_hex(format!("{ha1}:{nonce}:{nc}:abc:auth:{ha2}").as_bytes());
-    format!(
-        "Authorization: Digest username=\"{user}\", realm=\"{REALM}\", nonce=\"{nonce}\", \
-uri=\"sip:127.0.0.1\", response=\"{resp}\", algorithm={}, qop=auth, nc={nc}, cnonce=\"abc\"",
-        alg.token()
-    )
+    Digest::new(user, "REGISTER", URI, nonce)
+        .password(pw)
+        .nc(nc)
+        .algorithm(alg)
+        .authorization()
 }
 
 fn contacts(r: &Reply) -> Vec<&str> {
@@ -161,18 +135,18 @@ fn replayed_nonce_count_is_refused_and_higher_accepted() {
     let nonce = nonce_of(&first, Algorithm::Md5);
     let a1 = authorization("1000", "pw1000", &nonce, 1, Algorithm::Md5);
     assert_eq!(
-        rig.send("1000", &format!("{a1}\r\nContact: <sip:1000@h>\r\n"))
+        rig.send("1000", &format!("{a1}Contact: <sip:1000@h>\r\n"))
             .status,
         200
     );
     assert_eq!(
-        rig.send("1000", &format!("{a1}\r\nContact: <sip:1000@h>\r\n"))
+        rig.send("1000", &format!("{a1}Contact: <sip:1000@h>\r\n"))
             .status,
         401
     );
     let a2 = authorization("1000", "pw1000", &nonce, 2, Algorithm::Md5);
     assert_eq!(
-        rig.send("1000", &format!("{a2}\r\nContact: <sip:1000@h>\r\n"))
+        rig.send("1000", &format!("{a2}Contact: <sip:1000@h>\r\n"))
             .status,
         200
     );
@@ -185,11 +159,11 @@ fn stale_nonce_gets_stale_true_only_with_the_right_password() {
     let nonce = nonce_of(&first, Algorithm::Md5);
     rig.advance(301);
     let good = authorization("1000", "pw1000", &nonce, 1, Algorithm::Md5);
-    let r = rig.send("1000", &format!("{good}\r\nContact: <sip:1000@h>\r\n"));
+    let r = rig.send("1000", &format!("{good}Contact: <sip:1000@h>\r\n"));
     assert_eq!(r.status, 401);
     assert!(r.headers[0].contains("stale=true"));
     let bad = authorization("1000", "wrong", &nonce, 1, Algorithm::Md5);
-    let r = rig.send("1000", &format!("{bad}\r\nContact: <sip:1000@h>\r\n"));
+    let r = rig.send("1000", &format!("{bad}Contact: <sip:1000@h>\r\n"));
     assert!(!r.headers[0].contains("stale=true"));
 }
 
@@ -305,7 +279,7 @@ fn credentials_for_another_aor_are_forbidden() {
     let nonce = nonce_of(&first, Algorithm::Md5);
     let a = authorization("1000", "pw1000", &nonce, 1, Algorithm::Md5);
     assert_eq!(
-        rig.send("1001", &format!("{a}\r\nContact: <sip:1001@h>\r\n"))
+        rig.send("1001", &format!("{a}Contact: <sip:1001@h>\r\n"))
             .status,
         403
     );
@@ -321,10 +295,10 @@ fn disabling_an_account_drops_its_bindings() {
         "Contact: <sip:1000@a>\r\n",
     );
     rig.reg.location.drain_changes();
-    let mut acc = account("1000", "pw1000");
+    let mut acc = account("1000", "setda");
     acc.enabled = false;
     rig.reg
-        .handle_accounts(Accounts::new(vec![acc, account("1001", "pw1001")]));
+        .handle_accounts(Accounts::new(vec![acc, account("1001", "setda")]));
     assert!(rig.reg.location.is_empty());
     assert_eq!(
         rig.reg.location.drain_changes(),
