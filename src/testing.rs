@@ -307,7 +307,7 @@ impl Rig {
     }
 
     /// The call records written since the last look.
-    pub(crate) fn records(&mut self) -> Vec<crate::store::CdrRecord> {
+    pub(crate) fn records(&mut self) -> Vec<crate::cdr::CdrRecord> {
         self.take(|d| match d {
             Durable::CallRecord(r) => Some(r.clone()),
             _ => None,

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use crate::registrar::Account;
 use crate::sip::message::{HeaderName, Message};
 use crate::sip::transaction::Peer;
-use crate::store::Disposition;
+use crate::cdr::Disposition;
 use crate::testing::{account, loopback, nonce_of, parse, Digest, Rig, SWITCH};
 use crate::types::Transport;
 
@@ -1023,7 +1023,7 @@ fn trunk_calls_recorded_before_a_restart_count_for_the_hour() {
         },
         opd: Default::default(),
     });
-    let row = |caller: &str, mins_ago: i64, route: &str| crate::store::TrunkCallRow {
+    let row = |caller: &str, mins_ago: i64, route: &str| crate::cdr::TrunkCallRow {
         caller: caller.into(),
         caller_opd: Some("setda".parse().unwrap()),
         start_ms: rig.now.unix_ms as i64 - mins_ago * 60_000,
