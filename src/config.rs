@@ -34,7 +34,7 @@ pub struct Config {
     /// Limits on TCP and TLS connections.
     pub connections: ConnectionsConfig,
     /// Flood, brute-force and scanner defence, and the overload rule.
-    pub guard: GuardConfig,
+    pub guard: crate::guard::Settings,
     /// The largest SIP message accepted, in bytes (a datagram or one framed TCP message).
     pub max_message_bytes: usize,
     /// The most header lines accepted in one SIP message.
@@ -267,80 +267,6 @@ impl Default for ConnectionsConfig {
     }
 }
 
-/// The `[guard]` table: per-source limits, bans, the allow-list and the overload rule
-/// (`docs/operations.md`, "Guard").
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct GuardConfig {
-    /// false: no limits, no bans, no scanner filter (for lab use only).
-    pub enabled: bool,
-    /// Networks (CIDR or single addresses) that are never banned or rate limited: the OPDs'
-    /// own subnets.
-    pub allow: Vec<String>,
-    /// Requests per second one source may send, sustained.
-    pub requests_per_sec: u32,
-    /// Requests one source may send at once above the sustained rate.
-    pub request_burst: u32,
-    /// This many failed authentications from one source within `auth_window_secs` ban it.
-    pub auth_failures: u32,
-    /// The window of `auth_failures` and `flood_drops`.
-    pub auth_window_secs: u64,
-    /// This many requests dropped for rate from one source within the window ban it.
-    pub flood_drops: u32,
-    /// How long a ban the switch adds lasts.
-    pub ban_secs: u64,
-    /// Ban a source whose request carries a scanner User-Agent (it is dropped either way).
-    pub ban_scanners: bool,
-    /// User-Agent substrings (case-insensitive) of SIP scanners: such requests get no answer.
-    pub scanner_user_agents: Vec<String>,
-    /// With this many server transactions in progress, new INVITE/REGISTER get 503.
-    pub max_transactions: usize,
-    /// With this many inputs waiting in the driver's queue, new INVITE/REGISTER get 503.
-    pub max_queue: usize,
-    /// The `Retry-After` of those 503s, in seconds.
-    pub retry_after_secs: u32,
-    /// Sources tracked at most (memory bound under a flood from many addresses).
-    pub max_sources: usize,
-}
-
-impl Default for GuardConfig {
-    fn default() -> Self {
-        GuardConfig {
-            enabled: true,
-            allow: Vec::new(),
-            requests_per_sec: 50,
-            request_burst: 200,
-            auth_failures: 10,
-            auth_window_secs: 60,
-            flood_drops: 200,
-            ban_secs: 600,
-            ban_scanners: true,
-            // After the lists of Kamailio's and OpenSIPS' sample configs and fail2ban's.
-            scanner_user_agents: [
-                "friendly-scanner",
-                "friendly-request",
-                "sipvicious",
-                "sipcli",
-                "sip-scan",
-                "sipscan",
-                "vaxsipuseragent",
-                "vaxipuseragent",
-                "iwar",
-                "sundayddr",
-                "siparmyknife",
-                "sivus",
-                "pplsip",
-            ]
-            .map(str::to_owned)
-            .to_vec(),
-            max_transactions: 200_000,
-            max_queue: 8_192,
-            retry_after_secs: 5,
-            max_sources: 100_000,
-        }
-    }
-}
-
 /// The `[calls]` table.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -372,7 +298,7 @@ impl Default for Config {
             media: MediaConfig::default(),
             tls: TlsConfig::default(),
             connections: ConnectionsConfig::default(),
-            guard: GuardConfig::default(),
+            guard: crate::guard::Settings::default(),
             max_message_bytes: 65535,
             max_headers: 128,
             log: "info".to_owned(),

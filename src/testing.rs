@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::config::GuardConfig;
 use crate::dialplan::Dialplan;
 use crate::guard::Guard;
+use crate::guard::Settings as GuardSettings;
 use crate::registrar::{Account, Accounts, Authenticator, Now, Registrar, Settings};
 use crate::sip::auth::{ha1_hex, Algorithm, NonceKey};
 use crate::sip::message::{HeaderName, Limits, Message};
@@ -187,7 +187,7 @@ pub(crate) fn parse(bytes: &Bytes) -> Message {
 pub(crate) struct RigBuilder {
     accounts: Vec<Account>,
     socket: SocketAddr,
-    guard: Option<GuardConfig>,
+    guard: Option<GuardSettings>,
 }
 
 impl RigBuilder {
@@ -204,7 +204,7 @@ impl RigBuilder {
     }
 
     /// A guard with this configuration.
-    pub(crate) fn guard(mut self, config: GuardConfig) -> Self {
+    pub(crate) fn guard(mut self, config: GuardSettings) -> Self {
         self.guard = Some(config);
         self
     }

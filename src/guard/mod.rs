@@ -26,8 +26,8 @@ pub use bucket::{Rate, TokenBucket};
 pub use cidr::{Cidr, InvalidCidr};
 pub use source::SourceKey;
 
-use crate::config::GuardConfig;
 use crate::types::Now;
+use serde::Deserialize;
 
 /// How often idle sources are forgotten and expired bans lifted.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
@@ -110,6 +110,80 @@ struct Source {
     last_seen: Instant,
 }
 
+/// The guard's settings, read from the `[guard]` table of the configuration: per-source
+/// limits, bans, the allow-list and the overload rule (`docs/operations.md`, "Guard").
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// false: no limits, no bans, no scanner filter (for lab use only).
+    pub enabled: bool,
+    /// Networks (CIDR or single addresses) that are never banned or rate limited: the OPDs'
+    /// own subnets.
+    pub allow: Vec<String>,
+    /// Requests per second one source may send, sustained.
+    pub requests_per_sec: u32,
+    /// Requests one source may send at once above the sustained rate.
+    pub request_burst: u32,
+    /// This many failed authentications from one source within `auth_window_secs` ban it.
+    pub auth_failures: u32,
+    /// The window of `auth_failures` and `flood_drops`.
+    pub auth_window_secs: u64,
+    /// This many requests dropped for rate from one source within the window ban it.
+    pub flood_drops: u32,
+    /// How long a ban the switch adds lasts.
+    pub ban_secs: u64,
+    /// Ban a source whose request carries a scanner User-Agent (it is dropped either way).
+    pub ban_scanners: bool,
+    /// User-Agent substrings (case-insensitive) of SIP scanners: such requests get no answer.
+    pub scanner_user_agents: Vec<String>,
+    /// With this many server transactions in progress, new INVITE/REGISTER get 503.
+    pub max_transactions: usize,
+    /// With this many inputs waiting in the driver's queue, new INVITE/REGISTER get 503.
+    pub max_queue: usize,
+    /// The `Retry-After` of those 503s, in seconds.
+    pub retry_after_secs: u32,
+    /// Sources tracked at most (memory bound under a flood from many addresses).
+    pub max_sources: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            enabled: true,
+            allow: Vec::new(),
+            requests_per_sec: 50,
+            request_burst: 200,
+            auth_failures: 10,
+            auth_window_secs: 60,
+            flood_drops: 200,
+            ban_secs: 600,
+            ban_scanners: true,
+            // After the lists of Kamailio's and OpenSIPS' sample configs and fail2ban's.
+            scanner_user_agents: [
+                "friendly-scanner",
+                "friendly-request",
+                "sipvicious",
+                "sipcli",
+                "sip-scan",
+                "sipscan",
+                "vaxsipuseragent",
+                "vaxipuseragent",
+                "iwar",
+                "sundayddr",
+                "siparmyknife",
+                "sivus",
+                "pplsip",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            max_transactions: 200_000,
+            max_queue: 8_192,
+            retry_after_secs: 5,
+            max_sources: 100_000,
+        }
+    }
+}
+
 pub struct Guard {
     enabled: bool,
     limits: Limits,
@@ -125,7 +199,7 @@ pub struct Guard {
 }
 
 impl Guard {
-    pub fn new(config: &GuardConfig) -> Result<Guard, InvalidCidr> {
+    pub fn new(config: &Settings) -> Result<Guard, InvalidCidr> {
         let allow = config
             .allow
             .iter()
@@ -166,7 +240,7 @@ impl Guard {
 
     /// A guard that lets everything through (tests of other layers).
     pub fn disabled() -> Guard {
-        let mut g = Guard::new(&GuardConfig::default()).expect("the default allow-list is empty");
+        let mut g = Guard::new(&Settings::default()).expect("the default allow-list is empty");
         g.enabled = false;
         g
     }

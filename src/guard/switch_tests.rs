@@ -1,16 +1,16 @@
 //! The guard inside the switch, on simulated time: what reaches the registrar and the proxy,
 //! what is answered, and what is counted. Phones are byte strings; no sockets.
 
-use crate::config::GuardConfig;
+use crate::guard::Settings as GuardSettings;
 use crate::sip::message::HeaderName;
 use crate::testing::{account, nonce_of, Digest, Rig};
 
 /// A switch at 10.0.0.1 with 1000 and 1001 in setda, guarded by the defaults with 10.20.0.0/16
 /// allow-listed and then `edit`.
-fn guarded(edit: impl FnOnce(&mut GuardConfig)) -> Rig {
-    let mut config = GuardConfig {
+fn guarded(edit: impl FnOnce(&mut GuardSettings)) -> Rig {
+    let mut config = GuardSettings {
         allow: vec!["10.20.0.0/16".into()],
-        ..GuardConfig::default()
+        ..GuardSettings::default()
     };
     edit(&mut config);
     Rig::builder()

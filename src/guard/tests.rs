@@ -33,8 +33,8 @@ impl Clock {
     }
 }
 
-fn guard(edit: impl FnOnce(&mut GuardConfig)) -> Guard {
-    let mut c = GuardConfig::default();
+fn guard(edit: impl FnOnce(&mut Settings)) -> Guard {
+    let mut c = Settings::default();
     edit(&mut c);
     Guard::new(&c).unwrap()
 }

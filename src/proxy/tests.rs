@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::cdr::Disposition;
 use crate::registrar::Account;
 use crate::sip::message::{HeaderName, Message};
 use crate::sip::transaction::Peer;
-use crate::cdr::Disposition;
 use crate::testing::{account, loopback, nonce_of, parse, Digest, Rig, SWITCH};
 use crate::types::Transport;
 
