@@ -792,7 +792,7 @@ impl Switch {
         self.last_now = Some(now.instant);
         self.proxy.media_settled(&event);
         match &event {
-            MediaEvent::Opened { .. } => {}
+            MediaEvent::Opened { .. } | MediaEvent::Reserved { .. } => {}
             MediaEvent::OpenFailed { session, .. } => self.outputs.settle(*session, None),
             MediaEvent::Closed { session, stats } => self
                 .outputs
@@ -883,5 +883,98 @@ impl Collected {
             None => true,
         });
         taken
+    }
+}
+
+#[cfg(test)]
+mod output_queue_tests {
+    use super::*;
+    use crate::cdr::MediaTotals;
+
+    fn record(call_id: &str) -> CallRecord {
+        CallRecord {
+            call_id: call_id.into(),
+            caller: "1000".into(),
+            dialled: "2300".into(),
+            callee: Some("2300".into()),
+            caller_opd: None,
+            callee_opd: None,
+            route: "test".into(),
+            trunk: false,
+            start_ms: 0,
+            answer_ms: Some(1),
+            end_ms: 2,
+            disposition: Disposition::Answered,
+            sip_status: 200,
+            media: None,
+        }
+    }
+
+    fn transmit(port: u16) -> Output {
+        Output::Transmit(Transmit {
+            peer: Peer {
+                addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                transport: Transport::Udp,
+                conn: None,
+            },
+            bytes: Bytes::new(),
+        })
+    }
+
+    /// What the queue has ready, as labels: `t<port>`, `r<call-id>[+media]`, `m` (command).
+    fn drain(q: &mut Outputs) -> Vec<String> {
+        std::iter::from_fn(|| q.pop())
+            .map(|o| match o {
+                Output::Transmit(t) => format!("t{}", t.peer.addr.port()),
+                Output::Store(Durable::CallRecord(r)) => {
+                    format!(
+                        "r{}{}",
+                        r.call_id,
+                        if r.media.is_some() { "+media" } else { "" }
+                    )
+                }
+                Output::Media(_) => "m".into(),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn what_follows_a_waiting_record_waits_in_order_and_commands_never_wait() {
+        let t0 = Instant::now();
+        let mut q = Outputs::default();
+        q.push(transmit(1));
+        q.park(SessionId(1), record("a"), t0 + MEDIA_ANSWER);
+        q.push(transmit(2));
+        q.park(SessionId(2), record("b"), t0 + MEDIA_ANSWER);
+        q.push(transmit(3));
+        q.push_media(MediaCommand::Close {
+            session: SessionId(3),
+        });
+        assert_eq!(drain(&mut q), ["t1", "m"]);
+        // The second session answers first: nothing moves until the first does.
+        q.settle(SessionId(2), Some(MediaTotals::default()));
+        assert!(drain(&mut q).is_empty());
+        q.settle(SessionId(1), None);
+        assert_eq!(drain(&mut q), ["ra", "t2", "rb+media", "t3"]);
+        q.push(transmit(4));
+        assert_eq!(drain(&mut q), ["t4"], "nothing waits: straight through");
+        assert_eq!(q.deadline(), None);
+    }
+
+    #[test]
+    fn a_record_whose_counters_never_come_goes_at_its_deadline() {
+        let t0 = Instant::now();
+        let mut q = Outputs::default();
+        q.park(SessionId(1), record("a"), t0 + MEDIA_ANSWER);
+        q.push(transmit(1));
+        assert_eq!(q.deadline(), Some(t0 + MEDIA_ANSWER));
+        q.expire(t0 + MEDIA_ANSWER - Duration::from_millis(1));
+        assert!(drain(&mut q).is_empty());
+        q.expire(t0 + MEDIA_ANSWER);
+        assert_eq!(drain(&mut q), ["ra", "t1"]);
+        // A late answer for it changes nothing.
+        q.settle(SessionId(1), Some(MediaTotals::default()));
+        assert!(drain(&mut q).is_empty());
     }
 }

@@ -42,9 +42,26 @@ impl BlockingRelay {
         streams: usize,
         rtcp_mux: bool,
     ) -> Result<Session, RelayError> {
-        let session = self.control.open(call, streams, rtcp_mux)?;
+        // Until enough pairs are bound ahead, or no more are coming.
+        let session = loop {
+            match self.control.open(call, streams, rtcp_mux) {
+                Err(RelayError::PortsExhausted) => {
+                    self.submit();
+                    let before = self.control.ready();
+                    if !self.control.is_reserving() {
+                        return Err(RelayError::PortsExhausted);
+                    }
+                    self.wait_for(None, |e| matches!(e, MediaEvent::Reserved { .. }))?;
+                    if self.control.ready() == before {
+                        // Only busy pairs came back: the range is full.
+                        return Err(RelayError::PortsExhausted);
+                    }
+                }
+                other => break other?,
+            }
+        };
         self.submit();
-        match self.wait_for(session.id, |e| {
+        match self.wait_for(Some(session.id), |e| {
             matches!(e, MediaEvent::Opened { .. } | MediaEvent::OpenFailed { .. })
         })? {
             MediaEvent::OpenFailed { error, .. } => Err(RelayError::OpenFailed(error)),
@@ -95,7 +112,7 @@ impl BlockingRelay {
     pub fn close(&mut self, id: SessionId) -> Result<Vec<StreamStats>, RelayError> {
         self.control.close(id)?;
         self.submit();
-        match self.wait_for(id, |e| matches!(e, MediaEvent::Closed { .. }))? {
+        match self.wait_for(Some(id), |e| matches!(e, MediaEvent::Closed { .. }))? {
             MediaEvent::Closed { stats, .. } => Ok(stats),
             _ => unreachable!("wait_for returns what its filter accepts"),
         }
@@ -118,14 +135,23 @@ impl BlockingRelay {
             .ok_or(RelayError::UnknownSession(id))
     }
 
-    /// The next event not consumed by a call above, waiting up to `timeout`.
+    /// The next event about a session not consumed by a call above, waiting up to
+    /// `timeout` (the reserve's events are handled here, not returned).
     pub fn wait_event(&mut self, timeout: Duration) -> Option<MediaEvent> {
         if let Some(e) = self.stash.pop_front() {
             return Some(e);
         }
-        let e = self.relay.wait_event(timeout)?;
-        self.control.handle_event(&e);
-        Some(e)
+        let deadline = Instant::now() + timeout;
+        loop {
+            let e = self
+                .relay
+                .wait_event(deadline.saturating_duration_since(Instant::now()))?;
+            self.control.handle_event(&e);
+            self.submit();
+            if e.session().is_some() {
+                return Some(e);
+            }
+        }
     }
 
     /// The next event not consumed by a call above, without waiting.
@@ -133,9 +159,14 @@ impl BlockingRelay {
         if let Some(e) = self.stash.pop_front() {
             return Some(e);
         }
-        let e = self.relay.poll_event()?;
-        self.control.handle_event(&e);
-        Some(e)
+        loop {
+            let e = self.relay.poll_event()?;
+            self.control.handle_event(&e);
+            self.submit();
+            if e.session().is_some() {
+                return Some(e);
+            }
+        }
     }
 
     /// Ports held by open sessions.
@@ -159,10 +190,11 @@ impl BlockingRelay {
         }
     }
 
-    /// Waits for the event of `id` that `want` accepts; others are kept for `wait_event`.
+    /// Waits for the event of `id` that `want` accepts; other sessions' events are kept for
+    /// `wait_event`.
     fn wait_for(
         &mut self,
-        id: SessionId,
+        id: Option<SessionId>,
         want: impl Fn(&MediaEvent) -> bool,
     ) -> Result<MediaEvent, RelayError> {
         let deadline = Instant::now() + ANSWER;
@@ -173,7 +205,9 @@ impl BlockingRelay {
             if e.session() == id && want(&e) {
                 return Ok(e);
             }
-            self.stash.push_back(e);
+            if e.session().is_some() {
+                self.stash.push_back(e);
+            }
         }
     }
 }

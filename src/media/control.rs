@@ -7,10 +7,14 @@
 //! whose threads bind the sockets and answer with [`MediaEvent`]s that come back to the core
 //! as inputs. Nothing here binds a socket, reads the clock or waits.
 //!
+//! A session only gets ports the engine has already bound: the control keeps a reserve of
+//! pairs the engine bound ahead ([`MediaCommand::Reserve`] → [`MediaEvent::Reserved`]), refilled
+//! as sessions take from it, one request at a time. A pair another process holds (a port of the
+//! range that some program got as an ephemeral port) is reported busy, goes back to the pool
+//! and is tried again when the pool comes round to it; no call ever names it in SDP.
 //! Ports return to the pool only when the engine reports the session [`MediaEvent::Closed`]
 //! (its sockets are gone by then), so a port is never handed to a new session while an old
-//! socket still holds it. A port the engine could not bind because another process holds it
-//! ([`MediaEvent::OpenFailed`]) is taken out of the pool until restart.
+//! socket still holds it.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -42,6 +46,9 @@ pub type StatsReply = Box<dyn FnOnce(Option<Vec<StreamStats>>) + Send>;
 
 /// A command for the engine.
 pub enum MediaCommand {
+    /// Bind these pairs (RTP and RTCP port) ahead of use and keep them for the sessions that
+    /// will take them. Answered with [`MediaEvent::Reserved`].
+    Reserve { pairs: Vec<RelayPort> },
     /// Bind the legs' sockets and start forwarding between them. Answered with
     /// [`MediaEvent::Opened`] or [`MediaEvent::OpenFailed`].
     Open {
@@ -78,14 +85,15 @@ pub enum MediaCommand {
 }
 
 impl MediaCommand {
-    /// The session the command is for (the engine routes by it).
-    pub fn session(&self) -> SessionId {
+    /// The session the command is for (the engine routes by it); `None` for `Reserve`.
+    pub fn session(&self) -> Option<SessionId> {
         match self {
             MediaCommand::Open { session, .. }
             | MediaCommand::SetRemote { session, .. }
             | MediaCommand::ClockRate { session, .. }
             | MediaCommand::Close { session }
-            | MediaCommand::Stats { session, .. } => *session,
+            | MediaCommand::Stats { session, .. } => Some(*session),
+            MediaCommand::Reserve { .. } => None,
         }
     }
 }
@@ -93,6 +101,10 @@ impl MediaCommand {
 impl fmt::Debug for MediaCommand {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            MediaCommand::Reserve { pairs } => f
+                .debug_struct("Reserve")
+                .field("pairs", &pairs.len())
+                .finish(),
             MediaCommand::Open {
                 session,
                 call,
@@ -142,10 +154,16 @@ impl fmt::Debug for MediaCommand {
 /// What the engine reports.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MediaEvent {
+    /// Pairs of a [`MediaCommand::Reserve`]: `bound` are ready for sessions, `busy` are held by
+    /// another process (not bound).
+    Reserved {
+        bound: Vec<RelayPort>,
+        busy: Vec<RelayPort>,
+    },
     /// The session's sockets are bound and forwarding.
     Opened { session: SessionId },
-    /// A socket could not be bound; nothing of the session is left in the engine. `busy` are
-    /// the pairs another process holds.
+    /// The session could not be set up (its reserved sockets were missing: a bug); nothing
+    /// of it is left in the engine. `busy` are pairs another process holds, if any.
     OpenFailed {
         session: SessionId,
         busy: Vec<RelayPort>,
@@ -161,15 +179,21 @@ pub enum MediaEvent {
 }
 
 impl MediaEvent {
-    pub fn session(&self) -> SessionId {
+    /// The session the event is about; `None` for `Reserved`.
+    pub fn session(&self) -> Option<SessionId> {
         match self {
             MediaEvent::Opened { session }
             | MediaEvent::OpenFailed { session, .. }
             | MediaEvent::Closed { session, .. }
-            | MediaEvent::Inactive { session, .. } => *session,
+            | MediaEvent::Inactive { session, .. } => Some(*session),
+            MediaEvent::Reserved { .. } => None,
         }
     }
 }
+
+/// Pairs kept bound ahead of use (about 128 one-stream calls; the engine refills it in well
+/// under a millisecond).
+pub const RESERVE: usize = 256;
 
 /// An open session, as [`MediaControl::open`] returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,23 +228,57 @@ pub struct MediaControl {
     next_id: u64,
     sessions: HashMap<SessionId, SessionRecord>,
     ports_in_use: usize,
-    /// Pairs another process holds: never handed out again.
-    quarantined: usize,
+    /// Pairs the engine has bound and keeps for the next sessions.
+    ready: VecDeque<RelayPort>,
+    /// Pairs of the `Reserve` in flight (at most one at a time).
+    reserving: usize,
+    /// Times a pair was found held by another process.
+    busy_seen: u64,
     commands: VecDeque<MediaCommand>,
 }
 
 impl MediaControl {
     /// The ports `lo..=hi` (RTP even, RTCP the next odd one), named in SDP with `advertise`.
+    /// The first [`MediaCommand::Reserve`] is queued at once.
     pub fn new(port_range: (u16, u16), advertise: IpAddr) -> MediaControl {
-        MediaControl {
+        let mut c = MediaControl {
             pool: PortPool::new(port_range.0, port_range.1),
             advertise,
             next_id: 1,
             sessions: HashMap::new(),
             ports_in_use: 0,
-            quarantined: 0,
+            ready: VecDeque::new(),
+            reserving: 0,
+            busy_seen: 0,
             commands: VecDeque::new(),
+        };
+        c.refill();
+        c
+    }
+
+    /// Asks the engine to bind pairs up to [`RESERVE`] ready, unless a request is in flight.
+    fn refill(&mut self) {
+        if self.reserving > 0 {
+            return;
         }
+        let want = RESERVE.saturating_sub(self.ready.len());
+        let pairs: Vec<RelayPort> = std::iter::from_fn(|| self.pool.allocate())
+            .take(want)
+            .collect();
+        if !pairs.is_empty() {
+            self.reserving = pairs.len();
+            self.commands.push_back(MediaCommand::Reserve { pairs });
+        }
+    }
+
+    /// Is a `Reserve` in flight (so pairs may become ready)?
+    pub fn is_reserving(&self) -> bool {
+        self.reserving > 0
+    }
+
+    /// Pairs bound and waiting for sessions.
+    pub fn ready(&self) -> usize {
+        self.ready.len()
     }
 
     /// Opens a session of `streams` streams for `call`: per stream a port pair for side A and
@@ -235,18 +293,15 @@ impl MediaControl {
         if streams == 0 {
             return Err(RelayError::NoStreams);
         }
+        if self.ready.len() < 2 * streams {
+            self.refill();
+            return Err(RelayError::PortsExhausted);
+        }
         let mut legs = [Vec::with_capacity(streams), Vec::with_capacity(streams)];
         for _ in 0..streams {
             for leg in &mut legs {
-                match self.pool.allocate() {
-                    Some(p) => leg.push(p),
-                    None => {
-                        for p in legs.iter().flatten() {
-                            self.pool.release(*p);
-                        }
-                        return Err(RelayError::PortsExhausted);
-                    }
-                }
+                // Holds: checked above that enough are ready.
+                leg.extend(self.ready.pop_front());
             }
         }
         let id = SessionId(self.next_id);
@@ -285,6 +340,7 @@ impl MediaControl {
                 },
             ],
         });
+        self.refill();
         Ok(Session {
             id,
             call,
@@ -342,25 +398,31 @@ impl MediaControl {
         Ok(true)
     }
 
-    /// An event of the engine: frees the ports of a closed session or of a failed open
-    /// (keeping back the pairs another process holds).
+    /// An event of the engine: reserved pairs become ready (busy ones go back to the pool, to
+    /// be tried when it comes round to them); a closed session's or a failed open's ports are
+    /// freed.
     pub fn handle_event(&mut self, event: &MediaEvent) -> Settled {
-        let (id, busy) = match event {
-            MediaEvent::Closed { session, .. } => (*session, &[][..]),
-            MediaEvent::OpenFailed { session, busy, .. } => (*session, &busy[..]),
+        let id = match event {
+            MediaEvent::Reserved { bound, busy } => {
+                self.reserving = 0;
+                self.ready.extend(bound.iter().copied());
+                for p in busy {
+                    self.pool.release(*p);
+                }
+                self.busy_seen += busy.len() as u64;
+                return Settled::Unchanged;
+            }
+            MediaEvent::Closed { session, .. } | MediaEvent::OpenFailed { session, .. } => *session,
             MediaEvent::Opened { .. } | MediaEvent::Inactive { .. } => return Settled::Unchanged,
         };
         let Some(record) = self.sessions.remove(&id) else {
             return Settled::Unchanged;
         };
         for p in record.pairs {
-            if busy.contains(&p) {
-                self.quarantined += 1;
-            } else {
-                self.pool.release(p);
-            }
+            self.pool.release(p);
         }
         self.ports_in_use -= record.ports;
+        self.refill();
         Settled::Gone
     }
 
@@ -384,9 +446,9 @@ impl MediaControl {
         self.sessions.len()
     }
 
-    /// Pairs taken out of the pool because another process held them.
-    pub fn quarantined(&self) -> usize {
-        self.quarantined
+    /// Times a pair of the range was found held by another process (and skipped).
+    pub fn busy_seen(&self) -> u64 {
+        self.busy_seen
     }
 
     fn check(&self, id: SessionId, stream: usize) -> Result<(), RelayError> {
@@ -415,8 +477,20 @@ impl MediaControl {
 mod tests {
     use super::*;
 
-    fn control(range: (u16, u16)) -> MediaControl {
-        MediaControl::new(range, "192.0.2.1".parse().unwrap())
+    /// A control whose first reserve the engine answered: `busy` of its pairs were held by
+    /// another process, the rest bound.
+    fn control(range: (u16, u16), busy: &[u16]) -> MediaControl {
+        let mut c = MediaControl::new(range, "192.0.2.1".parse().unwrap());
+        answer_reserve(&mut c, busy);
+        c
+    }
+
+    fn answer_reserve(c: &mut MediaControl, busy: &[u16]) {
+        let Some(MediaCommand::Reserve { pairs }) = c.poll_command() else {
+            panic!("no reserve queued");
+        };
+        let (busy, bound) = pairs.into_iter().partition(|p| busy.contains(&p.rtp()));
+        c.handle_event(&MediaEvent::Reserved { bound, busy });
     }
 
     fn closed(session: SessionId) -> MediaEvent {
@@ -427,8 +501,9 @@ mod tests {
     }
 
     #[test]
-    fn open_allocates_and_queues_one_command() {
-        let mut c = control((20000, 20099));
+    fn open_takes_reserved_pairs_and_queues_one_command() {
+        let mut c = control((20000, 20099), &[]);
+        assert_eq!(c.ready(), 50, "the whole small range is reserved");
         let s = c.open(7, 2, false).unwrap();
         assert_eq!(s.streams.len(), 2);
         assert_eq!(s.streams[0].a.rtcp.port(), s.streams[0].a.rtp.port() + 1);
@@ -450,13 +525,36 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(c.poll_command().is_none());
+        assert!(c.poll_command().is_none(), "the pool is empty: no refill");
+    }
+
+    #[test]
+    fn the_reserve_is_refilled_one_request_at_a_time() {
+        let mut c = control((20000, 29999), &[]);
+        assert_eq!(c.ready(), RESERVE);
+        c.open(1, 1, true).unwrap();
+        c.poll_command(); // the Open
+        let Some(MediaCommand::Reserve { pairs }) = c.poll_command() else {
+            panic!("no refill");
+        };
+        assert_eq!(pairs.len(), 2);
+        c.open(2, 1, true).unwrap();
+        c.poll_command();
+        assert!(
+            c.poll_command().is_none(),
+            "a second request while one is in flight"
+        );
+        c.handle_event(&MediaEvent::Reserved {
+            bound: pairs,
+            busy: Vec::new(),
+        });
+        assert_eq!(c.ready(), RESERVE - 2);
     }
 
     #[test]
     fn ports_come_back_only_when_the_engine_says_closed() {
         // Two pairs: one rtcp-mux session of one stream takes both.
-        let mut c = control((20000, 20003));
+        let mut c = control((20000, 20003), &[]);
         let s = c.open(1, 1, true).unwrap();
         assert!(c.close(s.id).unwrap());
         assert!(!c.close(s.id).unwrap(), "a second close is not queued");
@@ -467,33 +565,40 @@ mod tests {
         assert_eq!(c.handle_event(&closed(s.id)), Settled::Gone);
         assert_eq!(c.ports_in_use(), 0);
         assert_eq!(c.handle_event(&closed(s.id)), Settled::Unchanged);
+        // The freed pairs are reserved again before a session can have them.
+        assert!(matches!(
+            c.open(3, 1, true),
+            Err(RelayError::PortsExhausted)
+        ));
+        while let Some(cmd) = c.poll_command() {
+            if let MediaCommand::Reserve { pairs } = cmd {
+                c.handle_event(&MediaEvent::Reserved {
+                    bound: pairs,
+                    busy: Vec::new(),
+                });
+            }
+        }
         assert!(c.open(3, 1, true).is_ok());
     }
 
     #[test]
-    fn a_busy_pair_is_never_handed_out_again() {
-        let mut c = control((20000, 20007)); // four pairs
+    fn a_busy_pair_is_never_named_in_a_session_and_is_tried_again_later() {
+        let mut c = control((20000, 20007), &[20002]); // four pairs, one held elsewhere
+        assert_eq!((c.ready(), c.busy_seen()), (3, 1));
         let s = c.open(1, 1, true).unwrap();
-        let busy = RelayPort::from_rtp(s.streams[0].b.rtp.port()).unwrap();
-        let failed = MediaEvent::OpenFailed {
-            session: s.id,
-            busy: vec![busy],
-            error: "in use".into(),
+        let ports = [s.streams[0].a.rtp.port(), s.streams[0].b.rtp.port()];
+        assert!(!ports.contains(&20002), "{ports:?}");
+        // The refill asks for the busy pair again (the pool came round to it).
+        c.poll_command(); // the Open
+        let Some(MediaCommand::Reserve { pairs }) = c.poll_command() else {
+            panic!("no refill");
         };
-        assert_eq!(c.handle_event(&failed), Settled::Gone);
-        assert_eq!((c.ports_in_use(), c.quarantined()), (0, 1));
-        let mut seen = Vec::new();
-        while let Ok(s) = c.open(2, 1, true) {
-            seen.push(s.streams[0].a.rtp.port());
-            seen.push(s.streams[0].b.rtp.port());
-        }
-        assert_eq!(seen.len(), 2, "three pairs left, one session of two");
-        assert!(!seen.contains(&busy.rtp()));
+        assert_eq!(pairs.iter().map(|p| p.rtp()).collect::<Vec<_>>(), [20002]);
     }
 
     #[test]
     fn commands_for_unknown_sessions_and_streams_are_errors() {
-        let mut c = control((20000, 20099));
+        let mut c = control((20000, 20099), &[]);
         let a: SocketAddr = "127.0.0.1:4000".parse().unwrap();
         assert!(matches!(
             c.set_remote(SessionId(9), 0, Side::A, a, None),

@@ -211,6 +211,9 @@ impl ShardHandle {
 pub struct Relay {
     cfg: RelayConfig,
     shards: Vec<ShardHandle>,
+    /// The binder thread's commands (`Reserve`).
+    binder: Option<Sender<MediaCommand>>,
+    binder_thread: Option<JoinHandle<()>>,
     events: Mutex<Receiver<MediaEvent>>,
 }
 
@@ -222,6 +225,14 @@ impl Relay {
             n => n,
         };
         let (events_tx, events_rx) = mpsc::channel();
+        let reserve = shard::Reserve::default();
+        let (binder_tx, binder_rx) = mpsc::channel();
+        let binder_thread = {
+            let (reserve, events, bind) = (reserve.clone(), events_tx.clone(), cfg.bind);
+            std::thread::Builder::new()
+                .name("relay-bind".into())
+                .spawn(move || shard::bind_reserves(binder_rx, reserve, bind, events))?
+        };
         let mut shards = Vec::with_capacity(threads);
         for i in 0..threads {
             let (tx, rx) = mpsc::channel();
@@ -239,6 +250,7 @@ impl Relay {
                 rx,
                 events_tx.clone(),
                 counters.clone(),
+                reserve.clone(),
             )?;
             let thread = std::thread::Builder::new()
                 .name(format!("relay-{i}"))
@@ -253,15 +265,24 @@ impl Relay {
         Ok(Relay {
             cfg,
             shards,
+            binder: Some(binder_tx),
+            binder_thread: Some(binder_thread),
             events: Mutex::new(events_rx),
         })
     }
 
     /// Hands a command to the forwarding thread of its session (a session lives on one
-    /// thread, chosen by its id). Never waits.
+    /// thread, chosen by its id), or a `Reserve` to the binder thread. Never waits.
     pub fn submit(&self, cmd: MediaCommand) {
-        let shard = (cmd.session().0 % self.shards.len() as u64) as usize;
-        self.shards[shard].send(cmd);
+        match cmd.session() {
+            Some(id) => self.shards[(id.0 % self.shards.len() as u64) as usize].send(cmd),
+            None => {
+                if let Some(tx) = &self.binder {
+                    // A dead binder (it never stops before the handle) ignores commands.
+                    let _ = tx.send(cmd);
+                }
+            }
+        }
     }
 
     /// The next pending event, without waiting.
@@ -296,6 +317,10 @@ impl Relay {
 
 impl Drop for Relay {
     fn drop(&mut self) {
+        self.binder = None;
+        if let Some(t) = self.binder_thread.take() {
+            let _ = t.join();
+        }
         for shard in &mut self.shards {
             shard.commands = None;
             shard.wake.notify();

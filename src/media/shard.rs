@@ -5,12 +5,13 @@
 //! (for `close` and `stats`) until the end of the current batch. The decisions are the
 //! [`Table`]'s; this file only does the I/O and the clock.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -31,6 +32,66 @@ const MAX_EVENTS: usize = 256;
 struct StreamSockets {
     rtp: [UdpSocket; 2],
     rtcp: Option<[UdpSocket; 2]>,
+}
+
+/// Sockets bound ahead of use by the binder thread, by RTP port: (RTP, RTCP). A shard takes a
+/// session's out when its `Open` arrives. Locked only on the control path (a reserve batch,
+/// an open), never per packet.
+#[derive(Clone, Default)]
+pub struct Reserve(Arc<Mutex<HashMap<u16, (UdpSocket, UdpSocket)>>>);
+
+impl Reserve {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u16, (UdpSocket, UdpSocket)>> {
+        // Every update is one insert or remove: a poisoned map is still consistent.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The binder thread: binds the pairs of each `Reserve` (RTP and RTCP) into the reserve and
+/// reports which were bound and which another process holds. Runs until the handle goes.
+pub fn bind_reserves(
+    commands: Receiver<MediaCommand>,
+    reserve: Reserve,
+    bind: IpAddr,
+    events: Sender<MediaEvent>,
+) {
+    while let Ok(cmd) = commands.recv() {
+        let MediaCommand::Reserve { pairs } = cmd else {
+            continue;
+        };
+        let (mut bound, mut busy) = (Vec::with_capacity(pairs.len()), Vec::new());
+        let mut sockets = Vec::with_capacity(pairs.len());
+        for pair in pairs {
+            let rtp = bind_udp(SocketAddr::new(bind, pair.rtp()));
+            let rtcp = rtp
+                .as_ref()
+                .ok()
+                .map(|_| bind_udp(SocketAddr::new(bind, pair.rtcp())));
+            match (rtp, rtcp) {
+                (Ok(rtp), Some(Ok(rtcp))) => {
+                    sockets.push((pair.rtp(), (rtp, rtcp)));
+                    bound.push(pair);
+                }
+                (Err(e), _) | (_, Some(Err(e))) => {
+                    if e.kind() != io::ErrorKind::AddrInUse {
+                        tracing::warn!(port = pair.rtp(), "relay: cannot bind: {e}");
+                    }
+                    busy.push(pair);
+                }
+                (Ok(_), None) => unreachable!("an RTCP bind is tried whenever the RTP one worked"),
+            }
+        }
+        if !busy.is_empty() {
+            tracing::debug!(
+                ports = ?busy.iter().map(|p| p.rtp()).collect::<Vec<_>>(),
+                "relay ports held by another process: skipped for now"
+            );
+        }
+        reserve.lock().extend(sockets);
+        if events.send(MediaEvent::Reserved { bound, busy }).is_err() {
+            return;
+        }
+    }
 }
 
 /// The shard's settings.
@@ -97,6 +158,7 @@ pub struct Shard {
     sockets: Vec<Option<UdpSocket>>,
     batch: Batch,
     counters: Arc<ShardCounters>,
+    reserve: Reserve,
 }
 
 impl Shard {
@@ -106,6 +168,7 @@ impl Shard {
         commands: Receiver<MediaCommand>,
         events: Sender<MediaEvent>,
         counters: Arc<ShardCounters>,
+        reserve: Reserve,
     ) -> std::io::Result<Shard> {
         let epoll = Epoll::new()?;
         epoll.add(wake.raw(), WAKE)?;
@@ -119,6 +182,7 @@ impl Shard {
             events,
             sockets: Vec::new(),
             counters,
+            reserve,
         })
     }
 
@@ -233,7 +297,7 @@ impl Shard {
                 call,
                 rtcp_mux,
                 legs,
-            } => match self.bind_session(&legs, rtcp_mux) {
+            } => match self.take_session(&legs, rtcp_mux) {
                 Ok(streams) => {
                     let slots = self
                         .table
@@ -253,7 +317,7 @@ impl Shard {
                     tracing::warn!(
                         session = session.0,
                         busy = ?busy.iter().map(|p| p.rtp()).collect::<Vec<_>>(),
-                        "relay: cannot bind a session's ports: {e}"
+                        "relay: cannot open a session: {e}"
                     );
                     self.report(MediaEvent::OpenFailed {
                         session,
@@ -285,6 +349,9 @@ impl Shard {
                 self.report(MediaEvent::Closed { session, stats });
             }
             MediaCommand::Stats { session, reply } => reply(self.table.stats(session, now)),
+            MediaCommand::Reserve { .. } => {
+                tracing::error!("relay: a Reserve reached a forwarding thread; ignored")
+            }
         }
     }
 
@@ -302,54 +369,32 @@ impl Shard {
         let _ = self.events.send(event);
     }
 
-    /// Binds the sockets of the legs' ports, stream by stream (both legs have a pair per
-    /// stream, as `MediaControl::open` makes them). On failure nothing stays bound, and the
-    /// error comes with every pair another process holds (all are tried, to name them all).
-    fn bind_session(
+    /// Takes the legs' sockets out of the reserve, stream by stream (both legs have a pair
+    /// per stream, as `MediaControl::open` makes them); with rtcp-mux the RTCP sockets are
+    /// closed. A pair not in the reserve (a bug of the caller) fails the open, and what was
+    /// taken is closed.
+    fn take_session(
         &self,
         legs: &[LegSpec; 2],
         rtcp_mux: bool,
     ) -> Result<Vec<StreamSockets>, (Vec<RelayPort>, io::Error)> {
-        let bind = |pair: &RelayPort| (*pair, self.bind_pair(*pair, rtcp_mux));
-        let a: Vec<_> = legs[0].ports.iter().map(bind).collect();
-        let b: Vec<_> = legs[1].ports.iter().map(bind).collect();
-        let mut busy = Vec::new();
-        let mut failure = None;
-        for (pair, r) in a.iter().chain(&b) {
-            if let Err(e) = r {
-                if e.kind() == io::ErrorKind::AddrInUse {
-                    busy.push(*pair);
-                }
-                failure.get_or_insert_with(|| io::Error::new(e.kind(), e.to_string()));
-            }
+        let mut reserve = self.reserve.lock();
+        let mut take = |p: &RelayPort| reserve.remove(&p.rtp());
+        let mut streams = Vec::with_capacity(legs[0].ports.len());
+        for (a, b) in legs[0].ports.iter().zip(&legs[1].ports) {
+            let (Some(a), Some(b)) = (take(a), take(b)) else {
+                let e = io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("ports {}/{} were not reserved", a.rtp(), b.rtp()),
+                );
+                return Err((Vec::new(), e));
+            };
+            streams.push(StreamSockets {
+                rtp: [a.0, b.0],
+                rtcp: (!rtcp_mux).then_some([a.1, b.1]),
+            });
         }
-        if let Some(e) = failure {
-            return Err((busy, e));
-        }
-        Ok(a.into_iter()
-            .zip(b)
-            .filter_map(|((_, a), (_, b))| {
-                let (a, b) = (a.ok()?, b.ok()?);
-                Some(StreamSockets {
-                    rtp: [a.0, b.0],
-                    rtcp: a.1.zip(b.1).map(|(a, b)| [a, b]),
-                })
-            })
-            .collect())
-    }
-
-    /// The RTP socket of a pair and, without rtcp-mux, its RTCP socket.
-    fn bind_pair(
-        &self,
-        pair: RelayPort,
-        rtcp_mux: bool,
-    ) -> io::Result<(UdpSocket, Option<UdpSocket>)> {
-        let rtp = bind_udp(SocketAddr::new(self.cfg.bind, pair.rtp()))?;
-        if rtcp_mux {
-            return Ok((rtp, None));
-        }
-        let rtcp = bind_udp(SocketAddr::new(self.cfg.bind, pair.rtcp()))?;
-        Ok((rtp, Some(rtcp)))
+        Ok(streams)
     }
 
     fn attach(&mut self, slot: SlotId, socket: UdpSocket) {

@@ -657,10 +657,16 @@ fn feature_codes_set_dnd_and_forwarding() {
 /// The switch anchors media in a relay with ports 40000-40099 advertised as 127.0.0.9 (the
 /// commands it sends are collected by the rig; the relay's answers are fed back by hand).
 fn with_relay(rig: &mut Rig) {
-    rig.sw.set_media(crate::media::MediaControl::new(
-        (40000, 40099),
-        "127.0.0.9".parse().unwrap(),
-    ));
+    let mut control = crate::media::MediaControl::new((40000, 40099), "127.0.0.9".parse().unwrap());
+    // The relay binds the first reserve (here: the whole range).
+    let Some(crate::media::MediaCommand::Reserve { pairs }) = control.poll_command() else {
+        panic!("no reserve queued");
+    };
+    control.handle_event(&crate::media::MediaEvent::Reserved {
+        bound: pairs,
+        busy: Vec::new(),
+    });
+    rig.sw.set_media(control);
 }
 
 /// The `SetRemote`s the switch sent the relay so far: (session, stream, side, RTP address).

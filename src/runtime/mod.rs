@@ -324,7 +324,20 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             config.media.rtp_ports
         );
         let glue = Arc::new(relay::RelayGlue::new(relay.clone()));
-        switch.set_media(crate::media::MediaControl::new(relay_cfg_range, advertise));
+        let mut control = crate::media::MediaControl::new(relay_cfg_range, advertise);
+        // The first reserve is bound before the first call can come (the driver is not
+        // running yet: waiting here blocks nothing).
+        while let Some(cmd) = control.poll_command() {
+            relay.submit(cmd);
+        }
+        match relay.wait_event(Duration::from_secs(10)) {
+            Some(e) => {
+                control.handle_event(&e);
+            }
+            None => anyhow::bail!("the RTP relay did not bind its first ports"),
+        }
+        tracing::info!(ready = control.ready(), "relay ports bound ahead");
+        switch.set_media(control);
         relay::watch_events(glue.clone(), tx.clone(), shutdown.clone());
         relay_glue = Some(glue);
         relay_handle = Some(relay);

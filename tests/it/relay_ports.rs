@@ -48,8 +48,7 @@ fn a_thousand_sessions_leave_nothing_behind() {
     for call in 0..capacity as u64 {
         match relay.open(call, 1, true) {
             Ok(s) => again.push(s),
-            // A pair another process holds fails that one open and leaves the pool.
-            Err(RelayError::OpenFailed(_)) => {}
+            // A pair another process holds is skipped, so a few may be missing.
             Err(RelayError::PortsExhausted) => break,
             Err(e) => panic!("{e}"),
         }
@@ -70,20 +69,12 @@ fn exhausted_range_and_busy_ports() {
     // 4 pairs; one port taken by someone else.
     let _squatter = UdpSocket::bind("127.0.0.1:17002");
     let mut relay = relay((17000, 17007));
-    // The first session gets 17000 and 17002: the relay cannot bind the second, says so,
-    // keeps nothing bound, and takes 17002 out of the pool.
-    assert!(matches!(
-        relay.open(1, 1, true),
-        Err(RelayError::OpenFailed(_))
-    ));
-    assert_eq!(relay.ports_in_use(), 0);
-    let s1 = relay.open(2, 1, true).unwrap();
+    let s1 = relay.open(1, 1, true).unwrap();
     for p in [s1.streams[0].a.rtp, s1.streams[0].b.rtp] {
-        assert_ne!(p.port(), 17002, "a busy pair handed out again");
+        assert_ne!(p.port(), 17002, "a busy pair handed to a session");
     }
-    // One free pair is left (17000): not enough for a session.
     assert!(matches!(
-        relay.open(3, 1, true),
+        relay.open(2, 1, true),
         Err(RelayError::PortsExhausted)
     ));
     assert_eq!(relay.ports_in_use(), 2);
@@ -93,10 +84,5 @@ fn exhausted_range_and_busy_ports() {
         Err(RelayError::UnknownSession(_))
     ));
     assert_eq!(relay.ports_in_use(), 0);
-    let s4 = relay.open(4, 1, true).unwrap();
-    for p in [s4.streams[0].a.rtp, s4.streams[0].b.rtp] {
-        assert_ne!(p.port(), 17002, "a busy pair handed out again");
-    }
-    relay.close(s4.id).unwrap();
-    assert_eq!(relay.ports_in_use(), 0);
+    assert!(relay.open(3, 1, true).is_ok());
 }
