@@ -97,16 +97,9 @@ const MEDIA_ANSWER: Duration = Duration::from_secs(2);
 #[derive(Default)]
 struct Outputs {
     ready: VecDeque<Output>,
-    waiting: VecDeque<Waiting>,
-}
-
-enum Waiting {
-    Ready(Output),
-    Record {
-        session: SessionId,
-        record: CallRecord,
-        deadline: Instant,
-    },
+    /// Behind a call record that waits: each output, and for such a record the session it
+    /// waits for and until when.
+    waiting: VecDeque<(Output, Option<(SessionId, Instant)>)>,
 }
 
 impl Outputs {
@@ -114,7 +107,7 @@ impl Outputs {
         if self.waiting.is_empty() {
             self.ready.push_back(o);
         } else {
-            self.waiting.push_back(Waiting::Ready(o));
+            self.waiting.push_back((o, None));
         }
     }
 
@@ -124,70 +117,49 @@ impl Outputs {
 
     /// A record that waits for the counters of `session` until `deadline`.
     fn park(&mut self, session: SessionId, record: CallRecord, deadline: Instant) {
-        self.waiting.push_back(Waiting::Record {
-            session,
-            record,
-            deadline,
-        });
+        let record = Output::Store(Durable::CallRecord(record));
+        self.waiting.push_back((record, Some((session, deadline))));
     }
 
     /// The relay reported `session` closed (or never opened): its record is complete.
     fn settle(&mut self, session: SessionId, media: Option<crate::cdr::MediaTotals>) {
-        let at = self
-            .waiting
-            .iter()
-            .position(|w| matches!(w, Waiting::Record { session: s, .. } if *s == session));
-        if let Some(i) = at {
-            self.complete(i, media);
+        for (o, wait) in &mut self.waiting {
+            if wait.is_some_and(|(s, _)| s == session) {
+                if let Output::Store(Durable::CallRecord(r)) = o {
+                    r.media = media;
+                }
+                *wait = None;
+                break;
+            }
         }
         self.release();
     }
 
     /// Records whose counters did not come in time are written without them.
     fn expire(&mut self, now: Instant) {
-        for i in 0..self.waiting.len() {
-            if let Waiting::Record {
-                session,
-                record,
-                deadline,
-            } = &self.waiting[i]
-            {
-                if *deadline <= now {
-                    tracing::warn!(call_id = %record.call_id, session = session.0,
+        for (o, wait) in &mut self.waiting {
+            if wait.is_some_and(|(_, deadline)| deadline <= now) {
+                if let Output::Store(Durable::CallRecord(r)) = o {
+                    tracing::warn!(call_id = %r.call_id,
                         "the relay did not report the call's media counters: recorded without them");
-                    self.complete(i, None);
                 }
+                *wait = None;
             }
         }
         self.release();
     }
 
-    /// The waiting record at `i`, with these counters, becomes a ready write.
-    fn complete(&mut self, i: usize, media: Option<crate::cdr::MediaTotals>) {
-        let placeholder = Waiting::Ready(Output::CloseConn(0));
-        if let Waiting::Record { mut record, .. } =
-            std::mem::replace(&mut self.waiting[i], placeholder)
-        {
-            record.media = media;
-            self.waiting[i] = Waiting::Ready(Output::Store(Durable::CallRecord(record)));
-        }
-    }
-
     fn deadline(&self) -> Option<Instant> {
         self.waiting
             .iter()
-            .filter_map(|w| match w {
-                Waiting::Record { deadline, .. } => Some(*deadline),
-                Waiting::Ready(_) => None,
-            })
+            .filter_map(|(_, w)| w.map(|(_, d)| d))
             .min()
     }
 
+    /// Moves the outputs that no longer wait from the front to the ready queue.
     fn release(&mut self) {
-        while let Some(Waiting::Ready(_)) = self.waiting.front() {
-            if let Some(Waiting::Ready(o)) = self.waiting.pop_front() {
-                self.ready.push_back(o);
-            }
+        while self.waiting.front().is_some_and(|(_, w)| w.is_none()) {
+            self.ready.extend(self.waiting.pop_front().map(|(o, _)| o));
         }
     }
 

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::control::{MediaCommand, MediaControl, MediaEvent, Session};
+use super::control::{MediaCommand, MediaControl, MediaEvent, Session, StatsReply};
 use super::{Relay, RelayConfig, RelayError, RelayTotals, SessionId, Side, StreamStats};
 
 /// How long a call waits for the forwarding thread's answer.
@@ -126,9 +126,9 @@ impl BlockingRelay {
         let (tx, rx) = mpsc::channel();
         self.relay.submit(MediaCommand::Stats {
             session: id,
-            reply: Box::new(move |s| {
+            reply: StatsReply(Box::new(move |s| {
                 let _ = tx.send(s);
-            }),
+            })),
         });
         rx.recv_timeout(ANSWER)
             .map_err(|_| RelayError::NoAnswer)?
@@ -156,17 +156,7 @@ impl BlockingRelay {
 
     /// The next event not consumed by a call above, without waiting.
     pub fn poll_event(&mut self) -> Option<MediaEvent> {
-        if let Some(e) = self.stash.pop_front() {
-            return Some(e);
-        }
-        loop {
-            let e = self.relay.poll_event()?;
-            self.control.handle_event(&e);
-            self.submit();
-            if e.session().is_some() {
-                return Some(e);
-            }
-        }
+        self.wait_event(Duration::ZERO)
     }
 
     /// Ports held by open sessions.

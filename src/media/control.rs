@@ -42,9 +42,16 @@ pub struct LegSpec {
 
 /// A reply for [`MediaCommand::Stats`], called on the forwarding thread (keep it short: send
 /// the counters somewhere). `None` when the session is unknown.
-pub type StatsReply = Box<dyn FnOnce(Option<Vec<StreamStats>>) + Send>;
+pub struct StatsReply(pub Box<dyn FnOnce(Option<Vec<StreamStats>>) + Send>);
+
+impl fmt::Debug for StatsReply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StatsReply")
+    }
+}
 
 /// A command for the engine.
+#[derive(Debug)]
 pub enum MediaCommand {
     /// Bind these pairs (RTP and RTCP port) ahead of use and keep them for the sessions that
     /// will take them. Answered with [`MediaEvent::Reserved`].
@@ -94,59 +101,6 @@ impl MediaCommand {
             | MediaCommand::Close { session }
             | MediaCommand::Stats { session, .. } => Some(*session),
             MediaCommand::Reserve { .. } => None,
-        }
-    }
-}
-
-impl fmt::Debug for MediaCommand {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            MediaCommand::Reserve { pairs } => f
-                .debug_struct("Reserve")
-                .field("pairs", &pairs.len())
-                .finish(),
-            MediaCommand::Open {
-                session,
-                call,
-                rtcp_mux,
-                legs,
-            } => f
-                .debug_struct("Open")
-                .field("session", session)
-                .field("call", call)
-                .field("rtcp_mux", rtcp_mux)
-                .field("legs", legs)
-                .finish(),
-            MediaCommand::SetRemote {
-                session,
-                stream,
-                side,
-                rtp,
-                rtcp,
-            } => f
-                .debug_struct("SetRemote")
-                .field("session", session)
-                .field("stream", stream)
-                .field("side", side)
-                .field("rtp", rtp)
-                .field("rtcp", rtcp)
-                .finish(),
-            MediaCommand::ClockRate {
-                session,
-                stream,
-                hz,
-            } => f
-                .debug_struct("ClockRate")
-                .field("session", session)
-                .field("stream", stream)
-                .field("hz", hz)
-                .finish(),
-            MediaCommand::Close { session } => {
-                f.debug_struct("Close").field("session", session).finish()
-            }
-            MediaCommand::Stats { session, .. } => {
-                f.debug_struct("Stats").field("session", session).finish()
-            }
         }
     }
 }

@@ -348,7 +348,7 @@ impl Shard {
                 self.close(session);
                 self.report(MediaEvent::Closed { session, stats });
             }
-            MediaCommand::Stats { session, reply } => reply(self.table.stats(session, now)),
+            MediaCommand::Stats { session, reply } => (reply.0)(self.table.stats(session, now)),
             MediaCommand::Reserve { .. } => {
                 tracing::error!("relay: a Reserve reached a forwarding thread; ignored")
             }

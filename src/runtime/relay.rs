@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::Input;
-use crate::media::{Direction, MediaCommand, Relay, SessionId, StreamStats};
+use crate::media::{Direction, MediaCommand, Relay, SessionId, StatsReply, StreamStats};
 
 /// How long the admin API waits for a forwarding thread's counters.
 const STATS_ANSWER: Duration = Duration::from_secs(1);
@@ -73,9 +73,9 @@ impl RelayGlue {
         let (tx, rx) = oneshot::channel();
         self.relay.submit(MediaCommand::Stats {
             session: SessionId(session),
-            reply: Box::new(move |s| {
+            reply: StatsReply(Box::new(move |s| {
                 let _ = tx.send(s);
-            }),
+            })),
         });
         let Ok(Ok(Some(stats))) = tokio::time::timeout(STATS_ANSWER, rx).await else {
             return Vec::new();
