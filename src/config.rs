@@ -31,6 +31,10 @@ pub struct Config {
     pub media: MediaConfig,
     /// SIP over TLS (RFC 3261 §26.2, RFC 5630).
     pub tls: TlsConfig,
+    /// The web listener: HTTPS for the softphone page and SIP over WSS.
+    pub web: WebConfig,
+    /// The plain SIP-over-WebSocket listener.
+    pub websocket: WebSocketConfig,
     /// Limits on TCP and TLS connections.
     pub connections: ConnectionsConfig,
     /// Flood, brute-force and scanner defence, and the overload rule.
@@ -239,6 +243,48 @@ impl TlsConfig {
     }
 }
 
+/// The `[web]` table: the HTTPS listener on the intranet address that serves the softphone
+/// page (`/phone`), its API and SIP over secure WebSocket (`/ws`), with the certificate of
+/// `[tls]`. The admin API stays on its own loopback listener.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    pub enabled: bool,
+    /// The port used on the first listen address's IP when `listen` is not set.
+    pub port: u16,
+    /// The address to listen on; default: the first `listen` IP on `port`.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            enabled: true,
+            port: 8443,
+            listen: None,
+        }
+    }
+}
+
+impl WebConfig {
+    /// Where the web listener goes, given the SIP listen addresses (`None`: disabled).
+    pub fn listen_addr(&self, listen: &[SocketAddr]) -> Option<SocketAddr> {
+        if !self.enabled {
+            return None;
+        }
+        self.listen
+            .or_else(|| listen.first().map(|a| SocketAddr::new(a.ip(), self.port)))
+    }
+}
+
+/// The `[websocket]` table: plain SIP over WebSocket (RFC 7118, `ws://`), for loopback and
+/// for a TLS-terminating proxy in front of the switch. Off unless `listen` is set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSocketConfig {
+    pub listen: Option<SocketAddr>,
+}
+
 /// The `[connections]` table: TCP and TLS together.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -297,6 +343,8 @@ impl Default for Config {
             toll: TollConfig::default(),
             media: MediaConfig::default(),
             tls: TlsConfig::default(),
+            web: WebConfig::default(),
+            websocket: WebSocketConfig::default(),
             connections: ConnectionsConfig::default(),
             guard: crate::guard::Settings::default(),
             max_message_bytes: 65535,
@@ -335,6 +383,12 @@ pub struct ConfigOverrides {
     pub tls_listen: Vec<SocketAddr>,
     /// `--no-tls`.
     pub no_tls: bool,
+    /// `--web-listen`: the web listener's address (replaces `[web] listen`).
+    pub web_listen: Option<SocketAddr>,
+    /// `--no-web`.
+    pub no_web: bool,
+    /// `--ws-listen`: the plain WebSocket listener (replaces `[websocket] listen`).
+    pub ws_listen: Option<SocketAddr>,
 }
 
 /// Why a configuration cannot be used.
@@ -433,6 +487,16 @@ impl Config {
         }
         if overrides.no_tls {
             self.tls.enabled = false;
+        }
+        if let Some(addr) = overrides.web_listen {
+            self.web.listen = Some(addr);
+            self.web.enabled = true;
+        }
+        if overrides.no_web {
+            self.web.enabled = false;
+        }
+        if let Some(addr) = overrides.ws_listen {
+            self.websocket.listen = Some(addr);
         }
         self.validate()
     }
@@ -732,8 +796,17 @@ mod tests {
             no_media: false,
             tls_listen: Vec::new(),
             no_tls: false,
+            web_listen: None,
+            no_web: false,
+            ws_listen: Some("127.0.0.1:8080".parse().unwrap()),
         })
         .unwrap();
+        assert_eq!(c.websocket.listen, Some("127.0.0.1:8080".parse().unwrap()));
+        // The web listener follows the first listen IP unless given.
+        assert_eq!(
+            c.web.listen_addr(&c.listen),
+            Some("127.0.0.1:8443".parse().unwrap())
+        );
         assert_eq!(c.media.port_range().unwrap(), (30000, 30099));
         assert!(Config::from_toml("[media]\nrtp_ports = \"5-3\"").is_err());
         assert_eq!(c.listen, vec!["127.0.0.1:5080".parse().unwrap()]);

@@ -17,6 +17,7 @@ pub mod cdr;
 pub mod cli;
 pub mod config;
 pub mod dialplan;
+pub mod directory;
 pub mod guard;
 pub mod media;
 pub mod metrics;

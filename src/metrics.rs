@@ -27,6 +27,8 @@ pub struct RelayMetrics {
 pub struct ConnMetrics {
     pub tcp_open: u64,
     pub tls_open: u64,
+    pub ws_open: u64,
+    pub wss_open: u64,
     pub accepted: u64,
     pub refused_per_source: u64,
     pub refused_total: u64,
@@ -188,7 +190,9 @@ pub fn render(s: &Snapshot) -> String {
         Gauge,
     )
     .sample(&[("transport", "tcp")], c.tcp_open as f64)
-    .sample(&[("transport", "tls")], c.tls_open as f64);
+    .sample(&[("transport", "tls")], c.tls_open as f64)
+    .sample(&[("transport", "ws")], c.ws_open as f64)
+    .sample(&[("transport", "wss")], c.wss_open as f64);
     e.single(
         "tambun_connections_accepted_total",
         "TCP and TLS connections accepted.",

@@ -419,7 +419,13 @@ impl Switch {
             return;
         }
         self.stats.received += 1;
-        match Message::parse_framed(data.clone(), &self.limits) {
+        // A WebSocket frame is one whole message, Content-Length optional (RFC 7118 §5).
+        let parsed = if peer.transport.is_websocket() {
+            Message::parse_datagram(data.clone(), &self.limits)
+        } else {
+            Message::parse_framed(data.clone(), &self.limits)
+        };
+        match parsed {
             Ok(msg) => self.handle_message(msg, peer, now),
             Err(e) => {
                 self.stats.parse_errors += 1;
@@ -809,6 +815,35 @@ impl Switch {
             })
             .filter(|r| opd.is_none() || r.opd.as_ref() == opd)
             .collect()
+    }
+
+    /// The softphone page's directory, for an extension that gives its password (HTTP Basic
+    /// over HTTPS). A wrong password or an unknown extension gets `None`, is logged and counts
+    /// against the source in the guard like a failed digest; a banned source gets `None`
+    /// without a check.
+    pub fn directory(
+        &mut self,
+        user: &str,
+        password: &str,
+        source: std::net::IpAddr,
+        now: Now,
+    ) -> Option<crate::directory::Directory> {
+        if self.guard.drop_source(source, now) {
+            return None;
+        }
+        let accounts = self.registrar.accounts();
+        match self
+            .registrar
+            .authn
+            .check_password(user, password, accounts)
+        {
+            Some(me) => Some(crate::directory::build(me, &self.registrar, &self.dialplan)),
+            None => {
+                crate::registrar::log_auth_failure(source, "directory", Some(user));
+                self.guard.handle_auth_failure(source, now);
+                None
+            }
+        }
     }
 
     pub fn registration_count(&self) -> usize {

@@ -154,6 +154,10 @@ pub enum Transport {
     Udp,
     Tcp,
     Tls,
+    /// SIP over WebSocket (RFC 7118), plain: loopback or behind a TLS-terminating proxy.
+    Ws,
+    /// SIP over secure WebSocket (RFC 7118): browsers on the web listener.
+    Wss,
 }
 
 impl Transport {
@@ -163,12 +167,26 @@ impl Transport {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
             Transport::Tls => "TLS",
+            Transport::Ws => "WS",
+            Transport::Wss => "WSS",
         }
     }
 
     /// Stream transports frame by Content-Length and have no retransmissions.
     pub fn is_reliable(self) -> bool {
         !matches!(self, Transport::Udp)
+    }
+
+    /// WebSocket flows (RFC 7118): one message per frame, and no way to open a connection
+    /// toward the peer (its Via and Contact hosts are `.invalid`): requests to it follow the
+    /// connection it registered over.
+    pub fn is_websocket(self) -> bool {
+        matches!(self, Transport::Ws | Transport::Wss)
+    }
+
+    /// Encrypted on the wire (TLS or WSS).
+    pub fn is_secure(self) -> bool {
+        matches!(self, Transport::Tls | Transport::Wss)
     }
 }
 
@@ -178,6 +196,8 @@ impl fmt::Display for Transport {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
             Transport::Tls => "tls",
+            Transport::Ws => "ws",
+            Transport::Wss => "wss",
         })
     }
 }
@@ -189,8 +209,10 @@ impl FromStr for Transport {
             "udp" => Ok(Transport::Udp),
             "tcp" => Ok(Transport::Tcp),
             "tls" => Ok(Transport::Tls),
+            "ws" => Ok(Transport::Ws),
+            "wss" => Ok(Transport::Wss),
             _ => Err(InvalidIdentifier(format!(
-                "'{s}' is not a transport (udp, tcp, tls)"
+                "'{s}' is not a transport (udp, tcp, tls, ws, wss)"
             ))),
         }
     }

@@ -37,6 +37,17 @@ pub struct ServeArgs {
     /// Do not listen for SIP over TLS
     #[arg(long)]
     no_tls: bool,
+    /// Serve the softphone page (/phone) and SIP over WSS (/ws) over HTTPS on this address
+    /// [default: the first listen IP, port 8443]
+    #[arg(long, value_name = "ADDR:PORT", conflicts_with = "no_web")]
+    web_listen: Option<SocketAddr>,
+    /// Do not start the web listener (softphone page and WSS)
+    #[arg(long)]
+    no_web: bool,
+    /// Listen for SIP over plain WebSocket (ws://) on this address: loopback, or behind a
+    /// TLS-terminating proxy [default: off]
+    #[arg(long, value_name = "ADDR:PORT")]
+    ws_listen: Option<SocketAddr>,
 }
 
 pub(super) fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
@@ -52,6 +63,9 @@ pub(super) fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         no_media: args.no_media,
         tls_listen: args.tls_listen,
         no_tls: args.no_tls,
+        web_listen: args.web_listen,
+        no_web: args.no_web,
+        ws_listen: args.ws_listen,
     })?;
 
     let filter = match EnvFilter::try_from_default_env() {

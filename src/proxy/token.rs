@@ -76,6 +76,8 @@ impl Party {
             Transport::Udp => b'u',
             Transport::Tcp => b'c',
             Transport::Tls => b's',
+            Transport::Ws => b'w',
+            Transport::Wss => b'W',
         });
         match self.addr().ip() {
             IpAddr::V4(ip) => {
@@ -99,6 +101,8 @@ impl Party {
             b'u' => Transport::Udp,
             b'c' => Transport::Tcp,
             b's' => Transport::Tls,
+            b'w' => Transport::Ws,
+            b'W' => Transport::Wss,
             _ => return None,
         };
         let ip = match take(input, 1)?[0] {

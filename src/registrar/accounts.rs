@@ -44,6 +44,11 @@ impl Accounts {
         self.get(ext).is_some_and(|a| a.enabled)
     }
 
+    /// Every account, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Account> {
+        self.by_number.values()
+    }
+
     pub fn len(&self) -> usize {
         self.by_number.len()
     }

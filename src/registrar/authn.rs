@@ -139,6 +139,31 @@ impl Authenticator {
         }
     }
 
+    /// Checks a password given in the clear (HTTP Basic over HTTPS, the softphone page's
+    /// API) against the stored MD5 HA1. An unknown or disabled extension costs the same work
+    /// and gets the same `None` as a wrong password.
+    pub fn check_password(
+        &self,
+        username: &str,
+        password: &str,
+        accounts: &Accounts,
+    ) -> Option<Extension> {
+        let account = username
+            .parse::<Extension>()
+            .ok()
+            .and_then(|e| accounts.get(&e))
+            .filter(|a| a.enabled);
+        let stored = account.map_or(DUMMY_HA1, |a| a.ha1_md5.as_str());
+        let given = auth::ha1_hex(Algorithm::Md5, username, &self.realm, password);
+        let same = given.len() == stored.len()
+            && given
+                .bytes()
+                .zip(stored.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b.to_ascii_lowercase()))
+                == 0;
+        account.filter(|_| same).map(|a| a.extension.clone())
+    }
+
     /// The challenge header lines (`WWW-Authenticate` or `Proxy-Authenticate`) for `req`, one
     /// per algorithm, with a fresh nonce.
     pub fn challenge(

@@ -1,4 +1,4 @@
-//! Admission and counters for stream connections (TCP and TLS together): at most
+//! Admission and counters for stream connections (TCP, TLS, WS and the web listener together): at most
 //! `max_per_source` open connections from one source (an IPv4 address or an IPv6 /64, the
 //! guard's [`SourceKey`]; sources in `guard.allow` are exempt, as an office behind one NAT
 //! address may have many phones) and `max_total` in all; a connection
@@ -23,6 +23,10 @@ pub(crate) struct ConnStats {
     pub tcp_open: AtomicU64,
     /// Open TLS connections, handshaking ones included (gauge).
     pub tls_open: AtomicU64,
+    /// Open connections on the plain WebSocket listener (gauge).
+    pub ws_open: AtomicU64,
+    /// Open connections on the web listener: HTTPS page loads and WSS flows (gauge).
+    pub wss_open: AtomicU64,
     /// Connections accepted since start.
     pub accepted: AtomicU64,
     /// Closed at accept: their source IP had `max_per_source` open already.
@@ -42,6 +46,8 @@ impl ConnStats {
         crate::metrics::ConnMetrics {
             tcp_open: get(&self.tcp_open),
             tls_open: get(&self.tls_open),
+            ws_open: get(&self.ws_open),
+            wss_open: get(&self.wss_open),
             accepted: get(&self.accepted),
             refused_per_source: get(&self.refused_per_source),
             refused_total: get(&self.refused_total),
@@ -53,7 +59,9 @@ impl ConnStats {
     fn gauge(&self, transport: Transport) -> &AtomicU64 {
         match transport {
             Transport::Tls => &self.tls_open,
-            _ => &self.tcp_open,
+            Transport::Ws => &self.ws_open,
+            Transport::Wss => &self.wss_open,
+            Transport::Tcp | Transport::Udp => &self.tcp_open,
         }
     }
 
@@ -63,6 +71,8 @@ impl ConnStats {
         serde_json::json!({
             "tcp_open": r(&self.tcp_open),
             "tls_open": r(&self.tls_open),
+            "ws_open": r(&self.ws_open),
+            "wss_open": r(&self.wss_open),
             "accepted": r(&self.accepted),
             "refused_per_source": r(&self.refused_per_source),
             "refused_total": r(&self.refused_total),

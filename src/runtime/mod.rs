@@ -27,6 +27,7 @@ mod store_thread;
 mod tcp;
 mod tls;
 mod udp;
+mod web;
 
 pub(crate) use tls::file_fingerprint;
 pub use tls::{fingerprint, self_signed_paths, TlsError};
@@ -89,6 +90,13 @@ pub(crate) enum Input {
     },
     Calls {
         reply: oneshot::Sender<Vec<LiveCall>>,
+    },
+    /// The softphone page's directory, for an extension that gave its password.
+    Directory {
+        user: String,
+        password: String,
+        source: std::net::IpAddr,
+        reply: oneshot::Sender<Option<crate::directory::Directory>>,
     },
     /// A `/metrics` scrape: the switch's counters and gauges.
     Metrics {
@@ -261,8 +269,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
 
     let tls_addrs = config.tls.listen_addrs(&config.listen);
-    if !tls_addrs.is_empty() {
-        let names = tls::certificate_names(config.domain.as_deref(), &tls_addrs);
+    let web_addr = config.web.listen_addr(&config.listen);
+    let mut web_acceptor = None;
+    if !tls_addrs.is_empty() || web_addr.is_some() {
+        let mut cert_addrs = tls_addrs.clone();
+        cert_addrs.extend(web_addr);
+        let names = tls::certificate_names(config.domain.as_deref(), &cert_addrs);
         let server = tls::server(&config.tls, &config.db, &names)?;
         tracing::info!(
             "TLS certificate {} ({}), SHA-256 fingerprint {}",
@@ -292,6 +304,38 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 stream_ctx.clone(),
             ));
         }
+        web_acceptor = Some(server.web_acceptor);
+    }
+    let handshake = Duration::from_secs(config.tls.handshake_timeout_secs);
+    let web_listeners = [
+        (web_addr, Transport::Wss, "--web-listen or --no-web"),
+        (config.websocket.listen, Transport::Ws, "--ws-listen"),
+    ];
+    for (addr, transport, flags) in web_listeners {
+        let Some(addr) = addr else { continue };
+        let listener = tcp::bind(addr).with_context(|| {
+            format!("cannot bind the {transport} listener {addr} (see {flags})")
+        })?;
+        let bound = listener.local_addr()?;
+        match transport {
+            Transport::Wss => {
+                tracing::info!("softphone page on https://{bound}/phone, SIP over wss://{bound}/ws")
+            }
+            _ => tracing::info!("SIP over ws://{bound}/ws"),
+        }
+        switch.add_stream_listener(bound);
+        let ctx = web::WebCtx {
+            stream: stream_ctx.clone(),
+            transport,
+            tls: if transport == Transport::Wss {
+                web_acceptor.clone()
+            } else {
+                None
+            },
+            handshake,
+            domain: config.domain.clone(),
+        };
+        tokio::spawn(web::accept_loop(listener, Arc::new(ctx)));
     }
     drop(stream_ctx);
 
@@ -601,6 +645,14 @@ impl Driver {
             Input::Calls { reply } => {
                 let _ = reply.send(self.switch.live_calls(t.instant));
             }
+            Input::Directory {
+                user,
+                password,
+                source,
+                reply,
+            } => {
+                let _ = reply.send(self.switch.directory(&user, &password, source, t));
+            }
             Input::Metrics { reply } => {
                 let _ = reply.send(self.switch.metrics(t));
             }
@@ -747,7 +799,7 @@ impl Driver {
                     Err(e) => tracing::debug!(%peer.addr, error = %e, "udp send failed"),
                 }
             }
-            Transport::Tcp | Transport::Tls => {
+            Transport::Tcp | Transport::Tls | Transport::Ws | Transport::Wss => {
                 let Some((w, _)) = peer.conn.and_then(|c| self.conns.get(&c)) else {
                     tracing::debug!(%peer.addr, "connection gone; response dropped");
                     return;

@@ -63,6 +63,8 @@ pub enum TlsError {
 /// The server side of TLS, ready to accept.
 pub(crate) struct TlsServer {
     pub acceptor: TlsAcceptor,
+    /// The same certificate with ALPN `http/1.1`, for the web listener.
+    pub web_acceptor: TlsAcceptor,
     /// The certificate file in use.
     pub cert_path: PathBuf,
     /// SHA-256 of the leaf certificate (DER), `AB:CD:…` as `openssl x509 -fingerprint` prints.
@@ -110,8 +112,11 @@ pub(crate) fn server(cfg: &TlsConfig, db: &Path, names: &[String]) -> Result<Tls
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| TlsError::Config(e.to_string()))?;
+    let mut web = config.clone();
+    web.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsServer {
         acceptor: TlsAcceptor::from(Arc::new(config)),
+        web_acceptor: TlsAcceptor::from(Arc::new(web)),
         cert_path,
         fingerprint,
         generated,

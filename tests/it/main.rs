@@ -57,3 +57,4 @@ mod tls_call;
 mod tls_certificate;
 mod tls_connections;
 mod torture;
+mod websocket;

@@ -22,6 +22,7 @@ pub mod media;
 pub mod peers;
 pub mod sip;
 pub mod tls;
+pub mod ws;
 
 use std::fs;
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -139,6 +140,10 @@ pub struct SwitchOptions {
     /// subnets, so tests that hammer the switch from there are not rate limited; attackers in
     /// the guard tests come from other 127.x.y.z addresses.
     pub guard: Option<String>,
+    /// Start the web listener (HTTPS page + WSS, see [`Switch::web`]) and the plain WebSocket
+    /// listener ([`Switch::ws`]) on free loopback ports; otherwise the switch runs with
+    /// `--no-web` (its default port 8443 would collide between tests).
+    pub websocket: bool,
 }
 
 /// The `[guard]` table of every test switch unless [`SwitchOptions::guard`] says otherwise.
@@ -157,6 +162,10 @@ pub struct Switch {
     pub sip6: Option<SocketAddr>,
     /// The TLS SIP address when [`SwitchOptions::tls`] is set.
     pub tls: Option<SocketAddr>,
+    /// The web listener (HTTPS, WSS at `/ws`) when [`SwitchOptions::websocket`] is set.
+    pub web: Option<SocketAddr>,
+    /// The plain WebSocket listener when [`SwitchOptions::websocket`] is set.
+    pub ws: Option<SocketAddr>,
     opts: SwitchOptions,
     child: Option<Child>,
     /// stderr files of every start, in order.
@@ -201,6 +210,8 @@ impl Switch {
             admin: "127.0.0.1:0".parse().unwrap(),
             sip6: None,
             tls: None,
+            web: None,
+            ws: None,
             dir,
             db,
             dialplan,
@@ -221,6 +232,10 @@ impl Switch {
         }
         if self.opts.tls {
             self.tls = Some(SocketAddr::from(([127, 0, 0, 1], free_tcp_port())));
+        }
+        if self.opts.websocket {
+            self.web = Some(SocketAddr::from(([127, 0, 0, 1], free_tcp_port())));
+            self.ws = Some(SocketAddr::from(([127, 0, 0, 1], free_tcp_port())));
         }
     }
 
@@ -297,6 +312,14 @@ impl Switch {
             Some(tls) => cmd.arg("--tls-listen").arg(tls.to_string()),
             None => cmd.arg("--no-tls"),
         };
+        match (self.web, self.ws) {
+            (Some(web), Some(ws)) => cmd
+                .arg("--web-listen")
+                .arg(web.to_string())
+                .arg("--ws-listen")
+                .arg(ws.to_string()),
+            _ => cmd.arg("--no-web"),
+        };
         if let Some(domain) = &self.opts.domain {
             cmd.arg("--domain").arg(domain);
         }
@@ -324,9 +347,10 @@ impl Switch {
             if self.answers_options(Duration::from_millis(200))
                 && TcpStream::connect_timeout(&self.sip, Duration::from_millis(200)).is_ok()
                 && TcpStream::connect_timeout(&self.admin, Duration::from_millis(200)).is_ok()
-                && self.tls.is_none_or(|tls| {
-                    TcpStream::connect_timeout(&tls, Duration::from_millis(200)).is_ok()
-                })
+                && [self.tls, self.web, self.ws]
+                    .iter()
+                    .flatten()
+                    .all(|a| TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok())
             {
                 return Ok(());
             }

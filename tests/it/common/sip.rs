@@ -592,9 +592,18 @@ pub enum Conn {
     Udp(UdpClient),
     Tcp(TcpClient),
     Tls(Box<super::tls::TlsClient>),
+    Ws(Box<super::ws::WsClient>),
 }
 
 impl Conn {
+    /// The host:port of our Via (a WebSocket client's is an `.invalid` name, as JsSIP's).
+    pub fn via_host(&self) -> String {
+        match self {
+            Conn::Ws(c) => c.host.clone(),
+            other => other.local().to_string(),
+        }
+    }
+
     pub fn udp(server: SocketAddr) -> Conn {
         Conn::Udp(UdpClient::connect(server).expect("UDP socket"))
     }
@@ -608,6 +617,7 @@ impl Conn {
             Conn::Udp(c) => c.local,
             Conn::Tcp(c) => c.local,
             Conn::Tls(c) => c.local,
+            Conn::Ws(c) => c.local,
         }
     }
 
@@ -616,6 +626,7 @@ impl Conn {
             Conn::Udp(c) => c.server,
             Conn::Tcp(c) => c.server,
             Conn::Tls(c) => c.server,
+            Conn::Ws(c) => c.server,
         }
     }
 
@@ -624,6 +635,7 @@ impl Conn {
             Conn::Udp(_) => "UDP",
             Conn::Tcp(_) => "TCP",
             Conn::Tls(_) => "TLS",
+            Conn::Ws(c) => c.transport(),
         }
     }
 
@@ -639,6 +651,12 @@ impl Conn {
             }
             Conn::Tls(c) => {
                 if !c.send(request.as_bytes()) {
+                    return None;
+                }
+                c.recv_final(Duration::from_secs(4))
+            }
+            Conn::Ws(c) => {
+                if !c.send(request) {
                     return None;
                 }
                 c.recv_final(Duration::from_secs(4))
@@ -720,15 +738,16 @@ impl Ua {
         let transport = match self.conn.transport() {
             "TCP" => ";transport=tcp",
             "TLS" => ";transport=tls",
+            "WS" | "WSS" => ";transport=ws",
             _ => "",
         };
-        format!("sip:{}{tag}@{}{transport}", self.user, self.conn.local())
+        format!("sip:{}{tag}@{}{transport}", self.user, self.conn.via_host())
     }
 
     /// Renders a REGISTER with the next CSeq.
     pub fn render(&mut self, spec: &RegisterSpec, authorization: Option<&str>) -> String {
         self.cseq += 1;
-        let local = self.conn.local();
+        let local = self.conn.via_host();
         let mut out = format!(
             "REGISTER {} SIP/2.0\r\n\
              Via: SIP/2.0/{} {local};branch=z9hG4bK{};rport\r\n\

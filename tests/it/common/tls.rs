@@ -70,7 +70,7 @@ impl ServerCertVerifier for AnyCertificate {
     }
 }
 
-type Stream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+pub type Stream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
 /// One TLS connection to the switch, handshake done.
 pub struct TlsClient {
@@ -82,31 +82,38 @@ pub struct TlsClient {
     pub fingerprint: String,
 }
 
+/// A TLS stream to `server` (any certificate accepted, see [`AnyCertificate`]) with its
+/// handshake done, and the fingerprint of the certificate the switch presented.
+pub fn connect_stream(server: SocketAddr) -> std::io::Result<(Stream, String)> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    let name = ServerName::IpAddress(server.ip().into());
+    let conn =
+        rustls::ClientConnection::new(Arc::new(config), name).map_err(std::io::Error::other)?;
+    let tcp = TcpStream::connect_timeout(&server, Duration::from_secs(2))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut stream = rustls::StreamOwned::new(conn, tcp);
+    while stream.conn.is_handshaking() {
+        stream.conn.complete_io(&mut stream.sock)?;
+    }
+    let leaf = stream
+        .conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .ok_or_else(|| std::io::Error::other("the switch presented no certificate"))?;
+    let fingerprint = fingerprint(leaf.as_ref());
+    Ok((stream, fingerprint))
+}
+
 impl TlsClient {
     pub fn connect(server: SocketAddr) -> std::io::Result<TlsClient> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(std::io::Error::other)?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-            .with_no_client_auth();
-        let name = ServerName::IpAddress(server.ip().into());
-        let conn =
-            rustls::ClientConnection::new(Arc::new(config), name).map_err(std::io::Error::other)?;
-        let tcp = TcpStream::connect_timeout(&server, Duration::from_secs(2))?;
-        tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
-        let local = tcp.local_addr()?;
-        let mut stream = rustls::StreamOwned::new(conn, tcp);
-        while stream.conn.is_handshaking() {
-            stream.conn.complete_io(&mut stream.sock)?;
-        }
-        let leaf = stream
-            .conn
-            .peer_certificates()
-            .and_then(|c| c.first())
-            .ok_or_else(|| std::io::Error::other("the switch presented no certificate"))?;
-        let fingerprint = fingerprint(leaf.as_ref());
+        let (stream, fingerprint) = connect_stream(server)?;
+        let local = stream.sock.local_addr()?;
         Ok(TlsClient {
             stream: RefCell::new(stream),
             buf: RefCell::new(Vec::new()),
@@ -115,7 +122,9 @@ impl TlsClient {
             fingerprint,
         })
     }
+}
 
+impl TlsClient {
     /// Writes all of `data`; false when the connection is gone.
     pub fn send(&self, data: &[u8]) -> bool {
         let mut s = self.stream.borrow_mut();

@@ -1,0 +1,51 @@
+//! Builds the softphone page from `web/` (npm packages from its lockfile, bundled by esbuild)
+//! into `$OUT_DIR/web`, where `runtime::web` includes it in the binary.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() {
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR")).join("web");
+    std::fs::create_dir_all(&out).expect("create OUT_DIR/web");
+    let web = Path::new("web");
+    for p in [
+        "web/src",
+        "web/build.mjs",
+        "web/package.json",
+        "web/package-lock.json",
+    ] {
+        println!("cargo:rerun-if-changed={p}");
+    }
+    if !web.join("build.mjs").exists() {
+        // (temporary, until the page lands)
+        for (f, body) in [
+            ("phone.html", "<!doctype html><title>Tambun</title>"),
+            ("phone.js", ""),
+            ("phone.css", ""),
+        ] {
+            std::fs::write(out.join(f), body).expect("write placeholder");
+        }
+        return;
+    }
+    if !web.join("node_modules").exists() {
+        run(
+            Command::new("npm").args(["ci", "--no-audit", "--no-fund", "--prefix", "web"]),
+            "npm ci",
+        );
+    }
+    run(
+        Command::new("node").arg("web/build.mjs").arg(&out),
+        "node web/build.mjs",
+    );
+}
+
+fn run(cmd: &mut Command, what: &str) {
+    match cmd.status() {
+        Ok(s) if s.success() => {}
+        Ok(s) => panic!("building the softphone page: `{what}` failed ({s}); see its output above"),
+        Err(e) => panic!(
+            "building the softphone page needs Node.js and npm (`apt-get install nodejs npm`): \
+             `{what}` could not start: {e}"
+        ),
+    }
+}
