@@ -7,3 +7,4 @@ pub mod message;
 pub mod response;
 pub mod sdp;
 pub mod transaction;
+pub mod webrtc_sdp;
