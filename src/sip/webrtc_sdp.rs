@@ -77,6 +77,9 @@ impl Section {
     }
 }
 
+/// A section's own ICE credentials, fingerprint and role: (ufrag, pwd, fingerprint, setup).
+type Transport = (Option<String>, Option<String>, Option<String>, Option<Setup>);
+
 /// What a WebRTC SDP says of its sender's transport and streams.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebRtcSdp {
@@ -103,12 +106,7 @@ pub fn read(body: &[u8]) -> Option<WebRtcSdp> {
     let mut bundle = Vec::new();
     let mut sections: Vec<Section> = Vec::new();
     // Per section: ufrag, pwd, fingerprint, setup.
-    let mut per: Vec<(
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<Setup>,
-    )> = Vec::new();
+    let mut per: Vec<Transport> = Vec::new();
     let mut secure = false;
     for line in text.lines() {
         let line = line.trim_end_matches('\r');
