@@ -23,14 +23,54 @@ use std::net::{IpAddr, SocketAddr};
 use super::ports::{PortPool, RelayPort};
 use super::{LegPorts, RelayError, SessionId, Side, StreamPorts, StreamStats};
 
-/// What kind of endpoint a leg of a session is. Today every leg is plain RTP/RTCP over UDP;
-/// the WebRTC leg (ICE-lite + DTLS-SRTP on one muxed port), the conference mixer and the SFU
-/// forwarder are to be further kinds of this enum, joined inside the same session and shard
-/// (docs/architecture.md, "The media plane").
+/// What kind of endpoint a leg of a session is. Every leg opens as plain RTP/RTCP over UDP;
+/// [`MediaCommand::WebRtc`] turns a side into a WebRTC leg (ICE-lite + DTLS-SRTP on its first
+/// stream's RTP port, all streams bundled on it). The conference mixer and the SFU forwarder
+/// are to be further kinds, joined inside the same session and shard (docs/architecture.md,
+/// "The media plane").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LegKind {
     /// A phone's RTP/RTCP on a port pair (one port with rtcp-mux), latched symmetrically.
     Rtp,
+    /// A browser: ICE-lite, DTLS-SRTP, rtcp-mux and BUNDLE on one port.
+    WebRtc,
+}
+
+/// Audio or video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaKind {
+    Audio,
+    Video,
+}
+
+/// One stream of a WebRTC leg, as its SDP negotiated it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebRtcStream {
+    pub mid: String,
+    pub kind: MediaKind,
+    /// The SSRC the gateway sends to the browser with (announced in our SDP).
+    pub ssrc_tx: u32,
+    /// The SSRCs the browser announced (may be empty: then they are learnt from the mid
+    /// header extension or the payload type).
+    pub ssrcs_rx: Vec<u32>,
+    /// Payload type and codec (`opus/48000/2`, `pcmu/8000`, `vp8/90000`), as negotiated.
+    pub payloads: Vec<(u8, String)>,
+}
+
+/// What a WebRTC leg needs: both sides' ICE credentials, the browser's certificate
+/// fingerprint, the DTLS role our SDP announced, and the streams. The gateway's certificate
+/// is the process's one ([`MediaControl::set_fingerprint`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebRtcParams {
+    pub local_ufrag: String,
+    pub local_pwd: String,
+    pub remote_ufrag: String,
+    pub remote_pwd: String,
+    /// `sha-256 AB:CD:…`, as after `a=fingerprint:`.
+    pub remote_fingerprint: String,
+    /// True: our SDP said `a=setup:active`, we are the DTLS client.
+    pub dtls_active: bool,
+    pub streams: Vec<WebRtcStream>,
 }
 
 /// One leg of a session to open: its kind and one port pair per stream.
@@ -75,6 +115,13 @@ pub enum MediaCommand {
         rtp: SocketAddr,
         rtcp: Option<SocketAddr>,
     },
+    /// Make `side` a WebRTC leg: its first stream's RTP socket carries ICE, DTLS and SRTP
+    /// for every stream of the side (BUNDLE), and plain RTP crosses to the other side.
+    WebRtc {
+        session: SessionId,
+        side: Side,
+        params: Box<WebRtcParams>,
+    },
     /// The RTP clock rate of a stream (default 8000 Hz), for its jitter.
     ClockRate {
         session: SessionId,
@@ -97,6 +144,7 @@ impl MediaCommand {
         match self {
             MediaCommand::Open { session, .. }
             | MediaCommand::SetRemote { session, .. }
+            | MediaCommand::WebRtc { session, .. }
             | MediaCommand::ClockRate { session, .. }
             | MediaCommand::Close { session }
             | MediaCommand::Stats { session, .. } => Some(*session),
@@ -189,6 +237,10 @@ pub struct MediaControl {
     /// Times a pair was found held by another process.
     busy_seen: u64,
     commands: VecDeque<MediaCommand>,
+    /// The gateway certificate's fingerprint (`sha-256 …`), when WebRTC legs are possible.
+    fingerprint: Option<String>,
+    /// For ICE credentials and SSRCs (seeded from the OS once).
+    rng: rand::rngs::StdRng,
 }
 
 impl MediaControl {
@@ -205,6 +257,8 @@ impl MediaControl {
             reserving: 0,
             busy_seen: 0,
             commands: VecDeque::new(),
+            fingerprint: None,
+            rng: rand::SeedableRng::from_entropy(),
         };
         c.refill();
         c
@@ -320,6 +374,53 @@ impl MediaControl {
             rtcp,
         });
         Ok(())
+    }
+
+    /// Makes `side` of a session a WebRTC leg ([`MediaCommand::WebRtc`]).
+    pub fn webrtc(
+        &mut self,
+        id: SessionId,
+        side: Side,
+        params: WebRtcParams,
+    ) -> Result<(), RelayError> {
+        self.check(id, 0)?;
+        self.commands.push_back(MediaCommand::WebRtc {
+            session: id,
+            side,
+            params: Box::new(params),
+        });
+        Ok(())
+    }
+
+    /// The gateway's DTLS certificate fingerprint (`sha-256 AB:…`), for SDP toward
+    /// browsers; `None` until set (no WebRTC gateway: browsers' calls are not anchored as
+    /// WebRTC).
+    pub fn fingerprint(&self) -> Option<&str> {
+        self.fingerprint.as_deref()
+    }
+
+    pub fn set_fingerprint(&mut self, fingerprint: String) {
+        self.fingerprint = Some(fingerprint);
+    }
+
+    /// Fresh ICE credentials for a WebRTC leg (ufrag of 8, password of 24 characters from
+    /// the ICE alphabet, RFC 8839 §5.4), and an SSRC per stream.
+    pub fn ice_credentials(&mut self) -> (String, String) {
+        use rand::Rng;
+        const ICE_CHARS: &[u8] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut pick = |n: usize| -> String {
+            (0..n)
+                .map(|_| ICE_CHARS[self.rng.gen_range(0..ICE_CHARS.len())] as char)
+                .collect()
+        };
+        (pick(8), pick(24))
+    }
+
+    /// A random SSRC (never 0).
+    pub fn ssrc(&mut self) -> u32 {
+        use rand::Rng;
+        self.rng.gen_range(1..=u32::MAX)
     }
 
     /// The RTP clock rate of a stream.

@@ -38,7 +38,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use self::control::{
-    LegKind, LegSpec, MediaCommand, MediaControl, MediaEvent, Session, Settled, StatsReply,
+    LegKind, LegSpec, MediaCommand, MediaControl, MediaEvent, MediaKind, Session, Settled,
+    StatsReply, WebRtcParams, WebRtcStream,
 };
 pub use self::shard::RelayTotals;
 use self::shard::{Shard, ShardConfig, ShardCounters};

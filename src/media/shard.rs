@@ -352,6 +352,12 @@ impl Shard {
             MediaCommand::Reserve { .. } => {
                 tracing::error!("relay: a Reserve reached a forwarding thread; ignored")
             }
+            MediaCommand::WebRtc { session, .. } => {
+                tracing::error!(
+                    session = session.0,
+                    "relay: WebRTC legs are not in the forwarding threads yet"
+                )
+            }
         }
     }
 

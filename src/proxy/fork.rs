@@ -56,9 +56,14 @@ impl Proxy {
         let Some(p) = self.by_id.get(&id) else {
             return;
         };
-        let request = p.request.clone();
+        let mut request = p.request.clone();
         let upstream = p.upstream;
         let pop_routes = p.pop_routes;
+        if peer.transport.is_websocket() {
+            if let Some(written) = self.media_toward_browser(&request) {
+                request = written;
+            }
+        }
         let Some(local) = cx.net.local_of(&peer) else {
             tracing::debug!(%peer.addr, "no socket to reach this target");
             return;

@@ -11,12 +11,13 @@
 //! No socket, thread or wait in here.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use bytes::Bytes;
 
-use crate::media::{MediaControl, SessionId, StreamPorts};
+use crate::media::{MediaControl, MediaKind, SessionId, StreamPorts, WebRtcParams, WebRtcStream};
 use crate::sip::message::{HeaderName, Message};
+use crate::sip::webrtc_sdp::{self, Setup, WebRtcSdp};
 
 use super::{Ctx, Proxy, UNBOUNDED};
 use crate::sip::sdp::{self, RelayPorts};
@@ -41,6 +42,86 @@ pub(crate) struct MediaCall {
     /// The dialog token of the answered call (from the 2xx's Record-Route): the media
     /// timeout's BYEs go to its parties, not to addresses the contacts name.
     pub dialog_token: Option<String>,
+    /// A browser on leg A or B (`Leg::index`): its leg in the relay is WebRTC.
+    pub browsers: [Option<BrowserLeg>; 2],
+}
+
+/// A browser on one leg of a call: what the switch told it of itself, and whether its own
+/// SDP has come (the relay's WebRTC leg is made then).
+#[derive(Debug, Clone)]
+pub(crate) struct BrowserLeg {
+    pub ufrag: String,
+    pub pwd: String,
+    pub mids: Vec<String>,
+    pub ssrcs: Vec<u32>,
+    pub bundle: bool,
+    /// The DTLS role our SDP announced; the relay's leg plays exactly this one.
+    pub setup: Setup,
+    /// The browser's ICE credentials, once its SDP set up the leg.
+    pub remote: Option<(String, String)>,
+}
+
+impl BrowserLeg {
+    fn new(relay: &mut MediaControl, mids: Vec<String>, bundle: bool, setup: Setup) -> BrowserLeg {
+        let (ufrag, pwd) = relay.ice_credentials();
+        let ssrcs = mids.iter().map(|_| relay.ssrc()).collect();
+        BrowserLeg {
+            ufrag,
+            pwd,
+            mids,
+            ssrcs,
+            bundle,
+            setup,
+            remote: None,
+        }
+    }
+
+    /// The relay's WebRTC leg for the browser's SDP `remote`; `None` when the roles do not
+    /// fit (both sides passive or both active: no handshake could happen).
+    fn params(&self, remote: &WebRtcSdp) -> Option<WebRtcParams> {
+        let dtls_active = match (self.setup, remote.setup) {
+            (Setup::Active, Setup::ActPass | Setup::Passive) => true,
+            (Setup::Passive, Setup::ActPass | Setup::Active) => false,
+            // We offered actpass: the browser chose.
+            (Setup::ActPass, Setup::Active) => false,
+            (Setup::ActPass, Setup::Passive) => true,
+            _ => return None,
+        };
+        let streams = self
+            .mids
+            .iter()
+            .enumerate()
+            .map(|(i, mid)| {
+                let section = remote.sections.get(i);
+                WebRtcStream {
+                    mid: mid.clone(),
+                    kind: match section.map(|s| s.kind.as_str()) {
+                        Some("video") => MediaKind::Video,
+                        _ => MediaKind::Audio,
+                    },
+                    ssrc_tx: self.ssrcs.get(i).copied().unwrap_or(0),
+                    ssrcs_rx: section.map(|s| s.ssrcs.clone()).unwrap_or_default(),
+                    payloads: section
+                        .map(|s| {
+                            s.payloads
+                                .iter()
+                                .filter_map(|pt| Some((*pt, s.codec(*pt)?)))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                }
+            })
+            .collect();
+        Some(WebRtcParams {
+            local_ufrag: self.ufrag.clone(),
+            local_pwd: self.pwd.clone(),
+            remote_ufrag: remote.ufrag.clone(),
+            remote_pwd: remote.pwd.clone(),
+            remote_fingerprint: remote.fingerprint.clone(),
+            dtls_active,
+            streams,
+        })
+    }
 }
 
 /// Media calls by Call-ID, and the reverse index for relay events.
@@ -67,48 +148,131 @@ pub(crate) fn contact_uri(msg: &Message) -> Option<String> {
 
 /// Sets the sender's remotes and rewrites the body for the receiver. Returns the new message
 /// bytes, or `None` when nothing changed (no SDP, or SDP we cannot read: passed through).
+///
+/// A browser's SDP (WebRTC) sets up its leg in the relay instead of a remote address, and is
+/// made plain for a phone ([`webrtc_sdp::to_plain`]); SDP toward a browser is written for it
+/// ([`webrtc_sdp::to_webrtc`]) with that leg's credentials, role and the gateway's port.
 pub(crate) fn rewrite_for(
     relay: &mut MediaControl,
-    call: &MediaCall,
+    call: &mut MediaCall,
     msg: &Message,
     sender: Leg,
 ) -> Option<Bytes> {
-    let parsed = sdp::parse(msg.body()).ok()?;
-    if parsed.streams.len() != call.streams.len() {
+    let body = msg.body();
+    let receiver = sender.other();
+    let browser = webrtc_sdp::read(body);
+    let streams = match &browser {
+        Some(w) => w.sections.len(),
+        None => sdp::parse(body).ok()?.streams.len(),
+    };
+    if streams != call.streams.len() {
         return None;
     }
-    let receiver = sender.other();
-    let mut ports = Vec::with_capacity(call.streams.len());
-    let mut addr: Option<IpAddr> = None;
-    for (i, (s, relay_addrs)) in parsed.streams.iter().zip(&call.streams).enumerate() {
-        if !s.is_disabled() {
-            if let Some(ip) = s.address {
-                let rtp = SocketAddr::new(ip, s.port);
-                let rtcp = if s.rtcp_mux {
-                    rtp
-                } else {
-                    SocketAddr::new(ip, s.rtcp_port.unwrap_or(s.port.wrapping_add(1)))
-                };
-                // The session is ours and has this stream: this cannot fail.
-                let _ = relay.set_remote(call.session, i, sender, rtp, Some(rtcp));
-            }
-        }
-        let leg = relay_addrs.of(receiver);
-        let (rtp, rtcp) = (leg.rtp, leg.rtcp);
-        addr.get_or_insert(rtp.ip());
-        ports.push(if s.is_disabled() {
-            RelayPorts { rtp: 0, rtcp: 0 }
-        } else {
-            RelayPorts {
-                rtp: rtp.port(),
-                rtcp: rtcp.port(),
-            }
-        });
+    match &browser {
+        Some(w) => browser_sdp(relay, call, w, sender),
+        None => plain_remotes(relay, call, body, sender),
     }
-    let body = sdp::rewrite(msg.body(), addr?, &ports).ok()?;
+    let addr = call.streams.first()?.of(receiver).rtp.ip();
+    let ports: Vec<RelayPorts> = call
+        .streams
+        .iter()
+        .map(|s| {
+            let leg = s.of(receiver);
+            RelayPorts {
+                rtp: leg.rtp.port(),
+                rtcp: leg.rtcp.port(),
+            }
+        })
+        .collect();
+    let plain = match &browser {
+        Some(_) => webrtc_sdp::to_plain(body, addr, &ports).ok()?,
+        None => sdp::rewrite(body, addr, &ports).ok()?,
+    };
+    let out = match (&call.browsers[receiver.index()], relay.fingerprint()) {
+        (Some(b), Some(fingerprint)) => webrtc_sdp::to_webrtc(
+            &plain,
+            addr,
+            ports[0].rtp,
+            &webrtc_sdp::Local {
+                ufrag: &b.ufrag,
+                pwd: &b.pwd,
+                fingerprint,
+                setup: b.setup,
+                mids: &b.mids,
+                bundle: b.bundle,
+                ssrcs: &b.ssrcs,
+                cname: "tambun",
+            },
+        )
+        .ok()?,
+        _ => plain,
+    };
     let mut e = msg.edit();
-    e.set_body(body);
+    e.set_body(out);
     Some(e.finish())
+}
+
+/// A phone's SDP: where each stream's RTP and RTCP go until the first packets latch them.
+fn plain_remotes(relay: &mut MediaControl, call: &MediaCall, body: &[u8], sender: Leg) {
+    let Ok(parsed) = sdp::parse(body) else {
+        return;
+    };
+    for (i, s) in parsed.streams.iter().enumerate() {
+        if s.is_disabled() {
+            continue;
+        }
+        if let Some(ip) = s.address {
+            let rtp = SocketAddr::new(ip, s.port);
+            let rtcp = if s.rtcp_mux {
+                rtp
+            } else {
+                SocketAddr::new(ip, s.rtcp_port.unwrap_or(s.port.wrapping_add(1)))
+            };
+            // The session is ours and has this stream: this cannot fail.
+            let _ = relay.set_remote(call.session, i, sender, rtp, Some(rtcp));
+        }
+    }
+}
+
+/// A browser's SDP: the first one on its leg (an offer, or its answer to ours) makes the
+/// relay's WebRTC leg; later ones (hold, resume) change nothing in the relay.
+fn browser_sdp(relay: &mut MediaControl, call: &mut MediaCall, sdp: &WebRtcSdp, sender: Leg) {
+    if relay.fingerprint().is_none() {
+        tracing::warn!("a browser's SDP, but the relay has no WebRTC gateway: its media will fail");
+        return;
+    }
+    let leg = call.browsers[sender.index()].get_or_insert_with(|| {
+        // The browser offered: we answer as DTLS client, with its mids and BUNDLE.
+        let mids = sdp
+            .sections
+            .iter()
+            .enumerate()
+            .map(|(i, s)| s.mid.clone().unwrap_or_else(|| i.to_string()))
+            .collect();
+        BrowserLeg::new(relay, mids, !sdp.bundle.is_empty(), Setup::Active)
+    });
+    if leg
+        .remote
+        .as_ref()
+        .is_some_and(|(u, p)| *u == sdp.ufrag && *p == sdp.pwd)
+    {
+        return;
+    }
+    if leg.remote.is_some() {
+        tracing::warn!("a browser restarted ICE; not supported: its media may stop");
+        return;
+    }
+    match leg.params(sdp) {
+        Some(params) => {
+            leg.remote = Some((sdp.ufrag.clone(), sdp.pwd.clone()));
+            let _ = relay.webrtc(call.session, sender, params);
+        }
+        None => tracing::warn!(
+            ours = leg.setup.as_str(),
+            theirs = sdp.setup.as_str(),
+            "a browser's DTLS role does not fit ours: no media"
+        ),
+    }
 }
 
 impl Proxy {
@@ -166,9 +330,11 @@ impl Proxy {
                 cseq_a: msg.cseq().map(|c| c.seq).unwrap_or(1),
                 cseq_b: 0,
                 dialog_token: None,
+                browsers: [None, None],
             },
         };
-        let out = rewrite_for(relay, &call, msg, sender);
+        let mut call = call;
+        let out = rewrite_for(relay, &mut call, msg, sender);
         self.media_calls.by_session.insert(session, call_id.clone());
         self.media_calls.by_call_id.insert(call_id, call);
         out.and_then(|b| self.reparse(b))
@@ -204,9 +370,50 @@ impl Proxy {
             return Some(reopened);
         }
         let relay = self.media.as_mut()?;
-        let call = self.media_calls.by_call_id.get(&call_id)?;
+        let call = self.media_calls.by_call_id.get_mut(&call_id)?;
         let out = rewrite_for(relay, call, msg, sender)?;
         self.reparse(out)
+    }
+
+    /// An INVITE with SDP about to go to a browser (a WebSocket flow) as leg B: the first
+    /// such branch makes B a browser leg (we offer `actpass`, one BUNDLE of every stream) and
+    /// every such branch gets the SDP written for a browser. (A call forked to a browser and
+    /// a desk phone at once keeps the kind of its first branch: docs/architecture.md.)
+    pub(crate) fn media_toward_browser(&mut self, msg: &Message) -> Option<Message> {
+        if msg.to_tag().is_some() || !has_sdp(msg) {
+            return None;
+        }
+        let relay = self.media.as_mut()?;
+        relay.fingerprint()?;
+        let call_id = msg.call_id().ok()?.to_string();
+        let call = self.media_calls.by_call_id.get_mut(&call_id)?;
+        let n = call.streams.len();
+        if call.browsers[Leg::B.index()].is_none() {
+            let mids = (0..n).map(|i| i.to_string()).collect();
+            call.browsers[Leg::B.index()] =
+                Some(BrowserLeg::new(relay, mids, true, Setup::ActPass));
+        }
+        let b = call.browsers[Leg::B.index()].as_ref()?;
+        let ports = call.streams.first()?.of(Leg::B);
+        let body = webrtc_sdp::to_webrtc(
+            msg.body(),
+            ports.rtp.ip(),
+            ports.rtp.port(),
+            &webrtc_sdp::Local {
+                ufrag: &b.ufrag,
+                pwd: &b.pwd,
+                fingerprint: relay.fingerprint()?,
+                setup: b.setup,
+                mids: &b.mids,
+                bundle: b.bundle,
+                ssrcs: &b.ssrcs,
+                cname: "tambun",
+            },
+        )
+        .ok()?;
+        let mut e = msg.edit();
+        e.set_body(body);
+        self.reparse(e.finish())
     }
 
     /// A response of proxied request `id` on its way upstream: its SDP comes from the leg that

@@ -858,6 +858,108 @@ To: <sip:2300@127.0.0.1>;tag=b1\r\nCall-ID: call-1000-2300\r\nCSeq: 3 BYE\r\nCon
     }
 }
 
+/// A browser's offer (shortened Chromium SDP: opus, PCMU, telephone-event; ICE, DTLS,
+/// BUNDLE of one audio stream).
+const BROWSER_OFFER: &str = "v=0\r\no=- 46117 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+a=group:BUNDLE 0\r\na=msid-semantic: WMS s\r\n\
+m=audio 50000 UDP/TLS/RTP/SAVPF 111 0 126\r\nc=IN IP4 127.0.0.1\r\n\
+a=candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host\r\n\
+a=ice-ufrag:BrUf\r\na=ice-pwd:browserpassword012345678\r\n\
+a=fingerprint:sha-256 6B:8B:F0:65\r\na=setup:actpass\r\na=mid:0\r\n\
+a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\na=sendrecv\r\na=rtcp-mux\r\n\
+a=rtpmap:111 opus/48000/2\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:126 telephone-event/8000\r\n\
+a=ssrc:777 cname:x\r\n";
+
+/// A browser calls a desk phone: the phone gets plain RTP/AVP SDP on the relay, the relay
+/// is told to make side A a WebRTC leg playing DTLS client, and the phone's answer reaches
+/// the browser as WebRTC SDP announcing exactly that role, with the leg's credentials.
+#[test]
+fn a_browser_offer_becomes_plain_for_the_phone_and_the_answer_webrtc() {
+    use crate::media::{MediaCommand, Side};
+    let mut rig = Rig::new(&[]);
+    with_relay(&mut rig);
+    if let Some(m) = rig.sw.proxy.media.as_mut() {
+        m.set_fingerprint("sha-256 AA:BB:CC".into());
+    }
+    rig.register("2300", 6000);
+    let b = rig.branch();
+    let text = rig.invite_text("1000", 7000, "2300", &b, "");
+    rig.send(7000, with_sdp(&text, BROWSER_OFFER));
+    let nonce = nonce_of(&rig.out().pop().unwrap().1, HeaderName::ProxyAuthenticate);
+    let auth = Digest::new("1000", "INVITE", "sip:2300@127.0.0.1", &nonce).proxy_authorization();
+    let b = rig.branch();
+    let text = rig.invite_text("1000", 7000, "2300", &b, &auth);
+    rig.send(7000, with_sdp(&text, BROWSER_OFFER));
+    let inv = rig.out().into_iter().find(|(p, _)| *p == 6000).unwrap().1;
+    let body = std::str::from_utf8(inv.body()).unwrap().to_string();
+    assert!(
+        body.contains("m=audio 40002 RTP/AVP 111 0 126\r\n"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("ice-") && !body.contains("fingerprint"),
+        "{body}"
+    );
+    rig.outputs.pump(&mut rig.sw);
+    let params = rig
+        .outputs
+        .media
+        .iter()
+        .find_map(|c| match c {
+            MediaCommand::WebRtc { side, params, .. } => Some((*side, params.clone())),
+            _ => None,
+        })
+        .expect("a WebRtc command for the browser's leg");
+    assert_eq!(params.0, Side::A);
+    let p = params.1;
+    assert!(
+        p.dtls_active,
+        "we answer a browser's actpass as DTLS client"
+    );
+    assert_eq!(
+        (p.remote_ufrag.as_str(), p.remote_pwd.as_str()),
+        ("BrUf", "browserpassword012345678")
+    );
+    assert_eq!(p.remote_fingerprint, "sha-256 6B:8B:F0:65");
+    assert_eq!(p.streams.len(), 1);
+    assert_eq!(p.streams[0].mid, "0");
+    assert_eq!(p.streams[0].ssrcs_rx, vec![777]);
+    assert!(p.streams[0].payloads.contains(&(0, "pcmu/8000".into())));
+    assert_eq!((p.local_ufrag.len(), p.local_pwd.len()), (8, 24));
+    // The browser's leg has no plain remote.
+    assert!(remotes(&mut rig).iter().all(|r| r.2 != Side::A));
+
+    let ok = with_sdp(&answer(&inv, 200, "b1", 6000), &sdp(5000));
+    rig.send(6000, ok);
+    let ok = rig.out().into_iter().find(|(p, _)| *p == 7000).unwrap().1;
+    let answer = crate::sip::webrtc_sdp::read(ok.body()).expect("WebRTC SDP toward the browser");
+    assert_eq!(answer.setup, crate::sip::webrtc_sdp::Setup::Active);
+    assert_eq!(answer.ufrag, p.local_ufrag);
+    assert_eq!(answer.pwd, p.local_pwd);
+    assert_eq!(answer.fingerprint, "sha-256 AA:BB:CC");
+    assert_eq!(answer.bundle, vec!["0"]);
+    assert_eq!(
+        answer.sections[0].port, 40000,
+        "the A-side port carries the WebRTC leg"
+    );
+    assert_eq!(answer.sections[0].mid.as_deref(), Some("0"));
+    let text = std::str::from_utf8(ok.body()).unwrap();
+    assert!(
+        text.contains("a=candidate:1 1 udp 2130706431 127.0.0.9 40000 typ host"),
+        "{text}"
+    );
+    assert!(text.contains("a=ice-lite"), "{text}");
+    // Only one leg was made, even though the SDP passed twice (offer and answer).
+    rig.outputs.pump(&mut rig.sw);
+    let webrtc = rig
+        .outputs
+        .media
+        .iter()
+        .filter(|c| matches!(c, MediaCommand::WebRtc { .. }))
+        .count();
+    assert_eq!(webrtc, 1);
+}
+
 // ---- the toll guard ---------------------------------------------------------------------------
 
 fn warning_of(m: &Message) -> String {

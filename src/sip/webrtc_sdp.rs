@@ -78,7 +78,12 @@ impl Section {
 }
 
 /// A section's own ICE credentials, fingerprint and role: (ufrag, pwd, fingerprint, setup).
-type Transport = (Option<String>, Option<String>, Option<String>, Option<Setup>);
+type Transport = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<Setup>,
+);
 
 /// What a WebRTC SDP says of its sender's transport and streams.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -374,36 +379,32 @@ pub fn to_webrtc(
     // (session level) names the enabled mids, known only at the end.
     let mut session = String::new();
     let mut sections: Vec<String> = Vec::new();
-    let finish_section = |buf: &mut String,
-                          kind: &str,
-                          pts: &[u8],
-                          mapped: &[u8],
-                          i: usize,
-                          disabled: bool| {
-        if disabled {
-            return;
-        }
-        for pt in pts {
-            if !mapped.contains(pt) {
-                if let Some(c) = static_codec(*pt) {
-                    let name = c.split('/').next().unwrap_or("").to_ascii_uppercase();
-                    let rate = c.split('/').nth(1).unwrap_or("8000");
-                    let _ = write!(buf, "a=rtpmap:{pt} {name}/{rate}\r\n");
+    let finish_section =
+        |buf: &mut String, kind: &str, pts: &[u8], mapped: &[u8], i: usize, disabled: bool| {
+            if disabled {
+                return;
+            }
+            for pt in pts {
+                if !mapped.contains(pt) {
+                    if let Some(c) = static_codec(*pt) {
+                        let name = c.split('/').next().unwrap_or("").to_ascii_uppercase();
+                        let rate = c.split('/').nth(1).unwrap_or("8000");
+                        let _ = write!(buf, "a=rtpmap:{pt} {name}/{rate}\r\n");
+                    }
                 }
             }
-        }
-        if kind == "video" {
-            for pt in pts {
-                let _ = write!(
+            if kind == "video" {
+                for pt in pts {
+                    let _ = write!(
                     buf,
                     "a=rtcp-fb:{pt} nack\r\na=rtcp-fb:{pt} nack pli\r\na=rtcp-fb:{pt} ccm fir\r\n"
                 );
+                }
             }
-        }
-        if let Some(ssrc) = local.ssrcs.get(i) {
-            let _ = write!(buf, "a=ssrc:{ssrc} cname:{}\r\n", local.cname);
-        }
-    };
+            if let Some(ssrc) = local.ssrcs.get(i) {
+                let _ = write!(buf, "a=ssrc:{ssrc} cname:{}\r\n", local.cname);
+            }
+        };
     for line in text.lines() {
         let line = line.trim_end_matches('\r');
         if let Some(m) = line.strip_prefix("m=") {
