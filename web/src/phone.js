@@ -295,6 +295,7 @@ let sampler = null;
 let ticker = null;
 let callSeq = 0;
 let pendingLogin = null;   // { resolve } while a login attempt waits for the switch
+let directoryTimer = null; // refreshes presence in the directory every 60 s while logged in
 
 function initialLang() {
   const saved = load(KEY.lang);
@@ -639,7 +640,10 @@ async function login(ext, pw, remember) {
   setLoginBusy(true);
   unlockAudio();
   if (state.config !== 'loaded') await fetchConfig();
+  // JsSIP would wait 32 s (Timer F) for a REGISTER nobody answers; give up sooner
+  const timer = setTimeout(() => { if (pendingLogin) { const p = pendingLogin; pendingLogin = null; p.resolve('err_unreachable'); } }, 15000);
   const r = await startUa(ext, pw);
+  clearTimeout(timer);
   setLoginBusy(false);
   if (r !== 'registered') {
     stopUa();
@@ -658,6 +662,7 @@ async function login(ext, pw, remember) {
   showMain();
   loadDirectory();
   renderHistory();
+  if (!directoryTimer) directoryTimer = setInterval(() => { if (state.loggedIn && document.visibilityState === 'visible') loadDirectory(); }, 60000);
 }
 
 function logout() {
@@ -669,6 +674,8 @@ function logout() {
   state.regCode = null;
   directoryData = [];
   state.directory = 'idle';
+  if (directoryTimer) clearInterval(directoryTimer);
+  directoryTimer = null;
   store(KEY.remember, null);
   $('login-remember').checked = false;
   clearError();
