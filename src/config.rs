@@ -362,7 +362,11 @@ impl Default for RegistrarConfig {
             default_expires: 3600,
             nonce_lifetime_secs: 300,
             digest_algorithms: vec!["MD5".to_owned(), "SHA-256".to_owned()],
-            md5_only_user_agents: vec!["baresip".to_owned()],
+            md5_only_user_agents: vec![
+                "baresip".to_owned(),
+                "jssip".to_owned(),
+                "sip.js".to_owned(),
+            ],
         }
     }
 }
