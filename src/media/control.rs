@@ -53,8 +53,17 @@ pub struct WebRtcStream {
     /// The SSRCs the browser announced (may be empty: then they are learnt from the mid
     /// header extension or the payload type).
     pub ssrcs_rx: Vec<u32>,
-    /// Payload type and codec (`opus/48000/2`, `pcmu/8000`, `vp8/90000`), as negotiated.
-    pub payloads: Vec<(u8, String)>,
+    /// The payload types as negotiated.
+    pub payloads: Vec<Payload>,
+}
+
+/// One negotiated payload type: `a=rtpmap` and `a=fmtp`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payload {
+    pub pt: u8,
+    /// `opus/48000/2`, `pcmu/8000`, `vp8/90000` (lowercase).
+    pub codec: String,
+    pub fmtp: String,
 }
 
 /// What a WebRTC leg needs: both sides' ICE credentials, the browser's certificate
@@ -70,6 +79,8 @@ pub struct WebRtcParams {
     pub remote_fingerprint: String,
     /// True: our SDP said `a=setup:active`, we are the DTLS client.
     pub dtls_active: bool,
+    /// The id of the mid header extension both SDPs carry, if any.
+    pub mid_extension: Option<u8>,
     pub streams: Vec<WebRtcStream>,
 }
 

@@ -38,7 +38,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use self::control::{
-    LegKind, LegSpec, MediaCommand, MediaControl, MediaEvent, MediaKind, Session, Settled,
+    LegKind, LegSpec, MediaCommand, MediaControl, MediaEvent, MediaKind, Payload, Session, Settled,
     StatsReply, WebRtcParams, WebRtcStream,
 };
 pub use self::shard::RelayTotals;

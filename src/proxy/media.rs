@@ -15,7 +15,9 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 
-use crate::media::{MediaControl, MediaKind, SessionId, StreamPorts, WebRtcParams, WebRtcStream};
+use crate::media::{
+    MediaControl, MediaKind, Payload, SessionId, StreamPorts, WebRtcParams, WebRtcStream,
+};
 use crate::sip::message::{HeaderName, Message};
 use crate::sip::webrtc_sdp::{self, Setup, WebRtcSdp};
 
@@ -46,6 +48,9 @@ pub(crate) struct MediaCall {
     pub browsers: [Option<BrowserLeg>; 2],
 }
 
+/// The id our offers to a browser give the mid header extension.
+const OUR_MID_EXTENSION: u8 = 9;
+
 /// A browser on one leg of a call: what the switch told it of itself, and whether its own
 /// SDP has come (the relay's WebRTC leg is made then).
 #[derive(Debug, Clone)]
@@ -57,12 +62,21 @@ pub(crate) struct BrowserLeg {
     pub bundle: bool,
     /// The DTLS role our SDP announced; the relay's leg plays exactly this one.
     pub setup: Setup,
+    /// The id of the mid header extension our SDP announced (the browser's own when it
+    /// offered one).
+    pub mid_extension: Option<u8>,
     /// The browser's ICE credentials, once its SDP set up the leg.
     pub remote: Option<(String, String)>,
 }
 
 impl BrowserLeg {
-    fn new(relay: &mut MediaControl, mids: Vec<String>, bundle: bool, setup: Setup) -> BrowserLeg {
+    fn new(
+        relay: &mut MediaControl,
+        mids: Vec<String>,
+        bundle: bool,
+        setup: Setup,
+        mid_extension: Option<u8>,
+    ) -> BrowserLeg {
         let (ufrag, pwd) = relay.ice_credentials();
         let ssrcs = mids.iter().map(|_| relay.ssrc()).collect();
         BrowserLeg {
@@ -72,7 +86,23 @@ impl BrowserLeg {
             ssrcs,
             bundle,
             setup,
+            mid_extension,
             remote: None,
+        }
+    }
+
+    /// How SDP toward this browser describes the gateway.
+    fn local<'a>(&'a self, fingerprint: &'a str) -> webrtc_sdp::Local<'a> {
+        webrtc_sdp::Local {
+            ufrag: &self.ufrag,
+            pwd: &self.pwd,
+            fingerprint,
+            setup: self.setup,
+            mids: &self.mids,
+            bundle: self.bundle,
+            ssrcs: &self.ssrcs,
+            cname: "tambun",
+            mid_extension: self.mid_extension,
         }
     }
 
@@ -105,7 +135,13 @@ impl BrowserLeg {
                         .map(|s| {
                             s.payloads
                                 .iter()
-                                .filter_map(|pt| Some((*pt, s.codec(*pt)?)))
+                                .filter_map(|pt| {
+                                    Some(Payload {
+                                        pt: *pt,
+                                        codec: s.codec(*pt)?,
+                                        fmtp: s.fmtp(*pt).to_string(),
+                                    })
+                                })
                                 .collect()
                         })
                         .unwrap_or_default(),
@@ -119,6 +155,13 @@ impl BrowserLeg {
             remote_pwd: remote.pwd.clone(),
             remote_fingerprint: remote.fingerprint.clone(),
             dtls_active,
+            // Used only when both sides name it (the browser's answer may leave it out).
+            mid_extension: self.mid_extension.filter(|id| {
+                remote
+                    .sections
+                    .iter()
+                    .any(|s| s.extmap(webrtc_sdp::MID_EXTENSION) == Some(*id))
+            }),
             streams,
         })
     }
@@ -189,22 +232,9 @@ pub(crate) fn rewrite_for(
         None => sdp::rewrite(body, addr, &ports).ok()?,
     };
     let out = match (&call.browsers[receiver.index()], relay.fingerprint()) {
-        (Some(b), Some(fingerprint)) => webrtc_sdp::to_webrtc(
-            &plain,
-            addr,
-            ports[0].rtp,
-            &webrtc_sdp::Local {
-                ufrag: &b.ufrag,
-                pwd: &b.pwd,
-                fingerprint,
-                setup: b.setup,
-                mids: &b.mids,
-                bundle: b.bundle,
-                ssrcs: &b.ssrcs,
-                cname: "tambun",
-            },
-        )
-        .ok()?,
+        (Some(b), Some(fingerprint)) => {
+            webrtc_sdp::to_webrtc(&plain, addr, ports[0].rtp, &b.local(fingerprint)).ok()?
+        }
         _ => plain,
     };
     let mut e = msg.edit();
@@ -249,7 +279,17 @@ fn browser_sdp(relay: &mut MediaControl, call: &mut MediaCall, sdp: &WebRtcSdp, 
             .enumerate()
             .map(|(i, s)| s.mid.clone().unwrap_or_else(|| i.to_string()))
             .collect();
-        BrowserLeg::new(relay, mids, !sdp.bundle.is_empty(), Setup::Active)
+        let mid_extension = sdp
+            .sections
+            .first()
+            .and_then(|s| s.extmap(webrtc_sdp::MID_EXTENSION));
+        BrowserLeg::new(
+            relay,
+            mids,
+            !sdp.bundle.is_empty(),
+            Setup::Active,
+            mid_extension,
+        )
     });
     if leg
         .remote
@@ -390,8 +430,13 @@ impl Proxy {
         let n = call.streams.len();
         if call.browsers[Leg::B.index()].is_none() {
             let mids = (0..n).map(|i| i.to_string()).collect();
-            call.browsers[Leg::B.index()] =
-                Some(BrowserLeg::new(relay, mids, true, Setup::ActPass));
+            call.browsers[Leg::B.index()] = Some(BrowserLeg::new(
+                relay,
+                mids,
+                true,
+                Setup::ActPass,
+                Some(OUR_MID_EXTENSION),
+            ));
         }
         let b = call.browsers[Leg::B.index()].as_ref()?;
         let ports = call.streams.first()?.of(Leg::B);
@@ -399,16 +444,7 @@ impl Proxy {
             msg.body(),
             ports.rtp.ip(),
             ports.rtp.port(),
-            &webrtc_sdp::Local {
-                ufrag: &b.ufrag,
-                pwd: &b.pwd,
-                fingerprint: relay.fingerprint()?,
-                setup: b.setup,
-                mids: &b.mids,
-                bundle: b.bundle,
-                ssrcs: &b.ssrcs,
-                cname: "tambun",
-            },
+            &b.local(relay.fingerprint()?),
         )
         .ok()?;
         let mut e = msg.edit();

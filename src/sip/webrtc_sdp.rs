@@ -62,8 +62,12 @@ pub struct Section {
     pub payloads: Vec<u8>,
     /// `a=rtpmap` codec names by payload type (lowercase `name/rate[/channels]`).
     pub rtpmaps: Vec<(u8, String)>,
+    /// `a=fmtp` parameters by payload type.
+    pub fmtps: Vec<(u8, String)>,
     /// SSRCs the browser announced it sends with (`a=ssrc:`).
     pub ssrcs: Vec<u32>,
+    /// `a=extmap` ids and URIs.
+    pub extmaps: Vec<(u8, String)>,
 }
 
 impl Section {
@@ -75,7 +79,26 @@ impl Section {
             .map(|(_, c)| c.clone())
             .or_else(|| static_codec(pt).map(str::to_string))
     }
+
+    /// The `a=fmtp` parameters of payload type `pt` (empty when none).
+    pub fn fmtp(&self, pt: u8) -> &str {
+        self.fmtps
+            .iter()
+            .find(|(p, _)| *p == pt)
+            .map_or("", |(_, f)| f.as_str())
+    }
+
+    /// The id of the header extension `uri` (`a=extmap:ID URI`).
+    pub fn extmap(&self, uri: &str) -> Option<u8> {
+        self.extmaps
+            .iter()
+            .find(|(_, u)| u == uri)
+            .map(|(id, _)| *id)
+    }
 }
+
+/// The RTP header extension that names a BUNDLEd stream's mid (RFC 8843).
+pub const MID_EXTENSION: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
 
 /// A section's own ICE credentials, fingerprint and role: (ufrag, pwd, fingerprint, setup).
 type Transport = (
@@ -170,6 +193,22 @@ pub fn read(body: &[u8]) -> Option<WebRtcSdp> {
                 if let (Some(s), Some((pt, codec))) = (cur, value.split_once(' ')) {
                     if let Ok(pt) = pt.parse() {
                         s.rtpmaps.push((pt, codec.trim().to_ascii_lowercase()));
+                    }
+                }
+            }
+            "fmtp" => {
+                if let (Some(s), Some((pt, params))) = (cur, value.split_once(' ')) {
+                    if let Ok(pt) = pt.parse() {
+                        s.fmtps.push((pt, params.trim().to_string()));
+                    }
+                }
+            }
+            "extmap" => {
+                if let (Some(s), Some((id, uri))) = (cur, value.split_once(' ')) {
+                    // `ID[/direction] URI [attributes]`
+                    let id = id.split('/').next().and_then(|i| i.parse().ok());
+                    if let (Some(id), Some(uri)) = (id, uri.split_whitespace().next()) {
+                        s.extmaps.push((id, uri.to_string()));
                     }
                 }
             }
@@ -354,6 +393,8 @@ pub struct Local<'a> {
     /// Our SSRC toward the browser, one per `m=` line.
     pub ssrcs: &'a [u32],
     pub cname: &'a str,
+    /// The id of the mid header extension (`a=extmap:ID urn:…:sdes:mid`), when used.
+    pub mid_extension: Option<u8>,
 }
 
 /// A phone's (plain) SDP written for a browser: every enabled `m=` line on the gateway's one
@@ -449,6 +490,9 @@ pub fn to_webrtc(
                 );
                 let _ = write!(buf, "c=IN {family} {addr}\r\n");
                 let _ = write!(buf, "a=mid:{mid}\r\n");
+                if let Some(id) = local.mid_extension {
+                    let _ = write!(buf, "a=extmap:{id} {MID_EXTENSION}\r\n");
+                }
                 let _ = write!(
                     buf,
                     "a=ice-ufrag:{}\r\na=ice-pwd:{}\r\n",
@@ -592,6 +636,8 @@ a=ssrc:333 cname:abc\r\n";
         assert_eq!(w.sections[1].ssrcs, vec![222, 333]);
         assert_eq!(w.sections[0].codec(0).as_deref(), Some("pcmu/8000"));
         assert_eq!(w.sections[1].codec(96).as_deref(), Some("vp8/90000"));
+        assert_eq!(w.sections[0].fmtp(111), "minptime=10;useinbandfec=1");
+        assert_eq!(w.sections[0].extmap(MID_EXTENSION), Some(4));
         assert!(read(b"v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/AVP 0\r\n").is_none());
         assert!(read(b"\xff\xfe").is_none());
     }
@@ -658,6 +704,7 @@ a=rtcp:4001\r\na=sendrecv\r\na=ptime:20\r\nm=video 0 RTP/AVP 96\r\n";
             bundle: true,
             ssrcs: &[1111, 2222],
             cname: "tambun",
+            mid_extension: Some(4),
         };
         let out = to_webrtc(
             phone.as_bytes(),
@@ -685,6 +732,7 @@ a=rtcp:4001\r\na=sendrecv\r\na=ptime:20\r\nm=video 0 RTP/AVP 96\r\n";
         assert!(out.contains("a=fingerprint:sha-256 AA:BB\r\n"));
         assert!(out.contains("a=candidate:1 1 udp 2130706431 192.0.2.1 30000 typ host\r\n"));
         assert!(out.contains("a=ssrc:1111 cname:tambun\r\n"));
+        assert!(out.contains("a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\n"));
         assert!(out.contains("m=video 0 UDP/TLS/RTP/SAVPF 96\r\n"));
         assert!(!out.contains("a=rtcp:4001"), "{out}");
         assert!(
@@ -709,6 +757,7 @@ a=rtcp:4001\r\na=sendrecv\r\na=ptime:20\r\nm=video 0 RTP/AVP 96\r\n";
             bundle: true,
             ssrcs: &[],
             cname: "c",
+            mid_extension: None,
         };
         for body in [
             "",
