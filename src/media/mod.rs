@@ -29,6 +29,7 @@ pub mod rtp;
 pub mod shard;
 pub mod sys;
 pub mod table;
+pub mod webrtc;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
