@@ -257,7 +257,7 @@ impl Pair {
         }
         let idle = to_br.is_empty() && to_leg.is_empty();
         for d in to_br {
-            self.to_browser(&d);
+            self.deliver_to_browser(&d);
         }
         for d in to_leg {
             let _ = self
@@ -277,7 +277,7 @@ impl Pair {
         }
     }
 
-    fn to_browser(&mut self, d: &[u8]) {
+    fn deliver_to_browser(&mut self, d: &[u8]) {
         if self.br_failed {
             return;
         }
@@ -658,15 +658,15 @@ fn bad_params_are_config_errors() {
     let id = Identity::generate().unwrap();
     let now = Instant::now();
     let base = params(id.fingerprint(), false, Rx::Ssrc, true);
-    let cases: Vec<Box<dyn Fn(&mut LegParams)>> = vec![
-        Box::new(|p| p.streams.clear()),
-        Box::new(|p| p.streams[1].payloads[0].pt = 0),
-        Box::new(|p| p.streams[1].mid = "0".into()),
-        Box::new(|p| p.streams[0].mid = "a b".into()),
-        Box::new(|p| p.streams[0].payloads[0].codec = "G729".into()),
-        Box::new(|p| p.streams[0].ssrc_rx = None),
-        Box::new(|p| p.local_pwd.clear()),
-        Box::new(|p| p.extensions.mid = Some(15)),
+    let cases: [fn(&mut LegParams); 8] = [
+        |p| p.streams.clear(),
+        |p| p.streams[1].payloads[0].pt = 0,
+        |p| p.streams[1].mid = "0".into(),
+        |p| p.streams[0].mid = "a b".into(),
+        |p| p.streams[0].payloads[0].codec = "G729".into(),
+        |p| p.streams[0].ssrc_rx = None,
+        |p| p.local_pwd.clear(),
+        |p| p.extensions.mid = Some(15),
     ];
     for (i, f) in cases.iter().enumerate() {
         let mut p = base.clone();
