@@ -24,6 +24,7 @@
 
 pub mod blocking;
 pub mod control;
+pub mod gateway;
 pub mod ports;
 pub mod rtp;
 pub mod shard;
@@ -212,6 +213,7 @@ impl ShardHandle {
 /// Dropping the handle stops the threads.
 pub struct Relay {
     cfg: RelayConfig,
+    identity: Option<webrtc::Identity>,
     shards: Vec<ShardHandle>,
     /// The binder thread's commands (`Reserve`).
     binder: Option<Sender<MediaCommand>>,
@@ -235,6 +237,14 @@ impl Relay {
                 .name("relay-bind".into())
                 .spawn(move || shard::bind_reserves(binder_rx, reserve, bind, events))?
         };
+        // One DTLS certificate for every browser leg of the process.
+        let identity = match webrtc::Identity::generate() {
+            Ok(id) => Some(id),
+            Err(e) => {
+                tracing::error!("relay: no DTLS certificate, so no WebRTC gateway: {e}");
+                None
+            }
+        };
         let mut shards = Vec::with_capacity(threads);
         for i in 0..threads {
             let (tx, rx) = mpsc::channel();
@@ -247,6 +257,8 @@ impl Relay {
                     bare: cfg.bare,
                     busy_poll_us: cfg.busy_poll_us,
                     bind: cfg.bind,
+                    advertise: cfg.advertise,
+                    identity: identity.clone(),
                 },
                 wake.clone(),
                 rx,
@@ -266,6 +278,7 @@ impl Relay {
         }
         Ok(Relay {
             cfg,
+            identity,
             shards,
             binder: Some(binder_tx),
             binder_thread: Some(binder_thread),
@@ -304,6 +317,12 @@ impl Relay {
             t.add(&shard.counters);
         }
         t
+    }
+
+    /// The fingerprint of the browser legs' DTLS certificate (`sha-256 AB:…`), for the
+    /// core's SDP; `None` without a WebRTC gateway.
+    pub fn fingerprint(&self) -> Option<&str> {
+        self.identity.as_ref().map(|i| i.fingerprint())
     }
 
     /// The configuration the relay runs with.

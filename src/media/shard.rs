@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::control::{LegSpec, MediaCommand, MediaEvent};
+use super::gateway::{leg_of_token, Gateway};
 use super::ports::RelayPort;
 use super::sys::{set_busy_poll, Batch, Epoll, EventFd};
 use super::table::{DropReason, SlotId, Table, Verdict};
@@ -104,6 +105,10 @@ pub struct ShardConfig {
     pub busy_poll_us: u32,
     /// The address the sessions' sockets bind to.
     pub bind: IpAddr,
+    /// The address browsers reach the relay at (their legs' host candidate).
+    pub advertise: IpAddr,
+    /// The DTLS certificate of browser legs (`None`: no WebRTC gateway).
+    pub identity: Option<super::webrtc::Identity>,
 }
 
 /// What one shard has done since it started, for `/metrics`. Only the shard's thread writes
@@ -159,6 +164,7 @@ pub struct Shard {
     batch: Batch,
     counters: Arc<ShardCounters>,
     reserve: Reserve,
+    gateway: Gateway,
 }
 
 impl Shard {
@@ -175,6 +181,7 @@ impl Shard {
         Ok(Shard {
             batch: Batch::new(cfg.batch),
             table: Table::new(cfg.bare),
+            gateway: Gateway::new(cfg.identity.clone(), cfg.advertise),
             cfg,
             epoll,
             wake,
@@ -194,7 +201,11 @@ impl Shard {
             (self.cfg.inactivity / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
         let mut next_tick = Instant::now() + tick;
         loop {
-            let wait = next_tick.saturating_duration_since(Instant::now());
+            let wake_at = match self.gateway.next_deadline() {
+                Some(t) => t.min(next_tick),
+                None => next_tick,
+            };
+            let wait = wake_at.saturating_duration_since(Instant::now());
             let n = match self.epoll.wait(&mut events, wait.as_millis() as i32 + 1) {
                 Ok(n) => n,
                 Err(e) => {
@@ -212,9 +223,23 @@ impl Shard {
                 }
             }
             for ev in &events[..n] {
-                if ev.u64 != WAKE {
-                    self.forward_from(SlotId(ev.u64 as u32), now);
+                if ev.u64 == WAKE {
+                    continue;
                 }
+                match leg_of_token(ev.u64) {
+                    Some(leg) => self.gateway.readable(
+                        leg,
+                        &mut self.batch,
+                        &mut self.table,
+                        &self.sockets,
+                        &self.counters,
+                        now,
+                    ),
+                    None => self.forward_from(SlotId(ev.u64 as u32), now),
+                }
+            }
+            if !self.gateway.is_empty() {
+                self.gateway.timeouts(&mut self.table, &self.sockets, now);
             }
             if now >= next_tick {
                 for (session, call) in self.table.poll_inactive(now, self.cfg.inactivity) {
@@ -246,6 +271,17 @@ impl Shard {
             let Some(src) = src else { continue };
             let len = bytes.len() as u64;
             match self.table.handle_packet(slot, src, bytes, now) {
+                Verdict::Forward { via: v, .. } if self.gateway.is_browser_slot(v) => {
+                    // Toward a browser: into its leg (encrypted there), not out of a socket.
+                    self.gateway.to_browser(
+                        v,
+                        bytes,
+                        &mut self.table,
+                        &self.sockets,
+                        &self.counters,
+                        now,
+                    );
+                }
                 Verdict::Forward { via: v, to } => {
                     via = Some(v);
                     self.batch.forward(i, to);
@@ -352,17 +388,31 @@ impl Shard {
             MediaCommand::Reserve { .. } => {
                 tracing::error!("relay: a Reserve reached a forwarding thread; ignored")
             }
-            MediaCommand::WebRtc { session, .. } => {
-                tracing::error!(
-                    session = session.0,
-                    "relay: WebRTC legs are not in the forwarding threads yet"
-                )
+            MediaCommand::WebRtc {
+                session,
+                side,
+                params,
+            } => {
+                if let Err(e) = self.gateway.open(
+                    session,
+                    side,
+                    &params,
+                    &mut self.table,
+                    &mut self.sockets,
+                    &self.epoll,
+                    now,
+                ) {
+                    tracing::warn!(session = session.0, ?side, "relay: no browser leg: {e}");
+                }
             }
         }
     }
 
     /// Closes the sockets of a session and forgets it.
     fn close(&mut self, session: SessionId) {
+        if !self.gateway.is_empty() {
+            self.gateway.close(session, &self.epoll, Instant::now());
+        }
         for slot in self.table.handle_close(session) {
             if let Some(socket) = self.sockets[slot.0 as usize].take() {
                 let _ = self.epoll.delete(socket.as_raw_fd());

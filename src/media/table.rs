@@ -327,6 +327,25 @@ impl Table {
         calls
     }
 
+    /// Forgets the source `slot` latched (its socket now belongs to a browser leg, whose
+    /// packets enter with the leg's own address).
+    pub fn release_latch(&mut self, slot: SlotId) {
+        if let Some(Some(s)) = self.slots.get_mut(slot.0 as usize) {
+            s.latched = None;
+        }
+    }
+
+    /// The slots of a session's streams.
+    pub fn session_slots(&self, id: SessionId) -> Option<Vec<StreamSlots>> {
+        Some(self.sessions.get(&id)?.streams.clone())
+    }
+
+    /// Where packets forwarded via `slot` go now: its side's latched source, else the
+    /// address its SDP announced.
+    pub fn destination(&self, slot: SlotId) -> Option<SocketAddr> {
+        self.slots.get(slot.0 as usize)?.as_ref()?.destination()
+    }
+
     /// The number of sessions.
     pub fn len(&self) -> usize {
         self.sessions.len()

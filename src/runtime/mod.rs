@@ -369,6 +369,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         );
         let glue = Arc::new(relay::RelayGlue::new(relay.clone()));
         let mut control = crate::media::MediaControl::new(relay_cfg_range, advertise);
+        if let Some(fingerprint) = relay.fingerprint() {
+            tracing::info!("WebRTC gateway: DTLS certificate {fingerprint}");
+            control.set_fingerprint(fingerprint.to_string());
+        }
         // The first reserve is bound before the first call can come (the driver is not
         // running yet: waiting here blocks nothing).
         while let Some(cmd) = control.poll_command() {
