@@ -89,6 +89,8 @@ pub struct Gateway {
     rejected: u64,
     /// Plain RTP from one browser's leg for another's (a browser-to-browser call).
     crossing: Vec<(SlotId, Vec<u8>)>,
+    /// Keyframe requests from one browser's leg for another's.
+    keyframes: Vec<Route>,
 }
 
 impl Gateway {
@@ -102,6 +104,7 @@ impl Gateway {
             timers: BTreeSet::new(),
             rejected: 0,
             crossing: Vec::new(),
+            keyframes: Vec::new(),
         }
     }
 
@@ -328,6 +331,13 @@ impl Gateway {
                     }
                 }
                 LegOutput::KeyframeRequest { stream, .. } => {
+                    let Some(slots) = b.slots.get(stream) else { continue };
+                    let far = slots.rtp[b.side.other().index()];
+                    if let Some(Some(route)) = self.routes.get(far.0 as usize).copied() {
+                        // The other side is a browser too: its leg asks its sender.
+                        self.keyframes.push(route);
+                        continue;
+                    }
                     let (Some(slots), Some(Some(media))) =
                         (b.slots.get(stream), b.phone_ssrc.get(stream).copied())
                     else {
@@ -371,6 +381,12 @@ impl Gateway {
             if failed > 0 {
                 c.send_failures.fetch_add(failed, Ordering::Relaxed);
             }
+        }
+        for route in std::mem::take(&mut self.keyframes) {
+            if let Some(Some(other)) = self.legs.get_mut(route.leg as usize) {
+                let _ = other.leg.request_keyframe(route.stream);
+            }
+            self.drain(route.leg, table, sockets, counters, now);
         }
         // (a leg never forwards to itself, so this ends after one round)
         for (via, packet) in std::mem::take(&mut self.crossing) {
