@@ -251,6 +251,25 @@ pub fn render(s: &Snapshot) -> String {
         )
         .sample(&[("reason", "send-failed")], t.send_failures as f64);
         e.single(
+            "tambun_webrtc_legs",
+            "Browser legs (ICE-lite + DTLS-SRTP) open in the relay.",
+            Gauge,
+            t.webrtc_legs as f64,
+        );
+        e.family(
+            "tambun_webrtc_dtls_total",
+            "Browser legs whose DTLS handshake finished, by outcome.",
+            Counter,
+        )
+        .sample(&[("outcome", "connected")], t.dtls_connected as f64)
+        .sample(&[("outcome", "failed")], t.dtls_failed as f64);
+        e.single(
+            "tambun_webrtc_datagrams_rejected_total",
+            "Datagrams at browser legs that were not STUN, DTLS or SRTP, or were refused.",
+            Counter,
+            t.webrtc_rejected as f64,
+        );
+        e.single(
             "tambun_relay_packets_per_second",
             "Datagrams forwarded per second, over the last second.",
             Gauge,

@@ -43,6 +43,49 @@ struct LiveCall {
     /// Talk time so far (0 while ringing).
     #[serde(default)]
     duration_secs: Option<f64>,
+    /// Browser legs, if any.
+    #[serde(default)]
+    webrtc: Vec<BrowserLeg>,
+}
+
+/// A browser leg of a call, as the admin API reports it.
+#[derive(Debug, Deserialize)]
+struct BrowserLeg {
+    #[serde(default)]
+    side: String,
+    #[serde(default)]
+    dtls: String,
+    #[serde(default)]
+    srtp_profile: Option<String>,
+    #[serde(default)]
+    packets_to_browser: u64,
+    #[serde(default)]
+    packets_from_browser: u64,
+    #[serde(default)]
+    loss_from_browser: Option<f64>,
+    #[serde(default)]
+    rtt_ms: Option<f64>,
+}
+
+impl BrowserLeg {
+    /// `caller webrtc connected AEAD_AES_256_GCM ↑250 ↓251 loss 0.0% rtt 0.4 ms`.
+    fn summary(&self) -> String {
+        let mut s = format!(
+            "{} webrtc {} {} tx {} rx {}",
+            self.side,
+            self.dtls,
+            self.srtp_profile.as_deref().unwrap_or("-"),
+            self.packets_to_browser,
+            self.packets_from_browser
+        );
+        if let Some(l) = self.loss_from_browser {
+            s.push_str(&format!(" loss {:.1}%", l * 100.0));
+        }
+        if let Some(r) = self.rtt_ms {
+            s.push_str(&format!(" rtt {r:.1} ms"));
+        }
+        s
+    }
 }
 
 pub(super) fn run(global: &GlobalArgs, args: CallsArgs) -> anyhow::Result<()> {
@@ -67,6 +110,7 @@ pub(super) fn run(global: &GlobalArgs, args: CallsArgs) -> anyhow::Result<()> {
         "ANSWERED (WIB)",
         "DURATION",
         "ROUTE",
+        "MEDIA",
         "CALL-ID",
     ]);
     let n = calls.len();
@@ -82,6 +126,15 @@ pub(super) fn run(global: &GlobalArgs, args: CallsArgs) -> anyhow::Result<()> {
             c.answered_at_ms.map_or_else(|| "-".into(), wib),
             minutes_seconds((c.duration_secs.unwrap_or(0.0) * 1000.0) as i64),
             c.route,
+            if c.webrtc.is_empty() {
+                "rtp".to_string()
+            } else {
+                c.webrtc
+                    .iter()
+                    .map(BrowserLeg::summary)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            },
             c.call_id,
         ]);
     }

@@ -101,6 +101,15 @@ impl fmt::Debug for StatsReply {
     }
 }
 
+/// A reply for [`MediaCommand::BrowserStats`], called on the forwarding thread.
+pub struct BrowserStatsReply(pub Box<dyn FnOnce(Vec<super::gateway::BrowserStats>) + Send>);
+
+impl fmt::Debug for BrowserStatsReply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BrowserStatsReply")
+    }
+}
+
 /// A command for the engine.
 #[derive(Debug)]
 pub enum MediaCommand {
@@ -147,6 +156,11 @@ pub enum MediaCommand {
         session: SessionId,
         reply: StatsReply,
     },
+    /// The session's browser legs now (DTLS, SRTP profile, packets, loss, RTT), to `reply`.
+    BrowserStats {
+        session: SessionId,
+        reply: BrowserStatsReply,
+    },
 }
 
 impl MediaCommand {
@@ -158,7 +172,8 @@ impl MediaCommand {
             | MediaCommand::WebRtc { session, .. }
             | MediaCommand::ClockRate { session, .. }
             | MediaCommand::Close { session }
-            | MediaCommand::Stats { session, .. } => Some(*session),
+            | MediaCommand::Stats { session, .. }
+            | MediaCommand::BrowserStats { session, .. } => Some(*session),
             MediaCommand::Reserve { .. } => None,
         }
     }

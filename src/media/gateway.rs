@@ -26,8 +26,8 @@ use super::shard::ShardCounters;
 use super::sys::{Batch, Epoll};
 use super::table::{SlotId, StreamSlots, Table, Verdict};
 use super::webrtc::{
-    DtlsState, HeaderExtensions, Identity, LegOutput, LegParams, LegStats, PayloadSpec,
-    StreamSpec, WebRtcLeg,
+    DtlsState, HeaderExtensions, Identity, LegOutput, LegParams, LegStats, PayloadSpec, StreamSpec,
+    WebRtcLeg,
 };
 use super::{SessionId, Side};
 
@@ -85,8 +85,6 @@ pub struct Gateway {
     /// By table slot: the leg behind a browser side's slot.
     routes: Vec<Option<Route>>,
     timers: BTreeSet<(Instant, u32)>,
-    /// Datagrams the legs could not use (garbage, floods), for the log's rate.
-    rejected: u64,
     /// Plain RTP from one browser's leg for another's (a browser-to-browser call).
     crossing: Vec<(SlotId, Vec<u8>)>,
     /// Keyframe requests from one browser's leg for another's.
@@ -102,7 +100,6 @@ impl Gateway {
             free: Vec::new(),
             routes: Vec::new(),
             timers: BTreeSet::new(),
-            rejected: 0,
             crossing: Vec::new(),
             keyframes: Vec::new(),
         }
@@ -137,6 +134,7 @@ impl Gateway {
         table: &mut Table,
         sockets: &mut [Option<UdpSocket>],
         epoll: &Epoll,
+        counters: &ShardCounters,
         now: Instant,
     ) -> Result<(), String> {
         let identity = self
@@ -201,7 +199,8 @@ impl Gateway {
             our_ssrc,
             failed: false,
         });
-        self.drain(i, table, sockets, None, now);
+        counters.webrtc_legs.fetch_add(1, Ordering::Relaxed);
+        self.drain(i, table, sockets, counters, now);
         tracing::debug!(session = session.0, ?side, %local, active = params.dtls_active, "relay: browser leg open");
         Ok(())
     }
@@ -234,9 +233,9 @@ impl Gateway {
                 return;
             };
             if b.leg.handle_datagram(src, b.local, bytes, now).is_err() {
-                self.rejected += 1;
+                counters.webrtc_rejected.fetch_add(1, Ordering::Relaxed);
             }
-            self.drain(i, table, sockets, Some(counters), now);
+            self.drain(i, table, sockets, counters, now);
         }
     }
 
@@ -270,11 +269,17 @@ impl Gateway {
             }
             let _ = b.leg.send_rtp(bytes, now);
         }
-        self.drain(route.leg, table, sockets, Some(counters), now);
+        self.drain(route.leg, table, sockets, counters, now);
     }
 
     /// Legs whose deadline has come.
-    pub fn timeouts(&mut self, table: &mut Table, sockets: &[Option<UdpSocket>], now: Instant) {
+    pub fn timeouts(
+        &mut self,
+        table: &mut Table,
+        sockets: &[Option<UdpSocket>],
+        counters: &ShardCounters,
+        now: Instant,
+    ) {
         while let Some(&(t, i)) = self.timers.first() {
             if t > now {
                 break;
@@ -284,7 +289,7 @@ impl Gateway {
                 b.deadline = None;
                 let _ = b.leg.handle_timeout(now);
             }
-            self.drain(i, table, sockets, None, now);
+            self.drain(i, table, sockets, counters, now);
         }
     }
 
@@ -296,7 +301,7 @@ impl Gateway {
         i: u32,
         table: &mut Table,
         sockets: &[Option<UdpSocket>],
-        counters: Option<&ShardCounters>,
+        counters: &ShardCounters,
         now: Instant,
     ) {
         let Some(Some(b)) = self.legs.get_mut(i as usize) else {
@@ -311,14 +316,15 @@ impl Gateway {
                     Err(_) => failed += 1,
                 },
                 LegOutput::Rtp { stream, packet } => {
-                    let Some(slots) = b.slots.get(stream) else { continue };
+                    let Some(slots) = b.slots.get(stream) else {
+                        continue;
+                    };
                     let slot = slots.rtp[b.side.index()];
                     let verdict = table.handle_packet(slot, b.local, packet, now);
                     if let Verdict::Drop(why) = verdict {
                         tracing::trace!(session = b.session.0, side = ?b.side, ?why, "relay: browser RTP dropped");
                     }
-                    if let Verdict::Forward { via, to } = verdict
-                    {
+                    if let Verdict::Forward { via, to } = verdict {
                         if matches!(self.routes.get(via.0 as usize), Some(Some(_))) {
                             // Browser to browser: into the other leg once this one is done.
                             self.crossing.push((via, packet.to_vec()));
@@ -331,7 +337,9 @@ impl Gateway {
                     }
                 }
                 LegOutput::KeyframeRequest { stream, .. } => {
-                    let Some(slots) = b.slots.get(stream) else { continue };
+                    let Some(slots) = b.slots.get(stream) else {
+                        continue;
+                    };
                     let far = slots.rtp[b.side.other().index()];
                     if let Some(Some(route)) = self.routes.get(far.0 as usize).copied() {
                         // The other side is a browser too: its leg asks its sender.
@@ -354,6 +362,7 @@ impl Gateway {
                     }
                 }
                 LegOutput::Connected => {
+                    counters.dtls_connected.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(session = b.session.0, side = ?b.side, "relay: browser leg connected (ICE + DTLS)");
                 }
                 LegOutput::Disconnected => {
@@ -362,9 +371,16 @@ impl Gateway {
                 LegOutput::Closed(e) => {
                     if !b.failed {
                         b.failed = true;
+                        if e.is_some() {
+                            counters.dtls_failed.fetch_add(1, Ordering::Relaxed);
+                        }
                         match e {
-                            Some(e) => tracing::warn!(session = b.session.0, side = ?b.side, "relay: browser leg failed: {e}"),
-                            None => tracing::debug!(session = b.session.0, side = ?b.side, "relay: browser leg closed"),
+                            Some(e) => {
+                                tracing::warn!(session = b.session.0, side = ?b.side, "relay: browser leg failed: {e}")
+                            }
+                            None => {
+                                tracing::debug!(session = b.session.0, side = ?b.side, "relay: browser leg closed")
+                            }
                         }
                     }
                 }
@@ -376,11 +392,11 @@ impl Gateway {
                 }
             }
         }
-        if let Some(c) = counters {
-            c.forwarded.fetch_add(sent + forwarded, Ordering::Relaxed);
-            if failed > 0 {
-                c.send_failures.fetch_add(failed, Ordering::Relaxed);
-            }
+        counters
+            .forwarded
+            .fetch_add(sent + forwarded, Ordering::Relaxed);
+        if failed > 0 {
+            counters.send_failures.fetch_add(failed, Ordering::Relaxed);
         }
         for route in std::mem::take(&mut self.keyframes) {
             if let Some(Some(other)) = self.legs.get_mut(route.leg as usize) {
@@ -416,7 +432,13 @@ impl Gateway {
 
     /// Ends the browser legs of a session (DTLS close_notify and RTCP BYE go out) and frees
     /// their sockets and slots' routes.
-    pub fn close(&mut self, session: SessionId, epoll: &Epoll, now: Instant) {
+    pub fn close(
+        &mut self,
+        session: SessionId,
+        epoll: &Epoll,
+        counters: &ShardCounters,
+        now: Instant,
+    ) {
         for i in 0..self.legs.len() {
             let Some(b) = self.legs[i].as_mut().filter(|b| b.session == session) else {
                 continue;
@@ -429,7 +451,9 @@ impl Gateway {
                     }
                 }
             }
-            let Some(b) = self.legs[i].take() else { continue };
+            let Some(b) = self.legs[i].take() else {
+                continue;
+            };
             tracing::debug!(session = session.0, side = ?b.side, stats = ?b.leg.stats(), "relay: browser leg closing");
             let _ = epoll.delete(b.socket.as_raw_fd());
             if let Some(t) = b.deadline {
@@ -443,6 +467,7 @@ impl Gateway {
                 }
             }
             self.free.push(i as u32);
+            counters.webrtc_legs.fetch_sub(1, Ordering::Relaxed);
         }
         let _ = now;
     }

@@ -40,8 +40,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use self::control::{
-    LegKind, LegSpec, MediaCommand, MediaControl, MediaEvent, MediaKind, Payload, Session, Settled,
-    StatsReply, WebRtcParams, WebRtcStream,
+    BrowserStatsReply, LegKind, LegSpec, MediaCommand, MediaControl, MediaEvent, MediaKind,
+    Payload, Session, Settled, StatsReply, WebRtcParams, WebRtcStream,
 };
 pub use self::shard::RelayTotals;
 use self::shard::{Shard, ShardConfig, ShardCounters};

@@ -128,6 +128,14 @@ pub struct ShardCounters {
     pub dropped_no_destination: AtomicU64,
     /// Forwards the kernel refused (full send buffer, unreachable).
     pub send_failures: AtomicU64,
+    /// Browser legs open (gauge).
+    pub webrtc_legs: AtomicU64,
+    /// Browser legs whose ICE + DTLS came up.
+    pub dtls_connected: AtomicU64,
+    /// Browser legs whose DTLS failed (a wrong fingerprint, a broken handshake).
+    pub dtls_failed: AtomicU64,
+    /// Datagrams at browser legs that were none of STUN, DTLS or SRTP, or were refused.
+    pub webrtc_rejected: AtomicU64,
 }
 
 /// A plain copy of the counters, summed over shards.
@@ -139,6 +147,10 @@ pub struct RelayTotals {
     pub dropped_foreign: u64,
     pub dropped_no_destination: u64,
     pub send_failures: u64,
+    pub webrtc_legs: u64,
+    pub dtls_connected: u64,
+    pub dtls_failed: u64,
+    pub webrtc_rejected: u64,
 }
 
 impl RelayTotals {
@@ -149,6 +161,10 @@ impl RelayTotals {
         self.dropped_foreign += c.dropped_foreign.load(Ordering::Relaxed);
         self.dropped_no_destination += c.dropped_no_destination.load(Ordering::Relaxed);
         self.send_failures += c.send_failures.load(Ordering::Relaxed);
+        self.webrtc_legs += c.webrtc_legs.load(Ordering::Relaxed);
+        self.dtls_connected += c.dtls_connected.load(Ordering::Relaxed);
+        self.dtls_failed += c.dtls_failed.load(Ordering::Relaxed);
+        self.webrtc_rejected += c.webrtc_rejected.load(Ordering::Relaxed);
     }
 }
 
@@ -239,7 +255,8 @@ impl Shard {
                 }
             }
             if !self.gateway.is_empty() {
-                self.gateway.timeouts(&mut self.table, &self.sockets, now);
+                self.gateway
+                    .timeouts(&mut self.table, &self.sockets, &self.counters, now);
             }
             if now >= next_tick {
                 for (session, call) in self.table.poll_inactive(now, self.cfg.inactivity) {
@@ -385,6 +402,7 @@ impl Shard {
                 self.report(MediaEvent::Closed { session, stats });
             }
             MediaCommand::Stats { session, reply } => (reply.0)(self.table.stats(session, now)),
+            MediaCommand::BrowserStats { session, reply } => (reply.0)(self.gateway.stats(session)),
             MediaCommand::Reserve { .. } => {
                 tracing::error!("relay: a Reserve reached a forwarding thread; ignored")
             }
@@ -400,6 +418,7 @@ impl Shard {
                     &mut self.table,
                     &mut self.sockets,
                     &self.epoll,
+                    &self.counters,
                     now,
                 ) {
                     tracing::warn!(session = session.0, ?side, "relay: no browser leg: {e}");
@@ -411,7 +430,8 @@ impl Shard {
     /// Closes the sockets of a session and forgets it.
     fn close(&mut self, session: SessionId) {
         if !self.gateway.is_empty() {
-            self.gateway.close(session, &self.epoll, Instant::now());
+            self.gateway
+                .close(session, &self.epoll, &self.counters, Instant::now());
         }
         for slot in self.table.handle_close(session) {
             if let Some(socket) = self.sockets[slot.0 as usize].take() {

@@ -41,6 +41,11 @@ impl Proxy {
                 now.unix_ms,
             );
         }
+        if self.media_reshape_unsupported(msg) {
+            let warning = "Warning: 399 tambun \"adding or removing media streams in a call \
+                           with a browser is not supported yet\"";
+            return Some((488, vec![warning.to_string()]));
+        }
         let limit = if msg.method() == Some(&Method::Invite) {
             TIMER_C
         } else {

@@ -415,6 +415,34 @@ impl Proxy {
         self.reparse(out)
     }
 
+    /// A re-offer that changes the number of streams of a call with a browser leg: the relay
+    /// would need a new session, and a browser's BUNDLE transport (ICE, DTLS) cannot move to
+    /// new ports without an ICE restart. Answered 488 by the caller of this; the call goes on
+    /// as it was.
+    pub(crate) fn media_reshape_unsupported(&self, msg: &Message) -> bool {
+        if self.media.is_none() || !has_sdp(msg) {
+            return false;
+        }
+        let Some(call) = msg
+            .call_id()
+            .ok()
+            .and_then(|c| self.media_calls.by_call_id.get(c))
+        else {
+            return false;
+        };
+        if call.browsers.iter().all(Option::is_none) {
+            return false;
+        }
+        let streams = match webrtc_sdp::read(msg.body()) {
+            Some(w) => w.sections.len(),
+            None => match sdp::parse(msg.body()) {
+                Ok(s) => s.streams.len(),
+                Err(_) => return false,
+            },
+        };
+        streams != call.streams.len()
+    }
+
     /// An INVITE with SDP about to go to a browser (a WebSocket flow) as leg B: the first
     /// such branch makes B a browser leg (we offer `actpass`, one BUNDLE of every stream) and
     /// every such branch gets the SDP written for a browser. (A call forked to a browser and

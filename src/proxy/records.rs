@@ -44,6 +44,10 @@ pub struct LiveCall {
     /// Per stream and direction relay counters (filled in by the admin API from the relay).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub media: Vec<serde_json::Value>,
+    /// The call's browser legs (WebRTC: DTLS state, SRTP profile, packets, loss, RTT), filled
+    /// in by the admin API from the relay.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub webrtc: Vec<serde_json::Value>,
     /// The relay session of the call, if its media is anchored.
     #[serde(skip)]
     pub media_session: Option<u64>,
@@ -386,6 +390,7 @@ impl Records {
                     .map_or(0, |t| now.saturating_duration_since(t).as_secs()),
                 media: Vec::new(),
                 media_session: None,
+                webrtc: Vec::new(),
             })
             .collect();
         v.sort_by_key(|c| c.started_at_ms);

@@ -928,7 +928,11 @@ fn a_browser_offer_becomes_plain_for_the_phone_and_the_answer_webrtc() {
         .payloads
         .iter()
         .any(|x| x.pt == 0 && x.codec == "pcmu/8000"));
-    assert_eq!(p.mid_extension, Some(4), "the browser's own mid extension id");
+    assert_eq!(
+        p.mid_extension,
+        Some(4),
+        "the browser's own mid extension id"
+    );
     assert_eq!((p.local_ufrag.len(), p.local_pwd.len()), (8, 24));
     // The browser's leg has no plain remote.
     assert!(remotes(&mut rig).iter().all(|r| r.2 != Side::A));

@@ -83,6 +83,7 @@ async fn calls(
         for c in &mut calls {
             if let Some(s) = c.media_session {
                 c.media = relay.stats_json(s).await;
+                c.webrtc = relay.browsers_json(s).await;
             }
         }
     }

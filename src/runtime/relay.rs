@@ -11,7 +11,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::Input;
-use crate::media::{Direction, MediaCommand, Relay, SessionId, StatsReply, StreamStats};
+use crate::media::gateway::BrowserStats;
+use crate::media::{
+    BrowserStatsReply, Direction, MediaCommand, Relay, SessionId, Side, StatsReply, StreamStats,
+};
 
 /// How long the admin API waits for a forwarding thread's counters.
 const STATS_ANSWER: Duration = Duration::from_secs(1);
@@ -82,6 +85,42 @@ impl RelayGlue {
         };
         stats.iter().map(stream_json).collect()
     }
+}
+
+impl RelayGlue {
+    /// A session's browser legs as JSON for `/api/calls` (empty without any, or when the
+    /// thread did not answer in time).
+    pub(crate) async fn browsers_json(&self, session: u64) -> Vec<serde_json::Value> {
+        let (tx, rx) = oneshot::channel();
+        self.relay.submit(MediaCommand::BrowserStats {
+            session: SessionId(session),
+            reply: BrowserStatsReply(Box::new(move |s| {
+                let _ = tx.send(s);
+            })),
+        });
+        let Ok(Ok(legs)) = tokio::time::timeout(STATS_ANSWER, rx).await else {
+            return Vec::new();
+        };
+        legs.iter().map(browser_json).collect()
+    }
+}
+
+fn browser_json(b: &BrowserStats) -> serde_json::Value {
+    let s = &b.stats;
+    let round = |f: f32| (f64::from(f) * 10000.0).round() / 10000.0;
+    serde_json::json!({
+        "side": match b.side { Side::A => "caller", Side::B => "callee" },
+        "transport": "webrtc",
+        "address": b.local.to_string(),
+        "dtls": format!("{:?}", s.dtls).to_ascii_lowercase(),
+        "srtp_profile": s.srtp_profile.map(|p| format!("{p:?}")),
+        "packets_to_browser": s.rtp_tx_packets,
+        "packets_from_browser": s.rtp_rx_packets,
+        "loss_to_browser": s.loss_tx.map(round),
+        "loss_from_browser": s.loss_rx.map(round),
+        "rtt_ms": s.rtt.map(|d| (d.as_secs_f64() * 100_000.0).round() / 100.0),
+        "rejected_datagrams": s.wire_rx_rejected,
+    })
 }
 
 fn stream_json(s: &StreamStats) -> serde_json::Value {
