@@ -308,8 +308,7 @@ impl Gateway {
             return;
         };
         let (mut sent, mut forwarded, mut failed) = (0u64, 0u64, 0u64);
-        loop {
-            let Some(out) = b.leg.poll() else { break };
+        while let Some(out) = b.leg.poll() {
             match out {
                 LegOutput::Transmit { dst, data } => match b.socket.send_to(data, dst) {
                     Ok(_) => sent += 1,
@@ -553,14 +552,13 @@ fn is_rtcp(b: &[u8]) -> bool {
 /// Does a compound RTCP packet carry a PLI (PSFB FMT 1) or FIR (PSFB FMT 4)?
 fn rtcp_asks_keyframe(mut b: &[u8]) -> bool {
     while b.len() >= 4 {
-        let fmt = b[0] & 0x1f;
-        let pt = b[1];
-        if pt == 206 && (fmt == 1 || fmt == 4) {
-            return true;
-        }
         let len = (usize::from(u16::from_be_bytes([b[2], b[3]])) + 1) * 4;
         if len > b.len() {
             return false;
+        }
+        let (fmt, pt) = (b[0] & 0x1f, b[1]);
+        if pt == 206 && (fmt == 1 || fmt == 4) && len >= 12 {
+            return true;
         }
         b = &b[len..];
     }
