@@ -3,7 +3,9 @@
 #
 # 1. Installs what the tests need when it is missing (Debian/Ubuntu, apt-get; as root or
 #    through sudo): SIPp (`sip-tester`) and baresip (`baresip-core`) for the interop tests,
-#    and a C compiler for the bundled SQLite.
+#    sipvicious for the guard tests, Chromium for the browser tests, Node.js and npm (the
+#    softphone page is bundled from web/'s npm lockfile at build time, and drives Chromium
+#    through playwright-core), and a C compiler for the bundled SQLite and aws-lc.
 # 2. cargo fmt --check, cargo clippy --all-targets -D warnings, cargo test --all-targets
 #    (unit, torture, integration and interop tests: they start the `tambun` binary on
 #    loopback ports), cargo test --doc, cargo bench --no-run, and the fuzz targets when a
@@ -75,13 +77,14 @@ as_root() {
 install_missing() {
     # command -> Debian package
     # (svwar/svcrack: the guard tests; python3 runs them through tests/data/sipvicious_as.py)
-    local -A pkg_of=([sipp]=sip-tester [baresip]=baresip-core [cc]=gcc [svwar]=sipvicious [python3]=python3)
+    local -A pkg_of=([sipp]=sip-tester [baresip]=baresip-core [cc]=gcc [svwar]=sipvicious
+        [python3]=python3 [chromium]=chromium [node]=nodejs [npm]=npm)
     local missing=() cmd
-    for cmd in sipp baresip cc svwar python3; do
+    for cmd in sipp baresip cc svwar python3 chromium node npm; do
         command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkg_of[$cmd]}")
     done
     if ((${#missing[@]} == 0)); then
-        echo "sipp, baresip, cc, sipvicious and python3 are installed"
+        echo "sipp, baresip, cc, sipvicious, python3, chromium, node and npm are installed"
         return 0
     fi
     [[ "${SKIP_INSTALL:-0}" == 1 ]] && die "missing packages ${missing[*]} and SKIP_INSTALL=1"

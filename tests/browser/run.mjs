@@ -2,7 +2,6 @@
 // Browser scenarios for the /phone page, through headless Chromium (tests/browser/lib.mjs).
 //
 //   node tests/browser/run.mjs --base https://127.0.0.1:PORT [--a 1000:pw1000] [--b 1001:pw1001]
-//   node tests/browser/run.mjs --mock          (against tests/browser/mock-switch.mjs, in-process)
 //
 // Options: --scenarios LIST (comma-separated, default: all that apply), --hold SECONDS (5),
 //   --min-packets N (150), --tmp DIR (kept; default a fresh temp dir, removed), --headed.
@@ -22,7 +21,6 @@
 //   upgrade      audio call, A turns video on (re-INVITE via session.renegotiate), then B; frames
 //                decoded on both sides; A turns video off
 //   denied       getUserMedia refused (NotAllowedError injected): the microphone sentence
-//   errors       (mock only) numbers 486/404/603/480 give their sentences
 //   remember     "Ingat saya": a reload logs in again; logout forgets
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -33,15 +31,14 @@ import {
 } from './lib.mjs';
 import { createDevServer, listen } from '../../web/serve.mjs';
 
-const ALL = ['unreachable', 'login-fail', 'register', 'lang', 'audio', 'decline', 'video', 'upgrade', 'denied', 'errors', 'remember'];
+const ALL = ['unreachable', 'login-fail', 'register', 'lang', 'audio', 'decline', 'video', 'upgrade', 'denied', 'remember'];
 
 function parseArgs(argv) {
-  const o = { base: null, mock: false, a: '1000:pw1000', b: '1001:pw1001', scenarios: null, hold: 5, minPackets: 150, tmp: null, headed: false };
+  const o = { base: null, a: '1000:pw1000', b: '1001:pw1001', scenarios: null, hold: 5, minPackets: 150, tmp: null, headed: false };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = () => { if (i + 1 >= argv.length) usage(`${k} needs a value`); return argv[++i]; };
     if (k === '--base') o.base = v();
-    else if (k === '--mock') o.mock = true;
     else if (k === '--a') o.a = v();
     else if (k === '--b') o.b = v();
     else if (k === '--scenarios') o.scenarios = v().split(',').map((s) => s.trim()).filter(Boolean);
@@ -51,13 +48,13 @@ function parseArgs(argv) {
     else if (k === '--headed') o.headed = true;
     else usage(`unknown argument ${k}`);
   }
-  if (!o.mock && !o.base) usage('need --base URL or --mock');
+  if (!o.base) usage('need --base URL');
   if (o.base && !isLoopbackUrl(o.base)) usage('--base must be on 127.0.0.0/8');
   for (const s of o.scenarios || []) if (!ALL.includes(s)) usage(`unknown scenario ${s}`);
   return o;
 }
 function usage(msg) {
-  console.error(`run.mjs: ${msg}\nusage: node tests/browser/run.mjs (--base URL | --mock) [--a EXT:PW] [--b EXT:PW] [--scenarios ${ALL.join(',')}] [--hold S] [--tmp DIR]`);
+  console.error(`run.mjs: ${msg}\nusage: node tests/browser/run.mjs --base URL [--a EXT:PW] [--b EXT:PW] [--scenarios ${ALL.join(',')}] [--hold S] [--tmp DIR]`);
   process.exit(2);
 }
 const opt = parseArgs(process.argv.slice(2));
@@ -71,18 +68,11 @@ function report(name, ok, text) {
   if (!ok) failed++;
 }
 
-const want = (s) => (opt.scenarios ? opt.scenarios.includes(s) : (s !== 'errors' || opt.mock));
+const want = (s) => (opt.scenarios ? opt.scenarios.includes(s) : true);
 const hardExit = setTimeout(() => { report('deadline', false, 'run exceeded 300 s'); process.exit(1); }, 300000);
 hardExit.unref();
 
-let mock = null;
-let base = opt.base;
-if (opt.mock) {
-  const { startMockSwitch } = await import('./mock-switch.mjs');
-  mock = await startMockSwitch({});
-  base = mock.base;
-  log(`mock switch ${base}`);
-}
+const base = opt.base;
 const ownTmp = !opt.tmp;
 const tmp = opt.tmp || mkdtempSync(join(tmpdir(), 'tambun-browser.'));
 const ctx = await launch({ fakeAudio: 'tone', tmpdir: tmp, headless: !opt.headed });
@@ -316,22 +306,6 @@ await scenario('denied', async () => {
   return `"${e}"`;
 });
 
-await scenario('errors', async () => {
-  check(pa, 'needs register');
-  await resetCalls(pa, pb);
-  const out = [];
-  const cases = [['486', /^Nomor yang dituju sedang sibuk\.$/], ['404', /^Nomor yang dituju tidak ditemukan\.$/],
-    ['603', /^Panggilan ditolak\.$/], ['480', /^Nomor yang dituju sedang tidak dapat dihubungi\.$/], ['500', /^Panggilan gagal \(SIP 500\)\.$/]];
-  for (const [n, re] of cases) {
-    await call(pa, n);
-    await waitStatus(pa, /Panggilan (gagal|berakhir)/);
-    const e = await errorText(pa);
-    check(re.test(e || ''), `${n}: "${e}"`);
-    out.push(`${n} "${e}"`);
-  }
-  return out.join(', ');
-});
-
 await scenario('remember', async () => {
   const p = await openPhone(ctx, base, {});
   const r = await login(p, A.ext, A.pw, { remember: true });
@@ -355,6 +329,5 @@ await sleep(300);
 await ctx.closeAll();
 if (ownTmp && failed === 0) rmSync(tmp, { recursive: true, force: true });
 else log(`kept ${tmp}`);
-if (mock) await mock.close();
 process.stdout.write(`RESULT ${failed ? 'FAIL' : 'PASS'}\n`);
 process.exit(failed ? 1 : 0);
