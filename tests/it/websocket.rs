@@ -277,7 +277,17 @@ fn masked_frame(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
 
 /// One HTTPS request to the web listener (Connection: close); status and body.
 fn https_get(switch: &Switch, path: &str, auth: Option<&str>) -> (u16, String, String) {
-    let (mut stream, _) = crate::common::tls::connect_stream(switch.web.unwrap()).expect("https");
+    https_get_from(None, switch, path, auth)
+}
+
+fn https_get_from(
+    source: Option<std::net::IpAddr>,
+    switch: &Switch,
+    path: &str,
+    auth: Option<&str>,
+) -> (u16, String, String) {
+    let (mut stream, _) =
+        crate::common::tls::connect_stream_from(source, switch.web.unwrap()).expect("https");
     let auth = auth
         .map(|a| format!("Authorization: {a}\r\n"))
         .unwrap_or_default();
@@ -400,4 +410,63 @@ fn a_ws_flow_pings_and_answers_crlf_keepalives() {
         Some(Message::Text(t)) => assert_eq!(t.as_str(), "\r\n"),
         other => panic!("keep-alive answer: {other:?}"),
     }
+}
+
+/// Guessing passwords on the directory API is a failed authentication like a wrong digest:
+/// the guard bans the source after `auth_failures`, and then even the right password gets
+/// nothing from it; other sources are unaffected.
+#[test]
+fn directory_password_guessing_gets_the_source_banned() {
+    use base64::Engine;
+    let mut switch = Switch::create(SwitchOptions {
+        websocket: true,
+        extra_args: vec!["--no-media".into()],
+        guard: Some("auth_failures = 3\nauth_window_secs = 60\n".into()),
+        ..SwitchOptions::default()
+    });
+    switch.add_ext("2300", "dinkes", "rahasia2300");
+    switch.launch();
+    let basic = |p: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("2300:{p}"))
+        )
+    };
+    let attacker: std::net::IpAddr = "127.0.4.7".parse().unwrap();
+    for guess in ["123456", "password", "rahasia"] {
+        let (status, _, _) = https_get_from(
+            Some(attacker),
+            &switch,
+            "/phone/api/directory",
+            Some(&basic(guess)),
+        );
+        assert_eq!(status, 401, "{guess}");
+    }
+    let banned = Switch::eventually(Duration::from_secs(3), || {
+        switch.cli_ok(&["ban", "list"]).contains("127.0.4.7")
+    });
+    assert!(
+        banned,
+        "no ban after three wrong passwords:\n{}",
+        switch.log_text()
+    );
+    let (status, _, _) = https_get_from(
+        Some(attacker),
+        &switch,
+        "/phone/api/directory",
+        Some(&basic("rahasia2300")),
+    );
+    assert_eq!(
+        status, 401,
+        "a banned source got the directory with the right password"
+    );
+    let (status, _, _) = https_get_from(
+        Some("127.0.4.8".parse().unwrap()),
+        &switch,
+        "/phone/api/directory",
+        Some(&basic("rahasia2300")),
+    );
+    assert_eq!(status, 200, "another source is not affected");
+    let log = switch.log_text();
+    assert!(log.contains("directory"), "the failures are logged:\n{log}");
 }

@@ -85,6 +85,15 @@ pub struct TlsClient {
 /// A TLS stream to `server` (any certificate accepted, see [`AnyCertificate`]) with its
 /// handshake done, and the fingerprint of the certificate the switch presented.
 pub fn connect_stream(server: SocketAddr) -> std::io::Result<(Stream, String)> {
+    connect_stream_from(None, server)
+}
+
+/// Like [`connect_stream`], from the local address `source` (another 127.x.y.z for the guard
+/// tests) when given.
+pub fn connect_stream_from(
+    source: Option<std::net::IpAddr>,
+    server: SocketAddr,
+) -> std::io::Result<(Stream, String)> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -95,7 +104,19 @@ pub fn connect_stream(server: SocketAddr) -> std::io::Result<(Stream, String)> {
     let name = ServerName::IpAddress(server.ip().into());
     let conn =
         rustls::ClientConnection::new(Arc::new(config), name).map_err(std::io::Error::other)?;
-    let tcp = TcpStream::connect_timeout(&server, Duration::from_secs(2))?;
+    let tcp = match source {
+        None => TcpStream::connect_timeout(&server, Duration::from_secs(2))?,
+        Some(ip) => {
+            let sock = socket2::Socket::new(
+                socket2::Domain::for_address(server),
+                socket2::Type::STREAM,
+                Some(socket2::Protocol::TCP),
+            )?;
+            sock.bind(&SocketAddr::new(ip, 0).into())?;
+            sock.connect_timeout(&server.into(), Duration::from_secs(2))?;
+            sock.into()
+        }
+    };
     tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut stream = rustls::StreamOwned::new(conn, tcp);
     while stream.conn.is_handshaking() {
