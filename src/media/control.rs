@@ -142,6 +142,10 @@ pub enum MediaCommand {
         side: Side,
         params: Box<WebRtcParams>,
     },
+    /// `side` will be a browser once its SDP comes ([`MediaCommand::WebRtc`]): until then
+    /// nothing received on its sockets is forwarded (its early ICE checks), and nothing is
+    /// forwarded toward it.
+    BrowserPending { session: SessionId, side: Side },
     /// The RTP clock rate of a stream (default 8000 Hz), for its jitter.
     ClockRate {
         session: SessionId,
@@ -170,6 +174,7 @@ impl MediaCommand {
             MediaCommand::Open { session, .. }
             | MediaCommand::SetRemote { session, .. }
             | MediaCommand::WebRtc { session, .. }
+            | MediaCommand::BrowserPending { session, .. }
             | MediaCommand::ClockRate { session, .. }
             | MediaCommand::Close { session }
             | MediaCommand::Stats { session, .. }
@@ -415,6 +420,14 @@ impl MediaControl {
             side,
             params: Box::new(params),
         });
+        Ok(())
+    }
+
+    /// Tells the engine `side` of a session will be a browser ([`MediaCommand::BrowserPending`]).
+    pub fn browser_pending(&mut self, id: SessionId, side: Side) -> Result<(), RelayError> {
+        self.check(id, 0)?;
+        self.commands
+            .push_back(MediaCommand::BrowserPending { session: id, side });
         Ok(())
     }
 

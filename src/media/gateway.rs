@@ -44,6 +44,9 @@ pub fn leg_of_token(token: u64) -> Option<u32> {
     (token & LEG_BIT != 0 && token != u64::MAX).then_some((token & 0xffff_ffff) as u32)
 }
 
+/// The leg of a browser side whose leg is not made yet.
+const NO_LEG: u32 = u32::MAX;
+
 /// Where a packet forwarded via a browser slot goes: the leg, the stream, RTP or RTCP slot.
 #[derive(Debug, Clone, Copy)]
 struct Route {
@@ -85,6 +88,8 @@ pub struct Gateway {
     /// By table slot: the leg behind a browser side's slot.
     routes: Vec<Option<Route>>,
     timers: BTreeSet<(Instant, u32)>,
+    /// Slots with a route.
+    routed: usize,
     /// Plain RTP from one browser's leg for another's (a browser-to-browser call).
     crossing: Vec<(SlotId, Vec<u8>)>,
     /// Keyframe requests from one browser's leg for another's.
@@ -100,15 +105,53 @@ impl Gateway {
             free: Vec::new(),
             routes: Vec::new(),
             timers: BTreeSet::new(),
+            routed: 0,
             crossing: Vec::new(),
             keyframes: Vec::new(),
         }
     }
 
-    /// Is any browser leg open (the plain path's one extra check)?
+    /// Is no slot a browser's (the plain path's one extra check)?
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.legs.len() == self.free.len()
+        self.routed == 0
+    }
+
+    /// Points a slot at leg `leg` (or [`NO_LEG`]: a browser side whose leg is not made yet).
+    fn route(&mut self, slot: SlotId, route: Option<Route>) {
+        let k = slot.0 as usize;
+        if self.routes.len() <= k {
+            self.routes.resize(k + 1, None);
+        }
+        match (self.routes[k].is_some(), route.is_some()) {
+            (false, true) => self.routed += 1,
+            (true, false) => self.routed -= 1,
+            _ => {}
+        }
+        self.routes[k] = route;
+    }
+
+    /// `side` of `session` will be a browser: until its leg is made (the browser's answer),
+    /// whatever reaches the side's sockets (its ICE checks) is dropped instead of being
+    /// forwarded to the other side, and nothing is forwarded toward it.
+    pub fn pend(&mut self, session: SessionId, side: Side, table: &mut Table) {
+        let Some(slots) = table.session_slots(session) else {
+            return;
+        };
+        for (stream, s) in slots.iter().enumerate() {
+            for slot in std::iter::once(s.rtp[side.index()]).chain(s.rtcp.map(|p| p[side.index()]))
+            {
+                if !self.is_browser_slot(slot) {
+                    self.route(
+                        slot,
+                        Some(Route {
+                            leg: NO_LEG,
+                            stream,
+                        }),
+                    );
+                }
+            }
+        }
     }
 
     /// Is `slot` a browser side's slot (forwarding via it means: into a leg)?
@@ -145,7 +188,7 @@ impl Gateway {
             .session_slots(session)
             .ok_or("no such session on this thread")?;
         let first = slots.first().ok_or("a session without streams")?.rtp[side.index()];
-        if self.is_browser_slot(first) {
+        if matches!(self.routes.get(first.0 as usize), Some(Some(r)) if r.leg != NO_LEG) {
             return Err("this side is a browser already".into());
         }
         let socket = sockets
@@ -177,11 +220,7 @@ impl Gateway {
             for slot in mine {
                 // Its ICE checks may have reached the plain socket before the leg existed.
                 table.release_latch(slot);
-                let k = slot.0 as usize;
-                if self.routes.len() <= k {
-                    self.routes.resize(k + 1, None);
-                }
-                self.routes[k] = Some(Route { leg: i, stream });
+                self.route(slot, Some(Route { leg: i, stream }));
             }
             // The plain side forwards toward the leg: give the browser side a destination.
             table.handle_set_remote(session, stream, side, local, Some(local), now);
@@ -434,6 +473,7 @@ impl Gateway {
     pub fn close(
         &mut self,
         session: SessionId,
+        table: &Table,
         epoll: &Epoll,
         counters: &ShardCounters,
         now: Instant,
@@ -458,15 +498,14 @@ impl Gateway {
             if let Some(t) = b.deadline {
                 self.timers.remove(&(t, i as u32));
             }
-            for s in &b.slots {
-                for slot in s.rtp.iter().chain(s.rtcp.iter().flatten()) {
-                    if let Some(r) = self.routes.get_mut(slot.0 as usize) {
-                        *r = None;
-                    }
-                }
-            }
             self.free.push(i as u32);
             counters.webrtc_legs.fetch_sub(1, Ordering::Relaxed);
+        }
+        // Every route of the session, a pending side's too.
+        for s in table.session_slots(session).unwrap_or_default() {
+            for slot in s.rtp.iter().chain(s.rtcp.iter().flatten()) {
+                self.route(*slot, None);
+            }
         }
         let _ = now;
     }

@@ -286,6 +286,11 @@ impl Shard {
         for i in 0..n {
             let (src, bytes) = self.batch.packet(i);
             let Some(src) = src else { continue };
+            if !self.gateway.is_empty() && self.gateway.is_browser_slot(slot) {
+                // A browser's side: its leg has its own socket; nothing here is for anyone.
+                nowhere += 1;
+                continue;
+            }
             let len = bytes.len() as u64;
             match self.table.handle_packet(slot, src, bytes, now) {
                 Verdict::Forward { via: v, .. } if self.gateway.is_browser_slot(v) => {
@@ -403,6 +408,9 @@ impl Shard {
             }
             MediaCommand::Stats { session, reply } => (reply.0)(self.table.stats(session, now)),
             MediaCommand::BrowserStats { session, reply } => (reply.0)(self.gateway.stats(session)),
+            MediaCommand::BrowserPending { session, side } => {
+                self.gateway.pend(session, side, &mut self.table)
+            }
             MediaCommand::Reserve { .. } => {
                 tracing::error!("relay: a Reserve reached a forwarding thread; ignored")
             }
@@ -430,8 +438,13 @@ impl Shard {
     /// Closes the sockets of a session and forgets it.
     fn close(&mut self, session: SessionId) {
         if !self.gateway.is_empty() {
-            self.gateway
-                .close(session, &self.epoll, &self.counters, Instant::now());
+            self.gateway.close(
+                session,
+                &self.table,
+                &self.epoll,
+                &self.counters,
+                Instant::now(),
+            );
         }
         for slot in self.table.handle_close(session) {
             if let Some(socket) = self.sockets[slot.0 as usize].take() {

@@ -457,6 +457,7 @@ impl Proxy {
         let call = self.media_calls.by_call_id.get_mut(&call_id)?;
         let n = call.streams.len();
         if call.browsers[Leg::B.index()].is_none() {
+            let _ = relay.browser_pending(call.session, Leg::B);
             let mids = (0..n).map(|i| i.to_string()).collect();
             call.browsers[Leg::B.index()] = Some(BrowserLeg::new(
                 relay,
