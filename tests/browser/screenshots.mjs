@@ -10,16 +10,20 @@
 //                                      reached), with the sentence in error-message
 //   OUTDIR/phone-main-id.png      main screen with the dial pad: after a real login when
 //                                 --login EXT:PW is given, else the page's ?demo=1 view
+//   with --login A --call B (two extensions, a switch with its WebRTC gateway):
+//   OUTDIR/phone-incoming-id.png  B's ring panel for A's video call
+//   OUTDIR/phone-in-call-id.png, phone-in-call-en.png   A in the answered video call
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { launch, openPhone, login, tid, sleep } from './lib.mjs';
+import { launch, openPhone, login, tid, sleep, call, answer, waitStatus } from './lib.mjs';
 
 const args = process.argv.slice(2);
 const pos = [];
-let failed = 'nobody:wrong', real = null;
+let failed = 'nobody:wrong', real = null, callee = null;
 for (let i = 0; i < args.length; i++) {
   if (args[i] === '--failed-login') failed = args[++i];
   else if (args[i] === '--login') real = args[++i];
+  else if (args[i] === '--call') callee = args[++i];
   else pos.push(args[i]);
 }
 if (pos.length !== 2) {
@@ -31,7 +35,7 @@ const out = resolve(outArg);
 mkdirSync(out, { recursive: true });
 
 const split = (s) => { const i = s.indexOf(':'); return [s.slice(0, i), s.slice(i + 1)]; };
-const ctx = await launch({});
+const ctx = await launch({ fakeAudio: 'tone' });
 const shot = async (page, name) => {
   await sleep(150);
   await page.screenshot({ path: join(out, name), fullPage: true });
@@ -61,6 +65,22 @@ try {
     await page.waitForSelector('[data-testid^="directory-entry-"]', { timeout: 5000 }).catch(() => {});
   }
   await shot(page, 'phone-main-id.png');
+
+  if (real && callee) {
+    const b = await openPhone(ctx, base, { lang: 'id' });
+    const [be, bp] = split(callee);
+    const rb = await login(b, be, bp);
+    if (!rb.ok) throw new Error(`login ${be} failed: ${rb.error}`);
+    await call(page, be, { video: true });
+    await tid(b, 'call-answer').waitFor({ state: 'visible', timeout: 10000 });
+    await shot(b, 'phone-incoming-id.png');
+    await answer(b, { video: true });
+    await waitStatus(page, /Terhubung/);
+    await sleep(2500);
+    await shot(page, 'phone-in-call-id.png');
+    await tid(page, 'lang-select').selectOption('en');
+    await shot(page, 'phone-in-call-en.png');
+  }
 } finally {
   await ctx.closeAll();
 }
