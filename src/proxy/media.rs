@@ -334,7 +334,10 @@ impl Proxy {
         if n == 0 {
             return None;
         }
-        let rtcp_mux = parsed.streams.iter().all(|s| s.rtcp_mux || s.is_disabled());
+        // A browser always muxes, but the phone on the other side may not: its RTCP needs its
+        // own port (the browser's leg uses its first RTP socket whatever the session does).
+        let rtcp_mux = !webrtc_sdp::is_webrtc(msg.body())
+            && parsed.streams.iter().all(|s| s.rtcp_mux || s.is_disabled());
         if let Some(old) = self.media_calls.by_call_id.get(&call_id) {
             if old.streams.len() == n {
                 return None; // same shape: handled as an in-dialog rewrite

@@ -1434,6 +1434,8 @@ const api = {
   lastStats: null,
   stats,
   languages: LANGS,
+  /** The current call's RTCPeerConnection (tests measure with its getStats), or null. */
+  peerConnection: () => (session && session.connection) || null,
 };
 window.tambunPhone = api;
 
