@@ -337,7 +337,16 @@ impl Switch {
             if self.net.by_remote.get(&(remote, t)) == Some(&conn) {
                 self.net.by_remote.remove(&(remote, t));
             }
+            // A browser cannot be reached but over its own WebSocket: its bindings go with it
+            // (a TCP/TLS phone may reconnect and is kept until it expires).
+            if t.is_websocket() {
+                let n = self.registrar.location.remove_conn(conn);
+                if n > 0 {
+                    tracing::debug!(%remote, bindings = n, "websocket closed: its registrations removed");
+                }
+            }
         }
+        self.collect_outputs();
     }
 
     /// The dialog secret (kept in the store, so that dialogs set up before a restart are still

@@ -158,6 +158,24 @@ impl Location {
         }
     }
 
+    /// Removes every binding that came in over connection `conn` (a browser's WebSocket that
+    /// closed: nothing can reach it any more, RFC 5626 §5.2's flow failure). Returns how many.
+    pub fn remove_conn(&mut self, conn: u64) -> usize {
+        let gone: Vec<(Extension, String)> = self
+            .by_ext
+            .iter()
+            .flat_map(|(ext, list)| {
+                list.iter()
+                    .filter(|b| b.conn == Some(conn))
+                    .map(move |b| (ext.clone(), b.key.clone()))
+            })
+            .collect();
+        for (ext, key) in &gone {
+            self.remove(ext, key);
+        }
+        gone.len()
+    }
+
     pub fn remove_all(&mut self, ext: &Extension) {
         if let Some(list) = self.by_ext.remove(ext) {
             self.count -= list.len();

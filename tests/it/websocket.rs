@@ -470,3 +470,23 @@ fn directory_password_guessing_gets_the_source_banned() {
     let log = switch.log_text();
     assert!(log.contains("directory"), "the failures are logged:\n{log}");
 }
+
+/// A browser is reachable only over its WebSocket: when the flow closes, its registration
+/// goes at once (RFC 5626 flow failure), so calls and the directory do not count it; a UDP
+/// phone's registration is not touched.
+#[test]
+fn a_closed_websocket_takes_its_registration_with_it() {
+    let switch = ws_switch(&[
+        ("1000", "setda", "rahasia1000"),
+        ("1001", "setda", "rahasia1001"),
+    ]);
+    let browser = ws_ua(&switch, false, "1000", "rahasia1000");
+    let _phone = crate::common::media::Phone::register(&switch, "1001", "rahasia1001");
+    assert_eq!(switch.regs().len(), 2);
+    drop(browser);
+    let gone = Switch::eventually(Duration::from_secs(3), || {
+        let regs = switch.regs();
+        regs.len() == 1 && regs[0]["extension"] == "1001"
+    });
+    assert!(gone, "after the close: {:?}", switch.regs());
+}
