@@ -476,7 +476,6 @@ impl Gateway {
         table: &Table,
         epoll: &Epoll,
         counters: &ShardCounters,
-        now: Instant,
     ) {
         for i in 0..self.legs.len() {
             let Some(b) = self.legs[i].as_mut().filter(|b| b.session == session) else {
@@ -507,7 +506,6 @@ impl Gateway {
                 self.route(*slot, None);
             }
         }
-        let _ = now;
     }
 }
 

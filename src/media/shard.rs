@@ -438,13 +438,8 @@ impl Shard {
     /// Closes the sockets of a session and forgets it.
     fn close(&mut self, session: SessionId) {
         if !self.gateway.is_empty() {
-            self.gateway.close(
-                session,
-                &self.table,
-                &self.epoll,
-                &self.counters,
-                Instant::now(),
-            );
+            self.gateway
+                .close(session, &self.table, &self.epoll, &self.counters);
         }
         for slot in self.table.handle_close(session) {
             if let Some(socket) = self.sockets[slot.0 as usize].take() {
