@@ -22,6 +22,7 @@
 mod common;
 
 mod baresip;
+mod browser;
 mod calls_baresip;
 mod calls_permissions;
 mod calls_reload;

@@ -16,6 +16,7 @@
 //! a value whose `Drop` stops it.
 
 pub mod baresip;
+pub mod browser;
 pub mod calls;
 pub mod cli;
 pub mod media;
