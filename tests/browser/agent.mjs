@@ -136,13 +136,13 @@ const commands = {
   },
   async hold(req) {
     const p = page(req);
-    await tid(p, 'call-hold').click();
-    return waitStatus(p, /^Ditahan/, { timeout: timeout(req, 10000) });
+    await tid(p, 'call-hold').click({ timeout: 5000 });
+    return waitStatus(p, /^Ditahan/, { timeout: timeout(req, 8000) });
   },
   async unhold(req) {
     const p = page(req);
-    await tid(p, 'call-hold').click();
-    return waitStatus(p, /^Terhubung/, { timeout: timeout(req, 10000) });
+    await tid(p, 'call-hold').click({ timeout: 5000 });
+    return waitStatus(p, /^Terhubung/, { timeout: timeout(req, 8000) });
   },
   async hangup(req) {
     await hangup(page(req));

@@ -223,7 +223,12 @@ impl BrowserAgent {
     }
 
     /// Waits until the page's call status matches `regex` (JavaScript syntax).
-    pub fn wait_status(&mut self, page: u64, regex: &str, within: Duration) -> Result<String, String> {
+    pub fn wait_status(
+        &mut self,
+        page: u64,
+        regex: &str,
+        within: Duration,
+    ) -> Result<String, String> {
         let ms = within.as_millis() as u64;
         self.request(
             "waitStatus",
@@ -250,7 +255,12 @@ impl BrowserAgent {
     /// The PeerConnection's (local, remote) SDP.
     pub fn sdp(&mut self, page: u64) -> (String, String) {
         let r = self.must("sdp", json!({"page": page}), Duration::from_secs(10));
-        let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+        let s = |k: &str| {
+            r.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
         (s("local"), s("remote"))
     }
 
@@ -268,6 +278,12 @@ impl BrowserAgent {
 
     pub fn hangup(&mut self, page: u64) {
         self.must("hangup", json!({"page": page}), Duration::from_secs(10));
+    }
+
+    /// The page's `window.tambunPhone.state` (a JSON copy): `call.status`, `call.cause`,
+    /// `call.held`, `call.sdp` …
+    pub fn state(&mut self, page: u64) -> Value {
+        self.must("state", json!({"page": page}), Duration::from_secs(10))
     }
 
     /// The visible error sentence of `page`, if any.
