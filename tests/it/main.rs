@@ -11,7 +11,9 @@
 //!   ([`common::proptest_config`]).
 //! - CLI tests: `cli`, `cli_calls`.
 //! - Tests of a running switch: everything else. Many also start SIPp; `baresip`, `*_baresip`,
-//!   `dialog_integrity` and `tls_call` start baresip, and `guard` runs sipvicious.
+//!   `dialog_integrity` and `tls_call` start baresip, and `guard` runs sipvicious; `browser`
+//!   drives headless Chromium on the softphone page through `tests/browser/agent.mjs`
+//!   (needs node, Debian's chromium and `web/node_modules`) against baresip.
 //!
 //! Every test runs on a thread of this one process, in parallel with tests of other modules.
 //! So no test may change process-wide state: the environment, the current directory or
@@ -22,6 +24,7 @@
 mod common;
 
 mod baresip;
+mod browser;
 mod calls_baresip;
 mod calls_permissions;
 mod calls_reload;

@@ -7,6 +7,8 @@
 //! - [`sip`]: a tiny in-process SIP client over UDP and TCP (requests, responses, digest).
 //! - [`peers`]: SIPp, started and stopped by PID.
 //! - [`baresip`]: baresip, started and stopped by PID, registered and driven over `ctrl_tcp`.
+//! - [`browser`]: headless Chromium on the softphone page, through the Node agent
+//!   `tests/browser/agent.mjs`, both process groups stopped by PID.
 //! - [`cli`]: the operator CLI on its own temp dir and database, with no switch.
 //! - [`calls`]: SIPp callers and callees through the switch, and the call records.
 //! - [`media`]: relay port ranges, relay counters, RTP sockets and an in-process phone.
@@ -16,6 +18,7 @@
 //! a value whose `Drop` stops it.
 
 pub mod baresip;
+pub mod browser;
 pub mod calls;
 pub mod cli;
 pub mod media;

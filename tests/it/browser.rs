@@ -1,0 +1,744 @@
+//! Real peers on both sides of the WebRTC gateway: the softphone page in headless Chromium
+//! ([`BrowserAgent`]) and baresip desk phones, through one switch with the web listener and its
+//! own relay range. What the browser's getStats says, what baresip counted at the hangup and
+//! what the call record holds must agree: audio both ways in G.711 (no transcoding), DTLS in
+//! both roles, hold and resume, video browser to browser, baresip to baresip and baresip to
+//! browser, the login error sentence, and a call that survives a flood of DTLS and STUN
+//! garbage at the browser leg's port.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::baresip::{account, Baresip};
+use crate::common::browser::BrowserAgent;
+use crate::common::calls::{assert_cdr, one_cdr};
+use crate::common::media::{
+    counter, live_calls, rtp_range, stream_counters, write_tone_wav, RANGE_LEN,
+};
+use crate::common::{Switch, SwitchOptions};
+
+/// The browser's extension and the desk phones'.
+const BROWSER: (&str, &str, &str) = ("1000", "setda", "rahasia1000");
+const DESK: (&str, &str, &str) = ("1001", "setda", "rahasia1001");
+const DESK2: (&str, &str, &str) = ("1002", "setda", "rahasia1002");
+const BROWSER2: (&str, &str, &str) = ("1003", "setda", "rahasia1003");
+
+/// A switch with the web listener (page, WSS), media through the relay on its own range, and
+/// `extensions`.
+fn web_media_switch(extensions: &[(&str, &str, &str)]) -> Switch {
+    let range = rtp_range(RANGE_LEN);
+    let mut switch = Switch::create(SwitchOptions {
+        websocket: true,
+        extra_args: vec!["--rtp-ports".into(), range],
+        ..SwitchOptions::default()
+    });
+    for (number, opd, password) in extensions {
+        switch.add_ext(number, opd, password);
+    }
+    switch.launch();
+    switch
+}
+
+/// A registered baresip desk phone for `ext`: PCMU at 20 ms from a 440 Hz tone, RTP totals
+/// printed at the hangup, auto-answer; with `video` also VP8 from baresip's `fakevideo`.
+fn desk_phone(switch: &Switch, (ext, _, password): (&str, &str, &str), video: bool) -> Baresip {
+    let tone = switch.dir().join(format!("tone-{ext}.wav"));
+    write_tone_wav(&tone, 30);
+    let mut config = format!(
+        "audio_player\t\talsa,null\n\
+         audio_alert\t\talsa,null\n\
+         audio_source\t\taufile,{}\n\
+         audio_buffer\t\t20-160\n\
+         rtp_stats\t\tyes\n\
+         module\t\t\taufile.so\n\
+         module\t\t\talsa.so\n",
+        tone.display()
+    );
+    let mut params = ";answermode=auto;audio_codecs=PCMU;ptime=20".to_owned();
+    if video {
+        config.push_str(
+            "module\t\t\tvp8.so\n\
+             module\t\t\tfakevideo.so\n\
+             video_source\t\tfakevideo,nil\n\
+             video_display\t\tfakevideo,nil\n\
+             video_size\t\t320x240\n\
+             video_fps\t\t15\n\
+             video_bitrate\t\t300000\n",
+        );
+        params.push_str(";video_codecs=VP8");
+    }
+    let account = account(switch, ext, password, &params);
+    Baresip::start_registered(switch.dir(), ext, &account, Some(&config))
+}
+
+/// A number field of a stats summary (0 when absent or null).
+fn num(stats: &Value, key: &str) -> f64 {
+    stats.get(key).and_then(Value::as_f64).unwrap_or(0.0)
+}
+
+/// A number field of the video part of a stats summary.
+fn video_num(stats: &Value, key: &str) -> f64 {
+    stats.get("video").map(|v| num(v, key)).unwrap_or_default()
+}
+
+fn text(stats: &Value, key: &str) -> String {
+    stats
+        .get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Polls the page's stats until `cond` holds or `within` passes; the last stats and whether
+/// it held.
+fn stats_until(
+    browser: &mut BrowserAgent,
+    page: u64,
+    within: Duration,
+    cond: impl Fn(&Value) -> bool,
+) -> (Value, bool) {
+    let mut last = Value::Null;
+    let held = Switch::eventually(within, || {
+        last = browser.stats(page);
+        cond(&last)
+    });
+    (last, held)
+}
+
+/// Logs a browser in, dials `number` and waits until the call is up (media connected, status
+/// "Terhubung").
+fn browser_dials(browser: &mut BrowserAgent, switch: &Switch, number: &str, video: bool) -> u64 {
+    let page = browser.open(switch);
+    browser.login_ok(page, BROWSER.0, BROWSER.2);
+    browser.call(page, number, video);
+    browser.wait_media(page);
+    if let Err(e) = browser.wait_status(page, "^Terhubung", Duration::from_secs(5)) {
+        panic!("the browser's call never showed Terhubung: {e}");
+    }
+    page
+}
+
+/// Logs a browser in, lets `desk` dial it and answers (with the camera when `video`); waits
+/// until the media is connected.
+fn desk_dials_browser(
+    browser: &mut BrowserAgent,
+    switch: &Switch,
+    desk: &Baresip,
+    video: bool,
+) -> u64 {
+    let page = browser.open(switch);
+    browser.login_ok(page, BROWSER.0, BROWSER.2);
+    desk.command_data("dial", &format!("sip:{}@{}", BROWSER.0, switch.sip));
+    browser.answer(page, video);
+    browser.wait_media(page);
+    page
+}
+
+/// baresip's end-of-call RTP totals of one media kind (`audio` or `video`): (transmitted,
+/// received) packets, from the `packets: TX RX` line under the `KIND  Transmit: Receive:`
+/// header its `rtp_stats` print at the hangup; waits up to 5 s for them.
+fn baresip_totals_of(phone: &Baresip, kind: &str) -> (u64, u64) {
+    let mut totals = None;
+    Switch::eventually(Duration::from_secs(5), || {
+        let log = phone.log_text();
+        let lines: Vec<&str> = log.lines().collect();
+        let header = lines
+            .iter()
+            .rposition(|l| l.starts_with(kind) && l.contains("Transmit:"));
+        totals = header.and_then(|h| {
+            let rest = lines.get(h + 1)?.strip_prefix("packets:")?;
+            let mut n = rest.split_whitespace().map(|v| v.parse::<u64>().ok());
+            Some((n.next()??, n.next()??))
+        });
+        totals.is_some()
+    });
+    totals.unwrap_or_else(|| {
+        panic!(
+            "baresip printed no {kind} RTP totals:\n{}",
+            phone.log_text()
+        )
+    })
+}
+
+/// baresip's end-of-call audio RTP totals (transmitted, received).
+fn baresip_totals(phone: &Baresip) -> (u64, u64) {
+    baresip_totals_of(phone, "audio")
+}
+
+/// The call record: answered, with at least `min` packets each way in its media totals.
+fn assert_answered_cdr(switch: &Switch, caller: &str, callee: &str, min: u64) -> Value {
+    let row = one_cdr(switch);
+    assert_cdr(
+        &row,
+        &[
+            ("caller", caller),
+            ("callee", callee),
+            ("disposition", "answered"),
+        ],
+    );
+    let media = row
+        .get("media")
+        .unwrap_or_else(|| panic!("no media totals in {row:#}"));
+    for dir in ["packets_a2b", "packets_b2a"] {
+        let n = media.get(dir).and_then(Value::as_u64).unwrap_or(0);
+        assert!(n >= min, "{dir} = {n} in the call record: {row:#}");
+    }
+    row
+}
+
+/// The audio checks of a browser ↔ desk phone call: RTP both ways (≥ 150 packets), a tone
+/// that is heard, PCMU both ways, DTLS connected in `role`.
+fn assert_browser_audio(stats: &Value, role: &str) {
+    assert!(
+        num(stats, "packetsReceived") >= 150.0 && num(stats, "packetsSent") >= 150.0,
+        "the browser's RTP: {stats:#}"
+    );
+    assert!(
+        num(stats, "totalAudioEnergy") > 0.0 || num(stats, "audioLevel") > 0.0,
+        "the browser hears silence: {stats:#}"
+    );
+    for key in ["codecSend", "codecRecv"] {
+        assert!(
+            text(stats, key).starts_with("PCMU/8000"),
+            "{key} is not PCMU (transcoding or a wrong answer): {stats:#}"
+        );
+    }
+    assert_eq!(text(stats, "dtlsState"), "connected", "{stats:#}");
+    assert_eq!(
+        text(stats, "dtlsRole"),
+        role,
+        "the browser's DTLS role: {stats:#}"
+    );
+}
+
+/// Fails the test when the page's call is no longer confirmed (with its cause and the SDP
+/// the page last applied).
+fn assert_call_up(browser: &mut BrowserAgent, page: u64, when: &str) {
+    std::thread::sleep(Duration::from_millis(300));
+    let state = browser.state(page);
+    let call = &state["call"];
+    assert_eq!(
+        call["status"].as_str(),
+        Some("confirmed"),
+        "the call is gone {when}: status {}, cause {}, SDP the page applied: {}",
+        call["status"],
+        call["cause"],
+        call["sdp"]
+    );
+}
+
+/// `tambun calls --json` as text, for failure messages.
+fn calls_json(switch: &Switch) -> String {
+    switch.cli_ok(&["calls", "--json"])
+}
+
+/// The `a=setup:` value of an SDP.
+fn setup_of(sdp: &str) -> String {
+    sdp.lines()
+        .find_map(|l| l.strip_prefix("a=setup:"))
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn browser_calls_a_baresip_desk_phone() {
+    let t0 = Instant::now();
+    let switch = web_media_switch(&[BROWSER, DESK]);
+    let mut desk = desk_phone(&switch, DESK, false);
+    let mut browser = BrowserAgent::start(switch.dir(), "a");
+    let page = browser_dials(&mut browser, &switch, DESK.0, false);
+
+    // ~4 s of audio each way (50 packets/s)
+    let (stats, held) = stats_until(&mut browser, page, Duration::from_secs(12), |s| {
+        num(s, "packetsReceived") >= 200.0 && num(s, "packetsSent") >= 200.0
+    });
+    assert!(
+        held,
+        "the browser's RTP never reached 200 packets each way: {stats:#}\nrelay: {}\n{}",
+        calls_json(&switch),
+        desk.log_text()
+    );
+    // The browser offered; the switch answered `a=setup:active`: the browser is the DTLS
+    // server.
+    let (_, remote) = browser.sdp(page);
+    assert_eq!(
+        setup_of(&remote),
+        "active",
+        "the switch's answer:\n{remote}"
+    );
+    assert_browser_audio(&stats, "server");
+    eprintln!("browser -> baresip: {stats}");
+
+    browser.hangup(page);
+    let (tx, rx) = baresip_totals(&desk);
+    assert!(
+        tx >= 150 && rx >= 150,
+        "baresip sent {tx} and received {rx} RTP packets"
+    );
+    Switch::eventually(Duration::from_secs(5), || !desk.has_established_call());
+    assert_answered_cdr(&switch, BROWSER.0, DESK.0, 150);
+    desk.stop();
+    eprintln!("browser_calls_a_baresip_desk_phone: {:?}", t0.elapsed());
+}
+
+#[test]
+fn baresip_calls_the_browser() {
+    let t0 = Instant::now();
+    let switch = web_media_switch(&[BROWSER, DESK]);
+    let mut desk = desk_phone(&switch, DESK, false);
+    let mut browser = BrowserAgent::start(switch.dir(), "b");
+    let page = desk_dials_browser(&mut browser, &switch, &desk, false);
+    let (stats, held) = stats_until(&mut browser, page, Duration::from_secs(12), |s| {
+        num(s, "packetsReceived") >= 200.0 && num(s, "packetsSent") >= 200.0
+    });
+    assert!(
+        held,
+        "the browser's RTP never reached 200 packets each way: {stats:#}"
+    );
+    assert!(
+        desk.has_established_call(),
+        "baresip lists no established call"
+    );
+    // The switch offered `actpass` to the browser; Chromium answers `active`: DTLS client.
+    let (local, remote) = browser.sdp(page);
+    assert_eq!(
+        setup_of(&remote),
+        "actpass",
+        "the switch's offer:\n{remote}"
+    );
+    assert_eq!(setup_of(&local), "active", "the browser's answer:\n{local}");
+    assert_browser_audio(&stats, "client");
+    eprintln!("baresip -> browser: {stats}");
+
+    desk.command_data("hangup", "");
+    if let Err(e) = browser.wait_status(page, "Panggilan berakhir", Duration::from_secs(5)) {
+        panic!("the browser did not see baresip's BYE: {e}");
+    }
+    let (tx, rx) = baresip_totals(&desk);
+    assert!(
+        tx >= 150 && rx >= 150,
+        "baresip sent {tx} and received {rx} RTP packets"
+    );
+    assert_answered_cdr(&switch, DESK.0, BROWSER.0, 150);
+    desk.stop();
+    eprintln!("baresip_calls_the_browser: {:?}", t0.elapsed());
+}
+
+#[test]
+fn browser_hold_and_resume() {
+    let t0 = Instant::now();
+    let switch = web_media_switch(&[BROWSER, DESK]);
+    let mut desk = desk_phone(&switch, DESK, false);
+    let mut browser = BrowserAgent::start(switch.dir(), "h");
+    // (the desk phone dials: a browser's offer breaks the phone's leg, see
+    // browser_calls_a_baresip_desk_phone)
+    let page = desk_dials_browser(&mut browser, &switch, &desk, false);
+    let (before, held) = stats_until(&mut browser, page, Duration::from_secs(8), |s| {
+        num(s, "packetsReceived") >= 100.0
+    });
+    assert!(held, "no audio before the hold: {before:#}");
+
+    let status = browser.hold(page);
+    assert_call_up(&mut browser, page, "after the hold");
+    assert!(status.starts_with("Ditahan"), "status after hold: {status}");
+    // On hold the page sends `a=sendonly`; baresip answers `recvonly` and stops sending.
+    std::thread::sleep(Duration::from_millis(500));
+    let hold_start = browser.stats(page);
+    std::thread::sleep(Duration::from_millis(1500));
+    let hold_end = browser.stats(page);
+    let during = num(&hold_end, "packetsReceived") - num(&hold_start, "packetsReceived");
+    let listed = desk.command_data("listcalls", "");
+
+    let status = browser.unhold(page);
+    assert_call_up(&mut browser, page, "after the resume");
+    assert!(
+        status.starts_with("Terhubung"),
+        "status after resume: {status}"
+    );
+    let base = num(&browser.stats(page), "packetsReceived");
+    let (after, grew) = stats_until(&mut browser, page, Duration::from_secs(8), |s| {
+        num(s, "packetsReceived") >= base + 100.0
+    });
+    assert!(
+        grew,
+        "packets did not grow again after the resume (from {base}): {after:#}\n\
+         baresip during the hold: {listed}"
+    );
+    assert!(
+        during <= 10.0,
+        "the desk phone kept sending during the hold: {during} packets in 1.5 s \
+         (baresip: {listed})"
+    );
+    assert_eq!(text(&after, "dtlsState"), "connected", "{after:#}");
+    browser.hangup(page);
+    let (tx, rx) = baresip_totals(&desk);
+    assert!(tx >= 150 && rx >= 150, "baresip sent {tx}, received {rx}");
+    desk.stop();
+    eprintln!(
+        "browser_hold_and_resume: {during} packets during the hold; {:?}",
+        t0.elapsed()
+    );
+}
+
+#[test]
+fn browser_to_browser_video() {
+    let t0 = Instant::now();
+    let switch = web_media_switch(&[BROWSER, BROWSER2]);
+    let mut browser = BrowserAgent::start(switch.dir(), "v");
+    let a = browser.open(&switch);
+    browser.login_ok(a, BROWSER.0, BROWSER.2);
+    let b = browser.open(&switch);
+    browser.login_ok(b, BROWSER2.0, BROWSER2.2);
+
+    browser.call(a, BROWSER2.0, true);
+    browser.answer(b, true);
+    browser.wait_media(a);
+    browser.wait_media(b);
+    let mut first = Vec::new();
+    for page in [a, b] {
+        let (s, ok) = stats_until(&mut browser, page, Duration::from_secs(10), |s| {
+            video_num(s, "framesDecoded") > 20.0
+        });
+        assert!(ok, "page {page} decoded no video: {s:#}");
+        first.push(video_num(&s, "framesDecoded"));
+    }
+    for (page, was) in [(a, first[0]), (b, first[1])] {
+        let (s, ok) = stats_until(&mut browser, page, Duration::from_secs(5), |s| {
+            video_num(s, "framesDecoded") >= was + 20.0
+        });
+        assert!(ok, "page {page}'s decoded frames stopped at {was}: {s:#}");
+        eprintln!("page {page}: {}", s["video"]);
+    }
+    browser.hangup(a);
+    if let Err(e) = browser.wait_status(b, "Panggilan berakhir", Duration::from_secs(5)) {
+        panic!("B did not see the hangup: {e}");
+    }
+    eprintln!("browser_to_browser_video: {:?}", t0.elapsed());
+}
+
+#[test]
+fn a_wrong_password_shows_the_sentence() {
+    let t0 = Instant::now();
+    let mut switch = Switch::create(SwitchOptions {
+        websocket: true,
+        extra_args: vec!["--no-media".into()],
+        ..SwitchOptions::default()
+    });
+    switch.add_ext(BROWSER.0, BROWSER.1, BROWSER.2);
+    switch.launch();
+    let mut browser = BrowserAgent::start(switch.dir(), "p");
+    let page = browser.open(&switch);
+    let r = browser.login(page, BROWSER.0, "salah");
+    assert_eq!(
+        r["ok"],
+        Value::Bool(false),
+        "a wrong password logged in: {r}"
+    );
+    let sentence = "Nomor ekstensi atau kata sandi salah.";
+    assert_eq!(r["error"].as_str(), Some(sentence), "{r}");
+    let shown = browser.error_text(page);
+    assert_eq!(shown.as_deref(), Some(sentence), "the page shows {shown:?}");
+    assert!(switch.regs().is_empty(), "{:?}", switch.regs());
+    eprintln!(
+        "a_wrong_password_shows_the_sentence: {r}; {:?}",
+        t0.elapsed()
+    );
+}
+
+#[test]
+fn baresip_video_to_baresip_video_through_the_relay() {
+    let t0 = Instant::now();
+    let switch = web_media_switch(&[DESK, DESK2]);
+    let mut callee = desk_phone(&switch, DESK2, true);
+    let mut caller = desk_phone(&switch, DESK, true);
+    caller.dial_established(&format!("sip:{}@{}", DESK2.0, switch.sip), &callee);
+
+    let sample = || {
+        let a = stream_counters(&switch, 1, "caller->callee");
+        let b = stream_counters(&switch, 1, "callee->caller");
+        (counter(&a, "packets"), counter(&b, "packets"))
+    };
+    let mut first = (0, 0);
+    let started = Switch::eventually(Duration::from_secs(8), || {
+        first = sample();
+        first.0 >= 20 && first.1 >= 20
+    });
+    assert!(
+        started,
+        "no video RTP through the relay on stream 1: {first:?}\n{:#?}",
+        live_calls(&switch)
+    );
+    let mut later = first;
+    let grew = Switch::eventually(Duration::from_secs(5), || {
+        later = sample();
+        later.0 >= first.0 + 20 && later.1 >= first.1 + 20
+    });
+    assert!(grew, "video stopped: {first:?} then {later:?}");
+    let audio = (
+        counter(&stream_counters(&switch, 0, "caller->callee"), "packets"),
+        counter(&stream_counters(&switch, 0, "callee->caller"), "packets"),
+    );
+    assert!(
+        audio.0 > 0 && audio.1 > 0,
+        "no audio beside the video: {audio:?}"
+    );
+    caller.command_data("hangup", "");
+    // each phone counted the other's video (the relay forwarded it, nothing went around)
+    let (a_tx, a_rx) = baresip_totals_of(&caller, "video");
+    let (b_tx, b_rx) = baresip_totals_of(&callee, "video");
+    assert!(
+        a_tx >= 40 && a_rx >= 40 && b_tx >= 40 && b_rx >= 40,
+        "baresip video totals: caller tx {a_tx} rx {a_rx}, callee tx {b_tx} rx {b_rx}"
+    );
+    let row = assert_answered_cdr(&switch, DESK.0, DESK2.0, 50);
+    caller.stop();
+    callee.stop();
+    eprintln!(
+        "baresip video: relay stream 1 {later:?} packets, audio {audio:?}; baresip video \
+         caller {a_tx}/{a_rx}, callee {b_tx}/{b_rx}; record {}; {:?}",
+        row["media"],
+        t0.elapsed()
+    );
+}
+
+#[test]
+fn browser_calls_a_baresip_video_phone() {
+    let t0 = Instant::now();
+    let switch = web_media_switch(&[BROWSER, DESK]);
+    let mut desk = desk_phone(&switch, DESK, true);
+    let mut browser = BrowserAgent::start(switch.dir(), "bv");
+    let page = browser_dials(&mut browser, &switch, DESK.0, true);
+
+    let (stats, decoded) = stats_until(&mut browser, page, Duration::from_secs(10), |s| {
+        video_num(s, "framesDecoded") > 20.0
+    });
+    let relay = (
+        counter(&stream_counters(&switch, 1, "caller->callee"), "packets"),
+        counter(&stream_counters(&switch, 1, "callee->caller"), "packets"),
+    );
+    assert!(
+        decoded,
+        "the browser decoded no video from baresip (relay stream 1: browser->baresip {}, \
+         baresip->browser {}): {stats:#}",
+        relay.0, relay.1
+    );
+    let was = video_num(&stats, "framesDecoded");
+    let (later, grew) = stats_until(&mut browser, page, Duration::from_secs(5), |s| {
+        video_num(s, "framesDecoded") >= was + 15.0
+    });
+    assert!(grew, "decoded frames stopped at {was}: {later:#}");
+    assert!(
+        relay.0 > 0,
+        "the browser's video did not reach the relay: {relay:?}"
+    );
+    browser.hangup(page);
+    desk.stop();
+    eprintln!(
+        "browser <- baresip video: {}; relay stream 1 {relay:?}; {:?}",
+        later["video"],
+        t0.elapsed()
+    );
+}
+
+/// The same VP8 interop with the desk phone offering (its SDP opens the relay without
+/// rtcp-mux, which the browser-offered call above gets wrong): baresip's `vp8` module and
+/// Chromium's VP8 decode each other's frames.
+#[test]
+fn baresip_video_phone_calls_the_browser() {
+    let t0 = Instant::now();
+    let switch = web_media_switch(&[BROWSER, DESK]);
+    let mut desk = desk_phone(&switch, DESK, true);
+    let mut browser = BrowserAgent::start(switch.dir(), "vb");
+    let page = desk_dials_browser(&mut browser, &switch, &desk, true);
+
+    let (stats, decoded) = stats_until(&mut browser, page, Duration::from_secs(10), |s| {
+        video_num(s, "framesDecoded") > 20.0
+    });
+    let relay = || {
+        (
+            counter(&stream_counters(&switch, 1, "caller->callee"), "packets"),
+            counter(&stream_counters(&switch, 1, "callee->caller"), "packets"),
+        )
+    };
+    assert!(
+        decoded,
+        "the browser decoded no video from baresip (relay stream 1 baresip->browser, \
+         browser->baresip: {:?}): {stats:#}",
+        relay()
+    );
+    let was = video_num(&stats, "framesDecoded");
+    let (later, grew) = stats_until(&mut browser, page, Duration::from_secs(5), |s| {
+        video_num(s, "framesDecoded") >= was + 15.0
+    });
+    assert!(grew, "decoded frames stopped at {was}: {later:#}");
+    assert!(
+        video_num(&later, "framesSent") > 20.0,
+        "the browser sent no video: {later:#}"
+    );
+    let on_the_relay = relay();
+    desk.command_data("hangup", "");
+    let (tx, rx) = baresip_totals_of(&desk, "video");
+    assert!(
+        tx >= 20 && rx >= 20,
+        "baresip's video: sent {tx}, received {rx} (relay {on_the_relay:?})"
+    );
+    desk.stop();
+    eprintln!(
+        "baresip -> browser video: {}; relay stream 1 {on_the_relay:?}; baresip video tx {tx} \
+         rx {rx}; {:?}",
+        later["video"],
+        t0.elapsed()
+    );
+}
+
+/// A DTLS 1.2 record holding a ClientHello (random and session bytes from `n`).
+fn dtls_client_hello(n: u32) -> Vec<u8> {
+    let mut body = vec![0xfe, 0xfd]; // client_version DTLS 1.2
+    body.extend((0..32).map(|i| (n.wrapping_mul(31).wrapping_add(i) & 0xff) as u8));
+    body.push(0); // session id
+    body.push(0); // cookie
+    body.extend([0x00, 0x02, 0xc0, 0x2b]); // one cipher suite
+    body.extend([0x01, 0x00]); // compression: null
+    let len = body.len() as u32;
+    let mut hs = vec![0x01]; // ClientHello
+    hs.extend(&len.to_be_bytes()[1..]);
+    hs.extend(((n & 0xffff) as u16).to_be_bytes()); // message_seq
+    hs.extend([0, 0, 0]); // fragment offset
+    hs.extend(&len.to_be_bytes()[1..]);
+    hs.extend(body);
+    let mut rec = vec![0x16, 0xfe, 0xfd, 0x00, 0x00]; // handshake, DTLS 1.2, epoch 0
+    rec.extend(&u64::from(n).to_be_bytes()[2..]); // sequence number
+    rec.extend((hs.len() as u16).to_be_bytes());
+    rec.extend(hs);
+    rec
+}
+
+/// A STUN binding request with USERNAME `user` and a MESSAGE-INTEGRITY of garbage.
+fn stun_binding(n: u32, user: &str) -> Vec<u8> {
+    let mut attrs = Vec::new();
+    let u = user.as_bytes();
+    attrs.extend(0x0006u16.to_be_bytes());
+    attrs.extend((u.len() as u16).to_be_bytes());
+    attrs.extend(u);
+    attrs.resize(attrs.len() + (4 - u.len() % 4) % 4, 0);
+    attrs.extend(0x0024u16.to_be_bytes()); // PRIORITY
+    attrs.extend(4u16.to_be_bytes());
+    attrs.extend(0x6e00_1eff_u32.to_be_bytes());
+    attrs.extend(0x0008u16.to_be_bytes()); // MESSAGE-INTEGRITY
+    attrs.extend(20u16.to_be_bytes());
+    attrs.extend((0..20).map(|i| (n as u8).wrapping_add(i)));
+    let mut m = Vec::new();
+    m.extend(0x0001u16.to_be_bytes());
+    m.extend((attrs.len() as u16).to_be_bytes());
+    m.extend(0x2112_a442_u32.to_be_bytes());
+    m.extend(n.to_be_bytes());
+    m.extend([0x5a; 8]);
+    m.extend(attrs);
+    m
+}
+
+/// The first `a=NAME:` value of an SDP.
+fn attr<'a>(sdp: &'a str, name: &str) -> &'a str {
+    let prefix = format!("a={name}:");
+    sdp.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .unwrap_or_default()
+        .trim()
+}
+
+#[test]
+fn dtls_and_stun_floods_do_not_harm_a_call() {
+    let t0 = Instant::now();
+    let mut switch = web_media_switch(&[BROWSER, DESK]);
+    let mut desk = desk_phone(&switch, DESK, false);
+    let mut browser = BrowserAgent::start(switch.dir(), "f");
+    // (the desk phone dials: a browser's offer breaks the phone's leg, see
+    // browser_calls_a_baresip_desk_phone)
+    let page = desk_dials_browser(&mut browser, &switch, &desk, false);
+    let (before, ok) = stats_until(&mut browser, page, Duration::from_secs(8), |s| {
+        num(s, "packetsReceived") >= 100.0
+    });
+    assert!(ok, "no audio before the flood: {before:#}");
+    // The browser leg's port: the candidate of the switch's SDP (the selected pair's remote).
+    let (local, remote) = browser.sdp(page);
+    let leg: SocketAddr = remote
+        .lines()
+        .find_map(|l| l.strip_prefix("a=candidate:"))
+        .and_then(|c| {
+            let f: Vec<&str> = c.split_whitespace().collect();
+            format!("{}:{}", f.get(4)?, f.get(5)?).parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no candidate in the switch's SDP:\n{remote}"));
+    let pair = text(&before, "remoteCandidate");
+    assert!(
+        pair.starts_with(&leg.to_string()),
+        "selected pair {pair}, leg {leg}"
+    );
+    // STUN with the call's real username (switch:browser), so only the integrity check stops it
+    let user = format!(
+        "{}:{}",
+        attr(&remote, "ice-ufrag"),
+        attr(&local, "ice-ufrag")
+    );
+
+    let attacker = UdpSocket::bind("127.0.0.77:0").expect("bind 127.0.0.77");
+    attacker
+        .set_read_timeout(Some(Duration::from_millis(1)))
+        .expect("timeout");
+    let flood_start = Instant::now();
+    let base_rx = num(&browser.stats(page), "packetsReceived");
+    let mut answers = 0;
+    let mut buf = [0u8; 2048];
+    for n in 0..5000u32 {
+        let pkt = match n % 3 {
+            0 => dtls_client_hello(n),
+            1 => stun_binding(n, &user),
+            _ => stun_binding(n, "evil:guest"),
+        };
+        let _ = attacker.send_to(&pkt, leg);
+        if n % 50 == 49 {
+            // ~1 s in all: 5000 datagrams at about 5 per ms
+            std::thread::sleep(Duration::from_millis(10));
+            while attacker.recv_from(&mut buf).is_ok() {
+                answers += 1;
+            }
+        }
+    }
+    let flood_time = flood_start.elapsed();
+    while attacker.recv_from(&mut buf).is_ok() {
+        answers += 1;
+    }
+    let (after, grew) = stats_until(&mut browser, page, Duration::from_secs(6), |s| {
+        num(s, "packetsReceived") >= base_rx + 100.0
+    });
+    assert!(
+        grew,
+        "the browser's packets stopped growing after the flood (from {base_rx}): {after:#}"
+    );
+    assert_eq!(text(&after, "dtlsState"), "connected", "{after:#}");
+    assert_eq!(
+        text(&after, "remoteCandidate"),
+        pair,
+        "the selected pair moved"
+    );
+    // the browser (callee) to the desk phone, in the relay
+    let ba = counter(&stream_counters(&switch, 0, "callee->caller"), "packets");
+    let grew_relay = Switch::eventually(Duration::from_secs(3), || {
+        counter(&stream_counters(&switch, 0, "callee->caller"), "packets") > ba + 20
+    });
+    assert!(grew_relay, "browser -> desk phone stopped in the relay");
+    switch.assert_alive();
+    browser.hangup(page);
+    let (tx, rx) = baresip_totals(&desk);
+    assert!(tx >= 150 && rx >= 150, "baresip sent {tx}, received {rx}");
+    assert_answered_cdr(&switch, DESK.0, BROWSER.0, 150);
+    desk.stop();
+    eprintln!(
+        "flood: 5000 datagrams to {leg} in {flood_time:?}, {answers} answers to the attacker; \
+         {:?}",
+        t0.elapsed()
+    );
+}
