@@ -305,6 +305,13 @@ fn browser_sdp(relay: &mut MediaControl, call: &mut MediaCall, sdp: &WebRtcSdp, 
     match leg.params(sdp) {
         Some(params) => {
             leg.remote = Some((sdp.ufrag.clone(), sdp.pwd.clone()));
+            // The role is settled now: later SDP toward the browser (answers to its re-offers:
+            // hold, resume) must say it, never `actpass` again.
+            leg.setup = if params.dtls_active {
+                Setup::Active
+            } else {
+                Setup::Passive
+            };
             let _ = relay.webrtc(call.session, sender, params);
         }
         None => tracing::warn!(
