@@ -251,6 +251,9 @@ fn plain_remotes(relay: &mut MediaControl, call: &MediaCall, body: &[u8], sender
         if s.is_disabled() {
             continue;
         }
+        if let Some(hz) = s.clock_rate.filter(|hz| *hz != 8000) {
+            let _ = relay.set_clock_rate(call.session, i, hz);
+        }
         if let Some(ip) = s.address {
             let rtp = SocketAddr::new(ip, s.port);
             let rtcp = if s.rtcp_mux {
@@ -267,6 +270,16 @@ fn plain_remotes(relay: &mut MediaControl, call: &MediaCall, body: &[u8], sender
 /// A browser's SDP: the first one on its leg (an offer, or its answer to ours) makes the
 /// relay's WebRTC leg; later ones (hold, resume) change nothing in the relay.
 fn browser_sdp(relay: &mut MediaControl, call: &mut MediaCall, sdp: &WebRtcSdp, sender: Leg) {
+    for (i, s) in sdp.sections.iter().enumerate() {
+        let hz = s
+            .payloads
+            .first()
+            .and_then(|pt| s.codec(*pt))
+            .and_then(|c| c.split('/').nth(1).and_then(|r| r.parse::<u32>().ok()));
+        if let Some(hz) = hz.filter(|hz| *hz != 8000 && s.port != 0) {
+            let _ = relay.set_clock_rate(call.session, i, hz);
+        }
+    }
     if relay.fingerprint().is_none() {
         tracing::warn!("a browser's SDP, but the relay has no WebRTC gateway: its media will fail");
         return;

@@ -46,6 +46,11 @@ pub struct Stream {
     pub rtcp_port: Option<u16>,
     pub rtcp_mux: bool,
     pub direction: Direction,
+    /// The RTP clock rate of the first format (`a=rtpmap`, or 8000 for the static audio
+    /// types), for the relay's jitter; `None` when unknown.
+    pub clock_rate: Option<u32>,
+    /// The first format of the `m=` line.
+    first_format: Option<u8>,
 }
 
 impl Stream {
@@ -126,6 +131,8 @@ pub fn parse(body: &[u8]) -> Result<Sdp, SdpError> {
                     .and_then(|p| p.split('/').next())
                     .and_then(|p| p.parse::<u16>().ok())
                     .ok_or(SdpError::Line(n + 1))?;
+                let _proto = it.next();
+                let first_format = it.next().and_then(|f| f.parse::<u8>().ok());
                 streams.push(Stream {
                     kind: kind.to_string(),
                     port,
@@ -133,6 +140,9 @@ pub fn parse(body: &[u8]) -> Result<Sdp, SdpError> {
                     rtcp_port: None,
                     rtcp_mux: false,
                     direction: session_dir,
+                    // RFC 3551: the static types a phone sends without rtpmap are 8 kHz.
+                    clock_rate: first_format.filter(|f| *f < 35).map(|_| 8000),
+                    first_format,
                 });
             }
             ("a", cur) => {
@@ -147,6 +157,17 @@ pub fn parse(body: &[u8]) -> Result<Sdp, SdpError> {
                     (None, Some(d)) => session_dir = d,
                     (Some(s), Some(d)) => s.direction = d,
                     (Some(s), None) if value == "rtcp-mux" => s.rtcp_mux = true,
+                    (Some(s), None) if value.starts_with("rtpmap:") => {
+                        let mut f = value["rtpmap:".len()..].split_whitespace();
+                        let pt = f.next().and_then(|p| p.parse::<u8>().ok());
+                        let rate = f
+                            .next()
+                            .and_then(|c| c.split('/').nth(1))
+                            .and_then(|r| r.parse::<u32>().ok());
+                        if pt.is_some() && pt == s.first_format {
+                            s.clock_rate = rate.or(s.clock_rate);
+                        }
+                    }
                     (Some(s), None) => {
                         if let Some(rest) = value.strip_prefix("rtcp:") {
                             s.rtcp_port =
@@ -275,8 +296,15 @@ a=rtcp-mux\r\n";
         );
         assert_eq!(a.address, Some("10.0.0.5".parse().unwrap()));
         assert!(sdp.streams[1].is_disabled());
+        assert_eq!(a.clock_rate, Some(8000));
         let v = &sdp.streams[2];
         assert!(v.rtcp_mux);
+        assert_eq!(v.clock_rate, None, "97 without an rtpmap");
+        let video = parse(
+            b"v=0\r\nc=IN IP4 1.2.3.4\r\nm=video 5000 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n",
+        )
+        .unwrap();
+        assert_eq!(video.streams[0].clock_rate, Some(90000));
         assert_eq!(v.address, Some("10.0.0.6".parse().unwrap()));
     }
 
