@@ -212,13 +212,15 @@ fn asset(body: &'static [u8], content_type: &'static str) -> Response {
         .into_response()
 }
 
+type Upgrade = Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>;
+
 /// `/`: a WebSocket upgrade is a SIP flow (JsSIP and desk-phone apps often use the bare
 /// origin); a plain GET goes to the page.
 async fn root(
     State(ctx): State<Arc<WebCtx>>,
     Extension(info): Extension<ConnInfo>,
     headers: HeaderMap,
-    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    ws: Upgrade,
 ) -> Response {
     match ws {
         Ok(ws) => upgrade(ctx, info, &headers, ws),
@@ -226,16 +228,16 @@ async fn root(
     }
 }
 
+/// `/ws`: SIP flows only.
 async fn ws_only(
     State(ctx): State<Arc<WebCtx>>,
     Extension(info): Extension<ConnInfo>,
     headers: HeaderMap,
-    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    ws: Upgrade,
 ) -> Response {
-    match ws {
-        Ok(ws) => upgrade(ctx, info, &headers, ws),
-        Err(e) => e.into_response(),
-    }
+    ws.map_or_else(IntoResponse::into_response, |ws| {
+        upgrade(ctx, info, &headers, ws)
+    })
 }
 
 /// Accepts the upgrade only for subprotocol `sip` (RFC 7118 §4.1) and, when the browser says

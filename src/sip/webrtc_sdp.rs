@@ -237,6 +237,15 @@ pub fn read(body: &[u8]) -> Option<WebRtcSdp> {
     })
 }
 
+/// An `m=` value: media kind, port (before any `/count`) and the formats after the profile.
+fn m_line(m: &str) -> Option<(&str, u16, Vec<&str>)> {
+    let mut f = m.split_whitespace();
+    let kind = f.next()?;
+    let port = f.next()?.split('/').next()?.parse().ok()?;
+    let _proto = f.next()?;
+    Some((kind, port, f.collect()))
+}
+
 /// The codecs of the static payload types a browser and a phone share.
 fn static_codec(pt: u8) -> Option<&'static str> {
     match pt {
@@ -313,14 +322,7 @@ pub fn to_plain(body: &[u8], addr: IpAddr, ports: &[RelayPorts]) -> Result<Bytes
             let port = ports
                 .get(i)
                 .ok_or(SdpError::PortCount(ports.len(), i + 1))?;
-            let mut f = m.split_whitespace();
-            let kind = f.next().ok_or(SdpError::Line(i + 1))?;
-            let offered_port: u16 = f
-                .next()
-                .and_then(|p| p.split('/').next())
-                .and_then(|p| p.parse().ok())
-                .ok_or(SdpError::Line(i + 1))?;
-            let _proto = f.next();
+            let (kind, offered_port, fmts) = m_line(m).ok_or(SdpError::Line(i + 1))?;
             let codec_of = |pt: u8| {
                 parsed
                     .as_ref()
@@ -329,7 +331,7 @@ pub fn to_plain(body: &[u8], addr: IpAddr, ports: &[RelayPorts]) -> Result<Bytes
             };
             dropped.clear();
             let mut kept = Vec::new();
-            for p in f {
+            for p in fmts {
                 match p.parse::<u8>() {
                     Ok(pt) if codec_of(pt).is_some_and(|c| dropped_for_phone(&c)) => {
                         dropped.push(pt)
@@ -455,15 +457,8 @@ pub fn to_webrtc(
             }
             let i = section.map_or(0, |s| s + 1);
             section = Some(i);
-            let mut f = m.split_whitespace();
-            kind = f.next().ok_or(SdpError::Line(i + 1))?.to_string();
-            let offered_port: u16 = f
-                .next()
-                .and_then(|p| p.split('/').next())
-                .and_then(|p| p.parse().ok())
-                .ok_or(SdpError::Line(i + 1))?;
-            let _proto = f.next();
-            let fmts: Vec<&str> = f.collect();
+            let (k, offered_port, fmts) = m_line(m).ok_or(SdpError::Line(i + 1))?;
+            kind = k.to_string();
             pts = fmts.iter().filter_map(|p| p.parse().ok()).collect();
             mapped.clear();
             let mid = local.mids.get(i).map(String::as_str).unwrap_or("");

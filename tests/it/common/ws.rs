@@ -160,34 +160,15 @@ impl WsClient {
     /// The next SIP message within `wait` (None on timeout or a closed connection).
     pub fn recv(&self, wait: Duration) -> Option<Msg> {
         let deadline = Instant::now() + wait;
-        let mut ws = self.ws.borrow_mut();
         loop {
             let left = deadline.checked_duration_since(Instant::now())?;
-            ws.get_ref()
-                .tcp()
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                .ok()?;
-            match ws.read() {
-                Ok(Message::Text(t)) => {
-                    if let Some(m) = Msg::parse(t.as_bytes()) {
-                        return Some(m);
-                    }
-                }
-                Ok(Message::Binary(b)) => {
-                    if let Some(m) = Msg::parse(&b) {
-                        return Some(m);
-                    }
-                }
-                Ok(_) => {}
-                Err(tungstenite::Error::Io(e))
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return None
-                }
-                Err(_) => return None,
+            let parsed = match self.recv_frame(left)? {
+                Message::Text(t) => Msg::parse(t.as_bytes()),
+                Message::Binary(b) => Msg::parse(&b),
+                _ => None,
+            };
+            if parsed.is_some() {
+                return parsed;
             }
         }
     }
