@@ -16,22 +16,17 @@ fn main() {
     ] {
         println!("cargo:rerun-if-changed={p}");
     }
-    if !web.join("build.mjs").exists() {
-        // (temporary, until the page lands)
-        for (f, body) in [
-            ("phone.html", "<!doctype html><title>Tambun</title>"),
-            ("phone.js", ""),
-            ("phone.css", ""),
-        ] {
-            std::fs::write(out.join(f), body).expect("write placeholder");
+    {
+        // Two cargo runs (or profiles) building at once must not run `npm ci` together.
+        let lock = std::fs::File::create(std::env::temp_dir().join("tambun-web-npm-ci.lock"))
+            .expect("create the npm ci lock file");
+        lock.lock().expect("take the npm ci lock");
+        if !web.join("node_modules").exists() {
+            run(
+                Command::new("npm").args(["ci", "--no-audit", "--no-fund", "--prefix", "web"]),
+                "npm ci",
+            );
         }
-        return;
-    }
-    if !web.join("node_modules").exists() {
-        run(
-            Command::new("npm").args(["ci", "--no-audit", "--no-fund", "--prefix", "web"]),
-            "npm ci",
-        );
     }
     run(
         Command::new("node").arg("web/build.mjs").arg(&out),
