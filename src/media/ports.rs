@@ -10,7 +10,7 @@ pub struct RelayPort(u16);
 impl RelayPort {
     /// The pair whose RTP port is `port` (even), as the pool hands it out.
     pub fn from_rtp(port: u16) -> Option<RelayPort> {
-        (port % 2 == 0 && port < u16::MAX).then_some(RelayPort(port))
+        (port.is_multiple_of(2) && port < u16::MAX).then_some(RelayPort(port))
     }
 
     pub fn rtp(self) -> u16 {

@@ -554,7 +554,11 @@ fn flood(from: &str, server: SocketAddr, rate: u32, stop: Arc<AtomicBool>) -> (u
     let batch = (rate / 100).max(1);
     while !stop.load(Ordering::Relaxed) {
         for _ in 0..batch {
-            let method = if sent % 2 == 0 { "REGISTER" } else { "INVITE" };
+            let method = if sent.is_multiple_of(2) {
+                "REGISTER"
+            } else {
+                "INVITE"
+            };
             let request = format!(
                 "{method} sip:1000@{server} SIP/2.0\r\n\
                  Via: SIP/2.0/UDP {local};branch=z9hG4bKfl{sent};rport\r\n\

@@ -308,7 +308,9 @@ impl Pair {
         let now = self.now;
         let mut api = self.br.direct_api();
         let tx = api.stream_tx(&Ssrc::from(ssrc)).unwrap();
-        tx.write_rtp(RtpWrite::new(pt.into(), seq.into(), ts, now, payload).marker(seq % 2 == 0));
+        tx.write_rtp(
+            RtpWrite::new(pt.into(), seq.into(), ts, now, payload).marker(seq.is_multiple_of(2)),
+        );
         self.br.handle_input(Input::Timeout(now)).unwrap();
     }
 
@@ -387,7 +389,7 @@ fn media_both_ways(p: &mut Pair, first_seq: u16, n: u16) {
         let seq = first_seq.wrapping_add(i as u16);
         assert_eq!(*stream, 0);
         assert_eq!(pkt[0], 0x80, "version 2, no padding, no extension, no CSRC");
-        assert_eq!(pkt[1], if seq % 2 == 0 { 0x80 } else { 0 });
+        assert_eq!(pkt[1], if seq.is_multiple_of(2) { 0x80 } else { 0 });
         assert_eq!(u16::from_be_bytes([pkt[2], pkt[3]]), seq);
         assert_eq!(
             u32::from_be_bytes([pkt[4], pkt[5], pkt[6], pkt[7]]),
