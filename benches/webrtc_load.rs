@@ -563,8 +563,7 @@ impl Phones {
                     } else {
                         ("proxy-authenticate", "Proxy-Authorization")
                     };
-                    let v =
-                        authorization(&r.all(h), user, &format!("pw{user}"), "REGISTER", &uri)?;
+                    let v = authorization(&r.all(h), user, &format!("pw{user}"), "REGISTER", &uri)?;
                     auth = format!("{out}: {v}\r\n");
                 }
                 s => bail!("phone {user}: REGISTER answered {s}"),
@@ -623,7 +622,10 @@ fn sdp_media_addr(sdp: &str) -> Option<SocketAddr> {
             ip = ip.or(c.trim().parse::<Ipv4Addr>().ok());
         }
         if let Some(m) = l.strip_prefix("m=audio ") {
-            port = port.or(m.split_whitespace().next().and_then(|p| p.parse::<u16>().ok()));
+            port = port.or(m
+                .split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<u16>().ok()));
         }
     }
     Some(SocketAddr::new(IpAddr::V4(ip?), port?))
@@ -669,7 +671,9 @@ fn parse_answer(sdp: &str) -> anyhow::Result<Answer> {
                 }
             }
         } else if let Some(v) = l.strip_prefix("a=ssrc:") {
-            a.ssrc = a.ssrc.or(v.split_whitespace().next().and_then(|s| s.parse().ok()));
+            a.ssrc = a
+                .ssrc
+                .or(v.split_whitespace().next().and_then(|s| s.parse().ok()));
         } else if let Some(v) = l.strip_prefix("m=audio ") {
             a.proto = v.split_whitespace().nth(1).unwrap_or("").to_string();
         }
@@ -1145,12 +1149,7 @@ impl Epoll {
     fn wait(&self, events: &mut [libc::epoll_event], timeout_ms: i32) -> usize {
         // SAFETY: the buffer outlives the call and its length is passed.
         let n = unsafe {
-            libc::epoll_wait(
-                self.0,
-                events.as_mut_ptr(),
-                events.len() as i32,
-                timeout_ms,
-            )
+            libc::epoll_wait(self.0, events.as_mut_ptr(), events.len() as i32, timeout_ms)
         };
         n.max(0) as usize
     }
@@ -1178,10 +1177,8 @@ fn drain(call: &mut Call, stats: &mut Stats, now: Instant, next_timer: &mut Inst
             }
             Ok(Output::Event(e)) => match e {
                 Event::Connected => call.connected_at = Some(now),
-                Event::RtpPacket(p) => {
-                    if stats.handle_payload(1, &p.payload, now).is_some() {
-                        call.rx[1] += 1;
-                    }
+                Event::RtpPacket(p) if stats.handle_payload(1, &p.payload, now).is_some() => {
+                    call.rx[1] += 1;
                 }
                 _ => {}
             },
@@ -1425,7 +1422,11 @@ fn run_calls(a: CallArgs) -> anyhow::Result<()> {
         fmt_cpu(&groups, &cpu_connect)
     );
     for c in calls.iter().filter(|c| c.failed.is_some()).take(3) {
-        eprintln!("call {} failed: {}", c.idx, c.failed.as_deref().unwrap_or(""));
+        eprintln!(
+            "call {} failed: {}",
+            c.idx,
+            c.failed.as_deref().unwrap_or("")
+        );
     }
 
     // Phase 2: 50 pps each way per call, spread over the period.
@@ -1460,7 +1461,9 @@ fn run_calls(a: CallArgs) -> anyhow::Result<()> {
             if late > PERIOD {
                 late_sends += 1;
             }
+            let ts = Instant::now();
             send_both(&mut calls[k], &mut stats, now, &mut next_timer);
+            slow(ts, || format!("send call {k}"));
             k += 1;
             if k == calls.len() {
                 k = 0;
@@ -1508,8 +1511,7 @@ fn run_calls(a: CallArgs) -> anyhow::Result<()> {
     }
     let mut bye_ok = 0;
     for c in calls.iter_mut() {
-        if c
-            .ws
+        if c.ws
             .recv_final("BYE", Duration::from_millis(500))
             .is_some_and(|r| r.status() == 200)
         {
@@ -1611,9 +1613,14 @@ fn poll_round(
     for ev in events.iter().take(got) {
         let tok = ev.u64 as usize;
         if let Some(c) = calls.get_mut(tok / 2) {
+            let t = Instant::now();
             handle_readable(c, tok % 2 == 1, buf, stats, now, next_timer);
+            slow(t, || {
+                format!("readable call {} phone={}", tok / 2, tok % 2 == 1)
+            });
         }
     }
+    let t_scan = Instant::now();
     if now >= *next_timer {
         let mut next = now + Duration::from_secs(1);
         for c in calls.iter_mut() {
@@ -1629,6 +1636,19 @@ fn poll_round(
             }
         }
         *next_timer = next;
+    }
+    slow(t_scan, || "timer scan".to_string());
+}
+
+/// With `WL_TRACE_SLOW=1`: says which step of the loop took more than 10 ms.
+fn slow(since: Instant, what: impl FnOnce() -> String) {
+    let took = since.elapsed();
+    if took > Duration::from_millis(10) && std::env::var_os("WL_TRACE_SLOW").is_some() {
+        eprintln!(
+            "slow: {} took {:.1} ms",
+            what(),
+            took.as_secs_f64() * 1000.0
+        );
     }
 }
 
