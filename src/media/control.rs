@@ -146,6 +146,21 @@ pub enum MediaCommand {
     /// nothing received on its sockets is forwarded (its early ICE checks), and nothing is
     /// forwarded toward it.
     BrowserPending { session: SessionId, side: Side },
+    /// Append streams to an open session (a re-INVITE added m-lines): one new pair per
+    /// stream and side, bound like `Open`'s. Its other streams go on untouched, and so does a
+    /// browser's BUNDLE transport (its new slots are routed into its leg). No answer.
+    Grow {
+        session: SessionId,
+        rtcp_mux: bool,
+        legs: [LegSpec; 2],
+    },
+    /// Add m-lines to `side`'s WebRTC leg, after a `Grow` gave the session their streams: the
+    /// browser's SDP named them (video turned on).
+    WebRtcStreams {
+        session: SessionId,
+        side: Side,
+        streams: Vec<WebRtcStream>,
+    },
     /// The RTP clock rate of a stream (default 8000 Hz), for its jitter.
     ClockRate {
         session: SessionId,
@@ -176,6 +191,8 @@ impl MediaCommand {
             | MediaCommand::WebRtc { session, .. }
             | MediaCommand::BrowserPending { session, .. }
             | MediaCommand::ClockRate { session, .. }
+            | MediaCommand::Grow { session, .. }
+            | MediaCommand::WebRtcStreams { session, .. }
             | MediaCommand::Close { session }
             | MediaCommand::Stats { session, .. }
             | MediaCommand::BrowserStats { session, .. } => Some(*session),
@@ -241,6 +258,7 @@ struct SessionRecord {
     pairs: Vec<RelayPort>,
     ports: usize,
     streams: usize,
+    rtcp_mux: bool,
     closing: bool,
 }
 
@@ -360,6 +378,7 @@ impl MediaControl {
                 pairs,
                 ports,
                 streams,
+                rtcp_mux,
                 closing: false,
             },
         );
@@ -419,6 +438,86 @@ impl MediaControl {
             session: id,
             side,
             params: Box::new(params),
+        });
+        Ok(())
+    }
+
+    /// Appends `streams` streams to an open session ([`MediaCommand::Grow`]): their ports,
+    /// in the session's rtcp-mux mode, to write into SDP now. The session's streams keep
+    /// their indexes; the new ones follow.
+    pub fn grow(&mut self, id: SessionId, streams: usize) -> Result<Vec<StreamPorts>, RelayError> {
+        let record = self
+            .sessions
+            .get(&id)
+            .ok_or(RelayError::UnknownSession(id))?;
+        if record.closing {
+            return Err(RelayError::UnknownSession(id));
+        }
+        let rtcp_mux = record.rtcp_mux;
+        if streams == 0 {
+            return Err(RelayError::NoStreams);
+        }
+        if self.ready.len() < 2 * streams {
+            self.refill();
+            return Err(RelayError::PortsExhausted);
+        }
+        let mut legs = [Vec::with_capacity(streams), Vec::with_capacity(streams)];
+        for _ in 0..streams {
+            for leg in &mut legs {
+                leg.extend(self.ready.pop_front());
+            }
+        }
+        let ports = 2 * streams * if rtcp_mux { 1 } else { 2 };
+        let out = (0..streams)
+            .map(|i| StreamPorts {
+                a: self.leg_ports(legs[0][i], rtcp_mux),
+                b: self.leg_ports(legs[1][i], rtcp_mux),
+            })
+            .collect();
+        self.ports_in_use += ports;
+        if let Some(record) = self.sessions.get_mut(&id) {
+            record.pairs.extend(legs.iter().flatten().copied());
+            record.ports += ports;
+            record.streams += streams;
+        }
+        let [a, b] = legs;
+        self.commands.push_back(MediaCommand::Grow {
+            session: id,
+            rtcp_mux,
+            legs: [
+                LegSpec {
+                    kind: LegKind::Rtp,
+                    ports: a,
+                },
+                LegSpec {
+                    kind: LegKind::Rtp,
+                    ports: b,
+                },
+            ],
+        });
+        self.refill();
+        Ok(out)
+    }
+
+    /// Could [`MediaControl::grow`] add `streams` streams to session `id` now?
+    pub fn can_grow(&self, id: SessionId, streams: usize) -> bool {
+        streams > 0
+            && self.ready.len() >= 2 * streams
+            && self.sessions.get(&id).is_some_and(|r| !r.closing)
+    }
+
+    /// Adds m-lines to `side`'s WebRTC leg ([`MediaCommand::WebRtcStreams`]).
+    pub fn webrtc_streams(
+        &mut self,
+        id: SessionId,
+        side: Side,
+        streams: Vec<WebRtcStream>,
+    ) -> Result<(), RelayError> {
+        self.check(id, 0)?;
+        self.commands.push_back(MediaCommand::WebRtcStreams {
+            session: id,
+            side,
+            streams,
         });
         Ok(())
     }

@@ -21,7 +21,7 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::control::{MediaKind, Payload, WebRtcParams};
+use super::control::{MediaKind, Payload, WebRtcParams, WebRtcStream};
 use super::shard::ShardCounters;
 use super::sys::{Batch, Epoll};
 use super::table::{SlotId, StreamSlots, Table, Verdict};
@@ -454,6 +454,74 @@ impl Gateway {
         }
     }
 
+    /// Streams were appended to `session` (a re-INVITE added an m-line, `Table::handle_grow`):
+    /// every browser side of the session routes its new slots into its leg (or keeps them
+    /// pending, like the rest of a side whose leg is not made yet), and the plain side gets
+    /// the leg as their destination. The leg learns the new m-lines themselves from
+    /// [`Gateway::add_streams`], once the browser's SDP names them.
+    pub fn grown(&mut self, session: SessionId, table: &mut Table, now: Instant) {
+        let Some(slots) = table.session_slots(session) else {
+            return;
+        };
+        let mut new_routes = Vec::new();
+        for (i, b) in self.legs.iter_mut().enumerate() {
+            let Some(b) = b.as_mut().filter(|b| b.session == session) else {
+                continue;
+            };
+            let old = b.slots.len();
+            b.slots = slots.clone();
+            b.phone_ssrc.resize(slots.len(), None);
+            for (stream, s) in slots.iter().enumerate().skip(old) {
+                new_routes.push((i as u32, b.side, b.local, stream, *s));
+            }
+        }
+        let mut legs_of = [false; 2];
+        for (leg, side, local, stream, s) in new_routes {
+            legs_of[side.index()] = true;
+            for slot in std::iter::once(s.rtp[side.index()]).chain(s.rtcp.map(|p| p[side.index()]))
+            {
+                self.route(slot, Some(Route { leg, stream }));
+            }
+            table.handle_set_remote(session, stream, side, local, Some(local), now);
+        }
+        // A side still waiting for its leg: its first slot is routed to no leg yet.
+        for side in [Side::A, Side::B] {
+            let pending = slots.first().is_some_and(|s| {
+                matches!(self.routes.get(s.rtp[side.index()].0 as usize),
+                    Some(Some(r)) if r.leg == NO_LEG)
+            });
+            if pending && !legs_of[side.index()] {
+                self.pend(session, side, table);
+            }
+        }
+    }
+
+    /// Adds m-lines to the browser leg of `side` of `session` (video turned on by a
+    /// re-INVITE), after [`Gateway::grown`] gave the session their slots. The streams are the
+    /// leg's next ones, in order.
+    pub fn add_streams(
+        &mut self,
+        session: SessionId,
+        side: Side,
+        streams: &[WebRtcStream],
+    ) -> Result<(), String> {
+        let b = self
+            .legs
+            .iter_mut()
+            .flatten()
+            .find(|b| b.session == session && b.side == side)
+            .ok_or("no browser leg on this side")?;
+        for s in streams {
+            let spec = stream_spec(s);
+            let index = b.leg.add_stream(&spec).map_err(|e| e.to_string())?;
+            if b.our_ssrc.len() <= index {
+                b.our_ssrc.resize(index + 1, 1);
+            }
+            b.our_ssrc[index] = s.ssrc_tx;
+        }
+        Ok(())
+    }
+
     /// The browser legs of a session and their counters.
     pub fn stats(&self, session: SessionId) -> Vec<BrowserStats> {
         self.legs
@@ -519,20 +587,7 @@ fn leg_params(p: &WebRtcParams, local: SocketAddr, streams: usize) -> Result<Leg
         ));
     }
     let remote_fingerprint = p.remote_fingerprint.parse().map_err(|e| format!("{e}"))?;
-    let streams = p
-        .streams
-        .iter()
-        .map(|s| StreamSpec {
-            mid: s.mid.clone(),
-            kind: match s.kind {
-                MediaKind::Audio => super::webrtc::MediaKind::Audio,
-                MediaKind::Video => super::webrtc::MediaKind::Video,
-            },
-            payloads: s.payloads.iter().filter_map(payload_spec).collect(),
-            ssrc_tx: s.ssrc_tx,
-            ssrc_rx: s.ssrcs_rx.first().copied(),
-        })
-        .collect();
+    let streams = p.streams.iter().map(stream_spec).collect();
     Ok(LegParams {
         local_ufrag: p.local_ufrag.clone(),
         local_pwd: p.local_pwd.clone(),
@@ -547,6 +602,20 @@ fn leg_params(p: &WebRtcParams, local: SocketAddr, streams: usize) -> Result<Leg
         },
         streams,
     })
+}
+
+/// The leg's view of one of the core's streams.
+fn stream_spec(s: &WebRtcStream) -> StreamSpec {
+    StreamSpec {
+        mid: s.mid.clone(),
+        kind: match s.kind {
+            MediaKind::Audio => super::webrtc::MediaKind::Audio,
+            MediaKind::Video => super::webrtc::MediaKind::Video,
+        },
+        payloads: s.payloads.iter().filter_map(payload_spec).collect(),
+        ssrc_tx: s.ssrc_tx,
+        ssrc_rx: s.ssrcs_rx.first().copied(),
+    }
 }
 
 /// A payload the gateway carries: the codecs str0m knows (others, such as RED, RTX or FEC,

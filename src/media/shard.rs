@@ -394,6 +394,49 @@ impl Shard {
                 self.table
                     .handle_set_remote(session, stream, side, rtp, rtcp, now);
             }
+            MediaCommand::Grow {
+                session,
+                rtcp_mux,
+                legs,
+            } => match self.take_session(&legs, rtcp_mux) {
+                Ok(streams) => {
+                    let Some(slots) = self
+                        .table
+                        .handle_grow(session, streams.len(), rtcp_mux, now)
+                    else {
+                        tracing::warn!(session = session.0, "relay: grow of an unknown session");
+                        return;
+                    };
+                    for (s, sockets) in slots.into_iter().zip(streams) {
+                        let [a, b] = sockets.rtp;
+                        self.attach(s.rtp[0], a);
+                        self.attach(s.rtp[1], b);
+                        if let (Some(pair), Some([a, b])) = (s.rtcp, sockets.rtcp) {
+                            self.attach(pair[0], a);
+                            self.attach(pair[1], b);
+                        }
+                    }
+                    if !self.gateway.is_empty() {
+                        self.gateway.grown(session, &mut self.table, now);
+                    }
+                }
+                Err((_, e)) => {
+                    tracing::warn!(session = session.0, "relay: cannot add streams: {e}")
+                }
+            },
+            MediaCommand::WebRtcStreams {
+                session,
+                side,
+                streams,
+            } => {
+                if let Err(e) = self.gateway.add_streams(session, side, &streams) {
+                    tracing::warn!(
+                        session = session.0,
+                        ?side,
+                        "relay: no new browser streams: {e}"
+                    );
+                }
+            }
             MediaCommand::ClockRate {
                 session,
                 stream,

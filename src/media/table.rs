@@ -159,6 +159,31 @@ impl Table {
         out
     }
 
+    /// Appends `streams` streams to session `id` (a re-INVITE added m-lines; the session
+    /// keeps its other streams, latches and counters); returns the new streams' slots, for the
+    /// caller to attach their sockets to. `None` if there is no such session.
+    pub fn handle_grow(
+        &mut self,
+        id: SessionId,
+        streams: usize,
+        rtcp_mux: bool,
+        now: Instant,
+    ) -> Option<Vec<StreamSlots>> {
+        if !self.sessions.contains_key(&id) {
+            return None;
+        }
+        let mut out = Vec::with_capacity(streams);
+        for _ in 0..streams {
+            let rtp = self.pair(false);
+            let rtcp = (!rtcp_mux).then(|| self.pair(true));
+            out.push(StreamSlots { rtp, rtcp });
+        }
+        let entry = self.sessions.get_mut(&id)?;
+        entry.streams.extend(out.iter().cloned());
+        entry.negotiated = entry.negotiated.max(now);
+        Some(out)
+    }
+
     /// Two slots forwarding to each other.
     fn pair(&mut self, rtcp: bool) -> [SlotId; 2] {
         let a = self.reserve();

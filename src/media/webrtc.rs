@@ -49,6 +49,9 @@ const STATS_INTERVAL: Duration = Duration::from_secs(1);
 const MAX_RTP: usize = 1500;
 /// No stream for this payload type.
 const NO_STREAM: u8 = u8::MAX;
+/// The dynamic payload types (RFC 3551 96–127, and 35–63, which browsers use when those run
+/// out) a stream added after the leg was made may use: see [`WebRtcLeg::add_stream`].
+const DYNAMIC_PTS: [std::ops::RangeInclusive<u8>; 2] = [96..=127, 35..=63];
 
 /// Errors of the WebRTC leg, by layer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -444,6 +447,24 @@ impl WebRtcLeg {
         if params.streams.len() >= NO_STREAM as usize {
             return Err(bad("too many streams".into()));
         }
+        // str0m's codec table is fixed at `build`, and it drops RTP whose payload type it does
+        // not know. A video stream added later (a re-INVITE that turns video on) brings
+        // payload types nobody knows yet, so every dynamic payload type still free is known
+        // from the start as 90 kHz video (in RTP mode str0m does not depacketize, it needs
+        // the clock). The negotiated ones come first in the table, so a packet of theirs is
+        // found without scanning these.
+        for pt in DYNAMIC_PTS.into_iter().flatten() {
+            if by_pt[pt as usize] == NO_STREAM {
+                cfg.codec_config().add_config(
+                    pt.into(),
+                    None,
+                    Codec::Vp8,
+                    Frequency::NINETY_KHZ,
+                    None,
+                    FormatParams::default(),
+                );
+            }
+        }
 
         // `build` only panics when the certificate does not load; ours came from the backend.
         let mut rtc = cfg.build(now);
@@ -623,6 +644,62 @@ impl WebRtcLeg {
         self.stats.rtp_tx_bytes += plain_rtp.len() as u64;
         self.drained = false;
         self.input(Input::Timeout(now))
+    }
+
+    /// A stream added to the bundle after the leg was made (a re-INVITE that turns video
+    /// on): its m-line's mid, SSRCs and payload types. Only video can be added: its payload
+    /// types must be dynamic ones no other stream uses ([`DYNAMIC_PTS`], known to str0m from
+    /// the start as 90 kHz); anything else is refused and the leg is unchanged.
+    pub fn add_stream(&mut self, s: &StreamSpec) -> Result<usize, LegError> {
+        let bad = |why: String| LegError::Config(why);
+        if s.kind != MediaKind::Video {
+            return Err(bad(format!("stream {:?}: only video can be added", s.mid)));
+        }
+        if s.mid.is_empty() || s.mid.len() > 16 || !s.mid.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            return Err(bad(format!("mid {:?}: 1 to 16 letters or digits", s.mid)));
+        }
+        let mid = Mid::from(s.mid.as_str());
+        if self.streams.iter().any(|st| st.mid == mid) {
+            return Err(bad(format!("mid {:?} twice", s.mid)));
+        }
+        if self.streams.len() + 1 >= NO_STREAM as usize {
+            return Err(bad("too many streams".into()));
+        }
+        if s.payloads.is_empty() {
+            return Err(bad(format!("stream {:?} has no payload types", s.mid)));
+        }
+        for p in &s.payloads {
+            let dynamic = DYNAMIC_PTS.iter().any(|r| r.contains(&p.pt));
+            if !dynamic || p.clock_rate != 90_000 || self.by_pt[p.pt as usize] != NO_STREAM {
+                return Err(bad(format!(
+                    "payload type {} ({}/{}) cannot be added: not a free dynamic 90 kHz one",
+                    p.pt, p.codec, p.clock_rate
+                )));
+            }
+        }
+        let index = self.streams.len();
+        for p in &s.payloads {
+            self.by_pt[p.pt as usize] = index as u8;
+        }
+        let mut api = self.rtc.direct_api();
+        api.declare_media(mid, Str0mKind::Video);
+        api.declare_stream_tx(s.ssrc_tx.into(), None, mid, None);
+        if let Some(rx) = s.ssrc_rx {
+            api.expect_stream_rx(rx.into(), None, mid, None);
+        }
+        self.streams.push(StreamState {
+            mid,
+            ssrc_tx: s.ssrc_tx.into(),
+            tx_seq: None,
+        });
+        self.drained = false;
+        Ok(index)
+    }
+
+    /// The number of streams in the bundle.
+    pub fn streams(&self) -> usize {
+        self.streams.len()
     }
 
     /// The phone asks for a keyframe on stream `stream` (its PLI/FIR): ask the browser with a

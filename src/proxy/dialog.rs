@@ -41,10 +41,8 @@ impl Proxy {
                 now.unix_ms,
             );
         }
-        if self.media_reshape_unsupported(msg) {
-            let warning = "Warning: 399 tambun \"adding or removing media streams in a call \
-                           with a browser is not supported yet\"";
-            return Some((488, vec![warning.to_string()]));
+        if let Some(why) = self.media_reshape_unsupported(msg) {
+            return Some((488, vec![format!("Warning: 399 tambun \"{why}\"")]));
         }
         let limit = if msg.method() == Some(&Method::Invite) {
             TIMER_C

@@ -67,6 +67,9 @@ pub(crate) struct BrowserLeg {
     pub mid_extension: Option<u8>,
     /// The browser's ICE credentials, once its SDP set up the leg.
     pub remote: Option<(String, String)>,
+    /// How many of `mids` the relay's leg knows: the first ones, made with it; a re-offer
+    /// that turned video on adds the rest when the browser's SDP names them.
+    pub declared: usize,
 }
 
 impl BrowserLeg {
@@ -88,6 +91,47 @@ impl BrowserLeg {
             setup,
             mid_extension,
             remote: None,
+            declared: 0,
+        }
+    }
+
+    /// A new stream at index `i` (a re-offer added it): the browser's own mid when its SDP
+    /// names one, else the index (or, taken, a letter and the index); a fresh SSRC.
+    fn push_stream(&mut self, relay: &mut MediaControl, i: usize, mid: Option<&str>) {
+        let mid = match mid.filter(|m| !self.mids.iter().any(|x| x == m)) {
+            Some(m) => m.to_string(),
+            None if !self.mids.iter().any(|x| *x == i.to_string()) => i.to_string(),
+            None => format!("t{i}"),
+        };
+        self.mids.push(mid);
+        self.ssrcs.push(relay.ssrc());
+    }
+
+    /// The relay's view of stream `i`, from the browser's SDP `remote`.
+    fn stream(&self, i: usize, remote: &WebRtcSdp) -> WebRtcStream {
+        let section = remote.sections.get(i);
+        WebRtcStream {
+            mid: self.mids.get(i).cloned().unwrap_or_else(|| i.to_string()),
+            kind: match section.map(|s| s.kind.as_str()) {
+                Some("video") => MediaKind::Video,
+                _ => MediaKind::Audio,
+            },
+            ssrc_tx: self.ssrcs.get(i).copied().unwrap_or(0),
+            ssrcs_rx: section.map(|s| s.ssrcs.clone()).unwrap_or_default(),
+            payloads: section
+                .map(|s| {
+                    s.payloads
+                        .iter()
+                        .filter_map(|pt| {
+                            Some(Payload {
+                                pt: *pt,
+                                codec: s.codec(*pt)?,
+                                fmtp: s.fmtp(*pt).to_string(),
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 
@@ -117,36 +161,8 @@ impl BrowserLeg {
             (Setup::ActPass, Setup::Passive) => true,
             _ => return None,
         };
-        let streams = self
-            .mids
-            .iter()
-            .enumerate()
-            .map(|(i, mid)| {
-                let section = remote.sections.get(i);
-                WebRtcStream {
-                    mid: mid.clone(),
-                    kind: match section.map(|s| s.kind.as_str()) {
-                        Some("video") => MediaKind::Video,
-                        _ => MediaKind::Audio,
-                    },
-                    ssrc_tx: self.ssrcs.get(i).copied().unwrap_or(0),
-                    ssrcs_rx: section.map(|s| s.ssrcs.clone()).unwrap_or_default(),
-                    payloads: section
-                        .map(|s| {
-                            s.payloads
-                                .iter()
-                                .filter_map(|pt| {
-                                    Some(Payload {
-                                        pt: *pt,
-                                        codec: s.codec(*pt)?,
-                                        fmtp: s.fmtp(*pt).to_string(),
-                                    })
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                }
-            })
+        let streams = (0..self.mids.len())
+            .map(|i| self.stream(i, remote))
             .collect();
         Some(WebRtcParams {
             local_ufrag: self.ufrag.clone(),
@@ -309,6 +325,16 @@ fn browser_sdp(relay: &mut MediaControl, call: &mut MediaCall, sdp: &WebRtcSdp, 
         .as_ref()
         .is_some_and(|(u, p)| *u == sdp.ufrag && *p == sdp.pwd)
     {
+        // The same transport. New sections (a re-offer turned video on) join the leg's
+        // bundle, in order, up to the first one the browser left off.
+        let new: Vec<WebRtcStream> = (leg.declared..sdp.sections.len().min(leg.mids.len()))
+            .take_while(|i| sdp.sections[*i].port != 0 && sdp.sections[*i].kind == "video")
+            .map(|i| leg.stream(i, sdp))
+            .collect();
+        if !new.is_empty() {
+            leg.declared += new.len();
+            let _ = relay.webrtc_streams(call.session, sender, new);
+        }
         return;
     }
     if leg.remote.is_some() {
@@ -325,6 +351,7 @@ fn browser_sdp(relay: &mut MediaControl, call: &mut MediaCall, sdp: &WebRtcSdp, 
             } else {
                 Setup::Passive
             };
+            leg.declared = params.streams.len();
             let _ = relay.webrtc(call.session, sender, params);
         }
         None => tracing::warn!(
@@ -361,6 +388,9 @@ impl Proxy {
         if let Some(old) = self.media_calls.by_call_id.get(&call_id) {
             if old.streams.len() == n {
                 return None; // same shape: handled as an in-dialog rewrite
+            }
+            if n > old.streams.len() && old.browsers.iter().any(Option::is_some) {
+                return self.media_grow(msg, sender, &call_id, n);
             }
             // Its ports come back when the relay reports it closed.
             let _ = relay.close(old.session);
@@ -403,6 +433,45 @@ impl Proxy {
         out.and_then(|b| self.reparse(b))
     }
 
+    /// A re-offer that adds streams to a call with a browser leg (video turned on): the
+    /// session grows in place, because a browser's BUNDLE transport (ICE, DTLS) cannot move
+    /// to new ports without an ICE restart. Each browser leg gets the new streams' mids and
+    /// SSRCs for the SDP written to it; the relay's leg learns them from the browser's SDP.
+    fn media_grow(
+        &mut self,
+        msg: &Message,
+        sender: Leg,
+        call_id: &str,
+        n: usize,
+    ) -> Option<Message> {
+        let relay = self.media.as_mut()?;
+        let call = self.media_calls.by_call_id.get_mut(call_id)?;
+        let added = n.checked_sub(call.streams.len())?;
+        let ports = match relay.grow(call.session, added) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(%call_id, error = %e, "cannot add streams to the call");
+                return None;
+            }
+        };
+        call.streams.extend(ports);
+        let theirs = webrtc_sdp::read(msg.body());
+        for side in [Leg::A, Leg::B] {
+            let Some(b) = call.browsers[side.index()].as_mut() else {
+                continue;
+            };
+            for i in b.mids.len()..n {
+                let mid = theirs
+                    .as_ref()
+                    .filter(|_| side == sender)
+                    .and_then(|w| w.sections.get(i)?.mid.as_deref());
+                b.push_stream(relay, i, mid);
+            }
+        }
+        let out = rewrite_for(relay, call, msg, sender)?;
+        self.reparse(out)
+    }
+
     /// Which leg sent an in-dialog request of a media call.
     fn sender_of(&self, msg: &Message) -> Option<Leg> {
         let call = self.media_calls.by_call_id.get(msg.call_id().ok()?)?;
@@ -438,32 +507,39 @@ impl Proxy {
         self.reparse(out)
     }
 
-    /// A re-offer that changes the number of streams of a call with a browser leg: the relay
-    /// would need a new session, and a browser's BUNDLE transport (ICE, DTLS) cannot move to
-    /// new ports without an ICE restart. Answered 488 by the caller of this; the call goes on
-    /// as it was.
-    pub(crate) fn media_reshape_unsupported(&self, msg: &Message) -> bool {
+    /// A re-offer that changes the number of streams of a call with a browser leg in a way
+    /// the switch cannot follow: fewer m-lines (RFC 3264 §8 forbids it; dropping video is
+    /// port 0, which works), or more when the relay has no ports for them now. Answered 488
+    /// by the caller of this; the call goes on as it was.
+    pub(crate) fn media_reshape_unsupported(&self, msg: &Message) -> Option<&'static str> {
         if self.media.is_none() || !has_sdp(msg) {
-            return false;
+            return None;
         }
-        let Some(call) = msg
+        let call = msg
             .call_id()
             .ok()
-            .and_then(|c| self.media_calls.by_call_id.get(c))
-        else {
-            return false;
-        };
+            .and_then(|c| self.media_calls.by_call_id.get(c))?;
         if call.browsers.iter().all(Option::is_none) {
-            return false;
+            return None;
         }
         let streams = match webrtc_sdp::read(msg.body()) {
             Some(w) => w.sections.len(),
             None => match sdp::parse(msg.body()) {
                 Ok(s) => s.streams.len(),
-                Err(_) => return false,
+                Err(_) => return None,
             },
         };
-        streams != call.streams.len()
+        match streams.cmp(&call.streams.len()) {
+            std::cmp::Ordering::Equal => None,
+            std::cmp::Ordering::Less => {
+                Some("an offer may not remove m-lines (RFC 3264 section 8): set the port to 0")
+            }
+            std::cmp::Ordering::Greater => self
+                .media
+                .as_ref()
+                .is_none_or(|relay| !relay.can_grow(call.session, streams - call.streams.len()))
+                .then_some("no relay ports for the added media now; try again later"),
+        }
     }
 
     /// An INVITE with SDP about to go to a browser (a WebSocket flow) as leg B: the first

@@ -968,6 +968,151 @@ fn a_browser_offer_becomes_plain_for_the_phone_and_the_answer_webrtc() {
     assert_eq!(webrtc, 1);
 }
 
+/// The browser of [`BROWSER_OFFER`] turns its camera on: its re-offer (same ICE credentials)
+/// adds an m=video line to the BUNDLE.
+fn browser_reoffer_with_video() -> String {
+    let video = "m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\n\
+a=ice-ufrag:BrUf\r\na=ice-pwd:browserpassword012345678\r\n\
+a=fingerprint:sha-256 6B:8B:F0:65\r\na=setup:actpass\r\na=mid:1\r\n\
+a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\na=sendrecv\r\na=rtcp-mux\r\n\
+a=rtpmap:96 VP8/90000\r\na=ssrc:888 cname:x\r\n";
+    format!("{BROWSER_OFFER}{video}").replace("a=group:BUNDLE 0\r\n", "a=group:BUNDLE 0 1\r\n")
+}
+
+/// A browser in an audio call with a desk phone turns video on: the session grows in place
+/// (its audio stream and the browser's BUNDLE transport stay; a `Grow` adds one pair), the
+/// phone is offered a second, plain m-line on the new ports, the relay's WebRTC leg learns
+/// the video stream (`WebRtcStreams`), and the phone's answer reaches the browser with both
+/// sections on the leg's one port. A re-offer with fewer m-lines than the call has is
+/// answered 488 with a Warning and reaches nobody.
+#[test]
+fn a_browser_turning_video_on_grows_the_session_in_place() {
+    use crate::media::{MediaCommand, MediaKind, Side};
+    let mut rig = Rig::new(&[]);
+    with_relay(&mut rig);
+    if let Some(m) = rig.sw.proxy.media.as_mut() {
+        m.set_fingerprint("sha-256 AA:BB:CC".into());
+    }
+    rig.register("2300", 6000);
+    let b = rig.branch();
+    let text = rig.invite_text("1000", 7000, "2300", &b, "");
+    rig.send(7000, with_sdp(&text, BROWSER_OFFER));
+    let nonce = nonce_of(&rig.out().pop().unwrap().1, HeaderName::ProxyAuthenticate);
+    let auth = Digest::new("1000", "INVITE", "sip:2300@127.0.0.1", &nonce).proxy_authorization();
+    let b = rig.branch();
+    let text = rig.invite_text("1000", 7000, "2300", &b, &auth);
+    rig.send(7000, with_sdp(&text, BROWSER_OFFER));
+    let inv = rig.out().into_iter().find(|(p, _)| *p == 6000).unwrap().1;
+    rig.send(6000, with_sdp(&answer(&inv, 200, "b1", 6000), &sdp(5000)));
+    rig.out();
+    rig.outputs.pump(&mut rig.sw);
+    rig.outputs.media.clear();
+
+    let call_id = inv.call_id().unwrap().to_string();
+    let b = rig.branch();
+    let re = in_dialog(
+        "INVITE",
+        "sip:2300@127.0.0.1:6000",
+        &caller_route(&inv),
+        &b,
+        &call_id,
+    );
+    rig.send(7000, with_sdp(&re, &browser_reoffer_with_video()));
+    let out = rig.out();
+    let reinvite = &out
+        .iter()
+        .find(|(p, _)| *p == 6000)
+        .expect("to the phone")
+        .1;
+    let plain = crate::sip::sdp::parse(reinvite.body()).unwrap();
+    assert_eq!(plain.streams.len(), 2, "{out:?}");
+    let body = std::str::from_utf8(reinvite.body()).unwrap();
+    assert!(
+        body.contains("m=audio 40002 RTP/AVP"),
+        "audio stays on its ports: {body}"
+    );
+    assert!(
+        body.contains("m=video ") && !body.contains("m=video 40002 ") && !body.contains("SAVPF"),
+        "video gets plain RTP on new ports: {body}"
+    );
+    rig.outputs.pump(&mut rig.sw);
+    let cmds = &rig.outputs.media;
+    assert!(
+        !cmds
+            .iter()
+            .any(|c| matches!(c, MediaCommand::Open { .. } | MediaCommand::Close { .. })),
+        "the session is not reopened: {cmds:?}"
+    );
+    let grown = cmds
+        .iter()
+        .filter(|c| matches!(c, MediaCommand::Grow { legs, .. } if legs[0].ports.len() == 1))
+        .count();
+    assert_eq!(grown, 1, "one Grow of one stream: {cmds:?}");
+    let streams = cmds
+        .iter()
+        .find_map(|c| match c {
+            MediaCommand::WebRtcStreams { side, streams, .. } => Some((*side, streams.clone())),
+            _ => None,
+        })
+        .expect("the browser's leg learns the video stream");
+    assert_eq!(streams.0, Side::A);
+    assert_eq!(streams.1.len(), 1);
+    let v = &streams.1[0];
+    assert_eq!((v.mid.as_str(), v.kind), ("1", MediaKind::Video));
+    assert_eq!(v.ssrcs_rx, vec![888]);
+    assert!(v
+        .payloads
+        .iter()
+        .any(|p| p.pt == 96 && p.codec == "vp8/90000"));
+
+    let video_answer = format!(
+        "{}m=video 5002 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n",
+        sdp(5000)
+    );
+    rig.send(
+        6000,
+        with_sdp(&answer(reinvite, 200, "b1", 6000), &video_answer),
+    );
+    let ok = rig.out().into_iter().find(|(p, _)| *p == 7000).unwrap().1;
+    let w = crate::sip::webrtc_sdp::read(ok.body()).expect("WebRTC SDP toward the browser");
+    assert_eq!(w.bundle, vec!["0", "1"]);
+    assert_eq!(w.sections.len(), 2);
+    assert!(
+        w.sections.iter().all(|s| s.port == 40000),
+        "one transport: {:?}",
+        w.sections
+    );
+    assert_eq!(w.sections[1].mid.as_deref(), Some("1"));
+    assert_eq!(
+        w.setup,
+        crate::sip::webrtc_sdp::Setup::Active,
+        "the settled role"
+    );
+    // The phone's video remote is set on the new stream.
+    assert!(remotes(&mut rig)
+        .iter()
+        .any(|r| r.1 == 1 && r.2 == Side::B && r.3.port() == 5002));
+
+    // Fewer m-lines than the call has: 488, nothing to the phone.
+    let b = rig.branch();
+    let re = in_dialog(
+        "INVITE",
+        "sip:2300@127.0.0.1:6000",
+        &caller_route(&inv),
+        &b,
+        &call_id,
+    )
+    .replace("CSeq: 5 ", "CSeq: 6 ");
+    rig.send(7000, with_sdp(&re, BROWSER_OFFER));
+    let out = rig.out();
+    only_answer(&out, 7000, 488);
+    assert!(
+        warning_of(&out[0].1).contains("RFC 3264"),
+        "{}",
+        warning_of(&out[0].1)
+    );
+}
+
 // ---- the toll guard ---------------------------------------------------------------------------
 
 fn warning_of(m: &Message) -> String {

@@ -21,6 +21,7 @@
 //   sdp                            {local, remote}: the PeerConnection's current descriptions
 //   hold / unhold {timeout}        clicks Tahan / Lanjutkan; waits for "Ditahan" / "Terhubung"
 //   hangup                         clicks Tutup
+//   videoToggle                    clicks the video on/off button; result {videoOn, renegotiated}
 //   errorText                      the visible error-message text, or null
 //   state                          window.tambunPhone.state (JSON-safe copy)
 //   quit                           closes Chromium and exits 0
@@ -147,6 +148,17 @@ const commands = {
   async hangup(req) {
     await hangup(page(req));
     return null;
+  },
+  async videoToggle(req) {
+    const p = page(req);
+    const before = await p.evaluate(() => window.tambunPhone.state.call.videoOn);
+    await tid(p, 'video-toggle').click({ timeout: 5000 });
+    await p.waitForFunction((b) => window.tambunPhone.state.call && window.tambunPhone.state.call.videoOn !== b,
+      before, { timeout: timeout(req, 8000) });
+    return p.evaluate(() => ({
+      videoOn: window.tambunPhone.state.call.videoOn,
+      renegotiated: window.tambunPhone.state.call.renegotiated || 0,
+    }));
   },
   async errorText(req) {
     return errorText(page(req));

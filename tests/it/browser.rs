@@ -419,6 +419,107 @@ fn browser_to_browser_video() {
     eprintln!("browser_to_browser_video: {:?}", t0.elapsed());
 }
 
+/// An audio call between two browsers; A turns its camera on (a re-INVITE that adds an
+/// m=video line: the session grows in place and the new stream joins both browsers' BUNDLE
+/// transports), then B (its video transceiver was recvonly: a second re-offer). Video is
+/// decoded both ways and the audio goes on.
+#[test]
+fn browsers_turn_video_on_in_an_audio_call() {
+    let t0 = Instant::now();
+    let switch = web_media_switch(&[BROWSER, BROWSER2]);
+    let mut browser = BrowserAgent::start(switch.dir(), "up");
+    let a = browser.open(&switch);
+    browser.login_ok(a, BROWSER.0, BROWSER.2);
+    let b = browser.open(&switch);
+    browser.login_ok(b, BROWSER2.0, BROWSER2.2);
+
+    browser.call(a, BROWSER2.0, false);
+    browser.answer(b, false);
+    browser.wait_media(a);
+    browser.wait_media(b);
+    let on = browser.video_toggle(a);
+    assert_eq!(
+        on["videoOn"],
+        Value::Bool(true),
+        "A's video did not turn on: {on}"
+    );
+    assert_eq!(
+        on["renegotiated"], 1,
+        "turning video on sent no re-INVITE: {on}"
+    );
+    let (s, ok) = stats_until(&mut browser, b, Duration::from_secs(10), |s| {
+        video_num(s, "framesDecoded") > 15.0
+    });
+    assert!(
+        ok,
+        "B decoded no video after A turned it on: {s:#}\n{}",
+        browser.log_text()
+    );
+    browser.video_toggle(b);
+    let (s, ok) = stats_until(&mut browser, a, Duration::from_secs(10), |s| {
+        video_num(s, "framesDecoded") > 15.0
+    });
+    assert!(
+        ok,
+        "A decoded no video after B turned it on: {s:#}\n{}",
+        browser.log_text()
+    );
+    assert_call_up(&mut browser, a, "after video was turned on");
+    let audio_was = num(&s, "packetsReceived");
+    let (s, ok) = stats_until(&mut browser, a, Duration::from_secs(5), |s| {
+        num(s, "packetsReceived") > audio_was + 50.0
+    });
+    assert!(ok, "A's audio stopped after video was added: {s:#}");
+    let calls = calls_json(&switch);
+    browser.hangup(a);
+    if let Err(e) = browser.wait_status(b, "Panggilan berakhir", Duration::from_secs(5)) {
+        panic!("B did not see the hangup: {e}");
+    }
+    eprintln!(
+        "browsers_turn_video_on_in_an_audio_call: A {}; calls {calls}; {:?}",
+        s["video"],
+        t0.elapsed()
+    );
+}
+
+/// A browser in an audio call with a baresip video phone turns its camera on: the re-INVITE
+/// reaches baresip as plain RTP/AVP with a second m-line on new relay ports, baresip answers
+/// with video, and the browser decodes baresip's VP8.
+#[test]
+fn browser_turns_video_on_with_a_baresip_video_phone() {
+    let t0 = Instant::now();
+    let switch = web_media_switch(&[BROWSER, DESK]);
+    let mut desk = desk_phone(&switch, DESK, true);
+    let mut browser = BrowserAgent::start(switch.dir(), "uv");
+    let page = browser_dials(&mut browser, &switch, DESK.0, false);
+    let on = browser.video_toggle(page);
+    assert_eq!(
+        on["renegotiated"], 1,
+        "turning video on sent no re-INVITE: {on}"
+    );
+    let (stats, decoded) = stats_until(&mut browser, page, Duration::from_secs(10), |s| {
+        video_num(s, "framesDecoded") > 15.0
+    });
+    assert!(
+        decoded,
+        "the browser decoded no video from baresip after turning video on: {stats:#}\n{}",
+        browser.log_text()
+    );
+    assert_call_up(&mut browser, page, "after video was turned on");
+    browser.hangup(page);
+    let (tx, rx) = baresip_totals_of(&desk, "video");
+    desk.stop();
+    assert!(
+        tx >= 15 && rx >= 15,
+        "baresip's video after the re-INVITE: sent {tx}, received {rx}"
+    );
+    eprintln!(
+        "browser video on with baresip: {}; baresip video tx {tx} rx {rx}; {:?}",
+        stats["video"],
+        t0.elapsed()
+    );
+}
+
 #[test]
 fn a_wrong_password_shows_the_sentence() {
     let t0 = Instant::now();

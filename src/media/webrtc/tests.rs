@@ -187,6 +187,29 @@ impl Pair {
         Pair::with_crypto(leg_active, rx, video, None, None)
     }
 
+    /// The leg made with audio only while the browser (whose re-offer turned video on)
+    /// already has its video stream: the leg's [`WebRtcLeg::add_stream`] is to catch up.
+    fn audio_leg_video_browser(leg_active: bool) -> Pair {
+        let now = Instant::now();
+        let identity = Identity::generate().unwrap();
+        let mut br = browser(&identity, None, leg_active, true, now);
+        let fp = browser_fingerprint(&mut br);
+        let leg = WebRtcLeg::new(params(&fp, leg_active, Rx::Ssrc, false), &identity, now).unwrap();
+        Pair {
+            now,
+            leg,
+            br,
+            leg_wake: now,
+            br_wake: now,
+            leg_sent: vec![],
+            br_sent: vec![],
+            rtp_out: vec![],
+            said: vec![],
+            br_events: vec![],
+            br_failed: false,
+        }
+    }
+
     fn with_crypto(
         leg_active: bool,
         rx: Rx,
@@ -789,4 +812,95 @@ fn srtp_profiles_cm_sha1_80_and_gcm_carry_media() {
             assert_eq!(tags, vec![tag; 4], "{profile}");
         }
     }
+}
+
+/// A connected audio-only leg learns a video stream later (a re-INVITE turned video on): its
+/// payload type was a placeholder in str0m's codec table from the start, so video flows both
+/// ways on the same transport once the stream is added, and the audio goes on. Streams that
+/// cannot be added are refused and leave the leg as it was.
+#[test]
+fn a_video_stream_added_to_a_connected_leg_carries_media() {
+    let mut p = Pair::audio_leg_video_browser(false);
+    p.connect();
+    media_both_ways(&mut p, 100, 5);
+    // Before the stream is added, the browser's video goes nowhere.
+    p.browser_send(BROWSER_VIDEO, 96, 1, 90_000, &payload(1));
+    p.run_for(Duration::from_millis(50));
+    assert!(
+        p.rtp_out.iter().all(|(s, _)| *s == 0),
+        "video before it was added"
+    );
+
+    let video = StreamSpec {
+        mid: "1".into(),
+        kind: MediaKind::Video,
+        payloads: vec![vp8()],
+        ssrc_tx: LEG_VIDEO,
+        ssrc_rx: Some(BROWSER_VIDEO),
+    };
+    let refused = [
+        StreamSpec {
+            kind: MediaKind::Audio,
+            ..video.clone()
+        },
+        StreamSpec {
+            mid: "0".into(),
+            ..video.clone()
+        },
+        StreamSpec {
+            payloads: vec![pcmu()],
+            ..video.clone()
+        },
+        StreamSpec {
+            payloads: vec![],
+            ..video.clone()
+        },
+        StreamSpec {
+            mid: "bad mid!".into(),
+            ..video.clone()
+        },
+    ];
+    for s in &refused {
+        assert!(
+            matches!(p.leg.add_stream(s), Err(LegError::Config(_))),
+            "{s:?} was added"
+        );
+        assert_eq!(p.leg.streams(), 1);
+    }
+    assert_eq!(p.leg.add_stream(&video), Ok(1));
+    assert!(p.leg.add_stream(&video).is_err(), "the same mid twice");
+    assert_eq!(p.leg.streams(), 2);
+
+    for i in 0..5u16 {
+        p.browser_send(
+            BROWSER_VIDEO,
+            96,
+            2 + i as u64,
+            90_000 + 3000 * i as u32,
+            &payload(i),
+        );
+        let pkt = phone_packet(96, 500 + i, 3000 * i as u32, i == 4, &payload(i));
+        p.leg.send_rtp(&pkt, p.now).unwrap();
+        p.run_for(Duration::from_millis(20));
+    }
+    p.run_for(Duration::from_millis(100));
+    let video_out: Vec<_> = p.rtp_out.iter().filter(|(s, _)| *s == 1).collect();
+    assert_eq!(
+        video_out.len(),
+        5,
+        "the browser's video reached the phone side"
+    );
+    assert!(video_out
+        .iter()
+        .all(|(_, pkt)| pkt[1] & 0x7f == 96 && pkt[8..12] == BROWSER_VIDEO.to_be_bytes()));
+    let to_browser = p
+        .browser_rtp()
+        .into_iter()
+        .filter(|r| r.header.ssrc == Ssrc::from(LEG_VIDEO))
+        .count();
+    assert_eq!(
+        to_browser, 5,
+        "the phone's video reached the browser on the leg's new SSRC"
+    );
+    media_both_ways(&mut p, 200, 5);
 }

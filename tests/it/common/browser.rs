@@ -276,6 +276,16 @@ impl BrowserAgent {
         r.as_str().unwrap_or_default().to_owned()
     }
 
+    /// Clicks the video on/off button and waits until the page says it changed: result
+    /// `{videoOn, renegotiated}` (re-INVITEs the page sent for video so far).
+    pub fn video_toggle(&mut self, page: u64) -> Value {
+        self.must(
+            "videoToggle",
+            json!({"page": page, "timeout": 8000}),
+            Duration::from_secs(12),
+        )
+    }
+
     pub fn hangup(&mut self, page: u64) {
         self.must("hangup", json!({"page": page}), Duration::from_secs(10));
     }
