@@ -25,6 +25,7 @@
 pub mod blocking;
 pub mod control;
 pub mod gateway;
+pub mod mixer;
 pub mod ports;
 pub mod rtp;
 pub mod shard;
