@@ -788,6 +788,18 @@ impl Switch {
                 let (proxy, mut cx) = self.split();
                 proxy.handle_media_inactive(&mut cx, *session, now);
             }
+            MediaEvent::Room {
+                room,
+                session,
+                event,
+            } => {
+                tracing::debug!(
+                    room = room.0,
+                    session = session.0,
+                    ?event,
+                    "conference event"
+                );
+            }
         }
         self.collect_outputs();
     }

@@ -9,7 +9,11 @@ use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::control::{MediaCommand, MediaControl, MediaEvent, Session, StatsReply};
+use super::control::{
+    MediaCommand, MediaControl, MediaEvent, RoomId, RoomState, RoomStatsReply, Session, StatsReply,
+};
+use super::mixer::ParticipantSpec;
+use super::LegPorts;
 use super::{Relay, RelayConfig, RelayError, RelayTotals, SessionId, Side, StreamStats};
 
 /// How long a call waits for the forwarding thread's answer.
@@ -106,6 +110,72 @@ impl BlockingRelay {
         self.control.set_clock_rate(id, stream, hz)?;
         self.submit();
         Ok(())
+    }
+
+    /// A participant joins conference room `room`; waits until its socket is bound. Its id
+    /// and the address it must send to.
+    pub fn room_join(
+        &mut self,
+        room: RoomId,
+        rtcp_mux: bool,
+        spec: ParticipantSpec,
+        remote: Option<SocketAddr>,
+    ) -> Result<(SessionId, LegPorts), RelayError> {
+        let joined = loop {
+            match self.control.room_join(room, rtcp_mux, spec.clone(), remote) {
+                Err(RelayError::PortsExhausted) if self.control.is_reserving() => {
+                    self.submit();
+                    self.wait_for(None, |e| matches!(e, MediaEvent::Reserved { .. }))?;
+                }
+                other => break other?,
+            }
+        };
+        self.submit();
+        match self.wait_for(Some(joined.0), |e| {
+            matches!(e, MediaEvent::Opened { .. } | MediaEvent::OpenFailed { .. })
+        })? {
+            MediaEvent::OpenFailed { error, .. } => Err(RelayError::OpenFailed(error)),
+            _ => Ok(joined),
+        }
+    }
+
+    /// Mutes or unmutes a participant.
+    pub fn room_mute(
+        &mut self,
+        room: RoomId,
+        id: SessionId,
+        muted: bool,
+    ) -> Result<(), RelayError> {
+        self.control.room_mute(room, id, muted)?;
+        self.submit();
+        Ok(())
+    }
+
+    /// A participant leaves; waits until its socket is closed. Its counters (into the room,
+    /// out of the room).
+    pub fn room_leave(
+        &mut self,
+        room: RoomId,
+        id: SessionId,
+    ) -> Result<Vec<StreamStats>, RelayError> {
+        self.control.room_leave(room, id)?;
+        self.submit();
+        match self.wait_for(Some(id), |e| matches!(e, MediaEvent::Closed { .. }))? {
+            MediaEvent::Closed { stats, .. } => Ok(stats),
+            _ => unreachable!("wait_for returns what its filter accepts"),
+        }
+    }
+
+    /// The state of a room (`None`: nobody is in it).
+    pub fn room_stats(&self, room: RoomId) -> Result<Option<RoomState>, RelayError> {
+        let (tx, rx) = mpsc::channel();
+        self.relay.submit(MediaCommand::RoomStats {
+            room,
+            reply: RoomStatsReply(Box::new(move |s| {
+                let _ = tx.send(s);
+            })),
+        });
+        rx.recv_timeout(ANSWER).map_err(|_| RelayError::NoAnswer)
     }
 
     /// Closes a session, waits until its sockets are closed, and returns its last counters.

@@ -20,6 +20,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
+use super::mixer::{MixerEvent, ParticipantSpec};
 use super::ports::{PortPool, RelayPort};
 use super::{LegPorts, RelayError, SessionId, Side, StreamPorts, StreamStats};
 
@@ -110,6 +111,41 @@ impl fmt::Debug for BrowserStatsReply {
     }
 }
 
+/// A conference room of the media plane (the signalling core numbers them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RoomId(pub u32);
+
+/// One participant of a room as the engine sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoomParticipant {
+    pub session: SessionId,
+    /// The latched source, else the announced address.
+    pub source: Option<SocketAddr>,
+    pub stats: super::mixer::ParticipantStats,
+    /// Packets from another address than the participant's, dropped.
+    pub dropped_foreign: u64,
+}
+
+/// A room's state for `tambun conf show` and `/metrics`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoomState {
+    pub room: RoomId,
+    pub participants: Vec<RoomParticipant>,
+    /// Talkers mixed in the last tick.
+    pub mixed: usize,
+    pub ticks: u64,
+}
+
+/// A reply for [`MediaCommand::RoomStats`], called on the forwarding thread. `None` when the
+/// room has nobody (and so does not exist in the engine).
+pub struct RoomStatsReply(pub Box<dyn FnOnce(Option<RoomState>) + Send>);
+
+impl fmt::Debug for RoomStatsReply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RoomStatsReply")
+    }
+}
+
 /// A command for the engine.
 #[derive(Debug)]
 pub enum MediaCommand {
@@ -161,6 +197,41 @@ pub enum MediaCommand {
         side: Side,
         streams: Vec<WebRtcStream>,
     },
+    /// A participant joins conference room `room` (its mixer lives on the room's thread,
+    /// made with the first participant): `port` is its pair, `spec` its codec, `remote` the
+    /// address its SDP announced (only packets from that IP are accepted; the first one
+    /// latches). `session` is the participant's id for every later command and event.
+    RoomJoin {
+        room: RoomId,
+        session: SessionId,
+        rtcp_mux: bool,
+        port: RelayPort,
+        spec: ParticipantSpec,
+        remote: Option<SocketAddr>,
+    },
+    /// A participant's re-INVITE announced another address.
+    RoomRemote {
+        room: RoomId,
+        session: SessionId,
+        remote: SocketAddr,
+    },
+    /// The moderator mutes or unmutes a participant (it still hears the room).
+    RoomMute {
+        room: RoomId,
+        session: SessionId,
+        muted: bool,
+    },
+    /// A DTMF digit a participant sent by SIP INFO.
+    RoomDigit {
+        room: RoomId,
+        session: SessionId,
+        digit: char,
+    },
+    /// A participant leaves: its sockets close, answered with [`MediaEvent::Closed`] (its
+    /// counters). The last one to leave ends the room's mixer.
+    RoomLeave { room: RoomId, session: SessionId },
+    /// The participants of a room and their state, for `tambun conf`.
+    RoomStats { room: RoomId, reply: RoomStatsReply },
     /// The RTP clock rate of a stream (default 8000 Hz), for its jitter.
     ClockRate {
         session: SessionId,
@@ -193,10 +264,30 @@ impl MediaCommand {
             | MediaCommand::ClockRate { session, .. }
             | MediaCommand::Grow { session, .. }
             | MediaCommand::WebRtcStreams { session, .. }
+            | MediaCommand::RoomJoin { session, .. }
+            | MediaCommand::RoomRemote { session, .. }
+            | MediaCommand::RoomMute { session, .. }
+            | MediaCommand::RoomDigit { session, .. }
+            | MediaCommand::RoomLeave { session, .. }
             | MediaCommand::Close { session }
             | MediaCommand::Stats { session, .. }
             | MediaCommand::BrowserStats { session, .. } => Some(*session),
-            MediaCommand::Reserve { .. } => None,
+            MediaCommand::Reserve { .. } | MediaCommand::RoomStats { .. } => None,
+        }
+    }
+
+    /// What the engine routes the command by: a room's commands go to the thread of the
+    /// room (all its participants' sockets and its mixer live there), a session's to the
+    /// thread of the session; `None` (a `Reserve`) to the binder.
+    pub fn route_key(&self) -> Option<u64> {
+        match self {
+            MediaCommand::RoomJoin { room, .. }
+            | MediaCommand::RoomRemote { room, .. }
+            | MediaCommand::RoomMute { room, .. }
+            | MediaCommand::RoomDigit { room, .. }
+            | MediaCommand::RoomLeave { room, .. }
+            | MediaCommand::RoomStats { room, .. } => Some(u64::from(room.0)),
+            _ => self.session().map(|s| s.0),
         }
     }
 }
@@ -226,6 +317,12 @@ pub enum MediaEvent {
     },
     /// No packet was accepted on any socket of the session for the inactivity time.
     Inactive { session: SessionId, call: u64 },
+    /// Something a conference participant did (talking, a digit, `*6`).
+    Room {
+        room: RoomId,
+        session: SessionId,
+        event: MixerEvent,
+    },
 }
 
 impl MediaEvent {
@@ -235,7 +332,8 @@ impl MediaEvent {
             MediaEvent::Opened { session }
             | MediaEvent::OpenFailed { session, .. }
             | MediaEvent::Closed { session, .. }
-            | MediaEvent::Inactive { session, .. } => Some(*session),
+            | MediaEvent::Inactive { session, .. }
+            | MediaEvent::Room { session, .. } => Some(*session),
             MediaEvent::Reserved { .. } => None,
         }
     }
@@ -522,6 +620,110 @@ impl MediaControl {
         Ok(())
     }
 
+    /// A participant joins `room` ([`MediaCommand::RoomJoin`]): one port pair (one port with
+    /// `rtcp_mux`) from the reserve, its address to write into the SDP answer now. The
+    /// participant is a session of one stream for the control plane: its ports come back
+    /// when the engine reports it [`MediaEvent::Closed`] after [`MediaControl::room_leave`].
+    pub fn room_join(
+        &mut self,
+        room: RoomId,
+        rtcp_mux: bool,
+        spec: ParticipantSpec,
+        remote: Option<SocketAddr>,
+    ) -> Result<(SessionId, LegPorts), RelayError> {
+        let Some(port) = self.ready.pop_front() else {
+            self.refill();
+            return Err(RelayError::PortsExhausted);
+        };
+        let id = SessionId(self.next_id);
+        self.next_id += 1;
+        let ports = if rtcp_mux { 1 } else { 2 };
+        self.ports_in_use += ports;
+        self.sessions.insert(
+            id,
+            SessionRecord {
+                pairs: vec![port],
+                ports,
+                streams: 1,
+                rtcp_mux,
+                closing: false,
+            },
+        );
+        self.commands.push_back(MediaCommand::RoomJoin {
+            room,
+            session: id,
+            rtcp_mux,
+            port,
+            spec,
+            remote,
+        });
+        self.refill();
+        Ok((id, self.leg_ports(port, rtcp_mux)))
+    }
+
+    /// A participant's new address ([`MediaCommand::RoomRemote`]).
+    pub fn room_remote(
+        &mut self,
+        room: RoomId,
+        id: SessionId,
+        remote: SocketAddr,
+    ) -> Result<(), RelayError> {
+        self.check(id, 0)?;
+        self.commands.push_back(MediaCommand::RoomRemote {
+            room,
+            session: id,
+            remote,
+        });
+        Ok(())
+    }
+
+    /// Mutes or unmutes a participant ([`MediaCommand::RoomMute`]).
+    pub fn room_mute(
+        &mut self,
+        room: RoomId,
+        id: SessionId,
+        muted: bool,
+    ) -> Result<(), RelayError> {
+        self.check(id, 0)?;
+        self.commands.push_back(MediaCommand::RoomMute {
+            room,
+            session: id,
+            muted,
+        });
+        Ok(())
+    }
+
+    /// A digit a participant sent by SIP INFO ([`MediaCommand::RoomDigit`]).
+    pub fn room_digit(
+        &mut self,
+        room: RoomId,
+        id: SessionId,
+        digit: char,
+    ) -> Result<(), RelayError> {
+        self.check(id, 0)?;
+        self.commands.push_back(MediaCommand::RoomDigit {
+            room,
+            session: id,
+            digit,
+        });
+        Ok(())
+    }
+
+    /// A participant leaves ([`MediaCommand::RoomLeave`]); its ports are freed when the
+    /// engine reports it closed. `Ok(false)` when it is already leaving.
+    pub fn room_leave(&mut self, room: RoomId, id: SessionId) -> Result<bool, RelayError> {
+        let record = self
+            .sessions
+            .get_mut(&id)
+            .ok_or(RelayError::UnknownSession(id))?;
+        if std::mem::replace(&mut record.closing, true) {
+            return Ok(false);
+        }
+        self.commands
+            .push_back(MediaCommand::RoomLeave { room, session: id });
+        Ok(true)
+    }
+
     /// Tells the engine `side` of a session will be a browser ([`MediaCommand::BrowserPending`]).
     pub fn browser_pending(&mut self, id: SessionId, side: Side) -> Result<(), RelayError> {
         self.check(id, 0)?;
@@ -606,7 +808,9 @@ impl MediaControl {
                 return Settled::Unchanged;
             }
             MediaEvent::Closed { session, .. } | MediaEvent::OpenFailed { session, .. } => *session,
-            MediaEvent::Opened { .. } | MediaEvent::Inactive { .. } => return Settled::Unchanged,
+            MediaEvent::Opened { .. } | MediaEvent::Inactive { .. } | MediaEvent::Room { .. } => {
+                return Settled::Unchanged
+            }
         };
         let Some(record) = self.sessions.remove(&id) else {
             return Settled::Unchanged;

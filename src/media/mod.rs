@@ -23,6 +23,7 @@
 //! neither, packets are dropped and counted.
 
 pub mod blocking;
+pub mod conference;
 pub mod control;
 pub mod gateway;
 pub mod mixer;
@@ -42,7 +43,8 @@ use std::time::Duration;
 
 pub use self::control::{
     BrowserStatsReply, LegKind, LegSpec, MediaCommand, MediaControl, MediaEvent, MediaKind,
-    Payload, Session, Settled, StatsReply, WebRtcParams, WebRtcStream,
+    Payload, RoomId, RoomParticipant, RoomState, RoomStatsReply, Session, Settled, StatsReply,
+    WebRtcParams, WebRtcStream,
 };
 pub use self::shard::RelayTotals;
 use self::shard::{Shard, ShardConfig, ShardCounters};
@@ -290,8 +292,8 @@ impl Relay {
     /// Hands a command to the forwarding thread of its session (a session lives on one
     /// thread, chosen by its id), or a `Reserve` to the binder thread. Never waits.
     pub fn submit(&self, cmd: MediaCommand) {
-        match cmd.session() {
-            Some(id) => self.shards[(id.0 % self.shards.len() as u64) as usize].send(cmd),
+        match cmd.route_key() {
+            Some(key) => self.shards[(key % self.shards.len() as u64) as usize].send(cmd),
             None => {
                 if let Some(tx) = &self.binder {
                     // A dead binder (it never stops before the handle) ignores commands.

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::conference::{member_of_token, Conferences};
 use super::control::{LegSpec, MediaCommand, MediaEvent};
 use super::gateway::{leg_of_token, Gateway};
 use super::ports::RelayPort;
@@ -181,6 +182,7 @@ pub struct Shard {
     counters: Arc<ShardCounters>,
     reserve: Reserve,
     gateway: Gateway,
+    rooms: Conferences,
 }
 
 impl Shard {
@@ -198,6 +200,7 @@ impl Shard {
             batch: Batch::new(cfg.batch),
             table: Table::new(cfg.bare),
             gateway: Gateway::new(cfg.identity.clone(), cfg.advertise),
+            rooms: Conferences::new(super::mixer::MixerConfig::default()),
             cfg,
             epoll,
             wake,
@@ -217,10 +220,13 @@ impl Shard {
             (self.cfg.inactivity / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
         let mut next_tick = Instant::now() + tick;
         loop {
-            let wake_at = match self.gateway.next_deadline() {
+            let mut wake_at = match self.gateway.next_deadline() {
                 Some(t) => t.min(next_tick),
                 None => next_tick,
             };
+            if let Some(t) = self.rooms.next_deadline() {
+                wake_at = wake_at.min(t);
+            }
             let wait = wake_at.saturating_duration_since(Instant::now());
             let n = match self.epoll.wait(&mut events, wait.as_millis() as i32 + 1) {
                 Ok(n) => n,
@@ -242,6 +248,11 @@ impl Shard {
                 if ev.u64 == WAKE {
                     continue;
                 }
+                if let Some(member) = member_of_token(ev.u64) {
+                    self.rooms
+                        .readable(member, &mut self.batch, &self.counters, now);
+                    continue;
+                }
                 match leg_of_token(ev.u64) {
                     Some(leg) => self.gateway.readable(
                         leg,
@@ -257,6 +268,16 @@ impl Shard {
             if !self.gateway.is_empty() {
                 self.gateway
                     .timeouts(&mut self.table, &self.sockets, &self.counters, now);
+            }
+            if !self.rooms.is_empty() {
+                self.rooms.timeouts(&self.counters, now);
+                for (room, session, event) in self.rooms.take_events() {
+                    self.report(MediaEvent::Room {
+                        room,
+                        session,
+                        event,
+                    });
+                }
             }
             if now >= next_tick {
                 for (session, call) in self.table.poll_inactive(now, self.cfg.inactivity) {
@@ -457,6 +478,53 @@ impl Shard {
             MediaCommand::Reserve { .. } => {
                 tracing::error!("relay: a Reserve reached a forwarding thread; ignored")
             }
+            MediaCommand::RoomJoin {
+                room,
+                session,
+                rtcp_mux,
+                port,
+                spec,
+                remote,
+            } => {
+                let taken = self.reserve.lock().remove(&port.rtp());
+                let Some((rtp, rtcp)) = taken else {
+                    self.report(MediaEvent::OpenFailed {
+                        session,
+                        busy: Vec::new(),
+                        error: format!("port {} was not reserved", port.rtp()),
+                    });
+                    return;
+                };
+                let rtcp = (!rtcp_mux).then_some(rtcp);
+                match self
+                    .rooms
+                    .join(room, session, rtp, rtcp, spec, remote, &self.epoll, now)
+                {
+                    Ok(()) => self.report(MediaEvent::Opened { session }),
+                    Err(error) => {
+                        tracing::warn!(
+                            room = room.0,
+                            session = session.0,
+                            "relay: cannot join: {error}"
+                        );
+                        self.report(MediaEvent::OpenFailed {
+                            session,
+                            busy: Vec::new(),
+                            error,
+                        });
+                    }
+                }
+            }
+            MediaCommand::RoomRemote {
+                session, remote, ..
+            } => self.rooms.set_remote(session, remote),
+            MediaCommand::RoomMute { session, muted, .. } => self.rooms.set_muted(session, muted),
+            MediaCommand::RoomDigit { session, digit, .. } => self.rooms.digit(session, digit, now),
+            MediaCommand::RoomLeave { session, .. } => {
+                let stats = self.rooms.leave(session, &self.epoll).unwrap_or_default();
+                self.report(MediaEvent::Closed { session, stats });
+            }
+            MediaCommand::RoomStats { room, reply } => (reply.0)(self.rooms.stats(room)),
             MediaCommand::WebRtc {
                 session,
                 side,

@@ -50,6 +50,7 @@ mod metrics;
 mod parser_props;
 mod register_auth;
 mod register_sipp;
+mod relay_conference;
 mod relay_forwarding;
 mod relay_inactivity;
 mod relay_latching;

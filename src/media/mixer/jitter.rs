@@ -14,6 +14,8 @@ const RING: usize = 2048;
 /// Buffered beyond the delay by this much, for this many ticks in a row: drop a frame.
 const DRIFT_SLACK: u32 = 2 * FRAME_SAMPLES as u32;
 const DRIFT_TICKS: u32 = 50;
+/// Late packets in a row that make a new playout point.
+const LATE_RESTART: u32 = 3;
 
 /// The playout state of one participant.
 pub struct Playout {
@@ -26,6 +28,8 @@ pub struct Playout {
     /// One past the newest sample written.
     newest: u32,
     over: u32,
+    /// Packets in a row that came too late.
+    late_run: u32,
 }
 
 impl Playout {
@@ -38,6 +42,7 @@ impl Playout {
             play: None,
             newest: 0,
             over: 0,
+            late_run: 0,
         }
     }
 
@@ -54,8 +59,11 @@ impl Playout {
         let offset = timestamp.wrapping_sub(play) as i32;
         let play = if offset < 0 {
             if offset + (len as i32) <= 0 {
-                // Wholly in the past: late, unless far in the past (a restart).
-                if offset > -(RING as i32) {
+                // Wholly in the past: late. Far in the past, or late again and again (the
+                // sender paused without moving its timestamps on, or its clock is behind):
+                // a new start at it.
+                self.late_run += 1;
+                if offset > -(RING as i32) && self.late_run < LATE_RESTART {
                     return false;
                 }
                 self.restart(timestamp)
@@ -68,6 +76,7 @@ impl Playout {
         } else {
             play
         };
+        self.late_run = 0;
         // Write the part at or after `play`.
         let skip = play.wrapping_sub(timestamp) as i32;
         let skip = skip.clamp(0, len as i32) as usize;
@@ -86,6 +95,7 @@ impl Playout {
         self.play = Some(play);
         self.newest = timestamp;
         self.over = 0;
+        self.late_run = 0;
         play
     }
 
@@ -182,6 +192,28 @@ mod tests {
         // Ten seconds later (a new talk spurt after silence suppression): a new start.
         assert!(p.push(2, 88000, &frame(5)));
         assert_eq!(silent_frames_before(&mut p), 2);
+    }
+
+    #[test]
+    fn a_sender_that_paused_without_moving_its_timestamps_on_is_followed() {
+        let mut p = Playout::new(Duration::from_millis(40), 0xFF);
+        let mut out = [0u8; FRAME_SAMPLES];
+        p.push(0, 0, &frame(1));
+        for _ in 0..3 {
+            p.pop(&mut out);
+        }
+        // 200 ms without packets (within the ring), then the next timestamps: late, twice,
+        // then followed. (A longer pause lands outside the ring: an immediate new start.)
+        for _ in 0..10 {
+            p.pop(&mut out);
+        }
+        assert!(!p.push(1, 160, &frame(2)));
+        assert!(!p.push(2, 320, &frame(3)));
+        assert!(p.push(3, 480, &frame(4)), "the third late one restarts");
+        assert!(p.push(4, 640, &frame(5)));
+        assert_eq!(silent_frames_before(&mut p), 2);
+        p.pop(&mut out);
+        assert!(out.iter().all(|b| *b == 5));
     }
 
     #[test]

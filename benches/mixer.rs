@@ -1,0 +1,224 @@
+//! The conference mixer's cost per 20 ms tick (issue 12): a room of N G.711 participants, of
+//! which a fixed share talk (a tone above the talk threshold) and the rest send quiet noise
+//! (as phones do between words). One tick = N RTP packets in (`handle_rtp`), the mix
+//! (`handle_timeout`) and N packets out (`poll_transmit`, bytes touched). Next to it in the
+//! same run, the baseline every mixer must beat: decode everyone, and give each participant
+//! its own N−1 mix, encoded for it (no talker detection, no shared encodings).
+//!
+//! Besides criterion's report, it prints participants per core for both and their ratio:
+//! participants × (20 ms / time per tick). The machine is shared and noisy: compare the two
+//! numbers of one run, not numbers of different runs.
+//!
+//!   cargo bench --bench mixer
+//!   cargo bench --bench mixer -- --summary-only      (only the printed summary)
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, Criterion};
+use tambun::media::mixer::g711::Law;
+use tambun::media::mixer::{Codec, Mixer, MixerConfig, ParticipantId, ParticipantSpec, FRAME};
+
+/// (participants, talkers) of the rooms measured.
+const ROOMS: [(usize, usize); 3] = [(10, 3), (50, 4), (200, 5)];
+
+/// Frame `n` of participant `k`: a tone for talkers, quiet noise for the others.
+fn frame(k: usize, n: u32, talker: bool) -> Vec<u8> {
+    let mut p = vec![0x80, 0];
+    p.extend_from_slice(&(n as u16).to_be_bytes());
+    p.extend_from_slice(&(n * 160).to_be_bytes());
+    p.extend_from_slice(&(k as u32).to_be_bytes());
+    let hz = 300.0 + 97.0 * k as f64;
+    for i in 0..160u32 {
+        let t = f64::from(n * 160 + i) / 8000.0;
+        let s = if talker {
+            4000.0 * (std::f64::consts::TAU * hz * t).sin()
+        } else {
+            // About −60 dBov of noise: under the talk threshold.
+            f64::from(((i * 7919 + n * 104_729 + k as u32 * 31) % 61) as i32 - 30)
+        };
+        p.push(Law::Mu.encode(s as i16));
+    }
+    p
+}
+
+/// A room of `n` participants with `talkers` talking, warmed up (playout and talker
+/// detection settled), and the next frame index.
+fn room(n: usize, talkers: usize) -> (Mixer, Vec<ParticipantId>, Vec<Vec<Vec<u8>>>, Instant) {
+    let mut m = Mixer::new(MixerConfig {
+        tones: false,
+        ..MixerConfig::default()
+    });
+    let mut now = Instant::now();
+    let ids: Vec<_> = (0..n)
+        .map(|k| {
+            m.add(
+                ParticipantSpec {
+                    codec: Codec::G711(Law::Mu),
+                    pt: 0,
+                    dtmf_pt: Some(101),
+                    ssrc: k as u32,
+                },
+                now,
+            )
+        })
+        .collect();
+    // 50 frames of each, reused in a loop (their timestamps are rewritten per tick).
+    let mut frames: Vec<Vec<Vec<u8>>> = (0..n)
+        .map(|k| (0..50).map(|f| frame(k, f, k < talkers)).collect())
+        .collect();
+    for t in 0..40u32 {
+        tick(&mut m, &ids, &mut frames, t, &mut now);
+    }
+    (m, ids, frames, now)
+}
+
+/// One tick of the room: every participant's frame `t` in, the mix, everything out.
+fn tick(
+    m: &mut Mixer,
+    ids: &[ParticipantId],
+    frames: &mut [Vec<Vec<u8>>],
+    t: u32,
+    now: &mut Instant,
+) -> usize {
+    for (k, id) in ids.iter().enumerate() {
+        let p = &mut frames[k][(t % 50) as usize];
+        p[2..4].copy_from_slice(&(t as u16).to_be_bytes());
+        p[4..8].copy_from_slice(&(t * 160).to_be_bytes());
+        let _ = m.handle_rtp(*id, p, *now);
+    }
+    *now += FRAME;
+    m.handle_timeout(*now);
+    let mut bytes = 0;
+    while let Some((_, b)) = m.poll_transmit() {
+        bytes += b.len();
+    }
+    bytes
+}
+
+/// The baseline: decode every frame, and for each participant sum all the others and encode.
+struct Naive {
+    pcm: Vec<[i16; 160]>,
+    out: Vec<u8>,
+}
+
+impl Naive {
+    fn tick(&mut self, frames: &[Vec<Vec<u8>>], t: u32) -> usize {
+        let n = frames.len();
+        for (k, f) in frames.iter().enumerate() {
+            Law::Mu.decode_frame(&f[(t % 50) as usize][12..], &mut self.pcm[k]);
+        }
+        self.out.clear();
+        let mut mix = [0i32; 160];
+        for k in 0..n {
+            mix.fill(0);
+            for (j, pcm) in self.pcm.iter().enumerate() {
+                if j != k {
+                    for (m, s) in mix.iter_mut().zip(pcm) {
+                        *m += i32::from(*s);
+                    }
+                }
+            }
+            let mut coded = [0u8; 160];
+            Law::Mu.encode_frame(&mix, &mut coded);
+            self.out
+                .extend_from_slice(&[0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+            self.out.extend_from_slice(&coded);
+        }
+        self.out.len()
+    }
+}
+
+fn naive(n: usize) -> Naive {
+    Naive {
+        pcm: vec![[0; 160]; n],
+        out: Vec::new(),
+    }
+}
+
+fn per_tick(c: &mut Criterion) {
+    let mut g = c.benchmark_group("mixer_tick");
+    g.measurement_time(Duration::from_secs(3));
+    for (n, talkers) in ROOMS {
+        let (mut m, ids, mut frames, mut now) = room(n, talkers);
+        let mut t = 40u32;
+        g.bench_function(format!("tambun/{n}p_{talkers}t"), |b| {
+            b.iter(|| {
+                t += 1;
+                black_box(tick(&mut m, &ids, &mut frames, t, &mut now))
+            })
+        });
+        let mut base = naive(n);
+        g.bench_function(format!("naive_n-1/{n}p"), |b| {
+            b.iter(|| {
+                t += 1;
+                black_box(base.tick(&frames, t))
+            })
+        });
+    }
+    g.finish();
+}
+
+/// Time per tick over `ticks` ticks, best of 5 runs (the least disturbed by other work).
+fn measure(mut f: impl FnMut(u32), ticks: u32) -> Duration {
+    (0..5)
+        .map(|r| {
+            let start = Instant::now();
+            for t in 0..ticks {
+                f(r * ticks + t);
+            }
+            start.elapsed() / ticks
+        })
+        .min()
+        .unwrap_or_default()
+}
+
+fn summary() {
+    println!("\nmixer: participants per core (20 ms G.711 frames; best of 5 runs of 500 ticks)");
+    println!(
+        "{:>12} {:>8} {:>14} {:>14} {:>16} {:>7}",
+        "participants", "talkers", "tambun µs/tick", "naive µs/tick", "tambun p/core", "ratio"
+    );
+    for (n, talkers) in ROOMS {
+        let (mut m, ids, mut frames, mut now) = room(n, talkers);
+        let ours = measure(
+            |t| {
+                black_box(tick(&mut m, &ids, &mut frames, 40 + t, &mut now));
+            },
+            500,
+        );
+        let mut base = naive(n);
+        let theirs = measure(
+            |t| {
+                black_box(base.tick(&frames, t));
+            },
+            500,
+        );
+        let per_core = |d: Duration| n as f64 * FRAME.as_secs_f64() / d.as_secs_f64();
+        println!(
+            "{n:>12} {talkers:>8} {:>14.1} {:>14.1} {:>16.0} {:>6.1}x",
+            ours.as_secs_f64() * 1e6,
+            theirs.as_secs_f64() * 1e6,
+            per_core(ours),
+            per_core(ours) / per_core(theirs),
+        );
+    }
+    println!("(tambun includes parsing N RTP packets and writing N; the baseline only mixes)");
+}
+
+criterion_group!(benches, per_tick);
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--summary-only") {
+        summary();
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    // `cargo test --all-targets` runs benches once each in test mode (no `--bench`): the
+    // summary's timing loops are for `cargo bench` only.
+    if args.iter().any(|a| a == "--bench") {
+        summary();
+    }
+}

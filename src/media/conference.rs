@@ -1,0 +1,376 @@
+//! Conference rooms on a forwarding thread: each room's [`Mixer`] and its participants'
+//! sockets. A room lives on one thread (commands are routed by room, `MediaCommand::route_key`),
+//! so its mixer and sockets are never shared. The thread's driver calls in when a participant's
+//! socket is readable ([`Conferences::readable`]) and when a room's tick is due
+//! ([`Conferences::timeouts`], [`Conferences::next_deadline`]); an empty room is dropped, so
+//! it has no tick and costs nothing.
+//!
+//! Security: a participant's socket accepts RTP only from the IP its SDP announced (any IP
+//! when it announced none), and latches the first such source; everything else is dropped
+//! and counted. RTCP is read and dropped (the mixer is the RTP endpoint; reports are not
+//! generated yet).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use super::control::{RoomId, RoomParticipant, RoomState};
+use super::mixer::{Mixer, MixerConfig, MixerEvent, ParticipantId, ParticipantSpec};
+use super::shard::ShardCounters;
+use super::sys::{Batch, Epoll};
+use super::{Direction, SessionId, StreamStats};
+
+/// Epoll tokens of participants' sockets: this bit plus the member index (slot tokens are
+/// slot numbers; leg tokens use another bit).
+const MEMBER_TOKEN: u64 = 1 << 61;
+
+/// The member index behind an epoll token, if it is a participant's.
+pub fn member_of_token(token: u64) -> Option<u32> {
+    (token & MEMBER_TOKEN != 0 && token != u64::MAX).then_some((token & 0xffff_ffff) as u32)
+}
+
+/// One participant's sockets and addresses.
+struct Member {
+    session: SessionId,
+    room: RoomId,
+    participant: ParticipantId,
+    socket: UdpSocket,
+    /// Kept bound (the port is the participant's) but not read.
+    _rtcp: Option<UdpSocket>,
+    remote: Option<SocketAddr>,
+    latched: Option<SocketAddr>,
+    received: u64,
+    bytes_in: u64,
+    sent: u64,
+    bytes_out: u64,
+    foreign: u64,
+    last_packet: Option<Instant>,
+}
+
+/// One room: its mixer and, by participant id, its members.
+struct Room {
+    mixer: Mixer,
+    members: Vec<Option<u32>>,
+}
+
+/// The rooms of one forwarding thread.
+pub struct Conferences {
+    config: MixerConfig,
+    rooms: BTreeMap<RoomId, Room>,
+    members: Vec<Option<Member>>,
+    free: Vec<u32>,
+    by_session: HashMap<SessionId, u32>,
+    /// Events for the signalling core.
+    events: Vec<(RoomId, SessionId, MixerEvent)>,
+}
+
+impl Conferences {
+    pub fn new(config: MixerConfig) -> Conferences {
+        Conferences {
+            config,
+            rooms: BTreeMap::new(),
+            members: Vec::new(),
+            free: Vec::new(),
+            by_session: HashMap::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// Is there no room on this thread?
+    pub fn is_empty(&self) -> bool {
+        self.rooms.is_empty()
+    }
+
+    /// A participant joins `room` (made if it is new) on its sockets.
+    #[allow(clippy::too_many_arguments)]
+    pub fn join(
+        &mut self,
+        room: RoomId,
+        session: SessionId,
+        socket: UdpSocket,
+        rtcp: Option<UdpSocket>,
+        spec: ParticipantSpec,
+        remote: Option<SocketAddr>,
+        epoll: &Epoll,
+        now: Instant,
+    ) -> Result<(), String> {
+        if self.by_session.contains_key(&session) {
+            return Err("this participant has joined already".into());
+        }
+        let index = self.free.pop().unwrap_or_else(|| {
+            self.members.push(None);
+            self.members.len() as u32 - 1
+        });
+        if let Err(e) = epoll.add(socket.as_raw_fd(), MEMBER_TOKEN | u64::from(index)) {
+            self.free.push(index);
+            return Err(format!("cannot watch the participant's socket: {e}"));
+        }
+        let config = &self.config;
+        let r = self.rooms.entry(room).or_insert_with(|| Room {
+            mixer: Mixer::new(config.clone()),
+            members: Vec::new(),
+        });
+        let participant = r.mixer.add(spec, now);
+        let k = participant.0 as usize;
+        if r.members.len() <= k {
+            r.members.resize(k + 1, None);
+        }
+        r.members[k] = Some(index);
+        self.members[index as usize] = Some(Member {
+            session,
+            room,
+            participant,
+            socket,
+            _rtcp: rtcp,
+            remote,
+            latched: None,
+            received: 0,
+            bytes_in: 0,
+            sent: 0,
+            bytes_out: 0,
+            foreign: 0,
+            last_packet: None,
+        });
+        self.by_session.insert(session, index);
+        tracing::debug!(
+            room = room.0,
+            session = session.0,
+            "relay: participant joined"
+        );
+        Ok(())
+    }
+
+    fn member_mut(&mut self, session: SessionId) -> Option<&mut Member> {
+        let i = *self.by_session.get(&session)?;
+        self.members.get_mut(i as usize)?.as_mut()
+    }
+
+    /// A participant's SDP announced another address: its latch is released.
+    pub fn set_remote(&mut self, session: SessionId, remote: SocketAddr) {
+        if let Some(m) = self.member_mut(session) {
+            if m.remote != Some(remote) {
+                m.remote = Some(remote);
+                m.latched = None;
+            }
+        }
+    }
+
+    /// The moderator mutes or unmutes a participant.
+    pub fn set_muted(&mut self, session: SessionId, muted: bool) {
+        let Some(m) = self.member_mut(session) else {
+            return;
+        };
+        let (room, p) = (m.room, m.participant);
+        if let Some(r) = self.rooms.get_mut(&room) {
+            let _ = r.mixer.set_muted(p, muted);
+        }
+    }
+
+    /// A digit by SIP INFO.
+    pub fn digit(&mut self, session: SessionId, digit: char, now: Instant) {
+        let Some(m) = self.member_mut(session) else {
+            return;
+        };
+        let (room, p) = (m.room, m.participant);
+        if let Some(r) = self.rooms.get_mut(&room) {
+            let _ = r.mixer.handle_digit(p, digit, now);
+            drain_events(room, r, &self.members, &mut self.events);
+        }
+    }
+
+    /// A participant leaves: its sockets close; the last one ends the room. Its counters, as
+    /// one stream each way (`ab`: from the participant into the room).
+    pub fn leave(&mut self, session: SessionId, epoll: &Epoll) -> Option<Vec<StreamStats>> {
+        let i = self.by_session.remove(&session)?;
+        let m = self.members.get_mut(i as usize)?.take()?;
+        self.free.push(i);
+        let _ = epoll.delete(m.socket.as_raw_fd());
+        if let Some(r) = self.rooms.get_mut(&m.room) {
+            r.mixer.remove(m.participant);
+            if let Some(slot) = r.members.get_mut(m.participant.0 as usize) {
+                *slot = None;
+            }
+            if r.mixer.is_empty() {
+                self.rooms.remove(&m.room);
+            }
+        }
+        let now = Instant::now();
+        let age = m.last_packet.map(|t| now.saturating_duration_since(t));
+        Some(vec![
+            StreamStats {
+                stream: 0,
+                direction: Direction::AToB,
+                source: m.latched,
+                packets: m.received,
+                bytes: m.bytes_in,
+                dropped_foreign: m.foreign,
+                dropped_no_destination: 0,
+                lost: 0,
+                jitter_ms: 0.0,
+                last_packet_age: age,
+            },
+            StreamStats {
+                stream: 0,
+                direction: Direction::BToA,
+                source: None,
+                packets: m.sent,
+                bytes: m.bytes_out,
+                dropped_foreign: 0,
+                dropped_no_destination: 0,
+                lost: 0,
+                jitter_ms: 0.0,
+                last_packet_age: None,
+            },
+        ])
+    }
+
+    /// The state of a room, `None` if nobody is in it.
+    pub fn stats(&self, room: RoomId) -> Option<RoomState> {
+        let r = self.rooms.get(&room)?;
+        let participants = r
+            .mixer
+            .participants()
+            .filter_map(|(p, stats)| {
+                let i = (*r.members.get(p.0 as usize)?)?;
+                let m = self.members.get(i as usize)?.as_ref()?;
+                Some(RoomParticipant {
+                    session: m.session,
+                    source: m.latched.or(m.remote),
+                    stats: stats.clone(),
+                    dropped_foreign: m.foreign,
+                })
+            })
+            .collect();
+        Some(RoomState {
+            room,
+            participants,
+            mixed: r.mixer.mixed_last_tick(),
+            ticks: r.mixer.ticks(),
+        })
+    }
+
+    /// Datagrams on member `i`'s socket: one `recvmmsg`, each packet checked against the
+    /// participant's address and handed to its room's mixer.
+    pub fn readable(&mut self, i: u32, batch: &mut Batch, counters: &ShardCounters, now: Instant) {
+        let Some(Some(m)) = self.members.get_mut(i as usize) else {
+            return;
+        };
+        let n = match batch.receive(m.socket.as_raw_fd()) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::debug!("relay: recvmmsg on a participant's socket: {e}");
+                return;
+            }
+        };
+        counters.received.fetch_add(n as u64, Ordering::Relaxed);
+        let Some(r) = self.rooms.get_mut(&m.room) else {
+            return;
+        };
+        let mut foreign = 0u64;
+        for k in 0..n {
+            let (src, bytes) = batch.packet(k);
+            let Some(src) = src else { continue };
+            let accepted = match (m.latched, m.remote) {
+                (Some(l), _) => l == src,
+                (None, Some(r)) => r.ip() == src.ip(),
+                (None, None) => true,
+            };
+            if !accepted {
+                foreign += 1;
+                continue;
+            }
+            if bytes.len() >= 2 && (192..=223).contains(&bytes[1]) {
+                continue; // RTCP (muxed)
+            }
+            m.latched = Some(src);
+            m.received += 1;
+            m.bytes_in += bytes.len() as u64;
+            m.last_packet = Some(now);
+            let _ = r.mixer.handle_rtp(m.participant, bytes, now);
+        }
+        m.foreign += foreign;
+        if foreign > 0 {
+            counters
+                .dropped_foreign
+                .fetch_add(foreign, Ordering::Relaxed);
+        }
+        let room = m.room;
+        drain_events(room, r, &self.members, &mut self.events);
+    }
+
+    /// The earliest tick of a room on this thread.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.rooms
+            .values()
+            .filter_map(|r| r.mixer.poll_timeout())
+            .min()
+    }
+
+    /// Runs the rooms' due ticks and sends what they mixed.
+    pub fn timeouts(&mut self, counters: &ShardCounters, now: Instant) {
+        let (mut sent, mut failed) = (0u64, 0u64);
+        for (room, r) in self.rooms.iter_mut() {
+            if r.mixer.poll_timeout().is_none_or(|t| t > now) {
+                continue;
+            }
+            r.mixer.handle_timeout(now);
+            while let Some((p, bytes)) = r.mixer.poll_transmit() {
+                let Some(Some(i)) = r.members.get(p.0 as usize).copied() else {
+                    continue;
+                };
+                let Some(Some(m)) = self.members.get_mut(i as usize) else {
+                    continue;
+                };
+                let Some(to) = m.latched.or(m.remote) else {
+                    continue;
+                };
+                match m.socket.send_to(bytes, to) {
+                    Ok(_) => {
+                        sent += 1;
+                        m.sent += 1;
+                        m.bytes_out += bytes.len() as u64;
+                    }
+                    Err(_) => failed += 1,
+                }
+            }
+            drain_events(*room, r, &self.members, &mut self.events);
+        }
+        counters.forwarded.fetch_add(sent, Ordering::Relaxed);
+        if failed > 0 {
+            counters.send_failures.fetch_add(failed, Ordering::Relaxed);
+        }
+    }
+
+    /// The events for the signalling core since the last call.
+    pub fn take_events(&mut self) -> Vec<(RoomId, SessionId, MixerEvent)> {
+        std::mem::take(&mut self.events)
+    }
+}
+
+/// Moves a room's mixer events out, named by the participants' sessions.
+fn drain_events(
+    room: RoomId,
+    r: &mut Room,
+    members: &[Option<Member>],
+    out: &mut Vec<(RoomId, SessionId, MixerEvent)>,
+) {
+    while let Some(e) = r.mixer.poll_event() {
+        let p = match &e {
+            MixerEvent::Talking { participant, .. }
+            | MixerEvent::Digit { participant, .. }
+            | MixerEvent::SelfMuted { participant, .. } => *participant,
+        };
+        let session = r
+            .members
+            .get(p.0 as usize)
+            .copied()
+            .flatten()
+            .and_then(|i| members.get(i as usize)?.as_ref())
+            .map(|m| m.session);
+        if let Some(s) = session {
+            out.push((room, s, e));
+        }
+    }
+}
