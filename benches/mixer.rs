@@ -58,6 +58,7 @@ fn room(n: usize, talkers: usize) -> (Mixer, Vec<ParticipantId>, Vec<Vec<Vec<u8>
                     pt: 0,
                     dtmf_pt: Some(101),
                     ssrc: k as u32,
+                    pin: None,
                 },
                 now,
             )

@@ -360,7 +360,9 @@ fn drain_events(
         let p = match &e {
             MixerEvent::Talking { participant, .. }
             | MixerEvent::Digit { participant, .. }
-            | MixerEvent::SelfMuted { participant, .. } => *participant,
+            | MixerEvent::SelfMuted { participant, .. }
+            | MixerEvent::PinAccepted { participant, .. }
+            | MixerEvent::PinRejected { participant, .. } => *participant,
         };
         let session = r
             .members

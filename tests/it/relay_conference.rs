@@ -30,6 +30,7 @@ fn spec(law: Law, ssrc: u32) -> ParticipantSpec {
         pt: if law == Law::Mu { 0 } else { 8 },
         dtmf_pt: Some(101),
         ssrc,
+        pin: None,
     }
 }
 

@@ -57,6 +57,28 @@ pub struct ParticipantSpec {
     pub dtmf_pt: Option<u8>,
     /// Our SSRC toward it.
     pub ssrc: u32,
+    /// The room asks for a PIN: until it is entered (DTMF, then `#` or the PIN's length),
+    /// the participant hears nothing and is not heard.
+    pub pin: Option<PinGate>,
+}
+
+/// The PINs of a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinGate {
+    pub pin: String,
+    /// Entering this one makes the participant a moderator.
+    pub moderator_pin: Option<String>,
+}
+
+/// Wrong PINs before the participant is refused ([`MixerEvent::PinRejected`]).
+pub const PIN_ATTEMPTS: u8 = 3;
+
+/// A participant still entering its PIN.
+#[derive(Debug, Clone)]
+struct PinEntry {
+    gate: PinGate,
+    entered: String,
+    failures: u8,
 }
 
 /// Tunables of a room.
@@ -107,6 +129,16 @@ pub enum MixerEvent {
         participant: ParticipantId,
         muted: bool,
     },
+    /// The participant entered the room's PIN (or its moderator PIN): it is in the room.
+    PinAccepted {
+        participant: ParticipantId,
+        moderator: bool,
+    },
+    /// A wrong PIN (`failures` so far); after [`PIN_ATTEMPTS`] the owner should end the call.
+    PinRejected {
+        participant: ParticipantId,
+        failures: u8,
+    },
 }
 
 /// Errors of the mixer, by what was wrong with the input.
@@ -136,6 +168,8 @@ pub struct ParticipantStats {
     pub talking: bool,
     pub muted: bool,
     pub self_muted: bool,
+    /// Still entering the room's PIN.
+    pub waiting_for_pin: bool,
     /// Mean magnitude of its last frame (0–32767).
     pub level: u16,
 }
@@ -159,6 +193,7 @@ struct Participant {
     dtmf_ts: Option<u32>,
     last_digit: Option<char>,
     digit_window: (Instant, u32),
+    pin: Option<PinEntry>,
     stats: ParticipantStats,
 }
 
@@ -223,7 +258,14 @@ impl Mixer {
     /// the next tick. The first one starts the room's clock.
     pub fn add(&mut self, spec: ParticipantSpec, now: Instant) -> ParticipantId {
         let Codec::G711(law) = spec.codec;
+        let pin = spec.pin.clone().map(|gate| PinEntry {
+            gate,
+            entered: String::new(),
+            failures: 0,
+        });
+        let waiting = pin.is_some();
         let p = Participant {
+            pin,
             law,
             playout: Playout::new(self.config.playout_delay, law.silence()),
             frame: [law.silence(); FRAME_SAMPLES],
@@ -237,7 +279,10 @@ impl Mixer {
             dtmf_ts: None,
             last_digit: None,
             digit_window: (now, 0),
-            stats: ParticipantStats::default(),
+            stats: ParticipantStats {
+                waiting_for_pin: waiting,
+                ..ParticipantStats::default()
+            },
             spec,
         };
         let id = match self.free.pop() {
@@ -254,7 +299,7 @@ impl Mixer {
         if self.next_tick.is_none() {
             self.next_tick = Some(now + FRAME);
         }
-        if self.config.tones && self.count > 1 {
+        if self.config.tones && self.count > 1 && !waiting {
             self.tone = Some(Tone::join());
         }
         ParticipantId(id)
@@ -380,6 +425,29 @@ impl Mixer {
         }
         p.digit_window.1 += 1;
         p.stats.digits += 1;
+        if let Some(entry) = p.pin.as_mut() {
+            // Entering the PIN: digits are not the room's business yet.
+            let verdict = pin_digit(entry, digit);
+            match verdict {
+                PinVerdict::More => {}
+                PinVerdict::Accepted { moderator } => {
+                    p.pin = None;
+                    p.stats.waiting_for_pin = false;
+                    self.event(MixerEvent::PinAccepted {
+                        participant: id,
+                        moderator,
+                    });
+                    if self.config.tones {
+                        self.tone = Some(Tone::join());
+                    }
+                }
+                PinVerdict::Wrong(failures) => self.event(MixerEvent::PinRejected {
+                    participant: id,
+                    failures,
+                }),
+            }
+            return Ok(());
+        }
         let star_six = p.last_digit == Some('*') && digit == '6';
         p.last_digit = Some(digit);
         if star_six {
@@ -465,7 +533,10 @@ impl Mixer {
             let level = (sum / FRAME_SAMPLES as u32) as u16;
             p.stats.level = level;
             let was = p.stats.talking;
-            if level >= cfg.talk_threshold {
+            if p.pin.is_some() {
+                // Not in the room yet: never a talker.
+                p.loud = 0;
+            } else if level >= cfg.talk_threshold {
                 p.quiet = 0;
                 p.loud = p.loud.saturating_add(1);
                 if p.loud >= cfg.talk_attack {
@@ -485,7 +556,7 @@ impl Mixer {
                 });
             }
             p.mixed = false;
-            if p.stats.talking && !p.stats.muted && !p.stats.self_muted {
+            if p.stats.talking && !p.stats.muted && !p.stats.self_muted && p.pin.is_none() {
                 candidates.push((level, i as u32));
             }
         }
@@ -517,7 +588,11 @@ impl Mixer {
         for (i, slot) in self.participants.iter_mut().enumerate() {
             let Some(p) = slot else { continue };
             let k = law_index(p.law);
-            let payload: &[u8; FRAME_SAMPLES] = if p.mixed {
+            let quiet_frame = [p.law.silence(); FRAME_SAMPLES];
+            let payload: &[u8; FRAME_SAMPLES] = if p.pin.is_some() {
+                // Not in the room yet: it hears nothing of it.
+                &quiet_frame
+            } else if p.mixed {
                 // A talker hears everyone but itself.
                 for ((o, m), s) in self.scratch.iter_mut().zip(&self.mix).zip(&p.pcm) {
                     *o = *m - *s as i32;
@@ -551,6 +626,40 @@ impl Mixer {
         }
         self.candidates = candidates;
     }
+}
+
+/// What one PIN digit did.
+enum PinVerdict {
+    More,
+    Accepted { moderator: bool },
+    Wrong(u8),
+}
+
+/// A digit of a PIN being entered: `#` ends it (an empty entry is ignored), and an entry as
+/// long as the longest PIN is judged at once.
+fn pin_digit(entry: &mut PinEntry, digit: char) -> PinVerdict {
+    let longest = entry
+        .gate
+        .pin
+        .len()
+        .max(entry.gate.moderator_pin.as_ref().map_or(0, String::len));
+    if digit != '#' {
+        entry.entered.push(digit);
+    }
+    let judged = digit == '#' && !entry.entered.is_empty() || entry.entered.len() >= longest;
+    if !judged {
+        // A shorter PIN matches as soon as it is complete, unless a longer one could follow.
+        return PinVerdict::More;
+    }
+    let entered = std::mem::take(&mut entry.entered);
+    if entry.gate.moderator_pin.as_deref() == Some(entered.as_str()) {
+        return PinVerdict::Accepted { moderator: true };
+    }
+    if entry.gate.pin == entered {
+        return PinVerdict::Accepted { moderator: false };
+    }
+    entry.failures = entry.failures.saturating_add(1);
+    PinVerdict::Wrong(entry.failures)
 }
 
 fn law_index(law: Law) -> usize {

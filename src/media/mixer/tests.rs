@@ -14,6 +14,7 @@ fn spec(law: Law, ssrc: u32) -> ParticipantSpec {
         },
         dtmf_pt: Some(101),
         ssrc,
+        pin: None,
     }
 }
 
@@ -287,4 +288,105 @@ fn an_empty_room_has_no_tick_and_tones_mark_joins_and_leaves() {
     );
     assert!(m.poll_timeout().unwrap() > now);
     m.remove(c);
+}
+
+#[test]
+fn a_pin_room_admits_after_the_pin_and_the_moderator_pin_makes_a_moderator() {
+    let mut m = Mixer::new(quiet());
+    let mut now = Instant::now();
+    let open = m.add(spec(Law::Mu, 1), now);
+    let gate = PinGate {
+        pin: "2468".into(),
+        moderator_pin: Some("1357".into()),
+    };
+    let guest = m.add(
+        ParticipantSpec {
+            pin: Some(gate.clone()),
+            ..spec(Law::Mu, 2)
+        },
+        now,
+    );
+    let ids = [(open, Law::Mu, 0u8), (guest, Law::Mu, 0u8)];
+    // Both talk; the guest has not entered the PIN: nobody hears it, it hears nothing.
+    let heard = run(&mut m, &ids, &mut now, 40, |k, n| {
+        Some(tone_packet(Law::Mu, 0, n, FREQS[k], 4000.0))
+    });
+    let tail = |h: &Vec<i16>| h[h.len() - 2000..].to_vec();
+    assert!(goertzel(&tail(&heard[0]), FREQS[1]) < 1e3, "the guest is heard before its PIN");
+    assert!(heard[1].iter().all(|s| *s == 0), "the guest hears the room before its PIN");
+    assert!(m.participants().nth(1).unwrap().1.waiting_for_pin);
+    // A wrong PIN, then the right one ('#' ends an entry; the PIN's length does too).
+    for d in "11#2468".chars() {
+        m.handle_digit(guest, d, now).unwrap();
+    }
+    let events: Vec<_> = std::iter::from_fn(|| m.poll_event())
+        .filter(|e| !matches!(e, MixerEvent::Talking { .. }))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            MixerEvent::PinRejected {
+                participant: guest,
+                failures: 1
+            },
+            MixerEvent::PinAccepted {
+                participant: guest,
+                moderator: false
+            },
+        ]
+    );
+    let heard = run(&mut m, &ids, &mut now, 40, |k, n| {
+        Some(tone_packet(Law::Mu, 0, n + 40, FREQS[k], 4000.0))
+    });
+    assert!(goertzel(&tail(&heard[0]), FREQS[1]) > 1e5, "the guest is heard after its PIN");
+    assert!(goertzel(&tail(&heard[1]), FREQS[0]) > 1e5, "the guest hears the room");
+    // The moderator PIN; and three wrong ones are reported as such.
+    let boss = m.add(
+        ParticipantSpec {
+            pin: Some(gate.clone()),
+            ..spec(Law::Mu, 3)
+        },
+        now,
+    );
+    for d in "1357".chars() {
+        m.handle_digit(boss, d, now).unwrap();
+    }
+    let stranger = m.add(
+        ParticipantSpec {
+            pin: Some(gate),
+            ..spec(Law::Mu, 4)
+        },
+        now,
+    );
+    // (at most 10 digits a second count: a second per attempt)
+    for attempt in ["0000#", "9999#", "1#"] {
+        now += Duration::from_secs(1);
+        for d in attempt.chars() {
+            m.handle_digit(stranger, d, now).unwrap();
+        }
+    }
+    let events: Vec<_> = std::iter::from_fn(|| m.poll_event())
+        .filter(|e| !matches!(e, MixerEvent::Talking { .. }))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            MixerEvent::PinAccepted {
+                participant: boss,
+                moderator: true
+            },
+            MixerEvent::PinRejected {
+                participant: stranger,
+                failures: 1
+            },
+            MixerEvent::PinRejected {
+                participant: stranger,
+                failures: 2
+            },
+            MixerEvent::PinRejected {
+                participant: stranger,
+                failures: 3
+            },
+        ]
+    );
 }
