@@ -86,7 +86,11 @@ pub(super) fn run_dialplan(global: &GlobalArgs, cmd: DialplanCommand) -> anyhow:
     let dir = dir.unwrap_or_else(|| global.dialplan());
     match Dialplan::load_dir(&dir) {
         Ok(dialplan) => {
-            println!("{} OPDs, ok", dialplan.opds().len());
+            println!(
+                "{} OPDs, {} rooms, ok",
+                dialplan.opds().len(),
+                dialplan.rooms().len()
+            );
             Ok(())
         }
         Err(errors) => {

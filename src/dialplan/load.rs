@@ -1,6 +1,8 @@
 //! Reading and validating a dialplan directory: TOML into raw (spanned) structs, then into the
 //! model of [`super`], collecting every error with its `file:line`. The only I/O is reading
-//! the directory listing and the files.
+//! the directory listing and the files. What needs more than one file (blocks overlapping,
+//! extensions and OPD codes that must exist, conference room numbers) is checked last, in
+//! [`check_across`].
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -12,8 +14,9 @@ use toml::Spanned;
 
 use super::{
     Block, ClassRule, ClassSet, Days, Dialplan, DialplanError, DialplanErrors,
-    ExtensionPermissions, FeatureCodes, Hours, NumberClass, Opd, Pattern, Period, Permissions,
-    Province, RingGroup, Rule, Schedule, Strategy, Target, TimeCondition, TimedTarget, Trunk,
+    ExtensionPermissions, FeatureCodes, Hours, Moderator, NumberClass, Opd, Pattern, Period,
+    Permissions, Province, RingGroup, Room, RoomAccess, RoomTime, Rule, Schedule, Strategy, Target,
+    TimeCondition, TimedTarget, Trunk,
 };
 use crate::types::{Extension, OpdCode, Transport};
 
@@ -36,6 +39,8 @@ struct RawOpd {
     group: Vec<RawGroup>,
     #[serde(default)]
     rule: Vec<RawRule>,
+    #[serde(default)]
+    room: Vec<RawRoom>,
 }
 
 #[derive(Deserialize)]
@@ -106,6 +111,20 @@ struct RawTarget {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawRoom {
+    number: Spanned<String>,
+    name: Spanned<String>,
+    pin: Option<Spanned<String>>,
+    moderator_pin: Option<Spanned<String>>,
+    max: Option<Spanned<i64>>,
+    opds: Option<Spanned<Vec<Spanned<String>>>>,
+    moderators: Option<Vec<Spanned<String>>>,
+    during: Option<Spanned<String>>,
+    outside: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawProvince {
     trunk: RawTrunk,
     outside: RawOutside,
@@ -114,6 +133,8 @@ struct RawProvince {
     features: Option<RawFeatures>,
     #[serde(default)]
     schedule: Vec<RawSchedule>,
+    #[serde(default)]
+    room: Vec<RawRoom>,
 }
 
 #[derive(Deserialize)]
@@ -194,9 +215,12 @@ pub(super) fn from_sources(
     files.sort_by(|a, b| a.0.cmp(&b.0));
     let province_path = dir.join(PROVINCE_FILE);
     let province_src = files.iter().find(|(p, _)| *p == province_path);
+    let mut rooms = Vec::new();
     let province = if let Some((_, src)) = province_src {
         let mut f = FileCtx::new(&province_path, src, &mut errors);
-        parse_province(&mut f)
+        let (province, province_rooms) = parse_province(&mut f);
+        rooms = province_rooms;
+        province
     } else if errors.iter().any(|e| e.file == province_path) {
         None
     } else {
@@ -213,18 +237,22 @@ pub(super) fn from_sources(
     let mut opds = Vec::new();
     for (path, src) in files.iter().filter(|(p, _)| *p != province_path) {
         let mut f = FileCtx::new(path, src, &mut errors);
-        if let Some(parsed) = parse_opd(&mut f, province.as_ref()) {
+        if let Some(mut parsed) = parse_opd(&mut f, province.as_ref()) {
+            rooms.append(&mut parsed.rooms);
             opds.push(parsed);
         }
     }
 
     check_across(&opds, province.as_ref(), &mut errors);
+    check_rooms(&rooms, &opds, province.as_ref(), &mut errors);
 
     match province {
         Some(province) if errors.is_empty() => {
             let mut opds: Vec<Opd> = opds.into_iter().map(|p| p.opd).collect();
             opds.sort_by(|a, b| a.code.cmp(&b.code));
-            Ok(Dialplan::new(opds, province))
+            let mut rooms: Vec<Room> = rooms.into_iter().map(|r| r.room).collect();
+            rooms.sort_by(|a, b| a.number.cmp(&b.number));
+            Ok(Dialplan::new(opds, province, rooms))
         }
         _ => Err(DialplanErrors(errors)),
     }
@@ -262,6 +290,19 @@ struct ParsedOpd {
     block_lines: Vec<usize>,
     /// Every extension a rule or group of this file rings, with its line.
     ext_refs: Vec<(Extension, usize)>,
+    /// The rooms this file declares (moved out before the cross-file checks).
+    rooms: Vec<ParsedRoom>,
+}
+
+/// A room as parsed from one file, with the lines of what [`check_rooms`] may point at.
+struct ParsedRoom {
+    room: Room,
+    /// The line of each OPD code of an explicit `opds` list, in its order.
+    opd_lines: Vec<usize>,
+    /// The line of each `moderators` entry, in its order.
+    moderator_lines: Vec<usize>,
+    /// No `opds` key: every OPD for a province room, the owner for an OPD room.
+    default_opds: bool,
 }
 
 /// Checks that need more than one file: duplicate codes, overlapping blocks, extensions that
@@ -344,6 +385,144 @@ fn check_across(opds: &[ParsedOpd], province: Option<&Province>, errors: &mut Ve
                     province.outside_prefix
                 ),
             ));
+        }
+    }
+}
+
+/// Checks of the rooms of every file against each other and against the OPDs and the
+/// province plan: unique numbers (both places are named), numbers outside every block and
+/// clear of the emergency numbers and the outside prefix, OPD codes that exist, moderator
+/// extensions in some block and moderators who may join. Feature codes start with `*` and
+/// room numbers are digits, so they cannot collide.
+fn check_rooms(
+    rooms: &[ParsedRoom],
+    opds: &[ParsedOpd],
+    province: Option<&Province>,
+    errors: &mut Vec<DialplanError>,
+) {
+    for (i, a) in rooms.iter().enumerate() {
+        for b in &rooms[i + 1..] {
+            if a.room.number == b.room.number {
+                let msg = |own: &Room, other: &Room| {
+                    format!(
+                        "room number {} is already used by room '{}' ({}:{})",
+                        own.number,
+                        other.name,
+                        other.file.display(),
+                        other.line
+                    )
+                };
+                errors.push(err(&a.room.file, a.room.line, msg(&a.room, &b.room)));
+                errors.push(err(&b.room.file, b.room.line, msg(&b.room, &a.room)));
+            }
+        }
+    }
+
+    let opd_named = |code: &OpdCode| opds.iter().find(|p| &p.opd.code == code);
+    let opd_of = |ext: &Extension| {
+        opds.iter()
+            .find(|p| p.opd.blocks.iter().any(|b| b.contains(ext)))
+    };
+    for ParsedRoom {
+        room,
+        opd_lines,
+        moderator_lines,
+        ..
+    } in rooms
+    {
+        let number = room.number.as_str();
+        let value: u64 = number.parse().unwrap_or(u64::MAX);
+        for p in opds {
+            let hit =
+                p.opd.blocks.iter().zip(&p.block_lines).find(|(b, _)| {
+                    b.digits() == number.len() && (b.first..=b.last).contains(&value)
+                });
+            if let Some((b, l)) = hit {
+                errors.push(err(
+                    &room.file,
+                    room.line,
+                    format!(
+                        "room number {number} is in block {b} of '{}' ({}:{l}); rooms need numbers \
+                         outside every block (the shipped plan uses 8000-8999)",
+                        p.opd.code,
+                        p.opd.file.display()
+                    ),
+                ));
+            }
+        }
+        if let Some(province) = province {
+            if province.emergency.iter().any(|e| e == number) {
+                errors.push(err(
+                    &room.file,
+                    room.line,
+                    format!("room number {number} is an emergency number"),
+                ));
+            }
+            if number.starts_with(province.outside_prefix.as_str()) {
+                errors.push(err(
+                    &room.file,
+                    room.line,
+                    format!(
+                        "room number {number} starts with the outside-line prefix '{}'",
+                        province.outside_prefix
+                    ),
+                ));
+            }
+        }
+
+        if let RoomAccess::Only(codes) = &room.opds {
+            for (code, line) in codes.iter().zip(opd_lines) {
+                if opd_named(code).is_none() {
+                    errors.push(err(
+                        &room.file,
+                        *line,
+                        format!("room {number}: unknown OPD '{code}' (no OPD file has this code)"),
+                    ));
+                }
+            }
+        }
+        for (m, line) in room.moderators.iter().zip(moderator_lines) {
+            let opd = match m {
+                Moderator::Opd(code) => {
+                    if opd_named(code).is_none() {
+                        errors.push(err(
+                            &room.file,
+                            *line,
+                            format!(
+                                "room {number}: unknown OPD '{code}' among the moderators (no OPD \
+                                 file has this code)"
+                            ),
+                        ));
+                        continue;
+                    }
+                    code
+                }
+                Moderator::Extension(ext) => match opd_of(ext) {
+                    Some(p) => &p.opd.code,
+                    None => {
+                        errors.push(err(
+                            &room.file,
+                            *line,
+                            format!("room {number}: moderator {ext} is in no OPD's block"),
+                        ));
+                        continue;
+                    }
+                },
+            };
+            if !room.admits(opd) {
+                let who = match m {
+                    Moderator::Opd(code) => format!("OPD '{code}'"),
+                    Moderator::Extension(ext) => format!("{ext} (of OPD '{opd}')"),
+                };
+                errors.push(err(
+                    &room.file,
+                    *line,
+                    format!(
+                        "room {number}: moderator {who} may not join the room (add '{opd}' to \
+                         its opds)"
+                    ),
+                ));
+            }
         }
     }
 }
@@ -439,8 +618,12 @@ impl<'a> FileCtx<'a> {
     }
 }
 
-fn parse_province(f: &mut FileCtx<'_>) -> Option<Province> {
-    let raw: RawProvince = f.deserialize()?;
+/// The province plan (`None` if the file has errors) and its rooms (returned even then, so
+/// that the cross-file checks see their numbers).
+fn parse_province(f: &mut FileCtx<'_>) -> (Option<Province>, Vec<ParsedRoom>) {
+    let Some(raw) = f.deserialize::<RawProvince>() else {
+        return (None, Vec::new());
+    };
     let before = f.error_count();
 
     let trunk_line = f.line(&raw.trunk.target.span());
@@ -516,12 +699,17 @@ fn parse_province(f: &mut FileCtx<'_>) -> Option<Province> {
     let default_permissions = parse_classes(f, &raw.permissions.default);
     let features = parse_features(f, raw.features.as_ref());
     let schedules = parse_schedules(f, &raw.schedule, &[]);
+    let schedule_known = |name: &str| schedules.iter().any(|s| s.name == name);
+    let rooms = parse_rooms(f, &raw.room, &schedule_known);
 
+    let (Some((host, port)), Some(transport), Some(outside_prefix)) = (hostport, transport, prefix)
+    else {
+        return (None, rooms);
+    };
     if f.error_count() > before {
-        return None;
+        return (None, rooms);
     }
-    let ((host, port), transport, outside_prefix) = (hostport?, transport?, prefix?);
-    Some(Province {
+    let province = Province {
         file: f.path.to_path_buf(),
         trunk: Trunk {
             host,
@@ -535,7 +723,8 @@ fn parse_province(f: &mut FileCtx<'_>) -> Option<Province> {
         default_permissions,
         features,
         schedules,
-    })
+    };
+    (Some(province), rooms)
 }
 
 fn parse_opd(f: &mut FileCtx<'_>, province: Option<&Province>) -> Option<ParsedOpd> {
@@ -597,6 +786,15 @@ fn parse_opd(f: &mut FileCtx<'_>, province: Option<&Province>) -> Option<ParsedO
             || province_schedules.iter().any(|s| s.name == name)
     };
     let rules = parse_rules(f, &raw.rule, &groups, &schedule_known, &mut ext_refs);
+    let mut rooms = parse_rooms(f, &raw.room, &schedule_known);
+    if let Some(code) = &code {
+        for r in &mut rooms {
+            r.room.owner = Some(code.clone());
+            if r.default_opds {
+                r.room.opds = RoomAccess::Only(vec![code.clone()]);
+            }
+        }
+    }
 
     let default_allow = province.map_or(
         ClassSet::default()
@@ -623,6 +821,7 @@ fn parse_opd(f: &mut FileCtx<'_>, province: Option<&Province>) -> Option<ParsedO
         code_line,
         block_lines,
         ext_refs,
+        rooms,
     })
 }
 
@@ -800,6 +999,171 @@ fn parse_rules(
     let patterns: Vec<(&Pattern, usize)> = rules.iter().map(|r| (&r.pattern, r.line)).collect();
     check_ties(f, &patterns);
     rules
+}
+
+/// The `[[room]]` tables of one file. The numbers, OPD codes and moderator extensions are
+/// checked against the other files later ([`check_rooms`]); an OPD file's caller sets the
+/// owner (and the owner-only default of `opds`).
+fn parse_rooms(
+    f: &mut FileCtx<'_>,
+    raw: &[RawRoom],
+    schedule_known: &dyn Fn(&str) -> bool,
+) -> Vec<ParsedRoom> {
+    let mut rooms = Vec::new();
+    for r in raw {
+        let line = f.line(&r.number.span());
+        let number = f.parse(&r.number, |s| {
+            if (3..=6).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) {
+                Ok(s.to_owned())
+            } else {
+                Err(format!("room number '{s}' must be 3 to 6 digits"))
+            }
+        });
+        let name = r.name.get_ref().trim().to_owned();
+        if name.is_empty() {
+            f.error(&r.name.span(), "the room's name is empty");
+        }
+        let pin_of = |s: &str, what: &str| {
+            if (4..=8).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) {
+                Ok(s.to_owned())
+            } else {
+                Err(format!("{what} must be 4 to 8 digits"))
+            }
+        };
+        let pin = r
+            .pin
+            .as_ref()
+            .and_then(|p| f.parse(p, |s| pin_of(s, "pin")));
+        let moderator_pin = r
+            .moderator_pin
+            .as_ref()
+            .and_then(|p| f.parse(p, |s| pin_of(s, "moderator_pin")));
+        if let (Some(p), Some(m), Some(raw_m)) = (&pin, &moderator_pin, &r.moderator_pin) {
+            if p == m {
+                f.error(&raw_m.span(), "moderator_pin must differ from pin");
+            }
+        }
+        let max = match &r.max {
+            Some(m) if !(2..=500).contains(m.get_ref()) => {
+                f.error(&m.span(), "max must be 2 to 500 participants");
+                50
+            }
+            // Holds: 2..=500 fits a u32.
+            Some(m) => u32::try_from(*m.get_ref()).expect("checked range"),
+            None => 50,
+        };
+
+        let mut opd_lines = Vec::new();
+        let opds = match &r.opds {
+            None => RoomAccess::All,
+            Some(list) => {
+                if list.get_ref().is_empty() {
+                    f.error(
+                        &list.span(),
+                        "opds needs at least one OPD code (leave it out for the default)",
+                    );
+                }
+                let mut codes: Vec<OpdCode> = Vec::new();
+                for c in list.get_ref() {
+                    let Some(code) = f.parse(c, |s| s.parse::<OpdCode>().map_err(|e| e.0)) else {
+                        continue;
+                    };
+                    if codes.contains(&code) {
+                        f.error(&c.span(), format!("OPD '{code}' is listed twice"));
+                        continue;
+                    }
+                    opd_lines.push(f.line(&c.span()));
+                    codes.push(code);
+                }
+                RoomAccess::Only(codes)
+            }
+        };
+
+        let mut moderators: Vec<Moderator> = Vec::new();
+        let mut moderator_lines = Vec::new();
+        for m in r.moderators.iter().flatten() {
+            let entry = f.parse(m, |s| {
+                if s.bytes().all(|b| b.is_ascii_digit()) {
+                    s.parse::<Extension>()
+                        .map(Moderator::Extension)
+                        .map_err(|e| format!("moderator '{s}': {}", e.0))
+                } else {
+                    s.parse::<OpdCode>().map(Moderator::Opd).map_err(|e| {
+                        format!(
+                            "moderator '{s}' must be an OPD code or an extension number: {}",
+                            e.0
+                        )
+                    })
+                }
+            });
+            let Some(entry) = entry else { continue };
+            if moderators.contains(&entry) {
+                f.error(
+                    &m.span(),
+                    format!("moderator '{}' is listed twice", m.get_ref()),
+                );
+                continue;
+            }
+            moderator_lines.push(f.line(&m.span()));
+            moderators.push(entry);
+        }
+
+        let time = match (&r.during, &r.outside) {
+            (None, None) => None,
+            (Some(_), Some(o)) => {
+                f.error(
+                    &o.span(),
+                    "a room takes at most one of 'during' or 'outside' (a schedule name)",
+                );
+                None
+            }
+            (Some(n), None) | (None, Some(n)) => {
+                if schedule_known(n.get_ref()) {
+                    let condition = if r.during.is_some() {
+                        TimeCondition::During(n.get_ref().clone())
+                    } else {
+                        TimeCondition::Outside(n.get_ref().clone())
+                    };
+                    Some(RoomTime {
+                        condition,
+                        line: f.line(&n.span()),
+                    })
+                } else {
+                    f.error(
+                        &n.span(),
+                        format!(
+                            "unknown schedule '{}' (define it with [[schedule]] in this file or in \
+                             province.toml)",
+                            n.get_ref()
+                        ),
+                    );
+                    None
+                }
+            }
+        };
+
+        if let Some(number) = number {
+            rooms.push(ParsedRoom {
+                room: Room {
+                    number,
+                    name,
+                    pin,
+                    moderator_pin,
+                    max,
+                    opds,
+                    moderators,
+                    time,
+                    file: f.path.to_path_buf(),
+                    line,
+                    owner: None,
+                },
+                opd_lines,
+                moderator_lines,
+                default_opds: r.opds.is_none(),
+            });
+        }
+    }
+    rooms
 }
 
 /// Two patterns of one file that can match the same number with the same specificity would

@@ -1,5 +1,7 @@
 //! The dialplan: one TOML file per OPD (`dialplan/<code>.toml`) plus `dialplan/province.toml`,
-//! loaded into a validated, immutable model (see `docs/dialplan.md` for the file format).
+//! loaded into a validated, immutable model (see `docs/dialplan.md` for the file format):
+//! offices, their rules, groups, schedules and permissions, and the conference rooms
+//! (province-wide and per OPD).
 //!
 //! This module owns the file format, its validation (every error carries `file:line`), the
 //! pattern matcher ([`pattern`]) and WIB schedules ([`time`]). Loading reads the files of one
@@ -20,7 +22,9 @@ use std::path::{Path, PathBuf};
 use crate::types::{Extension, OpdCode, Transport};
 
 pub use pattern::{Pattern, PatternError, Specificity};
-pub use route::{Decision, Directory, FeatureAction, Features, RingPlan, RingTarget, Routing};
+pub use route::{
+    Decision, Directory, FeatureAction, Features, RingPlan, RingTarget, RoomPlan, Routing,
+};
 pub use time::{Days, Hours, Period, Schedule, Weekday, WibTime};
 pub use trace::TraceStep;
 
@@ -30,17 +34,21 @@ pub struct Dialplan {
     /// Sorted by code.
     opds: Vec<Opd>,
     province: Province,
+    /// Every conference room of every file, sorted by number (numbers are unique).
+    rooms: Vec<Room>,
     /// Lookup structures compiled at load for [`Dialplan::route`].
     index: route::Index,
 }
 
 impl Dialplan {
-    /// A plan from validated parts (opds sorted by code), with its matchers compiled.
-    fn new(opds: Vec<Opd>, province: Province) -> Dialplan {
+    /// A plan from validated parts (opds sorted by code, rooms by number), with its matchers
+    /// compiled.
+    fn new(opds: Vec<Opd>, province: Province, rooms: Vec<Room>) -> Dialplan {
         let index = route::Index::build(&opds, &province);
         Dialplan {
             opds,
             province,
+            rooms,
             index,
         }
     }
@@ -79,6 +87,19 @@ impl Dialplan {
 
     pub fn province(&self) -> &Province {
         &self.province
+    }
+
+    /// Every conference room (of `province.toml` and of the OPD files), sorted by number.
+    pub fn rooms(&self) -> &[Room] {
+        &self.rooms
+    }
+
+    /// The conference room with this number.
+    pub fn room(&self, number: &str) -> Option<&Room> {
+        self.rooms
+            .binary_search_by(|r| r.number.as_str().cmp(number))
+            .ok()
+            .map(|i| &self.rooms[i])
     }
 }
 
@@ -195,6 +216,76 @@ pub struct TimedTarget {
 pub enum TimeCondition {
     During(String),
     Outside(String),
+}
+
+/// A `[[room]]`: a conference room the switch answers for (in `province.toml` for a
+/// province-wide room, in an OPD file for that OPD's own room).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Room {
+    /// 3 to 6 digits, outside every block; unique across all files.
+    pub number: String,
+    pub name: String,
+    /// Asked of everyone who joins, if set.
+    pub pin: Option<String>,
+    /// Makes whoever enters it a moderator; never equal to `pin`.
+    pub moderator_pin: Option<String>,
+    /// The most participants at once (2 to 500).
+    pub max: u32,
+    /// Which OPDs' extensions may join.
+    pub opds: RoomAccess,
+    /// Who is a moderator without a PIN: whole OPDs or single extensions.
+    pub moderators: Vec<Moderator>,
+    /// When the room is open; `None`: always.
+    pub time: Option<RoomTime>,
+    /// The file that declares the room.
+    pub file: PathBuf,
+    /// Line of the room's `number`.
+    pub line: usize,
+    /// The OPD whose file declares the room; `None` for a room of `province.toml`.
+    pub owner: Option<OpdCode>,
+}
+
+impl Room {
+    /// Whether an extension of OPD `opd` may join.
+    pub fn admits(&self, opd: &OpdCode) -> bool {
+        match &self.opds {
+            RoomAccess::All => true,
+            RoomAccess::Only(codes) => codes.contains(opd),
+        }
+    }
+
+    /// Whether `ext` (of OPD `opd`) is a moderator without a PIN.
+    pub fn moderated_by(&self, ext: &Extension, opd: &OpdCode) -> bool {
+        self.moderators.iter().any(|m| match m {
+            Moderator::Opd(code) => code == opd,
+            Moderator::Extension(e) => e == ext,
+        })
+    }
+}
+
+/// Which OPDs may join a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomAccess {
+    /// Every OPD (the default of a province room).
+    All,
+    /// Only these, in file order (an OPD room's default is its owner alone).
+    Only(Vec<OpdCode>),
+}
+
+/// One `moderators` entry of a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Moderator {
+    /// Every extension of the OPD.
+    Opd(OpdCode),
+    /// One extension (of an OPD that may join).
+    Extension(Extension),
+}
+
+/// A room's `during` or `outside` condition, on a schedule of its file or `province.toml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomTime {
+    pub condition: TimeCondition,
+    pub line: usize,
 }
 
 /// A `[[group]]`: several extensions rung for one number.

@@ -10,8 +10,8 @@ use std::path::Path;
 
 use super::trace::{strategy, TraceStep};
 use super::{
-    ClassRule, ClassSet, Dialplan, NumberClass, Opd, Province, RingGroup, Rule, Strategy, Target,
-    TimeCondition, WibTime,
+    ClassRule, ClassSet, Dialplan, NumberClass, Opd, Province, RingGroup, Room, RoomAccess, Rule,
+    Schedule, Strategy, Target, TimeCondition, WibTime,
 };
 use crate::types::Extension;
 
@@ -60,6 +60,23 @@ pub enum Decision {
     Reject { status: u16, reason: String },
     /// A feature code for the caller's own extension; the proxy applies it and answers.
     Feature(FeatureAction),
+    /// Join a conference room: the caller's OPD may join and the room is open now.
+    Room(RoomPlan),
+}
+
+/// A conference room to join, as the switch answers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomPlan {
+    pub number: String,
+    pub name: String,
+    /// Asked of everyone who joins, if set.
+    pub pin: Option<String>,
+    /// Makes whoever enters it a moderator.
+    pub moderator_pin: Option<String>,
+    /// The most participants at once.
+    pub max: u32,
+    /// The caller is a moderator by its extension or its OPD (without a PIN).
+    pub moderator: bool,
 }
 
 /// A feature code's effect on the caller's own extension.
@@ -307,6 +324,11 @@ impl<'a> Eval<'a> {
             return self.emergency(dialled);
         }
 
+        // 2b. Conference rooms.
+        if let Some(room) = plan.room(dialled) {
+            return self.room(caller, opd.map(|(_, o)| o), room);
+        }
+
         // 3. The caller's OPD rules.
         if let Some((i, o)) = opd {
             let hit = plan.index.rules[i]
@@ -422,6 +444,118 @@ impl<'a> Eval<'a> {
         }
     }
 
+    /// A conference room: the caller's OPD must be one that may join, and the room must be
+    /// open now.
+    fn room(&mut self, caller: &Extension, opd: Option<&Opd>, room: &Room) -> Decision {
+        let number = &room.number;
+        let whose = match &room.owner {
+            Some(code) => format!("room of OPD {code}"),
+            None => "province room".to_owned(),
+        };
+        let who = match &room.opds {
+            RoomAccess::All => "every OPD may join".to_owned(),
+            RoomAccess::Only(codes) => {
+                let codes: Vec<&str> = codes.iter().map(|c| c.as_str()).collect();
+                format!("open to {}", codes.join(", "))
+            }
+        };
+        self.step(
+            Some(&room.file),
+            Some(room.line),
+            format!(
+                "{number} is the conference room '{}' ({whose}; {who})",
+                room.name
+            ),
+        );
+        let Some(opd) = opd else {
+            self.step(
+                Some(&room.file),
+                Some(room.line),
+                format!("{caller} is in no OPD, so it may not join room {number}"),
+            );
+            return reject(
+                403,
+                format!("Forbidden: {caller} belongs to no OPD and may not join room {number}"),
+            );
+        };
+        if !room.admits(&opd.code) {
+            self.step(
+                Some(&room.file),
+                Some(room.line),
+                format!(
+                    "{} may not join room {number}, so {caller} is refused",
+                    opd.code
+                ),
+            );
+            return reject(
+                403,
+                format!("Forbidden: OPD {} may not join room {number}", opd.code),
+            );
+        }
+        if let Some(time) = &room.time {
+            let now = WibTime::from_unix(self.now_unix);
+            let own = match &room.owner {
+                Some(code) => self.plan.opd(code).map_or(&[][..], |o| &o.schedules[..]),
+                None => &[][..],
+            };
+            let open = self.holds_in(own, &time.condition, now);
+            let state = if open { "open" } else { "closed" };
+            let (name, during) = match &time.condition {
+                TimeCondition::During(n) => (n, true),
+                TimeCondition::Outside(n) => (n, false),
+            };
+            // Whether `now` lies in the schedule, which is what the trace says.
+            let inside = open == during;
+            self.step(
+                Some(&room.file),
+                Some(time.line),
+                format!(
+                    "{now} is {} {name}: room {number} is {state} ({})",
+                    if inside { "during" } else { "outside" },
+                    condition(&time.condition)
+                ),
+            );
+            if !open {
+                return reject(
+                    480,
+                    format!(
+                        "Temporarily Unavailable: room {number} is open only {}",
+                        condition(&time.condition)
+                    ),
+                );
+            }
+        }
+        let moderator = room.moderated_by(caller, &opd.code);
+        let mut what = format!("{caller} ({}) joins room {number}", opd.code);
+        if moderator {
+            let by_extension = room
+                .moderators
+                .iter()
+                .any(|m| matches!(m, super::Moderator::Extension(e) if e == caller));
+            if by_extension {
+                what.push_str(&format!(" as a moderator (extension {caller} moderates)"));
+            } else {
+                what.push_str(&format!(" as a moderator (OPD {} moderates)", opd.code));
+            }
+        }
+        what.push_str(match (&room.pin, &room.moderator_pin) {
+            (Some(_), Some(_)) => "; with a PIN and a moderator PIN",
+            (Some(_), None) => "; with a PIN",
+            (None, Some(_)) => "; no PIN, with a moderator PIN",
+            (None, None) => "; no PIN",
+        });
+        what.push_str(&format!("; at most {} participants", room.max));
+        self.step(Some(&room.file), Some(room.line), what);
+        Decision::Room(RoomPlan {
+            number: number.clone(),
+            name: room.name.clone(),
+            pin: room.pin.clone(),
+            moderator_pin: room.moderator_pin.clone(),
+            max: room.max,
+            moderator,
+        })
+    }
+
     /// A matching rule of the caller's OPD: pick its target by time, then follow it.
     fn rule(
         &mut self,
@@ -476,12 +610,17 @@ impl<'a> Eval<'a> {
     /// Whether a time condition holds at `now` (an unknown schedule, which the loader
     /// prevents, never holds).
     fn holds(&self, opd: &Opd, condition: &TimeCondition, now: WibTime) -> bool {
+        self.holds_in(&opd.schedules, condition, now)
+    }
+
+    /// As [`Self::holds`], with the schedules of a file (`own`) looked up before the
+    /// province's.
+    fn holds_in(&self, own: &[Schedule], condition: &TimeCondition, now: WibTime) -> bool {
         let (name, during) = match condition {
             TimeCondition::During(n) => (n, true),
             TimeCondition::Outside(n) => (n, false),
         };
-        let schedule = opd
-            .schedules
+        let schedule = own
             .iter()
             .find(|s| &s.name == name)
             .or_else(|| self.province().schedule(name));

@@ -19,6 +19,15 @@ fn shipped() -> Dialplan {
     Dialplan::load_dir(&dir).unwrap_or_else(|e| panic!("shipped dialplan fails to load:\n{e}"))
 }
 
+/// A `province.toml` without its `[[room]]` tables (the shipped ones name shipped OPDs, which
+/// a small directory does not have).
+fn without_rooms(province: &str) -> &str {
+    let end = province
+        .find("\n[[room]]")
+        .expect("the shipped plan has rooms");
+    &province[..=end]
+}
+
 fn ext(s: &str) -> Extension {
     s.parse().unwrap()
 }
@@ -267,7 +276,8 @@ allow = ["internal"]
 fn lab() -> (TempDir, Dialplan) {
     let dir = TempDir::new().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("dialplan");
-    std::fs::copy(root.join("province.toml"), dir.path().join("province.toml")).unwrap();
+    let province = std::fs::read_to_string(root.join("province.toml")).unwrap();
+    std::fs::write(dir.path().join("province.toml"), without_rooms(&province)).unwrap();
     std::fs::write(dir.path().join("lab.toml"), LAB).unwrap();
     let plan = Dialplan::load_dir(dir.path()).unwrap_or_else(|e| panic!("{e}"));
     (dir, plan)
@@ -734,4 +744,291 @@ fn index_finds_block_owners() {
     assert_eq!(plan.index.opd_of("1x00"), None);
     assert_eq!(plan.index.opd_of(""), None);
     assert_eq!(plan.index.opd_of("12345678901234567890123"), None);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conference rooms.
+
+fn room_plan(d: &Decision) -> &RoomPlan {
+    match d {
+        Decision::Room(plan) => plan,
+        other => panic!("expected a room, got {other:?}"),
+    }
+}
+
+#[test]
+fn shipped_rooms() {
+    let plan = shipped();
+    // 8000: every OPD, no PIN; Diskominfo moderates.
+    assert_eq!(
+        route(&plan, "1001", "8000"),
+        Decision::Room(RoomPlan {
+            number: "8000".into(),
+            name: "Rapat Koordinasi Provinsi".into(),
+            pin: None,
+            moderator_pin: None,
+            max: 50,
+            moderator: false,
+        })
+    );
+    assert!(room_plan(&route(&plan, "3501", "8000")).moderator);
+    assert!(!room_plan(&route(&plan, "2301", "8000")).moderator);
+    assert!(!room_plan(&route(&plan, "5250", "8000")).moderator);
+
+    // 8001: Setda, Diskominfo and Bappedalitbang only, with PINs.
+    let leaders = route(&plan, "1001", "8001");
+    assert_eq!(
+        leaders,
+        Decision::Room(RoomPlan {
+            number: "8001".into(),
+            name: "Rapat Pimpinan".into(),
+            pin: Some("2468".into()),
+            moderator_pin: Some("1357".into()),
+            max: 20,
+            moderator: false,
+        })
+    );
+    assert_eq!(
+        leaders.to_string(),
+        "room 8001 'Rapat Pimpinan' (PIN, moderator PIN, at most 20)"
+    );
+    // No moderators listed: only the moderator PIN makes one.
+    assert!(!room_plan(&route(&plan, "3501", "8001")).moderator);
+    assert!(!room_plan(&route(&plan, "1401", "8001")).moderator);
+    assert_eq!(
+        route(&plan, "2301", "8001"),
+        Decision::Reject {
+            status: 403,
+            reason: "Forbidden: OPD dinkes may not join room 8001".into()
+        }
+    );
+    // Not a room: an unassigned number outside every block.
+    assert_eq!(status(&route(&plan, "1001", "8002")), 404);
+}
+
+#[test]
+fn caller_in_no_opd_cannot_join_a_room() {
+    let plan = shipped();
+    let r = route_at(&plan, "5800", "8000", MON_0900, &Dir::default());
+    assert_eq!(
+        r.decision,
+        Decision::Reject {
+            status: 403,
+            reason: "Forbidden: 5800 belongs to no OPD and may not join room 8000".into()
+        }
+    );
+    assert!(
+        lines(&r)
+            .iter()
+            .any(|l| l.ends_with("5800 is in no OPD, so it may not join room 8000")),
+        "{:#?}",
+        lines(&r)
+    );
+}
+
+#[test]
+fn trace_of_room_calls() {
+    let plan = shipped();
+    let province = std::fs::read_to_string(plan.province().file.clone()).unwrap();
+    let line_of = |number: &str| {
+        province
+            .lines()
+            .position(|l| l == format!("number = \"{number}\""))
+            .unwrap()
+            + 1
+    };
+    let (l8000, l8001) = (line_of("8000"), line_of("8001"));
+
+    let r = route_at(&plan, "3501", "8000", MON_0900, &Dir::default());
+    assert_eq!(
+        lines(&r),
+        [
+            "dialplan/diskominfo.toml: 3501 dials 8000: caller is in OPD diskominfo (Dinas Komunikasi, Informatika, Persandian dan Statistik)".to_owned(),
+            format!("dialplan/province.toml:{l8000}: 8000 is the conference room 'Rapat Koordinasi Provinsi' (province room; every OPD may join)"),
+            format!("dialplan/province.toml:{l8000}: 3501 (diskominfo) joins room 8000 as a moderator (OPD diskominfo moderates); no PIN; at most 50 participants"),
+        ]
+    );
+    assert_eq!(
+        r.decision.to_string(),
+        "room 8000 'Rapat Koordinasi Provinsi' (no PIN, at most 50, as a moderator)"
+    );
+
+    let r = route_at(&plan, "2301", "8001", MON_0900, &Dir::default());
+    assert_eq!(
+        lines(&r),
+        [
+            "dialplan/dinkes.toml: 2301 dials 8001: caller is in OPD dinkes (Dinas Kesehatan)".to_owned(),
+            format!("dialplan/province.toml:{l8001}: 8001 is the conference room 'Rapat Pimpinan' (province room; open to setda, diskominfo, bappedalitbang)"),
+            format!("dialplan/province.toml:{l8001}: dinkes may not join room 8001, so 2301 is refused"),
+        ]
+    );
+}
+
+/// A small plan with rooms: a province room open in office hours whose moderators are one
+/// extension and one OPD, and alpha's night room (on alpha's own schedule) open to alpha and
+/// beta, reached also by an alias. Alpha has a rule `_8XXX` that rooms must win over.
+fn rooms_lab() -> (TempDir, Dialplan) {
+    let dir = TempDir::new().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("dialplan");
+    let province = std::fs::read_to_string(root.join("province.toml")).unwrap();
+    let province = format!(
+        "{}\n[[room]]\nnumber = \"8500\"\nname = \"Rapat Kerja\"\nmoderators = [\"6001\", \"beta\"]\nduring = \"office-hours\"\n",
+        without_rooms(&province)
+    );
+    let alpha = r#"code = "alpha"
+name = "Alpha"
+blocks = ["6000-6099"]
+
+[[schedule]]
+name = "malam"
+periods = [{ days = "mon-sun", hours = ["18:00-24:00"] }]
+
+[[rule]]
+pattern = "_8XXX"
+to = { reject = 404, reason = "Tidak ada" }
+
+[[rule]]
+pattern = "77"
+to = { alias = "8600" }
+
+[[room]]
+number = "8600"
+name = "Piket Malam"
+opds = ["alpha", "beta"]
+moderators = ["beta"]
+during = "malam"
+"#;
+    let files = [
+        ("province.toml", province.as_str()),
+        ("alpha.toml", alpha),
+        (
+            "beta.toml",
+            "code = \"beta\"\nname = \"Beta\"\nblocks = [\"6100-6199\"]\n",
+        ),
+        (
+            "gamma.toml",
+            "code = \"gamma\"\nname = \"Gamma\"\nblocks = [\"6200-6299\"]\n",
+        ),
+    ];
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let plan = Dialplan::load_dir(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    (dir, plan)
+}
+
+#[test]
+fn room_moderators_by_extension_and_by_opd() {
+    let (_dir, plan) = rooms_lab();
+    let joins = |from: &str, number: &str, now: i64| {
+        let r = route_at(&plan, from, number, now, &Dir::default());
+        room_plan(&r.decision).moderator
+    };
+    assert!(joins("6001", "8500", MON_0900), "6001 is listed");
+    assert!(!joins("6002", "8500", MON_0900), "only 6001 of alpha");
+    assert!(joins("6150", "8500", MON_0900), "all of beta");
+    assert!(
+        !joins("6201", "8500", MON_0900),
+        "gamma may join, not moderate"
+    );
+    assert!(
+        joins("6101", "8600", MON_2000),
+        "beta moderates alpha's room"
+    );
+    assert!(
+        !joins("6001", "8600", MON_2000),
+        "8600's moderators are beta only"
+    );
+
+    let r = route_at(&plan, "6001", "8500", MON_0900, &Dir::default());
+    assert!(
+        lines(&r).iter().any(|l| l
+            .contains("6001 (alpha) joins room 8500 as a moderator (extension 6001 moderates)")),
+        "{:#?}",
+        lines(&r)
+    );
+}
+
+#[test]
+fn opd_not_among_the_rooms_opds_is_403() {
+    let (_dir, plan) = rooms_lab();
+    let r = route_at(&plan, "6201", "8600", MON_2000, &Dir::default());
+    assert_eq!(
+        r.decision,
+        Decision::Reject {
+            status: 403,
+            reason: "Forbidden: OPD gamma may not join room 8600".into()
+        }
+    );
+    assert!(
+        lines(&r)
+            .iter()
+            .any(|l| l.ends_with("alpha.toml:18: 8600 is the conference room 'Piket Malam' (room of OPD alpha; open to alpha, beta)")),
+        "{:#?}",
+        lines(&r)
+    );
+    assert_eq!(r.denied, None, "a room refusal is no refused number class");
+}
+
+#[test]
+fn room_outside_its_time_is_480() {
+    let (_dir, plan) = rooms_lab();
+    // 8500: during office-hours (province.toml's schedule).
+    assert!(matches!(route(&plan, "6201", "8500"), Decision::Room(_)));
+    let r = route_at(&plan, "6201", "8500", MON_2000, &Dir::default());
+    assert_eq!(
+        r.decision,
+        Decision::Reject {
+            status: 480,
+            reason: "Temporarily Unavailable: room 8500 is open only during office-hours".into()
+        }
+    );
+    let l = lines(&r);
+    assert!(
+        l.last().unwrap().ends_with(
+            "Mon 2025-03-03 20:00 WIB is outside office-hours: room 8500 is closed (during office-hours)"
+        ),
+        "{l:#?}"
+    );
+    assert!(l.last().unwrap().contains("province.toml:"), "{l:#?}");
+
+    // 8600: during alpha's own schedule 'malam'.
+    assert!(matches!(
+        route_at(&plan, "6101", "8600", MON_2000, &Dir::default()).decision,
+        Decision::Room(_)
+    ));
+    let r = route_at(&plan, "6101", "8600", MON_0900, &Dir::default());
+    assert_eq!(status(&r.decision), 480);
+    assert!(
+        lines(&r).iter().any(|l| l.ends_with(
+            "alpha.toml:22: Mon 2025-03-03 09:00 WIB is outside malam: room 8600 is closed (during malam)"
+        )),
+        "{:#?}",
+        lines(&r)
+    );
+}
+
+#[test]
+fn rooms_come_before_the_callers_rules() {
+    let (_dir, plan) = rooms_lab();
+    // Alpha's `_8XXX` rule matches 8500 and 8600, but a room number is a room.
+    assert!(matches!(route(&plan, "6001", "8500"), Decision::Room(_)));
+    assert_eq!(
+        route(&plan, "6001", "8501"),
+        Decision::Reject {
+            status: 404,
+            reason: "Tidak ada".into()
+        }
+    );
+    // An alias to a room number reaches the room.
+    let r = route_at(&plan, "6001", "77", MON_2000, &Dir::default());
+    assert_eq!(room_plan(&r.decision).number, "8600", "{:#?}", lines(&r));
+    // Emergency numbers still come first.
+    assert!(matches!(
+        route(&plan, "6001", "112"),
+        Decision::Trunk {
+            emergency: true,
+            ..
+        }
+    ));
 }

@@ -11,6 +11,15 @@ const PROVINCE: &str = include_str!(concat!(
     "/dialplan/province.toml"
 ));
 
+/// The shipped `province.toml` without its `[[room]]` tables (they name shipped OPDs, which
+/// the small directories of these tests do not have).
+fn province_without_rooms() -> &'static str {
+    let end = PROVINCE
+        .find("\n[[room]]")
+        .expect("the shipped plan has rooms");
+    &PROVINCE[..=end]
+}
+
 fn shipped() -> Dialplan {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("dialplan");
     Dialplan::load_dir(&dir).unwrap_or_else(|e| panic!("shipped dialplan fails to load:\n{e}"))
@@ -20,10 +29,10 @@ fn ext(s: &str) -> Extension {
     s.parse().unwrap()
 }
 
-/// A directory with the shipped province.toml and the given files.
+/// A directory with the shipped province.toml (without its rooms) and the given files.
 fn dir_with(files: &[(&str, &str)]) -> TempDir {
     let dir = TempDir::new().unwrap();
-    std::fs::write(dir.path().join("province.toml"), PROVINCE).unwrap();
+    std::fs::write(dir.path().join("province.toml"), province_without_rooms()).unwrap();
     for (name, text) in files {
         std::fs::write(dir.path().join(name), text).unwrap();
     }
@@ -99,6 +108,31 @@ fn shipped_plans_load() {
         .default_permissions
         .contains(NumberClass::Emergency));
     assert_eq!(province.features, FeatureCodes::default());
+
+    let numbers: Vec<&str> = plan.rooms().iter().map(|r| r.number.as_str()).collect();
+    assert_eq!(numbers, ["8000", "8001"]);
+    let coordination = plan.room("8000").unwrap();
+    assert_eq!(coordination.name, "Rapat Koordinasi Provinsi");
+    assert_eq!(coordination.opds, RoomAccess::All);
+    assert_eq!(
+        coordination.moderators,
+        [Moderator::Opd("diskominfo".parse().unwrap())]
+    );
+    assert_eq!((coordination.pin.as_deref(), coordination.max), (None, 50));
+    assert_eq!(coordination.owner, None);
+    assert!(coordination.file.ends_with("dialplan/province.toml"));
+    let leaders = plan.room("8001").unwrap();
+    assert_eq!(leaders.name, "Rapat Pimpinan");
+    assert_eq!(leaders.pin.as_deref(), Some("2468"));
+    assert_eq!(leaders.moderator_pin.as_deref(), Some("1357"));
+    assert_eq!(leaders.max, 20);
+    let codes = ["setda", "diskominfo", "bappedalitbang"].map(|c| c.parse().unwrap());
+    assert_eq!(leaders.opds, RoomAccess::Only(codes.to_vec()));
+    assert!(plan.room("8002").is_none());
+    for room in plan.rooms() {
+        let number: u64 = room.number.parse().unwrap();
+        assert!((8000..=8999).contains(&number), "{}", room.number);
+    }
 }
 
 #[test]
@@ -478,7 +512,10 @@ fn from_sources_agrees_with_load_dir() {
     let bad = DINKES.replace("2300-2499", "2300-2199");
     let dir = dir_with(&[("dinkes.toml", &bad)]);
     let files = vec![
-        (dir.path().join("province.toml"), PROVINCE.to_owned()),
+        (
+            dir.path().join("province.toml"),
+            province_without_rooms().to_owned(),
+        ),
         (dir.path().join("dinkes.toml"), bad.clone()),
     ];
     let from_files = Dialplan::from_sources(dir.path(), files).map(|p| p.opds().len());
@@ -487,4 +524,191 @@ fn from_sources_agrees_with_load_dir() {
         Dialplan::load_dir(dir.path()).map(|p| p.opds().len())
     );
     assert!(from_files.is_err());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conference rooms.
+
+/// Setda, with a schedule of its own, for rooms that name another OPD.
+const SETDA: &str = r#"code = "setda"
+name = "Sekretariat Daerah"
+blocks = ["1000-1199"]
+
+[[schedule]]
+name = "rapat"
+periods = [{ days = "tue", hours = ["09:00-12:00"] }]
+"#;
+
+/// DINKES (8 lines) with one `[[room]]` on line 10; `body` starts on line 11.
+fn dinkes_with_room(body: &str) -> String {
+    format!("{DINKES}\n[[room]]\n{body}")
+}
+
+#[test]
+fn rooms_load_with_their_defaults() {
+    let room = "number = \"8100\"\nname = \"Rapat Dinkes\"\n";
+    let province = format!(
+        "{}\n[[room]]\nnumber = \"8500\"\nname = \"Rapat Provinsi\"\nmax = 500\nduring = \"office-hours\"\n",
+        province_without_rooms()
+    );
+    let setda_room = format!(
+        "{SETDA}\n[[room]]\nnumber = \"810\"\nname = \"Biro\"\npin = \"0000\"\nmoderator_pin = \"00000000\"\nmax = 2\nopds = [\"setda\", \"dinkes\"]\nmoderators = [\"1001\", \"dinkes\"]\noutside = \"rapat\"\n"
+    );
+    let dir = dir_with(&[
+        ("dinkes.toml", &dinkes_with_room(room)),
+        ("setda.toml", &setda_room),
+    ]);
+    std::fs::write(dir.path().join("province.toml"), province).unwrap();
+    let plan = Dialplan::load_dir(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let numbers: Vec<&str> = plan.rooms().iter().map(|r| r.number.as_str()).collect();
+    assert_eq!(numbers, ["810", "8100", "8500"], "sorted by number");
+
+    let dinkes: OpdCode = "dinkes".parse().unwrap();
+    let own = plan.room("8100").unwrap();
+    assert_eq!(own.owner, Some(dinkes.clone()));
+    assert_eq!(own.opds, RoomAccess::Only(vec![dinkes.clone()]));
+    assert_eq!((own.max, own.time.clone()), (50, None));
+    assert_eq!(own.line, 11);
+    assert!(own.admits(&dinkes) && !own.admits(&"setda".parse().unwrap()));
+
+    let province_room = plan.room("8500").unwrap();
+    assert_eq!(province_room.owner, None);
+    assert_eq!(province_room.opds, RoomAccess::All);
+    assert_eq!(province_room.max, 500);
+    let time = province_room.time.as_ref().unwrap();
+    assert_eq!(time.condition, TimeCondition::During("office-hours".into()));
+    assert!(province_room.file.ends_with("province.toml"));
+
+    let biro = plan.room("810").unwrap();
+    assert_eq!(biro.owner, Some("setda".parse().unwrap()));
+    assert_eq!(biro.pin.as_deref(), Some("0000"));
+    assert_eq!(biro.moderator_pin.as_deref(), Some("00000000"));
+    assert_eq!(biro.max, 2);
+    assert_eq!(
+        biro.moderators,
+        [
+            Moderator::Extension(ext("1001")),
+            Moderator::Opd(dinkes.clone())
+        ]
+    );
+    assert!(biro.moderated_by(&ext("1001"), &"setda".parse().unwrap()));
+    assert!(!biro.moderated_by(&ext("1002"), &"setda".parse().unwrap()));
+    assert!(biro.moderated_by(&ext("2301"), &dinkes));
+    assert_eq!(
+        biro.time.as_ref().map(|t| (&t.condition, t.line)),
+        Some((&TimeCondition::Outside("rapat".into()), 17)),
+        "an OPD room may use its own file's schedules"
+    );
+}
+
+#[test]
+fn room_fields_are_checked_each_at_its_line() {
+    let name = "name = \"Rapat\"\n";
+    for (body, line, text) in [
+        ("number = \"80\"\nname = \"Rapat\"\n", 11, "room number '80' must be 3 to 6 digits"),
+        ("number = \"1234567\"\nname = \"Rapat\"\n", 11, "must be 3 to 6 digits"),
+        ("number = \"8l00\"\nname = \"Rapat\"\n", 11, "must be 3 to 6 digits"),
+        ("number = \"8100\"\nname = \" \"\n", 12, "the room's name is empty"),
+        ("number = \"8100\"\nname = \"Rapat\"\npin = \"123\"\n", 13, "pin must be 4 to 8 digits"),
+        ("number = \"8100\"\nname = \"Rapat\"\npin = \"123456789\"\n", 13, "pin must be 4 to 8 digits"),
+        ("number = \"8100\"\nname = \"Rapat\"\nmoderator_pin = \"12a4\"\n", 13, "moderator_pin must be 4 to 8 digits"),
+        ("number = \"8100\"\nname = \"Rapat\"\npin = \"2468\"\nmoderator_pin = \"2468\"\n", 14, "moderator_pin must differ from pin"),
+        ("number = \"8100\"\nname = \"Rapat\"\nmax = 1\n", 13, "max must be 2 to 500"),
+        ("number = \"8100\"\nname = \"Rapat\"\nmax = 501\n", 13, "max must be 2 to 500"),
+        ("number = \"8100\"\nname = \"Rapat\"\nopds = []\n", 13, "opds needs at least one OPD code"),
+        ("number = \"8100\"\nname = \"Rapat\"\nopds = [\"dinkes\",\n  \"dinkes\"]\n", 14, "OPD 'dinkes' is listed twice"),
+        ("number = \"8100\"\nname = \"Rapat\"\nopds = [\"Dinkes\"]\n", 13, "'Dinkes' is not an OPD code"),
+        ("number = \"8100\"\nname = \"Rapat\"\nopds = [\"dinkes\", \"nope\"]\n", 13, "room 8100: unknown OPD 'nope'"),
+        ("number = \"8100\"\nname = \"Rapat\"\nmoderators = [\"nope\"]\n", 13, "unknown OPD 'nope' among the moderators"),
+        ("number = \"8100\"\nname = \"Rapat\"\nmoderators = [\"7000\"]\n", 13, "moderator 7000 is in no OPD's block"),
+        ("number = \"8100\"\nname = \"Rapat\"\nmoderators = [\"0123\"]\n", 13, "moderator '0123'"),
+        ("number = \"8100\"\nname = \"Rapat\"\nmoderators = [\"Kadis!\"]\n", 13, "must be an OPD code or an extension number"),
+        ("number = \"8100\"\nname = \"Rapat\"\nmoderators = [\"2301\",\n  \"2301\"]\n", 14, "moderator '2301' is listed twice"),
+        ("number = \"8100\"\nname = \"Rapat\"\nmoderators = [\"setda\"]\n", 13, "moderator OPD 'setda' may not join the room"),
+        ("number = \"8100\"\nname = \"Rapat\"\nmoderators = [\"1001\"]\n", 13, "moderator 1001 (of OPD 'setda') may not join"),
+        ("number = \"8100\"\nname = \"Rapat\"\nduring = \"office-hours\"\noutside = \"office-hours\"\n", 14, "at most one of 'during' or 'outside'"),
+        ("number = \"8100\"\nname = \"Rapat\"\nduring = \"siesta\"\n", 13, "unknown schedule 'siesta'"),
+        ("number = \"8100\"\nname = \"Rapat\"\noutside = \"rapat\"\n", 13, "unknown schedule 'rapat'"),
+        ("number = \"2350\"\nname = \"Rapat\"\n", 11, "room number 2350 is in block 2300-2499 of 'dinkes'"),
+        ("number = \"1100\"\nname = \"Rapat\"\n", 11, "is in block 1000-1199 of 'setda'"),
+        ("number = \"112\"\nname = \"Rapat\"\n", 11, "room number 112 is an emergency number"),
+        ("number = \"9100\"\nname = \"Rapat\"\n", 11, "starts with the outside-line prefix '9'"),
+        ("number = \"8100\"\nname = \"Rapat\"\ncolour = \"red\"\n", 13, "unknown field `colour`"),
+        ("number = \"8100\"\nname = \"Rapat\"\nmax = \"20\"\n", 13, "invalid type"),
+        (name, 10, "missing field `number`"),
+    ] {
+        let file = dinkes_with_room(body);
+        let errors = errors_of(&dir_with(&[("dinkes.toml", &file), ("setda.toml", SETDA)]));
+        assert_error(&errors, "dinkes.toml", line, text);
+    }
+}
+
+#[test]
+fn province_room_errors_are_in_province_toml() {
+    let province = format!(
+        "{}\n[[room]]\nnumber = \"8000\"\nname = \"Rapat\"\nopds = [\"dinkes\", \"nope\"]\nduring = \"rapat\"\n",
+        province_without_rooms()
+    );
+    let first = province
+        .lines()
+        .position(|l| l == "number = \"8000\"")
+        .unwrap()
+        + 1;
+    let dir = dir_with(&[("dinkes.toml", DINKES), ("setda.toml", SETDA)]);
+    std::fs::write(dir.path().join("province.toml"), province).unwrap();
+    let errors = errors_of(&dir);
+    assert_error(&errors, "province.toml", first + 2, "unknown OPD 'nope'");
+    // A province room sees only the province's schedules, not those of an OPD file.
+    assert_error(
+        &errors,
+        "province.toml",
+        first + 3,
+        "unknown schedule 'rapat'",
+    );
+    assert_eq!(errors.len(), 2, "{errors:?}");
+}
+
+#[test]
+fn duplicate_room_numbers_name_both_places() {
+    let province = format!(
+        "{}\n[[room]]\nnumber = \"8100\"\nname = \"Rapat Provinsi\"\n",
+        province_without_rooms()
+    );
+    let line = province
+        .lines()
+        .position(|l| l == "number = \"8100\"")
+        .unwrap()
+        + 1;
+    let room = "number = \"8100\"\nname = \"Rapat Dinkes\"\n";
+    let dir = dir_with(&[("dinkes.toml", &dinkes_with_room(room))]);
+    std::fs::write(dir.path().join("province.toml"), &province).unwrap();
+    let errors = errors_of(&dir);
+    assert_error(
+        &errors,
+        "province.toml",
+        line,
+        &format!(
+            "room number 8100 is already used by room 'Rapat Dinkes' ({}:11)",
+            dir.path().join("dinkes.toml").display()
+        ),
+    );
+    assert_error(
+        &errors,
+        "dinkes.toml",
+        11,
+        &format!(
+            "room number 8100 is already used by room 'Rapat Provinsi' ({}:{line})",
+            dir.path().join("province.toml").display()
+        ),
+    );
+    assert_eq!(errors.len(), 2, "{errors:?}");
+
+    // Twice in one file: both lines.
+    let twice = format!(
+        "{}\n[[room]]\nnumber = \"8100\"\nname = \"Lagi\"\n",
+        dinkes_with_room(room)
+    );
+    let errors = errors_of(&dir_with(&[("dinkes.toml", &twice)]));
+    assert_error(&errors, "dinkes.toml", 11, "room 'Lagi' (");
+    assert_error(&errors, "dinkes.toml", 15, "room 'Rapat Dinkes' (");
 }

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use super::route::{Decision, FeatureAction, RingPlan};
+use super::route::{Decision, FeatureAction, RingPlan, RoomPlan};
 use super::Strategy;
 
 /// One step of a routing decision: where in the plan it happened and what was decided.
@@ -31,14 +31,37 @@ impl fmt::Display for TraceStep {
 
 impl fmt::Display for Decision {
     /// `ring 2300`, `ring group helpdesk (parallel, 30 s): 3551, 3552`,
-    /// `trunk 0536123456 (local)`, `reject 403 …`, `feature: do not disturb on`.
+    /// `trunk 0536123456 (local)`, `reject 403 …`, `feature: do not disturb on`,
+    /// `room 8001 'Rapat Pimpinan' (PIN, at most 20)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Decision::Ring(plan) => write!(f, "ring {plan}"),
             Decision::Trunk { number, class, .. } => write!(f, "trunk {number} ({class})"),
             Decision::Reject { status, reason } => write!(f, "reject {status} {reason}"),
             Decision::Feature(action) => write!(f, "feature: {action}"),
+            Decision::Room(plan) => write!(f, "room {plan}"),
         }
+    }
+}
+
+impl fmt::Display for RoomPlan {
+    /// The number, the name and how one joins; never the PINs themselves.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pin = match (&self.pin, &self.moderator_pin) {
+            (Some(_), Some(_)) => "PIN, moderator PIN",
+            (Some(_), None) => "PIN",
+            (None, Some(_)) => "no PIN, moderator PIN",
+            (None, None) => "no PIN",
+        };
+        write!(
+            f,
+            "{} '{}' ({pin}, at most {}",
+            self.number, self.name, self.max
+        )?;
+        if self.moderator {
+            f.write_str(", as a moderator")?;
+        }
+        f.write_str(")")
     }
 }
 

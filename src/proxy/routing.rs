@@ -106,6 +106,14 @@ impl Proxy {
                 // A proxy cannot play a confirmation tone; the phone sees this final answer.
                 self.respond_final(cx, id, 480, now);
             }
+            Decision::Room(plan) => {
+                // Until the switch answers for conference rooms itself.
+                let warning = format!(
+                    "Warning: 399 tambun \"conference room {} is not answered by this switch yet\"",
+                    plan.number
+                );
+                self.respond_final_full(cx, id, 480, None, &[warning], now);
+            }
             Decision::Trunk {
                 number, emergency, ..
             } => {
@@ -443,5 +451,6 @@ fn describe(routing: &Routing) -> (String, bool) {
         ),
         Decision::Reject { status, reason } => (format!("reject {status} {reason}"), false),
         Decision::Feature(a) => (format!("feature {a:?}"), false),
+        Decision::Room(plan) => (format!("room {}", plan.number), false),
     }
 }
