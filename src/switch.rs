@@ -759,6 +759,11 @@ impl Switch {
     }
 
     /// Calls in progress.
+    /// The conference rooms that have participants (`tambun conf`).
+    pub fn rooms(&self) -> Vec<crate::proxy::rooms::RoomView> {
+        self.proxy.rooms.views()
+    }
+
     pub fn live_calls(&self, now: Instant) -> Vec<LiveCall> {
         let mut calls = self.proxy.records.live(now);
         for c in &mut calls {
@@ -799,6 +804,8 @@ impl Switch {
                     ?event,
                     "conference event"
                 );
+                let (proxy, mut cx) = self.split();
+                proxy.handle_room_event(&mut cx, *session, event, now);
             }
         }
         self.collect_outputs();

@@ -7,6 +7,7 @@ mod ban;
 mod bench;
 mod calls;
 mod cdr;
+mod conf;
 mod dialplan_reload;
 mod dialplan_trace;
 mod ext;
@@ -98,6 +99,9 @@ pub enum Command {
     Calls(calls::CallsArgs),
     /// Show the call records, or a usage summary per OPD (`cdr summary --by opd`)
     Cdr(cdr::CdrArgs),
+    /// The conference rooms of the running switch: who is in them, who talks
+    #[command(subcommand)]
+    Conf(conf::ConfCommand),
     /// The guard's ban list: addresses the switch drops silently
     #[command(subcommand)]
     Ban(ban::BanCommand),
@@ -120,6 +124,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Regs(args) => regs::run(&global, args),
         Command::Calls(args) => calls::run(&global, args),
         Command::Cdr(args) => cdr::run(&global, args),
+        Command::Conf(cmd) => conf::run(&global, cmd),
         Command::Ban(cmd) => ban::run(&global, cmd),
         Command::Tls(cmd) => tls::run(&global, cmd),
         Command::Bench(cmd) => bench::run(cmd),

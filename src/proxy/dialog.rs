@@ -210,6 +210,9 @@ impl Proxy {
         if msg.max_forwards().ok().flatten() == Some(0) {
             return;
         }
+        if self.room_ack(msg, &source) {
+            return; // the ACK of a room's 2xx: the switch is the UAS
+        }
         let Some(to_tag) = msg.to_tag() else {
             return; // an ACK outside any dialog
         };

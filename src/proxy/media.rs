@@ -694,14 +694,16 @@ impl Proxy {
                 byes.push((uri, peer, to, call.caller_from.clone(), cseq));
             }
             for (i, (uri, peer, from, to, cseq)) in byes.into_iter().enumerate() {
-                self.send_own_bye(cx, &call_id, &uri, peer, &from, &to, cseq, i, now);
+                let reason = "SIP;cause=408;text=\"media timeout\"";
+                self.send_own_bye(cx, &call_id, &uri, peer, &from, &to, cseq, i, reason, now);
             }
         }
         self.records.media_timeout(&call_id, now.unix_ms);
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn send_own_bye(
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn send_own_bye(
         &mut self,
         cx: &mut Ctx<'_>,
         call_id: &str,
@@ -711,6 +713,7 @@ impl Proxy {
         to: &str,
         cseq: u32,
         n: usize,
+        reason: &str,
         now: crate::types::Now,
     ) {
         use crate::sip::transaction::{TransactionKey, TxMethod};
@@ -722,7 +725,7 @@ impl Proxy {
         let text = format!(
             "BYE {uri} SIP/2.0\r\nVia: SIP/2.0/{} {local};branch={branch};rport\r\n\
 Max-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} BYE\r\n\
-Reason: SIP;cause=408;text=\"media timeout\"\r\nContent-Length: 0\r\n\r\n",
+Reason: {reason}\r\nContent-Length: 0\r\n\r\n",
             peer.transport.via_token()
         );
         let key = TransactionKey::new(branch, &local.to_string(), TxMethod::Other("BYE".into()));

@@ -22,6 +22,7 @@ mod dialog;
 mod fork;
 pub mod media;
 pub mod records;
+pub mod rooms;
 mod routing;
 pub mod token;
 pub mod toll;
@@ -142,6 +143,8 @@ pub struct Proxy {
     pub(crate) dialog_key: DialogKey,
     /// Feature changes for the store.
     pub(crate) effects: Vec<Effect>,
+    /// The participants' dialogs with conference rooms (the switch answers for rooms).
+    pub(crate) rooms: rooms::Rooms,
 }
 
 /// What the proxy sees of the rest of the switch, for the length of one call into it.
@@ -186,6 +189,7 @@ impl Proxy {
             media_calls: MediaTable::default(),
             dialog_key: DialogKey::random(),
             effects: Vec::new(),
+            rooms: rooms::Rooms::default(),
         }
     }
 
@@ -204,6 +208,7 @@ impl Proxy {
             self.deadlines.peek().map(|Reverse((t, _))| *t),
             self.client.poll_timeout(),
             self.records.poll_timeout(),
+            self.rooms.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -223,6 +228,7 @@ impl Proxy {
             }
         }
         self.proxy_timeout(cx, now);
+        self.rooms_timeout(cx, now);
         self.records.handle_timeout(now.instant, now.unix_ms);
     }
 
@@ -368,6 +374,9 @@ impl Proxy {
             ));
         }
         if in_dialog {
+            if let Some(answer) = self.room_in_dialog(cx, msg, peer, key, now) {
+                return answer;
+            }
             return self.forward_in_dialog(cx, msg, peer, key, routes, now);
         }
         // Out of dialog: something starts here. Who is calling? (A phone with an outbound

@@ -106,14 +106,7 @@ impl Proxy {
                 // A proxy cannot play a confirmation tone; the phone sees this final answer.
                 self.respond_final(cx, id, 480, now);
             }
-            Decision::Room(plan) => {
-                // Until the switch answers for conference rooms itself.
-                let warning = format!(
-                    "Warning: 399 tambun \"conference room {} is not answered by this switch yet\"",
-                    plan.number
-                );
-                self.respond_final_full(cx, id, 480, None, &[warning], now);
-            }
+            Decision::Room(plan) => self.answer_room(cx, id, plan, now),
             Decision::Trunk {
                 number, emergency, ..
             } => {

@@ -34,6 +34,7 @@ pub(crate) async fn serve(listener: TcpListener, state: AdminState, shutdown: Ca
         .route("/health", get(|| async { "ok\n" }))
         .route("/api/registrations", get(registrations))
         .route("/api/calls", get(calls))
+        .route("/api/conf", get(conf))
         .route("/api/dialplan/reload", axum::routing::post(reload))
         .route("/api/relay", get(relay_usage))
         .route("/metrics", get(metrics))
@@ -88,6 +89,82 @@ async fn calls(
         }
     }
     Ok(Json(calls))
+}
+
+#[derive(serde::Deserialize)]
+struct ConfQuery {
+    room: Option<String>,
+}
+
+/// The conference rooms with participants, each participant with its media state from the
+/// room's forwarding thread (talking, muted, level, packets). `?room=N`: that room only
+/// (404 when nobody is in it).
+async fn conf(
+    State(AdminState { driver, relay, .. }): State<AdminState>,
+    Query(q): Query<ConfQuery>,
+) -> Result<Json<Vec<serde_json::Value>>, (StatusCode, String)> {
+    let (reply, rx) = oneshot::channel();
+    let stopping = || {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "switch stopping".to_owned(),
+        )
+    };
+    driver
+        .send(Input::Rooms { reply })
+        .await
+        .map_err(|_| stopping())?;
+    let rooms = rx.await.map_err(|_| stopping())?;
+    let mut out = Vec::new();
+    for r in rooms {
+        if q.room.as_ref().is_some_and(|want| *want != r.room) {
+            continue;
+        }
+        let state = match &relay {
+            Some(relay) => relay.room_state(r.room_id).await,
+            None => None,
+        };
+        let mut talkers = Vec::new();
+        let participants: Vec<serde_json::Value> = r
+            .participants
+            .iter()
+            .map(|p| {
+                let media = state
+                    .as_ref()
+                    .and_then(|s| s.participants.iter().find(|m| m.session.0 == p.session));
+                if media.is_some_and(|m| m.stats.talking) {
+                    talkers.push(p.extension.clone());
+                }
+                let mut v = serde_json::to_value(p).unwrap_or_default();
+                if let (Some(m), Some(obj)) = (media, v.as_object_mut()) {
+                    let s = &m.stats;
+                    obj.insert("talking".into(), s.talking.into());
+                    obj.insert("muted".into(), s.muted.into());
+                    obj.insert("self_muted".into(), s.self_muted.into());
+                    obj.insert("waiting_for_pin".into(), s.waiting_for_pin.into());
+                    obj.insert("level".into(), s.level.into());
+                    obj.insert("packets_in".into(), s.packets_in.into());
+                    obj.insert("packets_out".into(), s.packets_out.into());
+                    obj.insert("late".into(), s.late.into());
+                    obj.insert("refused".into(), s.refused.into());
+                    obj.insert("digits".into(), s.digits.into());
+                    obj.insert("dropped_foreign".into(), m.dropped_foreign.into());
+                    obj.insert("source".into(), m.source.map(|a| a.to_string()).into());
+                }
+                v
+            })
+            .collect();
+        out.push(serde_json::json!({
+            "room": r.room,
+            "participants": participants,
+            "talkers": talkers,
+            "mixed": state.as_ref().map(|s| s.mixed),
+        }));
+    }
+    if let Some(room) = q.room.filter(|_| out.is_empty()) {
+        return Err((StatusCode::NOT_FOUND, format!("nobody is in room {room}")));
+    }
+    Ok(Json(out))
 }
 
 /// Prometheus text format 0.0.4.

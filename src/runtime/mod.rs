@@ -91,6 +91,10 @@ pub(crate) enum Input {
     Calls {
         reply: oneshot::Sender<Vec<LiveCall>>,
     },
+    /// The conference rooms with participants.
+    Rooms {
+        reply: oneshot::Sender<Vec<crate::proxy::rooms::RoomView>>,
+    },
     /// The softphone page's directory, for an extension that gave its password.
     Directory {
         user: String,
@@ -648,6 +652,9 @@ impl Driver {
             }
             Input::Calls { reply } => {
                 let _ = reply.send(self.switch.live_calls(t.instant));
+            }
+            Input::Rooms { reply } => {
+                let _ = reply.send(self.switch.rooms());
             }
             Input::Directory {
                 user,

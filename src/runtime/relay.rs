@@ -105,6 +105,21 @@ impl RelayGlue {
     }
 }
 
+impl RelayGlue {
+    /// A room's media state (by participant session) from its forwarding thread; `None`
+    /// when the room has nobody there or the thread did not answer in time.
+    pub(crate) async fn room_state(&self, room: u32) -> Option<crate::media::RoomState> {
+        let (tx, rx) = oneshot::channel();
+        self.relay.submit(MediaCommand::RoomStats {
+            room: crate::media::RoomId(room),
+            reply: crate::media::RoomStatsReply(Box::new(move |s| {
+                let _ = tx.send(s);
+            })),
+        });
+        tokio::time::timeout(STATS_ANSWER, rx).await.ok()?.ok()?
+    }
+}
+
 fn browser_json(b: &BrowserStats) -> serde_json::Value {
     let s = &b.stats;
     let round = |f: f32| (f64::from(f) * 10000.0).round() / 10000.0;

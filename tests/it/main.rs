@@ -33,6 +33,7 @@ mod calls_toll;
 mod calls_trace;
 mod cli;
 mod cli_calls;
+mod conference_baresip;
 mod crash_safety;
 mod dialog_integrity;
 mod dialplan_props;

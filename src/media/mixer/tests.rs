@@ -312,8 +312,14 @@ fn a_pin_room_admits_after_the_pin_and_the_moderator_pin_makes_a_moderator() {
         Some(tone_packet(Law::Mu, 0, n, FREQS[k], 4000.0))
     });
     let tail = |h: &Vec<i16>| h[h.len() - 2000..].to_vec();
-    assert!(goertzel(&tail(&heard[0]), FREQS[1]) < 1e3, "the guest is heard before its PIN");
-    assert!(heard[1].iter().all(|s| *s == 0), "the guest hears the room before its PIN");
+    assert!(
+        goertzel(&tail(&heard[0]), FREQS[1]) < 1e3,
+        "the guest is heard before its PIN"
+    );
+    assert!(
+        heard[1].iter().all(|s| *s == 0),
+        "the guest hears the room before its PIN"
+    );
     assert!(m.participants().nth(1).unwrap().1.waiting_for_pin);
     // A wrong PIN, then the right one ('#' ends an entry; the PIN's length does too).
     for d in "11#2468".chars() {
@@ -338,8 +344,14 @@ fn a_pin_room_admits_after_the_pin_and_the_moderator_pin_makes_a_moderator() {
     let heard = run(&mut m, &ids, &mut now, 40, |k, n| {
         Some(tone_packet(Law::Mu, 0, n + 40, FREQS[k], 4000.0))
     });
-    assert!(goertzel(&tail(&heard[0]), FREQS[1]) > 1e5, "the guest is heard after its PIN");
-    assert!(goertzel(&tail(&heard[1]), FREQS[0]) > 1e5, "the guest hears the room");
+    assert!(
+        goertzel(&tail(&heard[0]), FREQS[1]) > 1e5,
+        "the guest is heard after its PIN"
+    );
+    assert!(
+        goertzel(&tail(&heard[1]), FREQS[0]) > 1e5,
+        "the guest hears the room"
+    );
     // The moderator PIN; and three wrong ones are reported as such.
     let boss = m.add(
         ParticipantSpec {

@@ -1,0 +1,746 @@
+//! Conference rooms answered by the switch itself (DESIGN D1: the one B2BUA part a room
+//! needs). An INVITE the dialplan routes to a room ([`Decision::Room`]) is answered here:
+//! the participant gets a port of the relay's room (a media endpoint of the one media plane,
+//! `media::conference`), an SDP answer with the G.711 law its offer preferred, and a dialog
+//! whose requests the switch answers: ACK, BYE (it leaves), re-INVITE (hold, a new address),
+//! INFO with a DTMF digit, OPTIONS and UPDATE. Our 2xx is retransmitted over UDP until its ACK
+//! (RFC 3261 §13.3.1.4).
+//!
+//! Security: a request is taken as the participant's only with the dialog's Call-ID, the
+//! caller's From tag, our To tag, and from the IP the INVITE came from (docs/operations.md,
+//! the security model); anything else goes on to the proxy's dialog check, which refuses it
+//! with 481. Joining is authenticated like every INVITE (digest before routing).
+//!
+//! Sans-IO: methods of [`Proxy`]; the relay is driven through its control plane.
+
+use bytes::Bytes;
+
+use super::*;
+use crate::dialplan::RoomPlan;
+use crate::media::mixer::g711::Law;
+use crate::media::mixer::{Codec, MixerEvent, ParticipantSpec, PinGate, PIN_ATTEMPTS};
+use crate::media::{RoomId, SessionId};
+
+/// What a room's dialog takes.
+const ROOM_ALLOW: &str = "Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE";
+
+/// RFC 3261 timers for our 2xx retransmissions.
+const T1: Duration = Duration::from_millis(500);
+const T2: Duration = Duration::from_secs(4);
+
+/// One participant's dialog with a room.
+pub(crate) struct RoomDialog {
+    pub room: RoomId,
+    pub number: String,
+    pub session: SessionId,
+    pub local_tag: String,
+    pub peer: Peer,
+    pub caller: Extension,
+    pub opd: Option<String>,
+    pub moderator: bool,
+    pub joined_ms: u64,
+    /// For our own BYE: the participant's Contact, its From (our To) and our From (its To
+    /// with our tag).
+    their_contact: Option<String>,
+    their_from: String,
+    our_from: String,
+    /// Our SDP answer, its version, and how it chose.
+    answer: Answer,
+    /// A 2xx awaiting its ACK (UDP only): bytes, next send, interval, give up at.
+    unacked: Option<(Bytes, Instant, Duration, Instant)>,
+}
+
+/// The rooms' dialogs, by (Call-ID, the caller's From tag).
+#[derive(Default)]
+pub(crate) struct Rooms {
+    pub dialogs: HashMap<(String, String), RoomDialog>,
+}
+
+/// A participant as `tambun conf` shows it (the relay adds its media state).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ParticipantView {
+    pub extension: String,
+    pub opd: Option<String>,
+    pub moderator: bool,
+    pub joined_at_ms: u64,
+    /// The relay's id of its media, to join the relay's view.
+    #[serde(skip)]
+    pub session: u64,
+}
+
+/// A room with participants, as `tambun conf` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RoomView {
+    pub room: String,
+    #[serde(skip)]
+    pub room_id: u32,
+    pub participants: Vec<ParticipantView>,
+}
+
+impl Rooms {
+    /// The rooms that have participants, by number; participants by joining time.
+    pub fn views(&self) -> Vec<RoomView> {
+        let mut rooms: Vec<RoomView> = Vec::new();
+        for d in self.dialogs.values() {
+            let p = ParticipantView {
+                extension: d.caller.to_string(),
+                opd: d.opd.clone(),
+                moderator: d.moderator,
+                joined_at_ms: d.joined_ms,
+                session: d.session.0,
+            };
+            match rooms.iter_mut().find(|r| r.room_id == d.room.0) {
+                Some(r) => r.participants.push(p),
+                None => rooms.push(RoomView {
+                    room: d.number.clone(),
+                    room_id: d.room.0,
+                    participants: vec![p],
+                }),
+            }
+        }
+        rooms.sort_by(|a, b| a.room.cmp(&b.room));
+        for r in &mut rooms {
+            r.participants.sort_by(|a, b| {
+                (a.joined_at_ms, &a.extension).cmp(&(b.joined_at_ms, &b.extension))
+            });
+        }
+        rooms
+    }
+
+    /// Participants of `room` now.
+    pub fn count(&self, room: RoomId) -> usize {
+        self.dialogs.values().filter(|d| d.room == room).count()
+    }
+
+    /// The earliest 2xx retransmission.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.dialogs
+            .values()
+            .filter_map(|d| d.unacked.as_ref().map(|u| u.1.min(u.3)))
+            .min()
+    }
+}
+
+/// What the offer's audio m-line lets the room use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Offer {
+    /// Index of the audio m-line.
+    audio: usize,
+    remote: SocketAddr,
+    rtcp_mux: bool,
+    law: Law,
+    pt: u8,
+    dtmf_pt: Option<u8>,
+    /// Every m-line: (media, first format), for the answer (others are refused, port 0).
+    lines: Vec<(String, String)>,
+}
+
+/// Our side of the SDP.
+#[derive(Debug, Clone)]
+struct Answer {
+    local: SocketAddr,
+    rtcp_mux: bool,
+    law: Law,
+    pt: u8,
+    dtmf_pt: Option<u8>,
+    audio: usize,
+    lines: Vec<(String, String)>,
+    version: u32,
+    held: bool,
+}
+
+/// Reads an offer: the first audio m-line with a port, its address, its first G.711 format
+/// and telephone-event. `None` when it has no G.711 (the room speaks nothing else yet).
+fn read_offer(body: &str) -> Option<Offer> {
+    let mut session_c: Option<std::net::IpAddr> = None;
+    let mut lines = Vec::new();
+    // Per m-line: (media, port, formats, c=, rtpmaps, rtcp-mux)
+    struct M {
+        media: String,
+        port: u16,
+        formats: Vec<String>,
+        c: Option<std::net::IpAddr>,
+        rtpmap: Vec<(u8, String)>,
+        mux: bool,
+    }
+    let mut ms: Vec<M> = Vec::new();
+    for raw in body.lines() {
+        let line = raw.trim_end_matches('\r');
+        if let Some(rest) = line.strip_prefix("m=") {
+            let mut it = rest.split_whitespace();
+            let media = it.next()?.to_string();
+            let port = it.next()?.split('/').next()?.parse().ok()?;
+            let _proto = it.next()?;
+            ms.push(M {
+                media,
+                port,
+                formats: it.map(str::to_string).collect(),
+                c: None,
+                rtpmap: Vec::new(),
+                mux: false,
+            });
+        } else if let Some(rest) = line.strip_prefix("c=IN ") {
+            let addr = rest
+                .split_whitespace()
+                .nth(1)?
+                .split('/')
+                .next()?
+                .parse()
+                .ok();
+            match ms.last_mut() {
+                Some(m) => m.c = addr,
+                None => session_c = addr,
+            }
+        } else if let Some(rest) = line.strip_prefix("a=rtpmap:") {
+            if let (Some(m), Some((pt, codec))) = (ms.last_mut(), rest.split_once(' ')) {
+                if let Ok(pt) = pt.parse() {
+                    m.rtpmap.push((pt, codec.to_ascii_lowercase()));
+                }
+            }
+        } else if line == "a=rtcp-mux" {
+            if let Some(m) = ms.last_mut() {
+                m.mux = true;
+            }
+        }
+    }
+    for m in &ms {
+        lines.push((
+            m.media.clone(),
+            m.formats.first().cloned().unwrap_or_else(|| "0".into()),
+        ));
+    }
+    let (audio, m) = ms
+        .iter()
+        .enumerate()
+        .find(|(_, m)| m.media == "audio" && m.port != 0)?;
+    let codec = |pt: u8| -> Option<String> {
+        m.rtpmap
+            .iter()
+            .find(|(p, _)| *p == pt)
+            .map(|(_, c)| c.clone())
+            .or(match pt {
+                0 => Some("pcmu/8000".into()),
+                8 => Some("pcma/8000".into()),
+                _ => None,
+            })
+    };
+    let mut chosen = None;
+    let mut dtmf_pt = None;
+    for f in &m.formats {
+        let Ok(pt) = f.parse::<u8>() else { continue };
+        let Some(c) = codec(pt) else { continue };
+        if chosen.is_none() {
+            if c.starts_with("pcmu/8000") {
+                chosen = Some((Law::Mu, pt));
+            } else if c.starts_with("pcma/8000") {
+                chosen = Some((Law::A, pt));
+            }
+        }
+        if c.starts_with("telephone-event/8000") && dtmf_pt.is_none() {
+            dtmf_pt = Some(pt);
+        }
+    }
+    let (law, pt) = chosen?;
+    let ip = m.c.or(session_c)?;
+    Some(Offer {
+        audio,
+        remote: SocketAddr::new(ip, m.port),
+        rtcp_mux: m.mux,
+        law,
+        pt,
+        dtmf_pt,
+        lines,
+    })
+}
+
+impl Answer {
+    /// The SDP body of our answer: the room's port for the audio line; every other line
+    /// refused (port 0); `a=sendonly`/`recvonly`/`inactive` mirrored for hold.
+    fn body(&self, name: &str, offer_direction: Option<&str>) -> String {
+        let ip = self.local.ip();
+        let family = if ip.is_ipv6() { "IP6" } else { "IP4" };
+        let mut s = format!(
+            "v=0\r\no=tambun {} {} IN {family} {ip}\r\ns={}\r\nc=IN {family} {ip}\r\nt=0 0\r\n",
+            self.local.port(),
+            self.version,
+            name.replace(['\r', '\n'], " ")
+        );
+        for (i, (media, first)) in self.lines.iter().enumerate() {
+            if i != self.audio {
+                s.push_str(&format!("m={media} 0 RTP/AVP {first}\r\n"));
+                continue;
+            }
+            let (codec, _) = match self.law {
+                Law::Mu => ("PCMU/8000", 0),
+                Law::A => ("PCMA/8000", 8),
+            };
+            let mut fmts = self.pt.to_string();
+            if let Some(d) = self.dtmf_pt {
+                fmts.push_str(&format!(" {d}"));
+            }
+            s.push_str(&format!(
+                "m=audio {} RTP/AVP {fmts}\r\na=rtpmap:{} {codec}\r\n",
+                self.local.port(),
+                self.pt
+            ));
+            if let Some(d) = self.dtmf_pt {
+                s.push_str(&format!(
+                    "a=rtpmap:{d} telephone-event/8000\r\na=fmtp:{d} 0-15\r\n"
+                ));
+            }
+            s.push_str("a=ptime:20\r\n");
+            if self.rtcp_mux {
+                s.push_str("a=rtcp-mux\r\n");
+            }
+            let dir = match offer_direction {
+                Some("sendonly") => "recvonly",
+                Some("recvonly") => "sendonly",
+                Some("inactive") => "inactive",
+                _ => "sendrecv",
+            };
+            s.push_str(&format!("a={dir}\r\n"));
+        }
+        s
+    }
+}
+
+/// The direction attribute of an offer's audio line, if any.
+fn offer_direction(body: &str) -> Option<&'static str> {
+    let mut in_audio = false;
+    for line in body.lines().map(|l| l.trim_end_matches('\r')) {
+        if let Some(rest) = line.strip_prefix("m=") {
+            in_audio = rest.starts_with("audio ");
+        } else if in_audio {
+            for d in ["sendonly", "recvonly", "inactive", "sendrecv"] {
+                if line == format!("a={d}") {
+                    return Some(d);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// The digit of a SIP INFO (`application/dtmf-relay`: `Signal=5`; `application/dtmf`: `5`).
+fn info_digit(msg: &Message) -> Option<char> {
+    let ctype = msg
+        .header(HeaderName::ContentType)?
+        .trim()
+        .to_ascii_lowercase();
+    let body = std::str::from_utf8(msg.body()).ok()?;
+    let raw = if ctype.starts_with("application/dtmf-relay") {
+        body.lines()
+            .find_map(|l| l.trim().strip_prefix("Signal="))?
+            .trim()
+    } else if ctype.starts_with("application/dtmf") {
+        body.trim()
+    } else {
+        return None;
+    };
+    let c = raw.chars().next()?.to_ascii_uppercase();
+    (raw.len() == 1 && "0123456789*#ABCD".contains(c)).then_some(c)
+}
+
+impl Proxy {
+    /// Answers call `id` for the room of `plan`: a port in the relay's room, our SDP answer,
+    /// the 200 and the participant's dialog. Refusals: 486 when the room is full, 488 without
+    /// a G.711 offer, 480 without a relay, 503 without relay ports.
+    pub(super) fn answer_room(&mut self, cx: &mut Ctx<'_>, id: u64, plan: RoomPlan, now: Now) {
+        let warn = |s: &str| vec![format!("Warning: 399 tambun \"{s}\"")];
+        let Some(number) = plan.number.parse::<u32>().ok() else {
+            self.respond_final_full(cx, id, 404, None, &warn("no such room"), now);
+            return;
+        };
+        let room = RoomId(number);
+        if self.media.is_none() {
+            let w = warn("conference rooms need the media relay, which is off");
+            self.respond_final_full(cx, id, 480, None, &w, now);
+            return;
+        }
+        if self.rooms.count(room) >= plan.max as usize {
+            let w = warn(&format!(
+                "room {} is full ({} participants)",
+                plan.number, plan.max
+            ));
+            self.respond_final_full(cx, id, 486, None, &w, now);
+            return;
+        }
+        let Some(p) = self.by_id.get(&id) else { return };
+        let request = p.request.clone();
+        let (key, upstream) = (p.server_key.clone(), p.upstream);
+        let caller = p.call.as_ref().map(|c| c.caller.clone());
+        let from_tag = request.from_tag().unwrap_or("").to_string();
+        let call_id = request.call_id().unwrap_or("").to_string();
+        let offer = media::has_sdp(&request)
+            .then(|| {
+                std::str::from_utf8(request.body())
+                    .ok()
+                    .and_then(read_offer)
+            })
+            .flatten();
+        let Some(offer) = offer else {
+            let w = warn("the room needs an SDP offer with PCMU or PCMA");
+            self.respond_final_full(cx, id, 488, None, &w, now);
+            return;
+        };
+        let Some(caller) = caller else { return };
+        let spec = ParticipantSpec {
+            codec: Codec::G711(offer.law),
+            pt: offer.pt,
+            dtmf_pt: offer.dtmf_pt,
+            ssrc: 0,
+            // Moderators by extension or OPD come in without one.
+            pin: plan
+                .pin
+                .clone()
+                .filter(|_| !plan.moderator)
+                .map(|pin| PinGate {
+                    pin,
+                    moderator_pin: plan.moderator_pin.clone(),
+                }),
+        };
+        let Some(relay) = self.media.as_mut() else {
+            return;
+        };
+        let spec = ParticipantSpec {
+            ssrc: relay.ssrc(),
+            ..spec
+        };
+        let (session, ports) = match relay.room_join(room, offer.rtcp_mux, spec, Some(offer.remote))
+        {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::warn!(room = number, error = %e, "no relay port for a participant");
+                self.respond_final_full(cx, id, 503, None, &warn("no media ports"), now);
+                return;
+            }
+        };
+        let answer = Answer {
+            local: ports.rtp,
+            rtcp_mux: offer.rtcp_mux,
+            law: offer.law,
+            pt: offer.pt,
+            dtmf_pt: offer.dtmf_pt,
+            audio: offer.audio,
+            lines: offer.lines.clone(),
+            version: 1,
+            held: false,
+        };
+        let body = answer.body(
+            &plan.name,
+            offer_direction(&String::from_utf8_lossy(request.body())),
+        );
+        let local_tag = response::our_to_tag(&request);
+        let contact = self.room_contact(cx, &upstream, &plan.number);
+        let extra = [contact, ROOM_ALLOW.to_string()];
+        let bytes = response::build(
+            &request,
+            upstream.addr,
+            200,
+            Some(&local_tag),
+            &extra,
+            Some(("application/sdp", body.as_bytes())),
+        );
+        if let Some(t) = cx
+            .server
+            .send_response(&key, 200, bytes.clone(), upstream, now.instant)
+        {
+            cx.out.push_back(t);
+        }
+        if let Some(p) = self.by_id.get_mut(&id) {
+            p.final_sent = true;
+            p.answered = true;
+        }
+        self.records.answered(
+            &call_id,
+            &from_tag,
+            Some(&local_tag),
+            Some(plan.number.clone()),
+            None,
+            None,
+            now.instant,
+            now.unix_ms,
+        );
+        self.forget(id);
+        tracing::info!(room = %plan.number, %caller, moderator = plan.moderator, "joined the room");
+        let unacked = (upstream.transport == Transport::Udp)
+            .then(|| (bytes, now.instant + T1, T1, now.instant + 64 * T1));
+        self.rooms.dialogs.insert(
+            (call_id, from_tag),
+            RoomDialog {
+                room,
+                number: plan.number,
+                session,
+                local_tag,
+                peer: upstream,
+                opd: cx
+                    .registrar
+                    .accounts()
+                    .get(&caller)
+                    .map(|a| a.opd.to_string()),
+                caller,
+                moderator: plan.moderator,
+                joined_ms: now.unix_ms,
+                their_contact: media::contact_uri(&request),
+                their_from: request.header(HeaderName::From).unwrap_or("").to_string(),
+                our_from: format!(
+                    "{};tag={}",
+                    request.header(HeaderName::To).unwrap_or(""),
+                    response::our_to_tag(&request)
+                ),
+                answer,
+                unacked,
+            },
+        );
+    }
+
+    /// Our Contact in a room's answers: the room's number at the address the participant
+    /// reached us on.
+    fn room_contact(&self, cx: &Ctx<'_>, peer: &Peer, number: &str) -> String {
+        let local = cx
+            .net
+            .local_of(peer)
+            .map_or_else(|| "127.0.0.1".to_string(), |a| a.to_string());
+        match peer.transport {
+            Transport::Udp => format!("Contact: <sip:{number}@{local}>"),
+            t => format!("Contact: <sip:{number}@{local};transport={t}>"),
+        }
+    }
+
+    /// The room dialog of an in-dialog request, if it is one of ours from its participant.
+    fn room_dialog_key(&self, msg: &Message, peer: &Peer) -> Option<(String, String)> {
+        let key = (msg.call_id().ok()?.to_string(), msg.from_tag()?.to_string());
+        let d = self.rooms.dialogs.get(&key)?;
+        (msg.to_tag() == Some(d.local_tag.as_str()) && peer.addr.ip() == d.peer.addr.ip())
+            .then_some(key)
+    }
+
+    /// An ACK: the one for a room's 2xx stops its retransmissions. True when it was one.
+    pub(super) fn room_ack(&mut self, msg: &Message, peer: &Peer) -> bool {
+        let Some(key) = self.room_dialog_key(msg, peer) else {
+            return false;
+        };
+        if let Some(d) = self.rooms.dialogs.get_mut(&key) {
+            d.unacked = None;
+        }
+        true
+    }
+
+    /// A request inside a room dialog, answered here: `None` when it is not one (the proxy's
+    /// dialog check takes it), `Some(None)` when answered already, `Some(Some(status))` for
+    /// the caller to answer with.
+    pub(super) fn room_in_dialog(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        msg: &Message,
+        peer: Peer,
+        key: &TransactionKey,
+        now: Now,
+    ) -> Option<Option<(u16, Vec<String>)>> {
+        let dkey = self.room_dialog_key(msg, &peer)?;
+        let method = msg.method()?.clone();
+        let ok = Some(Some((200, Vec::new())));
+        match method {
+            Method::Bye => {
+                self.room_leave(&dkey, now);
+                ok
+            }
+            Method::Invite => {
+                let d = self.rooms.dialogs.get_mut(&dkey)?;
+                let text = String::from_utf8_lossy(msg.body()).to_string();
+                if media::has_sdp(msg) {
+                    match read_offer(&text) {
+                        Some(o) if o.lines.len() == d.answer.lines.len() => {
+                            let held = o.remote.ip().is_unspecified();
+                            if !held && o.remote != SocketAddr::new(o.remote.ip(), 0) {
+                                if let Some(relay) = self.media.as_mut() {
+                                    let _ = relay.room_remote(d.room, d.session, o.remote);
+                                }
+                            }
+                            d.answer.held = held;
+                        }
+                        _ => {
+                            return Some(Some((
+                                488,
+                                vec!["Warning: 399 tambun \"the room keeps its media as it is\""
+                                    .into()],
+                            )))
+                        }
+                    }
+                }
+                d.answer.version += 1;
+                let name = format!("Tambun {}", d.number);
+                let body = d.answer.body(&name, offer_direction(&text));
+                let contact = format!("Contact: <sip:{}@{}>", d.number, {
+                    cx.net
+                        .local_of(&peer)
+                        .map_or_else(|| "127.0.0.1".to_string(), |a| a.to_string())
+                });
+                let bytes = response::build(
+                    msg,
+                    peer.addr,
+                    200,
+                    Some(&d.local_tag.clone()),
+                    &[contact],
+                    Some(("application/sdp", body.as_bytes())),
+                );
+                if peer.transport == Transport::Udp {
+                    d.unacked = Some((bytes.clone(), now.instant + T1, T1, now.instant + 64 * T1));
+                }
+                if let Some(t) = cx.server.send_response(key, 200, bytes, peer, now.instant) {
+                    cx.out.push_back(t);
+                }
+                Some(None)
+            }
+            Method::Info => {
+                let d = self.rooms.dialogs.get(&dkey)?;
+                match info_digit(msg) {
+                    Some(digit) => {
+                        if let Some(relay) = self.media.as_mut() {
+                            let _ = relay.room_digit(d.room, d.session, digit);
+                        }
+                        ok
+                    }
+                    None if msg.body().is_empty() => ok,
+                    None => Some(Some((415, vec!["Accept: application/dtmf-relay".into()]))),
+                }
+            }
+            Method::Options | Method::Update => ok,
+            Method::Ack => Some(None),
+            _ => Some(Some((405, vec![ROOM_ALLOW.to_string()]))),
+        }
+    }
+
+    /// The participant of `key` leaves its room: its relay port goes, its record ends.
+    fn room_leave(&mut self, key: &(String, String), now: Now) {
+        let Some(d) = self.rooms.dialogs.remove(key) else {
+            return;
+        };
+        if let Some(relay) = self.media.as_mut() {
+            let _ = relay.room_leave(d.room, d.session);
+        }
+        self.records.ended(
+            &key.0,
+            &[Some(key.1.as_str()), Some(d.local_tag.as_str())],
+            now.unix_ms,
+        );
+        tracing::info!(room = %d.number, caller = %d.caller, "left the room");
+    }
+
+    /// What a room's thread reports of a participant: its PIN accepted (a moderator PIN
+    /// makes it a moderator), or refused too often (the switch hangs up on it).
+    pub(crate) fn handle_room_event(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        session: SessionId,
+        event: &MixerEvent,
+        now: Now,
+    ) {
+        let Some(key) = self
+            .rooms
+            .dialogs
+            .iter()
+            .find(|(_, d)| d.session == session)
+            .map(|(k, _)| k.clone())
+        else {
+            return;
+        };
+        match event {
+            MixerEvent::PinAccepted { moderator, .. } => {
+                if let Some(d) = self.rooms.dialogs.get_mut(&key) {
+                    d.moderator |= *moderator;
+                    tracing::info!(room = %d.number, caller = %d.caller, moderator = d.moderator, "PIN accepted");
+                }
+            }
+            MixerEvent::PinRejected { failures, .. } => {
+                let Some(d) = self.rooms.dialogs.get(&key) else {
+                    return;
+                };
+                tracing::info!(room = %d.number, caller = %d.caller, failures, "wrong room PIN");
+                if *failures < PIN_ATTEMPTS {
+                    return;
+                }
+                let (peer, from, to) = (d.peer, d.our_from.clone(), d.their_from.clone());
+                let uri = d.their_contact.clone();
+                if let Some(uri) = uri {
+                    let reason = "SIP;cause=403;text=\"wrong PIN\"";
+                    self.send_own_bye(cx, &key.0, &uri, peer, &from, &to, 1, 0, reason, now);
+                }
+                self.room_leave(&key, now);
+            }
+            _ => {}
+        }
+    }
+
+    /// Our 2xx retransmissions (UDP), and participants whose ACK never came (they leave).
+    pub(super) fn rooms_timeout(&mut self, cx: &mut Ctx<'_>, now: Now) {
+        let mut gone = Vec::new();
+        for (key, d) in self.rooms.dialogs.iter_mut() {
+            let Some((bytes, next, interval, give_up)) = d.unacked.as_mut() else {
+                continue;
+            };
+            if now.instant >= *give_up {
+                gone.push(key.clone());
+                continue;
+            }
+            if now.instant >= *next {
+                cx.out.push_back(Transmit {
+                    peer: d.peer,
+                    bytes: bytes.clone(),
+                });
+                *interval = (*interval * 2).min(T2);
+                *next = now.instant + *interval;
+            }
+        }
+        for key in gone {
+            tracing::info!(call_id = %key.0, "no ACK for the room's 200: the participant leaves");
+            self.room_leave(&key, now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offers_choose_the_first_g711_and_telephone_events() {
+        let body = "v=0\r\no=- 1 1 IN IP4 10.0.0.5\r\ns=-\r\nc=IN IP4 10.0.0.5\r\nt=0 0\r\n\
+m=audio 4000 RTP/AVP 9 8 0 101\r\na=rtpmap:9 G722/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
+m=video 4002 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n";
+        let o = read_offer(body).unwrap();
+        assert_eq!((o.law, o.pt, o.dtmf_pt), (Law::A, 8, Some(101)));
+        assert_eq!(o.remote, "10.0.0.5:4000".parse().unwrap());
+        assert_eq!(o.audio, 0);
+        assert_eq!(o.lines.len(), 2);
+        let a = Answer {
+            local: "127.0.0.9:40000".parse().unwrap(),
+            rtcp_mux: false,
+            law: o.law,
+            pt: o.pt,
+            dtmf_pt: o.dtmf_pt,
+            audio: o.audio,
+            lines: o.lines.clone(),
+            version: 1,
+            held: false,
+        };
+        let text = a.body("Rapat", None);
+        assert!(
+            text.contains("m=audio 40000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("m=video 0 RTP/AVP 96\r\n"),
+            "video refused: {text}"
+        );
+        assert!(text.contains("a=sendrecv"));
+        assert_eq!(
+            a.body("x", Some("sendonly")).matches("a=recvonly").count(),
+            1
+        );
+        // No G.711 at all: no offer the room can take.
+        assert!(read_offer("v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/AVP 9\r\n").is_none());
+        // Garbage does not panic.
+        assert!(read_offer("m=audio x y\r\n").is_none());
+    }
+}
