@@ -425,7 +425,7 @@ fn opd_list_and_dialplan_check() {
     assert_eq!(synced.len(), codes.len());
 
     let out = env.ok(&["dialplan", "check"]);
-    assert_eq!(out.trim(), format!("{} OPDs, ok", codes.len()));
+    assert_eq!(out.trim(), format!("{} OPDs, 2 rooms, ok", codes.len()));
 
     // A copy of the dialplan with a broken file.
     let broken = env.path("broken-dialplan");

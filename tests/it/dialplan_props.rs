@@ -131,6 +131,14 @@ const PROVINCE: &str = include_str!(concat!(
     "/dialplan/province.toml"
 ));
 
+/// The shipped `province.toml` without its rooms: they name OPDs (moderators, who may join)
+/// that the few OPD files beside it here do not have, which is a load error.
+fn province_without_rooms() -> &'static str {
+    PROVINCE
+        .find("\n[[room]]")
+        .map_or(PROVINCE, |at| &PROVINCE[..=at])
+}
+
 proptest! {
     #![proptest_config(crate::common::proptest_config(200))]
 
@@ -161,7 +169,7 @@ proptest! {
             ));
         }
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("province.toml"), PROVINCE).unwrap();
+        std::fs::write(dir.path().join("province.toml"), province_without_rooms()).unwrap();
         std::fs::write(dir.path().join("lab.toml"), &file).unwrap();
         let plan = Dialplan::load_dir(Path::new(dir.path()))
             .unwrap_or_else(|e| panic!("{e}\n{file}"));
