@@ -159,11 +159,7 @@ impl BlockingRelay {
         id: SessionId,
     ) -> Result<Vec<StreamStats>, RelayError> {
         self.control.room_leave(room, id)?;
-        self.submit();
-        match self.wait_for(Some(id), |e| matches!(e, MediaEvent::Closed { .. }))? {
-            MediaEvent::Closed { stats, .. } => Ok(stats),
-            _ => unreachable!("wait_for returns what its filter accepts"),
-        }
+        self.wait_closed(id)
     }
 
     /// The state of a room (`None`: nobody is in it).
@@ -181,11 +177,7 @@ impl BlockingRelay {
     /// Closes a session, waits until its sockets are closed, and returns its last counters.
     pub fn close(&mut self, id: SessionId) -> Result<Vec<StreamStats>, RelayError> {
         self.control.close(id)?;
-        self.submit();
-        match self.wait_for(Some(id), |e| matches!(e, MediaEvent::Closed { .. }))? {
-            MediaEvent::Closed { stats, .. } => Ok(stats),
-            _ => unreachable!("wait_for returns what its filter accepts"),
-        }
+        self.wait_closed(id)
     }
 
     /// The counters of a session, per stream and direction.
@@ -242,6 +234,15 @@ impl BlockingRelay {
     /// What the forwarding threads have done since the start.
     pub fn totals(&self) -> RelayTotals {
         self.relay.totals()
+    }
+
+    /// Submits the queued commands and waits for `id`'s `Closed`: its last counters.
+    fn wait_closed(&mut self, id: SessionId) -> Result<Vec<StreamStats>, RelayError> {
+        self.submit();
+        match self.wait_for(Some(id), |e| matches!(e, MediaEvent::Closed { .. }))? {
+            MediaEvent::Closed { stats, .. } => Ok(stats),
+            _ => unreachable!("wait_for returns what its filter accepts"),
+        }
     }
 
     fn submit(&mut self) {

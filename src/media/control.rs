@@ -111,6 +111,20 @@ impl fmt::Debug for BrowserStatsReply {
     }
 }
 
+/// Both legs of a session's (new) streams as plain RTP legs.
+fn rtp_legs([a, b]: [Vec<RelayPort>; 2]) -> [LegSpec; 2] {
+    [
+        LegSpec {
+            kind: LegKind::Rtp,
+            ports: a,
+        },
+        LegSpec {
+            kind: LegKind::Rtp,
+            ports: b,
+        },
+    ]
+}
+
 /// A conference room of the media plane (the signalling core numbers them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RoomId(pub u32);
@@ -445,31 +459,10 @@ impl MediaControl {
         streams: usize,
         rtcp_mux: bool,
     ) -> Result<Session, RelayError> {
-        if streams == 0 {
-            return Err(RelayError::NoStreams);
-        }
-        if self.ready.len() < 2 * streams {
-            self.refill();
-            return Err(RelayError::PortsExhausted);
-        }
-        let mut legs = [Vec::with_capacity(streams), Vec::with_capacity(streams)];
-        for _ in 0..streams {
-            for leg in &mut legs {
-                // Holds: checked above that enough are ready.
-                leg.extend(self.ready.pop_front());
-            }
-        }
+        let (legs, out, ports) = self.take_pairs(streams, rtcp_mux)?;
         let id = SessionId(self.next_id);
         self.next_id += 1;
-        let ports = 2 * streams * if rtcp_mux { 1 } else { 2 };
         let pairs: Vec<RelayPort> = legs.iter().flatten().copied().collect();
-        let out = (0..streams)
-            .map(|i| StreamPorts {
-                a: self.leg_ports(legs[0][i], rtcp_mux),
-                b: self.leg_ports(legs[1][i], rtcp_mux),
-            })
-            .collect();
-        self.ports_in_use += ports;
         self.sessions.insert(
             id,
             SessionRecord {
@@ -480,21 +473,11 @@ impl MediaControl {
                 closing: false,
             },
         );
-        let [a, b] = legs;
         self.commands.push_back(MediaCommand::Open {
             session: id,
             call,
             rtcp_mux,
-            legs: [
-                LegSpec {
-                    kind: LegKind::Rtp,
-                    ports: a,
-                },
-                LegSpec {
-                    kind: LegKind::Rtp,
-                    ports: b,
-                },
-            ],
+            legs: rtp_legs(legs),
         });
         self.refill();
         Ok(Session {
@@ -552,6 +535,30 @@ impl MediaControl {
             return Err(RelayError::UnknownSession(id));
         }
         let rtcp_mux = record.rtcp_mux;
+        let (legs, out, ports) = self.take_pairs(streams, rtcp_mux)?;
+        if let Some(record) = self.sessions.get_mut(&id) {
+            record.pairs.extend(legs.iter().flatten().copied());
+            record.ports += ports;
+            record.streams += streams;
+        }
+        self.commands.push_back(MediaCommand::Grow {
+            session: id,
+            rtcp_mux,
+            legs: rtp_legs(legs),
+        });
+        self.refill();
+        Ok(out)
+    }
+
+    /// Takes one ready pair per stream and side for `open` or `grow`: the pairs of side A
+    /// and side B, each stream's addresses for SDP, and the ports they count for (now in
+    /// use). Without enough ready pairs nothing is taken and a refill is asked for.
+    #[allow(clippy::type_complexity)]
+    fn take_pairs(
+        &mut self,
+        streams: usize,
+        rtcp_mux: bool,
+    ) -> Result<([Vec<RelayPort>; 2], Vec<StreamPorts>, usize), RelayError> {
         if streams == 0 {
             return Err(RelayError::NoStreams);
         }
@@ -562,39 +569,19 @@ impl MediaControl {
         let mut legs = [Vec::with_capacity(streams), Vec::with_capacity(streams)];
         for _ in 0..streams {
             for leg in &mut legs {
+                // Holds: checked above that enough are ready.
                 leg.extend(self.ready.pop_front());
             }
         }
-        let ports = 2 * streams * if rtcp_mux { 1 } else { 2 };
         let out = (0..streams)
             .map(|i| StreamPorts {
                 a: self.leg_ports(legs[0][i], rtcp_mux),
                 b: self.leg_ports(legs[1][i], rtcp_mux),
             })
             .collect();
+        let ports = 2 * streams * if rtcp_mux { 1 } else { 2 };
         self.ports_in_use += ports;
-        if let Some(record) = self.sessions.get_mut(&id) {
-            record.pairs.extend(legs.iter().flatten().copied());
-            record.ports += ports;
-            record.streams += streams;
-        }
-        let [a, b] = legs;
-        self.commands.push_back(MediaCommand::Grow {
-            session: id,
-            rtcp_mux,
-            legs: [
-                LegSpec {
-                    kind: LegKind::Rtp,
-                    ports: a,
-                },
-                LegSpec {
-                    kind: LegKind::Rtp,
-                    ports: b,
-                },
-            ],
-        });
-        self.refill();
-        Ok(out)
+        Ok((legs, out, ports))
     }
 
     /// Could [`MediaControl::grow`] add `streams` streams to session `id` now?
@@ -712,11 +699,7 @@ impl MediaControl {
     /// A participant leaves ([`MediaCommand::RoomLeave`]); its ports are freed when the
     /// engine reports it closed. `Ok(false)` when it is already leaving.
     pub fn room_leave(&mut self, room: RoomId, id: SessionId) -> Result<bool, RelayError> {
-        let record = self
-            .sessions
-            .get_mut(&id)
-            .ok_or(RelayError::UnknownSession(id))?;
-        if std::mem::replace(&mut record.closing, true) {
+        if !self.mark_closing(id)? {
             return Ok(false);
         }
         self.commands
@@ -782,15 +765,20 @@ impl MediaControl {
     /// Asks the engine to close a session; its ports are freed when it reports
     /// [`MediaEvent::Closed`]. `Ok(false)` when it is already closing.
     pub fn close(&mut self, id: SessionId) -> Result<bool, RelayError> {
-        let record = self
-            .sessions
-            .get_mut(&id)
-            .ok_or(RelayError::UnknownSession(id))?;
-        if std::mem::replace(&mut record.closing, true) {
+        if !self.mark_closing(id)? {
             return Ok(false);
         }
         self.commands.push_back(MediaCommand::Close { session: id });
         Ok(true)
+    }
+
+    /// Marks a session closing; false when it already was.
+    fn mark_closing(&mut self, id: SessionId) -> Result<bool, RelayError> {
+        let record = self
+            .sessions
+            .get_mut(&id)
+            .ok_or(RelayError::UnknownSession(id))?;
+        Ok(!std::mem::replace(&mut record.closing, true))
     }
 
     /// An event of the engine: reserved pairs become ready (busy ones go back to the pool, to

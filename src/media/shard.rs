@@ -21,7 +21,7 @@ use super::control::{LegSpec, MediaCommand, MediaEvent};
 use super::gateway::{leg_of_token, Gateway};
 use super::ports::RelayPort;
 use super::sys::{set_busy_poll, Batch, Epoll, EventFd};
-use super::table::{DropReason, SlotId, Table, Verdict};
+use super::table::{DropReason, SlotId, StreamSlots, Table, Verdict};
 use super::SessionId;
 
 /// The epoll token of the eventfd (slot tokens are slot numbers, far below it).
@@ -381,15 +381,7 @@ impl Shard {
                     let slots = self
                         .table
                         .handle_open(session, call, streams.len(), rtcp_mux, now);
-                    for (s, sockets) in slots.into_iter().zip(streams) {
-                        let [a, b] = sockets.rtp;
-                        self.attach(s.rtp[0], a);
-                        self.attach(s.rtp[1], b);
-                        if let (Some(pair), Some([a, b])) = (s.rtcp, sockets.rtcp) {
-                            self.attach(pair[0], a);
-                            self.attach(pair[1], b);
-                        }
-                    }
+                    self.attach_streams(slots, streams);
                     self.report(MediaEvent::Opened { session });
                 }
                 Err((busy, e)) => {
@@ -428,15 +420,7 @@ impl Shard {
                         tracing::warn!(session = session.0, "relay: grow of an unknown session");
                         return;
                     };
-                    for (s, sockets) in slots.into_iter().zip(streams) {
-                        let [a, b] = sockets.rtp;
-                        self.attach(s.rtp[0], a);
-                        self.attach(s.rtp[1], b);
-                        if let (Some(pair), Some([a, b])) = (s.rtcp, sockets.rtcp) {
-                            self.attach(pair[0], a);
-                            self.attach(pair[1], b);
-                        }
-                    }
+                    self.attach_streams(slots, streams);
                     if !self.gateway.is_empty() {
                         self.gateway.grown(session, &mut self.table, now);
                     }
@@ -590,6 +574,19 @@ impl Shard {
             });
         }
         Ok(streams)
+    }
+
+    /// Puts each stream's sockets under its slots (both sides, RTP and RTCP).
+    fn attach_streams(&mut self, slots: Vec<StreamSlots>, streams: Vec<StreamSockets>) {
+        for (s, sockets) in slots.into_iter().zip(streams) {
+            let [a, b] = sockets.rtp;
+            self.attach(s.rtp[0], a);
+            self.attach(s.rtp[1], b);
+            if let (Some(pair), Some([a, b])) = (s.rtcp, sockets.rtcp) {
+                self.attach(pair[0], a);
+                self.attach(pair[1], b);
+            }
+        }
     }
 
     fn attach(&mut self, slot: SlotId, socket: UdpSocket) {

@@ -146,75 +146,55 @@ struct Answer {
     audio: usize,
     lines: Vec<(String, String)>,
     version: u32,
-    held: bool,
+}
+
+/// One m-line's formats and its `a=rtpmap`s (payload type, lower-cased codec).
+struct Formats<'a> {
+    formats: Vec<&'a str>,
+    rtpmap: Vec<(u8, String)>,
 }
 
 /// Reads an offer: the first audio m-line with a port, its address, its first G.711 format
 /// and telephone-event. `None` when it has no G.711 (the room speaks nothing else yet).
+/// Addresses, ports and rtcp-mux come from [`sdp::parse`]; only the formats and rtpmaps of
+/// each m-line are read here.
 fn read_offer(body: &str) -> Option<Offer> {
-    let mut session_c: Option<std::net::IpAddr> = None;
-    let mut lines = Vec::new();
-    // Per m-line: (media, port, formats, c=, rtpmaps, rtcp-mux)
-    struct M {
-        media: String,
-        port: u16,
-        formats: Vec<String>,
-        c: Option<std::net::IpAddr>,
-        rtpmap: Vec<(u8, String)>,
-        mux: bool,
-    }
-    let mut ms: Vec<M> = Vec::new();
-    for raw in body.lines() {
-        let line = raw.trim_end_matches('\r');
+    let parsed = crate::sip::sdp::parse(body.as_bytes()).ok()?;
+    let mut sections: Vec<Formats> = Vec::new();
+    for line in body.lines().map(|l| l.trim_end_matches('\r')) {
         if let Some(rest) = line.strip_prefix("m=") {
-            let mut it = rest.split_whitespace();
-            let media = it.next()?.to_string();
-            let port = it.next()?.split('/').next()?.parse().ok()?;
-            let _proto = it.next()?;
-            ms.push(M {
-                media,
-                port,
-                formats: it.map(str::to_string).collect(),
-                c: None,
+            sections.push(Formats {
+                formats: rest.split_whitespace().skip(3).collect(),
                 rtpmap: Vec::new(),
-                mux: false,
             });
-        } else if let Some(rest) = line.strip_prefix("c=IN ") {
-            let addr = rest
-                .split_whitespace()
-                .nth(1)?
-                .split('/')
-                .next()?
-                .parse()
-                .ok();
-            match ms.last_mut() {
-                Some(m) => m.c = addr,
-                None => session_c = addr,
-            }
         } else if let Some(rest) = line.strip_prefix("a=rtpmap:") {
-            if let (Some(m), Some((pt, codec))) = (ms.last_mut(), rest.split_once(' ')) {
+            if let (Some(sec), Some((pt, codec))) = (sections.last_mut(), rest.split_once(' ')) {
                 if let Ok(pt) = pt.parse() {
-                    m.rtpmap.push((pt, codec.to_ascii_lowercase()));
+                    sec.rtpmap.push((pt, codec.to_ascii_lowercase()));
                 }
-            }
-        } else if line == "a=rtcp-mux" {
-            if let Some(m) = ms.last_mut() {
-                m.mux = true;
             }
         }
     }
-    for m in &ms {
-        lines.push((
-            m.media.clone(),
-            m.formats.first().cloned().unwrap_or_else(|| "0".into()),
-        ));
+    if sections.len() != parsed.streams.len() {
+        return None;
     }
-    let (audio, m) = ms
+    let lines = parsed
+        .streams
+        .iter()
+        .zip(&sections)
+        .map(|(st, sec)| {
+            let first = sec.formats.first().map_or("0", |f| f).to_string();
+            (st.kind.clone(), first)
+        })
+        .collect();
+    let (audio, stream) = parsed
+        .streams
         .iter()
         .enumerate()
-        .find(|(_, m)| m.media == "audio" && m.port != 0)?;
+        .find(|(_, st)| st.kind == "audio" && !st.is_disabled())?;
+    let Formats { formats, rtpmap } = &sections[audio];
     let codec = |pt: u8| -> Option<String> {
-        m.rtpmap
+        rtpmap
             .iter()
             .find(|(p, _)| *p == pt)
             .map(|(_, c)| c.clone())
@@ -226,7 +206,7 @@ fn read_offer(body: &str) -> Option<Offer> {
     };
     let mut chosen = None;
     let mut dtmf_pt = None;
-    for f in &m.formats {
+    for f in formats {
         let Ok(pt) = f.parse::<u8>() else { continue };
         let Some(c) = codec(pt) else { continue };
         if chosen.is_none() {
@@ -241,11 +221,10 @@ fn read_offer(body: &str) -> Option<Offer> {
         }
     }
     let (law, pt) = chosen?;
-    let ip = m.c.or(session_c)?;
     Some(Offer {
         audio,
-        remote: SocketAddr::new(ip, m.port),
-        rtcp_mux: m.mux,
+        remote: SocketAddr::new(stream.address?, stream.port),
+        rtcp_mux: stream.rtcp_mux,
         law,
         pt,
         dtmf_pt,
@@ -384,11 +363,14 @@ impl Proxy {
             return;
         };
         let Some(caller) = caller else { return };
+        let Some(relay) = self.media.as_mut() else {
+            return;
+        };
         let spec = ParticipantSpec {
             codec: Codec::G711(offer.law),
             pt: offer.pt,
             dtmf_pt: offer.dtmf_pt,
-            ssrc: 0,
+            ssrc: relay.ssrc(),
             // Moderators by extension or OPD come in without one.
             pin: plan
                 .pin
@@ -398,13 +380,6 @@ impl Proxy {
                     pin,
                     moderator_pin: plan.moderator_pin.clone(),
                 }),
-        };
-        let Some(relay) = self.media.as_mut() else {
-            return;
-        };
-        let spec = ParticipantSpec {
-            ssrc: relay.ssrc(),
-            ..spec
         };
         let (session, ports) = match relay.room_join(room, offer.rtcp_mux, spec, Some(offer.remote))
         {
@@ -424,7 +399,6 @@ impl Proxy {
             audio: offer.audio,
             lines: offer.lines.clone(),
             version: 1,
-            held: false,
         };
         let body = answer.body(
             &plan.name,
@@ -551,13 +525,12 @@ impl Proxy {
                 if media::has_sdp(msg) {
                     match read_offer(&text) {
                         Some(o) if o.lines.len() == d.answer.lines.len() => {
-                            let held = o.remote.ip().is_unspecified();
-                            if !held && o.remote != SocketAddr::new(o.remote.ip(), 0) {
+                            // Hold with `c=0.0.0.0` keeps the latch: media resumes from it.
+                            if !o.remote.ip().is_unspecified() && o.remote.port() != 0 {
                                 if let Some(relay) = self.media.as_mut() {
                                     let _ = relay.room_remote(d.room, d.session, o.remote);
                                 }
                             }
-                            d.answer.held = held;
                         }
                         _ => {
                             return Some(Some((
@@ -722,7 +695,6 @@ m=video 4002 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n";
             audio: o.audio,
             lines: o.lines.clone(),
             version: 1,
-            held: false,
         };
         let text = a.body("Rapat", None);
         assert!(

@@ -588,10 +588,9 @@ impl Mixer {
         for (i, slot) in self.participants.iter_mut().enumerate() {
             let Some(p) = slot else { continue };
             let k = law_index(p.law);
-            let quiet_frame = [p.law.silence(); FRAME_SAMPLES];
             let payload: &[u8; FRAME_SAMPLES] = if p.pin.is_some() {
                 // Not in the room yet: it hears nothing of it.
-                &quiet_frame
+                &SILENCE[k]
             } else if p.mixed {
                 // A talker hears everyone but itself.
                 for ((o, m), s) in self.scratch.iter_mut().zip(&self.mix).zip(&p.pcm) {
@@ -600,15 +599,15 @@ impl Mixer {
                 p.law.encode_frame(&self.scratch, &mut p.frame);
                 &p.frame
             } else {
-                if !encoded[k] {
-                    if silent {
-                        self.shared[k] = [p.law.silence(); FRAME_SAMPLES];
-                    } else {
+                if silent {
+                    &SILENCE[k]
+                } else {
+                    if !encoded[k] {
                         p.law.encode_frame(&self.mix, &mut self.shared[k]);
+                        encoded[k] = true;
                     }
-                    encoded[k] = true;
+                    &self.shared[k]
                 }
-                &self.shared[k]
             };
             // 4. Its RTP packet.
             let marker = std::mem::take(&mut p.first);
@@ -661,6 +660,12 @@ fn pin_digit(entry: &mut PinEntry, digit: char) -> PinVerdict {
     entry.failures = entry.failures.saturating_add(1);
     PinVerdict::Wrong(entry.failures)
 }
+
+/// A silent frame of each law, by [`law_index`].
+static SILENCE: [[u8; FRAME_SAMPLES]; 2] = [
+    [Law::Mu.silence(); FRAME_SAMPLES],
+    [Law::A.silence(); FRAME_SAMPLES],
+];
 
 fn law_index(law: Law) -> usize {
     match law {
