@@ -758,12 +758,26 @@ impl Switch {
         }
     }
 
-    /// Calls in progress.
     /// The conference rooms that have participants (`tambun conf`).
     pub fn rooms(&self) -> Vec<crate::proxy::rooms::RoomView> {
         self.proxy.rooms.views()
     }
 
+    /// The operator mutes, removes or locks in room `number` (`tambun conf mute|kick|lock`).
+    pub fn room_action(
+        &mut self,
+        number: &str,
+        action: crate::proxy::rooms::RoomAction,
+        now: Now,
+    ) -> Result<crate::proxy::rooms::RoomActionDone, crate::proxy::rooms::RoomActionError> {
+        self.last_now = Some(now.instant);
+        let (proxy, mut cx) = self.split();
+        let done = proxy.room_action(&mut cx, number, action, now);
+        self.collect_outputs();
+        done
+    }
+
+    /// Calls in progress.
     pub fn live_calls(&self, now: Instant) -> Vec<LiveCall> {
         let mut calls = self.proxy.records.live(now);
         for c in &mut calls {

@@ -54,7 +54,6 @@ pub(super) fn admin_get(admin: SocketAddr, path: &str) -> anyhow::Result<Respons
     in_sentences(admin, get(admin, path))
 }
 
-/// `POST path` (empty body) to the admin API at `admin`; errors as [`admin_get`].
 /// GETs a JSON list from the admin API. With `raw`, the body is printed as it came and
 /// `None` returned (for `--json`); otherwise the list is parsed. `what` names the list in the
 /// error sentence ("a call list").
@@ -86,8 +85,18 @@ pub(super) fn admin_list<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// `POST path` (empty body) to the admin API at `admin`; errors as [`admin_get`].
 pub(super) fn admin_post(admin: SocketAddr, path: &str) -> anyhow::Result<Response> {
     in_sentences(admin, post(admin, path, None))
+}
+
+/// `POST path` with a JSON body to the admin API at `admin`; errors as [`admin_get`].
+pub(super) fn admin_post_json(
+    admin: SocketAddr,
+    path: &str,
+    json: &str,
+) -> anyhow::Result<Response> {
+    in_sentences(admin, post(admin, path, Some(json)))
 }
 
 fn in_sentences(

@@ -6,12 +6,18 @@
 //! INFO with a DTMF digit, OPTIONS and UPDATE. Our 2xx is retransmitted over UDP until its ACK
 //! (RFC 3261 §13.3.1.4).
 //!
+//! The operator (`tambun conf mute|kick|lock`, [`RoomAction`]) and moderators by DTMF
+//! (`*7` mutes or unmutes everyone but the moderators, `*8` locks or unlocks the room)
+//! control a room; a locked room answers 403 to all but its moderators.
+//!
 //! Security: a request is taken as the participant's only with the dialog's Call-ID, the
 //! caller's From tag, our To tag, and from the IP the INVITE came from (docs/operations.md,
 //! the security model); anything else goes on to the proxy's dialog check, which refuses it
 //! with 481. Joining is authenticated like every INVITE (digest before routing).
 //!
 //! Sans-IO: methods of [`Proxy`]; the relay is driven through its control plane.
+
+use std::collections::HashSet;
 
 use bytes::Bytes;
 
@@ -48,13 +54,61 @@ pub(crate) struct RoomDialog {
     answer: Answer,
     /// A 2xx awaiting its ACK (UDP only): bytes, next send, interval, give up at.
     unacked: Option<(Bytes, Instant, Duration, Instant)>,
+    /// Muted by the operator or a moderator (the relay holds the same state).
+    muted: bool,
+    /// The previous DTMF digit, for a moderator's `*7` and `*8`.
+    last_digit: Option<char>,
 }
 
-/// The rooms' dialogs, by (Call-ID, the caller's From tag).
+/// The rooms' dialogs, by (Call-ID, the caller's From tag), and the rooms' controls. A
+/// room's lock and mute-all last while it has participants: the room is new again when
+/// the last one leaves.
 #[derive(Default)]
 pub(crate) struct Rooms {
     pub dialogs: HashMap<(String, String), RoomDialog>,
+    /// Locked rooms: only moderators (by extension or OPD) may join.
+    locked: HashSet<RoomId>,
+    /// Rooms whose participants are muted, except moderators; who joins is muted too.
+    all_muted: HashSet<RoomId>,
 }
+
+/// What the operator (`tambun conf`) or a moderator's DTMF does to a room.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "action")]
+pub enum RoomAction {
+    /// Mutes or unmutes the calls of one extension, or (`extension: None`) every participant
+    /// who is not a moderator, and who joins later while the room stays so.
+    Mute {
+        extension: Option<Extension>,
+        muted: bool,
+    },
+    /// Hangs up on an extension's calls in the room (our BYE).
+    Kick { extension: Extension },
+    /// Locks the room (only moderators may join) or unlocks it.
+    Lock { locked: bool },
+}
+
+/// What a [`RoomAction`] did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RoomActionDone {
+    pub room: String,
+    /// Participants it changed (0 for a lock).
+    pub affected: usize,
+    pub locked: bool,
+    pub all_muted: bool,
+}
+
+/// Why a [`RoomAction`] did nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoomActionError {
+    #[error("nobody is in room {0} now")]
+    Empty(String),
+    #[error("extension {extension} is not in room {room}")]
+    NotInRoom { room: String, extension: String },
+}
+
+/// The Reason of our BYE to a participant the operator removed.
+const KICK_REASON: &str = "Q.850;cause=16;text=\"removed from the room\"";
 
 /// A participant as `tambun conf` shows it (the relay adds its media state).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -74,6 +128,8 @@ pub struct RoomView {
     pub room: String,
     #[serde(skip)]
     pub room_id: u32,
+    pub locked: bool,
+    pub all_muted: bool,
     pub participants: Vec<ParticipantView>,
 }
 
@@ -94,6 +150,8 @@ impl Rooms {
                 None => rooms.push(RoomView {
                     room: d.number.clone(),
                     room_id: d.room.0,
+                    locked: self.locked.contains(&d.room),
+                    all_muted: self.all_muted.contains(&d.room),
                     participants: vec![p],
                 }),
             }
@@ -336,6 +394,11 @@ impl Proxy {
             self.respond_final_full(cx, id, 480, None, &w, now);
             return;
         }
+        if self.rooms.locked.contains(&room) && !plan.moderator {
+            let w = warn(&format!("room {} is locked by its moderator", plan.number));
+            self.respond_final_full(cx, id, 403, None, &w, now);
+            return;
+        }
         if self.rooms.count(room) >= plan.max as usize {
             let w = warn(&format!(
                 "room {} is full ({} participants)",
@@ -390,6 +453,10 @@ impl Proxy {
                 return;
             }
         };
+        let muted = self.rooms.all_muted.contains(&room) && !plan.moderator;
+        if muted {
+            let _ = relay.room_mute(room, session, true);
+        }
         let answer = Answer {
             local: ports.rtp,
             rtcp_mux: offer.rtcp_mux,
@@ -464,6 +531,8 @@ impl Proxy {
                 ),
                 answer,
                 unacked,
+                muted,
+                last_digit: None,
             },
         );
     }
@@ -598,6 +667,103 @@ impl Proxy {
             now.unix_ms,
         );
         tracing::info!(room = %d.number, caller = %d.caller, "left the room");
+        if self.rooms.count(d.room) == 0 {
+            self.rooms.locked.remove(&d.room);
+            self.rooms.all_muted.remove(&d.room);
+        }
+    }
+
+    /// The operator's (or a moderator's) action on room `number`.
+    pub(crate) fn room_action(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        number: &str,
+        action: RoomAction,
+        now: Now,
+    ) -> Result<RoomActionDone, RoomActionError> {
+        let mut keys: Vec<(String, String)> = self
+            .rooms
+            .dialogs
+            .iter()
+            .filter(|(_, d)| d.number == number)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let Some(room) = keys
+            .first()
+            .and_then(|k| self.rooms.dialogs.get(k))
+            .map(|d| d.room)
+        else {
+            return Err(RoomActionError::Empty(number.to_string()));
+        };
+        let one = |ext: &Extension, keys: &mut Vec<(String, String)>, rooms: &Rooms| {
+            keys.retain(|k| rooms.dialogs.get(k).is_some_and(|d| d.caller == *ext));
+            if keys.is_empty() {
+                Err(RoomActionError::NotInRoom {
+                    room: number.to_string(),
+                    extension: ext.to_string(),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        let mut affected = 0;
+        match action {
+            RoomAction::Mute { extension, muted } => {
+                match &extension {
+                    Some(ext) => one(ext, &mut keys, &self.rooms)?,
+                    None => {
+                        keys.retain(|k| self.rooms.dialogs.get(k).is_some_and(|d| !d.moderator));
+                        if muted {
+                            self.rooms.all_muted.insert(room);
+                        } else {
+                            self.rooms.all_muted.remove(&room);
+                        }
+                    }
+                }
+                for k in &keys {
+                    let Some(d) = self.rooms.dialogs.get_mut(k) else {
+                        continue;
+                    };
+                    if d.muted != muted {
+                        affected += 1;
+                    }
+                    d.muted = muted;
+                    if let Some(relay) = self.media.as_mut() {
+                        let _ = relay.room_mute(d.room, d.session, muted);
+                    }
+                }
+                tracing::info!(room = number, who = ?extension.map(|e| e.to_string()), muted, affected, "room mute");
+            }
+            RoomAction::Kick { extension } => {
+                one(&extension, &mut keys, &self.rooms)?;
+                for k in &keys {
+                    let Some(d) = self.rooms.dialogs.get(k) else {
+                        continue;
+                    };
+                    let (peer, from, to) = (d.peer, d.our_from.clone(), d.their_from.clone());
+                    if let Some(uri) = d.their_contact.clone() {
+                        self.send_own_bye(cx, &k.0, &uri, peer, &from, &to, 1, 0, KICK_REASON, now);
+                    }
+                    self.room_leave(k, now);
+                    affected += 1;
+                }
+                tracing::info!(room = number, %extension, affected, "removed from the room");
+            }
+            RoomAction::Lock { locked } => {
+                if locked {
+                    self.rooms.locked.insert(room);
+                } else {
+                    self.rooms.locked.remove(&room);
+                }
+                tracing::info!(room = number, locked, "room lock");
+            }
+        }
+        Ok(RoomActionDone {
+            room: number.to_string(),
+            affected,
+            locked: self.rooms.locked.contains(&room),
+            all_muted: self.rooms.all_muted.contains(&room),
+        })
     }
 
     /// What a room's thread reports of a participant: its PIN accepted (a moderator PIN
@@ -623,7 +789,39 @@ impl Proxy {
                 if let Some(d) = self.rooms.dialogs.get_mut(&key) {
                     d.moderator |= *moderator;
                     tracing::info!(room = %d.number, caller = %d.caller, moderator = d.moderator, "PIN accepted");
+                    // A moderator is not held by the room's mute-all.
+                    if d.moderator && d.muted {
+                        d.muted = false;
+                        if let Some(relay) = self.media.as_mut() {
+                            let _ = relay.room_mute(d.room, d.session, false);
+                        }
+                    }
                 }
+            }
+            MixerEvent::Digit { digit, .. } => {
+                let Some(d) = self.rooms.dialogs.get_mut(&key) else {
+                    return;
+                };
+                let star = d.last_digit == Some('*');
+                d.last_digit = Some(*digit);
+                if !star || !d.moderator {
+                    return;
+                }
+                let (room, number) = (d.room, d.number.clone());
+                let action = match digit {
+                    '7' => RoomAction::Mute {
+                        extension: None,
+                        muted: !self.rooms.all_muted.contains(&room),
+                    },
+                    '8' => RoomAction::Lock {
+                        locked: !self.rooms.locked.contains(&room),
+                    },
+                    _ => return,
+                };
+                if let Some(d) = self.rooms.dialogs.get_mut(&key) {
+                    d.last_digit = None;
+                }
+                let _ = self.room_action(cx, &number, action, now);
             }
             MixerEvent::PinRejected { failures, .. } => {
                 let Some(d) = self.rooms.dialogs.get(&key) else {

@@ -1571,3 +1571,132 @@ fn a_late_2xx_goes_only_to_the_upstream_its_branch_was_made_for() {
     rig.send(6000, elsewhere);
     assert!(rig.out().is_empty());
 }
+
+impl Rig {
+    /// `from` (at `port`) joins room `room` with an authenticated INVITE offering PCMU;
+    /// the switch's final answer.
+    fn join_room(&mut self, from: &str, port: u16, room: &str) -> Message {
+        let offer = sdp(port + 1);
+        let b = self.branch();
+        let text = with_sdp(&self.invite_text(from, port, room, &b, ""), &offer);
+        self.send(port, text);
+        let nonce = nonce_of(&self.out().pop().unwrap().1, HeaderName::ProxyAuthenticate);
+        let uri = format!("sip:{room}@127.0.0.1");
+        let auth = Digest::new(from, "INVITE", &uri, &nonce).proxy_authorization();
+        let b = self.branch();
+        let text = with_sdp(&self.invite_text(from, port, room, &b, &auth), &offer);
+        self.send(port, text);
+        self.out()
+            .into_iter()
+            .rev()
+            .find(|(p, m)| *p == port && m.status().is_some_and(|s| s >= 200))
+            .expect("a final answer")
+            .1
+    }
+
+    /// The relay session of `ext`'s participant in the first room with participants.
+    fn room_session(&self, ext: &str) -> crate::media::SessionId {
+        let views = self.sw.rooms();
+        let p = views[0]
+            .participants
+            .iter()
+            .find(|p| p.extension == ext)
+            .expect("in the room");
+        crate::media::SessionId(p.session)
+    }
+
+    /// A DTMF digit `session` pressed in room 8000, as its forwarding thread reports it.
+    fn room_digit(&mut self, session: crate::media::SessionId, digit: char) {
+        use crate::media::mixer::{MixerEvent, ParticipantId};
+        let event = crate::media::MediaEvent::Room {
+            room: crate::media::RoomId(8000),
+            session,
+            event: MixerEvent::Digit {
+                participant: ParticipantId(0),
+                digit,
+            },
+        };
+        self.sw.handle_media(event, self.now);
+    }
+
+    /// The `RoomMute`s sent to the relay so far: (session, muted).
+    fn room_mutes(&mut self) -> Vec<(u64, bool)> {
+        self.outputs.pump(&mut self.sw);
+        self.outputs
+            .media
+            .iter()
+            .filter_map(|c| match c {
+                crate::media::MediaCommand::RoomMute { session, muted, .. } => {
+                    Some((session.0, *muted))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Room 8000's moderators are Diskominfo's extensions: a moderator's `*8` locks the room (a
+/// participant who is not a moderator gets 403 with a Warning; a moderator still joins),
+/// `*7` mutes everyone but the moderators (and who joins while it holds); the same digits
+/// from a participant who is not a moderator do nothing; the room forgets both when the
+/// last participant has left.
+#[test]
+fn a_moderator_locks_and_mutes_room_8000_by_dtmf() {
+    let mut rig = Rig::new(&[account("3501", "diskominfo"), account("3502", "diskominfo")]);
+    with_relay(&mut rig);
+    assert_eq!(rig.join_room("3501", 7000, "8000").status(), Some(200));
+    let one = rig.join_room("1000", 7002, "8000");
+    assert_eq!(one.status(), Some(200));
+    let (moderator, setda) = (rig.room_session("3501"), rig.room_session("1000"));
+
+    // A participant who is not a moderator: its *8 and *7 change nothing.
+    for d in ['*', '8', '*', '7'] {
+        rig.room_digit(setda, d);
+    }
+    let view = &rig.sw.rooms()[0];
+    assert!(!view.locked && !view.all_muted);
+    assert!(rig.room_mutes().is_empty());
+
+    // The moderator's *8 locks; 1200 is refused, another moderator is not.
+    rig.room_digit(moderator, '*');
+    rig.room_digit(moderator, '8');
+    assert!(rig.sw.rooms()[0].locked);
+    let refused = rig.join_room("1200", 7004, "8000");
+    assert_eq!(refused.status(), Some(403));
+    let text = String::from_utf8_lossy(&refused.wire()).to_string();
+    assert!(text.contains("Warning: 399 tambun \"room 8000 is locked"), "{text}");
+    assert_eq!(rig.join_room("3502", 7006, "8000").status(), Some(200));
+
+    // *7: 1000 is muted, the moderators are not.
+    rig.room_digit(moderator, '*');
+    rig.room_digit(moderator, '7');
+    assert!(rig.sw.rooms()[0].all_muted);
+    assert_eq!(rig.room_mutes(), vec![(setda.0, true)]);
+
+    // Everyone leaves (BYE); the next room 8000 is neither locked nor muted.
+    for (ext, port) in [("3501", 7000), ("1000", 7002), ("3502", 7006)] {
+        let view = rig.sw.rooms();
+        assert!(!view.is_empty(), "{ext} left early");
+        let local_tag = rig
+            .sw
+            .proxy
+            .rooms
+            .dialogs
+            .get(&(format!("call-{ext}-8000"), format!("a{port}")))
+            .map(|d| d.local_tag.clone())
+            .expect("the participant's dialog");
+        let b = rig.branch();
+        let bye = format!(
+            "BYE sip:8000@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch={b}\r\n\
+Max-Forwards: 70\r\nFrom: <sip:{ext}@127.0.0.1>;tag=a{port}\r\nTo: <sip:8000@127.0.0.1>;tag={local_tag}\r\n\
+Call-ID: call-{ext}-8000\r\nCSeq: 3 BYE\r\nContent-Length: 0\r\n\r\n"
+        );
+        rig.send(port, bye);
+        let ok = rig.out().into_iter().find(|(p, _)| *p == port).unwrap().1;
+        assert_eq!(ok.status(), Some(200), "BYE of {ext}");
+    }
+    assert!(rig.sw.rooms().is_empty());
+    assert_eq!(rig.join_room("1200", 7008, "8000").status(), Some(200));
+    let view = &rig.sw.rooms()[0];
+    assert!(!view.locked && !view.all_muted);
+}

@@ -35,6 +35,7 @@ pub(crate) async fn serve(listener: TcpListener, state: AdminState, shutdown: Ca
         .route("/api/registrations", get(registrations))
         .route("/api/calls", get(calls))
         .route("/api/conf", get(conf))
+        .route("/api/conf/{room}", axum::routing::post(conf_action))
         .route("/api/dialplan/reload", axum::routing::post(reload))
         .route("/api/relay", get(relay_usage))
         .route("/metrics", get(metrics))
@@ -156,6 +157,8 @@ async fn conf(
             .collect();
         out.push(serde_json::json!({
             "room": r.room,
+            "locked": r.locked,
+            "all_muted": r.all_muted,
             "participants": participants,
             "talkers": talkers,
             "mixed": state.as_ref().map(|s| s.mixed),
@@ -165,6 +168,38 @@ async fn conf(
         return Err((StatusCode::NOT_FOUND, format!("nobody is in room {room}")));
     }
     Ok(Json(out))
+}
+
+/// The operator's action on a room: a JSON [`RoomAction`] (`{"action": "mute",
+/// "extension": "1400", "muted": true}`, `{"action": "kick", "extension": "1400"}`,
+/// `{"action": "lock", "locked": true}`). 404 when nobody (or not that extension) is in the
+/// room, 400 for a body that is not an action.
+async fn conf_action(
+    State(AdminState { driver, .. }): State<AdminState>,
+    axum::extract::Path(room): axum::extract::Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<crate::proxy::rooms::RoomActionDone>, (StatusCode, String)> {
+    let action: crate::proxy::rooms::RoomAction = serde_json::from_slice(&body)
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("not a room action: {e}")))?;
+    let stopping = || {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "switch stopping".to_owned(),
+        )
+    };
+    let (reply, rx) = oneshot::channel();
+    driver
+        .send(Input::RoomAction {
+            room,
+            action,
+            reply,
+        })
+        .await
+        .map_err(|_| stopping())?;
+    rx.await
+        .map_err(|_| stopping())?
+        .map(Json)
+        .map_err(|e| (StatusCode::NOT_FOUND, e.to_string()))
 }
 
 /// Prometheus text format 0.0.4.

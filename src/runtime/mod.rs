@@ -95,6 +95,14 @@ pub(crate) enum Input {
     Rooms {
         reply: oneshot::Sender<Vec<crate::proxy::rooms::RoomView>>,
     },
+    /// The operator's action on a room (`tambun conf mute|kick|lock`).
+    RoomAction {
+        room: String,
+        action: crate::proxy::rooms::RoomAction,
+        reply: oneshot::Sender<
+            Result<crate::proxy::rooms::RoomActionDone, crate::proxy::rooms::RoomActionError>,
+        >,
+    },
     /// The softphone page's directory, for an extension that gave its password.
     Directory {
         user: String,
@@ -655,6 +663,13 @@ impl Driver {
             }
             Input::Rooms { reply } => {
                 let _ = reply.send(self.switch.rooms());
+            }
+            Input::RoomAction {
+                room,
+                action,
+                reply,
+            } => {
+                let _ = reply.send(self.switch.room_action(&room, action, t));
             }
             Input::Directory {
                 user,

@@ -1,11 +1,13 @@
 //! Room 8000 of the shipped plan with real phones (issue 12): baresip participants from four
-//! OPDs each send a tone of their own frequency (aufile) and dump what they hear (sndfile);
-//! the switch answers for the room and mixes. Each one's received audio holds the others'
-//! frequencies and not its own (Goertzel on the dumped WAV); the call records name the room;
-//! when everyone has hung up the relay holds no port.
+//! OPDs and a SIPp one each send a tone of their own frequency (aufile; SIPp plays a pcap)
+//! and the baresips dump what they hear (sndfile); the switch answers for the room and
+//! mixes. Each one's received audio holds the others' frequencies and not its own (Goertzel
+//! on the dumped WAV); the call records name the room; when everyone has hung up the relay
+//! holds no port. The operator's controls (`tambun conf mute|kick|lock`) change what the
+//! others hear and who may join; a removed participant rejoins.
 
-use std::path::Path;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::common::baresip::{account, Baresip};
 use crate::common::calls::{assert_sipp_ok, sipp_call};
@@ -19,6 +21,9 @@ const PEOPLE: [(&str, &str, &str, f64); 4] = [
     ("3501", "diskominfo", "rahasia3501", 1100.0),
     ("1400", "bappedalitbang", "rahasia1400", 1700.0),
 ];
+
+/// The fifth participant of room 8000: SIPp playing a tone.
+const SIPP: (&str, &str, &str, f64) = ("1001", "setda", "rahasia1001", 1300.0);
 
 /// A 16-bit mono 8 kHz WAV of a tone at `hz` lasting `secs`.
 fn tone_wav(path: &Path, hz: f64, secs: u32) {
@@ -44,6 +49,74 @@ fn tone_wav(path: &Path, hz: f64, secs: u32) {
         w.extend_from_slice(&v.to_le_bytes());
     }
     std::fs::write(path, w).expect("write tone WAV");
+}
+
+/// A pcap (Ethernet, IPv4, UDP, RTP PCMU, 20 ms) of a tone at `hz` lasting `secs`, for
+/// SIPp's `play_pcap_audio` (it rewrites the addresses and ports).
+fn tone_pcap(path: &Path, hz: f64, secs: u32) {
+    let mut w = Vec::new();
+    w.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    w.extend_from_slice(&2u16.to_le_bytes());
+    w.extend_from_slice(&4u16.to_le_bytes());
+    for v in [0u32, 0, 65535, 1] {
+        w.extend_from_slice(&v.to_le_bytes());
+    }
+    for n in 0..secs * 50 {
+        let mut rtp = vec![0x80, if n == 0 { 0x80 } else { 0 }];
+        rtp.extend_from_slice(&(n as u16).to_be_bytes());
+        rtp.extend_from_slice(&(n * 160).to_be_bytes());
+        rtp.extend_from_slice(&0x5ee5_0001u32.to_be_bytes());
+        for i in 0..160 {
+            let t = f64::from(n * 160 + i) / 8000.0;
+            let v = (6000.0 * (std::f64::consts::TAU * hz * t).sin()) as i16;
+            rtp.push(tambun::media::mixer::g711::linear_to_ulaw(v));
+        }
+        let udp_len = 8 + rtp.len() as u16;
+        let ip_len = 20 + udp_len;
+        let mut pkt = vec![0u8; 12];
+        pkt.extend_from_slice(&[0x08, 0x00]);
+        let mut ip = vec![0x45, 0];
+        ip.extend_from_slice(&ip_len.to_be_bytes());
+        ip.extend_from_slice(&[0, 0, 0, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1]);
+        let sum = ip
+            .chunks_exact(2)
+            .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+            .sum::<u32>();
+        let sum = !(((sum & 0xffff) + (sum >> 16)) as u16);
+        ip[10..12].copy_from_slice(&sum.to_be_bytes());
+        pkt.extend_from_slice(&ip);
+        pkt.extend_from_slice(&6000u16.to_be_bytes());
+        pkt.extend_from_slice(&6002u16.to_be_bytes());
+        pkt.extend_from_slice(&udp_len.to_be_bytes());
+        pkt.extend_from_slice(&[0, 0]);
+        pkt.extend_from_slice(&rtp);
+        let usec = u64::from(n) * 20_000;
+        for v in [(usec / 1_000_000) as u32, (usec % 1_000_000) as u32] {
+            w.extend_from_slice(&v.to_le_bytes());
+        }
+        for _ in 0..2 {
+            w.extend_from_slice(&(pkt.len() as u32).to_le_bytes());
+        }
+        w.extend_from_slice(&pkt);
+    }
+    std::fs::write(path, w).expect("write tone pcap");
+}
+
+/// SIPp's media-uac-pcap.xml playing `pcap` instead of its DTMF capture, written to `work`.
+fn tone_scenario(work: &Path, pcap: &Path) -> PathBuf {
+    let template = std::fs::read_to_string(sipp_scenario("media-uac-pcap.xml"))
+        .expect("read media-uac-pcap.xml");
+    let path = work.join("room-tone.xml");
+    let text = template.replace(
+        "/usr/share/sip-tester/dtmf_2833_1.pcap",
+        &pcap.display().to_string(),
+    );
+    assert_ne!(
+        text, template,
+        "media-uac-pcap.xml no longer plays its capture"
+    );
+    std::fs::write(&path, text).expect("write scenario");
+    path
 }
 
 /// The samples of a 16-bit PCM WAV (the data chunk).
@@ -79,8 +152,12 @@ fn wav_rate(path: &Path) -> f64 {
 }
 
 #[test]
-fn four_baresips_in_room_8000_hear_each_other_and_not_themselves() {
-    let exts: Vec<(&str, &str, &str)> = PEOPLE.iter().map(|(e, o, p, _)| (*e, *o, *p)).collect();
+fn five_phones_in_room_8000_hear_each_other_and_not_themselves() {
+    let exts: Vec<(&str, &str, &str)> = PEOPLE
+        .iter()
+        .chain([&SIPP])
+        .map(|(e, o, p, _)| (*e, *o, *p))
+        .collect();
     let (switch, _range) = media_switch(&exts, "");
     let mut phones = Vec::new();
     for (ext, _, password, hz) in PEOPLE {
@@ -117,42 +194,85 @@ fn four_baresips_in_room_8000_hear_each_other_and_not_themselves() {
             phone.log_text()
         );
     }
-    std::thread::sleep(Duration::from_secs(4));
-    let calls = switch.cli_ok(&["calls", "--json"]);
-    // The operator's view: the four, all talking (each sends its tone).
-    let show = switch.cli_ok(&["conf", "show", "8000", "--json"]);
-    let room: serde_json::Value = serde_json::from_str(&show).expect("conf show --json is JSON");
-    let mut in_room: Vec<&str> = room["participants"]
-        .as_array()
-        .map(|ps| ps.iter().filter_map(|p| p["extension"].as_str()).collect())
-        .unwrap_or_default();
-    in_room.sort_unstable();
-    let mut want: Vec<&str> = PEOPLE.iter().map(|p| p.0).collect();
-    want.sort_unstable();
-    assert_eq!(in_room, want, "{show}");
-    let talkers = room["talkers"].as_array().map_or(0, Vec::len);
-    assert_eq!(talkers, 4, "everyone sends a tone: {show}");
-    let moderators: Vec<&str> = room["participants"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|p| p["moderator"] == true)
-        .filter_map(|p| p["extension"].as_str())
-        .collect();
-    assert_eq!(
-        moderators,
-        ["3501"],
-        "Diskominfo moderates room 8000: {show}"
-    );
-    let list = switch.cli_ok(&["conf", "list"]);
-    assert!(list.contains("8000"), "{list}");
-    for (_, _, _, phone) in &phones {
-        phone.command_data("hangup", "");
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    for (_, _, _, phone) in phones.iter_mut() {
-        phone.stop();
-    }
+    // The fifth, SIPp, plays its tone for 10 s; the baresips hang up while it plays.
+    let pcap = switch.dir().join("tone-sipp.pcap");
+    tone_pcap(&pcap, SIPP.3, 10);
+    let scenario = tone_scenario(switch.dir(), &pcap);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut calls = String::new();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let run = sipp_call(
+                &switch,
+                "tone",
+                SIPP.0,
+                SIPP.2,
+                "8000",
+                &scenario,
+                &["-d", "10000"],
+            );
+            tx.send(run).unwrap();
+        });
+        let mut room = serde_json::Value::Null;
+        let five = Switch::eventually(Duration::from_secs(10), || {
+            room = conf_show(&switch, "8000");
+            room["participants"].as_array().map_or(0, Vec::len) == 5
+        });
+        assert!(five, "SIPp is not the fifth in room 8000: {room:#}");
+        std::thread::sleep(Duration::from_secs(4));
+        calls = switch.cli_ok(&["calls", "--json"]);
+        // The operator's view: the five, all talking (each sends its tone).
+        let show = switch.cli_ok(&["conf", "show", "8000", "--json"]);
+        let room: serde_json::Value =
+            serde_json::from_str(&show).expect("conf show --json is JSON");
+        let mut in_room: Vec<&str> = room["participants"]
+            .as_array()
+            .map(|ps| ps.iter().filter_map(|p| p["extension"].as_str()).collect())
+            .unwrap_or_default();
+        in_room.sort_unstable();
+        let mut want: Vec<&str> = PEOPLE.iter().chain([&SIPP]).map(|p| p.0).collect();
+        want.sort_unstable();
+        assert_eq!(in_room, want, "{show}");
+        let mut talkers: Vec<&str> = room["talkers"]
+            .as_array()
+            .map(|ts| ts.iter().filter_map(|t| t.as_str()).collect())
+            .unwrap_or_default();
+        talkers.sort_unstable();
+        assert_eq!(talkers, want, "everyone sends a tone: {show}");
+        let moderators: Vec<&str> = room["participants"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["moderator"] == true)
+            .filter_map(|p| p["extension"].as_str())
+            .collect();
+        assert_eq!(
+            moderators,
+            ["3501"],
+            "Diskominfo moderates room 8000: {show}"
+        );
+        // SIPp records nothing: what it was sent stands for what it heard.
+        let sipp_out = room["participants"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["extension"] == SIPP.0)
+            .map_or(0, |p| p["packets_out"].as_u64().unwrap_or(0));
+        assert!(
+            sipp_out > 100,
+            "the room sent SIPp {sipp_out} packets: {show}"
+        );
+        let list = switch.cli_ok(&["conf", "list"]);
+        assert!(list.contains("8000"), "{list}");
+        for (_, _, _, phone) in &phones {
+            phone.command_data("hangup", "");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        for (_, _, _, phone) in phones.iter_mut() {
+            phone.stop();
+        }
+    });
+    assert_sipp_ok(&rx.recv().unwrap(), 1, "the SIPp participant");
     for (ext, hz, dumps, phone) in &phones {
         let dec = std::fs::read_dir(dumps)
             .unwrap()
@@ -173,10 +293,11 @@ fn four_baresips_in_room_8000_hear_each_other_and_not_themselves() {
         let tail = &samples[samples.len() - (2.0 * rate) as usize..];
         let powers: Vec<String> = PEOPLE
             .iter()
+            .chain([&SIPP])
             .map(|(_, _, _, f)| format!("{f} Hz {:.0}", goertzel(tail, *f, rate)))
             .collect();
         eprintln!("{ext} ({hz} Hz) hears: {}", powers.join(", "));
-        for (other, _, _, ohz) in PEOPLE {
+        for (other, _, _, ohz) in PEOPLE.into_iter().chain([SIPP]) {
             let p = goertzel(tail, ohz, rate);
             if ohz == *hz {
                 assert!(p < 2e3, "{ext} hears itself ({ohz} Hz): {p}");
@@ -316,6 +437,233 @@ fn room_8001_asks_for_the_pin() {
     });
     assert!(gone, "room 8001 still has participants");
     moderator.stop();
+    let idle = wait_relay_idle(&switch, Duration::from_secs(5));
+    assert_eq!(idle, (0, 0), "the relay still holds ports or sessions");
+}
+
+/// The samples of `dumps`' newest decoded dump (the last call's).
+fn newest_dump(dumps: &Path) -> (Vec<i16>, f64) {
+    let mut decs: Vec<PathBuf> = std::fs::read_dir(dumps)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    decs.retain(|p| p.to_string_lossy().ends_with("-dec.wav"));
+    decs.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.created()).ok());
+    let Some(dec) = decs.last() else {
+        return (Vec::new(), 8000.0);
+    };
+    (wav_samples(dec), wav_rate(dec))
+}
+
+/// Power at `hz` in the 2 s of `samples` that ended `before` the end of the dump.
+fn power_before_end(samples: &[i16], rate: f64, before: Duration, hz: f64) -> f64 {
+    let end = samples
+        .len()
+        .saturating_sub((before.as_secs_f64() * rate) as usize);
+    let start = end.saturating_sub((2.0 * rate) as usize);
+    assert!(
+        end - start > rate as usize,
+        "the dump is too short ({} samples) for a window {before:?} before its end",
+        samples.len()
+    );
+    goertzel(&samples[start..end], hz, rate)
+}
+
+/// The operator's controls on room 8000 with three baresips: `conf mute` makes the others
+/// stop hearing one (it still hears them); `conf lock` refuses a new participant (403) and
+/// the one `conf kick` removed (the switch hangs up on it) until `conf unlock`; it rejoins
+/// and is heard again.
+#[test]
+fn the_operator_mutes_locks_and_removes_in_room_8000() {
+    let people = &PEOPLE[..3];
+    let mut exts: Vec<(&str, &str, &str)> =
+        people.iter().map(|(e, o, p, _)| (*e, *o, *p)).collect();
+    exts.push((SIPP.0, SIPP.1, SIPP.2));
+    let (switch, _range) = media_switch(&exts, "");
+    let mut phones = Vec::new();
+    for (ext, _, password, hz) in people {
+        let tone = switch.dir().join(format!("tone-{ext}.wav"));
+        tone_wav(&tone, *hz, 60);
+        let dumps = switch.dir().join(format!("dump-{ext}"));
+        std::fs::create_dir_all(&dumps).unwrap();
+        let audio = format!(
+            "audio_player\t\talsa,null\n\
+             audio_alert\t\talsa,null\n\
+             audio_source\t\taufile,{}\n\
+             audio_buffer\t\t20-160\n\
+             snd_path\t\t{}\n\
+             module\t\t\taufile.so\n\
+             module\t\t\talsa.so\n\
+             module\t\t\tsndfile.so\n",
+            tone.display(),
+            dumps.display()
+        );
+        let acc = account(&switch, ext, password, ";audio_codecs=PCMU;ptime=20");
+        let phone = Baresip::start_registered(switch.dir(), ext, &acc, Some(&audio));
+        phones.push((*ext, *hz, dumps, phone));
+    }
+    let dial = |phone: &Baresip, ext: &str| {
+        let answer = phone.command_data("dial", &format!("sip:8000@{}", switch.sip));
+        let up = Switch::eventually(Duration::from_secs(10), || phone.has_established_call());
+        assert!(
+            up,
+            "{ext} is not in room 8000 (dial: {answer}):\n{}",
+            phone.log_text()
+        );
+    };
+    for (ext, _, _, phone) in &phones {
+        dial(phone, ext);
+    }
+    let (a, b, c) = (people[0], people[1], people[2]);
+    let participant = |ext: &str| {
+        let room = conf_show(&switch, "8000");
+        room["participants"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["extension"] == ext)
+            .cloned()
+            .unwrap_or(serde_json::Value::Null)
+    };
+    std::thread::sleep(Duration::from_secs(3));
+
+    // Mute B: A and C stop hearing it.
+    let said = switch.cli_ok(&["conf", "mute", "8000", b.0]);
+    assert!(said.contains("muted"), "{said}");
+    let t_mute = Instant::now();
+    assert_eq!(participant(b.0)["muted"], true, "conf show after conf mute");
+    std::thread::sleep(Duration::from_secs(3));
+
+    // Lock: a new participant is refused; the removed one too, until unlocked.
+    let said = switch.cli_ok(&["conf", "lock", "8000"]);
+    assert!(said.contains("locked"), "{said}");
+    let refused = sipp_call(
+        &switch,
+        "locked",
+        SIPP.0,
+        SIPP.2,
+        "8000",
+        &crate::common::calls::refused_scenario(switch.dir(), 403),
+        &[],
+    );
+    assert_sipp_ok(&refused, 1, "a participant of a locked room");
+    let said = switch.cli_ok(&["conf", "kick", "8000", b.0]);
+    assert!(said.contains("removed"), "{said}");
+    let gone = Switch::eventually(Duration::from_secs(5), || {
+        !phones[1].3.has_established_call()
+    });
+    assert!(
+        gone,
+        "the switch did not hang up on {}:\n{}",
+        b.0,
+        phones[1].3.log_text()
+    );
+    assert!(participant(b.0).is_null(), "{} is still in the room", b.0);
+    phones[1]
+        .3
+        .command_data("dial", &format!("sip:8000@{}", switch.sip));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !phones[1].3.has_established_call() && participant(b.0).is_null(),
+        "{} joined the locked room",
+        b.0
+    );
+    phones[1].3.command_data("hangup", "");
+    let said = switch.cli_ok(&["conf", "unlock", "8000"]);
+    assert!(said.contains("unlocked"), "{said}");
+    std::thread::sleep(Duration::from_millis(300));
+    dial(&phones[1].3, b.0);
+    assert_eq!(
+        participant(b.0)["muted"],
+        false,
+        "a rejoined participant is not muted"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+
+    // Errors are sentences, and exit non-zero.
+    let out = switch.cli(&["conf", "mute", "8000", "1999"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("not in room 8000"),
+        "{err}"
+    );
+    let out = switch.cli(&["conf", "kick", "8999", "1000"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("nobody is in room 8999"),
+        "{err}"
+    );
+
+    let mut ended = Vec::new();
+    for (_, _, _, phone) in &phones {
+        phone.command_data("hangup", "");
+        ended.push(Instant::now());
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    for (_, _, _, phone) in phones.iter_mut() {
+        phone.stop();
+    }
+    // A's and C's one call: B is heard before the mute, not after it, and again at the end.
+    for (i, (ext, hz, dumps, phone)) in phones.iter().enumerate() {
+        let (samples, rate) = newest_dump(dumps);
+        let to_end = |t: Instant| ended[i].saturating_duration_since(t);
+        let others: Vec<(&str, f64)> = people
+            .iter()
+            .filter(|p| p.0 != *ext)
+            .map(|p| (p.0, p.3))
+            .collect();
+        for (other, ohz) in &others {
+            let end = power_before_end(&samples, rate, Duration::from_millis(300), *ohz);
+            eprintln!("{ext} ({hz} Hz) hears {other} at the end: {end:.0}");
+            assert!(
+                end > 5e4,
+                "{ext} does not hear {other} at the end: {end}\n{}",
+                phone.log_text()
+            );
+        }
+        assert!(
+            power_before_end(&samples, rate, Duration::from_millis(300), *hz) < 2e3,
+            "{ext} hears itself"
+        );
+        if *ext == b.0 {
+            continue;
+        }
+        let before = power_before_end(
+            &samples,
+            rate,
+            to_end(t_mute) + Duration::from_millis(300),
+            b.3,
+        );
+        let after = power_before_end(
+            &samples,
+            rate,
+            to_end(t_mute) - Duration::from_millis(2600),
+            b.3,
+        );
+        let other_after = power_before_end(
+            &samples,
+            rate,
+            to_end(t_mute) - Duration::from_millis(2600),
+            if *ext == a.0 { c.3 } else { a.3 },
+        );
+        eprintln!(
+            "{ext} hears {} before its mute {before:.0}, after {after:.0}",
+            b.0
+        );
+        assert!(
+            before > 5e4,
+            "{ext} did not hear {} before the mute: {before}",
+            b.0
+        );
+        assert!(
+            after < 2e3,
+            "{ext} still hears {} after the mute: {after}",
+            b.0
+        );
+        assert!(
+            other_after > 5e4,
+            "{ext} hears nobody after the mute: {other_after}"
+        );
+    }
     let idle = wait_relay_idle(&switch, Duration::from_secs(5));
     assert_eq!(idle, (0, 0), "the relay still holds ports or sessions");
 }
