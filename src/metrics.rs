@@ -36,6 +36,20 @@ pub struct ConnMetrics {
     pub tls_handshake_failures: u64,
 }
 
+/// What `/metrics` shows of a conference room that has participants.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoomMetrics {
+    pub room: String,
+    pub participants: u64,
+    /// Participants talking now (the relay's talker detection).
+    pub talkers: u64,
+    /// Streams mixed in the room's last tick.
+    pub mixed: u64,
+    /// Muted by the operator, a moderator or themselves.
+    pub muted: u64,
+    pub locked: bool,
+}
+
 /// Everything a scrape shows.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -45,6 +59,8 @@ pub struct Snapshot {
     pub relay: Option<RelayMetrics>,
     /// Unix time the process started, in seconds.
     pub started_unix: f64,
+    /// The conference rooms that have participants, by number.
+    pub rooms: Vec<RoomMetrics>,
 }
 
 /// The `/metrics` document of a snapshot.
@@ -288,7 +304,75 @@ pub fn render(s: &Snapshot) -> String {
             r.ports_in_use as f64,
         );
     }
+    rooms(&mut e, s);
     e.finish()
+}
+
+/// A gauge of each room: name, help, value.
+type RoomGauge = (&'static str, &'static str, fn(&RoomMetrics) -> f64);
+
+/// The conference rooms: joins and refusals, and each room that has participants.
+fn rooms(e: &mut Exposition, s: &Snapshot) {
+    use Kind::{Counter, Gauge};
+    let c = &s.switch.rooms;
+    e.single(
+        "tambun_room_joins_total",
+        "Participants the switch let into a conference room.",
+        Counter,
+        c.joined as f64,
+    );
+    e.family(
+        "tambun_room_refusals_total",
+        "Calls to a conference room refused or ended by the switch, by reason (full: 486, locked: 403, codec: 488 without G.711, media: no relay port, pin: three wrong PINs, kicked: removed by the operator).",
+        Counter,
+    );
+    for (reason, n) in [
+        ("full", c.refused_full),
+        ("locked", c.refused_locked),
+        ("codec", c.refused_codec),
+        ("media", c.refused_media),
+        ("pin", c.pin_failures),
+        ("kicked", c.kicked),
+    ] {
+        e.sample(&[("reason", reason)], n as f64);
+    }
+    e.single(
+        "tambun_rooms_active",
+        "Conference rooms with participants.",
+        Gauge,
+        s.rooms.len() as f64,
+    );
+    let per_room: [RoomGauge; 5] = [
+        (
+            "tambun_room_participants",
+            "Participants in the room.",
+            |r| r.participants as f64,
+        ),
+        ("tambun_room_talkers", "Participants talking now.", |r| {
+            r.talkers as f64
+        }),
+        (
+            "tambun_room_mixed_streams",
+            "Streams mixed in the room's last 20 ms.",
+            |r| r.mixed as f64,
+        ),
+        (
+            "tambun_room_muted",
+            "Participants muted (by the operator, a moderator or themselves).",
+            |r| r.muted as f64,
+        ),
+        (
+            "tambun_room_locked",
+            "1 when the room is locked (only moderators may join).",
+            |r| f64::from(u8::from(r.locked)),
+        ),
+    ];
+    for (name, help, value) in per_room {
+        e.family(name, help, Gauge);
+        for r in &s.rooms {
+            e.sample(&[("room", r.room.as_str())], value(r));
+        }
+    }
 }
 
 /// The kind of a metric family.

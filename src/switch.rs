@@ -212,6 +212,8 @@ pub struct SwitchMetrics {
     pub transactions: u64,
     /// Relay sessions open (or closing) and the ports they hold.
     pub media: (u64, u64),
+    /// Conference rooms: joins and refusals.
+    pub rooms: crate::proxy::rooms::RoomCounts,
 }
 
 pub struct Switch {
@@ -755,6 +757,7 @@ impl Switch {
                 .media
                 .as_ref()
                 .map_or((0, 0), |m| (m.sessions() as u64, m.ports_in_use() as u64)),
+            rooms: self.proxy.rooms.counts,
         }
     }
 

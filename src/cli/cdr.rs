@@ -307,6 +307,9 @@ struct UsageView {
     trunk_minutes: f64,
     trunk_answered_ms: i64,
     blocked: u64,
+    conference_calls: u64,
+    conference_minutes: f64,
+    conference_ms: i64,
 }
 
 impl From<&Usage> for UsageView {
@@ -321,6 +324,9 @@ impl From<&Usage> for UsageView {
             trunk_minutes: round2(u.trunk_answered_ms),
             trunk_answered_ms: u.trunk_answered_ms,
             blocked: u.blocked,
+            conference_calls: u.conference_calls,
+            conference_minutes: round2(u.conference_ms),
+            conference_ms: u.conference_ms,
         }
     }
 }
@@ -372,6 +378,8 @@ fn summary(store: &Store, range: RangeArgs, format: FormatArgs, now: i64) -> any
             "trunk_calls",
             "trunk_minutes",
             "blocked",
+            "conference_calls",
+            "conference_minutes",
         ])?;
         for o in &by_opd {
             let u = UsageView::from(&o.usage);
@@ -383,6 +391,8 @@ fn summary(store: &Store, range: RangeArgs, format: FormatArgs, now: i64) -> any
                 u.trunk_calls.to_string(),
                 format!("{:.2}", u.trunk_minutes),
                 u.blocked.to_string(),
+                u.conference_calls.to_string(),
+                format!("{:.2}", u.conference_minutes),
             ])?;
         }
         w.flush()?;
@@ -406,6 +416,8 @@ fn summary(store: &Store, range: RangeArgs, format: FormatArgs, now: i64) -> any
         "TRUNK CALLS",
         "TRUNK MINUTES",
         "BLOCKED",
+        "CONF CALLS",
+        "CONF MINUTES",
     ]);
     let row = |label: String, u: &Usage| {
         vec![
@@ -416,6 +428,8 @@ fn summary(store: &Store, range: RangeArgs, format: FormatArgs, now: i64) -> any
             u.trunk_calls.to_string(),
             format!("{:.1}", u.trunk_minutes()),
             u.blocked.to_string(),
+            u.conference_calls.to_string(),
+            format!("{:.1}", u.conference_minutes()),
         ]
     };
     for o in &by_opd {
@@ -423,6 +437,9 @@ fn summary(store: &Store, range: RangeArgs, format: FormatArgs, now: i64) -> any
     }
     t.add_row(row("total (each call once)".to_owned(), &total));
     println!("{t}");
-    println!("{period}; a call between two OPDs counts for both");
+    println!(
+        "{period}; a call between two OPDs counts for both; conference time (one record per \
+         participant) is part of the minutes too"
+    );
     Ok(())
 }

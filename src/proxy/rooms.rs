@@ -70,6 +70,23 @@ pub(crate) struct Rooms {
     locked: HashSet<RoomId>,
     /// Rooms whose participants are muted, except moderators; who joins is muted too.
     all_muted: HashSet<RoomId>,
+    /// Joins answered 200, and refused by reason, since the start (`/metrics`).
+    pub counts: RoomCounts,
+}
+
+/// The rooms' join counters for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RoomCounts {
+    pub joined: u64,
+    pub refused_full: u64,
+    pub refused_locked: u64,
+    /// No G.711 in the offer (488).
+    pub refused_codec: u64,
+    /// No relay, or no relay port (480/503).
+    pub refused_media: u64,
+    /// Hung up on after three wrong PINs.
+    pub pin_failures: u64,
+    pub kicked: u64,
 }
 
 /// What the operator (`tambun conf`) or a moderator's DTMF does to a room.
@@ -390,16 +407,19 @@ impl Proxy {
         };
         let room = RoomId(number);
         if self.media.is_none() {
+            self.rooms.counts.refused_media += 1;
             let w = warn("conference rooms need the media relay, which is off");
             self.respond_final_full(cx, id, 480, None, &w, now);
             return;
         }
         if self.rooms.locked.contains(&room) && !plan.moderator {
+            self.rooms.counts.refused_locked += 1;
             let w = warn(&format!("room {} is locked by its moderator", plan.number));
             self.respond_final_full(cx, id, 403, None, &w, now);
             return;
         }
         if self.rooms.count(room) >= plan.max as usize {
+            self.rooms.counts.refused_full += 1;
             let w = warn(&format!(
                 "room {} is full ({} participants)",
                 plan.number, plan.max
@@ -421,6 +441,7 @@ impl Proxy {
             })
             .flatten();
         let Some(offer) = offer else {
+            self.rooms.counts.refused_codec += 1;
             let w = warn("the room needs an SDP offer with PCMU or PCMA");
             self.respond_final_full(cx, id, 488, None, &w, now);
             return;
@@ -449,6 +470,7 @@ impl Proxy {
             Ok(j) => j,
             Err(e) => {
                 tracing::warn!(room = number, error = %e, "no relay port for a participant");
+                self.rooms.counts.refused_media += 1;
                 self.respond_final_full(cx, id, 503, None, &warn("no media ports"), now);
                 return;
             }
@@ -504,6 +526,7 @@ impl Proxy {
         );
         self.forget(id);
         tracing::info!(room = %plan.number, %caller, moderator = plan.moderator, "joined the room");
+        self.rooms.counts.joined += 1;
         let unacked = (upstream.transport == Transport::Udp)
             .then(|| (bytes, now.instant + T1, T1, now.instant + 64 * T1));
         self.rooms.dialogs.insert(
@@ -745,6 +768,7 @@ impl Proxy {
                         self.send_own_bye(cx, &k.0, &uri, peer, &from, &to, 1, 0, KICK_REASON, now);
                     }
                     self.room_leave(k, now);
+                    self.rooms.counts.kicked += 1;
                     affected += 1;
                 }
                 tracing::info!(room = number, %extension, affected, "removed from the room");
@@ -831,6 +855,7 @@ impl Proxy {
                 if *failures < PIN_ATTEMPTS {
                     return;
                 }
+                self.rooms.counts.pin_failures += 1;
                 let (peer, from, to) = (d.peer, d.our_from.clone(), d.their_from.clone());
                 let uri = d.their_contact.clone();
                 if let Some(uri) = uri {

@@ -1664,7 +1664,10 @@ fn a_moderator_locks_and_mutes_room_8000_by_dtmf() {
     let refused = rig.join_room("1200", 7004, "8000");
     assert_eq!(refused.status(), Some(403));
     let text = String::from_utf8_lossy(&refused.wire()).to_string();
-    assert!(text.contains("Warning: 399 tambun \"room 8000 is locked"), "{text}");
+    assert!(
+        text.contains("Warning: 399 tambun \"room 8000 is locked"),
+        "{text}"
+    );
     assert_eq!(rig.join_room("3502", 7006, "8000").status(), Some(200));
 
     // *7: 1000 is muted, the moderators are not.

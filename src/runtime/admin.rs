@@ -219,12 +219,39 @@ async fn metrics(
         .await
         .map_err(|_| stopping(()))?;
     let switch = rx.await.map_err(|_| stopping(()))?;
+    let (reply, rx) = oneshot::channel();
+    state
+        .driver
+        .send(Input::Rooms { reply })
+        .await
+        .map_err(|_| stopping(()))?;
+    let mut rooms = Vec::new();
+    for r in rx.await.map_err(|_| stopping(()))? {
+        let media = match &state.relay {
+            Some(relay) => relay.room_state(r.room_id).await,
+            None => None,
+        };
+        let count = |f: fn(&crate::media::mixer::ParticipantStats) -> bool| {
+            media.as_ref().map_or(0, |m| {
+                m.participants.iter().filter(|p| f(&p.stats)).count() as u64
+            })
+        };
+        rooms.push(crate::metrics::RoomMetrics {
+            room: r.room.clone(),
+            participants: r.participants.len() as u64,
+            talkers: count(|s| s.talking),
+            mixed: media.as_ref().map_or(0, |m| m.mixed as u64),
+            muted: count(|s| s.muted || s.self_muted),
+            locked: r.locked,
+        });
+    }
     let media = switch.media;
     let snapshot = crate::metrics::Snapshot {
         switch,
         connections: state.conns.stats.metrics(),
         relay: state.relay.as_ref().map(|r| r.metrics(media)),
         started_unix: state.started_unix,
+        rooms,
     };
     Ok((
         [(

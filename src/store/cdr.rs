@@ -59,12 +59,21 @@ pub struct Usage {
     /// Attempts blocked by the toll guard or refused for lack of permission (disposition
     /// `blocked`).
     pub blocked: u64,
+    /// Calls to a conference room (route `room N`: one per participant), and their time in
+    /// the room, in milliseconds; part of `calls` and `answered_ms` too.
+    pub conference_calls: u64,
+    pub conference_ms: i64,
 }
 
 impl Usage {
     /// Talk time in minutes.
     pub fn minutes(&self) -> f64 {
         self.answered_ms as f64 / 60_000.0
+    }
+
+    /// Time in conference rooms, in minutes.
+    pub fn conference_minutes(&self) -> f64 {
+        self.conference_ms as f64 / 60_000.0
     }
 
     /// Trunk talk time in minutes.
@@ -96,7 +105,9 @@ const USAGE_SUMS: &str = "COUNT(*), \
      COALESCE(SUM(duration_ms), 0), \
      COALESCE(SUM(trunk), 0), \
      COALESCE(SUM(CASE WHEN trunk = 1 THEN duration_ms ELSE 0 END), 0), \
-     COALESCE(SUM(disposition = 'blocked'), 0)";
+     COALESCE(SUM(disposition = 'blocked'), 0), \
+     COALESCE(SUM(route LIKE 'room %'), 0), \
+     COALESCE(SUM(CASE WHEN route LIKE 'room %' THEN duration_ms ELSE 0 END), 0)";
 
 impl Store {
     /// Writes finished calls, all in one transaction (the switch batches them). When this
@@ -242,14 +253,14 @@ impl Store {
         // UNION (not UNION ALL) drops the second copy of a call whose caller and callee are
         // in the same OPD: the rows (opd, id) are equal.
         let sql = format!(
-            "WITH c AS (SELECT id, caller_opd, callee_opd, answer_ms, duration_ms, trunk, \
+            "WITH c AS (SELECT id, caller_opd, callee_opd, answer_ms, duration_ms, trunk, route, \
                  disposition FROM cdrs \
                  WHERE (?1 IS NULL OR start_ms >= ?1) AND (?2 IS NULL OR start_ms < ?2)), \
              per AS ( \
-                 SELECT caller_opd AS opd, id, answer_ms, duration_ms, trunk, disposition FROM c \
+                 SELECT caller_opd AS opd, id, answer_ms, duration_ms, trunk, route, disposition FROM c \
                      WHERE caller_opd IS NOT NULL \
                  UNION \
-                 SELECT callee_opd AS opd, id, answer_ms, duration_ms, trunk, disposition FROM c \
+                 SELECT callee_opd AS opd, id, answer_ms, duration_ms, trunk, route, disposition FROM c \
                      WHERE callee_opd IS NOT NULL) \
              SELECT opd, {USAGE_SUMS} FROM per GROUP BY opd ORDER BY opd"
         );
@@ -342,6 +353,8 @@ fn usage_from_row(r: &Row, first: usize) -> rusqlite::Result<Usage> {
         trunk_calls: r.get(first + 3)?,
         trunk_answered_ms: r.get(first + 4)?,
         blocked: r.get(first + 5)?,
+        conference_calls: r.get(first + 6)?,
+        conference_ms: r.get(first + 7)?,
     })
 }
 

@@ -805,6 +805,12 @@ fn summary_counts_a_cross_opd_call_for_both() {
             cdr("2301", Some("dinkes"), "90215551234", None, 4_000, Some(90)),
             // trunk → dinkes, unanswered.
             cdr("0215551234", None, "2300", Some("dinkes"), 5_000, None),
+            // setda in room 8000 for 2 minutes.
+            CdrRecord {
+                route: "room 8000".into(),
+                trunk: false,
+                ..cdr("1003", Some("setda"), "8000", None, 6_000, Some(120))
+            },
             // outside the window.
             cdr(
                 "1000",
@@ -829,39 +835,46 @@ fn summary_counts_a_cross_opd_call_for_both() {
                     trunk_calls: 2,
                     trunk_answered_ms: 90_000,
                     blocked: 0,
+                    conference_calls: 0,
+                    conference_ms: 0,
                 },
             },
             OpdUsage {
                 opd: opd("setda"),
                 usage: Usage {
-                    calls: 3,
-                    answered: 2,
-                    answered_ms: 90_000,
+                    calls: 4,
+                    answered: 3,
+                    answered_ms: 210_000,
                     trunk_calls: 0,
                     trunk_answered_ms: 0,
                     blocked: 0,
+                    conference_calls: 1,
+                    conference_ms: 120_000,
                 },
             },
         ]
     );
     assert_eq!(summary[0].usage.minutes(), 2.5);
+    assert_eq!(summary[1].usage.conference_minutes(), 2.0);
     assert_eq!(summary[0].usage.trunk_minutes(), 1.5);
 
     let total = store.cdr_totals(Some(0), Some(10_000)).unwrap();
     assert_eq!(
         total,
         Usage {
-            calls: 5,
-            answered: 3,
-            answered_ms: 180_000,
+            calls: 6,
+            answered: 4,
+            answered_ms: 300_000,
             trunk_calls: 2,
             trunk_answered_ms: 90_000,
             blocked: 0,
+            conference_calls: 1,
+            conference_ms: 120_000,
         },
         "each call once"
     );
     let unbounded = store.cdr_summary_by_opd(None, None).unwrap();
-    assert_eq!(unbounded[1].usage.answered_ms, 690_000);
+    assert_eq!(unbounded[1].usage.answered_ms, 810_000);
     assert_eq!(
         store.cdr_totals(Some(50), Some(60)).unwrap(),
         Usage::default(),

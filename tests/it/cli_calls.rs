@@ -462,9 +462,9 @@ fn cdr_summary_by_opd() {
     let csv = env.ok(&[&["cdr", "summary", "--by", "opd", "--csv"][..], &day].concat());
     assert_eq!(
         csv,
-        "opd,calls,answered,minutes,trunk_calls,trunk_minutes,blocked\n\
-         dinkes,2,2,3.58,1,2.00,0\n\
-         setda,2,1,1.58,0,0.00,0\n"
+        "opd,calls,answered,minutes,trunk_calls,trunk_minutes,blocked,conference_calls,conference_minutes\n\
+         dinkes,2,2,3.58,1,2.00,0,0,0.00\n\
+         setda,2,1,1.58,0,0.00,0,0,0.00\n"
     );
 
     let json = env.json(&[&["cdr", "summary", "--json"][..], &day].concat());
@@ -480,7 +480,7 @@ fn cdr_summary_by_opd() {
         serde_json::json!({
             "calls": 3, "answered": 2, "minutes": 3.58, "answered_ms": 215000,
             "trunk_calls": 1, "trunk_minutes": 2.0, "trunk_answered_ms": 120000,
-            "blocked": 0
+            "blocked": 0, "conference_calls": 0, "conference_minutes": 0.0, "conference_ms": 0
         }),
         "the cross-OPD call counted once in the total"
     );
@@ -489,6 +489,7 @@ fn cdr_summary_by_opd() {
     for want in [
         "TRUNK MINUTES",
         "BLOCKED",
+        "CONF MINUTES",
         "dinkes",
         "3.6",
         "total (each call once)",

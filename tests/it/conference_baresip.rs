@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::baresip::{account, Baresip};
 use crate::common::calls::{assert_sipp_ok, sipp_call};
-use crate::common::media::{media_switch, wait_relay_idle};
+use crate::common::media::{admin_get_text, media_switch, wait_relay_idle};
 use crate::common::peers::sipp_scenario;
 use crate::common::Switch;
 
@@ -264,6 +264,19 @@ fn five_phones_in_room_8000_hear_each_other_and_not_themselves() {
         );
         let list = switch.cli_ok(&["conf", "list"]);
         assert!(list.contains("8000"), "{list}");
+        let (_, metrics) = admin_get_text(&switch, "/metrics");
+        for line in [
+            "tambun_room_participants{room=\"8000\"} 5\n",
+            "tambun_room_talkers{room=\"8000\"} 5\n",
+            "tambun_room_mixed_streams{room=\"8000\"} 5\n",
+            "tambun_rooms_active 1\n",
+            "tambun_room_joins_total 5\n",
+        ] {
+            assert!(
+                metrics.contains(line),
+                "/metrics lacks {line:?}:\n{metrics}"
+            );
+        }
         for (_, _, _, phone) in &phones {
             phone.command_data("hangup", "");
         }
@@ -310,6 +323,36 @@ fn five_phones_in_room_8000_hear_each_other_and_not_themselves() {
         calls.contains("room 8000"),
         "the calls name the room: {calls}"
     );
+    // One record per participant; conference time per OPD in the summary.
+    let records = crate::common::calls::wait_cdrs(&switch, 5);
+    assert_eq!(records.len(), 5, "{records:#?}");
+    let summary = switch.cli_ok(&["cdr", "summary", "--json"]);
+    let summary: serde_json::Value = serde_json::from_str(&summary).expect("summary JSON");
+    let conf_calls = |opd: &str| {
+        summary["opds"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|o| o["opd"] == opd)
+            .and_then(|o| {
+                Some((
+                    o["conference_calls"].as_u64()?,
+                    o["conference_ms"].as_i64()?,
+                ))
+            })
+    };
+    for (opd, n) in [
+        ("setda", 2),
+        ("dinkes", 1),
+        ("diskominfo", 1),
+        ("bappedalitbang", 1),
+    ] {
+        let got = conf_calls(opd);
+        assert!(
+            got.is_some_and(|(calls, ms)| calls == n && ms > 3_000 * n as i64),
+            "{opd}: conference calls and time {got:?}: {summary:#}"
+        );
+    }
     let idle = wait_relay_idle(&switch, Duration::from_secs(5));
     assert_eq!(idle, (0, 0), "the relay still holds ports or sessions");
 }
@@ -546,6 +589,17 @@ fn the_operator_mutes_locks_and_removes_in_room_8000() {
         &[],
     );
     assert_sipp_ok(&refused, 1, "a participant of a locked room");
+    let (_, metrics) = admin_get_text(&switch, "/metrics");
+    for line in [
+        "tambun_room_locked{room=\"8000\"} 1\n",
+        "tambun_room_refusals_total{reason=\"locked\"} 1\n",
+        "tambun_room_muted{room=\"8000\"} 1\n",
+    ] {
+        assert!(
+            metrics.contains(line),
+            "/metrics lacks {line:?}:\n{metrics}"
+        );
+    }
     let said = switch.cli_ok(&["conf", "kick", "8000", b.0]);
     assert!(said.contains("removed"), "{said}");
     let gone = Switch::eventually(Duration::from_secs(5), || {
