@@ -721,3 +721,108 @@ fn the_operator_mutes_locks_and_removes_in_room_8000() {
     let idle = wait_relay_idle(&switch, Duration::from_secs(5));
     assert_eq!(idle, (0, 0), "the relay still holds ports or sessions");
 }
+
+/// Room 8000 limited to 10: a baresip is in it, then SIPp dials it 100 times within a
+/// second. Nine get in, 91 are answered 486, the room never holds more than 10; the baresip
+/// stays in its call throughout, and the room is its alone again afterwards.
+#[test]
+fn a_hundred_joins_at_once_find_room_8000_full() {
+    let range = crate::common::media::rtp_range(crate::common::media::RANGE_LEN);
+    let mut switch = Switch::create(crate::common::SwitchOptions {
+        extra_args: vec!["--rtp-ports".into(), range],
+        ..Default::default()
+    });
+    let plan = switch.dialplan.join("province.toml");
+    let text = std::fs::read_to_string(&plan).expect("province.toml");
+    let limited = text.replacen(
+        "moderators = [\"diskominfo\"]\n",
+        "moderators = [\"diskominfo\"]\nmax = 10\n",
+        1,
+    );
+    assert_ne!(limited, text, "room 8000 of province.toml has changed");
+    std::fs::write(&plan, limited).unwrap();
+    for (ext, opd, password, _) in &PEOPLE[..2] {
+        switch.add_ext(ext, opd, password);
+    }
+    switch.launch();
+
+    let (ext, _, password, hz) = PEOPLE[0];
+    let tone = switch.dir().join("tone.wav");
+    tone_wav(&tone, hz, 30);
+    let audio = format!(
+        "audio_player\t\talsa,null\n\
+         audio_alert\t\talsa,null\n\
+         audio_source\t\taufile,{}\n\
+         module\t\t\taufile.so\n\
+         module\t\t\talsa.so\n",
+        tone.display()
+    );
+    let acc = account(&switch, ext, password, ";audio_codecs=PCMU;ptime=20");
+    let mut phone = Baresip::start_registered(switch.dir(), ext, &acc, Some(&audio));
+    phone.command_data("dial", &format!("sip:8000@{}", switch.sip));
+    let up = Switch::eventually(Duration::from_secs(10), || phone.has_established_call());
+    assert!(up, "{ext} is not in room 8000:\n{}", phone.log_text());
+
+    let (crowd, _, crowd_password, _) = PEOPLE[1];
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut most = 0;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let run = sipp_call(
+                &switch,
+                "crowd",
+                crowd,
+                crowd_password,
+                "8000",
+                &sipp_scenario("room-crowd.xml"),
+                &["-m", "100", "-r", "100", "-l", "100", "-d", "3000"],
+            );
+            tx.send(run).unwrap();
+        });
+        let deadline = Instant::now() + Duration::from_secs(8);
+        while Instant::now() < deadline {
+            let n = conf_show(&switch, "8000")["participants"]
+                .as_array()
+                .map_or(0, Vec::len);
+            most = most.max(n);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let run = rx.recv().unwrap();
+    assert_sipp_ok(&run, 100, "100 joins");
+    assert_eq!(most, 10, "the room held at most {most}");
+    let (_, metrics) = admin_get_text(&switch, "/metrics");
+    for line in [
+        "tambun_room_joins_total 10\n",
+        "tambun_room_refusals_total{reason=\"full\"} 91\n",
+    ] {
+        assert!(
+            metrics.contains(line),
+            "/metrics lacks {line:?}:\n{metrics}"
+        );
+    }
+    let alone = Switch::eventually(Duration::from_secs(5), || {
+        let room = conf_show(&switch, "8000");
+        room["participants"].as_array().is_some_and(|ps| {
+            ps.len() == 1 && ps[0]["extension"] == ext && ps[0]["packets_in"].as_u64() > Some(200)
+        })
+    });
+    assert!(
+        alone,
+        "room 8000 after the crowd: {:#}",
+        conf_show(&switch, "8000")
+    );
+    assert!(
+        phone.has_established_call(),
+        "{ext} lost its call:\n{}",
+        phone.log_text()
+    );
+    phone.command_data("hangup", "");
+    let gone = Switch::eventually(Duration::from_secs(5), || {
+        conf_show(&switch, "8000").is_null()
+    });
+    assert!(gone, "room 8000 still has participants");
+    phone.stop();
+    let idle = wait_relay_idle(&switch, Duration::from_secs(5));
+    assert_eq!(idle, (0, 0), "the relay still holds ports or sessions");
+}
