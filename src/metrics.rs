@@ -323,7 +323,7 @@ fn rooms(e: &mut Exposition, s: &Snapshot) {
     );
     e.family(
         "tambun_room_refusals_total",
-        "Calls to a conference room refused or ended by the switch, by reason (full: 486, locked: 403, codec: 488 without G.711, media: no relay port, pin: three wrong PINs, kicked: removed by the operator).",
+        "Calls to a conference room refused or ended by the switch, by reason (full: 486, locked: 403, codec: 488 without G.711, media: no relay port, pin: three wrong PINs, kicked: removed by the operator, no-media: nothing received for the media inactivity time).",
         Counter,
     );
     for (reason, n) in [
@@ -333,6 +333,7 @@ fn rooms(e: &mut Exposition, s: &Snapshot) {
         ("media", c.refused_media),
         ("pin", c.pin_failures),
         ("kicked", c.kicked),
+        ("no-media", c.media_timeouts),
     ] {
         e.sample(&[("reason", reason)], n as f64);
     }

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::control::{RoomId, RoomParticipant, RoomState};
 use super::mixer::{Mixer, MixerConfig, MixerEvent, ParticipantId, ParticipantSpec};
@@ -47,6 +47,9 @@ struct Member {
     bytes_out: u64,
     foreign: u64,
     last_packet: Option<Instant>,
+    joined: Instant,
+    /// The silence last reported (its start), so that one silence is reported once.
+    reported: Option<Instant>,
 }
 
 /// One room: its mixer and, by participant id, its members.
@@ -132,6 +135,8 @@ impl Conferences {
             bytes_out: 0,
             foreign: 0,
             last_packet: None,
+            joined: now,
+            reported: None,
         });
         self.by_session.insert(session, index);
         tracing::debug!(
@@ -281,13 +286,14 @@ impl Conferences {
                 foreign += 1;
                 continue;
             }
+            // RTCP says the phone is there too (a phone on hold may send only that).
+            m.last_packet = Some(now);
             if bytes.len() >= 2 && (192..=223).contains(&bytes[1]) {
                 continue; // RTCP (muxed)
             }
             m.latched = Some(src);
             m.received += 1;
             m.bytes_in += bytes.len() as u64;
-            m.last_packet = Some(now);
             let _ = r.mixer.handle_rtp(m.participant, bytes, now);
         }
         m.foreign += foreign;
@@ -341,6 +347,20 @@ impl Conferences {
         if failed > 0 {
             counters.send_failures.fetch_add(failed, Ordering::Relaxed);
         }
+    }
+
+    /// Participants from whom nothing came for `inactivity` (since they joined, or since
+    /// their last packet), each silence once: the signalling core hangs up on them.
+    pub fn poll_inactive(&mut self, now: Instant, inactivity: Duration) -> Vec<SessionId> {
+        let mut silent = Vec::new();
+        for m in self.members.iter_mut().flatten() {
+            let since = m.last_packet.unwrap_or(m.joined);
+            if now.saturating_duration_since(since) >= inactivity && m.reported != Some(since) {
+                m.reported = Some(since);
+                silent.push(m.session);
+            }
+        }
+        silent
     }
 
     /// The events for the signalling core since the last call.

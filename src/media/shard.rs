@@ -283,6 +283,11 @@ impl Shard {
                 for (session, call) in self.table.poll_inactive(now, self.cfg.inactivity) {
                     self.report(MediaEvent::Inactive { session, call });
                 }
+                if !self.rooms.is_empty() {
+                    for session in self.rooms.poll_inactive(now, self.cfg.inactivity) {
+                        self.report(MediaEvent::Inactive { session, call: 0 });
+                    }
+                }
                 next_tick = now + tick;
             }
         }

@@ -655,6 +655,9 @@ impl Proxy {
         session: SessionId,
         now: crate::types::Now,
     ) {
+        if self.room_inactive(cx, session, now) {
+            return;
+        }
         let Some(call_id) = self.media_calls.by_session.get(&session).cloned() else {
             return;
         };

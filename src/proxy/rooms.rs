@@ -87,6 +87,8 @@ pub struct RoomCounts {
     /// Hung up on after three wrong PINs.
     pub pin_failures: u64,
     pub kicked: u64,
+    /// Hung up on for sending no media.
+    pub media_timeouts: u64,
 }
 
 /// What the operator (`tambun conf`) or a moderator's DTMF does to a room.
@@ -866,6 +868,31 @@ impl Proxy {
             }
             _ => {}
         }
+    }
+
+    /// A participant the relay heard nothing from for the inactivity time: the switch hangs
+    /// up on it (our BYE, Reason 408) and its record says `media-timeout`. False when
+    /// `session` is no participant's.
+    pub(super) fn room_inactive(&mut self, cx: &mut Ctx<'_>, session: SessionId, now: Now) -> bool {
+        let Some((key, d)) = self
+            .rooms
+            .dialogs
+            .iter()
+            .find(|(_, d)| d.session == session)
+        else {
+            return false;
+        };
+        let key = key.clone();
+        tracing::info!(room = %d.number, caller = %d.caller, "no media from the participant: hanging up");
+        let (peer, from, to) = (d.peer, d.our_from.clone(), d.their_from.clone());
+        if let Some(uri) = d.their_contact.clone() {
+            let reason = "SIP;cause=408;text=\"media timeout\"";
+            self.send_own_bye(cx, &key.0, &uri, peer, &from, &to, 1, 0, reason, now);
+        }
+        self.records.media_timeout(&key.0, now.unix_ms);
+        self.rooms.counts.media_timeouts += 1;
+        self.room_leave(&key, now);
+        true
     }
 
     /// Our 2xx retransmissions (UDP), and participants whose ACK never came (they leave).

@@ -826,3 +826,86 @@ fn a_hundred_joins_at_once_find_room_8000_full() {
     let idle = wait_relay_idle(&switch, Duration::from_secs(5));
     assert_eq!(idle, (0, 0), "the relay still holds ports or sessions");
 }
+
+/// With `[media] inactivity_secs = 2`, a participant that sends no RTP at all (SIPp) is hung
+/// up on by the switch (its BYE, Reason 408 "media timeout"; the record says
+/// `media-timeout`), while a baresip that talks stays in room 8000.
+#[test]
+fn a_participant_sending_no_media_is_hung_up_on() {
+    let (switch, _range) = media_switch(
+        &[
+            ("1000", "setda", "rahasia1000"),
+            ("2300", "dinkes", "rahasia2300"),
+        ],
+        "[media]\ninactivity_secs = 2\n",
+    );
+    let tone = switch.dir().join("tone.wav");
+    tone_wav(&tone, 500.0, 30);
+    let audio = format!(
+        "audio_player\t\talsa,null\n\
+         audio_alert\t\talsa,null\n\
+         audio_source\t\taufile,{}\n\
+         module\t\t\taufile.so\n\
+         module\t\t\talsa.so\n",
+        tone.display()
+    );
+    let acc = account(
+        &switch,
+        "1000",
+        "rahasia1000",
+        ";audio_codecs=PCMU;ptime=20",
+    );
+    let mut phone = Baresip::start_registered(switch.dir(), "1000", &acc, Some(&audio));
+    phone.command_data("dial", &format!("sip:8000@{}", switch.sip));
+    let up = Switch::eventually(Duration::from_secs(10), || phone.has_established_call());
+    assert!(up, "1000 is not in room 8000:\n{}", phone.log_text());
+    // SIPp joins, keys six digits (no PIN in 8000: they are only digits), sends no RTP and
+    // waits for the switch's BYE.
+    let silent = sipp_call(
+        &switch,
+        "silent",
+        "2300",
+        "rahasia2300",
+        "8000",
+        &sipp_scenario("room-pin-wrong.xml"),
+        &[],
+    );
+    assert_sipp_ok(&silent, 1, "the silent participant");
+    let messages = std::fs::read_to_string(silent.dir.join("messages.log")).unwrap_or_default();
+    assert!(
+        messages.contains("media timeout"),
+        "the switch's BYE says why:\n{messages}"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        phone.has_established_call(),
+        "the talking phone was hung up on:\n{}",
+        phone.log_text()
+    );
+    let room = conf_show(&switch, "8000");
+    let exts: Vec<&str> = room["participants"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["extension"].as_str())
+        .collect();
+    assert_eq!(exts, ["1000"], "{room:#}");
+    phone.command_data("hangup", "");
+    let records = crate::common::calls::wait_cdrs(&switch, 2);
+    let silent_record = records
+        .iter()
+        .find(|r| r["caller"] == "2300")
+        .unwrap_or_else(|| panic!("no record of 2300: {records:#?}"));
+    assert_eq!(
+        silent_record["disposition"], "media-timeout",
+        "{silent_record:#}"
+    );
+    let talker = records.iter().find(|r| r["caller"] == "1000");
+    assert!(
+        talker.is_some_and(|r| r["disposition"] == "answered"),
+        "{records:#?}"
+    );
+    phone.stop();
+    let idle = wait_relay_idle(&switch, Duration::from_secs(5));
+    assert_eq!(idle, (0, 0), "the relay still holds ports or sessions");
+}
