@@ -640,6 +640,18 @@ fn the_operator_mutes_locks_and_removes_in_room_8000() {
         !out.status.success() && err.contains("not in room 8000"),
         "{err}"
     );
+    let out = switch.cli(&["conf", "lock", "80a0"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("is not a room number"),
+        "{err}"
+    );
+    let out = switch.cli(&["conf", "mute", "8000"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an extension or --all is needed"
+    );
     let out = switch.cli(&["conf", "kick", "8999", "1000"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
