@@ -241,7 +241,7 @@ fn ulaw_encode(sample: i16) -> u8 {
     let s = s.min(32635) + BIAS;
     let exp = (0..8).rev().find(|e| s & (0x80 << e) != 0).unwrap_or(0);
     let mant = (s >> (exp + 3)) & 0x0f;
-    !(sign | (exp << 4) as i32 | mant) as u8
+    !(sign | (exp << 4) | mant) as u8
 }
 
 fn ulaw_decode(u: u8) -> i16 {
@@ -801,7 +801,7 @@ impl Http {
             bail!("{method} {path}: connection closed");
         }
         match self.read_response() {
-            Ok((status, body)) if status == 200 => Ok(body),
+            Ok((200, body)) => Ok(body),
             Ok((status, body)) => bail!("{method} {path}: HTTP {status}: {body}"),
             Err(e) => {
                 self.conn = None;
