@@ -7,25 +7,30 @@
 //! 0). Everything that comes back is received and counted per participant: packets in the
 //! measured window, RFC 3550-style loss from the sequence numbers, the packet rate, and
 //! whether the mix carries the talkers (the mean magnitude of a decoded frame above 300, the
-//! share of such frames per participant). The server's CPU (utime + stime from
-//! `/proc/PID/stat`, all threads, children included) over the same window gives participants
-//! per core = N / (CPU seconds / wall seconds).
+//! share of such frames per participant). The server's CPU over the same window (the
+//! scheduler's `/proc/PID/task/*/schedstat`, in ns; `/proc/PID/stat` utime + stime printed
+//! beside it; all threads, children included) gives participants per core = joined
+//! participants / (CPU seconds / wall seconds).
 //!
 //! * `tambun`: each participant is an extension (`--first-user`.., password `pwN`) that sends
 //!   `INVITE sip:ROOM@SWITCH` over UDP with a PCMU offer from one shared SIP socket, answers
 //!   the 407 with digest (MD5), ACKs the 200 and sends its RTP to the port of the 200's SDP;
 //!   BYE at the end. Join time: the first INVITE sent → the first RTP packet received.
-//! * `janus`: the AudioBridge plugin through Janus's HTTP API: one session, a handle per
-//!   participant, rooms created with `sampling_rate` 8000 (G.711's), plain-RTP participants
+//! * `janus`: the AudioBridge plugin through Janus's HTTP API: one session (long-polled for
+//!   every event, so each join also carries the `joined` notices to everyone before it), a
+//!   handle per participant, rooms created with `sampling_rate` 8000 (G.711's), plain-RTP participants
 //!   allowed, no recording, no audio-level extension or events; each participant `join`s with
 //!   `codec: pcmu` and an `rtp` object (our address), reads the `joined` event (long poll)
 //!   for the plugin's port and sends there. Join time: the `join` request sent → the first
 //!   RTP packet received (the plugin sends only after it has received one). At the end the
 //!   rooms and the session are destroyed.
 //!
-//! One thread sends and receives (epoll, level-triggered, non-blocking sockets, a send
-//! schedule per participant); signalling runs on a second thread, one participant after
-//! another, while the ones already in the room are sending. Loopback only: every address must
+//! One thread sends and receives: every `--tick-us` (1 ms) it sends the frames that are due
+//! (each participant on its own 20 ms schedule from its join), reads every socket epoll
+//! reports readable (level-triggered, connected non-blocking sockets) and sleeps, so it
+//! wakes up 1000 times a second however the server spreads its packets. Signalling runs on a
+//! second thread, one participant after another (at most `--join-budget` s), while the ones
+//! already in the room are sending. Loopback only: every address must
 //! be in 127/8. Prints human-readable lines on stderr and one `RESULT key=value ...` line.
 
 use std::cmp::Reverse;
