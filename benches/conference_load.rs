@@ -1,0 +1,1564 @@
+//! Conference load client (issue 12): `cargo bench --bench conference_load -- tambun|janus ARGS`.
+//!
+//! N participants join conference rooms of at most `--room-size` each (split evenly), then
+//! every participant sends 20 ms PCMU frames (160 bytes, 50 pps) from its own UDP socket: a
+//! fixed share of each room (`--talkers-pct`, at least `--min-talkers`) sends a steady tone
+//! (400-750 Hz, amplitude 3000 of 32767), everyone else silence (μ-law 0xFF, which decodes to
+//! 0). Everything that comes back is received and counted per participant: packets in the
+//! measured window, RFC 3550-style loss from the sequence numbers, the packet rate, and
+//! whether the mix carries the talkers (the mean magnitude of a decoded frame above 300, the
+//! share of such frames per participant). The server's CPU over the same window (the
+//! scheduler's `/proc/PID/task/*/schedstat`, in ns; `/proc/PID/stat` utime + stime printed
+//! beside it; all threads, children included) gives participants per core = joined
+//! participants / (CPU seconds / wall seconds).
+//!
+//! * `tambun`: each participant is an extension (`--first-user`.., password `pwN`) that sends
+//!   `INVITE sip:ROOM@SWITCH` over UDP with a PCMU offer from one shared SIP socket, answers
+//!   the 407 with digest (MD5), ACKs the 200 and sends its RTP to the port of the 200's SDP;
+//!   BYE at the end. Join time: the first INVITE sent → the first RTP packet received.
+//! * `janus`: the AudioBridge plugin through Janus's HTTP API: one session (long-polled for
+//!   every event, so each join also carries the `joined` notices to everyone before it), a
+//!   handle per participant, rooms created with `sampling_rate` 8000 (G.711's), plain-RTP participants
+//!   allowed, no recording, no audio-level extension or events; each participant `join`s with
+//!   `codec: pcmu` and an `rtp` object (our address), reads the `joined` event (long poll)
+//!   for the plugin's port and sends there. Join time: the `join` request sent → the first
+//!   RTP packet received (the plugin sends only after it has received one). At the end the
+//!   rooms and the session are destroyed.
+//!
+//! One thread sends and receives: every `--tick-us` (1 ms) it sends the frames that are due
+//! (each participant on its own 20 ms schedule from its join), reads every socket epoll
+//! reports readable (level-triggered, connected non-blocking sockets) and sleeps, so it
+//! wakes up 1000 times a second however the server spreads its packets. Signalling runs on a
+//! second thread, one participant after another (at most `--join-budget` s), while the ones
+//! already in the room are sending. Loopback only: every address must
+//! be in 127/8. Prints human-readable lines on stderr and one `RESULT key=value ...` line.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use clap::{Args, Parser, Subcommand};
+use md5::{Digest as _, Md5};
+use rand::Rng;
+use serde_json::{json, Value};
+
+const PERIOD: Duration = Duration::from_millis(20);
+const FRAME: usize = 160;
+/// A decoded frame whose mean magnitude is above this carries speech (the talkers' tones
+/// mix to thousands; silence decodes to 0).
+const LOUD: f64 = 300.0;
+const TONE_AMPLITUDE: f64 = 3000.0;
+const SIP_WAIT: Duration = Duration::from_secs(5);
+const LOCALHOST: Ipv4Addr = Ipv4Addr::LOCALHOST;
+
+#[derive(Parser)]
+#[command(about = "Conference load client for Tambun rooms and Janus AudioBridge (loopback only)")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    /// (added by `cargo bench`; ignored)
+    #[arg(long, hide = true, global = true)]
+    bench: bool,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Participants join Tambun's rooms by SIP INVITE
+    Tambun(TambunArgs),
+    /// Participants join Janus AudioBridge rooms as plain-RTP participants (HTTP API)
+    Janus(JanusArgs),
+}
+
+#[derive(Args, Clone)]
+struct Load {
+    /// Participants in all
+    #[arg(long)]
+    participants: usize,
+    /// At most this many participants per room (N is split evenly over ceil(N / size) rooms)
+    #[arg(long, default_value_t = 500)]
+    room_size: usize,
+    /// Share of each room's participants that talk (a tone), in percent
+    #[arg(long, default_value_t = 10.0)]
+    talkers_pct: f64,
+    /// At least this many talkers per room
+    #[arg(long, default_value_t = 3)]
+    min_talkers: usize,
+    /// Measured seconds
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// The client's loop period in µs: sends due by then go out, arrivals are read
+    #[arg(long, default_value_t = 1000)]
+    tick_us: u64,
+    /// Give up joining after this many seconds (the rest count as failed joins)
+    #[arg(long, default_value_t = 60.0)]
+    join_budget: f64,
+    /// Seconds after the last join before the window (not counted)
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// A server process to measure, NAME=PID (its threads and children count); repeatable
+    #[arg(long = "server-pid", value_parser = parse_pid)]
+    server_pids: Vec<(String, u32)>,
+    /// Name printed in the RESULT line
+    #[arg(long, default_value = "server")]
+    label: String,
+}
+
+#[derive(Args)]
+struct TambunArgs {
+    #[command(flatten)]
+    load: Load,
+    /// The switch's SIP over UDP address
+    #[arg(long)]
+    sip: SocketAddr,
+    /// SIP domain of From/To
+    #[arg(long, default_value = "127.0.0.1")]
+    domain: String,
+    /// Room numbers: FIRST, FIRST+1, ... (one per room the load needs)
+    #[arg(long, default_value_t = 8000)]
+    first_room: u32,
+    /// Extensions of the participants: FIRST.. (password pwN)
+    #[arg(long, default_value_t = 10000)]
+    first_user: u32,
+    /// The switch's admin API: its `/api/conf` is read once everyone joined
+    #[arg(long)]
+    admin: Option<SocketAddr>,
+}
+
+#[derive(Args)]
+struct JanusArgs {
+    #[command(flatten)]
+    load: Load,
+    /// Janus's HTTP transport (http://ADDR/janus)
+    #[arg(long)]
+    http: SocketAddr,
+    /// AudioBridge room ids: FIRST, FIRST+1, ...
+    #[arg(long, default_value_t = 7000)]
+    first_room: u64,
+}
+
+fn parse_pid(s: &str) -> Result<(String, u32), String> {
+    let (name, pid) = s.split_once('=').unwrap_or(("server", s));
+    let pid = pid.parse().map_err(|_| format!("bad pid in '{s}'"))?;
+    Ok((name.to_string(), pid))
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().cmd {
+        // `cargo bench` with no arguments runs every bench: nothing to do without a server.
+        None => {
+            eprintln!("conference_load: needs a server; see `cargo bench --bench conference_load -- --help` and benches/conference-load.sh");
+            Ok(())
+        }
+        Some(Cmd::Tambun(a)) => {
+            loopback(a.sip)?;
+            if let Some(admin) = a.admin {
+                loopback(admin)?;
+            }
+            let load = a.load.clone();
+            let plan = Plan::of(&load);
+            let sig = TambunSig::bind(&a, &plan)?;
+            run(load, plan, sig)
+        }
+        Some(Cmd::Janus(a)) => {
+            loopback(a.http)?;
+            let load = a.load.clone();
+            let plan = Plan::of(&load);
+            let sig = JanusSig::connect(&a, &plan)?;
+            run(load, plan, sig)
+        }
+    }
+}
+
+fn loopback(a: SocketAddr) -> anyhow::Result<()> {
+    if !a.ip().is_loopback() {
+        bail!("{a} is not a loopback address: this tool only talks to 127.0.0.0/8");
+    }
+    Ok(())
+}
+
+fn token(prefix: &str) -> String {
+    let n: u64 = rand::thread_rng().gen();
+    format!("{prefix}{n:016x}")
+}
+
+// ---------------------------------------------------------------- the load's shape
+
+/// Who is in which room and who talks.
+struct Plan {
+    rooms: usize,
+    /// Per participant: its room index.
+    room: Vec<usize>,
+    /// Per participant: the tone frame it sends, if it talks.
+    tone: Vec<Option<usize>>,
+    talkers: usize,
+}
+
+impl Plan {
+    fn of(l: &Load) -> Plan {
+        let n = l.participants.max(1);
+        let rooms = n.div_ceil(l.room_size.max(2));
+        let mut room = vec![0; n];
+        let mut tone = vec![None; n];
+        let mut talkers = 0;
+        // Participant i is member i / rooms of room i % rooms: the rooms fill together.
+        for r in 0..rooms {
+            let members: Vec<usize> = (r..n).step_by(rooms).collect();
+            let size = members.len();
+            let want = ((size as f64 * l.talkers_pct / 100.0).ceil() as usize)
+                .max(l.min_talkers)
+                .min(size);
+            let stride = (size / want.max(1)).max(1);
+            for (k, &i) in members.iter().enumerate() {
+                room[i] = r;
+                if want > 0 && k % stride == 0 && k / stride < want {
+                    tone[i] = Some(talkers % TONES);
+                    talkers += 1;
+                }
+            }
+        }
+        Plan {
+            rooms,
+            room,
+            tone,
+            talkers,
+        }
+    }
+}
+
+// ---------------------------------------------------------------- G.711 μ-law
+
+const TONES: usize = 8;
+
+fn ulaw_encode(sample: i16) -> u8 {
+    const BIAS: i32 = 0x84;
+    let mut s = i32::from(sample);
+    let sign = if s < 0 {
+        s = -s;
+        0x80
+    } else {
+        0
+    };
+    let s = s.min(32635) + BIAS;
+    let exp = (0..8).rev().find(|e| s & (0x80 << e) != 0).unwrap_or(0);
+    let mant = (s >> (exp + 3)) & 0x0f;
+    !(sign | (exp << 4) | mant) as u8
+}
+
+fn ulaw_decode(u: u8) -> i16 {
+    let u = !u;
+    let exp = (u >> 4) & 7;
+    let mant = i32::from(u & 0x0f);
+    let s = (((mant << 3) + 0x84) << exp) - 0x84;
+    if u & 0x80 != 0 {
+        -s as i16
+    } else {
+        s as i16
+    }
+}
+
+/// Talker k's frame: 400 + 50 k Hz, a whole number of cycles in 20 ms, so one frame repeats.
+fn tone_frames() -> Vec<[u8; FRAME]> {
+    (0..TONES)
+        .map(|k| {
+            let hz = 400.0 + 50.0 * k as f64;
+            let mut f = [0u8; FRAME];
+            for (i, b) in f.iter_mut().enumerate() {
+                let x = TONE_AMPLITUDE * (std::f64::consts::TAU * hz * i as f64 / 8000.0).sin();
+                *b = ulaw_encode(x as i16);
+            }
+            f
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------- signalling
+
+/// What the signalling thread tells the media loop.
+enum Joined {
+    Ok {
+        idx: usize,
+        remote: SocketAddr,
+        started: Instant,
+    },
+    Failed {
+        idx: usize,
+        error: String,
+    },
+    Done,
+}
+
+trait Signalling: Send + 'static {
+    /// Joins participant `idx` (its RTP socket at 127.0.0.1:`port`) to room index `room`;
+    /// returns where it sends its RTP and when the join request went out.
+    fn join(&mut self, idx: usize, room: usize, port: u16)
+        -> anyhow::Result<(SocketAddr, Instant)>;
+    /// After everyone joined: the server's own count of participants, if it tells.
+    fn server_count(&mut self) -> Option<usize> {
+        None
+    }
+    /// Everyone leaves; a line for the log.
+    fn leave_all(&mut self) -> anyhow::Result<String>;
+}
+
+// ---- SIP (Tambun)
+
+struct Msg {
+    start: String,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Msg {
+    fn parse(raw: &[u8]) -> Option<Msg> {
+        let text = std::str::from_utf8(raw).ok()?;
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        let mut lines = head.split("\r\n");
+        let start = lines.next()?.to_string();
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (expand(n.trim()), v.trim().to_string()))
+            .collect();
+        Some(Msg {
+            start,
+            headers,
+            body: body.to_string(),
+        })
+    }
+    fn status(&self) -> u16 {
+        match self.start.strip_prefix("SIP/2.0 ") {
+            Some(rest) => rest.get(..3).and_then(|s| s.parse().ok()).unwrap_or(0),
+            None => 0,
+        }
+    }
+    fn method(&self) -> &str {
+        if self.status() != 0 {
+            return "";
+        }
+        self.start.split(' ').next().unwrap_or("")
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+    fn all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+    fn call_id(&self) -> &str {
+        self.header("call-id").unwrap_or("")
+    }
+    fn cseq(&self) -> (u32, &str) {
+        let c = self.header("cseq").unwrap_or("");
+        let mut w = c.split_whitespace();
+        let n = w.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        (n, w.next().unwrap_or(""))
+    }
+    /// The URI inside the first Contact's `<>`.
+    fn contact_uri(&self) -> Option<String> {
+        let c = self.header("contact")?;
+        let c = c.split_once('<').map_or(c, |(_, r)| r);
+        Some(c.split('>').next()?.to_string())
+    }
+}
+
+fn expand(name: &str) -> String {
+    let l = name.to_ascii_lowercase();
+    match l.as_str() {
+        "v" => "via",
+        "f" => "from",
+        "t" => "to",
+        "i" => "call-id",
+        "m" => "contact",
+        "l" => "content-length",
+        "c" => "content-type",
+        _ => return l,
+    }
+    .to_string()
+}
+
+fn md5_hex(s: &str) -> String {
+    Md5::digest(s.as_bytes())
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+fn split_params(s: &str) -> Vec<(String, String)> {
+    let mut out = vec![];
+    let mut cur = String::new();
+    let mut quoted = false;
+    for ch in s.chars().chain(std::iter::once(',')) {
+        match ch {
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                if let Some((k, v)) = cur.split_once('=') {
+                    out.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+                }
+                cur.clear();
+            }
+            _ => cur.push(ch),
+        }
+    }
+    out
+}
+
+/// An `Authorization`/`Proxy-Authorization` value for the first MD5 digest challenge.
+fn authorization(
+    challenges: &[&str],
+    user: &str,
+    password: &str,
+    method: &str,
+    uri: &str,
+) -> anyhow::Result<String> {
+    for ch in challenges {
+        let Some(rest) = ch.strip_prefix("Digest").map(str::trim) else {
+            continue;
+        };
+        let p = split_params(rest);
+        let get = |k: &str| p.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        if get("algorithm").is_some_and(|a| !a.eq_ignore_ascii_case("md5")) {
+            continue;
+        }
+        let (Some(realm), Some(nonce)) = (get("realm"), get("nonce")) else {
+            continue;
+        };
+        let ha1 = md5_hex(&format!("{user}:{realm}:{password}"));
+        let ha2 = md5_hex(&format!("{method}:{uri}"));
+        let mut v = format!(
+            "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", algorithm=MD5"
+        );
+        if get("qop").is_some_and(|q| q.split(',').any(|q| q.trim() == "auth")) {
+            let cnonce = token("");
+            let r = md5_hex(&format!("{ha1}:{nonce}:00000001:{cnonce}:auth:{ha2}"));
+            v.push_str(&format!(
+                ", qop=auth, nc=00000001, cnonce=\"{cnonce}\", response=\"{r}\""
+            ));
+        } else {
+            let r = md5_hex(&format!("{ha1}:{nonce}:{ha2}"));
+            v.push_str(&format!(", response=\"{r}\""));
+        }
+        if let Some(o) = get("opaque") {
+            v.push_str(&format!(", opaque=\"{o}\""));
+        }
+        return Ok(v);
+    }
+    bail!("no MD5 digest challenge in {challenges:?}")
+}
+
+/// `c=` address and first `m=audio` port of an SDP.
+fn sdp_media_addr(sdp: &str) -> Option<SocketAddr> {
+    let mut ip = None;
+    let mut port = None;
+    for l in sdp.lines() {
+        if let Some(c) = l.strip_prefix("c=IN IP4 ") {
+            ip = ip.or(c.trim().parse::<Ipv4Addr>().ok());
+        }
+        if let Some(m) = l.strip_prefix("m=audio ") {
+            port = port.or(m
+                .split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<u16>().ok()));
+        }
+    }
+    Some(SocketAddr::new(IpAddr::V4(ip?), port?))
+}
+
+/// A participant's dialog with a room, for its BYE.
+struct Dialog {
+    call_id: String,
+    from: String,
+    to: String,
+    target: String,
+    cseq: u32,
+}
+
+/// Tambun: one shared SIP socket; participant i is extension `first_user + i`.
+struct TambunSig {
+    sock: UdpSocket,
+    local: SocketAddr,
+    server: SocketAddr,
+    domain: String,
+    first_room: u32,
+    first_user: u32,
+    admin: Option<SocketAddr>,
+    dialogs: Vec<Dialog>,
+    /// The ACK of each answered Call-ID, sent again if the 200 comes again.
+    acks: HashMap<String, String>,
+    rooms: usize,
+}
+
+impl TambunSig {
+    fn bind(a: &TambunArgs, plan: &Plan) -> anyhow::Result<TambunSig> {
+        let sock = UdpSocket::bind((LOCALHOST, 0)).context("SIP socket")?;
+        Ok(TambunSig {
+            local: sock.local_addr()?,
+            sock,
+            server: a.sip,
+            domain: a.domain.clone(),
+            first_room: a.first_room,
+            first_user: a.first_user,
+            admin: a.admin,
+            dialogs: vec![],
+            acks: HashMap::new(),
+            rooms: plan.rooms,
+        })
+    }
+
+    /// The next SIP message, answering what a phone answers by itself (requests from the
+    /// switch: 200; a repeated 200 to an INVITE we ACKed: the ACK again).
+    fn recv(&mut self, deadline: Instant) -> Option<Msg> {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            self.sock
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .ok()?;
+            let n = match self.sock.recv_from(&mut buf) {
+                Ok((n, _)) => n,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    return None
+                }
+                Err(_) => continue,
+            };
+            let Some(m) = Msg::parse(&buf[..n]) else {
+                continue;
+            };
+            if m.status() == 0 {
+                if m.method() != "ACK" {
+                    self.respond_ok(&m);
+                }
+                continue;
+            }
+            if m.status() == 200 && m.cseq().1 == "INVITE" {
+                if let Some(ack) = self.acks.get(m.call_id()) {
+                    let _ = self.sock.send_to(ack.as_bytes(), self.server);
+                    continue;
+                }
+            }
+            return Some(m);
+        }
+    }
+
+    fn respond_ok(&self, m: &Msg) {
+        let mut r = "SIP/2.0 200 OK\r\n".to_string();
+        for v in m.all("via") {
+            r.push_str(&format!("Via: {v}\r\n"));
+        }
+        r.push_str(&format!(
+            "From: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
+            m.header("from").unwrap_or(""),
+            m.header("to").unwrap_or(""),
+            m.call_id(),
+            m.header("cseq").unwrap_or("")
+        ));
+        let _ = self.sock.send_to(r.as_bytes(), self.server);
+    }
+
+    /// Sends `req` and waits for its final response (same Call-ID and CSeq), resending it
+    /// every 500 ms until something answers.
+    fn transact(&mut self, req: &str, call_id: &str, cseq: u32) -> anyhow::Result<Msg> {
+        self.sock.send_to(req.as_bytes(), self.server)?;
+        let deadline = Instant::now() + SIP_WAIT;
+        let mut resend = Instant::now() + Duration::from_millis(500);
+        let mut provisional = false;
+        loop {
+            let wait = if provisional {
+                deadline
+            } else {
+                resend.min(deadline)
+            };
+            match self.recv(wait) {
+                Some(m) if m.call_id() == call_id && m.cseq().0 == cseq => {
+                    if m.status() >= 200 {
+                        return Ok(m);
+                    }
+                    provisional = true;
+                }
+                Some(_) => {}
+                None if Instant::now() >= deadline => bail!("no final answer in {SIP_WAIT:?}"),
+                None => {
+                    if !provisional {
+                        self.sock.send_to(req.as_bytes(), self.server)?;
+                    }
+                    resend = Instant::now() + Duration::from_millis(500);
+                }
+            }
+        }
+    }
+}
+
+impl Signalling for TambunSig {
+    fn join(
+        &mut self,
+        idx: usize,
+        room: usize,
+        port: u16,
+    ) -> anyhow::Result<(SocketAddr, Instant)> {
+        let user = (self.first_user + idx as u32).to_string();
+        let number = self.first_room + room as u32;
+        let uri = format!("sip:{number}@{}", self.server);
+        let call_id = token("c");
+        let from = format!("<sip:{user}@{}>;tag={}", self.domain, token("f"));
+        let to = format!("<sip:{number}@{}>", self.domain);
+        let sdp = format!(
+            "v=0\r\no=- {port} 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n"
+        );
+        let local = self.local;
+        let invite = |cseq: u32, branch: &str, auth: &str| {
+            format!(
+                "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {l};branch={branch};rport\r\nMax-Forwards: 70\r\n\
+                 From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} INVITE\r\n\
+                 Contact: <sip:{user}@{l}>\r\n{auth}Allow: INVITE, ACK, BYE, CANCEL, OPTIONS\r\n\
+                 User-Agent: tambun-conference-load\r\nContent-Type: application/sdp\r\n\
+                 Content-Length: {}\r\n\r\n{sdp}",
+                sdp.len(),
+                l = local,
+            )
+        };
+        let started = Instant::now();
+        let mut auth = String::new();
+        for cseq in 1..=2u32 {
+            let branch = token("z9hG4bK");
+            let r = self
+                .transact(&invite(cseq, &branch, &auth), &call_id, cseq)
+                .with_context(|| format!("{user} → room {number}: INVITE"))?;
+            match r.status() {
+                200 => {
+                    let remote = sdp_media_addr(&r.body)
+                        .ok_or_else(|| anyhow!("{user}: a 200 without a usable SDP"))?;
+                    if !remote.ip().is_loopback() {
+                        bail!("{user}: the room's SDP names {remote}, not a loopback address");
+                    }
+                    let to_tagged = r.header("to").unwrap_or("").to_string();
+                    let target = r.contact_uri().unwrap_or_else(|| uri.clone());
+                    let ack = format!(
+                        "ACK {target} SIP/2.0\r\nVia: SIP/2.0/UDP {l};branch={b};rport\r\nMax-Forwards: 70\r\n\
+                         From: {from}\r\nTo: {to_tagged}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} ACK\r\n\
+                         Content-Length: 0\r\n\r\n",
+                        l = self.local,
+                        b = token("z9hG4bK"),
+                    );
+                    self.sock.send_to(ack.as_bytes(), self.server)?;
+                    self.acks.insert(call_id.clone(), ack);
+                    self.dialogs.push(Dialog {
+                        call_id,
+                        from,
+                        to: to_tagged,
+                        target,
+                        cseq: cseq + 1,
+                    });
+                    return Ok((remote, started));
+                }
+                401 | 407 if cseq == 1 => {
+                    // ACK the failure (same branch, the response's To), then answer the challenge.
+                    let ack = format!(
+                        "ACK {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {l};branch={branch};rport\r\nMax-Forwards: 70\r\n\
+                         From: {from}\r\nTo: {}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+                        r.header("to").unwrap_or(""),
+                        l = self.local,
+                    );
+                    self.sock.send_to(ack.as_bytes(), self.server)?;
+                    let (h, out) = if r.status() == 401 {
+                        ("www-authenticate", "Authorization")
+                    } else {
+                        ("proxy-authenticate", "Proxy-Authorization")
+                    };
+                    let v = authorization(&r.all(h), &user, &format!("pw{user}"), "INVITE", &uri)?;
+                    auth = format!("{out}: {v}\r\n");
+                }
+                s => bail!(
+                    "{user} → room {number}: {s} {}",
+                    r.start.get(12..).unwrap_or("")
+                ),
+            }
+        }
+        bail!("{user} → room {number}: INVITE with credentials refused")
+    }
+
+    fn server_count(&mut self) -> Option<usize> {
+        let admin = self.admin?;
+        let mut http = Http::new(admin);
+        let mut total = 0;
+        for r in 0..self.rooms {
+            let path = format!("/api/conf?room={}", self.first_room + r as u32);
+            let body = http.request("GET", &path, None).ok()?;
+            total += body.matches("\"extension\"").count();
+        }
+        Some(total)
+    }
+
+    fn leave_all(&mut self) -> anyhow::Result<String> {
+        let t0 = Instant::now();
+        let dialogs = std::mem::take(&mut self.dialogs);
+        let mut open: HashMap<String, String> = HashMap::new();
+        let mut unanswered = 0;
+        // BYEs in batches of 50, each batch answered (or given up on) before the next.
+        for chunk in dialogs.chunks(50) {
+            for d in chunk {
+                let bye = format!(
+                    "BYE {} SIP/2.0\r\nVia: SIP/2.0/UDP {l};branch={b};rport\r\nMax-Forwards: 70\r\n\
+                     From: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {} BYE\r\nContent-Length: 0\r\n\r\n",
+                    d.target,
+                    d.from,
+                    d.to,
+                    d.call_id,
+                    d.cseq,
+                    l = self.local,
+                    b = token("z9hG4bK"),
+                );
+                self.sock.send_to(bye.as_bytes(), self.server)?;
+                open.insert(d.call_id.clone(), bye);
+            }
+            let mut resend = Instant::now() + Duration::from_millis(500);
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while !open.is_empty() && Instant::now() < deadline {
+                match self.recv(resend.min(deadline)) {
+                    Some(m) if m.cseq().1 == "BYE" && m.status() >= 200 => {
+                        open.remove(m.call_id());
+                    }
+                    Some(_) => {}
+                    None => {
+                        for bye in open.values() {
+                            self.sock.send_to(bye.as_bytes(), self.server)?;
+                        }
+                        resend = Instant::now() + Duration::from_millis(500);
+                    }
+                }
+            }
+            unanswered += open.len();
+            open.clear();
+        }
+        Ok(format!(
+            "{} BYEs in {:.1}s, {unanswered} unanswered",
+            dialogs.len(),
+            t0.elapsed().as_secs_f64()
+        ))
+    }
+}
+
+// ---- HTTP (Janus's REST API, Tambun's admin API)
+
+/// A plain HTTP/1.1 client on one keep-alive connection (reconnects when it closes).
+struct Http {
+    addr: SocketAddr,
+    conn: Option<TcpStream>,
+    buf: Vec<u8>,
+}
+
+impl Http {
+    fn new(addr: SocketAddr) -> Http {
+        Http {
+            addr,
+            conn: None,
+            buf: vec![],
+        }
+    }
+
+    /// One request; the response body (status 200 only).
+    fn request(&mut self, method: &str, path: &str, body: Option<&str>) -> anyhow::Result<String> {
+        for attempt in 0..2 {
+            match self.try_request(method, path, body) {
+                Ok(b) => return Ok(b),
+                Err(e) if attempt == 0 && self.conn.is_none() => {
+                    let _ = e; // the server closed a kept-alive connection: once more
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        bail!("{method} {path}: no answer")
+    }
+
+    fn try_request(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> anyhow::Result<String> {
+        if self.conn.is_none() {
+            let c = TcpStream::connect_timeout(&self.addr, Duration::from_secs(3))
+                .with_context(|| format!("connect {}", self.addr))?;
+            c.set_nodelay(true)?;
+            c.set_read_timeout(Some(Duration::from_secs(40)))?;
+            self.conn = Some(c);
+            self.buf.clear();
+        }
+        let body = body.unwrap_or("");
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: keep-alive\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            self.addr,
+            body.len()
+        );
+        let conn = self.conn.as_mut().expect("connected above");
+        if conn.write_all(req.as_bytes()).is_err() {
+            self.conn = None;
+            bail!("{method} {path}: connection closed");
+        }
+        match self.read_response() {
+            Ok((200, body)) => Ok(body),
+            Ok((status, body)) => bail!("{method} {path}: HTTP {status}: {body}"),
+            Err(e) => {
+                self.conn = None;
+                Err(e.context(format!("{method} {path}")))
+            }
+        }
+    }
+
+    fn fill(&mut self) -> anyhow::Result<()> {
+        let mut chunk = [0u8; 65536];
+        let conn = self.conn.as_mut().ok_or_else(|| anyhow!("not connected"))?;
+        let n = conn.read(&mut chunk)?;
+        if n == 0 {
+            bail!("connection closed");
+        }
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+
+    fn read_response(&mut self) -> anyhow::Result<(u16, String)> {
+        let head_end = loop {
+            if let Some(p) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break p + 4;
+            }
+            self.fill()?;
+        };
+        let head = String::from_utf8_lossy(&self.buf[..head_end]).to_string();
+        self.buf.drain(..head_end);
+        let status: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| anyhow!("not HTTP: {head}"))?;
+        let header = |name: &str| {
+            head.lines().find_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                n.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_string())
+            })
+        };
+        let close = header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let body = if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+            let mut body = vec![];
+            loop {
+                let line_end = loop {
+                    if let Some(p) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                        break p;
+                    }
+                    self.fill()?;
+                };
+                let size_line = String::from_utf8_lossy(&self.buf[..line_end]).to_string();
+                let size =
+                    usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
+                        .map_err(|_| anyhow!("bad chunk size '{size_line}'"))?;
+                while self.buf.len() < line_end + 2 + size + 2 {
+                    self.fill()?;
+                }
+                body.extend_from_slice(&self.buf[line_end + 2..line_end + 2 + size]);
+                self.buf.drain(..line_end + 2 + size + 2);
+                if size == 0 {
+                    break;
+                }
+            }
+            body
+        } else if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+            while self.buf.len() < len {
+                self.fill()?;
+            }
+            self.buf.drain(..len).collect()
+        } else {
+            // No length: the body runs to the end of the connection.
+            while self.fill().is_ok() {}
+            self.conn = None;
+            std::mem::take(&mut self.buf)
+        };
+        if close {
+            self.conn = None;
+        }
+        Ok((status, String::from_utf8_lossy(&body).to_string()))
+    }
+}
+
+/// Janus: one session; a control handle for the rooms, one handle per participant.
+struct JanusSig {
+    http: Http,
+    session: u64,
+    control: u64,
+    first_room: u64,
+    rooms: usize,
+    handles: usize,
+    /// Events read while waiting for another one.
+    events_read: usize,
+}
+
+impl JanusSig {
+    fn connect(a: &JanusArgs, plan: &Plan) -> anyhow::Result<JanusSig> {
+        let mut http = Http::new(a.http);
+        let session = janus_id(&janus_post(
+            &mut http,
+            "/janus",
+            json!({"janus": "create"}),
+        )?)?;
+        let mut j = JanusSig {
+            http,
+            session,
+            control: 0,
+            first_room: a.first_room,
+            rooms: plan.rooms,
+            handles: 0,
+            events_read: 0,
+        };
+        j.control = j.attach()?;
+        for r in 0..plan.rooms {
+            let room = a.first_room + r as u64;
+            let create = json!({
+                "request": "create", "room": room, "description": format!("bench {room}"),
+                "sampling_rate": 8000, "allow_rtp_participants": true, "record": false,
+                "audiolevel_ext": false, "audiolevel_event": false, "permanent": false,
+            });
+            let mut data = j.control_request(create.clone())?;
+            if data["error_code"].as_u64() == Some(486) {
+                // left over from an interrupted run: recreate it
+                j.control_request(json!({"request": "destroy", "room": room}))?;
+                data = j.control_request(create)?;
+            }
+            if data["audiobridge"] != "created" {
+                bail!("janus: creating room {room}: {data}");
+            }
+        }
+        Ok(j)
+    }
+
+    fn attach(&mut self) -> anyhow::Result<u64> {
+        self.handles += 1;
+        let path = format!("/janus/{}", self.session);
+        let r = janus_post(
+            &mut self.http,
+            &path,
+            json!({"janus": "attach", "plugin": "janus.plugin.audiobridge"}),
+        )?;
+        janus_id(&r)
+    }
+
+    /// A synchronous AudioBridge request on the control handle: its `plugindata.data`.
+    fn control_request(&mut self, body: Value) -> anyhow::Result<Value> {
+        let path = format!("/janus/{}/{}", self.session, self.control);
+        let r = janus_post(
+            &mut self.http,
+            &path,
+            json!({"janus": "message", "body": body}),
+        )?;
+        Ok(r["plugindata"]["data"].clone())
+    }
+
+    /// Long-polls the session until the event of `transaction` arrives; its `plugindata.data`.
+    fn wait_event(&mut self, transaction: &str) -> anyhow::Result<Value> {
+        let deadline = Instant::now() + SIP_WAIT;
+        while Instant::now() < deadline {
+            let path = format!("/janus/{}?maxev=5000&rid={}", self.session, token(""));
+            let body = self.http.request("GET", &path, None)?;
+            let v: Value = serde_json::from_str(&body).context("janus event JSON")?;
+            let events = match v {
+                Value::Array(a) => a,
+                other => vec![other],
+            };
+            for e in events {
+                self.events_read += 1;
+                if e["transaction"] == transaction {
+                    return Ok(e["plugindata"]["data"].clone());
+                }
+            }
+        }
+        bail!("janus: no event for transaction {transaction} in {SIP_WAIT:?}")
+    }
+}
+
+fn janus_post(http: &mut Http, path: &str, mut body: Value) -> anyhow::Result<Value> {
+    body["transaction"] = Value::String(token("t"));
+    let r: Value = serde_json::from_str(&http.request("POST", path, Some(&body.to_string()))?)
+        .context("janus JSON")?;
+    if r["janus"] == "error" {
+        bail!("janus: {path}: {}", r["error"]);
+    }
+    Ok(r)
+}
+
+fn janus_id(r: &Value) -> anyhow::Result<u64> {
+    r["data"]["id"]
+        .as_u64()
+        .ok_or_else(|| anyhow!("janus: no id in {r}"))
+}
+
+impl Signalling for JanusSig {
+    fn join(
+        &mut self,
+        idx: usize,
+        room: usize,
+        port: u16,
+    ) -> anyhow::Result<(SocketAddr, Instant)> {
+        let handle = self.attach()?;
+        let room = self.first_room + room as u64;
+        let transaction = token("j");
+        let body = json!({
+            "janus": "message", "transaction": transaction,
+            "body": {
+                "request": "join", "room": room, "display": format!("p{idx}"), "codec": "pcmu",
+                "muted": false,
+                "rtp": {"ip": "127.0.0.1", "port": port, "payload_type": 0},
+            },
+        });
+        let started = Instant::now();
+        let path = format!("/janus/{}/{handle}", self.session);
+        let r: Value =
+            serde_json::from_str(&self.http.request("POST", &path, Some(&body.to_string()))?)?;
+        if r["janus"] != "ack" {
+            bail!("janus: join p{idx}: {r}");
+        }
+        let data = self.wait_event(&transaction)?;
+        if data["audiobridge"] != "joined" {
+            bail!("janus: join p{idx}: {data}");
+        }
+        let ip: Ipv4Addr = data["rtp"]["ip"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| anyhow!("janus: joined without an rtp address: {data}"))?;
+        let rport = data["rtp"]["port"]
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .ok_or_else(|| anyhow!("janus: joined without an rtp port: {data}"))?;
+        let remote = SocketAddr::new(IpAddr::V4(ip), rport);
+        if !remote.ip().is_loopback() {
+            bail!("janus: the plugin's RTP address {remote} is not a loopback address");
+        }
+        Ok((remote, started))
+    }
+
+    fn server_count(&mut self) -> Option<usize> {
+        let mut total = 0;
+        for r in 0..self.rooms {
+            let room = self.first_room + r as u64;
+            let d = self
+                .control_request(json!({"request": "listparticipants", "room": room}))
+                .ok()?;
+            total += d["participants"].as_array()?.len();
+        }
+        Some(total)
+    }
+
+    fn leave_all(&mut self) -> anyhow::Result<String> {
+        let t0 = Instant::now();
+        for r in 0..self.rooms {
+            let room = self.first_room + r as u64;
+            let d = self.control_request(json!({"request": "destroy", "room": room}))?;
+            if d["audiobridge"] != "destroyed" {
+                eprintln!("janus: destroying room {room}: {d}");
+            }
+        }
+        let path = format!("/janus/{}", self.session);
+        janus_post(&mut self.http, &path, json!({"janus": "destroy"}))?;
+        Ok(format!(
+            "{} rooms and the session ({} handles) destroyed in {:.1}s; {} events read while joining",
+            self.rooms,
+            self.handles,
+            t0.elapsed().as_secs_f64(),
+            self.events_read
+        ))
+    }
+}
+
+// ---------------------------------------------------------------- measuring
+
+fn cpu_of(pids: &[u32]) -> f64 {
+    pids.iter()
+        .map(|p| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+                return 0.0;
+            };
+            let f: Vec<&str> = stat
+                .rsplit_once(')')
+                .map_or(vec![], |(_, r)| r.split_whitespace().collect());
+            let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            (t(11) + t(12)) / 100.0 // utime + stime of all threads; USER_HZ is 100 on Linux
+        })
+        .sum()
+}
+
+/// CPU seconds of `pids` from the scheduler (`/proc/PID/task/TID/schedstat`: time on a CPU in
+/// ns, every thread; threads that ended before the reading are not counted, so only use it
+/// over a window in which the server's threads stay).
+fn sched_cpu_of(pids: &[u32]) -> f64 {
+    let mut ns = 0u64;
+    for p in pids {
+        let Ok(rd) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for t in rd.flatten() {
+            let path = t.path().join("schedstat");
+            ns += std::fs::read_to_string(path)
+                .ok()
+                .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    ns as f64 / 1e9
+}
+
+/// `pid` and every process below it.
+fn with_descendants(pid: u32) -> Vec<u32> {
+    let mut parent: Vec<(u32, u32)> = vec![];
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+                continue;
+            };
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, r)| r.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            parent.push((p, ppid));
+        }
+    }
+    let mut out = vec![pid];
+    let mut i = 0;
+    while i < out.len() {
+        let cur = out[i];
+        out.extend(parent.iter().filter(|(_, pp)| *pp == cur).map(|(p, _)| *p));
+        i += 1;
+    }
+    out
+}
+
+fn quantile_ms(sorted: &[Duration], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+/// One participant's media state.
+struct Member {
+    sock: UdpSocket,
+    /// Where it sends, once joined.
+    remote: Option<SocketAddr>,
+    join_started: Option<Instant>,
+    first_rtp: Option<Instant>,
+    seq: u16,
+    ssrc: u32,
+    /// In the window: packets, loud frames, extended sequence numbers seen (lowest, highest).
+    rx: u64,
+    loud: u64,
+    ext_range: Option<(u64, u64)>,
+    /// Extended sequence number tracking (RFC 3550 A.1, simplified).
+    last_seq: Option<u16>,
+    cycles: u64,
+    foreign: u64,
+}
+
+impl Member {
+    fn handle_rtp(&mut self, b: &[u8], now: Instant, counting: bool, magnitude: &[f64; 256]) {
+        if b.len() < 12 || b[0] >> 6 != 2 || (72..=76).contains(&(b[1] & 0x7f)) {
+            self.foreign += 1;
+            return;
+        }
+        let mut start = 12 + 4 * (b[0] & 0x0f) as usize;
+        if b[0] & 0x10 != 0 {
+            let Some(w) = b.get(start + 2..start + 4) else {
+                return;
+            };
+            start += 4 + 4 * u16::from_be_bytes([w[0], w[1]]) as usize;
+        }
+        let Some(payload) = b.get(start..) else {
+            return;
+        };
+        if b[1] & 0x7f != 0 || payload.is_empty() {
+            self.foreign += 1; // not PCMU (comfort noise, events): not counted
+            return;
+        }
+        if self.first_rtp.is_none() {
+            self.first_rtp = Some(now);
+        }
+        let seq = u16::from_be_bytes([b[2], b[3]]);
+        if let Some(last) = self.last_seq {
+            if seq < last && last - seq > 0x8000 {
+                self.cycles += 1 << 16;
+            }
+        }
+        // Late packets from before a wrap would be misplaced; at 50 pps that is rare enough.
+        self.last_seq = Some(seq);
+        let ext = self.cycles + u64::from(seq);
+        if !counting {
+            return;
+        }
+        self.rx += 1;
+        self.ext_range = Some(match self.ext_range {
+            None => (ext, ext),
+            Some((lo, hi)) => (lo.min(ext), hi.max(ext)),
+        });
+        let mean =
+            payload.iter().map(|&u| magnitude[u as usize]).sum::<f64>() / payload.len() as f64;
+        if mean > LOUD {
+            self.loud += 1;
+        }
+    }
+}
+
+struct Epoll(i32);
+
+impl Epoll {
+    fn new() -> anyhow::Result<Epoll> {
+        // SAFETY: plain syscall, the fd is owned by the returned value.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            bail!("epoll_create1: {}", std::io::Error::last_os_error());
+        }
+        Ok(Epoll(fd))
+    }
+    fn add(&self, fd: i32, token: u64) -> anyhow::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: token,
+        };
+        // SAFETY: `ev` is valid for the call; the kernel copies it.
+        if unsafe { libc::epoll_ctl(self.0, libc::EPOLL_CTL_ADD, fd, &mut ev) } < 0 {
+            bail!("epoll_ctl: {}", std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    fn wait(&self, events: &mut [libc::epoll_event], timeout_ms: i32) -> usize {
+        // SAFETY: the buffer outlives the call and its length is passed.
+        let n = unsafe {
+            libc::epoll_wait(self.0, events.as_mut_ptr(), events.len() as i32, timeout_ms)
+        };
+        n.max(0) as usize
+    }
+}
+
+impl Drop for Epoll {
+    fn drop(&mut self) {
+        // SAFETY: we own the fd.
+        unsafe { libc::close(self.0) };
+    }
+}
+
+/// The phases of a step, by time.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    Joining,
+    Warmup(Instant),
+    Window(Instant, Instant),
+}
+
+fn run(l: Load, plan: Plan, mut sig: impl Signalling) -> anyhow::Result<()> {
+    let n = l.participants;
+    let label = l.label.clone();
+    let groups: Vec<(String, Vec<u32>)> = l
+        .server_pids
+        .iter()
+        .map(|(name, p)| (name.clone(), with_descendants(*p)))
+        .collect();
+    let server_cpu = || groups.iter().map(|(_, p)| cpu_of(p)).sum::<f64>();
+    let server_sched = || groups.iter().map(|(_, p)| sched_cpu_of(p)).sum::<f64>();
+    let self_cpu = || cpu_of(&[std::process::id()]);
+    let tones = tone_frames();
+    let tick = Duration::from_micros(l.tick_us.max(50));
+    let mut magnitude = [0f64; 256];
+    for (u, m) in magnitude.iter_mut().enumerate() {
+        *m = f64::from(ulaw_decode(u as u8)).abs();
+    }
+
+    let epoll = Epoll::new()?;
+    let mut members = Vec::with_capacity(n);
+    let mut ports = Vec::with_capacity(n);
+    for i in 0..n {
+        let sock = UdpSocket::bind((LOCALHOST, 0)).context("an RTP socket")?;
+        sock.set_nonblocking(true)?;
+        epoll.add(sock.as_raw_fd(), i as u64)?;
+        ports.push(sock.local_addr()?.port());
+        members.push(Member {
+            sock,
+            remote: None,
+            join_started: None,
+            first_rtp: None,
+            seq: rand::thread_rng().gen(),
+            ssrc: rand::thread_rng().gen(),
+            rx: 0,
+            loud: 0,
+            ext_range: None,
+            last_seq: None,
+            cycles: 0,
+            foreign: 0,
+        });
+    }
+    eprintln!(
+        "{label}: {n} participants in {} room(s), {} talkers ({}% per room, at least {})",
+        plan.rooms, plan.talkers, l.talkers_pct, l.min_talkers
+    );
+
+    // Signalling thread: joins one after another, then waits for the word to leave.
+    let (tx, rx) = mpsc::channel::<Joined>();
+    let (leave_tx, leave_rx) = mpsc::channel::<()>();
+    let (count_tx, count_rx) = mpsc::channel::<Option<usize>>();
+    let rooms_of = plan.room.clone();
+    let t_join0 = Instant::now();
+    let cpu_join0 = server_cpu();
+    let budget = t_join0 + Duration::from_secs_f64(l.join_budget);
+    let signalling = std::thread::spawn(move || -> anyhow::Result<String> {
+        for (idx, port) in ports.into_iter().enumerate() {
+            if Instant::now() > budget {
+                let _ = tx.send(Joined::Failed {
+                    idx,
+                    error: "the join budget ran out".to_string(),
+                });
+                continue;
+            }
+            match sig.join(idx, rooms_of[idx], port) {
+                Ok((remote, started)) => {
+                    let _ = tx.send(Joined::Ok {
+                        idx,
+                        remote,
+                        started,
+                    });
+                }
+                Err(e) => {
+                    let _ = tx.send(Joined::Failed {
+                        idx,
+                        error: format!("{e:#}"),
+                    });
+                }
+            }
+        }
+        let _ = tx.send(Joined::Done);
+        let _ = count_tx.send(sig.server_count());
+        let _ = leave_rx.recv();
+        sig.leave_all()
+    });
+
+    // Media loop.
+    let mut schedule: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
+    let mut buf = [0u8; 2048];
+    let mut phase = Phase::Joining;
+    let mut join_failed = 0usize;
+    let mut errors: Vec<String> = vec![];
+    let mut sent_window = 0u64;
+    let mut send_errors = 0u64;
+    let mut lag_max = Duration::ZERO;
+    let mut lags: Vec<Duration> = vec![];
+    let mut cpu_w0 = 0.0;
+    let mut sched_w0 = 0.0;
+    let mut self_w0 = 0.0;
+    let mut server_count = None;
+    let mut join_s = 0.0;
+    let mut join_cpu = 0.0;
+    let mut pkt = [0u8; 12 + FRAME];
+    let silence = [0xffu8; FRAME];
+    let (w0, w1) = loop {
+        let now = Instant::now();
+        // Sends that are due.
+        while let Some(Reverse((due, i))) = schedule.peek().copied() {
+            if due > now {
+                break;
+            }
+            schedule.pop();
+            let m = &mut members[i];
+            if m.remote.is_none() {
+                continue;
+            }
+            let lag = now - due;
+            lag_max = lag_max.max(lag);
+            if let Phase::Window(..) = phase {
+                lags.push(lag);
+                sent_window += 1;
+            }
+            m.seq = m.seq.wrapping_add(1);
+            let ts = u32::from(m.seq).wrapping_mul(FRAME as u32);
+            pkt[0] = 0x80;
+            pkt[1] = 0;
+            pkt[2..4].copy_from_slice(&m.seq.to_be_bytes());
+            pkt[4..8].copy_from_slice(&ts.to_be_bytes());
+            pkt[8..12].copy_from_slice(&m.ssrc.to_be_bytes());
+            let frame = plan.tone[i].map_or(&silence, |k| &tones[k]);
+            pkt[12..].copy_from_slice(frame);
+            if m.sock.send(&pkt).is_err() {
+                send_errors += 1;
+            }
+            // The next frame is due 20 ms after this one was; a stall skips frames rather
+            // than sending a burst (a real phone does the same).
+            let mut next = due + PERIOD;
+            while next + PERIOD < now {
+                next += PERIOD;
+            }
+            schedule.push(Reverse((next, i)));
+        }
+        // New participants and the end of the joins.
+        while let Ok(j) = rx.try_recv() {
+            match j {
+                Joined::Ok {
+                    idx,
+                    remote,
+                    started,
+                } => {
+                    // Connected: sends need no address, and only the server's packets arrive.
+                    if let Err(e) = members[idx].sock.connect(remote) {
+                        join_failed += 1;
+                        errors.push(format!("p{idx}: connect {remote}: {e}"));
+                        continue;
+                    }
+                    members[idx].remote = Some(remote);
+                    members[idx].join_started = Some(started);
+                    schedule.push(Reverse((Instant::now(), idx)));
+                }
+                Joined::Failed { idx, error } => {
+                    join_failed += 1;
+                    if errors.len() < 3 {
+                        errors.push(format!("p{idx}: {error}"));
+                    }
+                }
+                Joined::Done => {
+                    join_s = t_join0.elapsed().as_secs_f64();
+                    join_cpu = server_cpu() - cpu_join0;
+                    phase = Phase::Warmup(Instant::now() + Duration::from_secs_f64(l.warmup));
+                }
+            }
+        }
+        match phase {
+            Phase::Warmup(until) if now >= until => {
+                cpu_w0 = server_cpu();
+                sched_w0 = server_sched();
+                self_w0 = self_cpu();
+                phase = Phase::Window(now, now + Duration::from_secs_f64(l.duration));
+            }
+            Phase::Window(a, b) if now >= b => break (a, b),
+            _ => {}
+        }
+        // Everything that arrived, then sleep to the next tick: one wake-up per tick however
+        // the server spreads its packets (a wake-up per packet costs the client more than the
+        // packets do).
+        loop {
+            let ready = epoll.wait(&mut events, 0);
+            let now = Instant::now();
+            let counting = matches!(phase, Phase::Window(a, b) if now >= a && now < b);
+            for ev in &events[..ready] {
+                // One datagram per readiness (level-triggered: more is reported again), which
+                // saves the EAGAIN read at 50 pps.
+                let m = &mut members[ev.u64 as usize];
+                if let Ok(len) = m.sock.recv(&mut buf) {
+                    m.handle_rtp(&buf[..len], now, counting, &magnitude);
+                }
+            }
+            if ready < events.len() {
+                break;
+            }
+        }
+        if let Some(d) = (now + tick).checked_duration_since(Instant::now()) {
+            std::thread::sleep(d);
+        }
+    };
+    let wall = w1.duration_since(w0).as_secs_f64();
+    let stat_cpu = server_cpu() - cpu_w0;
+    let cpu = server_sched() - sched_w0;
+    let client_cpu = self_cpu() - self_w0;
+    if let Ok(c) = count_rx.recv_timeout(Duration::from_secs(5)) {
+        server_count = c;
+    }
+    let _ = leave_tx.send(());
+    let leave = match signalling.join() {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => format!("leaving failed: {e:#}"),
+        Err(_) => "the signalling thread panicked".to_string(),
+    };
+
+    // Results.
+    let joined: Vec<&Member> = members.iter().filter(|m| m.remote.is_some()).collect();
+    let mut join_times: Vec<Duration> = joined
+        .iter()
+        .filter_map(|m| Some(m.first_rtp?.duration_since(m.join_started?)))
+        .collect();
+    join_times.sort();
+    let never_heard = joined.iter().filter(|m| m.first_rtp.is_none()).count();
+    let silent = joined.iter().filter(|m| m.rx == 0).count();
+    let (mut expected, mut received) = (0u64, 0u64);
+    for m in &joined {
+        if let Some((lo, hi)) = m.ext_range {
+            expected += hi - lo + 1;
+            received += m.rx;
+        }
+    }
+    let loss_pct = if expected == 0 {
+        100.0
+    } else {
+        100.0 * expected.saturating_sub(received) as f64 / expected as f64
+    };
+    // Packets per participant-second against 50: a mixer that falls behind sends fewer
+    // packets without gaps in its sequence numbers.
+    let rate = received as f64 / (joined.len().max(1) as f64 * wall * 50.0);
+    // A participant hears the mix when ≥ 90 % of its frames in the window are loud.
+    let hearing = joined
+        .iter()
+        .filter(|m| m.rx > 0 && m.loud as f64 >= 0.9 * m.rx as f64)
+        .count();
+    let loud_share = joined.iter().map(|m| m.loud).sum::<u64>() as f64 / received.max(1) as f64;
+    let foreign: u64 = members.iter().map(|m| m.foreign).sum();
+    let per_core = if cpu > 0.0 {
+        joined.len() as f64 / (cpu / wall)
+    } else {
+        f64::INFINITY
+    };
+    lags.sort();
+    let lag_p99 = quantile_ms(&lags, 0.99);
+    eprintln!(
+        "{label}: {} of {n} joined in {join_s:.1}s (server CPU {join_cpu:.2}s); join → first RTP p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms; {never_heard} got no RTP",
+        joined.len(),
+        quantile_ms(&join_times, 0.5),
+        quantile_ms(&join_times, 0.95),
+        quantile_ms(&join_times, 1.0),
+    );
+    for e in &errors {
+        eprintln!("{label}: join failed: {e}");
+    }
+    eprintln!(
+        "{label}: window {wall:.1}s: sent {sent_window}, received {received} of {expected} expected (loss {loss_pct:.3} %, rate {rate:.3} of 50 pps), \
+         {hearing} of {} hear the talkers ({:.1} % loud frames), {silent} silent; server CPU {cpu:.2}s (utime+stime {stat_cpu:.2}s) = {:.1} % → {per_core:.0} participants/core; \
+         client CPU {:.1} %, send lag p99 {lag_p99:.2} ms max {:.1} ms, send errors {send_errors}, foreign {foreign}; server counts {}; {leave}",
+        joined.len(),
+        100.0 * loud_share,
+        100.0 * cpu / wall,
+        100.0 * client_cpu / wall,
+        lag_max.as_secs_f64() * 1000.0,
+        server_count.map_or("-".to_string(), |c| c.to_string()),
+    );
+    println!(
+        "RESULT label={label} participants={n} rooms={} talkers={} joined={} join_failed={join_failed} no_rtp={never_heard} \
+         silent={silent} hearing={hearing} loud_pct={:.1} loss_pct={loss_pct:.3} rate={rate:.4} received={received} expected={expected} \
+         wall={wall:.3} server_cpu={cpu:.3} server_cpu_stat={stat_cpu:.2} server_cpu_pct={:.1} per_core={per_core:.0} join_p50_ms={:.2} join_p95_ms={:.2} \
+         join_max_ms={:.2} join_s={join_s:.2} join_server_cpu={join_cpu:.2} client_cpu_pct={:.1} send_lag_p99_ms={lag_p99:.2} \
+         send_errors={send_errors} server_count={}",
+        plan.rooms,
+        plan.talkers,
+        joined.len(),
+        100.0 * loud_share,
+        100.0 * cpu / wall,
+        quantile_ms(&join_times, 0.5),
+        quantile_ms(&join_times, 0.95),
+        quantile_ms(&join_times, 1.0),
+        100.0 * client_cpu / wall,
+        server_count.map_or(-1, |c| c as i64),
+    );
+    Ok(())
+}
