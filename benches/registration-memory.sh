@@ -11,7 +11,7 @@ build_release
 N="${N:-10000}"
 PORT=5062 ADMIN=8962
 mkdir -p "$TMP/dialplan"
-cp "$ROOT/dialplan/province.toml" "$TMP/dialplan/"
+province_without_rooms "$TMP/dialplan"
 cat >"$TMP/dialplan/bench.toml" <<TOML
 code = "bench"
 name = "Benchmark office"

@@ -41,7 +41,7 @@ CLIENT=("${PRIO[@]}" taskset -c 0 "$LOAD")
 
 # Tambun: users 10000..19999 / pwN in one office (a temporary dialplan, as registration-memory.sh)
 mkdir -p "$TMP/dialplan"
-cp "$ROOT/dialplan/province.toml" "$TMP/dialplan/"
+province_without_rooms "$TMP/dialplan"
 printf 'code = "bench"\nname = "Benchmark office"\nblocks = ["10000-19999"]\nreception = "10000"\n' \
     >"$TMP/dialplan/bench.toml"
 { echo "number,opd,name,password"; for ((u = 10000; u <= 19999; u++)); do echo "$u,bench,User $u,pw$u"; done; } >"$TMP/users.csv"
