@@ -66,6 +66,8 @@ pub(crate) struct RoomDialog {
 #[derive(Default)]
 pub(crate) struct Rooms {
     pub dialogs: HashMap<(String, String), RoomDialog>,
+    /// The dialogs by their relay session, for the room thread's events.
+    by_session: HashMap<SessionId, (String, String)>,
     /// Locked rooms: only moderators (by extension or OPD) may join.
     locked: HashSet<RoomId>,
     /// Rooms whose participants are muted, except moderators; who joins is muted too.
@@ -531,6 +533,9 @@ impl Proxy {
         self.rooms.counts.joined += 1;
         let unacked = (upstream.transport == Transport::Udp)
             .then(|| (bytes, now.instant + T1, T1, now.instant + 64 * T1));
+        self.rooms
+            .by_session
+            .insert(session, (call_id.clone(), from_tag.clone()));
         self.rooms.dialogs.insert(
             (call_id, from_tag),
             RoomDialog {
@@ -683,6 +688,7 @@ impl Proxy {
         let Some(d) = self.rooms.dialogs.remove(key) else {
             return;
         };
+        self.rooms.by_session.remove(&d.session);
         if let Some(relay) = self.media.as_mut() {
             let _ = relay.room_leave(d.room, d.session);
         }
@@ -801,13 +807,13 @@ impl Proxy {
         event: &MixerEvent,
         now: Now,
     ) {
-        let Some(key) = self
-            .rooms
-            .dialogs
-            .iter()
-            .find(|(_, d)| d.session == session)
-            .map(|(k, _)| k.clone())
-        else {
+        if matches!(
+            event,
+            MixerEvent::Talking { .. } | MixerEvent::SelfMuted { .. }
+        ) {
+            return; // the relay's RoomStats tell the operator; nothing to do here
+        }
+        let Some(key) = self.rooms.by_session.get(&session).cloned() else {
             return;
         };
         match event {
@@ -874,15 +880,12 @@ impl Proxy {
     /// up on it (our BYE, Reason 408) and its record says `media-timeout`. False when
     /// `session` is no participant's.
     pub(super) fn room_inactive(&mut self, cx: &mut Ctx<'_>, session: SessionId, now: Now) -> bool {
-        let Some((key, d)) = self
-            .rooms
-            .dialogs
-            .iter()
-            .find(|(_, d)| d.session == session)
-        else {
+        let Some(key) = self.rooms.by_session.get(&session).cloned() else {
             return false;
         };
-        let key = key.clone();
+        let Some(d) = self.rooms.dialogs.get(&key) else {
+            return false;
+        };
         tracing::info!(room = %d.number, caller = %d.caller, "no media from the participant: hanging up");
         let (peer, from, to) = (d.peer, d.our_from.clone(), d.their_from.clone());
         if let Some(uri) = d.their_contact.clone() {
