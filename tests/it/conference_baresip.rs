@@ -119,6 +119,26 @@ fn tone_scenario(work: &Path, pcap: &Path) -> PathBuf {
     path
 }
 
+/// baresip's audio settings for a participant that sends the WAV `tone` (aufile) and, with
+/// `dumps`, writes what it hears there (sndfile).
+fn tone_audio(tone: &Path, dumps: Option<&Path>) -> String {
+    let mut audio = format!(
+        "audio_player\t\talsa,null\n\
+         audio_alert\t\talsa,null\n\
+         audio_source\t\taufile,{}\n\
+         module\t\t\taufile.so\n\
+         module\t\t\talsa.so\n",
+        tone.display()
+    );
+    if let Some(dumps) = dumps {
+        audio.push_str(&format!(
+            "audio_buffer\t\t20-160\nsnd_path\t\t{}\nmodule\t\t\tsndfile.so\n",
+            dumps.display()
+        ));
+    }
+    audio
+}
+
 /// The samples of a 16-bit PCM WAV (the data chunk).
 fn wav_samples(path: &Path) -> Vec<i16> {
     let b = std::fs::read(path).unwrap_or_default();
@@ -165,18 +185,7 @@ fn five_phones_in_room_8000_hear_each_other_and_not_themselves() {
         tone_wav(&tone, hz, 30);
         let dumps = switch.dir().join(format!("dump-{ext}"));
         std::fs::create_dir_all(&dumps).unwrap();
-        let audio = format!(
-            "audio_player\t\talsa,null\n\
-             audio_alert\t\talsa,null\n\
-             audio_source\t\taufile,{}\n\
-             audio_buffer\t\t20-160\n\
-             snd_path\t\t{}\n\
-             module\t\t\taufile.so\n\
-             module\t\t\talsa.so\n\
-             module\t\t\tsndfile.so\n",
-            tone.display(),
-            dumps.display()
-        );
+        let audio = tone_audio(&tone, Some(&dumps));
         let acc = account(&switch, ext, password, ";audio_codecs=PCMU,PCMA;ptime=20");
         phones.push((
             ext,
@@ -383,14 +392,7 @@ fn room_8001_asks_for_the_pin() {
     );
     let tone = switch.dir().join("tone.wav");
     tone_wav(&tone, 700.0, 30);
-    let audio = format!(
-        "audio_player\t\talsa,null\n\
-         audio_alert\t\talsa,null\n\
-         audio_source\t\taufile,{}\n\
-         module\t\t\taufile.so\n\
-         module\t\t\talsa.so\n",
-        tone.display()
-    );
+    let audio = tone_audio(&tone, None);
     let acc = account(
         &switch,
         "3501",
@@ -528,18 +530,7 @@ fn the_operator_mutes_locks_and_removes_in_room_8000() {
         tone_wav(&tone, *hz, 60);
         let dumps = switch.dir().join(format!("dump-{ext}"));
         std::fs::create_dir_all(&dumps).unwrap();
-        let audio = format!(
-            "audio_player\t\talsa,null\n\
-             audio_alert\t\talsa,null\n\
-             audio_source\t\taufile,{}\n\
-             audio_buffer\t\t20-160\n\
-             snd_path\t\t{}\n\
-             module\t\t\taufile.so\n\
-             module\t\t\talsa.so\n\
-             module\t\t\tsndfile.so\n",
-            tone.display(),
-            dumps.display()
-        );
+        let audio = tone_audio(&tone, Some(&dumps));
         let acc = account(&switch, ext, password, ";audio_codecs=PCMU;ptime=20");
         let phone = Baresip::start_registered(switch.dir(), ext, &acc, Some(&audio));
         phones.push((*ext, *hz, dumps, phone));
@@ -761,14 +752,7 @@ fn a_hundred_joins_at_once_find_room_8000_full() {
     let (ext, _, password, hz) = PEOPLE[0];
     let tone = switch.dir().join("tone.wav");
     tone_wav(&tone, hz, 30);
-    let audio = format!(
-        "audio_player\t\talsa,null\n\
-         audio_alert\t\talsa,null\n\
-         audio_source\t\taufile,{}\n\
-         module\t\t\taufile.so\n\
-         module\t\t\talsa.so\n",
-        tone.display()
-    );
+    let audio = tone_audio(&tone, None);
     let acc = account(&switch, ext, password, ";audio_codecs=PCMU;ptime=20");
     let mut phone = Baresip::start_registered(switch.dir(), ext, &acc, Some(&audio));
     phone.command_data("dial", &format!("sip:8000@{}", switch.sip));
@@ -853,14 +837,7 @@ fn a_participant_sending_no_media_is_hung_up_on() {
     );
     let tone = switch.dir().join("tone.wav");
     tone_wav(&tone, 500.0, 30);
-    let audio = format!(
-        "audio_player\t\talsa,null\n\
-         audio_alert\t\talsa,null\n\
-         audio_source\t\taufile,{}\n\
-         module\t\t\taufile.so\n\
-         module\t\t\talsa.so\n",
-        tone.display()
-    );
+    let audio = tone_audio(&tone, None);
     let acc = account(
         &switch,
         "1000",
