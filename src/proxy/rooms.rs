@@ -437,6 +437,14 @@ impl Proxy {
         let caller = p.call.as_ref().map(|c| c.caller.clone());
         let from_tag = request.from_tag().unwrap_or("").to_string();
         let call_id = request.call_id().unwrap_or("").to_string();
+        if crate::sip::webrtc_sdp::is_webrtc(request.body()) {
+            // A room's member is plain RTP on the room's thread; a browser leg (ICE,
+            // DTLS-SRTP) cannot join one yet. Say so rather than answer what it cannot use.
+            self.rooms.counts.refused_codec += 1;
+            let w = warn("conference rooms do not take browser (WebRTC) calls yet; join from a desk phone or softphone");
+            self.respond_final_full(cx, id, 488, None, &w, now);
+            return;
+        }
         let offer = media::has_sdp(&request)
             .then(|| {
                 std::str::from_utf8(request.body())

@@ -1703,3 +1703,38 @@ Call-ID: call-{ext}-8000\r\nCSeq: 3 BYE\r\nContent-Length: 0\r\n\r\n"
     let view = &rig.sw.rooms()[0];
     assert!(!view.locked && !view.all_muted);
 }
+
+/// A browser's offer (UDP/TLS/RTP/SAVPF, ICE, DTLS) to a room is answered 488 with a
+/// Warning that says why: a room's members are plain RTP for now.
+#[test]
+fn a_browser_offer_to_a_room_is_refused_with_a_reason() {
+    let mut rig = Rig::new(&[]);
+    with_relay(&mut rig);
+    let offer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+m=audio 50000 UDP/TLS/RTP/SAVPF 111 0\r\nc=IN IP4 127.0.0.1\r\na=rtpmap:111 opus/48000/2\r\n\
+a=rtpmap:0 PCMU/8000\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\n\
+a=fingerprint:sha-256 AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89\r\n\
+a=setup:actpass\r\na=rtcp-mux\r\na=sendrecv\r\n";
+    assert!(crate::sip::webrtc_sdp::is_webrtc(offer.as_bytes()));
+    let b = rig.branch();
+    let text = with_sdp(&rig.invite_text("1000", 7000, "8000", &b, ""), offer);
+    rig.send(7000, text);
+    let nonce = nonce_of(&rig.out().pop().unwrap().1, HeaderName::ProxyAuthenticate);
+    let auth = Digest::new("1000", "INVITE", "sip:8000@127.0.0.1", &nonce).proxy_authorization();
+    let b = rig.branch();
+    let text = with_sdp(&rig.invite_text("1000", 7000, "8000", &b, &auth), offer);
+    rig.send(7000, text);
+    let answer = rig
+        .out()
+        .into_iter()
+        .find(|(p, m)| *p == 7000 && m.status().is_some_and(|s| s >= 200))
+        .expect("a final answer")
+        .1;
+    assert_eq!(answer.status(), Some(488));
+    let wire = String::from_utf8_lossy(&answer.wire()).to_string();
+    assert!(
+        wire.contains("do not take browser (WebRTC) calls yet"),
+        "{wire}"
+    );
+    assert!(rig.sw.rooms().is_empty());
+}
