@@ -898,3 +898,78 @@ fn a_participant_sending_no_media_is_hung_up_on() {
     let idle = wait_relay_idle(&switch, Duration::from_secs(5));
     assert_eq!(idle, (0, 0), "the relay still holds ports or sessions");
 }
+
+/// A moderator's keypad in room 8000: Diskominfo's 3501 (SIPp) keys `*8` and `*7` by SIP
+/// INFO; the room is locked and everyone but the moderators is muted (the baresip of Setda's
+/// 1000 shows muted). A Setda phone's same keys would do nothing (the proxy rig tests that).
+#[test]
+fn a_moderator_locks_and_mutes_room_8000_from_the_keypad() {
+    let (switch, _range) = media_switch(
+        &[
+            ("1000", "setda", "rahasia1000"),
+            ("3501", "diskominfo", "rahasia3501"),
+        ],
+        "",
+    );
+    let tone = switch.dir().join("tone.wav");
+    tone_wav(&tone, 500.0, 30);
+    let audio = tone_audio(&tone, None);
+    let acc = account(
+        &switch,
+        "1000",
+        "rahasia1000",
+        ";audio_codecs=PCMU;ptime=20",
+    );
+    let mut phone = Baresip::start_registered(switch.dir(), "1000", &acc, Some(&audio));
+    phone.command_data("dial", &format!("sip:8000@{}", switch.sip));
+    let up = Switch::eventually(Duration::from_secs(10), || phone.has_established_call());
+    assert!(up, "1000 is not in room 8000:\n{}", phone.log_text());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // field2..field6: the digits the scenario keys, one INFO each.
+            let run = sipp_call(
+                &switch,
+                "moderator",
+                "3501",
+                "rahasia3501;*;8;*;7;#",
+                "8000",
+                &sipp_scenario("room-pin.xml"),
+                &["-d", "4000"],
+            );
+            tx.send(run).unwrap();
+        });
+        let mut room = serde_json::Value::Null;
+        let done = Switch::eventually(Duration::from_secs(6), || {
+            room = conf_show(&switch, "8000");
+            room["locked"] == true && room["all_muted"] == true
+        });
+        assert!(done, "the moderator's *8 and *7: {room:#}");
+        let setda = room["participants"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["extension"] == "1000")
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(setda["muted"], true, "{room:#}");
+        let moderator = room["participants"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["extension"] == "3501")
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(moderator["moderator"], true, "{room:#}");
+        assert_eq!(moderator["muted"], false, "{room:#}");
+    });
+    assert_sipp_ok(&rx.recv().unwrap(), 1, "the moderator");
+    phone.command_data("hangup", "");
+    let gone = Switch::eventually(Duration::from_secs(5), || {
+        conf_show(&switch, "8000").is_null()
+    });
+    assert!(gone, "room 8000 still has participants");
+    phone.stop();
+    let idle = wait_relay_idle(&switch, Duration::from_secs(5));
+    assert_eq!(idle, (0, 0), "the relay still holds ports or sessions");
+}
