@@ -23,6 +23,13 @@
 //! and happens outside the measured windows. Loopback only: every address must be 127/8.
 //! Prints human-readable lines and one `RESULT key=value ...` line for scripts.
 
+#[path = "common/mod.rs"]
+#[allow(dead_code)] // each load client uses its part
+mod common;
+use common::{
+    authorization, cpu_of, parse_pid, sdp_media_addr, token, with_descendants, Epoll, Msg,
+};
+
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
@@ -31,7 +38,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Parser, Subcommand};
-use md5::{Digest as _, Md5};
 use rand::Rng;
 use str0m::config::DtlsCert;
 use str0m::format::{Codec, FormatParams};
@@ -130,12 +136,6 @@ struct IdleArgs {
     settle: f64,
 }
 
-fn parse_pid(s: &str) -> Result<(String, u32), String> {
-    let (name, pid) = s.split_once('=').unwrap_or(("server", s));
-    let pid = pid.parse().map_err(|_| format!("bad pid in '{s}'"))?;
-    Ok((name.to_string(), pid))
-}
-
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
@@ -166,163 +166,7 @@ fn check_loopback(t: &Target) -> anyhow::Result<()> {
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-fn token(prefix: &str) -> String {
-    let n: u64 = rand::thread_rng().gen();
-    format!("{prefix}{n:016x}")
-}
-
-// ---------------------------------------------------------------- SIP messages
-
-struct Msg {
-    start: String,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Msg {
-    fn parse(raw: &[u8]) -> Option<Msg> {
-        let text = std::str::from_utf8(raw).ok()?;
-        let (head, body) = text.split_once("\r\n\r\n")?;
-        let mut lines = head.split("\r\n");
-        let start = lines.next()?.to_string();
-        let headers = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(n, v)| (expand(n.trim()), v.trim().to_string()))
-            .collect();
-        Some(Msg {
-            start,
-            headers,
-            body: body.to_string(),
-        })
-    }
-    fn status(&self) -> u16 {
-        match self.start.strip_prefix("SIP/2.0 ") {
-            Some(rest) => rest.get(..3).and_then(|s| s.parse().ok()).unwrap_or(0),
-            None => 0,
-        }
-    }
-    fn method(&self) -> &str {
-        if self.status() != 0 {
-            return "";
-        }
-        self.start.split(' ').next().unwrap_or("")
-    }
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-    fn all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-    fn call_id(&self) -> &str {
-        self.header("call-id").unwrap_or("")
-    }
-    fn cseq_method(&self) -> &str {
-        self.header("cseq")
-            .and_then(|c| c.split_whitespace().nth(1))
-            .unwrap_or("")
-    }
-    /// The URI inside the first Contact's `<>`.
-    fn contact_uri(&self) -> Option<String> {
-        let c = self.header("contact")?;
-        let c = c.split_once('<').map_or(c, |(_, r)| r);
-        Some(c.split('>').next()?.to_string())
-    }
-    fn summary(&self) -> String {
-        format!("{} ({} {})", self.start, self.call_id(), self.cseq_method())
-    }
-}
-
-fn expand(name: &str) -> String {
-    let l = name.to_ascii_lowercase();
-    match l.as_str() {
-        "v" => "via",
-        "f" => "from",
-        "t" => "to",
-        "i" => "call-id",
-        "m" => "contact",
-        "l" => "content-length",
-        "c" => "content-type",
-        _ => return l,
-    }
-    .to_string()
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn md5_hex(s: &str) -> String {
-    hex(&Md5::digest(s.as_bytes()))
-}
-
-fn split_params(s: &str) -> Vec<(String, String)> {
-    let mut out = vec![];
-    let mut cur = String::new();
-    let mut quoted = false;
-    for ch in s.chars().chain(std::iter::once(',')) {
-        match ch {
-            '"' => quoted = !quoted,
-            ',' if !quoted => {
-                if let Some((k, v)) = cur.split_once('=') {
-                    out.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-                }
-                cur.clear();
-            }
-            _ => cur.push(ch),
-        }
-    }
-    out
-}
-
-/// An `Authorization`/`Proxy-Authorization` value for the first MD5 digest challenge.
-fn authorization(
-    challenges: &[&str],
-    user: &str,
-    password: &str,
-    method: &str,
-    uri: &str,
-) -> anyhow::Result<String> {
-    for ch in challenges {
-        let Some(rest) = ch.strip_prefix("Digest").map(str::trim) else {
-            continue;
-        };
-        let p = split_params(rest);
-        let get = |k: &str| p.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        if get("algorithm").is_some_and(|a| !a.eq_ignore_ascii_case("md5")) {
-            continue;
-        }
-        let (Some(realm), Some(nonce)) = (get("realm"), get("nonce")) else {
-            continue;
-        };
-        let ha1 = md5_hex(&format!("{user}:{realm}:{password}"));
-        let ha2 = md5_hex(&format!("{method}:{uri}"));
-        let mut v = format!(
-            "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", algorithm=MD5"
-        );
-        if get("qop").is_some_and(|q| q.split(',').any(|q| q.trim() == "auth")) {
-            let cnonce = token("");
-            let r = md5_hex(&format!("{ha1}:{nonce}:00000001:{cnonce}:auth:{ha2}"));
-            v.push_str(&format!(
-                ", qop=auth, nc=00000001, cnonce=\"{cnonce}\", response=\"{r}\""
-            ));
-        } else {
-            let r = md5_hex(&format!("{ha1}:{nonce}:{ha2}"));
-            v.push_str(&format!(", response=\"{r}\""));
-        }
-        if let Some(o) = get("opaque") {
-            v.push_str(&format!(", opaque=\"{o}\""));
-        }
-        return Ok(v);
-    }
-    bail!("no MD5 digest challenge in {challenges:?}")
-}
+// SIP messages, digest answers and SDP addresses: `common`.
 
 // ---------------------------------------------------------------- transports
 
@@ -611,24 +455,6 @@ impl Phones {
             }
         }
     }
-}
-
-/// `c=` address and first `m=audio` port of an SDP.
-fn sdp_media_addr(sdp: &str) -> Option<SocketAddr> {
-    let mut ip = None;
-    let mut port = None;
-    for l in sdp.lines() {
-        if let Some(c) = l.strip_prefix("c=IN IP4 ") {
-            ip = ip.or(c.trim().parse::<Ipv4Addr>().ok());
-        }
-        if let Some(m) = l.strip_prefix("m=audio ") {
-            port = port.or(m
-                .split_whitespace()
-                .next()
-                .and_then(|p| p.parse::<u16>().ok()));
-        }
-    }
-    Some(SocketAddr::new(IpAddr::V4(ip?), port?))
 }
 
 /// What the answer to a browser's offer says of the far end's transport.
@@ -955,51 +781,6 @@ impl Call {
 
 // ---------------------------------------------------------------- measurement
 
-/// utime+stime (s) of the processes and all their descendants.
-fn cpu_of(pids: &[u32]) -> f64 {
-    pids.iter()
-        .map(|p| {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
-                return 0.0;
-            };
-            let f: Vec<&str> = stat
-                .rsplit_once(')')
-                .map_or(vec![], |(_, r)| r.split_whitespace().collect());
-            let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-            (t(11) + t(12)) / 100.0 // USER_HZ is 100 on Linux
-        })
-        .sum()
-}
-
-/// `pid` and every process below it.
-fn with_descendants(pid: u32) -> Vec<u32> {
-    let mut parent: Vec<(u32, u32)> = vec![];
-    if let Ok(rd) = std::fs::read_dir("/proc") {
-        for e in rd.flatten() {
-            let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
-                continue;
-            };
-            let ppid = stat
-                .rsplit_once(')')
-                .and_then(|(_, r)| r.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            parent.push((p, ppid));
-        }
-    }
-    let mut out = vec![pid];
-    let mut i = 0;
-    while i < out.len() {
-        let cur = out[i];
-        out.extend(parent.iter().filter(|(_, pp)| *pp == cur).map(|(p, _)| *p));
-        i += 1;
-    }
-    out
-}
-
 struct Groups(Vec<(String, Vec<u32>)>);
 
 impl Groups {
@@ -1122,44 +903,6 @@ fn rtp_payload(b: &[u8]) -> Option<&[u8]> {
         start += 4 + 4 * w as usize;
     }
     b.get(start..)
-}
-
-struct Epoll(i32);
-
-impl Epoll {
-    fn new() -> anyhow::Result<Epoll> {
-        // SAFETY: plain syscall, the fd is owned by the returned value.
-        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if fd < 0 {
-            bail!("epoll_create1: {}", std::io::Error::last_os_error());
-        }
-        Ok(Epoll(fd))
-    }
-    fn add(&self, fd: i32, token: u64) -> anyhow::Result<()> {
-        let mut ev = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
-            u64: token,
-        };
-        // SAFETY: `ev` is valid for the call; the kernel copies it.
-        if unsafe { libc::epoll_ctl(self.0, libc::EPOLL_CTL_ADD, fd, &mut ev) } < 0 {
-            bail!("epoll_ctl: {}", std::io::Error::last_os_error());
-        }
-        Ok(())
-    }
-    fn wait(&self, events: &mut [libc::epoll_event], timeout_ms: i32) -> usize {
-        // SAFETY: the buffer outlives the call and its length is passed.
-        let n = unsafe {
-            libc::epoll_wait(self.0, events.as_mut_ptr(), events.len() as i32, timeout_ms)
-        };
-        n.max(0) as usize
-    }
-}
-
-impl Drop for Epoll {
-    fn drop(&mut self) {
-        // SAFETY: we own the fd.
-        unsafe { libc::close(self.0) };
-    }
 }
 
 /// Drains a browser's str0m outputs: datagrams out, events in.

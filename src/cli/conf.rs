@@ -200,26 +200,21 @@ fn act(
     Ok(())
 }
 
+/// `conf mute` (`muted`) or `conf unmute`.
+fn mute(admin: std::net::SocketAddr, a: MuteArgs, muted: bool) -> anyhow::Result<()> {
+    let action = crate::proxy::rooms::RoomAction::Mute {
+        extension: a.extension.as_deref().map(extension).transpose()?,
+        muted,
+    };
+    act(admin, &a.room, &action, a.json)
+}
+
 pub(super) fn run(global: &GlobalArgs, cmd: ConfCommand) -> anyhow::Result<()> {
     use crate::proxy::rooms::RoomAction;
     let admin = global.admin();
     match cmd {
-        ConfCommand::Mute(a) => {
-            let extension = a.extension.as_deref().map(extension).transpose()?;
-            let action = RoomAction::Mute {
-                extension,
-                muted: true,
-            };
-            act(admin, &a.room, &action, a.json)?;
-        }
-        ConfCommand::Unmute(a) => {
-            let extension = a.extension.as_deref().map(extension).transpose()?;
-            let action = RoomAction::Mute {
-                extension,
-                muted: false,
-            };
-            act(admin, &a.room, &action, a.json)?;
-        }
+        ConfCommand::Mute(a) => mute(admin, a, true)?,
+        ConfCommand::Unmute(a) => mute(admin, a, false)?,
         ConfCommand::Kick(a) => {
             let action = RoomAction::Kick {
                 extension: extension(&a.extension)?,

@@ -712,6 +712,29 @@ impl Proxy {
         }
     }
 
+    /// The switch ends participant `key`'s call: our BYE with `reason` (RFC 3326) to its
+    /// Contact, and it leaves the room.
+    fn hang_up(&mut self, cx: &mut Ctx<'_>, key: &(String, String), reason: &str, now: Now) {
+        if let Some(d) = self.rooms.dialogs.get(key) {
+            let (peer, from, to) = (d.peer, d.our_from.clone(), d.their_from.clone());
+            if let Some(uri) = d.their_contact.clone() {
+                self.send_own_bye(cx, &key.0, &uri, peer, &from, &to, 1, 0, reason, now);
+            }
+        }
+        self.room_leave(key, now);
+    }
+
+    /// Mutes or unmutes participant `key` in the relay; true when that changed its state.
+    fn set_muted(&mut self, key: &(String, String), muted: bool) -> bool {
+        let Some(d) = self.rooms.dialogs.get_mut(key) else {
+            return false;
+        };
+        if let Some(relay) = self.media.as_mut() {
+            let _ = relay.room_mute(d.room, d.session, muted);
+        }
+        std::mem::replace(&mut d.muted, muted) != muted
+    }
+
     /// The operator's (or a moderator's) action on room `number`.
     pub(crate) fn room_action(
         &mut self,
@@ -760,30 +783,14 @@ impl Proxy {
                     }
                 }
                 for k in &keys {
-                    let Some(d) = self.rooms.dialogs.get_mut(k) else {
-                        continue;
-                    };
-                    if d.muted != muted {
-                        affected += 1;
-                    }
-                    d.muted = muted;
-                    if let Some(relay) = self.media.as_mut() {
-                        let _ = relay.room_mute(d.room, d.session, muted);
-                    }
+                    affected += usize::from(self.set_muted(k, muted));
                 }
                 tracing::info!(room = number, who = ?extension.map(|e| e.to_string()), muted, affected, "room mute");
             }
             RoomAction::Kick { extension } => {
                 one(&extension, &mut keys, &self.rooms)?;
                 for k in &keys {
-                    let Some(d) = self.rooms.dialogs.get(k) else {
-                        continue;
-                    };
-                    let (peer, from, to) = (d.peer, d.our_from.clone(), d.their_from.clone());
-                    if let Some(uri) = d.their_contact.clone() {
-                        self.send_own_bye(cx, &k.0, &uri, peer, &from, &to, 1, 0, KICK_REASON, now);
-                    }
-                    self.room_leave(k, now);
+                    self.hang_up(cx, k, KICK_REASON, now);
                     self.rooms.counts.kicked += 1;
                     affected += 1;
                 }
@@ -826,24 +833,21 @@ impl Proxy {
         };
         match event {
             MixerEvent::PinAccepted { moderator, .. } => {
-                if let Some(d) = self.rooms.dialogs.get_mut(&key) {
-                    d.moderator |= *moderator;
-                    tracing::info!(room = %d.number, caller = %d.caller, moderator = d.moderator, "PIN accepted");
-                    // A moderator is not held by the room's mute-all.
-                    if d.moderator && d.muted {
-                        d.muted = false;
-                        if let Some(relay) = self.media.as_mut() {
-                            let _ = relay.room_mute(d.room, d.session, false);
-                        }
-                    }
+                let Some(d) = self.rooms.dialogs.get_mut(&key) else {
+                    return;
+                };
+                d.moderator |= *moderator;
+                tracing::info!(room = %d.number, caller = %d.caller, moderator = d.moderator, "PIN accepted");
+                // A moderator is not held by the room's mute-all.
+                if d.moderator && d.muted {
+                    self.set_muted(&key, false);
                 }
             }
             MixerEvent::Digit { digit, .. } => {
                 let Some(d) = self.rooms.dialogs.get_mut(&key) else {
                     return;
                 };
-                let star = d.last_digit == Some('*');
-                d.last_digit = Some(*digit);
+                let star = d.last_digit.replace(*digit) == Some('*');
                 if !star || !d.moderator {
                     return;
                 }
@@ -858,9 +862,6 @@ impl Proxy {
                     },
                     _ => return,
                 };
-                if let Some(d) = self.rooms.dialogs.get_mut(&key) {
-                    d.last_digit = None;
-                }
                 let _ = self.room_action(cx, &number, action, now);
             }
             MixerEvent::PinRejected { failures, .. } => {
@@ -872,13 +873,7 @@ impl Proxy {
                     return;
                 }
                 self.rooms.counts.pin_failures += 1;
-                let (peer, from, to) = (d.peer, d.our_from.clone(), d.their_from.clone());
-                let uri = d.their_contact.clone();
-                if let Some(uri) = uri {
-                    let reason = "SIP;cause=403;text=\"wrong PIN\"";
-                    self.send_own_bye(cx, &key.0, &uri, peer, &from, &to, 1, 0, reason, now);
-                }
-                self.room_leave(&key, now);
+                self.hang_up(cx, &key, "SIP;cause=403;text=\"wrong PIN\"", now);
             }
             _ => {}
         }
@@ -895,14 +890,9 @@ impl Proxy {
             return false;
         };
         tracing::info!(room = %d.number, caller = %d.caller, "no media from the participant: hanging up");
-        let (peer, from, to) = (d.peer, d.our_from.clone(), d.their_from.clone());
-        if let Some(uri) = d.their_contact.clone() {
-            let reason = "SIP;cause=408;text=\"media timeout\"";
-            self.send_own_bye(cx, &key.0, &uri, peer, &from, &to, 1, 0, reason, now);
-        }
         self.records.media_timeout(&key.0, now.unix_ms);
         self.rooms.counts.media_timeouts += 1;
-        self.room_leave(&key, now);
+        self.hang_up(cx, &key, "SIP;cause=408;text=\"media timeout\"", now);
         true
     }
 

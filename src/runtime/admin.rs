@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::Input;
+use crate::proxy::rooms::RoomView;
 use crate::switch::RegistrationView;
 use crate::types::OpdCode;
 
@@ -104,27 +105,16 @@ async fn conf(
     State(AdminState { driver, relay, .. }): State<AdminState>,
     Query(q): Query<ConfQuery>,
 ) -> Result<Json<Vec<serde_json::Value>>, (StatusCode, String)> {
-    let (reply, rx) = oneshot::channel();
-    let stopping = || {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "switch stopping".to_owned(),
-        )
-    };
-    driver
-        .send(Input::Rooms { reply })
+    let rooms = rooms_with_media(&driver, relay.as_deref(), q.room.as_deref())
         .await
-        .map_err(|_| stopping())?;
-    let rooms = rx.await.map_err(|_| stopping())?;
+        .map_err(|_| {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "switch stopping".to_owned(),
+            )
+        })?;
     let mut out = Vec::new();
-    for r in rooms {
-        if q.room.as_ref().is_some_and(|want| *want != r.room) {
-            continue;
-        }
-        let state = match &relay {
-            Some(relay) => relay.room_state(r.room_id).await,
-            None => None,
-        };
+    for (r, state) in rooms {
         let mut talkers = Vec::new();
         let participants: Vec<serde_json::Value> = r
             .participants
@@ -168,6 +158,30 @@ async fn conf(
         return Err((StatusCode::NOT_FOUND, format!("nobody is in room {room}")));
     }
     Ok(Json(out))
+}
+
+/// The rooms with participants (only `only`, when given) from the core, each with its media
+/// state from its forwarding thread (`None` without a relay, or when the thread did not
+/// answer in time). `Err` when the switch is stopping.
+async fn rooms_with_media(
+    driver: &mpsc::Sender<Input>,
+    relay: Option<&super::relay::RelayGlue>,
+    only: Option<&str>,
+) -> Result<Vec<(RoomView, Option<crate::media::RoomState>)>, ()> {
+    let (reply, rx) = oneshot::channel();
+    driver.send(Input::Rooms { reply }).await.map_err(|_| ())?;
+    let mut out = Vec::new();
+    for r in rx.await.map_err(|_| ())? {
+        if only.is_some_and(|want| want != r.room) {
+            continue;
+        }
+        let state = match relay {
+            Some(relay) => relay.room_state(r.room_id).await,
+            None => None,
+        };
+        out.push((r, state));
+    }
+    Ok(out)
 }
 
 /// The operator's action on a room: a JSON [`RoomAction`] (`{"action": "mute",
@@ -219,18 +233,11 @@ async fn metrics(
         .await
         .map_err(|_| stopping(()))?;
     let switch = rx.await.map_err(|_| stopping(()))?;
-    let (reply, rx) = oneshot::channel();
-    state
-        .driver
-        .send(Input::Rooms { reply })
-        .await
-        .map_err(|_| stopping(()))?;
     let mut rooms = Vec::new();
-    for r in rx.await.map_err(|_| stopping(()))? {
-        let media = match &state.relay {
-            Some(relay) => relay.room_state(r.room_id).await,
-            None => None,
-        };
+    for (r, media) in rooms_with_media(&state.driver, state.relay.as_deref(), None)
+        .await
+        .map_err(stopping)?
+    {
         let count = |f: fn(&crate::media::mixer::ParticipantStats) -> bool| {
             media.as_ref().map_or(0, |m| {
                 m.participants.iter().filter(|p| f(&p.stats)).count() as u64

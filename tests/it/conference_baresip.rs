@@ -139,6 +139,55 @@ fn tone_audio(tone: &Path, dumps: Option<&Path>) -> String {
     audio
 }
 
+/// A baresip of `ext`, registered, sending a tone at `hz` for `secs` (aufile) and offering
+/// `codecs` (ptime 20); with `dumps`, it writes what it hears there (sndfile).
+fn tone_phone(
+    switch: &Switch,
+    ext: &str,
+    password: &str,
+    hz: f64,
+    secs: u32,
+    codecs: &str,
+    dumps: Option<&Path>,
+) -> Baresip {
+    let tone = switch.dir().join(format!("tone-{ext}.wav"));
+    tone_wav(&tone, hz, secs);
+    if let Some(dumps) = dumps {
+        std::fs::create_dir_all(dumps).unwrap();
+    }
+    let audio = tone_audio(&tone, dumps);
+    let acc = account(
+        switch,
+        ext,
+        password,
+        &format!(";audio_codecs={codecs};ptime=20"),
+    );
+    Baresip::start_registered(switch.dir(), ext, &acc, Some(&audio))
+}
+
+/// `phone` (extension `ext`) dials `room` and is in it within 10 s.
+#[track_caller]
+fn dial_room(switch: &Switch, phone: &Baresip, ext: &str, room: &str) {
+    let answer = phone.command_data("dial", &format!("sip:{room}@{}", switch.sip));
+    let up = Switch::eventually(Duration::from_secs(10), || phone.has_established_call());
+    assert!(
+        up,
+        "{ext} is not in room {room} (dial: {answer}):\n{}",
+        phone.log_text()
+    );
+}
+
+/// The last participant, `phone`, hangs up: `room` is empty and the relay holds nothing.
+#[track_caller]
+fn last_one_leaves(switch: &Switch, phone: &mut Baresip, room: &str) {
+    phone.command_data("hangup", "");
+    let gone = Switch::eventually(Duration::from_secs(5), || conf_show(switch, room).is_null());
+    assert!(gone, "room {room} still has participants");
+    phone.stop();
+    let idle = wait_relay_idle(switch, Duration::from_secs(5));
+    assert_eq!(idle, (0, 0), "the relay still holds ports or sessions");
+}
+
 /// The samples of a 16-bit PCM WAV (the data chunk).
 fn wav_samples(path: &Path) -> Vec<i16> {
     let b = std::fs::read(path).unwrap_or_default();
@@ -181,27 +230,12 @@ fn five_phones_in_room_8000_hear_each_other_and_not_themselves() {
     let (switch, _range) = media_switch(&exts, "");
     let mut phones = Vec::new();
     for (ext, _, password, hz) in PEOPLE {
-        let tone = switch.dir().join(format!("tone-{ext}.wav"));
-        tone_wav(&tone, hz, 30);
         let dumps = switch.dir().join(format!("dump-{ext}"));
-        std::fs::create_dir_all(&dumps).unwrap();
-        let audio = tone_audio(&tone, Some(&dumps));
-        let acc = account(&switch, ext, password, ";audio_codecs=PCMU,PCMA;ptime=20");
-        phones.push((
-            ext,
-            hz,
-            dumps,
-            Baresip::start_registered(switch.dir(), ext, &acc, Some(&audio)),
-        ));
+        let phone = tone_phone(&switch, ext, password, hz, 30, "PCMU,PCMA", Some(&dumps));
+        phones.push((ext, hz, dumps, phone));
     }
     for (ext, _, _, phone) in &phones {
-        let answer = phone.command_data("dial", &format!("sip:8000@{}", switch.sip));
-        let up = Switch::eventually(Duration::from_secs(10), || phone.has_established_call());
-        assert!(
-            up,
-            "{ext} is not in room 8000 (dial: {answer}):\n{}",
-            phone.log_text()
-        );
+        dial_room(&switch, phone, ext, "8000");
     }
     // The fifth, SIPp, plays its tone for 10 s; the baresips hang up while it plays.
     let pcap = switch.dir().join("tone-sipp.pcap");
@@ -390,23 +424,8 @@ fn room_8001_asks_for_the_pin() {
         ],
         "",
     );
-    let tone = switch.dir().join("tone.wav");
-    tone_wav(&tone, 700.0, 30);
-    let audio = tone_audio(&tone, None);
-    let acc = account(
-        &switch,
-        "3501",
-        "rahasia3501",
-        ";audio_codecs=PCMU;ptime=20",
-    );
-    let mut moderator = Baresip::start_registered(switch.dir(), "3501", &acc, Some(&audio));
-    moderator.command_data("dial", &format!("sip:8001@{}", switch.sip));
-    let up = Switch::eventually(Duration::from_secs(10), || moderator.has_established_call());
-    assert!(
-        up,
-        "the moderator is not in room 8001:\n{}",
-        moderator.log_text()
-    );
+    let mut moderator = tone_phone(&switch, "3501", "rahasia3501", 700.0, 30, "PCMU", None);
+    dial_room(&switch, &moderator, "3501", "8001");
 
     // The right PIN, then '#', by SIP INFO; the participant stays 4 s.
     let (tx, rx) = std::sync::mpsc::channel();
@@ -476,14 +495,7 @@ fn room_8001_asks_for_the_pin() {
         "the switch's BYE says why:\n{messages}"
     );
 
-    moderator.command_data("hangup", "");
-    let gone = Switch::eventually(Duration::from_secs(5), || {
-        conf_show(&switch, "8001").is_null()
-    });
-    assert!(gone, "room 8001 still has participants");
-    moderator.stop();
-    let idle = wait_relay_idle(&switch, Duration::from_secs(5));
-    assert_eq!(idle, (0, 0), "the relay still holds ports or sessions");
+    last_one_leaves(&switch, &mut moderator, "8001");
 }
 
 /// The samples of `dumps`' newest decoded dump (the last call's).
@@ -526,26 +538,12 @@ fn the_operator_mutes_locks_and_removes_in_room_8000() {
     let (switch, _range) = media_switch(&exts, "");
     let mut phones = Vec::new();
     for (ext, _, password, hz) in people {
-        let tone = switch.dir().join(format!("tone-{ext}.wav"));
-        tone_wav(&tone, *hz, 60);
         let dumps = switch.dir().join(format!("dump-{ext}"));
-        std::fs::create_dir_all(&dumps).unwrap();
-        let audio = tone_audio(&tone, Some(&dumps));
-        let acc = account(&switch, ext, password, ";audio_codecs=PCMU;ptime=20");
-        let phone = Baresip::start_registered(switch.dir(), ext, &acc, Some(&audio));
+        let phone = tone_phone(&switch, ext, password, *hz, 60, "PCMU", Some(&dumps));
         phones.push((*ext, *hz, dumps, phone));
     }
-    let dial = |phone: &Baresip, ext: &str| {
-        let answer = phone.command_data("dial", &format!("sip:8000@{}", switch.sip));
-        let up = Switch::eventually(Duration::from_secs(10), || phone.has_established_call());
-        assert!(
-            up,
-            "{ext} is not in room 8000 (dial: {answer}):\n{}",
-            phone.log_text()
-        );
-    };
     for (ext, _, _, phone) in &phones {
-        dial(phone, ext);
+        dial_room(&switch, phone, ext, "8000");
     }
     let (a, b, c) = (people[0], people[1], people[2]);
     let participant = |ext: &str| {
@@ -616,7 +614,7 @@ fn the_operator_mutes_locks_and_removes_in_room_8000() {
     let said = switch.cli_ok(&["conf", "unlock", "8000"]);
     assert!(said.contains("unlocked"), "{said}");
     std::thread::sleep(Duration::from_millis(300));
-    dial(&phones[1].3, b.0);
+    dial_room(&switch, &phones[1].3, b.0, "8000");
     assert_eq!(
         participant(b.0)["muted"],
         false,
@@ -750,14 +748,8 @@ fn a_hundred_joins_at_once_find_room_8000_full() {
     switch.launch();
 
     let (ext, _, password, hz) = PEOPLE[0];
-    let tone = switch.dir().join("tone.wav");
-    tone_wav(&tone, hz, 30);
-    let audio = tone_audio(&tone, None);
-    let acc = account(&switch, ext, password, ";audio_codecs=PCMU;ptime=20");
-    let mut phone = Baresip::start_registered(switch.dir(), ext, &acc, Some(&audio));
-    phone.command_data("dial", &format!("sip:8000@{}", switch.sip));
-    let up = Switch::eventually(Duration::from_secs(10), || phone.has_established_call());
-    assert!(up, "{ext} is not in room 8000:\n{}", phone.log_text());
+    let mut phone = tone_phone(&switch, ext, password, hz, 30, "PCMU", None);
+    dial_room(&switch, &phone, ext, "8000");
 
     let (crowd, _, crowd_password, _) = PEOPLE[1];
     let (tx, rx) = std::sync::mpsc::channel();
@@ -813,14 +805,7 @@ fn a_hundred_joins_at_once_find_room_8000_full() {
         "{ext} lost its call:\n{}",
         phone.log_text()
     );
-    phone.command_data("hangup", "");
-    let gone = Switch::eventually(Duration::from_secs(5), || {
-        conf_show(&switch, "8000").is_null()
-    });
-    assert!(gone, "room 8000 still has participants");
-    phone.stop();
-    let idle = wait_relay_idle(&switch, Duration::from_secs(5));
-    assert_eq!(idle, (0, 0), "the relay still holds ports or sessions");
+    last_one_leaves(&switch, &mut phone, "8000");
 }
 
 /// With `[media] inactivity_secs = 2`, a participant that sends no RTP at all (SIPp) is hung
@@ -835,19 +820,8 @@ fn a_participant_sending_no_media_is_hung_up_on() {
         ],
         "[media]\ninactivity_secs = 2\n",
     );
-    let tone = switch.dir().join("tone.wav");
-    tone_wav(&tone, 500.0, 30);
-    let audio = tone_audio(&tone, None);
-    let acc = account(
-        &switch,
-        "1000",
-        "rahasia1000",
-        ";audio_codecs=PCMU;ptime=20",
-    );
-    let mut phone = Baresip::start_registered(switch.dir(), "1000", &acc, Some(&audio));
-    phone.command_data("dial", &format!("sip:8000@{}", switch.sip));
-    let up = Switch::eventually(Duration::from_secs(10), || phone.has_established_call());
-    assert!(up, "1000 is not in room 8000:\n{}", phone.log_text());
+    let mut phone = tone_phone(&switch, "1000", "rahasia1000", 500.0, 30, "PCMU", None);
+    dial_room(&switch, &phone, "1000", "8000");
     // SIPp joins, keys six digits (no PIN in 8000: they are only digits), sends no RTP and
     // waits for the switch's BYE.
     let silent = sipp_call(
@@ -911,19 +885,8 @@ fn a_moderator_locks_and_mutes_room_8000_from_the_keypad() {
         ],
         "",
     );
-    let tone = switch.dir().join("tone.wav");
-    tone_wav(&tone, 500.0, 30);
-    let audio = tone_audio(&tone, None);
-    let acc = account(
-        &switch,
-        "1000",
-        "rahasia1000",
-        ";audio_codecs=PCMU;ptime=20",
-    );
-    let mut phone = Baresip::start_registered(switch.dir(), "1000", &acc, Some(&audio));
-    phone.command_data("dial", &format!("sip:8000@{}", switch.sip));
-    let up = Switch::eventually(Duration::from_secs(10), || phone.has_established_call());
-    assert!(up, "1000 is not in room 8000:\n{}", phone.log_text());
+    let mut phone = tone_phone(&switch, "1000", "rahasia1000", 500.0, 30, "PCMU", None);
+    dial_room(&switch, &phone, "1000", "8000");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -964,12 +927,5 @@ fn a_moderator_locks_and_mutes_room_8000_from_the_keypad() {
         assert_eq!(moderator["muted"], false, "{room:#}");
     });
     assert_sipp_ok(&rx.recv().unwrap(), 1, "the moderator");
-    phone.command_data("hangup", "");
-    let gone = Switch::eventually(Duration::from_secs(5), || {
-        conf_show(&switch, "8000").is_null()
-    });
-    assert!(gone, "room 8000 still has participants");
-    phone.stop();
-    let idle = wait_relay_idle(&switch, Duration::from_secs(5));
-    assert_eq!(idle, (0, 0), "the relay still holds ports or sessions");
+    last_one_leaves(&switch, &mut phone, "8000");
 }
