@@ -18,6 +18,7 @@ mod output;
 mod regs;
 mod serve;
 mod tls;
+mod trunk;
 mod wib;
 
 use std::net::SocketAddr;
@@ -102,6 +103,9 @@ pub enum Command {
     /// The conference rooms of the running switch: who is in them, who talks
     #[command(subcommand)]
     Conf(conf::ConfCommand),
+    /// The carriers of the central trunk: status, order, passwords
+    #[command(subcommand)]
+    Trunk(trunk::TrunkCommand),
     /// The guard's ban list: addresses the switch drops silently
     #[command(subcommand)]
     Ban(ban::BanCommand),
@@ -125,6 +129,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Calls(args) => calls::run(&global, args),
         Command::Cdr(args) => cdr::run(&global, args),
         Command::Conf(cmd) => conf::run(&global, cmd),
+        Command::Trunk(cmd) => trunk::run(&global, cmd),
         Command::Ban(cmd) => ban::run(&global, cmd),
         Command::Tls(cmd) => tls::run(&global, cmd),
         Command::Bench(cmd) => bench::run(cmd),

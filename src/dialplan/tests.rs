@@ -95,7 +95,7 @@ fn shipped_plans_load() {
     assert!(plan.opd(&"nope".parse().unwrap()).is_none());
 
     let province = plan.province();
-    assert!(province.trunk.host == "127.0.0.1" || province.trunk.host == "::1");
+    assert!(province.trunks[0].host == "127.0.0.1" || province.trunks[0].host == "::1");
     assert_eq!(province.outside_prefix, "9");
     assert_eq!(
         province.emergency,

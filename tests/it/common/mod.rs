@@ -249,6 +249,21 @@ impl Switch {
         }
     }
 
+    /// Points the shipped plan's carrier `telkom` at `addr` (a SIPp carrier of the test),
+    /// without OPTIONS pings (a SIPp UAS scenario fails on a message it does not expect).
+    /// `extra` lines go into its `[[trunk]]` table. Before [`Switch::launch`].
+    pub fn trunk_at(&self, addr: &str, extra: &str) {
+        let province = self.dialplan.join("province.toml");
+        let text = std::fs::read_to_string(&province).expect("read province.toml");
+        let shipped = "target = \"127.0.0.1:5090\"";
+        assert!(text.contains(shipped), "province.toml has no {shipped}");
+        let ours = format!("target = \"{addr}\"\n{extra}");
+        let text = text
+            .replace(shipped, &ours)
+            .replace("ping_secs = 30", "ping_secs = 0");
+        std::fs::write(&province, text).expect("write province.toml");
+    }
+
     /// The test's temp dir (DB, dialplan, logs).
     pub fn dir(&self) -> &Path {
         self.dir.path()
