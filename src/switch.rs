@@ -248,7 +248,7 @@ impl Switch {
         max_call: Duration,
     ) -> Switch {
         let mut trunks = Trunks::new(String::new());
-        trunks.handle_config(&dialplan.province().trunks);
+        trunks.handle_config(&dialplan.province().trunks, None);
         Switch {
             limits,
             server: ServerTransactions::new(Timers::default()),
@@ -269,9 +269,11 @@ impl Switch {
 
     /// A random id of this process, so that the Call-IDs of our registrations with carriers
     /// differ from those of the last run; call before the first timeout.
-    pub fn set_instance(&mut self, instance: String) {
+    pub fn set_instance(&mut self, instance: String, now: Now) {
+        self.last_now = Some(now.instant);
         self.trunks = Trunks::new(instance);
-        self.trunks.handle_config(&self.dialplan.province().trunks);
+        self.trunks
+            .handle_config(&self.dialplan.province().trunks, self.last_now);
     }
 
     /// The carriers' secrets from the store (at start and after each change).
@@ -394,7 +396,8 @@ impl Switch {
 
     /// A new dialplan (reload); calls in progress keep their routing.
     pub fn handle_dialplan(&mut self, dialplan: Arc<Dialplan>) {
-        self.trunks.handle_config(&dialplan.province().trunks);
+        self.trunks
+            .handle_config(&dialplan.province().trunks, self.last_now);
         self.dialplan = dialplan;
     }
 

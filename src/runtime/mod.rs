@@ -204,7 +204,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let max_call = Duration::from_secs(config.calls.max_duration_secs.max(1));
     let mut switch = Switch::new(limits, registrar, Arc::new(dialplan), max_call);
     switch.set_domain(config.domain.clone());
-    switch.set_instance(format!("{:08x}", rand::random::<u32>()));
+    switch.set_instance(format!("{:08x}", rand::random::<u32>()), now());
     switch.handle_trunk_secrets(store.trunk_secrets().context("the trunk secrets")?);
     switch.set_dialog_key(crate::proxy::token::DialogKey::new(
         store.dialog_secret().context("the dialog secret")?,

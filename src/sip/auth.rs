@@ -246,6 +246,7 @@ pub fn parse_challenge(value: &[u8]) -> Result<(Challenge, bool), AuthError> {
 /// Our `Authorization` value answering `challenge` for `method` and `uri`, from the HA1 of
 /// the challenge's algorithm (client side: the switch registering with a carrier). With
 /// `qop`, `cnonce` and the nonce count `nc` are used.
+#[allow(clippy::too_many_arguments)] // the digest's inputs, each named by RFC 7616
 pub fn answer_challenge(
     challenge: &Challenge,
     qop: bool,

@@ -217,7 +217,10 @@ impl Trunks {
     /// The carriers of the (new) dialplan, in priority order. A carrier whose name, target
     /// and registration are unchanged keeps its state; others start afresh (registering at
     /// the next timeout).
-    pub fn handle_config(&mut self, trunks: &[Trunk]) {
+    pub fn handle_config(&mut self, trunks: &[Trunk], now: Option<Instant>) {
+        if now.is_some() {
+            self.last_now = now;
+        }
         let mut old: Vec<Carrier> = std::mem::take(&mut self.carriers);
         for cfg in trunks {
             let same = old.iter().position(|c| {

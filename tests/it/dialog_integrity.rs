@@ -13,7 +13,6 @@
 //! UPDATE, INFO and BYE from either side, baresip hold/resume and REFER, and a re-INVITE and a
 //! BYE after a restart of the switch for a call answered before it.
 
-use std::fs;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
