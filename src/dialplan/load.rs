@@ -14,9 +14,10 @@ use toml::Spanned;
 
 use super::{
     Block, CallerIdPlacement, ClassRule, ClassSet, Days, Dialplan, DialplanError, DialplanErrors,
-    DidSource, ExtensionPermissions, FeatureCodes, Hours, Moderator, NumberClass, NumberFormat,
-    Opd, Pattern, Period, Permissions, Province, RingGroup, Room, RoomAccess, RoomTime, Rule,
-    Schedule, Strategy, Target, TimeCondition, TimedTarget, Trunk, TrunkRegistration,
+    Did, DidSource, ExtensionPermissions, FeatureCodes, Hours, Moderator, NumberClass,
+    NumberFormat, Opd, Pattern, Period, Permissions, Province, RingGroup, Room, RoomAccess,
+    RoomTime, Rule, Schedule, Strategy, Target, TimeCondition, TimedTarget, Trunk,
+    TrunkRegistration,
 };
 use crate::types::{Extension, OpdCode, Transport};
 
@@ -34,6 +35,8 @@ struct RawOpd {
     reception: Option<Spanned<String>>,
     /// The OPD's public number: its caller ID on outside calls.
     public_number: Option<Spanned<String>>,
+    /// This OPD's extension that answers calls to public numbers no OPD lists.
+    operator: Option<Spanned<String>>,
     permissions: Option<RawPermissions>,
     #[serde(default)]
     schedule: Vec<RawSchedule>,
@@ -43,6 +46,18 @@ struct RawOpd {
     rule: Vec<RawRule>,
     #[serde(default)]
     room: Vec<RawRoom>,
+    /// The OPD's public numbers (DIDs) and where inbound calls to them go.
+    #[serde(default)]
+    did: Vec<RawDid>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDid {
+    number: Spanned<String>,
+    to: Spanned<RawTarget>,
+    #[serde(default)]
+    when: Vec<RawWhen>,
 }
 
 #[derive(Deserialize)]
@@ -332,6 +347,39 @@ struct ParsedRoom {
 /// Checks that need more than one file: duplicate codes, overlapping blocks, extensions that
 /// are in no OPD's block, emergency numbers and the outside prefix colliding with blocks.
 fn check_across(opds: &[ParsedOpd], province: Option<&Province>, errors: &mut Vec<DialplanError>) {
+    let mut dids: BTreeMap<&str, (&ParsedOpd, usize)> = BTreeMap::new();
+    for p in opds {
+        for d in &p.opd.dids {
+            if let Some((other, line)) = dids.insert(&d.number, (p, d.line)) {
+                if other.opd.file != p.opd.file {
+                    errors.push(err(
+                        &p.opd.file,
+                        d.line,
+                        format!(
+                            "public number {} is also listed in {}:{line}",
+                            d.number,
+                            other.opd.file.display()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    let operators: Vec<&ParsedOpd> = opds.iter().filter(|p| p.opd.operator.is_some()).collect();
+    if let [first, rest @ ..] = &operators[..] {
+        for p in rest {
+            if let Some((_, line)) = &p.opd.operator {
+                errors.push(err(
+                    &p.opd.file,
+                    *line,
+                    format!(
+                        "only one OPD may have the operator; {} has it already",
+                        first.opd.file.display()
+                    ),
+                ));
+            }
+        }
+    }
     let mut by_code: BTreeMap<&OpdCode, &ParsedOpd> = BTreeMap::new();
     for p in opds {
         if let Some(first) = by_code.insert(&p.opd.code, p) {
@@ -819,6 +867,22 @@ fn parse_opd(f: &mut FileCtx<'_>, province: Option<&Province>) -> Option<ParsedO
         Some(n) => f.parse(n, parse_public_number),
         None => None,
     };
+    let operator = match &raw.operator {
+        Some(o) => f
+            .parse(o, |s| s.parse::<Extension>().map_err(|e| e.0))
+            .and_then(|ext| {
+                if in_own_blocks(&ext) {
+                    Some((ext, f.line(&o.span())))
+                } else {
+                    f.error(
+                        &o.span(),
+                        format!("operator {ext} is not in this OPD's blocks"),
+                    );
+                    None
+                }
+            }),
+        None => None,
+    };
 
     let mut ext_refs = Vec::new();
     let groups = parse_groups(f, &raw.group, &mut ext_refs);
@@ -830,6 +894,7 @@ fn parse_opd(f: &mut FileCtx<'_>, province: Option<&Province>) -> Option<ParsedO
             || province_schedules.iter().any(|s| s.name == name)
     };
     let rules = parse_rules(f, &raw.rule, &groups, &schedule_known, &mut ext_refs);
+    let dids = parse_dids(f, &raw.did, &groups, &schedule_known, &mut ext_refs);
     let mut rooms = parse_rooms(f, &raw.room, &schedule_known);
     if let Some(code) = &code {
         for r in &mut rooms {
@@ -857,6 +922,8 @@ fn parse_opd(f: &mut FileCtx<'_>, province: Option<&Province>) -> Option<ParsedO
             blocks,
             reception,
             public_number,
+            operator,
+            dids,
             file: f.path.to_path_buf(),
             rules,
             groups,
@@ -998,40 +1065,14 @@ fn parse_rules(
             s.parse::<Pattern>().map_err(|e| e.to_string())
         });
         let target = parse_target(f, &r.to, groups, pattern.as_ref(), ext_refs);
-        let mut when = Vec::new();
-        for w in &r.when {
-            let wline = f.line(&w.to.span());
-            let condition = match (&w.during, &w.outside) {
-                (Some(d), None) => Some((d, TimeCondition::During(d.get_ref().clone()))),
-                (None, Some(o)) => Some((o, TimeCondition::Outside(o.get_ref().clone()))),
-                _ => {
-                    f.error(
-                        &w.to.span(),
-                        "a 'when' entry needs exactly one of 'during' or 'outside' (a schedule name)",
-                    );
-                    None
-                }
-            };
-            if let Some((name, _)) = &condition {
-                if !schedule_known(name.get_ref()) {
-                    f.error(
-                        &name.span(),
-                        format!(
-                            "unknown schedule '{}' (define it with [[schedule]] here or in province.toml)",
-                            name.get_ref()
-                        ),
-                    );
-                }
-            }
-            let wtarget = parse_target(f, &w.to, groups, pattern.as_ref(), ext_refs);
-            if let (Some((_, condition)), Some(target)) = (condition, wtarget) {
-                when.push(TimedTarget {
-                    condition,
-                    target,
-                    line: wline,
-                });
-            }
-        }
+        let when = parse_when(
+            f,
+            &r.when,
+            groups,
+            pattern.as_ref(),
+            schedule_known,
+            ext_refs,
+        );
         if let (Some(pattern), Some(target)) = (pattern, target) {
             rules.push(Rule {
                 pattern,
@@ -1044,6 +1085,97 @@ fn parse_rules(
     let patterns: Vec<(&Pattern, usize)> = rules.iter().map(|r| (&r.pattern, r.line)).collect();
     check_ties(f, &patterns);
     rules
+}
+
+/// The `[[rule.when]]` (or `[[did.when]]`) entries of one rule: time conditions on known
+/// schedules, each with its target.
+fn parse_when(
+    f: &mut FileCtx<'_>,
+    raw: &[RawWhen],
+    groups: &[RingGroup],
+    pattern: Option<&Pattern>,
+    schedule_known: &dyn Fn(&str) -> bool,
+    ext_refs: &mut Vec<(Extension, usize)>,
+) -> Vec<TimedTarget> {
+    let mut when = Vec::new();
+    for w in raw {
+        let wline = f.line(&w.to.span());
+        let condition = match (&w.during, &w.outside) {
+            (Some(d), None) => Some((d, TimeCondition::During(d.get_ref().clone()))),
+            (None, Some(o)) => Some((o, TimeCondition::Outside(o.get_ref().clone()))),
+            _ => {
+                f.error(
+                    &w.to.span(),
+                    "a 'when' entry needs exactly one of 'during' or 'outside' (a schedule name)",
+                );
+                None
+            }
+        };
+        if let Some((name, _)) = &condition {
+            if !schedule_known(name.get_ref()) {
+                f.error(
+                    &name.span(),
+                    format!(
+                        "unknown schedule '{}' (define it with [[schedule]] here or in province.toml)",
+                        name.get_ref()
+                    ),
+                );
+            }
+        }
+        let wtarget = parse_target(f, &w.to, groups, pattern, ext_refs);
+        if let (Some((_, condition)), Some(target)) = (condition, wtarget) {
+            when.push(TimedTarget {
+                condition,
+                target,
+                line: wline,
+            });
+        }
+    }
+    when
+}
+
+/// The `[[did]]` tables of an OPD file: public numbers (any form, kept national) and where
+/// inbound calls to them go (not the trunk), with time conditions like rules.
+fn parse_dids(
+    f: &mut FileCtx<'_>,
+    raw: &[RawDid],
+    groups: &[RingGroup],
+    schedule_known: &dyn Fn(&str) -> bool,
+    ext_refs: &mut Vec<(Extension, usize)>,
+) -> Vec<Did> {
+    let mut dids: Vec<Did> = Vec::new();
+    for d in raw {
+        let line = f.line(&d.number.span());
+        let number = f.parse(&d.number, parse_public_number);
+        if let Some(n) = &number {
+            if let Some(prev) = dids.iter().find(|p| &p.number == n) {
+                f.error(
+                    &d.number.span(),
+                    format!("public number {n} is already listed on line {}", prev.line),
+                );
+            }
+        }
+        let target = parse_target(f, &d.to, groups, None, ext_refs);
+        let when = parse_when(f, &d.when, groups, None, schedule_known, ext_refs);
+        let to_trunk =
+            matches!(target, Some(Target::Trunk)) || when.iter().any(|w| w.target == Target::Trunk);
+        if to_trunk {
+            f.error(
+                &d.to.span(),
+                "a call from outside cannot be sent back to the trunk (ring an extension or a group, or alias a room)",
+            );
+            continue;
+        }
+        if let (Some(number), Some(target)) = (number, target) {
+            dids.push(Did {
+                number,
+                target,
+                when,
+                line,
+            });
+        }
+    }
+    dids
 }
 
 /// The `[[room]]` tables of one file. The numbers, OPD codes and moderator extensions are

@@ -121,6 +121,11 @@ pub struct Opd {
     pub reception: Option<Extension>,
     /// The OPD's public number (national form): its caller ID on outside calls.
     pub public_number: Option<String>,
+    /// Public numbers (DIDs) of this OPD and where inbound calls to them go.
+    pub dids: Vec<Did>,
+    /// This OPD's extension that answers calls to public numbers no OPD lists (at most one
+    /// OPD has one), and its line.
+    pub operator: Option<(Extension, usize)>,
     pub file: PathBuf,
     /// In file order.
     pub rules: Vec<Rule>,
@@ -195,6 +200,17 @@ pub struct Rule {
     /// Checked in order before `target`; the first whose condition holds wins.
     pub when: Vec<TimedTarget>,
     /// Line of the rule's `pattern`.
+    pub line: usize,
+}
+
+/// A public number (DID) of an OPD: inbound calls to it go to `target`, or to the first
+/// `when` whose time condition holds.
+#[derive(Debug, Clone)]
+pub struct Did {
+    /// National form (`05363221234`).
+    pub number: String,
+    pub target: Target,
+    pub when: Vec<TimedTarget>,
     pub line: usize,
 }
 

@@ -796,3 +796,94 @@ fn carriers_load_in_priority_order_and_bad_ones_name_their_line() {
     let line = dup.lines().position(|l| l.contains("5091")).unwrap() + 1;
     assert_error(&errors, "province.toml", line, "already defined on line");
 }
+
+#[test]
+fn public_numbers_route_inbound_calls_and_bad_ones_name_their_line() {
+    let setda = "code = \"setda\"\nname = \"Setda\"\nblocks = [\"1000-1199\"]\nreception = \"1000\"\n\
+        [[group]]\nname = \"resepsionis\"\nstrategy = \"parallel\"\nmembers = [\"1000\", \"1001\"]\n\
+        [[did]]\nnumber = \"05363221234\"\nto = { group = \"resepsionis\" }\n\
+        [[did.when]]\noutside = \"office-hours\"\nto = { extension = \"1190\" }\n\
+        [[did]]\nnumber = \"+625363221235\"\nto = { extension = \"1001\" }\n";
+    let diskominfo = "code = \"diskominfo\"\nname = \"Diskominfo\"\nblocks = [\"3500-3599\"]\n\
+        reception = \"3500\"\noperator = \"3500\"\n";
+    let province = province_without_rooms();
+    let dir = TempDir::new().unwrap();
+    std::fs::write(dir.path().join("province.toml"), province).unwrap();
+    std::fs::write(dir.path().join("setda.toml"), setda).unwrap();
+    std::fs::write(dir.path().join("diskominfo.toml"), diskominfo).unwrap();
+    let plan = Dialplan::load_dir(dir.path()).unwrap();
+    struct All;
+    impl Directory for All {
+        fn is_assigned(&self, _: &Extension) -> bool {
+            true
+        }
+        fn features(&self, _: &Extension) -> Features {
+            Features::default()
+        }
+    }
+    let monday_10 = 1_764_558_000; // Mon 2025-12-01 10:00 WIB
+    let ring = |n: &str, at: i64| match plan.route_inbound(n, at, &All).decision {
+        Decision::Ring(p) => p
+            .members
+            .iter()
+            .map(|m| m.extension.to_string())
+            .collect::<Vec<_>>(),
+        other => panic!("{n}: {other:?}"),
+    };
+    assert_eq!(ring("+625363221234", monday_10), ["1000", "1001"]);
+    assert_eq!(ring("0536 3221234", monday_10 + 12 * 3600), ["1190"],);
+    assert_eq!(ring("05363221235", monday_10), ["1001"]);
+    assert_eq!(ring("05360000000", monday_10), ["3500"]);
+    assert!(plan.is_public_number("+625363221235"));
+    assert!(!plan.is_public_number("1000"));
+
+    // (the file, the text on the line the error names, what it says)
+    for (text, at, why) in [
+        (
+            setda.replace("to = { extension = \"1001\" }", "to = { trunk = true }"),
+            "trunk = true",
+            "back to the trunk",
+        ),
+        (
+            setda.replace("+625363221235", "05363221234"),
+            "number = \"05363221234\"",
+            "already listed on line",
+        ),
+        (
+            setda.replace("+625363221235", "12345"),
+            "12345",
+            "national number",
+        ),
+    ] {
+        std::fs::write(dir.path().join("setda.toml"), &text).unwrap();
+        let errors = errors_of(&dir);
+        let line = text[..text.rfind(at).unwrap()].matches('\n').count() + 1;
+        assert_error(&errors, "setda.toml", line, why);
+    }
+    std::fs::write(dir.path().join("setda.toml"), setda).unwrap();
+    std::fs::write(
+        dir.path().join("diskominfo.toml"),
+        diskominfo.replace("operator = \"3500\"", "operator = \"1000\""),
+    )
+    .unwrap();
+    let errors = errors_of(&dir);
+    assert_error(
+        &errors,
+        "diskominfo.toml",
+        5,
+        "operator 1000 is not in this OPD's blocks",
+    );
+    std::fs::write(
+        dir.path().join("setda.toml"),
+        format!("operator = \"1001\"\n{setda}"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("diskominfo.toml"), diskominfo).unwrap();
+    let errors = errors_of(&dir);
+    assert_error(
+        &errors,
+        "setda.toml",
+        1,
+        "only one OPD may have the operator",
+    );
+}

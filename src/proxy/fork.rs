@@ -16,7 +16,7 @@ impl Proxy {
         call: Option<CallCtx>,
         deadline: Instant,
     ) -> u64 {
-        let caller = call.as_ref().map(|c| c.caller.clone());
+        let caller = call.as_ref().and_then(|c| c.caller.clone());
         self.next_id += 1;
         let id = self.next_id;
         self.by_id.insert(

@@ -108,7 +108,8 @@ struct Branch {
 }
 
 struct CallCtx {
-    caller: Extension,
+    /// The calling extension; `None` for a call from a carrier (inbound).
+    caller: Option<Extension>,
     from_tag: String,
     /// Members still to ring, for sequential hunting.
     queue: Vec<RingTarget>,
@@ -401,6 +402,27 @@ impl Proxy {
                 return answer;
             }
             return self.forward_in_dialog(cx, msg, peer, key, routes, now);
+        }
+        // Out of dialog. A carrier calling one of our public numbers: only from a carrier's
+        // address; anyone else calling a public number is refused (and counted).
+        if method == Method::Invite {
+            if let Some(carrier) = cx.trunks.carrier_at(peer.addr).cloned() {
+                self.start_inbound_call(cx, msg, peer, key, &carrier, now);
+                return None;
+            }
+            let ruri_user = msg.request_uri().and_then(uri_user).unwrap_or_default();
+            let unauthenticated = msg.header(HeaderName::ProxyAuthorization).is_none();
+            if unauthenticated && cx.dialplan.is_public_number(&ruri_user) {
+                tracing::warn!(target: "tambun::trunk", source = %peer.addr, number = %ruri_user,
+                    "inbound call to a public number from an address that is no carrier: refused");
+                cx.guard.handle_auth_failure(peer.addr.ip(), now);
+                return Some((
+                    403,
+                    vec![format!(
+                        "Warning: 399 tambun \"calls to public numbers come only from the province's carriers\""
+                    )],
+                ));
+            }
         }
         // Out of dialog: something starts here. Who is calling? (A phone with an outbound
         // proxy pre-loads `Route: <sip:switch;lr>`: that Route is ours, removed on every branch.)

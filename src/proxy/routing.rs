@@ -52,7 +52,7 @@ impl Proxy {
             NewCall {
                 call_id,
                 from_tag: from_tag.clone(),
-                caller: caller.clone(),
+                caller: caller.to_string(),
                 caller_opd,
                 dialled: dialled.to_string(),
                 route: route_desc,
@@ -61,7 +61,79 @@ impl Proxy {
             now.unix_ms,
         );
         let ctx = CallCtx {
-            caller,
+            caller: Some(caller),
+            from_tag,
+            queue: Vec::new(),
+            member_timeout: None,
+            forward_busy: None,
+            forward_no_answer: None,
+            fallbacks: 0,
+            trunk: None,
+        };
+        let anchored = match routing.decision {
+            Decision::Ring(_) | Decision::Trunk { .. } => self.media_offer(msg, media::Leg::A),
+            _ => None,
+        };
+        let msg = anchored.as_ref().unwrap_or(msg);
+        let id = self.new_proxied(cx, msg, peer, key, Some(ctx), now.instant + TIMER_C);
+        self.apply_routing(cx, id, routing, now);
+    }
+
+    /// A call from carrier `carrier` (the INVITE came from its address): routed by the public
+    /// number it dialled (`did_from`: the Request-URI's user or the To's) to the OPD that
+    /// lists it, or the operator. No digest: the carrier's address is what lets it in, and
+    /// the dialplan's public numbers are all it can reach.
+    pub(super) fn start_inbound_call(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        msg: &Message,
+        peer: Peer,
+        key: &TransactionKey,
+        carrier: &crate::dialplan::Trunk,
+        now: Now,
+    ) {
+        let dialled = match carrier.did_from {
+            crate::dialplan::DidSource::RequestUri => msg.request_uri().and_then(uri_user),
+            crate::dialplan::DidSource::To => msg.to().ok().and_then(|t| uri_user(t.uri)),
+        }
+        .unwrap_or_default();
+        let trying = response::build(msg, peer.addr, 100, None, &[], None);
+        if let Some(t) = cx.server.send_response(key, 100, trying, peer, now.instant) {
+            cx.out.push_back(t);
+        }
+        let routing =
+            cx.dialplan
+                .route_inbound(&dialled, now.unix as i64, &Dir(cx.registrar.accounts()));
+        let caller_number = msg
+            .from()
+            .ok()
+            .and_then(|f| uri_user(f.uri))
+            .map(|u| crate::trunk::number::to_national(&u))
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "anonymous".to_owned());
+        let from_tag = msg.from_tag().unwrap_or("").to_string();
+        let call_id = msg.call_id().unwrap_or("").to_string();
+        let route = format!(
+            "inbound {} from {}: {}",
+            crate::trunk::number::to_national(&dialled),
+            carrier.name,
+            describe(&routing).0
+        );
+        tracing::info!(trunk = %carrier.name, from = %caller_number, to = %dialled, "inbound call");
+        self.records.start(
+            NewCall {
+                call_id,
+                from_tag: from_tag.clone(),
+                caller: caller_number,
+                caller_opd: None,
+                dialled: dialled.clone(),
+                route,
+                trunk: false,
+            },
+            now.unix_ms,
+        );
+        let ctx = CallCtx {
+            caller: None,
             from_tag,
             queue: Vec::new(),
             member_timeout: None,
@@ -100,7 +172,7 @@ impl Proxy {
                 }
             }
             Decision::Feature(action) => {
-                let Some(caller) = self.call_ctx(id).map(|c| c.caller.clone()) else {
+                let Some(caller) = self.call_ctx(id).and_then(|c| c.caller.clone()) else {
                     return;
                 };
                 self.apply_feature(cx, &caller, action);
@@ -124,7 +196,7 @@ impl Proxy {
                 let charged = routing
                     .trunk_caller
                     .clone()
-                    .or_else(|| self.call_ctx(id).map(|c| c.caller.clone()));
+                    .or_else(|| self.call_ctx(id).and_then(|c| c.caller.clone()));
                 let (Some(charged), Some(ctx)) = (charged, self.call_ctx_mut(id)) else {
                     self.respond_final(cx, id, 503, now);
                     return;
@@ -335,7 +407,7 @@ impl Proxy {
         };
         let source = p.upstream.addr;
         let dialled = uri_user(p.request.request_uri().unwrap_or("")).unwrap_or_default();
-        let caller = p.call.as_ref().map(|c| c.caller.clone());
+        let caller = p.call.as_ref().and_then(|c| c.caller.clone());
         let (ext, opd) = match charged {
             Some((ext, opd)) => (Some(ext.clone()), opd),
             None => {

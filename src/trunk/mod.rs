@@ -761,11 +761,13 @@ impl Trunks {
         good.into_iter().map(|c| &c.cfg).collect()
     }
 
-    /// Is `ip` the address of one of the carriers (inbound calls come only from them)?
-    pub fn carrier_at(&self, ip: IpAddr) -> Option<&Trunk> {
+    /// The carrier whose target address (IP and port: carriers send from the address they
+    /// take calls on) this is: inbound calls come only from them.
+    pub fn carrier_at(&self, source: SocketAddr) -> Option<&Trunk> {
+        let source = SocketAddr::new(source.ip().to_canonical(), source.port());
         self.carriers
             .iter()
-            .find(|c| c.addr.is_some_and(|a| a.ip() == ip))
+            .find(|c| c.addr == Some(source))
             .map(|c| &c.cfg)
     }
 

@@ -4,16 +4,20 @@
 //! when it is back, and `tambun trunk status --json` says so at each step. Two answer calls
 //! (uas-answer.xml): a call from Setda reaches the first with Setda's public number as caller
 //! ID in that carrier's format; when the first stops answering, the next call goes to the
-//! second carrier in its own format.
+//! second carrier in its own format. Inbound, a carrier (a SIPp UAC calling from the
+//! carrier's address) reaches Setda's reception group by Setda's public number and the
+//! operator by an unknown one; the same call from any other address is refused with 403.
 
 use std::fs;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::calls::{assert_sipp_ok, header_of, sipp_call, SippUas, CALL_TIMEOUT};
-use crate::common::peers::sipp_scenario;
-use crate::common::{Switch, SwitchOptions};
+use crate::common::calls::{
+    assert_sipp_ok, header_of, sipp_call, wait_cdrs, SippUas, CALL_TIMEOUT,
+};
+use crate::common::peers::{run_sipp_from, sipp_scenario, SippRun};
+use crate::common::{free_udp_tcp_port, Switch, SwitchOptions};
 
 /// `tambun trunk status --json`, parsed.
 fn status(switch: &Switch) -> Vec<Value> {
@@ -224,5 +228,133 @@ fn an_outside_call_carries_the_opds_number_and_fails_over_to_the_second_carrier(
         "{telkom:#}"
     );
     let _ = second.finish(CALL_TIMEOUT);
+    switch.stop();
+}
+
+/// A carrier's inbound call to `number` from `port` (the carrier's address), or from a free
+/// port when `port` is `None` (someone else), with `scenario`.
+fn inbound(
+    switch: &Switch,
+    name: &str,
+    port: Option<u16>,
+    number: &str,
+    scenario: &str,
+) -> SippRun {
+    run_sipp_from(
+        switch.dir(),
+        name,
+        switch.sip,
+        port,
+        &sipp_scenario(scenario),
+        None,
+        &[
+            "-s",
+            number,
+            "-key",
+            "caller",
+            "081234567890",
+            "-m",
+            "1",
+            "-d",
+            "300",
+        ],
+        CALL_TIMEOUT,
+    )
+}
+
+#[test]
+fn inbound_calls_reach_the_opds_reception_group_or_the_operator_and_only_from_carriers() {
+    let mut switch = Switch::create(SwitchOptions::default());
+    // The carrier calls from the address calls go to; nothing listens there while it is idle.
+    let carrier_port = free_udp_tcp_port(&[]);
+    switch.trunk_at(&format!("127.0.0.1:{carrier_port}"), "");
+    let setda = switch.dialplan.join("setda.toml");
+    let text = fs::read_to_string(&setda).unwrap();
+    fs::write(
+        &setda,
+        format!(
+            "{text}\n[[group]]\nname = \"resepsionis\"\nstrategy = \"parallel\"\n\
+             members = [\"1000\", \"1001\"]\n\n\
+             [[did]]\nnumber = \"+62 536 3221234\"\nto = {{ group = \"resepsionis\" }}\n"
+        ),
+    )
+    .unwrap();
+    for (ext, pw) in [("1000", "pw1000"), ("1001", "pw1001"), ("3500", "pw3500")] {
+        switch.add_ext(ext, if ext == "3500" { "diskominfo" } else { "setda" }, pw);
+    }
+    switch.launch();
+    let reception = SippUas::callee(
+        &switch,
+        "reception",
+        "1000",
+        "pw1000",
+        "uas-answer.xml",
+        &["-m", "1", "-d", "100"],
+    );
+    let operator = SippUas::callee(
+        &switch,
+        "operator",
+        "3500",
+        "pw3500",
+        "uas-answer.xml",
+        &["-m", "1", "-d", "100"],
+    );
+
+    // Setda's public number, as the carrier writes it (E.164 here): Setda's reception group.
+    let run = inbound(
+        &switch,
+        "did",
+        Some(carrier_port),
+        "+625363221234",
+        "carrier-call.xml",
+    );
+    assert_sipp_ok(&run, 1, "inbound call to Setda's public number");
+    let got = reception.requests("INVITE");
+    assert_eq!(got.len(), 1, "the reception group's 1000 rang: {got:#?}");
+    // An unknown public number: Diskominfo's operator (3500, `[inbound] operator`).
+    let run = inbound(
+        &switch,
+        "unknown",
+        Some(carrier_port),
+        "05369999999",
+        "carrier-call.xml",
+    );
+    assert_sipp_ok(&run, 1, "inbound call to an unknown number");
+    assert_eq!(operator.requests("INVITE").len(), 1, "the operator rang");
+
+    // The same call from an address that is not a carrier: 403, and the phones never ring.
+    let run = inbound(
+        &switch,
+        "stranger",
+        None,
+        "+625363221234",
+        "carrier-refused.xml",
+    );
+    assert_sipp_ok(
+        &run,
+        1,
+        "a call to a public number from elsewhere is refused",
+    );
+    assert_eq!(reception.requests("INVITE").len(), 1);
+    assert!(switch
+        .log_text()
+        .contains("inbound call to a public number from an address that is no carrier"));
+
+    // Two records: the outside caller, the public number, the OPD's extension.
+    let rows = wait_cdrs(&switch, 2);
+    let did = rows
+        .iter()
+        .find(|r| r["dialled"] == "+625363221234")
+        .expect("DID record");
+    assert_eq!(did["caller"], "081234567890", "{did:#}");
+    assert_eq!(did["callee"], "1000", "{did:#}");
+    assert_eq!(did["disposition"], "answered", "{did:#}");
+    assert!(
+        did["route"]
+            .as_str()
+            .unwrap()
+            .starts_with("inbound 05363221234 from telkom"),
+        "{did:#}"
+    );
     switch.stop();
 }
