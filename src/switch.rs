@@ -215,6 +215,8 @@ pub struct SwitchMetrics {
     pub media: (u64, u64),
     /// Conference rooms: joins and refusals.
     pub rooms: crate::proxy::rooms::RoomCounts,
+    /// The carriers of the central trunk.
+    pub trunks: Vec<crate::trunk::TrunkView>,
 }
 
 pub struct Switch {
@@ -797,6 +799,7 @@ impl Switch {
                 .as_ref()
                 .map_or((0, 0), |m| (m.sessions() as u64, m.ports_in_use() as u64)),
             rooms: self.proxy.rooms.counts,
+            trunks: self.trunks.views(now.instant),
         }
     }
 

@@ -16,6 +16,7 @@ use serde_json::Value;
 use crate::common::calls::{
     assert_sipp_ok, header_of, sipp_call, wait_cdrs, SippUas, CALL_TIMEOUT,
 };
+use crate::common::media::admin_get_text;
 use crate::common::peers::{run_sipp_from, sipp_scenario, SippRun};
 use crate::common::{free_udp_tcp_port, Switch, SwitchOptions};
 
@@ -105,6 +106,15 @@ fn tambun_registers_with_a_carrier_and_again_after_it_restarts() {
         "{gone:#}"
     );
     assert_eq!(gone["healthy"], false);
+    let (_, metrics) = admin_get_text(&switch, "/metrics");
+    assert!(
+        metrics.contains("tambun_trunk_registered{trunk=\"telkom\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("tambun_trunk_healthy{trunk=\"telkom\"} 0"),
+        "{metrics}"
+    );
 
     // Back on the same address: registered again, since a new time.
     let _back = SippUas::listen_at(
