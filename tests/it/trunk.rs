@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::common::calls::{
-    assert_sipp_ok, header_of, sipp_call, wait_cdrs, SippUas, CALL_TIMEOUT,
+    assert_sipp_ok, header_of, received_messages, sipp_call, wait_cdrs, SippUas, CALL_TIMEOUT,
 };
 use crate::common::media::admin_get_text;
 use crate::common::peers::{run_sipp_from, sipp_scenario, SippRun};
@@ -141,7 +141,12 @@ fn tambun_registers_with_a_carrier_and_again_after_it_restarts() {
 fn an_outside_call_carries_the_opds_number_and_fails_over_to_the_second_carrier() {
     let mut switch = Switch::create(SwitchOptions::default());
     let mut first = SippUas::listen(switch.dir(), "first", "uas-answer.xml", &["-d", "200"]);
-    let mut second = SippUas::listen(switch.dir(), "second", "uas-answer.xml", &["-d", "200"]);
+    let mut second = SippUas::listen(
+        switch.dir(),
+        "second",
+        "uas-early-media.xml",
+        &["-d", "200"],
+    );
     // The first carrier wants E.164 and has the caller ID in From and PAI; the second,
     // national numbers and PAI only. A silent carrier is given up after 2 s.
     switch.trunk_at(&first.addr().to_string(), "");
@@ -205,7 +210,8 @@ fn an_outside_call_carries_the_opds_number_and_fails_over_to_the_second_carrier(
     assert_eq!(calls["calls_in_progress"], 0, "{calls:#}");
 
     // The first carrier stops answering: the next call waits 2 s for it, then goes to the
-    // second, as a national number with PAI only.
+    // second, as a national number with PAI only. That carrier plays early media (183 with
+    // SDP): it reaches the phone, anchored in the relay.
     drop(first.finish(Duration::from_millis(1)));
     let run = sipp_call(
         &switch,
@@ -214,9 +220,23 @@ fn an_outside_call_carries_the_opds_number_and_fails_over_to_the_second_carrier(
         "pw1001",
         "90561234567",
         &sipp_scenario("uac-call.xml"),
-        &["-d", "300"],
+        &["-d", "300", "-trace_msg", "-message_file", "messages.log"],
     );
     assert_sipp_ok(&run, 1, "call failed over to the second carrier");
+    let early = received_messages(&run.dir.join("messages.log"))
+        .into_iter()
+        .find(|m| m.starts_with("SIP/2.0 183"))
+        .expect("the phone got the carrier's 183");
+    let port: u16 = early
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("m=audio "))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("183 without SDP: {early}"));
+    assert!(
+        (10000..=20000).contains(&port),
+        "the early media is anchored in the relay (ports 10000-20000): {early}"
+    );
     let invites = second.requests("INVITE");
     assert_eq!(invites.len(), 1, "{invites:#?}");
     let inv = &invites[0];
