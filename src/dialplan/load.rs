@@ -169,6 +169,7 @@ struct RawTrunk {
     did_from: Option<Spanned<String>>,
     ping_secs: Option<Spanned<i64>>,
     timeout_secs: Option<Spanned<i64>>,
+    codecs: Option<Vec<Spanned<String>>>,
     register: Option<RawTrunkRegister>,
 }
 
@@ -1714,6 +1715,28 @@ fn parse_trunks(f: &mut FileCtx<'_>, raw: &[RawTrunk], one_table: bool) -> Vec<T
             Some(x) => Some(*x.get_ref() as u32),
             None => Some(default),
         };
+        let mut codecs = Vec::new();
+        for c in t.codecs.iter().flatten() {
+            if let Some(c) = f.parse(c, |s| {
+                if !s.is_empty()
+                    && s.len() <= 32
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+                {
+                    Ok(s.to_ascii_uppercase())
+                } else {
+                    Err(format!("codec '{s}' must be an encoding name, e.g. 'PCMA'"))
+                }
+            }) {
+                codecs.push(c);
+            }
+        }
+        if t.codecs.as_ref().is_some_and(|c| c.is_empty()) {
+            f.error(
+                &t.target.span(),
+                "codecs = [] would take no call: leave it out to take any",
+            );
+        }
         let ping_secs = secs(f, &t.ping_secs, 0..=3600, 30, "ping_secs");
         let timeout_secs = secs(f, &t.timeout_secs, 1..=60, 5, "timeout_secs");
         let register = match &t.register {
@@ -1801,6 +1824,7 @@ fn parse_trunks(f: &mut FileCtx<'_>, raw: &[RawTrunk], one_table: bool) -> Vec<T
                 ping_secs,
                 timeout_secs,
                 register,
+                codecs,
                 line,
             });
         }

@@ -467,6 +467,9 @@ pub struct Trunk {
     pub timeout_secs: u32,
     /// Outbound registration, when the carrier wants one.
     pub register: Option<TrunkRegistration>,
+    /// The audio encodings the carrier takes (`PCMA`, `PCMU`, `G729` …); empty: any. Offers
+    /// to it are cut to these (telephone-event always stays).
+    pub codecs: Vec<String>,
     /// The line of `[[trunk]]`'s `name`.
     pub line: usize,
 }

@@ -29,6 +29,8 @@ pub struct Hop<'a> {
     /// identity header the phone sent is removed first (a phone must not assert one, RFC
     /// 3325). `None` toward phones.
     pub identity: Option<&'a [String]>,
+    /// Toward a carrier: the offer cut to its codecs.
+    pub body: Option<Bytes>,
 }
 
 /// The request as forwarded on one branch.
@@ -63,6 +65,9 @@ pub fn forward_request(msg: &Message, hop: &Hop<'_>) -> Bytes {
                 e.replace_value(h, &v);
             }
         }
+    }
+    if let Some(body) = &hop.body {
+        e.set_body(body.clone());
     }
     if let Some(lines) = hop.identity {
         for name in [
@@ -202,6 +207,7 @@ CSeq: 5 INVITE\r\nProxy-Authorization: Digest username=\"1000\"\r\nContent-Lengt
                 strip_proxy_authorization: true,
                 from_user: None,
                 identity: None,
+                body: None,
             },
         );
         let f = parse(&out);

@@ -261,6 +261,7 @@ impl Proxy {
                 strip_proxy_authorization: false,
                 from_user: None,
                 identity: None,
+                body: None,
             },
         );
         cx.out.push_back(Transmit { peer, bytes });

@@ -6,6 +6,15 @@
 
 use super::*;
 
+/// What a branch toward a carrier changes in the request (see [`build::Hop`]): the From
+/// user, identity header lines, the offer cut to the carrier's codecs. Default: nothing.
+#[derive(Default)]
+pub(super) struct Carrierward<'a> {
+    pub from_user: Option<&'a str>,
+    pub identity: Option<&'a [String]>,
+    pub body: Option<bytes::Bytes>,
+}
+
 impl Proxy {
     pub(super) fn new_proxied(
         &mut self,
@@ -53,12 +62,18 @@ impl Proxy {
         member: Option<Extension>,
         now: Now,
     ) {
-        self.add_branch_as(cx, id, request_uri, peer, member, None, None, now);
+        self.add_branch_as(
+            cx,
+            id,
+            request_uri,
+            peer,
+            member,
+            Carrierward::default(),
+            now,
+        );
     }
 
-    /// [`Proxy::add_branch`] toward a carrier: with the caller's public number as the From
-    /// user (`from_user`) and identity header lines (`identity`), see [`build::Hop`].
-    #[allow(clippy::too_many_arguments)]
+    /// [`Proxy::add_branch`] toward a carrier: with what [`Carrierward`] changes.
     pub(super) fn add_branch_as(
         &mut self,
         cx: &mut Ctx<'_>,
@@ -66,10 +81,14 @@ impl Proxy {
         request_uri: Option<&str>,
         peer: Peer,
         member: Option<Extension>,
-        from_user: Option<&str>,
-        identity: Option<&[String]>,
+        toward: Carrierward<'_>,
         now: Now,
     ) {
+        let Carrierward {
+            from_user,
+            identity,
+            body,
+        } = toward;
         let Some(p) = self.by_id.get(&id) else {
             return;
         };
@@ -118,6 +137,7 @@ impl Proxy {
                 strip_proxy_authorization: request.to_tag().is_none(),
                 from_user,
                 identity,
+                body,
             },
         );
         let Ok(sent) = Message::parse_framed(bytes.clone(), &UNBOUNDED) else {

@@ -130,6 +130,8 @@ struct TrunkCall {
     charged: Extension,
     left: Vec<crate::dialplan::Trunk>,
     current: Option<String>,
+    /// A carrier was passed over because the offer had none of its codecs.
+    codec_refused: bool,
 }
 
 /// The stateful proxy: its tables of proxied requests and client transactions, the call

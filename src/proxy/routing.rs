@@ -209,6 +209,7 @@ impl Proxy {
                     charged,
                     left,
                     current: None,
+                    codec_refused: false,
                 });
                 self.next_carrier(cx, id, now);
             }
@@ -283,7 +284,9 @@ impl Proxy {
             };
             let Some(carrier) = call.left.pop() else {
                 call.current = None;
-                self.finish_with_best(cx, id, 503, now);
+                // No carrier took the offer's codecs: 488 (RFC 3261 §21.4.26), else 503.
+                let fallback = if call.codec_refused { 488 } else { 503 };
+                self.finish_with_best(cx, id, fallback, now);
                 return;
             };
             let (number, charged) = (call.number.clone(), call.charged.clone());
@@ -310,17 +313,29 @@ impl Proxy {
                 .or_else(|| cx.dialplan.province().public_number.clone());
             let local = cx.net.local_of(&peer);
             let (from_user, identity) = caller_id(&carrier, public.as_deref(), local);
+            let body = match self.by_id.get(&id) {
+                Some(p) if !carrier.codecs.is_empty() && !p.request.body().is_empty() => {
+                    match crate::sip::sdp::keep_codecs(p.request.body(), &carrier.codecs) {
+                        Some(b) => Some(b),
+                        None => {
+                            tracing::info!(trunk = %carrier.name, codecs = ?carrier.codecs,
+                                "the call offers none of the carrier's codecs: the next carrier");
+                            if let Some(t) = self.call_ctx_mut(id).and_then(|c| c.trunk.as_mut()) {
+                                t.codec_refused = true;
+                            }
+                            continue;
+                        }
+                    }
+                }
+                _ => None,
+            };
             let before = self.pending_branches(id);
-            self.add_branch_as(
-                cx,
-                id,
-                Some(&uri),
-                peer,
-                None,
-                from_user.as_deref(),
-                Some(&identity),
-                now,
-            );
+            let toward = super::fork::Carrierward {
+                from_user: from_user.as_deref(),
+                identity: Some(&identity),
+                body,
+            };
+            self.add_branch_as(cx, id, Some(&uri), peer, None, toward, now);
             if self.pending_branches(id) > before {
                 if let Some(call) = self.call_ctx_mut(id).and_then(|c| c.trunk.as_mut()) {
                     call.current = Some(carrier.name.clone());

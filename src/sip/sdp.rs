@@ -265,8 +265,117 @@ pub fn rewrite(body: &[u8], addr: IpAddr, ports: &[RelayPorts]) -> Result<Bytes,
     Ok(Bytes::from(out))
 }
 
+/// The encoding name of a static RTP payload type (RFC 3551) the province's phones use.
+fn static_encoding(pt: &str) -> Option<&'static str> {
+    Some(match pt {
+        "0" => "PCMU",
+        "3" => "GSM",
+        "4" => "G723",
+        "8" => "PCMA",
+        "9" => "G722",
+        "18" => "G729",
+        _ => return None,
+    })
+}
+
+/// The offer with its audio formats cut to `allowed` encoding names (case-insensitive, e.g.
+/// `PCMA`; `telephone-event` is always kept): the payload types of each audio `m=` line
+/// and their `a=rtpmap`/`a=fmtp` lines. Other lines and other media stay byte for byte.
+/// `None` when an audio stream would keep no codec but telephone-event.
+pub fn keep_codecs(body: &[u8], allowed: &[String]) -> Option<Bytes> {
+    let text = std::str::from_utf8(body).ok()?;
+    let ok = |name: &str| {
+        name.eq_ignore_ascii_case("telephone-event")
+            || allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
+    };
+    // Encoding of each payload type, per media section (rtpmap lines follow their m= line).
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        let Some(m) = line.strip_prefix("m=audio ") else {
+            out.push_str(line);
+            i += 1;
+            continue;
+        };
+        // This audio section: up to the next m= line.
+        let end = lines[i + 1..]
+            .iter()
+            .position(|l| l.starts_with("m="))
+            .map_or(lines.len(), |p| i + 1 + p);
+        let section = &lines[i + 1..end];
+        let rtpmap = |pt: &str| {
+            section.iter().find_map(|l| {
+                let rest = l.strip_prefix("a=rtpmap:")?;
+                let (p, enc) = rest.split_once(' ')?;
+                (p == pt).then(|| enc.split('/').next().unwrap_or("").trim().to_owned())
+            })
+        };
+        let eol = if line.ends_with("\r\n") { "\r\n" } else { "\n" };
+        let mut fields: Vec<&str> = m.trim_end().split(' ').collect();
+        if fields.len() < 3 {
+            return None;
+        }
+        let pts: Vec<&str> = fields.split_off(2);
+        let kept: Vec<&str> = pts
+            .iter()
+            .copied()
+            .filter(|pt| {
+                rtpmap(pt)
+                    .as_deref()
+                    .or_else(|| static_encoding(pt))
+                    .is_some_and(ok)
+            })
+            .collect();
+        let has_voice = kept
+            .iter()
+            .any(|pt| !rtpmap(pt).is_some_and(|e| e.eq_ignore_ascii_case("telephone-event")));
+        if !has_voice {
+            return None;
+        }
+        let _ = write!(out, "m=audio {} {}{eol}", fields.join(" "), kept.join(" "));
+        for l in section {
+            let dropped = ["a=rtpmap:", "a=fmtp:", "a=rtcp-fb:"].iter().any(|prefix| {
+                l.strip_prefix(prefix)
+                    .and_then(|rest| rest.split([' ', ':']).next())
+                    .is_some_and(|pt| pts.contains(&pt) && !kept.contains(&pt))
+            });
+            if !dropped {
+                out.push_str(l);
+            }
+        }
+        i = end;
+    }
+    Some(Bytes::from(out))
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_carrier_gets_only_the_codecs_it_takes() {
+        let offer = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n\
+            m=audio 4000 RTP/AVP 9 0 8 101 111\r\na=rtpmap:9 G722/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
+            a=fmtp:101 0-15\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 useinbandfec=1\r\na=ptime:20\r\n\
+            m=video 4002 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n";
+        let allowed = vec!["pcma".to_owned(), "PCMU".to_owned()];
+        let cut = keep_codecs(offer.as_bytes(), &allowed).unwrap();
+        let cut = std::str::from_utf8(&cut).unwrap();
+        assert!(cut.contains("m=audio 4000 RTP/AVP 0 8 101\r\n"), "{cut}");
+        assert!(
+            !cut.contains("opus") && !cut.contains("G722") && !cut.contains("useinbandfec"),
+            "{cut}"
+        );
+        assert!(cut.contains("a=fmtp:101 0-15\r\na=ptime:20\r\n"), "{cut}");
+        assert!(
+            cut.ends_with("m=video 4002 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n"),
+            "{cut}"
+        );
+        assert!(parse(cut.as_bytes()).is_ok());
+        // Nothing the carrier takes: no offer to it at all.
+        assert!(keep_codecs(offer.as_bytes(), &["G729".to_owned()]).is_none());
+    }
     use super::*;
 
     const OFFER: &str = "v=0\r\n\

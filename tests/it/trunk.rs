@@ -145,7 +145,7 @@ fn an_outside_call_carries_the_opds_number_and_fails_over_to_the_second_carrier(
         switch.dir(),
         "second",
         "uas-early-media.xml",
-        &["-d", "200"],
+        &["-m", "1", "-d", "200"],
     );
     // The first carrier wants E.164 and has the caller ID in From and PAI; the second,
     // national numbers and PAI only. A silent carrier is given up after 2 s.
@@ -386,5 +386,52 @@ fn inbound_calls_reach_the_opds_reception_group_or_the_operator_and_only_from_ca
             .starts_with("inbound 05363221234 from telkom"),
         "{did:#}"
     );
+    switch.stop();
+}
+
+#[test]
+fn a_carrier_is_offered_only_its_codecs_and_passed_over_when_the_call_has_none() {
+    let mut switch = Switch::create(SwitchOptions::default());
+    let telkom = SippUas::listen(switch.dir(), "telkom", "uas-answer.xml", &["-d", "100"]);
+    let mut other = SippUas::listen(
+        switch.dir(),
+        "other",
+        "uas-answer.xml",
+        &["-m", "1", "-d", "100"],
+    );
+    // telkom takes only A-law; the other carrier takes μ-law and G.729, not G.722.
+    switch.trunk_at(&telkom.addr().to_string(), "codecs = [\"PCMA\"]\n");
+    let province = switch.dialplan.join("province.toml");
+    let text = fs::read_to_string(&province).unwrap().replacen(
+        "\n[outside]",
+        &format!(
+            "\n[[trunk]]\nname = \"other\"\ntarget = \"{}\"\ntransport = \"udp\"\nping_secs = 0\ncodecs = [\"PCMU\", \"G729\"]\n\n[outside]",
+            other.addr()
+        ),
+        1,
+    );
+    fs::write(&province, text).unwrap();
+    switch.add_ext("1001", "setda", "pw1001");
+    switch.launch();
+    // The phone offers μ-law only: telkom is passed over without an INVITE.
+    let run = sipp_call(
+        &switch,
+        "ulaw",
+        "1001",
+        "pw1001",
+        "90561234567",
+        &sipp_scenario("uac-call.xml"),
+        &["-d", "200"],
+    );
+    assert_sipp_ok(&run, 1, "a μ-law call goes to the carrier that takes μ-law");
+    assert!(telkom.requests("INVITE").is_empty());
+    let invites = other.requests("INVITE");
+    assert_eq!(invites.len(), 1);
+    assert!(
+        invites[0].contains("m=audio ") && invites[0].contains("RTP/AVP 0"),
+        "{}",
+        invites[0]
+    );
+    let _ = other.finish(CALL_TIMEOUT);
     switch.stop();
 }
