@@ -74,6 +74,7 @@ impl Proxy {
     }
 
     /// [`Proxy::add_branch`] toward a carrier: with what [`Carrierward`] changes.
+    #[allow(clippy::too_many_arguments)] // add_branch's own, and what goes to a carrier
     pub(super) fn add_branch_as(
         &mut self,
         cx: &mut Ctx<'_>,
