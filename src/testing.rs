@@ -214,7 +214,7 @@ impl RigBuilder {
         let mut plan = Dialplan::load_dir(&dir).unwrap();
         // The carriers are not pinged here: the proxy's tests count every datagram out (the
         // trunk's own tests turn pings on).
-        plan.set_trunk_pings(0);
+        plan.edit_trunks(|t| t.ping_secs = 0);
         let mut sw = Switch::new(
             Limits::default(),
             registrar(self.accounts),

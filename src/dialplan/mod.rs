@@ -69,12 +69,10 @@ impl Dialplan {
         load::from_sources(dir, files, Vec::new())
     }
 
-    /// Sets every carrier's OPTIONS interval (tests).
+    /// Changes every carrier (tests).
     #[cfg(test)]
-    pub(crate) fn set_trunk_pings(&mut self, secs: u32) {
-        for t in &mut self.province.trunks {
-            t.ping_secs = secs;
-        }
+    pub(crate) fn edit_trunks(&mut self, f: impl Fn(&mut Trunk)) {
+        self.province.trunks.iter_mut().for_each(f);
     }
 
     pub fn opds(&self) -> &[Opd] {

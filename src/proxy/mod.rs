@@ -445,7 +445,11 @@ impl Proxy {
             }
         };
         let from_user = msg.from().ok().and_then(|f| uri_user(f.uri));
-        if from_user.as_deref() != Some(caller.as_str()) {
+        // An anonymous From (RFC 3323) hides the caller and claims no one else.
+        let anonymous = from_user
+            .as_deref()
+            .is_some_and(|u| u.eq_ignore_ascii_case("anonymous"));
+        if from_user.as_deref() != Some(caller.as_str()) && !anonymous {
             // Credentials of one extension, From of another: caller-ID spoofing.
             return Some((403, Vec::new()));
         }

@@ -312,7 +312,15 @@ impl Proxy {
                 .and_then(|o| o.public_number.clone())
                 .or_else(|| cx.dialplan.province().public_number.clone());
             let local = cx.net.local_of(&peer);
+            let private = self
+                .by_id
+                .get(&id)
+                .is_some_and(|p| asks_privacy(&p.request));
             let (from_user, identity) = caller_id(&carrier, public.as_deref(), local);
+            // A caller who asked for privacy (RFC 3323) keeps its anonymous From; the carrier
+            // still gets the asserted identity (for emergency services and the law) with the
+            // phone's Privacy header, and must not show it.
+            let from_user = from_user.filter(|_| !private);
             let body = match self.by_id.get(&id) {
                 Some(p) if !carrier.codecs.is_empty() && !p.request.body().is_empty() => {
                     match crate::sip::sdp::keep_codecs(p.request.body(), &carrier.codecs) {
@@ -632,4 +640,24 @@ fn caller_id(
         P::From => (Some(shown), Vec::new()),
         P::Both => (Some(shown), vec![pai]),
     }
+}
+
+/// Did the phone ask for its identity to be withheld (RFC 3323: `Privacy: id`, `user` or
+/// `header`, or an anonymous From)?
+fn asks_privacy(msg: &Message) -> bool {
+    let by_header = msg
+        .headers_by_raw_name("Privacy")
+        .flat_map(|h| msg.text(h.value).split(';'))
+        .any(|v| {
+            let v = v.trim();
+            ["id", "user", "header"]
+                .iter()
+                .any(|p| v.eq_ignore_ascii_case(p))
+        });
+    let anonymous_from = msg
+        .from()
+        .ok()
+        .and_then(|f| uri_user(f.uri))
+        .is_some_and(|u| u.eq_ignore_ascii_case("anonymous"));
+    by_header || anonymous_from
 }

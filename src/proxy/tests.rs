@@ -3,6 +3,7 @@
 //! [`Switch`]: crate::switch::Switch
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -1737,4 +1738,82 @@ a=setup:actpass\r\na=rtcp-mux\r\na=sendrecv\r\n";
         "{wire}"
     );
     assert!(rig.sw.rooms().is_empty());
+}
+
+/// Sends `from`'s INVITE to `to` with `extra` header lines and the digest answer to the
+/// challenge the first try gets (the From user is `from_user`).
+fn call_with(rig: &mut Rig, from: &str, from_user: &str, port: u16, to: &str, extra: &str) {
+    let text = |b: &str, auth: &str| {
+        format!(
+            "INVITE sip:{to}@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch={b}\r\n\
+Max-Forwards: 70\r\nFrom: <sip:{from_user}@127.0.0.1>;tag=a{port}\r\nTo: <sip:{to}@127.0.0.1>\r\n\
+Call-ID: call-{from}-{to}-{port}\r\nCSeq: 2 INVITE\r\nContact: <sip:{from}@127.0.0.1:{port}>\r\n{extra}{auth}\
+Content-Length: 0\r\n\r\n"
+        )
+    };
+    let b = rig.branch();
+    rig.send(port, text(&b, ""));
+    let out = rig.out();
+    let ch = &out.last().unwrap().1;
+    assert_eq!(ch.status(), Some(407));
+    let nonce = nonce_of(ch, HeaderName::ProxyAuthenticate);
+    let auth =
+        Digest::new(from, "INVITE", &format!("sip:{to}@127.0.0.1"), &nonce).proxy_authorization();
+    let b = rig.branch();
+    rig.send(port, text(&b, &auth));
+}
+
+#[test]
+fn caller_id_toward_carriers_is_the_opds_number_unless_the_caller_asks_for_privacy() {
+    let mut rig = Rig::new(&[]);
+    // The shipped carrier with the caller ID in From and PAI, in E.164.
+    let mut plan = (*rig.sw.dialplan).clone();
+    plan.edit_trunks(|t| {
+        t.caller_id = crate::dialplan::CallerIdPlacement::Both;
+        t.number_format = crate::dialplan::NumberFormat::E164;
+    });
+    rig.sw.handle_dialplan(Arc::new(plan));
+    // A plain national call from Setda's 1000 (no public number of its own: the province's).
+    call_with(
+        &mut rig,
+        "1000",
+        "1000",
+        7000,
+        "90561234567",
+        "P-Asserted-Identity: <sip:+62999@x>\r\n",
+    );
+    let out = rig.out();
+    let inv = at_trunk(&out)[0];
+    assert_eq!(inv.request_uri(), Some("sip:+62561234567@127.0.0.1:5090"));
+    assert!(inv
+        .header(HeaderName::From)
+        .unwrap()
+        .contains("<sip:+625363231110@127.0.0.1>"));
+    let pai: Vec<&str> = inv
+        .headers_by_raw_name("P-Asserted-Identity")
+        .map(|h| inv.text(h.value))
+        .collect();
+    assert_eq!(
+        pai,
+        ["<sip:+625363231110@127.0.0.1>"],
+        "the phone's own PAI is dropped"
+    );
+    // Privacy asked for (RFC 3323) with an anonymous From: From stays anonymous, the PAI
+    // still goes (the carrier must withhold it) with the phone's Privacy header.
+    call_with(
+        &mut rig,
+        "1000",
+        "anonymous",
+        7001,
+        "90561234568",
+        "Privacy: id\r\n",
+    );
+    let out = rig.out();
+    let inv = at_trunk(&out)[0];
+    assert!(inv
+        .header(HeaderName::From)
+        .unwrap()
+        .contains("<sip:anonymous@127.0.0.1>"));
+    assert_eq!(inv.headers_by_raw_name("Privacy").count(), 1);
+    assert_eq!(inv.headers_by_raw_name("P-Asserted-Identity").count(), 1);
 }
