@@ -50,6 +50,11 @@ pub enum Output {
     Store(Durable),
     /// A stream connection to close (its source is banned).
     CloseConn(u64),
+    /// Open a connection to a carrier (TCP); the switch hears of it as `ConnOpened`.
+    Connect {
+        addr: SocketAddr,
+        transport: Transport,
+    },
 }
 
 /// What the switch wants kept in the store.
@@ -360,6 +365,8 @@ impl Switch {
     ) {
         self.net.conns.insert(conn, (local, remote, transport));
         self.net.by_remote.insert((remote, transport), conn);
+        self.trunks.handle_connected(remote, transport);
+        self.collect_outputs();
     }
 
     pub fn handle_conn_closed(&mut self, conn: u64) {
@@ -516,6 +523,9 @@ impl Switch {
         }
         while let Some(t) = self.trunks.poll_transmit() {
             self.transmits.push_back(t);
+        }
+        while let Some((addr, transport)) = self.trunks.poll_connect() {
+            self.outputs.push(Output::Connect { addr, transport });
         }
         for t in self.transmits.drain(..) {
             self.outputs.push(Output::Transmit(t));

@@ -361,6 +361,7 @@ impl Proxy {
                 carrier.transport.via_token()
             );
             cx.trunks.handle_call_failed(&carrier.name, why, now);
+            cx.trunks.want_connection(&carrier.name);
         }
     }
 

@@ -357,6 +357,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         };
         tokio::spawn(web::accept_loop(listener, Arc::new(ctx)));
     }
+    // Connections the switch opens to carriers (TCP trunks) live like accepted ones.
+    let outbound = stream_ctx.clone();
     drop(stream_ctx);
 
     if config.media.enabled {
@@ -469,6 +471,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         store_gone: false,
         dialplan_dir,
         next_trim: Instant::now() + TRIM_EVERY,
+        outbound,
     };
     driver
         .run(rx, store_handle.committed(), shutdown.clone())
@@ -532,6 +535,8 @@ struct Driver {
     store_gone: bool,
     dialplan_dir: std::path::PathBuf,
     next_trim: Instant,
+    /// For connections the switch opens (to carriers).
+    outbound: tcp::StreamCtx,
 }
 
 /// How often free heap pages are returned to the OS.
@@ -763,6 +768,9 @@ impl Driver {
                     if let Some((_, close)) = self.conns.get(&conn) {
                         close.cancel();
                     }
+                }
+                Output::Connect { addr, transport } => {
+                    tokio::spawn(tcp::connect(addr, transport, self.outbound.clone()));
                 }
                 Output::Store(d) => {
                     waits |= d.is_acknowledged();

@@ -100,6 +100,44 @@ pub(crate) async fn accept_loop(listener: TcpListener, ctx: StreamCtx) {
     }
 }
 
+/// Opens a connection to a carrier (`transport` TCP) and serves it like an accepted one;
+/// the driver hears `ConnOpened`. A failure is one log line: the trunk core tries again on
+/// its own timers.
+pub(crate) async fn connect(addr: SocketAddr, transport: Transport, ctx: StreamCtx) {
+    if transport != Transport::Tcp {
+        tracing::warn!(%addr, %transport, "connections to carriers are opened over TCP only");
+        return;
+    }
+    let stream = match tokio::time::timeout(CONNECT_WITHIN, tokio::net::TcpStream::connect(addr))
+        .await
+    {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::warn!(target: "tambun::trunk", %addr, error = %e, "cannot connect to the carrier");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(target: "tambun::trunk", %addr, "no TCP connection to the carrier within 5 s");
+            return;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let Ok(local) = stream.local_addr() else {
+        return;
+    };
+    let permit = match ctx.gate.admit(addr.ip(), Transport::Tcp) {
+        Ok(p) => p,
+        Err(why) => {
+            tracing::warn!(target: "tambun::trunk", %addr, "connection to the carrier over the limits: {why}");
+            return;
+        }
+    };
+    connection(stream, local, addr, Transport::Tcp, permit, ctx).await;
+}
+
+/// How long a connection to a carrier may take to open.
+const CONNECT_WITHIN: Duration = Duration::from_secs(5);
+
 /// Serves one connection until the peer closes it, framing fails, it idles out or the switch
 /// stops. `permit` is held for the connection's life.
 pub(crate) async fn connection<S>(

@@ -118,6 +118,8 @@ struct Carrier {
     start_pending: bool,
     /// The client transactions in flight (REGISTER, OPTIONS), to remove when given up.
     keys: Vec<TransactionKey>,
+    /// A connection (TCP) has been asked for and not opened yet.
+    connecting: bool,
 }
 
 impl Carrier {
@@ -158,6 +160,7 @@ impl Carrier {
             pending_auth: None,
             start_pending: false,
             keys: Vec::new(),
+            connecting: false,
         }
     }
 
@@ -198,6 +201,8 @@ pub struct Trunks {
     instance: String,
     last_now: Option<Instant>,
     transmits: Vec<Transmit>,
+    /// Connections to open (stream transports).
+    connects: Vec<(SocketAddr, Transport)>,
 }
 
 impl Trunks {
@@ -211,7 +216,52 @@ impl Trunks {
             instance,
             last_now: None,
             transmits: Vec::new(),
+            connects: Vec::new(),
         }
+    }
+
+    /// Asks for a connection to carrier `i` (TCP), once until it opens or is given up.
+    fn connect(&mut self, i: usize) -> bool {
+        let c = &mut self.carriers[i];
+        let Some(addr) = c.addr else { return false };
+        if c.cfg.transport != Transport::Tcp {
+            return false;
+        }
+        if !c.connecting {
+            c.connecting = true;
+            tracing::debug!(trunk = %c.cfg.name, %addr, "connecting to the carrier");
+            self.connects.push((addr, Transport::Tcp));
+        }
+        true
+    }
+
+    /// A connection was opened (by us or by the peer): a carrier waiting for it registers
+    /// and pings now.
+    pub fn handle_connected(&mut self, remote: SocketAddr, transport: Transport) {
+        let now = self.last_now;
+        for c in &mut self.carriers {
+            if c.addr == Some(remote) && c.cfg.transport == transport && c.connecting {
+                c.connecting = false;
+                if c.cfg.register.is_some() && c.reg_pending.is_none() {
+                    c.next_register = now;
+                }
+                if c.cfg.ping_secs > 0 && c.ping_pending.is_none() {
+                    c.next_ping = now;
+                }
+            }
+        }
+    }
+
+    /// A call found no connection to carrier `name`: open one for the next calls.
+    pub fn want_connection(&mut self, name: &str) {
+        if let Some(i) = self.carriers.iter().position(|c| c.cfg.name == name) {
+            self.connect(i);
+        }
+    }
+
+    /// Connections the driver must open.
+    pub fn poll_connect(&mut self) -> Option<(SocketAddr, Transport)> {
+        self.connects.pop()
     }
 
     /// The carriers of the (new) dialplan, in priority order. A carrier whose name, target
@@ -621,10 +671,20 @@ impl Trunks {
             return;
         };
         let Some(local) = net.local_of(&peer) else {
+            let transport = c.cfg.transport;
+            if self.connect(i) {
+                // Registers when the connection opens; tries again if it never does.
+                let c = &mut self.carriers[i];
+                c.next_register = Some(now.instant + ANSWER_WITHIN);
+                if c.reg != RegState::Registered {
+                    c.reg = RegState::Registering;
+                }
+                return;
+            }
             let why = format!(
                 "no connection to the carrier over {} (Tambun does not open {} connections to carriers yet)",
-                c.cfg.transport.via_token(),
-                c.cfg.transport.via_token()
+                transport.via_token(),
+                transport.via_token()
             );
             let c = &mut self.carriers[i];
             c.reg = RegState::Failed;
@@ -650,7 +710,7 @@ impl Trunks {
              To: <{aor}>\r\n\
              Call-ID: {}\r\n\
              CSeq: {} REGISTER\r\n\
-             Contact: <sip:{}@{}>\r\n\
+             Contact: <sip:{}@{}{}>\r\n\
              Expires: {}\r\n\
              User-Agent: Tambun/{}\r\n",
             peer.transport.via_token(),
@@ -659,6 +719,11 @@ impl Trunks {
             c.reg_cseq,
             reg.username,
             host_port(local),
+            if peer.transport == Transport::Tcp {
+                ";transport=tcp"
+            } else {
+                ""
+            },
             reg.expires_secs,
             env!("CARGO_PKG_VERSION"),
         );
@@ -685,6 +750,7 @@ impl Trunks {
             return;
         };
         let Some(local) = net.local_of(&peer) else {
+            self.connect(i);
             return;
         };
         self.seq += 1;

@@ -435,3 +435,44 @@ fn a_carrier_is_offered_only_its_codecs_and_passed_over_when_the_call_has_none()
     let _ = other.finish(CALL_TIMEOUT);
     switch.stop();
 }
+
+#[test]
+fn tambun_connects_to_a_tcp_carrier_and_registers_over_it() {
+    let mut switch = Switch::create(SwitchOptions::default());
+    let registrar = SippUas::listen(
+        switch.dir(),
+        "carrier-tcp",
+        "carrier-registrar.xml",
+        &["-t", "t1", "-timeout", "60s"],
+    );
+    switch.trunk_at(
+        &registrar.addr().to_string(),
+        "[trunk.register]\nusername = \"0536321000\"\nrealm = \"carrier.test\"\n",
+    );
+    let province = switch.dialplan.join("province.toml");
+    let text = fs::read_to_string(&province).unwrap();
+    fs::write(
+        &province,
+        text.replacen("transport = \"udp\"", "transport = \"tcp\"", 1),
+    )
+    .unwrap();
+    let set = switch.cli_stdin(
+        &["trunk", "passwd", "telkom", "--password-stdin"],
+        "carrier-secret\n",
+    );
+    assert!(set.status.success(), "trunk passwd: {set:?}");
+    switch.launch();
+    let registered = Switch::eventually(Duration::from_secs(15), || {
+        carrier(&switch, "telkom")["registration"] == "registered"
+    });
+    assert!(
+        registered,
+        "registered over TCP: {:#?}\n{}",
+        status(&switch),
+        switch.log_text()
+    );
+    let reg = registrar.requests("REGISTER");
+    assert!(reg[0].contains("SIP/2.0/TCP"), "{}", reg[0]);
+    assert!(reg[0].contains(";transport=tcp>"), "{}", reg[0]);
+    switch.stop();
+}

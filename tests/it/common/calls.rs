@@ -131,7 +131,10 @@ impl SippUas {
             if let Some(Ok(Some(_))) = uas.child.as_mut().map(|c| c.try_wait()) {
                 return None;
             }
-            if UdpSocket::bind(("127.0.0.1", port)).is_err() {
+            // (a UDP SIPp holds the UDP port, one with `-t t1` the TCP one)
+            if UdpSocket::bind(("127.0.0.1", port)).is_err()
+                || std::net::TcpListener::bind(("127.0.0.1", port)).is_err()
+            {
                 return Some(uas);
             }
             std::thread::sleep(Duration::from_millis(20));
