@@ -960,6 +960,7 @@ pub(crate) struct Collected {
     pub durables: Vec<Durable>,
     pub closes: Vec<u64>,
     pub media: Vec<MediaCommand>,
+    pub connects: Vec<(SocketAddr, Transport)>,
 }
 
 #[cfg(test)]
@@ -972,6 +973,7 @@ impl Collected {
                 Output::Store(d) => self.durables.push(d),
                 Output::CloseConn(c) => self.closes.push(c),
                 Output::Media(m) => self.media.push(m),
+                Output::Connect { addr, transport } => self.connects.push((addr, transport)),
             }
         }
     }
