@@ -14,6 +14,7 @@ mod ext;
 mod http;
 mod import;
 mod opd;
+mod operator;
 mod output;
 mod regs;
 mod serve;
@@ -102,6 +103,9 @@ pub enum Command {
     /// The conference rooms of the running switch: who is in them, who talks
     #[command(subcommand)]
     Conf(conf::ConfCommand),
+    /// The web console's operator accounts (`/console` on the web listener)
+    #[command(subcommand)]
+    Operator(operator::OperatorCommand),
     /// The guard's ban list: addresses the switch drops silently
     #[command(subcommand)]
     Ban(ban::BanCommand),
@@ -125,6 +129,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Calls(args) => calls::run(&global, args),
         Command::Cdr(args) => cdr::run(&global, args),
         Command::Conf(cmd) => conf::run(&global, cmd),
+        Command::Operator(cmd) => operator::run(&global, cmd),
         Command::Ban(cmd) => ban::run(&global, cmd),
         Command::Tls(cmd) => tls::run(&global, cmd),
         Command::Bench(cmd) => bench::run(cmd),
