@@ -3,7 +3,7 @@
 //! state (`regs`, `calls`, `dialplan reload`) goes through the running switch's admin API. Every failure is returned as an
 //! error whose message is a sentence for the operator; `main` prints it and exits 1.
 
-mod ban;
+pub(crate) mod ban;
 mod bench;
 mod calls;
 mod cdr;
@@ -12,14 +12,14 @@ mod dialplan_reload;
 mod dialplan_trace;
 mod ext;
 mod http;
-mod import;
+pub(crate) mod import;
 mod opd;
 mod operator;
 mod output;
 mod regs;
 mod serve;
 mod tls;
-mod wib;
+pub(crate) mod wib;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -185,14 +185,14 @@ fn open_existing(global: &GlobalArgs) -> anyhow::Result<Store> {
 }
 
 /// The OPD `code` of the dialplan, or the sentence for an unknown one.
-fn find_opd<'a>(dialplan: &'a Dialplan, code: &OpdCode) -> Result<&'a Opd, String> {
+pub(crate) fn find_opd<'a>(dialplan: &'a Dialplan, code: &OpdCode) -> Result<&'a Opd, String> {
     dialplan
         .opd(code)
         .ok_or_else(|| format!("unknown OPD '{code}' (see `tambun opd list`)"))
 }
 
 /// Checks that `number` lies in one of the OPD's blocks.
-fn check_in_blocks(opd: &Opd, number: &Extension) -> Result<(), String> {
+pub(crate) fn check_in_blocks(opd: &Opd, number: &Extension) -> Result<(), String> {
     if opd.blocks.iter().any(|b| b.contains(number)) {
         return Ok(());
     }
@@ -205,7 +205,7 @@ fn check_in_blocks(opd: &Opd, number: &Extension) -> Result<(), String> {
 }
 
 /// Checks a password given by the operator.
-fn check_password(password: &str) -> Result<(), String> {
+pub(crate) fn check_password(password: &str) -> Result<(), String> {
     if password.chars().count() < MIN_PASSWORD_LEN {
         return Err(format!(
             "the password must be at least {MIN_PASSWORD_LEN} characters long"
@@ -221,7 +221,7 @@ fn check_password(password: &str) -> Result<(), String> {
 }
 
 /// Checks a display name.
-fn check_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
     if name.chars().any(char::is_control) {
         return Err("the name must not contain control characters".into());
     }
@@ -232,7 +232,7 @@ fn check_name(name: &str) -> Result<(), String> {
 }
 
 /// A strong random password: 16 ASCII letters and digits from the OS generator (~95 bits).
-fn generate_password() -> String {
+pub(crate) fn generate_password() -> String {
     use rand::distributions::Alphanumeric;
     use rand::Rng;
     rand::rngs::OsRng
@@ -243,7 +243,7 @@ fn generate_password() -> String {
 }
 
 /// Turns the store errors an operator can cause into their sentences.
-fn store_sentence(err: StoreError) -> anyhow::Error {
+pub(crate) fn store_sentence(err: StoreError) -> anyhow::Error {
     match err {
         StoreError::DuplicateExtension(n) => anyhow!("extension {n} already exists"),
         StoreError::UnknownExtension(n) => anyhow!("extension {n} does not exist"),

@@ -427,6 +427,18 @@ impl Store {
         Ok(())
     }
 
+    /// Sets an extension's display name.
+    pub fn set_extension_name(&mut self, number: &Extension, name: &str) -> Result<(), StoreError> {
+        let n = self.conn.execute(
+            "UPDATE extensions SET name = ?2, updated_at = unixepoch() WHERE number = ?1",
+            params![number.as_str(), name],
+        )?;
+        if n == 0 {
+            return Err(StoreError::UnknownExtension(number.clone()));
+        }
+        Ok(())
+    }
+
     /// Deletes an extension and its registrations.
     pub fn remove_extension(&mut self, number: &Extension) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;

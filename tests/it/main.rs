@@ -34,6 +34,7 @@ mod calls_trace;
 mod cli;
 mod cli_calls;
 mod conference_baresip;
+mod console;
 mod crash_safety;
 mod dialog_integrity;
 mod dialplan_props;
