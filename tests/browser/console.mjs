@@ -197,6 +197,8 @@ await scenario('opd-scope', async () => {
 });
 
 await scenario('lockout', async () => {
+  if (await tid('logout').isVisible()) { await tid('logout').click(); }
+  await tid('login-user').waitFor({ state: 'visible' });
   await login('nobody-here', 'wrong-password-0');
   const unknown = await loginError();
   await login(lockUser, 'wrong-password-1');
