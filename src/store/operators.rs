@@ -168,3 +168,79 @@ fn operator_from_row(r: &Row) -> rusqlite::Result<OperatorRecord> {
         updated_at: r.get(8)?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::OpdRow;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("t.db")).unwrap();
+        store
+            .sync_opds(&[OpdRow {
+                code: "dinkes".parse().unwrap(),
+                name: "Dinas Kesehatan".into(),
+                blocks: vec!["2300-2499".into()],
+            }])
+            .unwrap();
+        (dir, store)
+    }
+
+    fn name(s: &str) -> OperatorName {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn add_list_passwd_rm() {
+        let (_dir, mut s) = store();
+        let dinkes = Scope::Opd("dinkes".parse().unwrap());
+        s.add_operator(&name("admin"), &Scope::All, "h1", 100).unwrap();
+        s.add_operator(&name("sari"), &dinkes, "h2", 100).unwrap();
+        assert!(matches!(
+            s.add_operator(&name("sari"), &Scope::All, "h3", 100),
+            Err(StoreError::DuplicateOperator(_))
+        ));
+        assert!(matches!(
+            s.add_operator(&name("x"), &Scope::Opd("nope".parse().unwrap()), "h", 100),
+            Err(StoreError::UnknownOpd(_))
+        ));
+        let list = s.operators().unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[1].scope, dinkes);
+        assert_eq!(list[1].password_hash, "h2");
+
+        let locked = Attempts {
+            failures: 0,
+            window_start: None,
+            locked_until: Some(999),
+        };
+        s.set_operator_attempts(&name("sari"), &locked).unwrap();
+        assert_eq!(s.operator(&name("sari")).unwrap().unwrap().attempts, locked);
+        // A new password lifts the lock.
+        s.set_operator_password(&name("sari"), "h4", 200).unwrap();
+        let sari = s.operator(&name("sari")).unwrap().unwrap();
+        assert_eq!(sari.password_hash, "h4");
+        assert_eq!(sari.attempts, Attempts::default());
+        assert!(matches!(
+            s.set_operator_password(&name("nobody"), "h", 1),
+            Err(StoreError::UnknownOperator(_))
+        ));
+
+        s.remove_operator(&name("sari")).unwrap();
+        assert!(s.operator(&name("sari")).unwrap().is_none());
+        assert!(matches!(
+            s.remove_operator(&name("sari")),
+            Err(StoreError::UnknownOperator(_))
+        ));
+    }
+
+    #[test]
+    fn debug_hides_the_hash() {
+        let (_dir, mut s) = store();
+        s.add_operator(&name("admin"), &Scope::All, "secret-hash", 1)
+            .unwrap();
+        let rec = s.operator(&name("admin")).unwrap().unwrap();
+        assert!(!format!("{rec:?}").contains("secret-hash"));
+    }
+}

@@ -3,7 +3,7 @@
 //
 //   node tests/browser/console.mjs --base https://127.0.0.1:PORT --out DIR \
 //     --admin NAME:PW --opd NAME:PW:OPD --lock NAME:PW --csv FILE --bad-line N \
-//     --find-ext EXT [--deadline SECS]
+//     --find-ext EXT --opd-records N [--deadline SECS]
 //
 // Scenarios, in order (each prints PASS/FAIL NAME; the last line is RESULT PASS|FAIL):
 //   login-page     the login form in Bahasa Indonesia                 → console-login.png
@@ -12,7 +12,8 @@
 //   import         CSV import: the good lines in, the bad line reported with its number
 //                                                                     → console-extensions.png
 //   cdr            a search by extension finds its call record        → console-cdr.png
-//   usage          the usage chart of this month has minutes          → console-usage.png
+//   usage          the usage charts of this month have minutes, by day and by number class
+//                                                                     → console-usage.png
 //   bans           a ban added from the console is listed             → console-bans.png
 //   opd-scope      the opd operator sees only its OPD's extensions and records; the
 //                  server refuses it bans and another OPD's extension  → console-opd-extensions.png,
@@ -27,7 +28,7 @@ import { launch, isLoopbackUrl, sleep } from './lib.mjs';
 const args = process.argv.slice(2);
 const opt = {};
 for (let i = 0; i < args.length; i += 2) opt[args[i].replace(/^--/, '')] = args[i + 1];
-for (const k of ['base', 'out', 'admin', 'opd', 'lock', 'csv', 'bad-line', 'find-ext']) {
+for (const k of ['base', 'out', 'admin', 'opd', 'lock', 'csv', 'bad-line', 'find-ext', 'opd-records']) {
   if (!opt[k]) { console.error(`console.mjs: --${k} is required`); process.exit(2); }
 }
 if (!isLoopbackUrl(opt.base)) { console.error('console.mjs: --base must be a 127.x URL'); process.exit(2); }
@@ -142,6 +143,8 @@ await scenario('usage', async () => {
   await go('usage');
   const points = Number(await tid('usage-chart').getAttribute('data-points'));
   check(points >= 1, `the chart has ${points} days with minutes`);
+  const classes = await page.evaluate(() => window.tambunConsole.usage.per_class.map((c) => c.class));
+  check(classes.includes('internal') && classes.includes('mobile'), `number classes: ${JSON.stringify(classes)}`);
   const top = await rowsOf('usage-top');
   check(top.length >= 1, 'no top callers');
   await shot('console-usage.png');
@@ -171,9 +174,11 @@ await scenario('opd-scope', async () => {
   check(exts.every((r) => r[1] === opdCode), `other OPDs' extensions shown: ${JSON.stringify(exts)}`);
   await shot('console-opd-extensions.png');
   await go('cdr');
+  check((await tid('cdr-ext').inputValue()) === '', 'the admin\'s search survived the logout');
   const cdrs = await rowsOf('cdr-table');
   check(cdrs.length >= 1, 'no call records shown');
   check(cdrs.every((r) => r.join(' ').includes(`(${opdCode})`)), `records of other OPDs shown: ${JSON.stringify(cdrs)}`);
+  check(cdrs.length === Number(opt['opd-records']), `${cdrs.length} records shown, ${opt['opd-records']} expected`);
   await shot('console-opd-cdr.png');
   // The server, not the page, enforces the scope.
   const answers = await page.evaluate(async () => {

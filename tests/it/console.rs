@@ -23,28 +23,33 @@ const ADMIN: (&str, &str) = ("admin", "kata-sandi-admin-1");
 const OPD: (&str, &str, &str) = ("op.dinkes", "kata-sandi-dinkes-1", "dinkes");
 const LOCK: (&str, &str) = ("op.kunci", "kata-sandi-kunci-1");
 
-/// `tambun operator add NAME --role ROLE [--opd CODE] --password-stdin`, the password on stdin.
-fn add_operator(switch: &Switch, name: &str, role: &str, opd: Option<&str>, password: &str) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tambun"));
-    cmd.env_remove("TAMBUN_DB")
+/// `tambun ARGS` with `input` on stdin (the global options first).
+fn cli_with_stdin(switch: &Switch, args: &[&str], input: &str) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tambun"))
+        .env_remove("TAMBUN_DB")
         .env_remove("TAMBUN_DIALPLAN")
         .env_remove("TAMBUN_ADMIN")
         .arg("--db")
         .arg(&switch.db)
         .arg("--dialplan")
         .arg(&switch.dialplan)
-        .args(["operator", "add", name, "--role", role, "--password-stdin"]);
-    if let Some(opd) = opd {
-        cmd.args(["--opd", opd]);
-    }
-    let mut child = cmd
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("run tambun operator add");
-    writeln!(child.stdin.take().expect("stdin"), "{password}").expect("write the password");
-    let out = child.wait_with_output().expect("tambun operator add");
+        .expect("run tambun");
+    writeln!(child.stdin.take().expect("stdin"), "{input}").expect("write stdin");
+    child.wait_with_output().expect("tambun")
+}
+
+/// `tambun operator add NAME --role ROLE [--opd CODE] --password-stdin`, the password on stdin.
+fn add_operator(switch: &Switch, name: &str, role: &str, opd: Option<&str>, password: &str) {
+    let mut args = vec!["operator", "add", name, "--role", role, "--password-stdin"];
+    if let Some(opd) = opd {
+        args.extend(["--opd", opd]);
+    }
+    let out = cli_with_stdin(switch, &args, password);
     assert!(
         out.status.success(),
         "tambun operator add {name} failed: {}",
@@ -108,6 +113,15 @@ fn console_pages_scope_import_and_lockout() {
                 record("1000", "setda", "1001", "setda", now_ms - 3_600_000),
                 record("1001", "setda", "2300", "dinkes", now_ms - 1_800_000),
                 record("2300", "dinkes", "1000", "setda", now_ms - 600_000),
+                // A mobile number through the trunk (the shipped province.toml's `08…`).
+                CdrRecord {
+                    dialled: "9081234567890".into(),
+                    callee: Some("081234567890".into()),
+                    callee_opd: None,
+                    route: "trunk 081234567890".into(),
+                    trunk: true,
+                    ..record("1001", "setda", "x", "setda", now_ms - 300_000)
+                },
             ])
             .unwrap();
     }
@@ -136,7 +150,8 @@ fn console_pages_scope_import_and_lockout() {
         .args(["--lock", &format!("{}:{}", LOCK.0, LOCK.1)])
         .arg("--csv")
         .arg(&csv)
-        .args(["--bad-line", "4", "--find-ext", "2300", "--deadline", "170"])
+        .args(["--bad-line", "4", "--find-ext", "2300", "--opd-records", "2"])
+        .args(["--deadline", "170"])
         .process_group(0)
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&log).unwrap())
@@ -202,4 +217,48 @@ fn console_pages_scope_import_and_lockout() {
         switch.log_text()
     );
     switch.stop();
+}
+
+/// The operator commands' refusals are sentences with a non-zero exit, and nothing of a
+/// password is ever shown.
+#[test]
+fn operator_cli_refusals() {
+    let switch = Switch::create(SwitchOptions::default());
+    let fails = |out: std::process::Output, says: &str| {
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "succeeded, expected: {says}");
+        assert!(err.contains(says), "stderr {err:?} lacks {says:?}");
+    };
+    fails(
+        cli_with_stdin(&switch, &["operator", "add", "sari", "--role", "opd", "--password-stdin"], "kata-sandi-123"),
+        "needs its OPD",
+    );
+    fails(
+        cli_with_stdin(&switch, &["operator", "add", "sari", "--role", "opd", "--opd", "nope", "--password-stdin"], "kata-sandi-123"),
+        "unknown OPD",
+    );
+    fails(
+        cli_with_stdin(&switch, &["operator", "add", "sari", "--role", "admin", "--password-stdin"], "pendek"),
+        "at least 10 characters",
+    );
+    // No terminal and no --password-stdin: no way to ask.
+    fails(switch.cli(&["operator", "add", "sari", "--role", "admin"]), "not a terminal");
+    // A password on the command line is not an option at all.
+    fails(
+        switch.cli(&["operator", "add", "sari", "--role", "admin", "--password", "kata-sandi-123"]),
+        "--password",
+    );
+    add_operator(&switch, "sari", "opd", Some("dinkes"), "kata-sandi-123");
+    fails(
+        cli_with_stdin(&switch, &["operator", "add", "sari", "--role", "admin", "--password-stdin"], "kata-sandi-456"),
+        "already exists",
+    );
+    fails(switch.cli(&["operator", "rm", "budi"]), "does not exist");
+    fails(switch.cli(&["operator", "add", "Bad Name", "--role", "admin"]), "not an operator name");
+    let list = switch.cli_ok(&["operator", "list", "--json"]);
+    assert!(list.contains("\"dinkes\"") && !list.contains("pbkdf2"), "{list}");
+    let out = cli_with_stdin(&switch, &["operator", "passwd", "sari", "--password-stdin"], "kata-sandi-789");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    switch.cli_ok(&["operator", "rm", "sari"]);
+    assert!(switch.cli_ok(&["operator", "list"]).contains("no operators"));
 }

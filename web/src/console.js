@@ -191,7 +191,9 @@ async function enterApp() {
 async function onLogout() {
   try { await api('logout', { method: 'POST', json: {} }); } catch (e) { /* gone already */ }
   state.me = null;
-  showLogin('');
+  // A fresh page: nothing of this operator's searches or results stays for the next one.
+  history.replaceState(null, '', '/console');
+  location.reload();
 }
 
 function fillSelects() {
