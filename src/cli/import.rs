@@ -138,7 +138,11 @@ pub(super) fn run(
 }
 
 /// Checks every line; nothing is written.
-pub(crate) fn check_lines(bytes: &[u8], dialplan: &Dialplan, existing: &BTreeSet<Extension>) -> Checked {
+pub(crate) fn check_lines(
+    bytes: &[u8],
+    dialplan: &Dialplan,
+    existing: &BTreeSet<Extension>,
+) -> Checked {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)

@@ -97,7 +97,9 @@ impl Dialplan {
         if p.emergency.iter().any(|e| e == dialled) {
             return Some(NumberClass::Emergency);
         }
-        let number = dialled.strip_prefix(p.outside_prefix.as_str()).unwrap_or(dialled);
+        let number = dialled
+            .strip_prefix(p.outside_prefix.as_str())
+            .unwrap_or(dialled);
         if p.emergency.iter().any(|e| e == number) {
             return Some(NumberClass::Emergency);
         }

@@ -246,7 +246,10 @@ pub(crate) fn router(console: Arc<Console>) -> Router {
             "/console",
             get(|| async { page(assets::HTML, "text/html; charset=utf-8") }),
         )
-        .route("/console/", get(|| async { Redirect::permanent("/console") }))
+        .route(
+            "/console/",
+            get(|| async { Redirect::permanent("/console") }),
+        )
         .route(
             "/console/console.js",
             get(|| async { page(assets::JS, "text/javascript; charset=utf-8") }),
@@ -260,7 +263,10 @@ pub(crate) fn router(console: Arc<Console>) -> Router {
         .route("/console/api/me", get(me))
         .route("/console/api/dashboard", get(dashboard))
         .route("/console/api/opds", get(opds))
-        .route("/console/api/extensions", get(extensions).post(add_extension))
+        .route(
+            "/console/api/extensions",
+            get(extensions).post(add_extension),
+        )
         .route("/console/api/extensions/import", post(import))
         .route("/console/api/extensions/{number}", post(edit_extension))
         .route(
@@ -332,7 +338,8 @@ fn set_cookie(value: &str, max_age: Option<u64>) -> HeaderValue {
 }
 
 fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("not a valid request: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("not a valid request: {e}")))
 }
 
 // ---- login ----
@@ -391,7 +398,9 @@ async fn login(
                 return Ok(LoginOutcome::Wrong);
             };
             if op.attempts.is_locked(now) {
-                return Ok(LoginOutcome::Locked(op.attempts.locked_until.unwrap_or(now)));
+                return Ok(LoginOutcome::Locked(
+                    op.attempts.locked_until.unwrap_or(now),
+                ));
             }
             if password::verify(&secret, &op.password_hash).unwrap_or(false) {
                 if op.attempts != Attempts::default() {
@@ -431,8 +440,14 @@ async fn login(
             let id = random_hex();
             let csrf = random_hex();
             tracing::info!(src = %info.src, operator = %name, role = scope.role(), "console: login");
-            c.sessions()
-                .create(&id, csrf.clone(), name.clone(), scope.clone(), tag, Instant::now());
+            c.sessions().create(
+                &id,
+                csrf.clone(),
+                name.clone(),
+                scope.clone(),
+                tag,
+                Instant::now(),
+            );
             let me = Me {
                 operator: name.to_string(),
                 role: scope.role(),
@@ -502,9 +517,7 @@ async fn dashboard(State(c): State<Arc<Console>>, headers: HeaderMap) -> ApiResu
     let s = c.auth(&headers, false).await?;
     let scope = s.scope.clone();
     let opd = scope.opd().cloned();
-    let regs = c
-        .ask(|reply| Input::Registrations { opd, reply })
-        .await?;
+    let regs = c.ask(|reply| Input::Registrations { opd, reply }).await?;
     let calls = c.ask(|reply| Input::Calls { reply }).await?;
     let calls: Vec<_> = calls
         .into_iter()
@@ -677,7 +690,9 @@ async fn scoped_extension(c: &Console, s: &Session, number: &str) -> Result<Exte
         .await?;
     match rec {
         Some(r) if s.scope.allows(Some(&r.opd)) => Ok(number),
-        _ => Err(ApiError::NotFound(format!("extension {number} does not exist"))),
+        _ => Err(ApiError::NotFound(format!(
+            "extension {number} does not exist"
+        ))),
     }
 }
 
@@ -823,7 +838,11 @@ fn wib_day_ms(s: &str) -> Result<i64, ApiError> {
         m.parse().map_err(|_| bad())?,
         d.parse().map_err(|_| bad())?,
     );
-    if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || d < 1 || d > time::days_in_month(y, m) {
+    if !(1970..=9999).contains(&y)
+        || !(1..=12).contains(&m)
+        || d < 1
+        || d > time::days_in_month(y, m)
+    {
         return Err(bad());
     }
     Ok(time::days_from_civil(y, m, d) * DAY_MS - WIB_MS)
@@ -851,7 +870,12 @@ async fn search(c: &Console, s: &Session, q: CdrQuery) -> Result<Vec<CdrRow>, Ap
         None => None,
     };
     let opd = s.scope.limit(asked)?;
-    let nonempty = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+    let nonempty = |v: &Option<String>| {
+        v.as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
     let since_ms = nonempty(&q.since).map(|d| wib_day_ms(&d)).transpose()?;
     let until_ms = nonempty(&q.until)
         .map(|d| wib_day_ms(&d).map(|ms| ms + DAY_MS))
@@ -941,8 +965,17 @@ async fn cdr_export(
     let rows = search(&c, &s, q).await?;
     let mut w = csv::Writer::from_writer(Vec::new());
     let header = [
-        "id", "start_wib", "caller", "caller_opd", "dialled", "callee", "callee_opd",
-        "disposition", "duration_secs", "trunk", "route",
+        "id",
+        "start_wib",
+        "caller",
+        "caller_opd",
+        "dialled",
+        "callee",
+        "callee_opd",
+        "disposition",
+        "duration_secs",
+        "trunk",
+        "route",
     ];
     let to_err = |e: csv::Error| ApiError::Internal(format!("console: csv: {e}"));
     w.write_record(header).map_err(to_err)?;
@@ -1204,7 +1237,10 @@ mod tests {
             HeaderValue::from_str(&format!("x=1; {COOKIE}={id}; y=2")).unwrap(),
         );
         assert_eq!(session_cookie(&h), Some(id));
-        h.insert(header::COOKIE, HeaderValue::from_static("tambun_console=zz"));
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("tambun_console=zz"),
+        );
         assert_eq!(session_cookie(&h), None);
     }
 
@@ -1222,9 +1258,15 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8443"));
         assert!(check_origin(&h).is_ok());
-        h.insert(header::ORIGIN, HeaderValue::from_static("https://127.0.0.1:8443"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://127.0.0.1:8443"),
+        );
         assert!(check_origin(&h).is_ok());
-        h.insert(header::ORIGIN, HeaderValue::from_static("https://evil.example"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
         assert!(check_origin(&h).is_err());
     }
 

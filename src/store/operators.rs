@@ -195,7 +195,8 @@ mod tests {
     fn add_list_passwd_rm() {
         let (_dir, mut s) = store();
         let dinkes = Scope::Opd("dinkes".parse().unwrap());
-        s.add_operator(&name("admin"), &Scope::All, "h1", 100).unwrap();
+        s.add_operator(&name("admin"), &Scope::All, "h1", 100)
+            .unwrap();
         s.add_operator(&name("sari"), &dinkes, "h2", 100).unwrap();
         assert!(matches!(
             s.add_operator(&name("sari"), &Scope::All, "h3", 100),

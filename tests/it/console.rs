@@ -57,7 +57,13 @@ fn add_operator(switch: &Switch, name: &str, role: &str, opd: Option<&str>, pass
     );
 }
 
-fn record(caller: &str, caller_opd: &str, callee: &str, callee_opd: &str, start_ms: i64) -> CdrRecord {
+fn record(
+    caller: &str,
+    caller_opd: &str,
+    callee: &str,
+    callee_opd: &str,
+    start_ms: i64,
+) -> CdrRecord {
     CdrRecord {
         call_id: format!("{caller}-{start_ms}@console-test"),
         caller: caller.into(),
@@ -150,12 +156,21 @@ fn console_pages_scope_import_and_lockout() {
         .args(["--lock", &format!("{}:{}", LOCK.0, LOCK.1)])
         .arg("--csv")
         .arg(&csv)
-        .args(["--bad-line", "4", "--find-ext", "2300", "--opd-records", "2"])
+        .args([
+            "--bad-line",
+            "4",
+            "--find-ext",
+            "2300",
+            "--opd-records",
+            "2",
+        ])
         .args(["--deadline", "170"])
         .process_group(0)
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(Stdio::from(std::fs::File::create(switch.dir().join("console-browser.err")).unwrap()))
+        .stderr(Stdio::from(
+            std::fs::File::create(switch.dir().join("console-browser.err")).unwrap(),
+        ))
         .spawn()
         .expect("start node tests/browser/console.mjs");
     let deadline = Instant::now() + Duration::from_secs(180);
@@ -193,7 +208,8 @@ fn console_pages_scope_import_and_lockout() {
     }
 
     // The console's changes are the database's, as the CLI's are.
-    let exts: Vec<Value> = serde_json::from_str(&switch.cli_ok(&["ext", "list", "--json"])).unwrap();
+    let exts: Vec<Value> =
+        serde_json::from_str(&switch.cli_ok(&["ext", "list", "--json"])).unwrap();
     let numbers: Vec<&str> = exts.iter().filter_map(|e| e["number"].as_str()).collect();
     for n in ["1100", "1101", "2301"] {
         assert!(numbers.contains(&n), "{n} was not imported: {numbers:?}");
@@ -201,12 +217,18 @@ fn console_pages_scope_import_and_lockout() {
     assert!(!numbers.contains(&"2600"), "the bad line was imported");
     let ops: Vec<Value> =
         serde_json::from_str(&switch.cli_ok(&["operator", "list", "--json"])).unwrap();
-    let locked = ops.iter().find(|o| o["name"] == LOCK.0).expect("the locked operator");
+    let locked = ops
+        .iter()
+        .find(|o| o["name"] == LOCK.0)
+        .expect("the locked operator");
     assert!(locked["locked_until"].is_i64(), "not locked: {locked}");
     let admin = ops.iter().find(|o| o["name"] == ADMIN.0).unwrap();
     assert!(admin["locked_until"].is_null());
     let bans = switch.cli_ok(&["ban", "list"]);
-    assert!(bans.contains("192.0.2.77"), "the console's ban is not listed: {bans}");
+    assert!(
+        bans.contains("192.0.2.77"),
+        "the console's ban is not listed: {bans}"
+    );
     // And the running switch picked them up (it polls the database's data_version).
     assert!(
         Switch::eventually(Duration::from_secs(10), || {
@@ -230,35 +252,108 @@ fn operator_cli_refusals() {
         assert!(err.contains(says), "stderr {err:?} lacks {says:?}");
     };
     fails(
-        cli_with_stdin(&switch, &["operator", "add", "sari", "--role", "opd", "--password-stdin"], "kata-sandi-123"),
+        cli_with_stdin(
+            &switch,
+            &[
+                "operator",
+                "add",
+                "sari",
+                "--role",
+                "opd",
+                "--password-stdin",
+            ],
+            "kata-sandi-123",
+        ),
         "needs its OPD",
     );
     fails(
-        cli_with_stdin(&switch, &["operator", "add", "sari", "--role", "opd", "--opd", "nope", "--password-stdin"], "kata-sandi-123"),
+        cli_with_stdin(
+            &switch,
+            &[
+                "operator",
+                "add",
+                "sari",
+                "--role",
+                "opd",
+                "--opd",
+                "nope",
+                "--password-stdin",
+            ],
+            "kata-sandi-123",
+        ),
         "unknown OPD",
     );
     fails(
-        cli_with_stdin(&switch, &["operator", "add", "sari", "--role", "admin", "--password-stdin"], "pendek"),
+        cli_with_stdin(
+            &switch,
+            &[
+                "operator",
+                "add",
+                "sari",
+                "--role",
+                "admin",
+                "--password-stdin",
+            ],
+            "pendek",
+        ),
         "at least 10 characters",
     );
     // No terminal and no --password-stdin: no way to ask.
-    fails(switch.cli(&["operator", "add", "sari", "--role", "admin"]), "not a terminal");
+    fails(
+        switch.cli(&["operator", "add", "sari", "--role", "admin"]),
+        "not a terminal",
+    );
     // A password on the command line is not an option at all.
     fails(
-        switch.cli(&["operator", "add", "sari", "--role", "admin", "--password", "kata-sandi-123"]),
+        switch.cli(&[
+            "operator",
+            "add",
+            "sari",
+            "--role",
+            "admin",
+            "--password",
+            "kata-sandi-123",
+        ]),
         "--password",
     );
     add_operator(&switch, "sari", "opd", Some("dinkes"), "kata-sandi-123");
     fails(
-        cli_with_stdin(&switch, &["operator", "add", "sari", "--role", "admin", "--password-stdin"], "kata-sandi-456"),
+        cli_with_stdin(
+            &switch,
+            &[
+                "operator",
+                "add",
+                "sari",
+                "--role",
+                "admin",
+                "--password-stdin",
+            ],
+            "kata-sandi-456",
+        ),
         "already exists",
     );
     fails(switch.cli(&["operator", "rm", "budi"]), "does not exist");
-    fails(switch.cli(&["operator", "add", "Bad Name", "--role", "admin"]), "not an operator name");
+    fails(
+        switch.cli(&["operator", "add", "Bad Name", "--role", "admin"]),
+        "not an operator name",
+    );
     let list = switch.cli_ok(&["operator", "list", "--json"]);
-    assert!(list.contains("\"dinkes\"") && !list.contains("pbkdf2"), "{list}");
-    let out = cli_with_stdin(&switch, &["operator", "passwd", "sari", "--password-stdin"], "kata-sandi-789");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        list.contains("\"dinkes\"") && !list.contains("pbkdf2"),
+        "{list}"
+    );
+    let out = cli_with_stdin(
+        &switch,
+        &["operator", "passwd", "sari", "--password-stdin"],
+        "kata-sandi-789",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     switch.cli_ok(&["operator", "rm", "sari"]);
-    assert!(switch.cli_ok(&["operator", "list"]).contains("no operators"));
+    assert!(switch
+        .cli_ok(&["operator", "list"])
+        .contains("no operators"));
 }

@@ -171,7 +171,7 @@ async function onLogin(ev) {
   } catch (e) {
     let msg = e.message;
     if (e.body && e.body.error === 'bad-credentials') msg = t('bad_credentials');
-    if (e.body && e.body.error === 'locked') msg = t('locked', { until: new Date(e.body.locked_until * 1000).toLocaleTimeString(state.lang === 'id' ? 'id-ID' : 'en-GB') });
+    if (e.body && e.body.error === 'locked') msg = t('locked', { until: `${new Date(e.body.locked_until * 1000).toLocaleTimeString(state.lang === 'id' ? 'id-ID' : 'en-GB', { timeZone: 'Asia/Jakarta', hour: '2-digit', minute: '2-digit' })} WIB` });
     err.textContent = msg;
     err.dataset.key = (e.body && e.body.error) || 'error';
     err.hidden = false;
