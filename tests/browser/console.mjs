@@ -11,7 +11,9 @@
 //   english        the language toggle turns the page English         → console-dashboard-en.png
 //   import         CSV import: the good lines in, the bad line reported with its number
 //                                                                     → console-extensions.png
-//   cdr            a search by extension finds its call record        → console-cdr.png
+//   ext-edit       rename and disable an extension, reset another's password
+//   cdr            a search by extension finds its call record and exports it as CSV
+//                                                                     → console-cdr.png
 //   usage          the usage charts of this month have minutes, by day and by number class
 //                                                                     → console-usage.png
 //   bans           a ban added from the console is listed             → console-bans.png
@@ -119,6 +121,20 @@ await scenario('import', async () => {
   console.log(`import: ${imported} imported, bad line ${bad[0]}: ${await tid('ext-import-bad').textContent()}`);
   await page.waitForFunction(() => document.querySelectorAll('[data-testid="ext-table"] tbody tr').length > 0);
   await shot('console-extensions.png');
+});
+
+await scenario('ext-edit', async () => {
+  // Rename and disable an imported extension, reset another's password (shown once).
+  page.once('dialog', (d) => d.accept('Nama Baru'));
+  await tid('ext-rename-1100').click();
+  await page.waitForFunction(() => document.querySelector('[data-testid="ext-name-1100"]').textContent === 'Nama Baru', null, { timeout: 10000 });
+  await tid('ext-toggle-1100').click();
+  await page.waitForFunction(() => document.querySelector('[data-testid="ext-status-1100"]').textContent.includes('nonaktif'), null, { timeout: 10000 });
+  page.once('dialog', (d) => d.accept());
+  await tid('ext-reset-1101').click();
+  await tid('ext-secret').waitFor({ state: 'visible', timeout: 10000 });
+  const secret = await tid('ext-secret').textContent();
+  check(/1101: [A-Za-z0-9]{16} /.test(secret), `no new password shown: ${secret}`);
 });
 
 await scenario('cdr', async () => {

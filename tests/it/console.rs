@@ -215,6 +215,9 @@ fn console_pages_scope_import_and_lockout() {
         assert!(numbers.contains(&n), "{n} was not imported: {numbers:?}");
     }
     assert!(!numbers.contains(&"2600"), "the bad line was imported");
+    let renamed = exts.iter().find(|e| e["number"] == "1100").unwrap();
+    assert_eq!(renamed["name"], "Nama Baru", "{renamed}");
+    assert_eq!(renamed["enabled"], false, "{renamed}");
     let ops: Vec<Value> =
         serde_json::from_str(&switch.cli_ok(&["operator", "list", "--json"])).unwrap();
     let locked = ops
