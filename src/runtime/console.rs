@@ -741,64 +741,122 @@ async fn reset_password(
 /// CSV import: every line checked as `tambun ext import` does; the good lines are imported
 /// (in one transaction), the bad ones reported with their line numbers (the CLI's
 /// `--skip-bad`). Lines of another OPD are bad lines for an `opd` operator. Generated
-/// passwords are in the answer, once.
+/// passwords are in the report, once.
+///
+/// The answer is NDJSON, one object a line, as the work goes: `{"checked": LINES, "total":
+/// ROWS}` after the check, `{"progress": N, "total": ROWS}` while rows are written (every
+/// [`IMPORT_STEP`] rows and at the end), then `{"report": {"imported", "bad": [{"line",
+/// "reason"}], "passwords": [{"number", "password"}]}}` or `{"error": sentence}`.
 async fn import(State(c): State<Arc<Console>>, headers: HeaderMap, body: Bytes) -> ApiResult {
     let s = c.auth(&headers, true).await?;
     let dialplan = c.dialplan()?;
-    let scope = s.scope.clone();
-    let report = c
-        .with_store(move |st| {
-            st.sync_opds(&crate::store::OpdRow::all_of(&dialplan))
-                .map_err(ApiError::store)?;
-            let existing: BTreeSet<Extension> = st
-                .extensions(None)
-                .map_err(ApiError::store)?
-                .into_iter()
-                .map(|r| r.number)
-                .collect();
-            let checked = crate::cli::import::check_lines(&body, &dialplan, &existing);
-            let mut bad = checked.bad;
-            let mut rows = Vec::new();
-            let mut generated = Vec::new();
-            for (i, r) in checked.good.into_iter().enumerate() {
-                if !scope.allows(Some(&r.opd)) {
-                    // The line number is not kept for good rows; find it again by number.
-                    bad.push((
-                        line_of(&body, r.number.as_str()).unwrap_or(i as u64 + 1),
-                        format!(
-                            "extension {} belongs to OPD {}; this operator looks after {}",
-                            r.number,
-                            r.opd,
-                            scope.opd().map_or("", |o| o.as_str())
-                        ),
-                    ));
-                    continue;
-                }
-                let password = r.password.unwrap_or_else(|| {
-                    let pw = crate::cli::generate_password();
-                    generated.push(json!({"number": r.number.as_str(), "password": pw}));
-                    pw
-                });
-                rows.push(NewExtension {
-                    number: r.number,
-                    opd: r.opd,
-                    name: r.name,
-                    password,
-                });
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    let line = |v: serde_json::Value| Bytes::from(format!("{v}\n"));
+    let task = c.clone();
+    tokio::spawn(async move {
+        let progress = tx.clone();
+        let scope = s.scope.clone();
+        let result = task
+            .with_store(move |st| import_rows(st, &dialplan, &scope, &body, &progress))
+            .await;
+        let last = match result {
+            Ok(report) => {
+                tracing::info!(operator = %s.operator, imported = %report["imported"], "console: CSV import");
+                json!({ "report": report })
             }
-            bad.sort();
-            if !rows.is_empty() {
-                st.import(&rows, |_| {}).map_err(ApiError::store)?;
+            Err(ApiError::Conflict(m) | ApiError::BadRequest(m) | ApiError::NotFound(m)) => {
+                json!({ "error": format!("nothing imported: {m}") })
             }
-            Ok(json!({
-                "imported": rows.len(),
-                "bad": bad.iter().map(|(l, r)| json!({"line": l, "reason": r})).collect::<Vec<_>>(),
-                "passwords": generated,
-            }))
+            Err(e) => {
+                tracing::warn!(operator = %s.operator, error = ?e, "console: CSV import failed");
+                json!({ "error": "nothing imported: the console could not write; see the switch's log" })
+            }
+        };
+        let _ = tx.send(line(last)).await;
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// Rows written between two progress lines of an import.
+const IMPORT_STEP: usize = 50;
+
+/// The import itself, on the database thread; progress lines go to `progress`.
+fn import_rows(
+    st: &mut Store,
+    dialplan: &Dialplan,
+    scope: &Scope,
+    body: &[u8],
+    progress: &mpsc::Sender<Bytes>,
+) -> Result<serde_json::Value, ApiError> {
+    let say = |v: serde_json::Value| {
+        let _ = progress.blocking_send(Bytes::from(format!("{v}\n")));
+    };
+    st.sync_opds(&crate::store::OpdRow::all_of(dialplan))
+        .map_err(ApiError::store)?;
+    let existing: BTreeSet<Extension> = st
+        .extensions(None)
+        .map_err(ApiError::store)?
+        .into_iter()
+        .map(|r| r.number)
+        .collect();
+    let checked = crate::cli::import::check_lines(body, dialplan, &existing);
+    let mut bad = checked.bad;
+    let mut rows = Vec::new();
+    let mut generated = Vec::new();
+    for (i, r) in checked.good.into_iter().enumerate() {
+        if !scope.allows(Some(&r.opd)) {
+            // The line number is not kept for good rows; find it again by number.
+            bad.push((
+                line_of(body, r.number.as_str()).unwrap_or(i as u64 + 1),
+                format!(
+                    "extension {} belongs to OPD {}; this operator looks after {}",
+                    r.number,
+                    r.opd,
+                    scope.opd().map_or("", |o| o.as_str())
+                ),
+            ));
+            continue;
+        }
+        let password = r.password.unwrap_or_else(|| {
+            let pw = crate::cli::generate_password();
+            generated.push(json!({"number": r.number.as_str(), "password": pw}));
+            pw
+        });
+        rows.push(NewExtension {
+            number: r.number,
+            opd: r.opd,
+            name: r.name,
+            password,
+        });
+    }
+    bad.sort();
+    say(json!({"checked": rows.len() + bad.len(), "total": rows.len()}));
+    if !rows.is_empty() {
+        let total = rows.len();
+        st.import(&rows, |n| {
+            if n % IMPORT_STEP == 0 || n == total {
+                say(json!({"progress": n, "total": total}));
+            }
         })
-        .await?;
-    tracing::info!(operator = %s.operator, imported = %report["imported"], "console: CSV import");
-    ok_json(report)
+        .map_err(ApiError::store)?;
+    }
+    Ok(json!({
+        "imported": rows.len(),
+        "bad": bad.iter().map(|(l, r)| json!({"line": l, "reason": r})).collect::<Vec<_>>(),
+        "passwords": generated,
+    }))
 }
 
 /// The 1-based line of `body` whose first field is `number`.

@@ -116,6 +116,8 @@ await scenario('import', async () => {
   check(state === 'done', `the import ${state}: ${await tid('ext-import-report').textContent()}`);
   const imported = Number(await tid('ext-import-count').getAttribute('data-imported'));
   check(imported >= 1, `imported ${imported}`);
+  const progressed = Number(await tid('ext-import-report').getAttribute('data-progress'));
+  check(progressed === imported, `the progress stopped at ${progressed} of ${imported}`);
   const bad = await page.evaluate(() => [...document.querySelectorAll('[data-testid="ext-import-bad"]')].map((e) => Number(e.dataset.line)));
   check(bad.length === 1 && bad[0] === Number(opt['bad-line']), `bad lines reported: ${JSON.stringify(bad)}`);
   console.log(`import: ${imported} imported, bad line ${bad[0]}: ${await tid('ext-import-bad').textContent()}`);

@@ -290,8 +290,36 @@ async function onImport(ev) {
   progress.removeAttribute('value');
   try {
     const text = await file.text();
-    const r = await api('extensions/import', { method: 'POST', body: text, contentType: 'text/csv; charset=utf-8' });
-    progress.max = 1; progress.value = 1;
+    // The answer is NDJSON: {checked,total}, {progress,total}…, then {report} or {error}.
+    const resp = await fetch('/console/api/extensions/import', {
+      method: 'POST', body: text, credentials: 'same-origin', cache: 'no-store',
+      headers: { 'Content-Type': 'text/csv; charset=utf-8', 'X-CSRF-Token': state.me.csrf },
+    });
+    if (!resp.ok) {
+      let data = null;
+      try { data = await resp.json(); } catch (e) { data = null; }
+      throw new ApiError(resp.status, data);
+    }
+    let r = null;
+    const reader = resp.body.getReader();
+    const decoder = new TextDecoder();
+    let buf = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (value) buf += decoder.decode(value, { stream: true });
+      let nl;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const msg = JSON.parse(buf.slice(0, nl));
+        buf = buf.slice(nl + 1);
+        if (msg.total !== undefined) { progress.max = Math.max(1, msg.total); progress.value = msg.progress || 0; }
+        if (msg.progress !== undefined) report.dataset.progress = String(msg.progress);
+        if (msg.progress !== undefined) report.firstChild.textContent = `${t('importing')} ${msg.progress}/${msg.total}`;
+        if (msg.error) throw new Error(msg.error);
+        if (msg.report) r = msg.report;
+      }
+      if (done) break;
+    }
+    if (!r) throw new Error('no report');
     const parts = [el('p', { 'data-testid': 'ext-import-count', 'data-imported': r.imported }, t('import_done', { n: r.imported }))];
     if (r.bad.length) {
       parts.push(el('p', { 'data-testid': 'ext-import-bad-count', 'data-bad': r.bad.length }, t('import_bad', { n: r.bad.length })));
