@@ -3,11 +3,12 @@
 //
 //   node tests/browser/console.mjs --base https://127.0.0.1:PORT --out DIR \
 //     --admin NAME:PW --opd NAME:PW:OPD --lock NAME:PW --csv FILE --bad-line N \
-//     --find-ext EXT --opd-records N [--deadline SECS]
+//     --find-ext EXT --opd-records N [--live-call EXT] [--deadline SECS]
 //
 // Scenarios, in order (each prints PASS/FAIL NAME; the last line is RESULT PASS|FAIL):
 //   login-page     the login form in Bahasa Indonesia                 → console-login.png
-//   admin-login    admin logs in; the dashboard lists every OPD       → console-dashboard.png
+//   admin-login    admin logs in; the dashboard lists every OPD (and, with --live-call, the
+//                  call in progress of EXT, whose OPD shows one registration) → console-dashboard.png
 //   english        the language toggle turns the page English         → console-dashboard-en.png
 //   import         CSV import: the good lines in, the bad line reported with its number
 //                                                                     → console-extensions.png
@@ -93,6 +94,11 @@ await scenario('admin-login', async () => {
   check(rows.length >= 40, `the dashboard lists ${rows.length} OPDs`);
   check(rows.some((r) => r[0] === 'setda'), 'setda is not on the dashboard');
   check(!(await tid('nav-bans').isHidden()), 'an admin does not see the bans page');
+  if (opt['live-call']) {
+    const calls = await rowsOf('calls-table');
+    check(calls.length === 1 && calls[0][0].startsWith(opt['live-call']), `calls in progress: ${JSON.stringify(calls)}`);
+    check(rows.find((r) => r[0] === 'setda')[3] === '1', `setda's registrations: ${JSON.stringify(rows.find((r) => r[0] === 'setda'))}`);
+  }
   await tid('warnings-panel').waitFor();
   await shot('console-dashboard.png');
 });
@@ -185,6 +191,10 @@ await scenario('opd-scope', async () => {
   await waitLoaded('dashboard');
   const regs = await rowsOf('regs-table');
   check(regs.length === 1 && regs[0][0] === opdCode, `the dashboard of ${opdCode} shows ${JSON.stringify(regs.map((r) => r[0]))}`);
+  if (opt['live-call']) {
+    const calls = await rowsOf('calls-table');
+    check(calls.length === 1 && calls[0].join(' ').includes(`(${opdCode})`), `${opdCode}'s calls in progress: ${JSON.stringify(calls)}`);
+  }
   check(await tid('nav-bans').isHidden(), 'an opd operator sees the bans page');
   await go('extensions');
   const exts = await rowsOf('ext-table');

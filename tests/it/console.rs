@@ -2,7 +2,8 @@
 //! web listener, extensions of two OPDs, call records in its database (written through
 //! `Store::insert_cdrs`, as `cli_calls` does), operators created with
 //! `tambun operator add --password-stdin`, and headless Chromium driven by
-//! `tests/browser/console.mjs`: admin and opd logins, the opd operator's scope (page and
+//! `tests/browser/console.mjs`: admin and opd logins (with a call in progress on both
+//! dashboards), the opd operator's scope (page and
 //! server), a CSV import with one bad line, a call record found and exported, the usage
 //! chart, a ban, and the lock-out after wrong passwords. Screenshots of each page go to the
 //! test's output dir (`target/console-screenshots/`). Then the CLI must see what the
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tambun::store::{CdrRecord, Disposition, Store};
 
+use crate::common::media::{live_calls, sdp, Phone};
 use crate::common::{require_program, Switch, SwitchOptions};
 
 const ADMIN: (&str, &str) = ("admin", "kata-sandi-admin-1");
@@ -132,6 +134,26 @@ fn console_pages_scope_import_and_lockout() {
             .unwrap();
     }
     switch.launch();
+
+    // A call in progress, setda 1000 → dinkes 2300, for both operators' dashboards.
+    let mut a = Phone::register(&switch, "1000", "rahasia1000");
+    let mut b = Phone::register(&switch, "2300", "rahasia2300");
+    let rtp_a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let rtp_b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let offer = |s: &std::net::UdpSocket| {
+        sdp(
+            s.local_addr().unwrap(),
+            1,
+            "0",
+            &["a=rtpmap:0 PCMU/8000", "a=sendrecv"],
+        )
+    };
+    std::thread::scope(|sc| {
+        let callee = sc.spawn(|| b.answer(&offer(&rtp_b)));
+        a.call("2300", &offer(&rtp_a));
+        callee.join().expect("callee thread");
+    });
+    assert_eq!(live_calls(&switch).len(), 1, "the call is not up");
 
     // Line 4 is bad: 1190 is inside setda's block but 2600 is outside dinkes' (2300-2499).
     let csv = switch.dir().join("import.csv");
