@@ -353,7 +353,8 @@ struct LoginForm {
 enum LoginOutcome {
     Ok(OperatorName, Scope, String),
     Wrong,
-    Locked(i64),
+    /// The operator, until when, and whether this attempt locked it.
+    Locked(OperatorName, i64, bool),
 }
 
 #[derive(Serialize)]
@@ -399,7 +400,9 @@ async fn login(
             };
             if op.attempts.is_locked(now) {
                 return Ok(LoginOutcome::Locked(
+                    op.name,
                     op.attempts.locked_until.unwrap_or(now),
+                    false,
                 ));
             }
             if password::verify(&secret, &op.password_hash).unwrap_or(false) {
@@ -414,7 +417,7 @@ async fn login(
             s.set_operator_attempts(&op.name, &after)
                 .map_err(ApiError::store)?;
             Ok(match after.locked_until.filter(|_| after.is_locked(now)) {
-                Some(until) => LoginOutcome::Locked(until),
+                Some(until) => LoginOutcome::Locked(op.name, until, true),
                 None => LoginOutcome::Wrong,
             })
         })
@@ -424,9 +427,14 @@ async fn login(
             tracing::info!(src = %info.src, "console: login refused (wrong operator or password)");
             Ok(bad_credentials())
         }
-        LoginOutcome::Locked(until) => {
-            tracing::warn!(src = %info.src, user = %form.user.chars().take(32).collect::<String>(),
-                "console: login refused, the operator is locked out");
+        LoginOutcome::Locked(name, until, now_locked) => {
+            if now_locked {
+                tracing::warn!(src = %info.src, operator = %name,
+                    "console: operator locked out after repeated wrong passwords");
+            } else {
+                tracing::info!(src = %info.src, operator = %name,
+                    "console: login refused, the operator is locked out");
+            }
             Ok((
                 StatusCode::LOCKED,
                 [(header::CACHE_CONTROL, "no-store")],
