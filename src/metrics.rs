@@ -305,7 +305,54 @@ pub fn render(s: &Snapshot) -> String {
         );
     }
     rooms(&mut e, s);
+    trunks(&mut e, s);
     e.finish()
+}
+
+/// A gauge of each carrier: name, help, value (`None`: no sample).
+type TrunkGauge = (
+    &'static str,
+    &'static str,
+    fn(&crate::trunk::TrunkView) -> Option<f64>,
+);
+
+/// The carriers of the central trunk, one sample each per gauge.
+fn trunks(e: &mut Exposition, s: &Snapshot) {
+    use crate::trunk::RegState;
+    let per_trunk: [TrunkGauge; 4] = [
+        (
+            "tambun_trunk_registered",
+            "1 when the carrier's registration is in force (carriers that need none: no sample).",
+            |t| match t.registration {
+                RegState::NotRequired => None,
+                RegState::Registered => Some(1.0),
+                _ => Some(0.0),
+            },
+        ),
+        (
+            "tambun_trunk_healthy",
+            "1 when calls try the carrier with the healthy ones (registered, answering pings, no failed call in the last minute).",
+            |t| Some(f64::from(u8::from(t.healthy))),
+        ),
+        (
+            "tambun_trunk_ping_rtt_seconds",
+            "Round trip of the last OPTIONS ping the carrier answered.",
+            |t| t.ping_rtt_ms.map(|ms| ms / 1000.0),
+        ),
+        (
+            "tambun_trunk_carrier_calls",
+            "Answered calls in progress through the carrier.",
+            |t| Some(f64::from(t.calls_in_progress)),
+        ),
+    ];
+    for (name, help, value) in per_trunk {
+        e.family(name, help, Kind::Gauge);
+        for t in &s.switch.trunks {
+            if let Some(v) = value(t) {
+                e.sample(&[("trunk", t.name.as_str())], v);
+            }
+        }
+    }
 }
 
 /// A gauge of each room: name, help, value.

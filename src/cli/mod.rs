@@ -19,6 +19,7 @@ mod output;
 mod regs;
 mod serve;
 mod tls;
+mod trunk;
 pub(crate) mod wib;
 
 use std::net::SocketAddr;
@@ -103,6 +104,9 @@ pub enum Command {
     /// The conference rooms of the running switch: who is in them, who talks
     #[command(subcommand)]
     Conf(conf::ConfCommand),
+    /// The carriers of the central trunk: status, order, passwords
+    #[command(subcommand)]
+    Trunk(trunk::TrunkCommand),
     /// The web console's operator accounts (`/console` on the web listener)
     #[command(subcommand)]
     Operator(operator::OperatorCommand),
@@ -129,6 +133,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Calls(args) => calls::run(&global, args),
         Command::Cdr(args) => cdr::run(&global, args),
         Command::Conf(cmd) => conf::run(&global, cmd),
+        Command::Trunk(cmd) => trunk::run(&global, cmd),
         Command::Operator(cmd) => operator::run(&global, cmd),
         Command::Ban(cmd) => ban::run(&global, cmd),
         Command::Tls(cmd) => tls::run(&global, cmd),

@@ -13,10 +13,11 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    Block, ClassRule, ClassSet, Days, Dialplan, DialplanError, DialplanErrors,
-    ExtensionPermissions, FeatureCodes, Hours, Moderator, NumberClass, Opd, Pattern, Period,
-    Permissions, Province, RingGroup, Room, RoomAccess, RoomTime, Rule, Schedule, Strategy, Target,
-    TimeCondition, TimedTarget, Trunk,
+    Block, CallerIdPlacement, ClassRule, ClassSet, Days, Dialplan, DialplanError, DialplanErrors,
+    Did, DidSource, ExtensionPermissions, FeatureCodes, Hours, Moderator, NumberClass,
+    NumberFormat, Opd, Pattern, Period, Permissions, Province, RingGroup, Room, RoomAccess,
+    RoomTime, Rule, Schedule, Strategy, Target, TimeCondition, TimedTarget, Trunk,
+    TrunkRegistration,
 };
 use crate::types::{Extension, OpdCode, Transport};
 
@@ -32,6 +33,10 @@ struct RawOpd {
     name: Spanned<String>,
     blocks: Vec<Spanned<String>>,
     reception: Option<Spanned<String>>,
+    /// The OPD's public number: its caller ID on outside calls.
+    public_number: Option<Spanned<String>>,
+    /// This OPD's extension that answers calls to public numbers no OPD lists.
+    operator: Option<Spanned<String>>,
     permissions: Option<RawPermissions>,
     #[serde(default)]
     schedule: Vec<RawSchedule>,
@@ -41,6 +46,18 @@ struct RawOpd {
     rule: Vec<RawRule>,
     #[serde(default)]
     room: Vec<RawRoom>,
+    /// The OPD's public numbers (DIDs) and where inbound calls to them go.
+    #[serde(default)]
+    did: Vec<RawDid>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDid {
+    number: Spanned<String>,
+    to: Spanned<RawTarget>,
+    #[serde(default)]
+    when: Vec<RawWhen>,
 }
 
 #[derive(Deserialize)]
@@ -125,8 +142,9 @@ struct RawRoom {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawProvince {
-    trunk: RawTrunk,
+struct RawProvince<T> {
+    /// `[[trunk]]` (carriers) or, as older files have it, one `[trunk]` table.
+    trunk: T,
     outside: RawOutside,
     emergency: RawEmergency,
     permissions: RawDefaultPermissions,
@@ -140,14 +158,35 @@ struct RawProvince {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTrunk {
+    /// Required with `[[trunk]]`; a lone `[trunk]` table is called `trunk`.
+    name: Option<Spanned<String>>,
     target: Spanned<String>,
     transport: Spanned<String>,
+    priority: Option<Spanned<i64>>,
+    number_format: Option<Spanned<String>>,
+    area_code: Option<Spanned<String>>,
+    caller_id: Option<Spanned<String>>,
+    did_from: Option<Spanned<String>>,
+    ping_secs: Option<Spanned<i64>>,
+    timeout_secs: Option<Spanned<i64>>,
+    register: Option<RawTrunkRegister>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrunkRegister {
+    username: Spanned<String>,
+    realm: Spanned<String>,
+    domain: Option<Spanned<String>>,
+    expires_secs: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawOutside {
     prefix: Spanned<String>,
+    /// The caller ID of OPDs without a `public_number` of their own.
+    public_number: Option<Spanned<String>>,
     class: Vec<RawClass>,
 }
 
@@ -308,6 +347,39 @@ struct ParsedRoom {
 /// Checks that need more than one file: duplicate codes, overlapping blocks, extensions that
 /// are in no OPD's block, emergency numbers and the outside prefix colliding with blocks.
 fn check_across(opds: &[ParsedOpd], province: Option<&Province>, errors: &mut Vec<DialplanError>) {
+    let mut dids: BTreeMap<&str, (&ParsedOpd, usize)> = BTreeMap::new();
+    for p in opds {
+        for d in &p.opd.dids {
+            if let Some((other, line)) = dids.insert(&d.number, (p, d.line)) {
+                if other.opd.file != p.opd.file {
+                    errors.push(err(
+                        &p.opd.file,
+                        d.line,
+                        format!(
+                            "public number {} is also listed in {}:{line}",
+                            d.number,
+                            other.opd.file.display()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    let operators: Vec<&ParsedOpd> = opds.iter().filter(|p| p.opd.operator.is_some()).collect();
+    if let [first, rest @ ..] = &operators[..] {
+        for p in rest {
+            if let Some((_, line)) = &p.opd.operator {
+                errors.push(err(
+                    &p.opd.file,
+                    *line,
+                    format!(
+                        "only one OPD may have the operator; {} has it already",
+                        first.opd.file.display()
+                    ),
+                ));
+            }
+        }
+    }
     let mut by_code: BTreeMap<&OpdCode, &ParsedOpd> = BTreeMap::new();
     for p in opds {
         if let Some(first) = by_code.insert(&p.opd.code, p) {
@@ -621,16 +693,31 @@ impl<'a> FileCtx<'a> {
 /// The province plan (`None` if the file has errors) and its rooms (returned even then, so
 /// that the cross-file checks see their numbers).
 fn parse_province(f: &mut FileCtx<'_>) -> (Option<Province>, Vec<ParsedRoom>) {
-    let Some(raw) = f.deserialize::<RawProvince>() else {
+    // `[trunk]` (one table, older files) or `[[trunk]]` (carriers): serde cannot keep spans
+    // through an untagged enum, so look first, then read the file in the shape it has.
+    let one_table = toml::from_str::<toml::Table>(f.src)
+        .ok()
+        .is_some_and(|t| t.get("trunk").is_some_and(|v| v.is_table()));
+    let raw = if one_table {
+        f.deserialize::<RawProvince<RawTrunk>>()
+            .map(|r| RawProvince {
+                trunk: vec![r.trunk],
+                outside: r.outside,
+                emergency: r.emergency,
+                permissions: r.permissions,
+                features: r.features,
+                schedule: r.schedule,
+                room: r.room,
+            })
+    } else {
+        f.deserialize::<RawProvince<Vec<RawTrunk>>>()
+    };
+    let Some(raw) = raw else {
         return (None, Vec::new());
     };
     let before = f.error_count();
 
-    let trunk_line = f.line(&raw.trunk.target.span());
-    let hostport = f.parse(&raw.trunk.target, parse_host_port);
-    let transport = f.parse(&raw.trunk.transport, |s| {
-        s.parse::<Transport>().map_err(|e| e.0)
-    });
+    let trunks = parse_trunks(f, &raw.trunk, one_table);
 
     let prefix = f.parse(&raw.outside.prefix, |s| {
         if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
@@ -639,6 +726,11 @@ fn parse_province(f: &mut FileCtx<'_>) -> (Option<Province>, Vec<ParsedRoom>) {
             Err(format!("outside-line prefix '{s}' must be digits"))
         }
     });
+
+    let public_number = match &raw.outside.public_number {
+        Some(n) => f.parse(n, parse_public_number),
+        None => None,
+    };
 
     let mut classes = Vec::new();
     for c in &raw.outside.class {
@@ -702,8 +794,7 @@ fn parse_province(f: &mut FileCtx<'_>) -> (Option<Province>, Vec<ParsedRoom>) {
     let schedule_known = |name: &str| schedules.iter().any(|s| s.name == name);
     let rooms = parse_rooms(f, &raw.room, &schedule_known);
 
-    let (Some((host, port)), Some(transport), Some(outside_prefix)) = (hostport, transport, prefix)
-    else {
+    let Some(outside_prefix) = prefix else {
         return (None, rooms);
     };
     if f.error_count() > before {
@@ -711,12 +802,8 @@ fn parse_province(f: &mut FileCtx<'_>) -> (Option<Province>, Vec<ParsedRoom>) {
     }
     let province = Province {
         file: f.path.to_path_buf(),
-        trunk: Trunk {
-            host,
-            port,
-            transport,
-            line: trunk_line,
-        },
+        trunks,
+        public_number,
         outside_prefix,
         emergency,
         classes,
@@ -776,6 +863,27 @@ fn parse_opd(f: &mut FileCtx<'_>, province: Option<&Province>) -> Option<ParsedO
         None => None,
     };
 
+    let public_number = match &raw.public_number {
+        Some(n) => f.parse(n, parse_public_number),
+        None => None,
+    };
+    let operator = match &raw.operator {
+        Some(o) => f
+            .parse(o, |s| s.parse::<Extension>().map_err(|e| e.0))
+            .and_then(|ext| {
+                if in_own_blocks(&ext) {
+                    Some((ext, f.line(&o.span())))
+                } else {
+                    f.error(
+                        &o.span(),
+                        format!("operator {ext} is not in this OPD's blocks"),
+                    );
+                    None
+                }
+            }),
+        None => None,
+    };
+
     let mut ext_refs = Vec::new();
     let groups = parse_groups(f, &raw.group, &mut ext_refs);
     let province_schedules = province.map_or(&[][..], |p| &p.schedules[..]);
@@ -786,6 +894,7 @@ fn parse_opd(f: &mut FileCtx<'_>, province: Option<&Province>) -> Option<ParsedO
             || province_schedules.iter().any(|s| s.name == name)
     };
     let rules = parse_rules(f, &raw.rule, &groups, &schedule_known, &mut ext_refs);
+    let dids = parse_dids(f, &raw.did, &groups, &schedule_known, &mut ext_refs);
     let mut rooms = parse_rooms(f, &raw.room, &schedule_known);
     if let Some(code) = &code {
         for r in &mut rooms {
@@ -812,6 +921,9 @@ fn parse_opd(f: &mut FileCtx<'_>, province: Option<&Province>) -> Option<ParsedO
             name,
             blocks,
             reception,
+            public_number,
+            operator,
+            dids,
             file: f.path.to_path_buf(),
             rules,
             groups,
@@ -953,40 +1065,14 @@ fn parse_rules(
             s.parse::<Pattern>().map_err(|e| e.to_string())
         });
         let target = parse_target(f, &r.to, groups, pattern.as_ref(), ext_refs);
-        let mut when = Vec::new();
-        for w in &r.when {
-            let wline = f.line(&w.to.span());
-            let condition = match (&w.during, &w.outside) {
-                (Some(d), None) => Some((d, TimeCondition::During(d.get_ref().clone()))),
-                (None, Some(o)) => Some((o, TimeCondition::Outside(o.get_ref().clone()))),
-                _ => {
-                    f.error(
-                        &w.to.span(),
-                        "a 'when' entry needs exactly one of 'during' or 'outside' (a schedule name)",
-                    );
-                    None
-                }
-            };
-            if let Some((name, _)) = &condition {
-                if !schedule_known(name.get_ref()) {
-                    f.error(
-                        &name.span(),
-                        format!(
-                            "unknown schedule '{}' (define it with [[schedule]] here or in province.toml)",
-                            name.get_ref()
-                        ),
-                    );
-                }
-            }
-            let wtarget = parse_target(f, &w.to, groups, pattern.as_ref(), ext_refs);
-            if let (Some((_, condition)), Some(target)) = (condition, wtarget) {
-                when.push(TimedTarget {
-                    condition,
-                    target,
-                    line: wline,
-                });
-            }
-        }
+        let when = parse_when(
+            f,
+            &r.when,
+            groups,
+            pattern.as_ref(),
+            schedule_known,
+            ext_refs,
+        );
         if let (Some(pattern), Some(target)) = (pattern, target) {
             rules.push(Rule {
                 pattern,
@@ -999,6 +1085,97 @@ fn parse_rules(
     let patterns: Vec<(&Pattern, usize)> = rules.iter().map(|r| (&r.pattern, r.line)).collect();
     check_ties(f, &patterns);
     rules
+}
+
+/// The `[[rule.when]]` (or `[[did.when]]`) entries of one rule: time conditions on known
+/// schedules, each with its target.
+fn parse_when(
+    f: &mut FileCtx<'_>,
+    raw: &[RawWhen],
+    groups: &[RingGroup],
+    pattern: Option<&Pattern>,
+    schedule_known: &dyn Fn(&str) -> bool,
+    ext_refs: &mut Vec<(Extension, usize)>,
+) -> Vec<TimedTarget> {
+    let mut when = Vec::new();
+    for w in raw {
+        let wline = f.line(&w.to.span());
+        let condition = match (&w.during, &w.outside) {
+            (Some(d), None) => Some((d, TimeCondition::During(d.get_ref().clone()))),
+            (None, Some(o)) => Some((o, TimeCondition::Outside(o.get_ref().clone()))),
+            _ => {
+                f.error(
+                    &w.to.span(),
+                    "a 'when' entry needs exactly one of 'during' or 'outside' (a schedule name)",
+                );
+                None
+            }
+        };
+        if let Some((name, _)) = &condition {
+            if !schedule_known(name.get_ref()) {
+                f.error(
+                    &name.span(),
+                    format!(
+                        "unknown schedule '{}' (define it with [[schedule]] here or in province.toml)",
+                        name.get_ref()
+                    ),
+                );
+            }
+        }
+        let wtarget = parse_target(f, &w.to, groups, pattern, ext_refs);
+        if let (Some((_, condition)), Some(target)) = (condition, wtarget) {
+            when.push(TimedTarget {
+                condition,
+                target,
+                line: wline,
+            });
+        }
+    }
+    when
+}
+
+/// The `[[did]]` tables of an OPD file: public numbers (any form, kept national) and where
+/// inbound calls to them go (not the trunk), with time conditions like rules.
+fn parse_dids(
+    f: &mut FileCtx<'_>,
+    raw: &[RawDid],
+    groups: &[RingGroup],
+    schedule_known: &dyn Fn(&str) -> bool,
+    ext_refs: &mut Vec<(Extension, usize)>,
+) -> Vec<Did> {
+    let mut dids: Vec<Did> = Vec::new();
+    for d in raw {
+        let line = f.line(&d.number.span());
+        let number = f.parse(&d.number, parse_public_number);
+        if let Some(n) = &number {
+            if let Some(prev) = dids.iter().find(|p| &p.number == n) {
+                f.error(
+                    &d.number.span(),
+                    format!("public number {n} is already listed on line {}", prev.line),
+                );
+            }
+        }
+        let target = parse_target(f, &d.to, groups, None, ext_refs);
+        let when = parse_when(f, &d.when, groups, None, schedule_known, ext_refs);
+        let to_trunk =
+            matches!(target, Some(Target::Trunk)) || when.iter().any(|w| w.target == Target::Trunk);
+        if to_trunk {
+            f.error(
+                &d.to.span(),
+                "a call from outside cannot be sent back to the trunk (ring an extension or a group, or alias a room)",
+            );
+            continue;
+        }
+        if let (Some(number), Some(target)) = (number, target) {
+            dids.push(Did {
+                number,
+                target,
+                when,
+                line,
+            });
+        }
+    }
+    dids
 }
 
 /// The `[[room]]` tables of one file. The numbers, OPD codes and moderator extensions are
@@ -1409,6 +1586,247 @@ fn parse_block(s: &str, single: bool) -> Result<Block, String> {
 }
 
 /// `host:port` or `[v6]:port`.
+/// The carriers, sorted by priority (file order among equals). Names are unique, a carrier
+/// that registers names its username and realm, and there is at least one carrier.
+fn parse_trunks(f: &mut FileCtx<'_>, raw: &[RawTrunk], one_table: bool) -> Vec<Trunk> {
+    let mut trunks: Vec<Trunk> = Vec::new();
+    if raw.is_empty() {
+        f.errors.push(err(
+            f.path,
+            0,
+            "at least one [[trunk]] (a carrier) is required".into(),
+        ));
+    }
+    for (i, t) in raw.iter().enumerate() {
+        let line = f.line(&t.name.as_ref().map_or(t.target.span(), |n| n.span()));
+        let name = match &t.name {
+            Some(n) => f.parse(n, |s| {
+                if !s.is_empty()
+                    && s.len() <= 32
+                    && s.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                {
+                    Ok(s.to_owned())
+                } else {
+                    Err(format!(
+                        "trunk name '{s}' must be 1 to 32 lowercase letters, digits or '-'"
+                    ))
+                }
+            }),
+            None if one_table => Some("trunk".to_owned()),
+            None => {
+                f.error(
+                    &t.target.span(),
+                    "a [[trunk]] needs a name (e.g. name = \"telkom\")",
+                );
+                None
+            }
+        };
+        if let Some(n) = &name {
+            if let Some(prev) = trunks.iter().find(|p| &p.name == n) {
+                f.error(
+                    &t.target.span(),
+                    format!("trunk '{n}' is already defined on line {}", prev.line),
+                );
+            }
+        }
+        let hostport = f.parse(&t.target, parse_host_port);
+        let transport = f.parse(&t.transport, |s| match s.parse::<Transport>() {
+            Ok(tr @ (Transport::Udp | Transport::Tcp | Transport::Tls)) => Ok(tr),
+            Ok(_) => Err(format!("trunk transport '{s}' must be udp, tcp or tls")),
+            Err(e) => Err(e.0),
+        });
+        let priority = match &t.priority {
+            Some(p) if !(0..=1000).contains(p.get_ref()) => {
+                f.error(
+                    &p.span(),
+                    "priority must be 0 to 1000 (lower is tried first)",
+                );
+                None
+            }
+            Some(p) => Some(*p.get_ref() as u32),
+            None => Some(i as u32 + 1),
+        };
+        let area = match &t.area_code {
+            Some(a) => f.parse(a, |s| {
+                if s.len() >= 2
+                    && s.len() <= 5
+                    && s.starts_with('0')
+                    && s.bytes().all(|b| b.is_ascii_digit())
+                {
+                    Ok(Some(s.to_owned()))
+                } else {
+                    Err(format!(
+                        "area code '{s}' must be 0 and 1 to 4 digits, e.g. '0536'"
+                    ))
+                }
+            }),
+            None => Some(None),
+        };
+        let number_format = match (&t.number_format, area) {
+            (None, Some(_)) => Some(NumberFormat::National),
+            (Some(v), Some(area)) => f.parse(v, |s| match (s, area) {
+                ("e164", _) => Ok(NumberFormat::E164),
+                ("national", _) => Ok(NumberFormat::National),
+                ("local", Some(area)) => Ok(NumberFormat::Local { area }),
+                ("local", None) => Err(
+                    "number_format 'local' needs area_code (e.g. area_code = \"0536\")".to_owned(),
+                ),
+                _ => Err(format!(
+                    "unknown number_format '{s}' (e164, national or local)"
+                )),
+            }),
+            (_, None) => None,
+        };
+        let caller_id = match &t.caller_id {
+            Some(v) => f.parse(v, |s| match s {
+                "pai" => Ok(CallerIdPlacement::Pai),
+                "from" => Ok(CallerIdPlacement::From),
+                "both" => Ok(CallerIdPlacement::Both),
+                _ => Err(format!("unknown caller_id '{s}' (pai, from or both)")),
+            }),
+            None => Some(CallerIdPlacement::Pai),
+        };
+        let did_from = match &t.did_from {
+            Some(v) => f.parse(v, |s| match s {
+                "request-uri" => Ok(DidSource::RequestUri),
+                "to" => Ok(DidSource::To),
+                _ => Err(format!("unknown did_from '{s}' (request-uri or to)")),
+            }),
+            None => Some(DidSource::RequestUri),
+        };
+        let secs = |f: &mut FileCtx<'_>,
+                    v: &Option<Spanned<i64>>,
+                    range: std::ops::RangeInclusive<i64>,
+                    default: u32,
+                    what: &str| match v {
+            Some(x) if !range.contains(x.get_ref()) => {
+                f.error(
+                    &x.span(),
+                    format!(
+                        "{what} must be {} to {} seconds",
+                        range.start(),
+                        range.end()
+                    ),
+                );
+                None
+            }
+            Some(x) => Some(*x.get_ref() as u32),
+            None => Some(default),
+        };
+        let ping_secs = secs(f, &t.ping_secs, 0..=3600, 30, "ping_secs");
+        let timeout_secs = secs(f, &t.timeout_secs, 1..=60, 5, "timeout_secs");
+        let register = match &t.register {
+            None => Some(None),
+            Some(r) => {
+                let username = f.parse(&r.username, |s| {
+                    if !s.is_empty() && !s.bytes().any(|b| b <= b' ' || b"\"@:;<>".contains(&b)) {
+                        Ok(s.to_owned())
+                    } else {
+                        Err(format!("register.username '{s}' must be a SIP user name"))
+                    }
+                });
+                let realm = f.parse(&r.realm, |s| {
+                    if !s.is_empty() && !s.bytes().any(|b| b < b' ' || b == b'"') {
+                        Ok(s.to_owned())
+                    } else {
+                        Err(format!("register.realm '{s}' must be the carrier's realm"))
+                    }
+                });
+                let domain = match &r.domain {
+                    Some(d) => f.parse(d, |s| {
+                        if !s.is_empty()
+                            && s.bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+                        {
+                            Ok(Some(s.to_owned()))
+                        } else {
+                            Err(format!(
+                                "register.domain '{s}' must be a host name or address"
+                            ))
+                        }
+                    }),
+                    None => Some(None),
+                };
+                let expires = secs(f, &r.expires_secs, 60..=86400, 600, "register.expires_secs");
+                match (username, realm, domain, expires, &hostport) {
+                    (
+                        Some(username),
+                        Some(realm),
+                        Some(domain),
+                        Some(expires_secs),
+                        Some((host, _)),
+                    ) => Some(Some(TrunkRegistration {
+                        username,
+                        realm,
+                        domain: domain.unwrap_or_else(|| host.clone()),
+                        expires_secs,
+                    })),
+                    _ => None,
+                }
+            }
+        };
+        if let (
+            Some(name),
+            Some((host, port)),
+            Some(transport),
+            Some(priority),
+            Some(number_format),
+            Some(caller_id),
+            Some(did_from),
+            Some(ping_secs),
+            Some(timeout_secs),
+            Some(register),
+        ) = (
+            name,
+            hostport,
+            transport,
+            priority,
+            number_format,
+            caller_id,
+            did_from,
+            ping_secs,
+            timeout_secs,
+            register,
+        ) {
+            trunks.push(Trunk {
+                name,
+                host,
+                port,
+                transport,
+                priority,
+                number_format,
+                caller_id,
+                did_from,
+                ping_secs,
+                timeout_secs,
+                register,
+                line,
+            });
+        }
+    }
+    // Stable: file order among equal priorities.
+    trunks.sort_by_key(|t| t.priority);
+    trunks
+}
+
+/// A public telephone number (`05363231110`, `+62 536 3231110`), kept in the national form.
+fn parse_public_number(s: &str) -> Result<String, String> {
+    let n = crate::trunk::number::to_national(s);
+    if n.len() >= 9
+        && n.len() <= 14
+        && n.starts_with('0')
+        && !n.starts_with("00")
+        && n.bytes().all(|b| b.is_ascii_digit())
+    {
+        Ok(n)
+    } else {
+        Err(format!(
+            "public number '{s}' must be a national number with its area code, e.g. '05363231110' or '+625363231110'"
+        ))
+    }
+}
+
 fn parse_host_port(s: &str) -> Result<(String, u16), String> {
     let bad = || format!("trunk target '{s}' must be host:port, e.g. '127.0.0.1:5090'");
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {

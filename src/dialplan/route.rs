@@ -243,6 +243,46 @@ impl Dialplan {
     }
 }
 
+impl Dialplan {
+    /// Where an inbound call from a carrier to the public number `number` (any form:
+    /// `+62…`, `0…`) goes at `now_unix`, with the trace; see `docs/dialplan.md`, "Public
+    /// numbers".
+    pub fn route_inbound(&self, number: &str, now_unix: i64, dir: &dyn Directory) -> Routing {
+        let national = crate::trunk::number::to_national(number);
+        let mut eval = Eval {
+            plan: self,
+            dir,
+            now_unix,
+            trace: Vec::new(),
+            hops: 0,
+            forwarded: Vec::new(),
+            trunk_caller: None,
+            denied: None,
+        };
+        let decision = eval.inbound(&national);
+        let trunk_caller = match decision {
+            Decision::Trunk {
+                emergency: false, ..
+            } => eval.trunk_caller,
+            _ => None,
+        };
+        Routing {
+            decision,
+            trace: eval.trace,
+            trunk_caller,
+            denied: None,
+        }
+    }
+
+    /// Is `number` (any form) one of the province's public numbers?
+    pub fn is_public_number(&self, number: &str) -> bool {
+        let national = crate::trunk::number::to_national(number);
+        self.opds
+            .iter()
+            .any(|o| o.dids.iter().any(|d| d.number == national))
+    }
+}
+
 /// The state of one routing decision.
 struct Eval<'a> {
     plan: &'a Dialplan,
@@ -572,39 +612,116 @@ impl<'a> Eval<'a> {
                 rule.pattern, opd.code
             ),
         );
-        let mut target = &rule.target;
-        if !rule.when.is_empty() {
-            let now = WibTime::from_unix(self.now_unix);
-            let hit = rule
-                .when
-                .iter()
-                .find(|w| self.holds(opd, &w.condition, now));
-            match hit {
-                Some(w) => {
-                    self.step(
-                        Some(&opd.file),
-                        Some(w.line),
-                        format!(
-                            "{now} is {}: {}",
-                            condition(&w.condition),
-                            describe(&w.target)
-                        ),
-                    );
-                    target = &w.target;
-                }
-                None => self.step(
+        let target = self.timed(opd, &rule.target, &rule.when, rule.line);
+        self.target(caller, opd, target, dialled)
+    }
+
+    /// The target of a rule or public number at this time: the first `when` whose condition
+    /// holds, else its own.
+    fn timed(
+        &mut self,
+        opd: &'a Opd,
+        own: &'a Target,
+        when: &'a [super::TimedTarget],
+        line: usize,
+    ) -> &'a Target {
+        if when.is_empty() {
+            self.step(Some(&opd.file), Some(line), describe(own));
+            return own;
+        }
+        let now = WibTime::from_unix(self.now_unix);
+        match when.iter().find(|w| self.holds(opd, &w.condition, now)) {
+            Some(w) => {
+                self.step(
                     Some(&opd.file),
-                    Some(rule.line),
+                    Some(w.line),
+                    format!(
+                        "{now} is {}: {}",
+                        condition(&w.condition),
+                        describe(&w.target)
+                    ),
+                );
+                &w.target
+            }
+            None => {
+                self.step(
+                    Some(&opd.file),
+                    Some(line),
                     format!(
                         "{now}: no time condition holds, so the rule's own target: {}",
-                        describe(&rule.target)
+                        describe(own)
                     ),
-                ),
+                );
+                own
             }
-        } else {
-            self.step(Some(&opd.file), Some(rule.line), describe(target));
         }
-        self.target(caller, opd, target, dialled)
+    }
+
+    /// An inbound call from a carrier to the public number `number` (national form): the
+    /// target of the OPD that lists it (an alias is routed as the OPD's reception would dial
+    /// it), else the operator, else 404.
+    fn inbound(&mut self, number: &str) -> Decision {
+        let plan = self.plan;
+        let found = plan
+            .opds
+            .iter()
+            .find_map(|o| o.dids.iter().find(|d| d.number == number).map(|d| (o, d)));
+        let Some((opd, did)) = found else {
+            let operator = plan
+                .opds
+                .iter()
+                .find_map(|o| o.operator.as_ref().map(|(e, l)| (o, e, *l)));
+            return match operator {
+                Some((o, op, line)) => {
+                    self.step(
+                        Some(&o.file),
+                        Some(line),
+                        format!("no OPD lists the public number {number}: to the operator {op}"),
+                    );
+                    self.extension(op)
+                }
+                None => {
+                    self.step(
+                        None,
+                        None,
+                        format!("no OPD lists the public number {number} and there is no operator"),
+                    );
+                    reject(404, "Not Found")
+                }
+            };
+        };
+        self.step(
+            Some(&opd.file),
+            Some(did.line),
+            format!("public number {number} is {} ({})", opd.code, opd.name),
+        );
+        match self.timed(opd, &did.target, &did.when, did.line) {
+            Target::Extension(ext) => self.extension(ext),
+            Target::Group(name) => match opd.group(name) {
+                Some(group) => self.group(opd, group),
+                None => reject(404, "Not Found"),
+            },
+            Target::Alias(to) => {
+                let Some(reception) = &opd.reception else {
+                    self.step(
+                        Some(&opd.file),
+                        Some(did.line),
+                        format!("{} has no reception to dial {to} as", opd.code),
+                    );
+                    return reject(404, "Not Found");
+                };
+                if let Some(refused) = self.hop(&format!("alias {to}")) {
+                    return refused;
+                }
+                self.number(reception, to, false)
+            }
+            Target::Reject { status, reason } => reject(
+                *status,
+                reason.clone().unwrap_or_else(|| phrase(*status).to_owned()),
+            ),
+            // The loader refuses public numbers sent to the trunk.
+            Target::Trunk => reject(403, "Forbidden"),
+        }
     }
 
     /// Whether a time condition holds at `now` (an unknown schedule, which the loader
@@ -819,12 +936,20 @@ impl<'a> Eval<'a> {
             Some(p) if dialled => format!("{p}{number}"),
             _ => number.to_owned(),
         };
+        let first = &province.trunks[0];
         self.step(
             Some(&province.file),
-            Some(province.trunk.line),
+            Some(first.line),
             format!(
-                "to the trunk {}:{} as {sent}",
-                province.trunk.host, province.trunk.port
+                "to the trunk as {sent} (carrier '{}' at {}:{} first{})",
+                first.name,
+                first.host,
+                first.port,
+                if province.trunks.len() > 1 {
+                    ", the others on failure"
+                } else {
+                    ""
+                }
             ),
         );
         Decision::Trunk {

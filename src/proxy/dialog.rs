@@ -161,10 +161,18 @@ impl Proxy {
         if let Some(t) = &p.dialog_token {
             return Some(t.clone());
         }
-        let caller = Party::Extension {
-            ext: p.caller.clone()?,
-            addr: upstream.addr,
-            transport: upstream.transport,
+        let caller = match &p.caller {
+            Some(ext) => Party::Extension {
+                ext: ext.clone(),
+                addr: upstream.addr,
+                transport: upstream.transport,
+            },
+            // A call from a carrier (an initial INVITE with no calling extension).
+            None if p.call.is_some() => Party::Trunk {
+                addr: upstream.addr,
+                transport: upstream.transport,
+            },
+            None => return None,
         };
         let callee = match member {
             Some(ext) => Party::Extension {
@@ -251,6 +259,8 @@ impl Proxy {
                 request_uri: None,
                 pop_routes: routes,
                 strip_proxy_authorization: false,
+                from_user: None,
+                identity: None,
             },
         );
         cx.out.push_back(Transmit { peer, bytes });

@@ -108,7 +108,8 @@ struct Branch {
 }
 
 struct CallCtx {
-    caller: Extension,
+    /// The calling extension; `None` for a call from a carrier (inbound).
+    caller: Option<Extension>,
     from_tag: String,
     /// Members still to ring, for sequential hunting.
     queue: Vec<RingTarget>,
@@ -117,6 +118,18 @@ struct CallCtx {
     forward_busy: Option<(Extension, String)>,
     forward_no_answer: Option<(Extension, String)>,
     fallbacks: u8,
+    /// A call to the trunk: the number (national form), the carriers still to try (the next
+    /// last) and the one being tried.
+    trunk: Option<TrunkCall>,
+}
+
+/// A call on its way to the carriers (failover in priority order).
+struct TrunkCall {
+    number: String,
+    /// Whose OPD's public number is the caller ID.
+    charged: Extension,
+    left: Vec<crate::dialplan::Trunk>,
+    current: Option<String>,
 }
 
 /// The stateful proxy: its tables of proxied requests and client transactions, the call
@@ -135,6 +148,10 @@ pub struct Proxy {
     pub(crate) records: Records,
     /// Limits on trunk calls (toll fraud).
     pub(crate) toll: TollGuard,
+    /// Answered trunk calls by (Call-ID, caller's tag) → the carrier that took them, and the
+    /// carriers of those that ended (for [`crate::trunk::Trunks::handle_call_count`]).
+    carrier_calls: HashMap<(String, String), String>,
+    pub(crate) carrier_calls_ended: Vec<String>,
     /// The control plane of the RTP relay that anchors media; `None` leaves SDP untouched
     /// (media goes direct).
     pub(crate) media: Option<crate::media::MediaControl>,
@@ -155,6 +172,8 @@ pub struct Ctx<'a> {
     /// The server transactions requests arrive on (the proxy answers through them).
     pub server: &'a mut ServerTransactions,
     pub guard: &'a mut Guard,
+    /// The carriers: which to try for a call, and what happened on them.
+    pub trunks: &'a mut crate::trunk::Trunks,
     /// Transmits, in order.
     pub out: &'a mut VecDeque<Transmit>,
 }
@@ -185,6 +204,8 @@ impl Proxy {
             client: ClientTransactions::new(Timers::default()),
             records: Records::new(max_call),
             toll: TollGuard::new(TollLimits::default()),
+            carrier_calls: HashMap::new(),
+            carrier_calls_ended: Vec::new(),
             media: None,
             media_calls: MediaTable::default(),
             dialog_key: DialogKey::random(),
@@ -235,6 +256,9 @@ impl Proxy {
     /// Tells the toll guard about trunk calls whose records ended.
     pub(crate) fn settle_toll(&mut self) {
         for call in self.records.drain_trunk_ended() {
+            if let Some(carrier) = self.carrier_calls.remove(&call) {
+                self.carrier_calls_ended.push(carrier);
+            }
             self.toll.release(&call);
         }
     }
@@ -378,6 +402,27 @@ impl Proxy {
                 return answer;
             }
             return self.forward_in_dialog(cx, msg, peer, key, routes, now);
+        }
+        // Out of dialog. A carrier calling one of our public numbers: only from a carrier's
+        // address; anyone else calling a public number is refused (and counted).
+        if method == Method::Invite {
+            if let Some(carrier) = cx.trunks.carrier_at(peer.addr).cloned() {
+                self.start_inbound_call(cx, msg, peer, key, &carrier, now);
+                return None;
+            }
+            let ruri_user = msg.request_uri().and_then(uri_user).unwrap_or_default();
+            let unauthenticated = msg.header(HeaderName::ProxyAuthorization).is_none();
+            if unauthenticated && cx.dialplan.is_public_number(&ruri_user) {
+                tracing::warn!(target: "tambun::trunk", source = %peer.addr, number = %ruri_user,
+                    "inbound call to a public number from an address that is no carrier: refused");
+                cx.guard.handle_auth_failure(peer.addr.ip(), now);
+                return Some((
+                    403,
+                    vec![format!(
+                        "Warning: 399 tambun \"calls to public numbers come only from the province's carriers\""
+                    )],
+                ));
+            }
         }
         // Out of dialog: something starts here. Who is calling? (A phone with an outbound
         // proxy pre-loads `Route: <sip:switch;lr>`: that Route is ours, removed on every branch.)

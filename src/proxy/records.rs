@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::types::{Extension, OpdCode};
+use crate::types::OpdCode;
 
 pub use crate::cdr::{CdrRecord as CallRecord, Disposition, OpenCallOp};
 
@@ -58,7 +58,8 @@ pub struct LiveCall {
 pub struct NewCall {
     pub call_id: String,
     pub from_tag: String,
-    pub caller: Extension,
+    /// The calling extension, or the outside number of a call from a carrier.
+    pub caller: String,
     pub caller_opd: Option<OpdCode>,
     pub dialled: String,
     pub route: String,

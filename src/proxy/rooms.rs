@@ -434,7 +434,7 @@ impl Proxy {
         let Some(p) = self.by_id.get(&id) else { return };
         let request = p.request.clone();
         let (key, upstream) = (p.server_key.clone(), p.upstream);
-        let caller = p.call.as_ref().map(|c| c.caller.clone());
+        let caller = p.call.as_ref().and_then(|c| c.caller.clone());
         let from_tag = request.from_tag().unwrap_or("").to_string();
         let call_id = request.call_id().unwrap_or("").to_string();
         if crate::sip::webrtc_sdp::is_webrtc(request.body()) {
@@ -458,7 +458,12 @@ impl Proxy {
             self.respond_final_full(cx, id, 488, None, &w, now);
             return;
         };
-        let Some(caller) = caller else { return };
+        let Some(caller) = caller else {
+            // A call from a carrier: rooms list their participants by extension.
+            let w = warn("callers from outside cannot join conference rooms yet");
+            self.respond_final_full(cx, id, 480, None, &w, now);
+            return;
+        };
         let Some(relay) = self.media.as_mut() else {
             return;
         };

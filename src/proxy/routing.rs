@@ -52,7 +52,7 @@ impl Proxy {
             NewCall {
                 call_id,
                 from_tag: from_tag.clone(),
-                caller: caller.clone(),
+                caller: caller.to_string(),
                 caller_opd,
                 dialled: dialled.to_string(),
                 route: route_desc,
@@ -61,13 +61,86 @@ impl Proxy {
             now.unix_ms,
         );
         let ctx = CallCtx {
-            caller,
+            caller: Some(caller),
             from_tag,
             queue: Vec::new(),
             member_timeout: None,
             forward_busy: None,
             forward_no_answer: None,
             fallbacks: 0,
+            trunk: None,
+        };
+        let anchored = match routing.decision {
+            Decision::Ring(_) | Decision::Trunk { .. } => self.media_offer(msg, media::Leg::A),
+            _ => None,
+        };
+        let msg = anchored.as_ref().unwrap_or(msg);
+        let id = self.new_proxied(cx, msg, peer, key, Some(ctx), now.instant + TIMER_C);
+        self.apply_routing(cx, id, routing, now);
+    }
+
+    /// A call from carrier `carrier` (the INVITE came from its address): routed by the public
+    /// number it dialled (`did_from`: the Request-URI's user or the To's) to the OPD that
+    /// lists it, or the operator. No digest: the carrier's address is what lets it in, and
+    /// the dialplan's public numbers are all it can reach.
+    pub(super) fn start_inbound_call(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        msg: &Message,
+        peer: Peer,
+        key: &TransactionKey,
+        carrier: &crate::dialplan::Trunk,
+        now: Now,
+    ) {
+        let dialled = match carrier.did_from {
+            crate::dialplan::DidSource::RequestUri => msg.request_uri().and_then(uri_user),
+            crate::dialplan::DidSource::To => msg.to().ok().and_then(|t| uri_user(t.uri)),
+        }
+        .unwrap_or_default();
+        let trying = response::build(msg, peer.addr, 100, None, &[], None);
+        if let Some(t) = cx.server.send_response(key, 100, trying, peer, now.instant) {
+            cx.out.push_back(t);
+        }
+        let routing =
+            cx.dialplan
+                .route_inbound(&dialled, now.unix as i64, &Dir(cx.registrar.accounts()));
+        let caller_number = msg
+            .from()
+            .ok()
+            .and_then(|f| uri_user(f.uri))
+            .map(|u| crate::trunk::number::to_national(&u))
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "anonymous".to_owned());
+        let from_tag = msg.from_tag().unwrap_or("").to_string();
+        let call_id = msg.call_id().unwrap_or("").to_string();
+        let route = format!(
+            "inbound {} from {}: {}",
+            crate::trunk::number::to_national(&dialled),
+            carrier.name,
+            describe(&routing).0
+        );
+        tracing::info!(trunk = %carrier.name, from = %caller_number, to = %dialled, "inbound call");
+        self.records.start(
+            NewCall {
+                call_id,
+                from_tag: from_tag.clone(),
+                caller: caller_number,
+                caller_opd: None,
+                dialled: dialled.clone(),
+                route,
+                trunk: false,
+            },
+            now.unix_ms,
+        );
+        let ctx = CallCtx {
+            caller: None,
+            from_tag,
+            queue: Vec::new(),
+            member_timeout: None,
+            forward_busy: None,
+            forward_no_answer: None,
+            fallbacks: 0,
+            trunk: None,
         };
         let anchored = match routing.decision {
             Decision::Ring(_) | Decision::Trunk { .. } => self.media_offer(msg, media::Leg::A),
@@ -99,7 +172,7 @@ impl Proxy {
                 }
             }
             Decision::Feature(action) => {
-                let Some(caller) = self.call_ctx(id).map(|c| c.caller.clone()) else {
+                let Some(caller) = self.call_ctx(id).and_then(|c| c.caller.clone()) else {
                     return;
                 };
                 self.apply_feature(cx, &caller, action);
@@ -120,25 +193,24 @@ impl Proxy {
                 ) {
                     return;
                 }
-                let trunk = &cx.dialplan.province().trunk;
-                let host = trunk.host.clone();
-                let port = trunk.port;
-                let transport = trunk.transport;
-                let Some(ip) = host.parse::<IpAddr>().ok() else {
+                let charged = routing
+                    .trunk_caller
+                    .clone()
+                    .or_else(|| self.call_ctx(id).and_then(|c| c.caller.clone()));
+                let (Some(charged), Some(ctx)) = (charged, self.call_ctx_mut(id)) else {
                     self.respond_final(cx, id, 503, now);
                     return;
                 };
-                let addr = SocketAddr::new(ip, port);
-                let peer = self.binding_peer(cx, addr, transport, None);
-                let host_part = match ip {
-                    IpAddr::V6(_) => format!("[{host}]"),
-                    IpAddr::V4(_) => host,
-                };
-                let uri = format!("sip:{number}@{host_part}:{port}");
-                self.add_branch(cx, id, Some(&uri), peer, None, now);
-                if self.pending_branches(id) == 0 {
-                    self.respond_final(cx, id, 503, now);
-                }
+                let mut left: Vec<crate::dialplan::Trunk> =
+                    cx.trunks.order(now.instant).into_iter().cloned().collect();
+                left.reverse();
+                ctx.trunk = Some(TrunkCall {
+                    number,
+                    charged,
+                    left,
+                    current: None,
+                });
+                self.next_carrier(cx, id, now);
             }
             Decision::Ring(plan) => {
                 let (members, timeout, member_timeout) = match plan.strategy {
@@ -198,6 +270,74 @@ impl Proxy {
                     }
                 }
             }
+        }
+    }
+
+    /// Sends trunk call `id` to its next carrier (priority order, healthy ones first), with
+    /// the number in that carrier's format and the caller's OPD's public number as caller ID.
+    /// Without one left, the call is answered with the best response so far (503 if none).
+    pub(super) fn next_carrier(&mut self, cx: &mut Ctx<'_>, id: u64, now: Now) {
+        loop {
+            let Some(call) = self.call_ctx_mut(id).and_then(|c| c.trunk.as_mut()) else {
+                return;
+            };
+            let Some(carrier) = call.left.pop() else {
+                call.current = None;
+                self.finish_with_best(cx, id, 503, now);
+                return;
+            };
+            let (number, charged) = (call.number.clone(), call.charged.clone());
+            let Ok(ip) = carrier.host.parse::<IpAddr>() else {
+                continue;
+            };
+            let addr = SocketAddr::new(ip, carrier.port);
+            let peer = self.binding_peer(cx, addr, carrier.transport, None);
+            let host_part = match ip {
+                IpAddr::V6(_) => format!("[{}]", carrier.host),
+                IpAddr::V4(_) => carrier.host.clone(),
+            };
+            let user = crate::trunk::number::to_carrier(&number, &carrier.number_format);
+            let transport = match carrier.transport {
+                Transport::Tcp => ";transport=tcp",
+                Transport::Tls => ";transport=tls",
+                _ => "",
+            };
+            let uri = format!("sip:{user}@{host_part}:{}{transport}", carrier.port);
+            let public = cx
+                .dialplan
+                .opd_of(&charged)
+                .and_then(|o| o.public_number.clone())
+                .or_else(|| cx.dialplan.province().public_number.clone());
+            let local = cx.net.local_of(&peer);
+            let (from_user, identity) = caller_id(&carrier, public.as_deref(), local);
+            let before = self.pending_branches(id);
+            self.add_branch_as(
+                cx,
+                id,
+                Some(&uri),
+                peer,
+                None,
+                from_user.as_deref(),
+                Some(&identity),
+                now,
+            );
+            if self.pending_branches(id) > before {
+                if let Some(call) = self.call_ctx_mut(id).and_then(|c| c.trunk.as_mut()) {
+                    call.current = Some(carrier.name.clone());
+                }
+                tracing::debug!(trunk = %carrier.name, %uri, "call to the carrier");
+                // Nothing at all heard within the carrier's timeout: the next carrier.
+                self.set_deadline(
+                    id,
+                    now.instant + Duration::from_secs(carrier.timeout_secs.into()),
+                );
+                return;
+            }
+            let why = format!(
+                "cannot send to the carrier over {} (no connection)",
+                carrier.transport.via_token()
+            );
+            cx.trunks.handle_call_failed(&carrier.name, why, now);
         }
     }
 
@@ -267,7 +407,7 @@ impl Proxy {
         };
         let source = p.upstream.addr;
         let dialled = uri_user(p.request.request_uri().unwrap_or("")).unwrap_or_default();
-        let caller = p.call.as_ref().map(|c| c.caller.clone());
+        let caller = p.call.as_ref().and_then(|c| c.caller.clone());
         let (ext, opd) = match charged {
             Some((ext, opd)) => (Some(ext.clone()), opd),
             None => {
@@ -445,5 +585,36 @@ fn describe(routing: &Routing) -> (String, bool) {
         Decision::Reject { status, reason } => (format!("reject {status} {reason}"), false),
         Decision::Feature(a) => (format!("feature {a:?}"), false),
         Decision::Room(plan) => (format!("room {}", plan.number), false),
+    }
+}
+
+/// Caller ID toward `carrier`: the From user and the identity header lines, from the OPD's
+/// public number (national form). No public number: the phone's From stays and no identity
+/// is asserted (any the phone sent is still removed).
+fn caller_id(
+    carrier: &crate::dialplan::Trunk,
+    public: Option<&str>,
+    local: Option<SocketAddr>,
+) -> (Option<String>, Vec<String>) {
+    use crate::dialplan::CallerIdPlacement as P;
+    let Some(public) = public else {
+        return (None, Vec::new());
+    };
+    let shown = crate::trunk::number::to_carrier(public, &carrier.number_format);
+    let host = local.map_or_else(
+        || carrier.host.clone(),
+        |a| match a {
+            SocketAddr::V6(v6) => format!("[{}]", v6.ip()),
+            SocketAddr::V4(v4) => v4.ip().to_string(),
+        },
+    );
+    let pai = format!(
+        "P-Asserted-Identity: <sip:{}@{host}>",
+        crate::trunk::number::to_e164(public)
+    );
+    match carrier.caller_id {
+        P::Pai => (None, vec![pai]),
+        P::From => (Some(shown), Vec::new()),
+        P::Both => (Some(shown), vec![pai]),
     }
 }

@@ -10,6 +10,7 @@ mod features;
 mod migrations;
 mod operators;
 mod registrations;
+mod trunk_secrets;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -71,12 +71,28 @@ pub fn run_sipp(
     args: &[&str],
     timeout: Duration,
 ) -> SippRun {
+    run_sipp_from(work, name, target, None, scenario, inf, args, timeout)
+}
+
+/// [`run_sipp`] from a given local port (a carrier calling from the address the switch
+/// knows it by), or a free one.
+#[allow(clippy::too_many_arguments)]
+pub fn run_sipp_from(
+    work: &Path,
+    name: &str,
+    target: SocketAddr,
+    port: Option<u16>,
+    scenario: &Path,
+    inf: Option<&Path>,
+    args: &[&str],
+    timeout: Duration,
+) -> SippRun {
     require_program("sipp", "sip-tester");
     let dir = work.join(format!("sipp-{name}"));
     fs::create_dir_all(&dir).expect("create sipp dir");
     let mut last = None;
     for _attempt in 0..3 {
-        let local_port = free_udp_tcp_port(&[]);
+        let local_port = port.unwrap_or_else(|| free_udp_tcp_port(&[]));
         let media_port = free_udp_port(&[2]);
         let mut cmd = Command::new("sipp");
         cmd.current_dir(&dir)
