@@ -9,7 +9,7 @@
 //! Reads and writes go to the database on a blocking thread through one connection, like the
 //! CLI: the switch sees extension and ban changes through `PRAGMA data_version`, within its
 //! poll interval. Live state (registrations, calls in progress) comes from the driver, the
-//! admin API's way (`Input::Registrations`, `Input::Calls`). Protocol decisions stay in the
+//! admin API's way (`Input::Registrations`, `Input::Calls`, `Input::Trunks`). Protocol decisions stay in the
 //! core; the rules of accounts and sessions are `crate::console`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -515,10 +515,37 @@ pub(crate) struct Warning {
     pub message: String,
 }
 
-/// Everything the warnings panel shows, for this operator's scope. Empty today: trunk status
-/// and budget warnings (issue 13, parts 1 and 3) add their entries here.
-fn console_warnings(_scope: &Scope) -> Vec<Warning> {
-    Vec::new()
+/// Everything the warnings panel shows, for this operator's scope: a carrier of the central
+/// trunk that is not healthy or whose registration failed (admins only: the trunk is the
+/// province's). Budget warnings (issue 13, part 3) add their entries here.
+fn console_warnings(scope: &Scope, trunks: &[crate::trunk::TrunkView]) -> Vec<Warning> {
+    let mut out = Vec::new();
+    if scope.is_admin() {
+        for t in trunks {
+            let failed = t.registration == crate::trunk::RegState::Failed;
+            if t.healthy && !failed {
+                continue;
+            }
+            out.push(Warning {
+                key: "trunk-down".into(),
+                opd: None,
+                message: format!(
+                    "carrier {} ({}) is {}{}",
+                    t.name,
+                    t.target,
+                    if failed {
+                        "not registered"
+                    } else {
+                        "not answering"
+                    },
+                    t.last_error
+                        .as_deref()
+                        .map_or(String::new(), |e| format!(": {e}"))
+                ),
+            });
+        }
+    }
+    out
 }
 
 async fn dashboard(State(c): State<Arc<Console>>, headers: HeaderMap) -> ApiResult {
@@ -527,6 +554,7 @@ async fn dashboard(State(c): State<Arc<Console>>, headers: HeaderMap) -> ApiResu
     let opd = scope.opd().cloned();
     let regs = c.ask(|reply| Input::Registrations { opd, reply }).await?;
     let calls = c.ask(|reply| Input::Calls { reply }).await?;
+    let trunks = c.ask(|reply| Input::Trunks { reply }).await?;
     let calls: Vec<_> = calls
         .into_iter()
         .filter(|k| scope.allows_call(k.caller_opd.as_ref(), k.callee_opd.as_ref()))
@@ -574,7 +602,8 @@ async fn dashboard(State(c): State<Arc<Console>>, headers: HeaderMap) -> ApiResu
     ok_json(json!({
         "registrations": per_opd,
         "calls": calls,
-        "warnings": console_warnings(&scope),
+        "warnings": console_warnings(&scope, &trunks),
+        "trunks": if scope.is_admin() { serde_json::to_value(&trunks).unwrap_or_default() } else { json!([]) },
     }))
 }
 
@@ -1352,6 +1381,37 @@ mod tests {
         assert_eq!(wib(ms), "2026-03-02 00:00:00");
         assert!(wib_day_ms("2026-02-30").is_err());
         assert!(wib_day_ms("2026-3-2x").is_err());
+    }
+
+    #[test]
+    fn failing_carriers_are_warnings_for_admins_only() {
+        let carrier =
+            |name: &str, healthy: bool, reg: crate::trunk::RegState| crate::trunk::TrunkView {
+                name: name.into(),
+                target: "127.0.0.1:5090".into(),
+                transport: crate::types::Transport::Udp,
+                priority: 1,
+                registration: reg,
+                registered_since_ms: None,
+                expires_in: None,
+                last_error: Some("408 Request Timeout".into()),
+                last_error_at_ms: None,
+                ping_rtt_ms: None,
+                healthy,
+                calls_in_progress: 0,
+            };
+        use crate::trunk::RegState::*;
+        let trunks = [
+            carrier("telkom", true, Registered),
+            carrier("indosat", false, NotRequired),
+            carrier("xl", true, Failed),
+        ];
+        let w = console_warnings(&Scope::All, &trunks);
+        assert_eq!(w.len(), 2);
+        assert!(w.iter().all(|w| w.key == "trunk-down"));
+        assert!(w[0].message.contains("indosat") && w[0].message.contains("not answering"));
+        assert!(w[1].message.contains("xl") && w[1].message.contains("not registered: 408"));
+        assert!(console_warnings(&Scope::Opd("dinkes".parse().unwrap()), &trunks).is_empty());
     }
 
     #[test]

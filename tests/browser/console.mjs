@@ -7,7 +7,8 @@
 //
 // Scenarios, in order (each prints PASS/FAIL NAME; the last line is RESULT PASS|FAIL):
 //   login-page     the login form in Bahasa Indonesia                 → console-login.png
-//   admin-login    admin logs in; the dashboard lists every OPD (and, with --live-call, the
+//   admin-login    admin logs in; the dashboard lists every OPD and the trunk's carriers
+//                  (a failing one also as a warning) (and, with --live-call, the
 //                  call in progress of EXT, whose OPD shows one registration) → console-dashboard.png
 //   english        the language toggle turns the page English         → console-dashboard-en.png
 //   import         CSV import: the good lines in, the bad line reported with its number
@@ -94,6 +95,11 @@ await scenario('admin-login', async () => {
   check(rows.length >= 40, `the dashboard lists ${rows.length} OPDs`);
   check(rows.some((r) => r[0] === 'setda'), 'setda is not on the dashboard');
   check(!(await tid('nav-bans').isHidden()), 'an admin does not see the bans page');
+  const trunks = await page.evaluate(() => [...document.querySelectorAll('[data-testid="trunk-table"] tbody tr[data-trunk]')].map((r) => ({ name: r.dataset.trunk, healthy: r.dataset.healthy })));
+  check(trunks.length >= 1, 'the dashboard shows no carrier of the trunk');
+  const warnings = await page.evaluate(() => [...document.querySelectorAll('[data-testid="warnings-list"] li')].map((l) => l.dataset.key));
+  console.log(`trunks: ${JSON.stringify(trunks)}; warnings: ${JSON.stringify(warnings)}`);
+  check(trunks.every((k) => k.healthy === 'true') || warnings.includes('trunk-down'), 'a failing carrier without a warning');
   if (opt['live-call']) {
     const calls = await rowsOf('calls-table');
     check(calls.length === 1 && calls[0][0].startsWith(opt['live-call']), `calls in progress: ${JSON.stringify(calls)}`);
@@ -196,6 +202,8 @@ await scenario('opd-scope', async () => {
     check(calls.length === 1 && calls[0].join(' ').includes(`(${opdCode})`), `${opdCode}'s calls in progress: ${JSON.stringify(calls)}`);
   }
   check(await tid('nav-bans').isHidden(), 'an opd operator sees the bans page');
+  check(await tid('trunk-panel').isHidden(), 'an opd operator sees the trunk panel');
+  check((await page.evaluate(() => document.querySelectorAll('[data-testid="warnings-list"] li').length)) === 0, 'an opd operator sees the trunk warnings');
   await go('extensions');
   const exts = await rowsOf('ext-table');
   check(exts.length >= 1, 'no extensions shown');

@@ -44,6 +44,10 @@ const TEXT = {
     class_internal: 'internal', class_emergency: 'darurat', class_local: 'lokal', class_national: 'SLJJ',
     class_mobile: 'seluler', class_international: 'internasional', class_conference: 'konferensi', class_outside: 'luar',
     role_admin: 'admin', role_opd: 'operator OPD {opd}',
+    trunks: 'Trunk (operator telekomunikasi)', trunk_target: 'Alamat', trunk_registration: 'Registrasi',
+    trunk_health: 'Kondisi', trunk_rtt: 'Ping', healthy: 'sehat', unhealthy: 'bermasalah', no_trunks: 'Tidak ada trunk.',
+    'reg_not-required': 'tidak perlu', reg_registering: 'mendaftar…', reg_registered: 'terdaftar', reg_failed: 'gagal',
+    'warning_trunk-down': 'Trunk bermasalah: {message}',
   },
   en: {
     brand: 'Tambun Operator Console', logout: 'Log out', login_title: 'Log in to the console',
@@ -79,6 +83,10 @@ const TEXT = {
     class_internal: 'internal', class_emergency: 'emergency', class_local: 'local', class_national: 'national',
     class_mobile: 'mobile', class_international: 'international', class_conference: 'conference', class_outside: 'outside',
     role_admin: 'admin', role_opd: 'OPD operator {opd}',
+    trunks: 'Trunk (carriers)', trunk_target: 'Address', trunk_registration: 'Registration',
+    trunk_health: 'Health', trunk_rtt: 'Ping', healthy: 'healthy', unhealthy: 'failing', no_trunks: 'No trunk.',
+    'reg_not-required': 'not required', reg_registering: 'registering…', reg_registered: 'registered', reg_failed: 'failed',
+    'warning_trunk-down': 'Trunk problem: {message}',
   },
 };
 const DISPOSITIONS = ['answered', 'busy', 'no-answer', 'cancelled', 'rejected', 'failed', 'expired', 'media-timeout', 'blocked', 'interrupted'];
@@ -233,6 +241,14 @@ async function loadDashboard() {
     el('td', {}, `${c.callee || c.dialled} (${c.callee_opd || '-'})`), el('td', {}, c.state), el('td', {}, duration(c.duration_secs))));
   if (!calls.length) calls.push(el('tr', {}, el('td', { colspan: 4, class: 'muted' }, t('no_calls'))));
   fill($('tbody', tid('calls-table')), calls);
+  if (state.me.role === 'admin') {
+    const trunks = (d.trunks || []).map((k) => el('tr', { 'data-trunk': k.name, 'data-healthy': String(k.healthy) },
+      el('td', {}, k.name), el('td', {}, `${k.target} (${k.transport})`), el('td', {}, t(`reg_${k.registration}`)),
+      el('td', {}, k.healthy ? t('healthy') : t('unhealthy')), el('td', {}, k.ping_rtt_ms == null ? '-' : `${k.ping_rtt_ms.toFixed(1)} ms`),
+      el('td', {}, k.calls_in_progress)));
+    if (!trunks.length) trunks.push(el('tr', {}, el('td', { colspan: 6, class: 'muted' }, t('no_trunks'))));
+    fill($('tbody', tid('trunk-table')), trunks);
+  }
   const list = tid('warnings-list');
   list.replaceChildren(...d.warnings.map((w) => el('li', { 'data-key': w.key }, t(`warning_${w.key}`) !== `warning_${w.key}` ? t(`warning_${w.key}`, w) : w.message)));
   tid('warnings-empty').hidden = d.warnings.length > 0;
