@@ -1,4 +1,4 @@
-//! Builds the softphone page from `web/` (npm packages from its lockfile, bundled by esbuild)
+//! Builds the softphone page and the operator console from `web/` (npm packages from its lockfile, bundled by esbuild)
 //! into `$OUT_DIR/web`, where `runtime::web` includes it in the binary.
 
 use std::path::{Path, PathBuf};
@@ -21,7 +21,10 @@ fn main() {
         let lock = std::fs::File::create(std::env::temp_dir().join("tambun-web-npm-ci.lock"))
             .expect("create the npm ci lock file");
         lock.lock().expect("take the npm ci lock");
-        if !web.join("node_modules").exists() {
+        // A node_modules from before a dependency was added (chart.js for the console) is
+        // installed again from the lockfile.
+        let modules = web.join("node_modules");
+        if !modules.join("jssip").exists() || !modules.join("chart.js").exists() {
             run(
                 Command::new("npm").args(["ci", "--no-audit", "--no-fund", "--prefix", "web"]),
                 "npm ci",

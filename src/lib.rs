@@ -16,6 +16,7 @@
 pub mod cdr;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod dialplan;
 pub mod directory;
 pub mod guard;

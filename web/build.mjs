@@ -84,11 +84,34 @@ const result = await esbuild.build({
 if (result.errors.length) fail('esbuild failed');
 if (result.outputFiles.length !== 1) fail(`expected one output file, got ${result.outputFiles.length}`);
 
+// The operator console (/console): src/console.js with Chart.js, one minified file.
+if (!existsSync(join(HERE, 'node_modules', 'chart.js'))) {
+  fail(`node_modules/chart.js missing in ${HERE}: run \`npm ci --prefix ${HERE}\` again`);
+}
+const consoleResult = await esbuild.build({
+  absWorkingDir: HERE,
+  entryPoints: [join(SRC, 'console.js')],
+  bundle: true,
+  format: 'iife',
+  platform: 'browser',
+  target: ['chrome100', 'firefox100', 'safari15'],
+  minify: true,
+  write: false,
+  legalComments: 'eof',
+  logLevel: 'warning',
+  define: { 'process.env.NODE_ENV': '"production"' },
+});
+if (consoleResult.errors.length) fail('esbuild failed on console.js');
+if (consoleResult.outputFiles.length !== 1) fail('expected one console output file');
+
 mkdirSync(OUT, { recursive: true });
 const files = {
   'phone.js': Buffer.from(result.outputFiles[0].contents),
   'phone.html': readFileSync(join(SRC, 'phone.html')),
   'phone.css': readFileSync(join(SRC, 'phone.css')),
+  'console.js': Buffer.from(consoleResult.outputFiles[0].contents),
+  'console.html': readFileSync(join(SRC, 'console.html')),
+  'console.css': readFileSync(join(SRC, 'console.css')),
 };
 for (const [name, bytes] of Object.entries(files)) {
   const p = join(OUT, name);

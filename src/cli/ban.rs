@@ -105,14 +105,14 @@ pub fn run(global: &GlobalArgs, cmd: BanCommand) -> anyhow::Result<()> {
     }
 }
 
-fn parse_address(s: &str) -> Result<SourceKey, String> {
+pub(crate) fn parse_address(s: &str) -> Result<SourceKey, String> {
     s.trim().parse::<IpAddr>().map(SourceKey::of).map_err(|_| {
         format!("'{s}' is not an IP address (like 203.0.113.9 or 2001:db8::7; no port, no network)")
     })
 }
 
 /// `600`, `600s`, `30m`, `12h`, `7d` → seconds.
-fn parse_duration(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<u64, String> {
     let bad = || format!("'{s}' is not a duration (like 600, 30m, 12h or 7d)");
     let s = s.trim();
     let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {

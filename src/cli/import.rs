@@ -1,6 +1,7 @@
 //! `tambun ext import FILE.csv`: validates every line first (reporting each bad one as
 //! `FILE:LINE: reason`), writes generated passwords to the operator's file (mode 0600), then
-//! imports in one transaction: all or nothing, unless `--skip-bad`.
+//! imports in one transaction: all or nothing, unless `--skip-bad`. The web console's import
+//! (`runtime::console`) checks lines with the same [`check_lines`] and imports the good ones.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write};
@@ -18,18 +19,18 @@ use crate::store::NewExtension;
 use crate::types::{Extension, OpdCode};
 
 /// One valid line; `password` is `None` when one must be generated.
-struct GoodRow {
-    number: Extension,
-    opd: OpdCode,
-    name: String,
-    password: Option<String>,
+pub(crate) struct GoodRow {
+    pub(crate) number: Extension,
+    pub(crate) opd: OpdCode,
+    pub(crate) name: String,
+    pub(crate) password: Option<String>,
 }
 
 /// The outcome of checking a whole file.
-struct Checked {
-    good: Vec<GoodRow>,
+pub(crate) struct Checked {
+    pub(crate) good: Vec<GoodRow>,
     /// (line, reason), in file order.
-    bad: Vec<(u64, String)>,
+    pub(crate) bad: Vec<(u64, String)>,
 }
 
 pub(super) fn run(
@@ -137,7 +138,11 @@ pub(super) fn run(
 }
 
 /// Checks every line; nothing is written.
-fn check_lines(bytes: &[u8], dialplan: &Dialplan, existing: &BTreeSet<Extension>) -> Checked {
+pub(crate) fn check_lines(
+    bytes: &[u8],
+    dialplan: &Dialplan,
+    existing: &BTreeSet<Extension>,
+) -> Checked {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)

@@ -3,7 +3,7 @@
 //! state (`regs`, `calls`, `dialplan reload`) goes through the running switch's admin API. Every failure is returned as an
 //! error whose message is a sentence for the operator; `main` prints it and exits 1.
 
-mod ban;
+pub(crate) mod ban;
 mod bench;
 mod calls;
 mod cdr;
@@ -12,14 +12,15 @@ mod dialplan_reload;
 mod dialplan_trace;
 mod ext;
 mod http;
-mod import;
+pub(crate) mod import;
 mod opd;
+mod operator;
 mod output;
 mod regs;
 mod serve;
 mod tls;
 mod trunk;
-mod wib;
+pub(crate) mod wib;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -106,6 +107,9 @@ pub enum Command {
     /// The carriers of the central trunk: status, order, passwords
     #[command(subcommand)]
     Trunk(trunk::TrunkCommand),
+    /// The web console's operator accounts (`/console` on the web listener)
+    #[command(subcommand)]
+    Operator(operator::OperatorCommand),
     /// The guard's ban list: addresses the switch drops silently
     #[command(subcommand)]
     Ban(ban::BanCommand),
@@ -130,6 +134,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cdr(args) => cdr::run(&global, args),
         Command::Conf(cmd) => conf::run(&global, cmd),
         Command::Trunk(cmd) => trunk::run(&global, cmd),
+        Command::Operator(cmd) => operator::run(&global, cmd),
         Command::Ban(cmd) => ban::run(&global, cmd),
         Command::Tls(cmd) => tls::run(&global, cmd),
         Command::Bench(cmd) => bench::run(cmd),
@@ -185,14 +190,14 @@ fn open_existing(global: &GlobalArgs) -> anyhow::Result<Store> {
 }
 
 /// The OPD `code` of the dialplan, or the sentence for an unknown one.
-fn find_opd<'a>(dialplan: &'a Dialplan, code: &OpdCode) -> Result<&'a Opd, String> {
+pub(crate) fn find_opd<'a>(dialplan: &'a Dialplan, code: &OpdCode) -> Result<&'a Opd, String> {
     dialplan
         .opd(code)
         .ok_or_else(|| format!("unknown OPD '{code}' (see `tambun opd list`)"))
 }
 
 /// Checks that `number` lies in one of the OPD's blocks.
-fn check_in_blocks(opd: &Opd, number: &Extension) -> Result<(), String> {
+pub(crate) fn check_in_blocks(opd: &Opd, number: &Extension) -> Result<(), String> {
     if opd.blocks.iter().any(|b| b.contains(number)) {
         return Ok(());
     }
@@ -205,7 +210,7 @@ fn check_in_blocks(opd: &Opd, number: &Extension) -> Result<(), String> {
 }
 
 /// Checks a password given by the operator.
-fn check_password(password: &str) -> Result<(), String> {
+pub(crate) fn check_password(password: &str) -> Result<(), String> {
     if password.chars().count() < MIN_PASSWORD_LEN {
         return Err(format!(
             "the password must be at least {MIN_PASSWORD_LEN} characters long"
@@ -221,7 +226,7 @@ fn check_password(password: &str) -> Result<(), String> {
 }
 
 /// Checks a display name.
-fn check_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
     if name.chars().any(char::is_control) {
         return Err("the name must not contain control characters".into());
     }
@@ -232,7 +237,7 @@ fn check_name(name: &str) -> Result<(), String> {
 }
 
 /// A strong random password: 16 ASCII letters and digits from the OS generator (~95 bits).
-fn generate_password() -> String {
+pub(crate) fn generate_password() -> String {
     use rand::distributions::Alphanumeric;
     use rand::Rng;
     rand::rngs::OsRng
@@ -243,7 +248,7 @@ fn generate_password() -> String {
 }
 
 /// Turns the store errors an operator can cause into their sentences.
-fn store_sentence(err: StoreError) -> anyhow::Error {
+pub(crate) fn store_sentence(err: StoreError) -> anyhow::Error {
     match err {
         StoreError::DuplicateExtension(n) => anyhow!("extension {n} already exists"),
         StoreError::UnknownExtension(n) => anyhow!("extension {n} does not exist"),

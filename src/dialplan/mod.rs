@@ -95,6 +95,28 @@ impl Dialplan {
         &self.province
     }
 
+    /// The class of an outside number as dialled (with or without the outside prefix), by
+    /// the same most-specific-first rules as routing; `Emergency` for an emergency number.
+    /// For reports of past calls (the console's usage per number class).
+    pub fn classify_outside(&self, dialled: &str) -> Option<NumberClass> {
+        let p = &self.province;
+        if p.emergency.iter().any(|e| e == dialled) {
+            return Some(NumberClass::Emergency);
+        }
+        let number = dialled
+            .strip_prefix(p.outside_prefix.as_str())
+            .unwrap_or(dialled);
+        if p.emergency.iter().any(|e| e == number) {
+            return Some(NumberClass::Emergency);
+        }
+        self.index
+            .classes
+            .iter()
+            .map(|&i| &p.classes[i])
+            .find(|c| c.pattern.matches(number))
+            .map(|c| c.class)
+    }
+
     /// Every conference room (of `province.toml` and of the OPD files), sorted by number.
     pub fn rooms(&self) -> &[Room] {
         &self.rooms

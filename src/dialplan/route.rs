@@ -138,7 +138,7 @@ pub(super) struct Index {
     /// Per OPD (same order as `Dialplan::opds`): rule indices, most specific first.
     rules: Vec<Vec<usize>>,
     /// Province class rules, most specific first.
-    classes: Vec<usize>,
+    pub(super) classes: Vec<usize>,
 }
 
 impl Index {

@@ -22,6 +22,7 @@
 
 mod admin;
 mod conns;
+mod console;
 mod relay;
 mod store_thread;
 mod tcp;
@@ -354,6 +355,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             },
             handshake,
             domain: config.domain.clone(),
+            console: (transport == Transport::Wss).then(|| {
+                Arc::new(console::Console::new(
+                    config.db.clone(),
+                    config.dialplan.clone(),
+                    stream_ctx.tx.clone(),
+                ))
+            }),
         };
         tokio::spawn(web::accept_loop(listener, Arc::new(ctx)));
     }

@@ -4,7 +4,8 @@
 //!   the certificate of `[tls]` (ALPN `http/1.1`). It serves the softphone page (`/phone`, its
 //!   script and style, built from `web/` at compile time and kept in the binary), the page's
 //!   API (`/phone/api/config`; `/phone/api/directory` behind HTTP Basic, checked by the switch
-//!   against the stored HA1) and SIP over secure WebSocket at `/ws` (RFC 7118).
+//!   against the stored HA1), the operator console (`/console`, `runtime::console`) and SIP
+//!   over secure WebSocket at `/ws` (RFC 7118).
 //! - **WS** (`[websocket] listen`, `--ws-listen`): the same over plain HTTP, for loopback and
 //!   for a TLS-terminating proxy in front of the switch.
 //!
@@ -59,12 +60,14 @@ pub(crate) struct WebCtx {
     pub handshake: Duration,
     /// The SIP domain the page registers in (`None`: the host the page was loaded from).
     pub domain: Option<String>,
+    /// The operator console (`/console`), on the HTTPS web listener only.
+    pub console: Option<Arc<super::console::Console>>,
 }
 
 /// The peer and the connection slot of one HTTP connection, for its handlers.
 #[derive(Clone)]
-struct ConnInfo {
-    src: SocketAddr,
+pub(crate) struct ConnInfo {
+    pub(crate) src: SocketAddr,
     local: SocketAddr,
     /// Taken by the WebSocket flow when the connection upgrades, so the slot lives as long as
     /// the flow; otherwise dropped with the connection.
@@ -165,7 +168,8 @@ where
 }
 
 fn router(ctx: Arc<WebCtx>) -> Router {
-    Router::new()
+    let console = ctx.console.clone();
+    let app = Router::new()
         .route("/", get(root))
         .route("/ws", get(ws_only))
         .route(
@@ -183,7 +187,11 @@ fn router(ctx: Arc<WebCtx>) -> Router {
         )
         .route("/phone/api/config", get(page_config))
         .route("/phone/api/directory", get(directory))
-        .with_state(ctx)
+        .with_state(ctx);
+    match console {
+        Some(console) => app.merge(super::console::router(console)),
+        None => app,
+    }
 }
 
 /// The page's files, built from `web/` by `build.rs` (npm lockfile, esbuild) and kept in the
@@ -277,7 +285,7 @@ fn upgrade(
 }
 
 /// Is `Origin` (`https://host:port`) the same host and port as the request's `Host`?
-fn same_host(origin: &HeaderValue, host: Option<&HeaderValue>) -> bool {
+pub(crate) fn same_host(origin: &HeaderValue, host: Option<&HeaderValue>) -> bool {
     let (Ok(origin), Some(Ok(host))) = (origin.to_str(), host.map(|h| h.to_str())) else {
         return false;
     };

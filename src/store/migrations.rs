@@ -114,4 +114,20 @@ pub(super) const MIGRATIONS: &[&str] = &[
         updated_at INTEGER NOT NULL
     ) STRICT;
     "#,
+    // 7: operators of the web console (`/console`): a PBKDF2 password hash, never a
+    // password; role `admin` or `opd` (then with its OPD); the lock-out counters.
+    r#"
+    CREATE TABLE operators (
+        name          TEXT PRIMARY KEY NOT NULL,
+        role          TEXT NOT NULL CHECK (role IN ('admin', 'opd')),
+        opd           TEXT,
+        password_hash TEXT NOT NULL,
+        failures      INTEGER NOT NULL DEFAULT 0,
+        window_start  INTEGER,
+        locked_until  INTEGER,
+        created_at    INTEGER NOT NULL,
+        updated_at    INTEGER NOT NULL,
+        CHECK ((role = 'opd') = (opd IS NOT NULL))
+    ) STRICT;
+    "#,
 ];

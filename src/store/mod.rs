@@ -1,6 +1,6 @@
 //! The durable copy: SQLite (WAL) holding the realm, OPDs, extensions (digest HA1 per
-//! algorithm, never a password, and their call features), registrations, call records and the guard's
-//! ban list. Synchronous: the runtime calls it from a
+//! algorithm, never a password, and their call features), registrations, call records, the guard's
+//! ban list and the web console's operators. Synchronous: the runtime calls it from a
 //! blocking thread and serves SIP from memory; the CLI writes the same file, and a running
 //! switch notices through [`Store::data_version`]. No async, no locks, no caching of rows.
 
@@ -8,6 +8,7 @@ mod bans;
 mod cdr;
 mod features;
 mod migrations;
+mod operators;
 mod registrations;
 mod trunk_secrets;
 
@@ -30,6 +31,7 @@ pub use features::{
     check_forward_target, ExtensionFeatures, ForwardKind, DEFAULT_NO_ANSWER_SECS,
     MAX_FORWARD_TARGET_LEN, MAX_NO_ANSWER_SECS,
 };
+pub use operators::OperatorRecord;
 
 /// The realm written into a new database when none is given. HA1 values depend on it, so it
 /// is fixed when the database is created and never changes afterwards.
@@ -77,6 +79,10 @@ pub enum StoreError {
     BadNoAnswerDelay(u32),
     #[error("store: extension {0} cannot forward to itself")]
     ForwardToSelf(Extension),
+    #[error("store: operator {0} already exists")]
+    DuplicateOperator(crate::console::OperatorName),
+    #[error("store: operator {0} does not exist")]
+    UnknownOperator(crate::console::OperatorName),
     #[error("store: the database has no realm (not created by tambun?)")]
     NoRealm,
     #[error("store: {0}")]
@@ -419,6 +425,18 @@ impl Store {
             )?;
         }
         tx.commit()?;
+        Ok(())
+    }
+
+    /// Sets an extension's display name.
+    pub fn set_extension_name(&mut self, number: &Extension, name: &str) -> Result<(), StoreError> {
+        let n = self.conn.execute(
+            "UPDATE extensions SET name = ?2, updated_at = unixepoch() WHERE number = ?1",
+            params![number.as_str(), name],
+        )?;
+        if n == 0 {
+            return Err(StoreError::UnknownExtension(number.clone()));
+        }
         Ok(())
     }
 

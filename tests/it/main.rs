@@ -13,7 +13,8 @@
 //! - Tests of a running switch: everything else. Many also start SIPp; `baresip`, `*_baresip`,
 //!   `dialog_integrity` and `tls_call` start baresip, and `guard` runs sipvicious; `browser`
 //!   drives headless Chromium on the softphone page through `tests/browser/agent.mjs`
-//!   (needs node, Debian's chromium and `web/node_modules`) against baresip.
+//!   (needs node, Debian's chromium and `web/node_modules`) against baresip; `console` drives
+//!   the operator console through `tests/browser/console.mjs` the same way.
 //!
 //! Every test runs on a thread of this one process, in parallel with tests of other modules.
 //! So no test may change process-wide state: the environment, the current directory or
@@ -34,6 +35,7 @@ mod calls_trace;
 mod cli;
 mod cli_calls;
 mod conference_baresip;
+mod console;
 mod crash_safety;
 mod dialog_integrity;
 mod dialplan_props;
