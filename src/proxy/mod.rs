@@ -17,6 +17,7 @@
 //!
 //! Sans-IO: transmits go to the context's queue; no socket, no clock.
 
+pub mod budget;
 pub mod build;
 mod dialog;
 mod fork;
