@@ -214,6 +214,9 @@ pub struct SwitchMetrics {
     pub media: (u64, u64),
     /// Conference rooms: joins and refusals.
     pub rooms: crate::proxy::rooms::RoomCounts,
+    /// Every OPD with a monthly budget, and the budget refusals since start by OPD.
+    pub budgets: Vec<crate::proxy::budget::BudgetView>,
+    pub budget_refused: Vec<(OpdCode, u64)>,
 }
 
 pub struct Switch {
@@ -712,11 +715,53 @@ impl Switch {
             if let Some(i) = Disposition::ALL.iter().position(|d| *d == r.disposition) {
                 self.stats.calls_by_disposition[i] += 1;
             }
+            self.bill(&r);
             match (self.proxy.media_close(&r.call_id), self.last_now) {
                 (Some(session), Some(now)) => self.outputs.park(session, r, now + MEDIA_ANSWER),
                 _ => self.outputs.push(Output::Store(Durable::CallRecord(r))),
             }
         }
+    }
+
+    /// A finished call counts for its OPD's monthly budget (answered outside calls only);
+    /// a budget that crosses 80 % or 100 % is logged once.
+    fn bill(&mut self, r: &CallRecord) {
+        use crate::proxy::budget::{BilledCall, Notice};
+        let Some(call) = BilledCall::from_record(r, &self.dialplan) else {
+            return;
+        };
+        for notice in self.proxy.budget.handle_call(&call, &self.dialplan) {
+            match notice {
+                Notice::Warning(s) => tracing::warn!(
+                    target: "tambun::budget",
+                    month = %s.month,
+                    "{s}; outside calls are refused at 100 %"
+                ),
+                Notice::Exhausted(s) => tracing::warn!(
+                    target: "tambun::budget",
+                    month = %s.month,
+                    "{s}; outside calls except emergency numbers are refused until the month ends"
+                ),
+            }
+        }
+    }
+
+    /// Answered trunk calls of the current month from the store, so the monthly budgets
+    /// hold across a restart (nothing is announced for them).
+    pub fn restore_budget_usage(&mut self, calls: Vec<crate::cdr::CdrRecord>, now: Now) {
+        use crate::proxy::budget::BilledCall;
+        for r in &calls {
+            if let Some(call) = BilledCall::from_record(r, &self.dialplan) {
+                self.proxy
+                    .budget
+                    .seed(&call, &self.dialplan, now.unix_ms as i64);
+            }
+        }
+    }
+
+    /// Every OPD with a monthly budget and what it used this month (`GET /api/budgets`).
+    pub fn budgets(&mut self, now: Now) -> Vec<crate::proxy::budget::BudgetView> {
+        self.proxy.budget.report(&self.dialplan, now.unix_ms as i64)
     }
 
     /// A snapshot for `/metrics`.
@@ -758,6 +803,14 @@ impl Switch {
                 .as_ref()
                 .map_or((0, 0), |m| (m.sessions() as u64, m.ports_in_use() as u64)),
             rooms: self.proxy.rooms.counts,
+            budgets: self.budgets(now),
+            budget_refused: self
+                .proxy
+                .budget
+                .refused_total()
+                .iter()
+                .map(|(o, n)| (o.clone(), *n))
+                .collect(),
         }
     }
 

@@ -136,6 +136,8 @@ pub struct Proxy {
     pub(crate) records: Records,
     /// Limits on trunk calls (toll fraud).
     pub(crate) toll: TollGuard,
+    /// Monthly budgets per OPD: this month's usage.
+    pub(crate) budget: budget::Budgets,
     /// The control plane of the RTP relay that anchors media; `None` leaves SDP untouched
     /// (media goes direct).
     pub(crate) media: Option<crate::media::MediaControl>,
@@ -186,6 +188,7 @@ impl Proxy {
             client: ClientTransactions::new(Timers::default()),
             records: Records::new(max_call),
             toll: TollGuard::new(TollLimits::default()),
+            budget: budget::Budgets::default(),
             media: None,
             media_calls: MediaTable::default(),
             dialog_key: DialogKey::random(),

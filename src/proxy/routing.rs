@@ -92,6 +92,7 @@ impl Proxy {
                             status,
                             charged: None,
                             desc: &desc,
+                            why: None,
                         };
                         self.block(cx, id, refusal, now);
                     }
@@ -235,6 +236,9 @@ impl Proxy {
                 return true;
             }
         };
+        if !self.admit_budget(cx, id, number, now) {
+            return false;
+        }
         let opd = cx.registrar.accounts().get(&charged).map(|a| a.opd.clone());
         match self.toll.admit(key, &charged, opd.as_ref(), now.instant) {
             Ok(()) => true,
@@ -245,11 +249,38 @@ impl Proxy {
                     status: rule.status(),
                     charged: Some((&charged, opd)),
                     desc: &desc,
+                    why: None,
                 };
                 self.block(cx, id, refusal, now);
                 false
             }
         }
+    }
+
+    /// Asks the monthly budgets whether outside (non-emergency) call `id` may go to the
+    /// trunk. The call's caller and the caller's OPD pay (as its call record will show); a
+    /// used-up budget refuses with 403 and a `Warning` saying whose budget and how much.
+    fn admit_budget(&mut self, cx: &mut Ctx<'_>, id: u64, number: &str, now: Now) -> bool {
+        let Some(caller) = self.call_ctx(id).map(|c| c.caller.clone()) else {
+            return true;
+        };
+        let opd = cx.registrar.accounts().get(&caller).map(|a| a.opd.clone());
+        let verdict = self
+            .budget
+            .admit(&caller, opd.as_ref(), cx.dialplan, now.unix_ms as i64);
+        let Err(standing) = verdict else {
+            return true;
+        };
+        let desc = format!("trunk {number}");
+        let refusal = Refusal {
+            rule: Rule::MonthlyBudget,
+            status: 403,
+            charged: Some((&caller, opd)),
+            desc: &desc,
+            why: Some(standing.to_string()),
+        };
+        self.block(cx, id, refusal, now);
+        false
     }
 
     /// Refuses call `id` for `rule` with `status` and a `Warning` naming the rule; logs one
@@ -261,7 +292,9 @@ impl Proxy {
             status,
             charged,
             desc,
+            why,
         } = refusal;
+        let why = why.unwrap_or_else(|| rule.to_string());
         let Some(p) = self.by_id.get(&id) else {
             return;
         };
@@ -284,7 +317,7 @@ impl Proxy {
         tracing::warn!(
             target: "tambun::toll",
             rule = rule.name(),
-            "trunk call blocked from {} extension '{}' OPD '{}' dialled '{}': {rule}",
+            "trunk call blocked from {} extension '{}' OPD '{}' dialled '{}': {why}",
             source.ip(),
             ext.as_ref().map_or("", |e| e.as_str()),
             opd.as_ref().map_or("", |o| o.as_str()),
@@ -294,7 +327,7 @@ impl Proxy {
             let route = format!("blocked ({}): {desc}", rule.name());
             self.records.rerouted(&call_id, &from_tag, route, false);
         }
-        let warning = format!("Warning: 399 tambun \"{rule}\"");
+        let warning = format!("Warning: 399 tambun \"{why}\"");
         self.respond_final_full(cx, id, status, Some(Disposition::Blocked), &[warning], now);
     }
 
@@ -401,6 +434,8 @@ struct Refusal<'a> {
     status: u16,
     charged: Option<(&'a Extension, Option<OpdCode>)>,
     desc: &'a str,
+    /// The sentence for the log and the `Warning` when the rule's own is not enough.
+    why: Option<String>,
 }
 
 /// The extension directory as the dialplan evaluator sees it.
