@@ -55,7 +55,9 @@ pub(super) fn run(global: &GlobalArgs, args: BudgetArgs) -> anyhow::Result<()> {
         println!("no OPD has a monthly budget (set `[budget]` in an OPD's dialplan file)");
         return Ok(());
     };
-    let mut t = table(&["OPD", "USED", "LIMIT", "UNIT", "PERCENT", "STATE", "REFUSED"]);
+    let mut t = table(&[
+        "OPD", "USED", "LIMIT", "UNIT", "PERCENT", "STATE", "REFUSED",
+    ]);
     for v in &views {
         t.add_row(vec![
             v.opd.clone(),
