@@ -6,14 +6,14 @@
 //! (483), applies forward-on-busy/no-answer, and feeds the call records.
 //!
 //! [`Proxy`] owns its state: proxied requests and their client transactions, the call
-//! records, the toll guard, the media sessions and the dialog key. It sees the rest of the
+//! records, the toll guard, the monthly budgets' usage, the media sessions and the dialog key. It sees the rest of the
 //! switch (registrar, dialplan, network, server transactions, guard, transmit queue) only
 //! through the [`Ctx`] each call gets; it does not know the `Switch`. By concern:
 //! this file (entry point: authentication and dispatch; Via, Record-Route, peers),
 //! `routing` (new calls by the dialplan, toll admission, forwarding fallbacks), `fork`
 //! (branches, best response, CANCEL, timers, responses), `dialog` (in-dialog requests and
 //! ACK under the dialog check), `token` (the dialog token itself, pure), `media` (SDP
-//! anchoring), `build` (the messages), `records`, `toll`.
+//! anchoring), `build` (the messages), `records`, `toll`, `budget`.
 //!
 //! Sans-IO: transmits go to the context's queue; no socket, no clock.
 

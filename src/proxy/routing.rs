@@ -1,6 +1,7 @@
 //! Routing of new calls: the caller's OPD dialplan decides (ring extensions in parallel or
-//! in turn, the trunk after the toll guard, a refusal, a feature code), forward on busy and
-//! on no answer re-route as the forwarding extension, and refusals are recorded as blocked.
+//! in turn, the trunk after the monthly budget and the toll guard, a refusal, a feature
+//! code), forward on busy and on no answer re-route as the forwarding extension, and refusals
+//! are recorded as blocked.
 //!
 //! Sans-IO: methods of [`Proxy`]; they start branches (`fork`) and never touch a socket.
 
