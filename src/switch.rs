@@ -471,6 +471,7 @@ impl Switch {
         }
         self.finish_call_records();
         for op in self.proxy.records.drain_open_ops() {
+            self.follow_open_call(&op);
             self.outputs.push(Output::Store(Durable::OpenCall(op)));
         }
         for e in std::mem::take(&mut self.proxy.effects) {
@@ -685,6 +686,7 @@ impl Switch {
         proxy.handle_timeout(&mut cx, now);
         self.registrar.location.handle_timeout(now.instant);
         self.guard.handle_timeout(now);
+        self.cut_calls_over_budget(now);
         if self.next_prune.is_none_or(|t| t <= now.instant) {
             self.registrar.authn.prune(now.unix);
             self.next_prune = Some(now.instant + PRUNE_EVERY);
@@ -700,6 +702,7 @@ impl Switch {
             self.guard.poll_timeout(),
             self.next_prune,
             self.outputs.deadline(),
+            self.proxy.budget.poll_timeout(&self.dialplan),
         ]
         .into_iter()
         .flatten()
@@ -723,10 +726,26 @@ impl Switch {
         }
     }
 
+    /// An answered outside call starts to cost: the budgets follow it until it ends.
+    fn follow_open_call(&mut self, op: &crate::cdr::OpenCallOp) {
+        use crate::proxy::budget::BilledCall;
+        let crate::cdr::OpenCallOp::Open { record, .. } = op else {
+            return;
+        };
+        let (Some(call), Some(at)) = (
+            BilledCall::from_record(record, &self.dialplan),
+            self.last_now,
+        ) else {
+            return;
+        };
+        self.proxy.budget.handle_answered(&record.call_id, call, at);
+    }
+
     /// A finished call counts for its OPD's monthly budget (answered outside calls only);
     /// a budget that crosses 80 % or 100 % is logged once.
     fn bill(&mut self, r: &CallRecord) {
         use crate::proxy::budget::{BilledCall, Notice};
+        self.proxy.budget.handle_ended(&r.call_id);
         let Some(call) = BilledCall::from_record(r, &self.dialplan) else {
             return;
         };
@@ -761,7 +780,33 @@ impl Switch {
 
     /// Every OPD with a monthly budget and what it used this month (`GET /api/budgets`).
     pub fn budgets(&mut self, now: Now) -> Vec<crate::proxy::budget::BudgetView> {
-        self.proxy.budget.report(&self.dialplan, now.unix_ms as i64)
+        self.proxy
+            .budget
+            .report(&self.dialplan, now.instant, now.unix_ms as i64)
+    }
+
+    /// Answered outside calls whose budget cannot pay for their next minute: the switch
+    /// ends them (a BYE to both phones), one `tambun::budget` log line each.
+    fn cut_calls_over_budget(&mut self, now: Now) {
+        let cuts = self
+            .proxy
+            .budget
+            .poll_cut(&self.dialplan, now.instant, now.unix_ms as i64);
+        if cuts.is_empty() {
+            return;
+        }
+        let (proxy, mut cx) = self.split();
+        for (call_id, standing) in cuts {
+            let reason = format!("SIP;cause=403;text=\"{standing}\"");
+            let sent = proxy.bye_both_ways(&mut cx, &call_id, &reason, now);
+            tracing::warn!(
+                target: "tambun::budget",
+                %call_id,
+                byes = sent,
+                "ending a call in progress: {standing}"
+            );
+            proxy.records.ended_by_switch(&call_id, now.unix_ms);
+        }
     }
 
     /// A snapshot for `/metrics`.

@@ -11,17 +11,24 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::cdr::CdrRecord;
-use crate::dialplan::budget::{Budget, BudgetUnit, Charge};
+use crate::dialplan::budget::{billed_minutes, Budget, BudgetUnit, Charge};
 use crate::dialplan::time::{civil_from_days, days_from_civil, WIB_OFFSET_SECS};
 use crate::dialplan::{Dialplan, NumberClass};
 use crate::types::{Extension, OpdCode};
 
 /// The share of a budget at which the operator is warned.
 pub const WARNING_RATIO: f64 = 0.8;
+
+/// How long before a billed minute would start a call in progress is checked: a call ended
+/// then is billed for the minutes it had, not for one more.
+pub const CUT_AHEAD: Duration = Duration::from_secs(1);
+
+const MINUTE: Duration = Duration::from_secs(60);
 
 const DAY_MS: i64 = 86_400_000;
 const WIB_OFFSET_MS: i64 = WIB_OFFSET_SECS * 1000;
@@ -218,6 +225,24 @@ struct Usage {
     rupiah: u64,
 }
 
+impl From<Charge> for Usage {
+    fn from(c: Charge) -> Usage {
+        Usage {
+            minutes: c.minutes,
+            rupiah: c.rupiah,
+        }
+    }
+}
+
+/// Does a budget apply to the call in progress (its OPD has one)?
+fn has_budget(plan: &Dialplan, l: &InProgress) -> bool {
+    l.call
+        .opd
+        .as_ref()
+        .and_then(|o| plan.opd(o))
+        .is_some_and(|o| o.budget.is_some())
+}
+
 impl Usage {
     fn add(&mut self, c: Charge) {
         self.minutes = self.minutes.saturating_add(c.minutes);
@@ -229,6 +254,40 @@ impl Usage {
             BudgetUnit::Minutes => self.minutes,
             BudgetUnit::Rupiah => self.rupiah,
         }
+    }
+}
+
+/// An answered outside call in progress, whose cost grows with each started minute.
+#[derive(Debug, Clone)]
+struct InProgress {
+    call: BilledCall,
+    answered_at: Instant,
+    /// The minutes it was let into (the first at the answer); checked before it starts
+    /// minute `next_minute + 1`.
+    next_minute: u64,
+    /// Being ended for its budget: not checked again.
+    cut: bool,
+}
+
+impl InProgress {
+    /// When the call must be checked next: `CUT_AHEAD` before its next billed minute starts.
+    fn check_at(&self) -> Instant {
+        let minutes = u32::try_from(self.next_minute).unwrap_or(u32::MAX);
+        (self.answered_at + MINUTE * minutes)
+            .checked_sub(CUT_AHEAD)
+            .unwrap_or(self.answered_at)
+    }
+
+    /// What it costs at `now`: the minutes it has started or was let into, whichever is more
+    /// (with `extra`, one more).
+    fn cost(&self, plan: &Dialplan, now: Instant, extra: bool) -> Charge {
+        let talk = now.saturating_duration_since(self.answered_at).as_millis() as i64;
+        let minutes = billed_minutes(talk).max(self.next_minute) + u64::from(extra);
+        let talk = i64::try_from(minutes.saturating_sub(1))
+            .unwrap_or(i64::MAX / 60_000)
+            .saturating_mul(60_000)
+            + 1;
+        plan.charge_of(self.call.class, talk)
     }
 }
 
@@ -246,6 +305,8 @@ pub struct Budgets {
     refused: BTreeMap<OpdCode, u64>,
     /// Refusals since start, by OPD (the `/metrics` counter never goes down).
     refused_total: BTreeMap<OpdCode, u64>,
+    /// Answered outside calls in progress, by Call-ID.
+    live: BTreeMap<String, InProgress>,
 }
 
 impl Budgets {
@@ -280,7 +341,7 @@ impl Budgets {
             .or_default()
             .add(charge);
         let mut notices = Vec::new();
-        for s in self.standings_of(&call.caller, call.opd.as_ref(), plan, month) {
+        for s in self.standings_of(&call.caller, call.opd.as_ref(), plan, month, None) {
             let holder = s.holder.clone();
             match s.state() {
                 BudgetState::Exhausted if !self.exhausted.contains(&holder) => {
@@ -315,46 +376,71 @@ impl Budgets {
         opd: Option<&OpdCode>,
         plan: &Dialplan,
         month: Month,
+        live: Option<(Instant, Option<&str>)>,
     ) -> Vec<Standing> {
+        let live = live.map(|(now, except)| (plan, now, except));
         let Some((code, budget)) = opd.and_then(|o| Some((o, plan.opd(o)?.budget.as_ref()?)))
         else {
             return Vec::new();
         };
-        let mut out = vec![self.standing(Holder::Opd(code.clone()), budget, budget.limit, month)];
+        let opd_holder = Holder::Opd(code.clone());
+        let mut out = vec![self.standing(opd_holder, budget, budget.limit, month, live)];
         if let Some(limit) = budget.extension_limit(caller) {
             let holder = Holder::Extension(caller.clone(), code.clone());
-            out.push(self.standing(holder, budget, limit, month));
+            out.push(self.standing(holder, budget, limit, month, live));
         }
         out
     }
 
-    fn standing(&self, holder: Holder, budget: &Budget, limit: u64, month: Month) -> Standing {
+    /// A budget and its use: the calls that ended this month, and with `live` also what the
+    /// calls in progress cost so far (`except` left out).
+    fn standing(
+        &self,
+        holder: Holder,
+        budget: &Budget,
+        limit: u64,
+        month: Month,
+        live: Option<(&Dialplan, Instant, Option<&str>)>,
+    ) -> Standing {
         let usage = match &holder {
             Holder::Opd(o) => self.by_opd.get(o),
             Holder::Extension(e, _) => self.by_extension.get(e),
         };
+        let mut used = usage.copied().unwrap_or_default();
+        if let Some((plan, now, except)) = live {
+            for (id, l) in &self.live {
+                let theirs = match &holder {
+                    Holder::Opd(o) => l.call.opd.as_ref() == Some(o),
+                    Holder::Extension(e, _) => &l.call.caller == e,
+                };
+                if theirs && except != Some(id.as_str()) {
+                    used.add(l.cost(plan, now, false));
+                }
+            }
+        }
         Standing {
             holder,
             unit: budget.unit,
             limit,
-            used: usage.copied().unwrap_or_default().of(budget.unit),
+            used: used.of(budget.unit),
             month,
         }
     }
 
     /// May `caller` of `opd` start an outside (non-emergency) call now? `Err` with the
-    /// budget that is used up (the extension's before the OPD's); the refusal is counted.
-    /// Calls in progress are not counted until they end, so a budget may end a little over.
+    /// budget that is used up (the extension's before the OPD's), counting what the calls in
+    /// progress cost so far; the refusal is counted.
     pub fn admit(
         &mut self,
         caller: &Extension,
         opd: Option<&OpdCode>,
         plan: &Dialplan,
+        now: Instant,
         now_ms: i64,
     ) -> Result<(), Standing> {
         let month = self.roll(now_ms);
         let mut used_up: Vec<Standing> = self
-            .standings_of(caller, opd, plan, month)
+            .standings_of(caller, opd, plan, month, Some((now, None)))
             .into_iter()
             .filter(|s| s.state() == BudgetState::Exhausted)
             .collect();
@@ -368,22 +454,25 @@ impl Budgets {
         Err(s)
     }
 
-    /// Every OPD with a budget, by code, as of `now_ms`.
-    pub fn report(&mut self, plan: &Dialplan, now_ms: i64) -> Vec<BudgetView> {
+    /// Every OPD with a budget, by code, as of `now_ms`; `used` includes what the calls in
+    /// progress cost so far.
+    pub fn report(&mut self, plan: &Dialplan, now: Instant, now_ms: i64) -> Vec<BudgetView> {
         let month = self.roll(now_ms);
+        let live = Some((plan, now, None));
         plan.opds()
             .iter()
             .filter_map(|o| Some((o, o.budget.as_ref()?)))
             .map(|(o, b)| {
-                let s = self.standing(Holder::Opd(o.code.clone()), b, b.limit, month);
-                let extensions = self
-                    .by_extension
-                    .iter()
-                    .filter(|(e, _)| plan.opd_of(e).is_some_and(|x| x.code == o.code))
-                    .filter_map(|(e, _)| {
+                let s = self.standing(Holder::Opd(o.code.clone()), b, b.limit, month, live);
+                let mut talking: BTreeSet<&Extension> = self.by_extension.keys().collect();
+                talking.extend(self.live.values().map(|l| &l.call.caller));
+                let extensions = talking
+                    .into_iter()
+                    .filter(|e| plan.opd_of(e).is_some_and(|x| x.code == o.code))
+                    .filter_map(|e| {
                         let limit = b.extension_limit(e)?;
                         let holder = Holder::Extension(e.clone(), o.code.clone());
-                        let s = self.standing(holder, b, limit, month);
+                        let s = self.standing(holder, b, limit, month, live);
                         Some(ExtensionView {
                             extension: e.clone(),
                             limit,
@@ -406,6 +495,85 @@ impl Budgets {
                 }
             })
             .collect()
+    }
+
+    /// An answered outside call (`call_id`) started at `at`: until it ends, its cost so far
+    /// counts for admission and the report, and it is ended before a minute its budget cannot
+    /// pay for ([`Self::poll_cut`]).
+    pub fn handle_answered(&mut self, call_id: &str, call: BilledCall, at: Instant) {
+        let entry = InProgress {
+            call,
+            answered_at: at,
+            next_minute: 1,
+            cut: false,
+        };
+        self.live.insert(call_id.to_owned(), entry);
+    }
+
+    /// The call ended (its record bills it): no longer in progress. Unknown calls are ignored.
+    pub fn handle_ended(&mut self, call_id: &str) {
+        self.live.remove(call_id);
+    }
+
+    /// When [`Self::poll_cut`] must be called next: `CUT_AHEAD` before the next billed minute
+    /// of a call in progress whose OPD has a budget.
+    pub fn poll_timeout(&self, plan: &Dialplan) -> Option<Instant> {
+        self.live
+            .values()
+            .filter(|l| !l.cut && has_budget(plan, l))
+            .map(InProgress::check_at)
+            .min()
+    }
+
+    /// The calls in progress to end now: each call due for its next minute whose budget (the
+    /// OPD's, or its extension's) cannot pay for that minute on top of what the month's ended
+    /// calls and the other calls in progress cost. Returned with that budget (as it stands
+    /// without the extra minute); a call that may go on is checked again before its next one.
+    pub fn poll_cut(
+        &mut self,
+        plan: &Dialplan,
+        now: Instant,
+        now_ms: i64,
+    ) -> Vec<(String, Standing)> {
+        let month = self.roll(now_ms);
+        let mut due: Vec<(Instant, String)> = self
+            .live
+            .iter()
+            .filter(|(_, l)| !l.cut && l.check_at() <= now && has_budget(plan, l))
+            .map(|(id, l)| (l.check_at(), id.clone()))
+            .collect();
+        due.sort();
+        let mut cut = Vec::new();
+        for (_, id) in due {
+            let Some(l) = self.live.get(&id).cloned() else {
+                continue;
+            };
+            let next = l.cost(plan, now, true);
+            let over = self
+                .standings_of(
+                    &l.call.caller,
+                    l.call.opd.as_ref(),
+                    plan,
+                    month,
+                    Some((now, Some(&id))),
+                )
+                .into_iter()
+                .find(|s| s.used.saturating_add(Usage::from(next).of(s.unit)) > s.limit);
+            let Some(entry) = self.live.get_mut(&id) else {
+                continue;
+            };
+            match over {
+                Some(mut s) => {
+                    entry.cut = true;
+                    s.used = s
+                        .used
+                        .saturating_add(Usage::from(l.cost(plan, now, false)).of(s.unit));
+                    cut.push((id, s));
+                }
+                None => entry.next_minute += 1,
+            }
+        }
+        cut
     }
 
     /// Outside calls refused for a budget since start, by OPD (for `/metrics`).

@@ -266,9 +266,13 @@ impl Proxy {
             return true;
         };
         let opd = cx.registrar.accounts().get(&caller).map(|a| a.opd.clone());
-        let verdict = self
-            .budget
-            .admit(&caller, opd.as_ref(), cx.dialplan, now.unix_ms as i64);
+        let verdict = self.budget.admit(
+            &caller,
+            opd.as_ref(),
+            cx.dialplan,
+            now.instant,
+            now.unix_ms as i64,
+        );
         let Err(standing) = verdict else {
             return true;
         };

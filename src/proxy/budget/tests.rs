@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use std::time::{Duration, Instant};
+
 use super::*;
 use crate::cdr::Disposition;
 
@@ -106,6 +108,14 @@ fn call(caller: &str, code: &str, class: NumberClass, talk_ms: i64, end_ms: i64)
     }
 }
 
+/// An instant for tests without calls in progress (where it does not matter).
+fn t0() -> Instant {
+    static T0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *T0.get_or_init(Instant::now)
+}
+
+const SEC: Duration = Duration::from_secs(1);
+
 fn view<'a>(views: &'a [BudgetView], code: &str) -> &'a BudgetView {
     views.iter().find(|v| v.opd.as_str() == code).unwrap()
 }
@@ -136,7 +146,7 @@ fn minutes_are_billed_per_started_minute_and_refused_at_the_limit() {
     // 1050 is not in an extension budget: only the OPD's 10 minutes apply.
     let a = call("1050", "setda", NumberClass::Mobile, 4 * MINUTE + 1, DEC_3);
     assert!(b.handle_call(&a, &plan).is_empty()); // 5 minutes: 50 %
-    let v = b.report(&plan, DEC_3);
+    let v = b.report(&plan, t0(), DEC_3);
     let setda = view(&v, "setda");
     assert_eq!(
         (setda.used, setda.limit, setda.state),
@@ -145,7 +155,7 @@ fn minutes_are_billed_per_started_minute_and_refused_at_the_limit() {
     assert_eq!(setda.unit, BudgetUnit::Minutes);
     assert_eq!(setda.month, "2026-12");
     assert!(b
-        .admit(&ext("1050"), Some(&opd("setda")), &plan, DEC_3)
+        .admit(&ext("1050"), Some(&opd("setda")), &plan, t0(), DEC_3)
         .is_ok());
 
     let n = b.handle_call(
@@ -162,7 +172,7 @@ fn minutes_are_billed_per_started_minute_and_refused_at_the_limit() {
     );
     assert!(n.is_empty(), "80 % is announced once: {n:?}");
     assert_eq!(
-        view(&b.report(&plan, DEC_3), "setda").state,
+        view(&b.report(&plan, t0(), DEC_3), "setda").state,
         BudgetState::Warning
     );
 
@@ -175,19 +185,19 @@ fn minutes_are_billed_per_started_minute_and_refused_at_the_limit() {
         "{n:?}"
     );
     let refused = b
-        .admit(&ext("1050"), Some(&opd("setda")), &plan, DEC_3)
+        .admit(&ext("1050"), Some(&opd("setda")), &plan, t0(), DEC_3)
         .unwrap_err();
     assert_eq!(
         refused.to_string(),
         "monthly budget of OPD 'setda' used up: 10 of 10 minutes"
     );
-    let v = b.report(&plan, DEC_3);
+    let v = b.report(&plan, t0(), DEC_3);
     assert_eq!(view(&v, "setda").state, BudgetState::Exhausted);
     assert_eq!(view(&v, "setda").refused, 1);
     assert_eq!(b.refused_total().get(&opd("setda")), Some(&1));
     // Another OPD is not affected.
     assert!(b
-        .admit(&ext("2001"), Some(&opd("dinkes")), &plan, DEC_3)
+        .admit(&ext("2001"), Some(&opd("dinkes")), &plan, t0(), DEC_3)
         .is_ok());
 }
 
@@ -204,7 +214,7 @@ fn an_extension_budget_refuses_that_extension_and_still_counts_for_the_opd() {
         "{n:?}"
     );
     let refused = b
-        .admit(&ext("1105"), Some(&opd("setda")), &plan, DEC_3)
+        .admit(&ext("1105"), Some(&opd("setda")), &plan, t0(), DEC_3)
         .unwrap_err();
     assert_eq!(
         refused.to_string(),
@@ -212,12 +222,12 @@ fn an_extension_budget_refuses_that_extension_and_still_counts_for_the_opd() {
     );
     // Its neighbour in the same extension budget has its own 3 minutes; 1050 has none.
     assert!(b
-        .admit(&ext("1106"), Some(&opd("setda")), &plan, DEC_3)
+        .admit(&ext("1106"), Some(&opd("setda")), &plan, t0(), DEC_3)
         .is_ok());
     assert!(b
-        .admit(&ext("1050"), Some(&opd("setda")), &plan, DEC_3)
+        .admit(&ext("1050"), Some(&opd("setda")), &plan, t0(), DEC_3)
         .is_ok());
-    let v = b.report(&plan, DEC_3);
+    let v = b.report(&plan, t0(), DEC_3);
     let setda = view(&v, "setda");
     assert_eq!(
         setda.used, 3,
@@ -241,7 +251,7 @@ fn rupiah_use_the_rates_of_the_class_and_the_setup_charge() {
         &call("2001", "dinkes", NumberClass::Mobile, 150_000, DEC_3),
         &plan,
     );
-    let v = b.report(&plan, DEC_3);
+    let v = b.report(&plan, t0(), DEC_3);
     let dinkes = view(&v, "dinkes");
     assert_eq!(
         (dinkes.used, dinkes.limit, dinkes.unit),
@@ -272,13 +282,13 @@ fn the_month_rolls_over_at_wib_midnight_of_the_first() {
         &plan,
     );
     assert!(b
-        .admit(&ext("1050"), Some(&opd("setda")), &plan, before)
+        .admit(&ext("1050"), Some(&opd("setda")), &plan, t0(), before)
         .is_err());
     // One millisecond later it is January in WIB (still December 31 in UTC).
     assert!(b
-        .admit(&ext("1050"), Some(&opd("setda")), &plan, jan)
+        .admit(&ext("1050"), Some(&opd("setda")), &plan, t0(), jan)
         .is_ok());
-    let v = b.report(&plan, jan);
+    let v = b.report(&plan, t0(), jan);
     assert_eq!(
         (view(&v, "setda").used, view(&v, "setda").month.as_str()),
         (0, "2027-01")
@@ -296,7 +306,7 @@ fn the_month_rolls_over_at_wib_midnight_of_the_first() {
         &plan,
     );
     assert!(n.is_empty());
-    assert_eq!(view(&b.report(&plan, jan + 2), "setda").used, 8);
+    assert_eq!(view(&b.report(&plan, t0(), jan + 2), "setda").used, 8);
 }
 
 fn record(caller: &str, code: &str, route: &str, answer: Option<i64>, end: i64) -> CdrRecord {
@@ -377,7 +387,7 @@ fn seeding_from_the_store_counts_this_month_silently() {
         &plan,
         now,
     );
-    let v = b.report(&plan, now);
+    let v = b.report(&plan, t0(), now);
     assert_eq!(
         (view(&v, "setda").used, view(&v, "setda").state),
         (8, BudgetState::Warning)
@@ -401,13 +411,140 @@ fn an_opd_without_a_budget_is_never_refused_nor_listed() {
         &plan,
     );
     assert!(b
-        .admit(&ext("1050"), Some(&opd("bkd")), &plan, DEC_3)
+        .admit(&ext("1050"), Some(&opd("bkd")), &plan, t0(), DEC_3)
         .is_ok());
-    assert!(b.admit(&ext("1050"), None, &plan, DEC_3).is_ok());
+    assert!(b.admit(&ext("1050"), None, &plan, t0(), DEC_3).is_ok());
     let codes: Vec<String> = b
-        .report(&plan, DEC_3)
+        .report(&plan, t0(), DEC_3)
         .iter()
         .map(|v| v.opd.to_string())
         .collect();
     assert_eq!(codes, ["dinkes", "setda"]);
+}
+
+#[test]
+fn a_call_in_progress_is_ended_before_a_minute_its_budget_cannot_pay_for() {
+    let plan = plan();
+    let mut b = Budgets::default();
+    let setda = opd("setda");
+    // Eight of ten minutes used by ended calls.
+    b.handle_call(
+        &call("1050", "setda", NumberClass::Local, 8 * MINUTE, DEC_3),
+        &plan,
+    );
+    let t = t0();
+    let answered = call("1050", "setda", NumberClass::Mobile, 0, DEC_3);
+    b.handle_answered("c1", answered, t);
+    // Checked a second before its second minute: 8 + 2 = 10 fits.
+    assert_eq!(b.poll_timeout(&plan), Some(t + 59 * SEC));
+    assert!(
+        b.poll_cut(&plan, t + 30 * SEC, DEC_3).is_empty(),
+        "not due yet"
+    );
+    // In its first minute it already counts: 9 of 10, another call may start.
+    assert_eq!(view(&b.report(&plan, t + 30 * SEC, DEC_3), "setda").used, 9);
+    assert!(b
+        .admit(&ext("1051"), Some(&setda), &plan, t + 30 * SEC, DEC_3)
+        .is_ok());
+    assert!(b.poll_cut(&plan, t + 59 * SEC, DEC_3).is_empty());
+    // In its second minute the budget is at 10 of 10: new calls are refused.
+    assert_eq!(b.poll_timeout(&plan), Some(t + 119 * SEC));
+    let refused = b.admit(&ext("1051"), Some(&setda), &plan, t + 61 * SEC, DEC_3);
+    assert_eq!(
+        refused.unwrap_err().to_string(),
+        "monthly budget of OPD 'setda' used up: 10 of 10 minutes"
+    );
+    // A third minute would make 11: the call is ended a second before it starts.
+    let cut = b.poll_cut(&plan, t + 119 * SEC, DEC_3);
+    assert_eq!(cut.len(), 1, "{cut:?}");
+    assert_eq!(cut[0].0, "c1");
+    assert_eq!(
+        cut[0].1.to_string(),
+        "monthly budget of OPD 'setda' used up: 10 of 10 minutes"
+    );
+    assert_eq!(
+        b.poll_timeout(&plan),
+        None,
+        "a call being ended is not checked again"
+    );
+    assert!(b.poll_cut(&plan, t + 200 * SEC, DEC_3).is_empty());
+    // Its record ends it: two billed minutes (119 s), the month at exactly 10.
+    b.handle_ended("c1");
+    b.handle_call(
+        &call("1050", "setda", NumberClass::Mobile, 119_000, DEC_3),
+        &plan,
+    );
+    assert_eq!(
+        view(&b.report(&plan, t + 200 * SEC, DEC_3), "setda").used,
+        10
+    );
+}
+
+#[test]
+fn calls_in_progress_share_their_budget_and_an_extension_budget_ends_its_own() {
+    let plan = plan();
+    let mut b = Budgets::default();
+    let t = t0();
+    // 1105 has 3 minutes of its own (and setda 10 in all).
+    b.handle_answered("a", call("1105", "setda", NumberClass::Local, 0, DEC_3), t);
+    assert!(b.poll_cut(&plan, t + 59 * SEC, DEC_3).is_empty()); // 2 of 3
+    assert!(b.poll_cut(&plan, t + 119 * SEC, DEC_3).is_empty()); // 3 of 3
+    let cut = b.poll_cut(&plan, t + 179 * SEC, DEC_3);
+    assert_eq!(cut.len(), 1);
+    assert_eq!(
+        cut[0].1.to_string(),
+        "monthly budget of extension 1105 (OPD 'setda') used up: 3 of 3 minutes"
+    );
+    b.handle_ended("a");
+    b.handle_call(
+        &call("1105", "setda", NumberClass::Local, 179_000, DEC_3),
+        &plan,
+    );
+
+    // Two calls of setda at once with 7 minutes left (3 used): the one due first takes the
+    // minute, the other is ended when setda's total would go over.
+    let t = t + 300 * SEC;
+    b.handle_answered("x", call("1050", "setda", NumberClass::Local, 0, DEC_3), t);
+    b.handle_answered(
+        "y",
+        call("1051", "setda", NumberClass::Local, 0, DEC_3),
+        t + SEC,
+    );
+    // Each check counts the minutes the others were let into: x 2 + y 1 → 3 + 3 = 6, y 2 + 2
+    // → 7, x 3 → 8, y 3 → 9, x 4 → 10; y's fourth would make 11: ended; x's fifth too.
+    let mut cuts = Vec::new();
+    for minute in 1..=4u32 {
+        for (id, offset) in [("x", 0), ("y", 1)] {
+            let at = t + 60 * SEC * minute - SEC + offset * SEC;
+            for (cut, _) in b.poll_cut(&plan, at, DEC_3) {
+                cuts.push((cut, minute, id));
+            }
+        }
+    }
+    assert_eq!(
+        cuts,
+        [("y".to_owned(), 3, "y"), ("x".to_owned(), 4, "x")],
+        "{cuts:?}"
+    );
+    // Billed as they were ended: y 179 s (3), x 239 s (4): setda at exactly 10.
+    for (id, caller, talk) in [("y", "1051", 179_000), ("x", "1050", 239_000)] {
+        b.handle_ended(id);
+        b.handle_call(
+            &call(caller, "setda", NumberClass::Local, talk, DEC_3),
+            &plan,
+        );
+    }
+    assert_eq!(
+        view(&b.report(&plan, t + 300 * SEC, DEC_3), "setda").used,
+        10
+    );
+}
+
+#[test]
+fn calls_of_opds_without_a_budget_are_never_checked() {
+    let plan = plan();
+    let mut b = Budgets::default();
+    b.handle_answered("c", call("1050", "bkd", NumberClass::Local, 0, DEC_3), t0());
+    assert_eq!(b.poll_timeout(&plan), None);
+    assert!(b.poll_cut(&plan, t0() + 3600 * SEC, DEC_3).is_empty());
 }
