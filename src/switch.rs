@@ -798,14 +798,22 @@ impl Switch {
         let (proxy, mut cx) = self.split();
         for (call_id, standing) in cuts {
             let reason = format!("SIP;cause=403;text=\"{standing}\"");
-            let sent = proxy.bye_both_ways(&mut cx, &call_id, &reason, now);
-            tracing::warn!(
-                target: "tambun::budget",
-                %call_id,
-                byes = sent,
-                "ending a call in progress: {standing}"
-            );
-            proxy.records.ended_by_switch(&call_id, now.unix_ms);
+            if proxy.bye_both_ways(&mut cx, &call_id, &reason, now) {
+                tracing::warn!(
+                    target: "tambun::budget",
+                    %call_id,
+                    "ending a call in progress: {standing}"
+                );
+                proxy.records.ended_by_switch(&call_id, now.unix_ms);
+            } else {
+                // Without the relay the switch has no dialog to end: the call goes on and
+                // is billed in full when it ends.
+                tracing::warn!(
+                    target: "tambun::budget",
+                    %call_id,
+                    "cannot end a call in progress (its media is not anchored): {standing}"
+                );
+            }
         }
     }
 

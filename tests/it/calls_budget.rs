@@ -5,6 +5,8 @@
 //! and one log line say so. A local call brings it to 100 %; the next outside call is refused
 //! with 403 and a Warning naming the budget and never reaches the carrier, while 112 still
 //! does and is not counted. The month's usage survives a restart (from the call records).
+//! With a budget of one minute, an answered call is ended by the switch (a BYE to both sides)
+//! a second before its second billed minute.
 
 use std::fs;
 use std::time::Duration;
@@ -14,8 +16,8 @@ use serde_json::Value;
 use crate::common::calls::{
     assert_sipp_ok, header_of, received_messages, refused_scenario, sipp_call, wait_cdrs, SippUas,
 };
-use crate::common::media::{admin_get, admin_get_text};
-use crate::common::peers::{sipp_scenario, SippRun};
+use crate::common::media::{admin_get, admin_get_text, rtp_range};
+use crate::common::peers::{run_sipp, sipp_scenario, SippRun};
 use crate::common::{json_str, Switch, SwitchOptions};
 
 const NATIONAL: &str = "90561234567";
@@ -84,7 +86,10 @@ fn wait_used(switch: &Switch, used: u64) -> Value {
 
 #[test]
 fn a_used_up_budget_refuses_outside_calls_but_not_112_and_survives_a_restart() {
-    let mut switch = Switch::create(SwitchOptions::default());
+    let mut switch = Switch::create(SwitchOptions {
+        extra_args: vec!["--rtp-ports".into(), rtp_range(32)],
+        ..SwitchOptions::default()
+    });
     let trunk_uas = SippUas::listen(
         switch.dir(),
         "trunk",
@@ -247,4 +252,84 @@ fn a_used_up_budget_refuses_outside_calls_but_not_112_and_survives_a_restart() {
         &refused_scenario(switch.dir(), 403),
     );
     assert_sipp_ok(&again, 1, "outside call over the budget after a restart");
+}
+
+#[test]
+fn a_call_in_progress_is_ended_before_the_minute_its_budget_cannot_pay_for() {
+    let mut switch = Switch::create(SwitchOptions {
+        config_toml: Some("[media]\ninactivity_secs = 600\n".to_owned()),
+        extra_args: vec!["--rtp-ports".into(), rtp_range(32)],
+        ..SwitchOptions::default()
+    });
+    let mut trunk = SippUas::listen(switch.dir(), "trunk", "uas-answer.xml", &["-m", "1"]);
+    let province = switch.dialplan.join("province.toml");
+    let text = fs::read_to_string(&province).expect("read province.toml");
+    let shipped = "target = \"127.0.0.1:5090\"";
+    fs::write(
+        &province,
+        text.replace(shipped, &format!("target = \"{}\"", trunk.addr())),
+    )
+    .expect("write province.toml");
+    let setda = switch.dialplan.join("setda.toml");
+    let text = fs::read_to_string(&setda).expect("read setda.toml");
+    fs::write(&setda, format!("{text}\n[budget]\nminutes = 1\n")).expect("write setda.toml");
+    switch.add_ext("1000", "setda", "pw1000");
+    switch.launch();
+
+    // The caller never hangs up: the switch's BYE ends the call, answered with 200.
+    let started = std::time::Instant::now();
+    let inf = switch.dir().join("caller-long.csv");
+    fs::write(&inf, "SEQUENTIAL\n1000;pw1000\n").expect("write injection file");
+    let run = run_sipp(
+        switch.dir(),
+        "long",
+        switch.sip,
+        &sipp_scenario("media-uac-timeout.xml"),
+        Some(&inf),
+        &[
+            "-s",
+            NATIONAL,
+            "-key",
+            "domain",
+            "127.0.0.1",
+            "-m",
+            "1",
+            "-recv_timeout",
+            "90000",
+        ],
+        Duration::from_secs(90),
+    );
+    let took = started.elapsed();
+    assert_sipp_ok(&run, 1, "the call the switch ends");
+    assert!(
+        (Duration::from_secs(58)..Duration::from_secs(75)).contains(&took),
+        "the switch's BYE came {took:?} after the call started (cut at 59 s of talk)"
+    );
+    let carrier = trunk.finish(Duration::from_secs(5));
+    assert_sipp_ok(&carrier, 1, "the carrier got the switch's BYE");
+    let bye = trunk.requests("BYE");
+    assert!(
+        bye.iter()
+            .any(|m| m.contains("monthly budget of OPD 'setda' used up")),
+        "the BYE's Reason names the budget: {bye:#?}"
+    );
+
+    let rows = wait_cdrs(&switch, 1);
+    assert_eq!(json_str(&rows[0], "disposition"), "answered", "{rows:#?}");
+    let talk = rows[0]["duration_ms"]
+        .as_i64()
+        .or_else(|| Some(rows[0]["end_ms"].as_i64()? - rows[0]["answer_ms"].as_i64()?))
+        .unwrap_or_default();
+    assert!(
+        (57_000..60_000).contains(&talk),
+        "billed one minute: {rows:#?}"
+    );
+    let b = wait_used(&switch, 1);
+    assert_eq!(json_str(&b, "state"), "exhausted", "{b:#}");
+    let line = "ending a call in progress: monthly budget of OPD 'setda' used up: 1 of 1 minutes";
+    assert!(
+        switch.log_text().contains(line),
+        "log lacks «{line}»:\n{}",
+        switch.log_text()
+    );
 }
