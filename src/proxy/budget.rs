@@ -1,13 +1,15 @@
 //! Monthly budgets per OPD (and per extension where the OPD file sets one): what the answered
 //! outside calls of the current WIB month have used, whether a new outside call may start,
+//! which calls in progress must end because their budget cannot pay for their next minute,
 //! and the 80 % and 100 % crossings to warn about.
 //!
 //! Sans-IO: usage comes in as [`BilledCall`]s (a finished call record, live or from the store
-//! at start); time comes in as Unix milliseconds, and the month (WIB, UTC+7) rolls over at
+//! at start; an answered call in progress with the `Instant` of its answer); wall time comes
+//! in as Unix milliseconds, deadlines go out as `Instant`s, and the month (WIB, UTC+7) rolls over at
 //! 00:00 WIB of the 1st: usage and warnings start again from zero. Limits and rates are read
 //! from the [`Dialplan`] passed to each call, so a reload applies at once. Emergency calls
 //! never reach this module (the caller leaves them out). No clock, no I/O, no logging: the
-//! switch logs the [`Notice`]s and refusals.
+//! switch logs the [`Notice`]s and refusals, and ends the calls [`Budgets::poll_cut`] names.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
