@@ -726,11 +726,16 @@ impl Switch {
         }
     }
 
-    /// An answered outside call starts to cost: the budgets follow it until it ends.
+    /// An answered outside call starts to cost: the budgets follow it until it ends (its
+    /// record is billed, or it is closed without one when a new INVITE replaces it).
     fn follow_open_call(&mut self, op: &crate::cdr::OpenCallOp) {
         use crate::proxy::budget::BilledCall;
-        let crate::cdr::OpenCallOp::Open { record, .. } = op else {
-            return;
+        let record = match op {
+            crate::cdr::OpenCallOp::Open { record, .. } => record,
+            crate::cdr::OpenCallOp::Close { call_id, .. } => {
+                self.proxy.budget.handle_ended(call_id);
+                return;
+            }
         };
         let (Some(call), Some(at)) = (
             BilledCall::from_record(record, &self.dialplan),
