@@ -30,4 +30,5 @@ pub mod store;
 pub mod switch;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod trunk;
 pub mod types;

@@ -34,6 +34,7 @@ use crate::sip::response;
 use crate::sip::transaction::{
     Peer, RequestDisposition, ServerTransactions, Timers, TransactionKey, Transmit,
 };
+use crate::trunk::Trunks;
 use crate::types::{Extension, Now, OpdCode, Transport};
 
 /// What the switch asks its driver to do, in the order it decided it.
@@ -237,6 +238,8 @@ pub struct Switch {
     next_prune: Option<Instant>,
     /// Per-source limits, bans and the overload rule.
     pub guard: Guard,
+    /// The carriers of the central trunk: registration, pings, health.
+    pub(crate) trunks: Trunks,
     pub stats: Stats,
 }
 
@@ -247,6 +250,8 @@ impl Switch {
         dialplan: Arc<Dialplan>,
         max_call: Duration,
     ) -> Switch {
+        let mut trunks = Trunks::new(String::new());
+        trunks.handle_config(&dialplan.province().trunks, None);
         Switch {
             limits,
             server: ServerTransactions::new(Timers::default()),
@@ -260,8 +265,28 @@ impl Switch {
             close_conns: Vec::new(),
             next_prune: None,
             guard: Guard::disabled(),
+            trunks,
             stats: Stats::default(),
         }
+    }
+
+    /// A random id of this process, so that the Call-IDs of our registrations with carriers
+    /// differ from those of the last run; call before the first timeout.
+    pub fn set_instance(&mut self, instance: String, now: Now) {
+        self.last_now = Some(now.instant);
+        self.trunks = Trunks::new(instance);
+        self.trunks
+            .handle_config(&self.dialplan.province().trunks, self.last_now);
+    }
+
+    /// The carriers' secrets from the store (at start and after each change).
+    pub fn handle_trunk_secrets(&mut self, secrets: Vec<crate::trunk::TrunkSecret>) {
+        self.trunks.handle_secrets(secrets);
+    }
+
+    /// Every carrier, for `tambun trunk status`.
+    pub fn trunk_views(&self, now: Instant) -> Vec<crate::trunk::TrunkView> {
+        self.trunks.views(now)
     }
 
     /// The proxy and what it sees of the rest of the switch, borrowed apart.
@@ -274,6 +299,7 @@ impl Switch {
                 net: &self.net,
                 server: &mut self.server,
                 guard: &mut self.guard,
+                trunks: &mut self.trunks,
                 out: &mut self.transmits,
             },
         )
@@ -373,6 +399,8 @@ impl Switch {
 
     /// A new dialplan (reload); calls in progress keep their routing.
     pub fn handle_dialplan(&mut self, dialplan: Arc<Dialplan>) {
+        self.trunks
+            .handle_config(&dialplan.province().trunks, self.last_now);
         self.dialplan = dialplan;
     }
 
@@ -488,6 +516,9 @@ impl Switch {
         while let Some(cmd) = self.proxy.poll_media_command() {
             self.outputs.push_media(cmd);
         }
+        while let Some(t) = self.trunks.poll_transmit() {
+            self.transmits.push_back(t);
+        }
         for t in self.transmits.drain(..) {
             self.outputs.push(Output::Transmit(t));
         }
@@ -496,6 +527,9 @@ impl Switch {
     fn handle_message(&mut self, msg: Message, peer: Peer, now: Now) {
         if !msg.is_request() {
             match msg.validate_response() {
+                Ok(()) if Trunks::owns(&msg) => {
+                    self.trunks.handle_response(&msg, peer.addr, &self.net, now);
+                }
                 Ok(()) => {
                     let (proxy, mut cx) = self.split();
                     proxy.handle_response(&mut cx, msg, peer.addr.ip(), now);
@@ -686,6 +720,7 @@ impl Switch {
         proxy.handle_timeout(&mut cx, now);
         self.registrar.location.handle_timeout(now.instant);
         self.guard.handle_timeout(now);
+        self.trunks.handle_timeout(&self.net, now);
         self.cut_calls_over_budget(now);
         if self.next_prune.is_none_or(|t| t <= now.instant) {
             self.registrar.authn.prune(now.unix);
@@ -700,6 +735,7 @@ impl Switch {
             self.proxy.poll_timeout(),
             self.registrar.location.poll_timeout(),
             self.guard.poll_timeout(),
+            self.trunks.poll_timeout(),
             self.next_prune,
             self.outputs.deadline(),
             self.proxy.budget.poll_timeout(&self.dialplan),
@@ -714,6 +750,9 @@ impl Switch {
     /// session waits in the queue for the relay's counters ([`Switch::handle_media`]).
     fn finish_call_records(&mut self) {
         self.proxy.settle_toll();
+        for carrier in self.proxy.carrier_calls_ended.drain(..) {
+            self.trunks.handle_call_count(&carrier, -1);
+        }
         for r in self.proxy.records.drain_finished() {
             if let Some(i) = Disposition::ALL.iter().position(|d| *d == r.disposition) {
                 self.stats.calls_by_disposition[i] += 1;

@@ -19,6 +19,7 @@ mod output;
 mod regs;
 mod serve;
 mod tls;
+mod trunk;
 mod wib;
 
 use std::net::SocketAddr;
@@ -105,6 +106,9 @@ pub enum Command {
     /// The conference rooms of the running switch: who is in them, who talks
     #[command(subcommand)]
     Conf(conf::ConfCommand),
+    /// The carriers of the central trunk: status, order, passwords
+    #[command(subcommand)]
+    Trunk(trunk::TrunkCommand),
     /// The guard's ban list: addresses the switch drops silently
     #[command(subcommand)]
     Ban(ban::BanCommand),
@@ -129,6 +133,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cdr(args) => cdr::run(&global, args),
         Command::Budget(args) => budget::run(&global, args),
         Command::Conf(cmd) => conf::run(&global, cmd),
+        Command::Trunk(cmd) => trunk::run(&global, cmd),
         Command::Ban(cmd) => ban::run(&global, cmd),
         Command::Tls(cmd) => tls::run(&global, cmd),
         Command::Bench(cmd) => bench::run(cmd),

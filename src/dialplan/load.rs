@@ -13,10 +13,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    Block, ClassRule, ClassSet, Days, Dialplan, DialplanError, DialplanErrors,
-    ExtensionPermissions, FeatureCodes, Hours, Moderator, NumberClass, Opd, Pattern, Period,
-    Permissions, Province, RingGroup, Room, RoomAccess, RoomTime, Rule, Schedule, Strategy, Target,
-    TimeCondition, TimedTarget, Trunk,
+    Block, CallerIdPlacement, ClassRule, ClassSet, Days, Dialplan, DialplanError, DialplanErrors,
+    DidSource, ExtensionPermissions, FeatureCodes, Hours, Moderator, NumberClass, NumberFormat,
+    Opd, Pattern, Period, Permissions, Province, RingGroup, Room, RoomAccess, RoomTime, Rule,
+    Schedule, Strategy, Target, TimeCondition, TimedTarget, Trunk, TrunkRegistration,
 };
 use crate::types::{Extension, OpdCode, Transport};
 
@@ -34,6 +34,8 @@ struct RawOpd {
     name: Spanned<String>,
     blocks: Vec<Spanned<String>>,
     reception: Option<Spanned<String>>,
+    /// The OPD's public number: its caller ID on outside calls.
+    public_number: Option<Spanned<String>>,
     permissions: Option<RawPermissions>,
     budget: Option<Spanned<budget::RawBudget>>,
     #[serde(default)]
@@ -128,8 +130,9 @@ struct RawRoom {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawProvince {
-    trunk: RawTrunk,
+struct RawProvince<T> {
+    /// `[[trunk]]` (carriers) or, as older files have it, one `[trunk]` table.
+    trunk: T,
     outside: RawOutside,
     emergency: RawEmergency,
     permissions: RawDefaultPermissions,
@@ -145,14 +148,35 @@ struct RawProvince {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTrunk {
+    /// Required with `[[trunk]]`; a lone `[trunk]` table is called `trunk`.
+    name: Option<Spanned<String>>,
     target: Spanned<String>,
     transport: Spanned<String>,
+    priority: Option<Spanned<i64>>,
+    number_format: Option<Spanned<String>>,
+    area_code: Option<Spanned<String>>,
+    caller_id: Option<Spanned<String>>,
+    did_from: Option<Spanned<String>>,
+    ping_secs: Option<Spanned<i64>>,
+    timeout_secs: Option<Spanned<i64>>,
+    register: Option<RawTrunkRegister>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrunkRegister {
+    username: Spanned<String>,
+    realm: Spanned<String>,
+    domain: Option<Spanned<String>>,
+    expires_secs: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawOutside {
     prefix: Spanned<String>,
+    /// The caller ID of OPDs without a `public_number` of their own.
+    public_number: Option<Spanned<String>>,
     class: Vec<RawClass>,
 }
 
@@ -626,16 +650,32 @@ impl<'a> FileCtx<'a> {
 /// The province plan (`None` if the file has errors) and its rooms (returned even then, so
 /// that the cross-file checks see their numbers).
 fn parse_province(f: &mut FileCtx<'_>) -> (Option<Province>, Vec<ParsedRoom>) {
-    let Some(raw) = f.deserialize::<RawProvince>() else {
+    // `[trunk]` (one table, older files) or `[[trunk]]` (carriers): serde cannot keep spans
+    // through an untagged enum, so look first, then read the file in the shape it has.
+    let one_table = toml::from_str::<toml::Table>(f.src)
+        .ok()
+        .is_some_and(|t| t.get("trunk").is_some_and(|v| v.is_table()));
+    let raw = if one_table {
+        f.deserialize::<RawProvince<RawTrunk>>()
+            .map(|r| RawProvince {
+                trunk: vec![r.trunk],
+                outside: r.outside,
+                emergency: r.emergency,
+                permissions: r.permissions,
+                features: r.features,
+                rate: r.rate,
+                schedule: r.schedule,
+                room: r.room,
+            })
+    } else {
+        f.deserialize::<RawProvince<Vec<RawTrunk>>>()
+    };
+    let Some(raw) = raw else {
         return (None, Vec::new());
     };
     let before = f.error_count();
 
-    let trunk_line = f.line(&raw.trunk.target.span());
-    let hostport = f.parse(&raw.trunk.target, parse_host_port);
-    let transport = f.parse(&raw.trunk.transport, |s| {
-        s.parse::<Transport>().map_err(|e| e.0)
-    });
+    let trunks = parse_trunks(f, &raw.trunk, one_table);
 
     let prefix = f.parse(&raw.outside.prefix, |s| {
         if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
@@ -644,6 +684,11 @@ fn parse_province(f: &mut FileCtx<'_>) -> (Option<Province>, Vec<ParsedRoom>) {
             Err(format!("outside-line prefix '{s}' must be digits"))
         }
     });
+
+    let public_number = match &raw.outside.public_number {
+        Some(n) => f.parse(n, parse_public_number),
+        None => None,
+    };
 
     let mut classes = Vec::new();
     for c in &raw.outside.class {
@@ -708,8 +753,7 @@ fn parse_province(f: &mut FileCtx<'_>) -> (Option<Province>, Vec<ParsedRoom>) {
     let schedule_known = |name: &str| schedules.iter().any(|s| s.name == name);
     let rooms = parse_rooms(f, &raw.room, &schedule_known);
 
-    let (Some((host, port)), Some(transport), Some(outside_prefix)) = (hostport, transport, prefix)
-    else {
+    let Some(outside_prefix) = prefix else {
         return (None, rooms);
     };
     if f.error_count() > before {
@@ -717,12 +761,8 @@ fn parse_province(f: &mut FileCtx<'_>) -> (Option<Province>, Vec<ParsedRoom>) {
     }
     let province = Province {
         file: f.path.to_path_buf(),
-        trunk: Trunk {
-            host,
-            port,
-            transport,
-            line: trunk_line,
-        },
+        trunks,
+        public_number,
         outside_prefix,
         emergency,
         classes,
@@ -783,6 +823,11 @@ fn parse_opd(f: &mut FileCtx<'_>, province: Option<&Province>) -> Option<ParsedO
         None => None,
     };
 
+    let public_number = match &raw.public_number {
+        Some(n) => f.parse(n, parse_public_number),
+        None => None,
+    };
+
     let mut ext_refs = Vec::new();
     let groups = parse_groups(f, &raw.group, &mut ext_refs);
     let province_schedules = province.map_or(&[][..], |p| &p.schedules[..]);
@@ -820,6 +865,7 @@ fn parse_opd(f: &mut FileCtx<'_>, province: Option<&Province>) -> Option<ParsedO
             name,
             blocks,
             reception,
+            public_number,
             file: f.path.to_path_buf(),
             rules,
             groups,
@@ -1418,6 +1464,247 @@ fn parse_block(s: &str, single: bool) -> Result<Block, String> {
 }
 
 /// `host:port` or `[v6]:port`.
+/// The carriers, sorted by priority (file order among equals). Names are unique, a carrier
+/// that registers names its username and realm, and there is at least one carrier.
+fn parse_trunks(f: &mut FileCtx<'_>, raw: &[RawTrunk], one_table: bool) -> Vec<Trunk> {
+    let mut trunks: Vec<Trunk> = Vec::new();
+    if raw.is_empty() {
+        f.errors.push(err(
+            f.path,
+            0,
+            "at least one [[trunk]] (a carrier) is required".into(),
+        ));
+    }
+    for (i, t) in raw.iter().enumerate() {
+        let line = f.line(&t.name.as_ref().map_or(t.target.span(), |n| n.span()));
+        let name = match &t.name {
+            Some(n) => f.parse(n, |s| {
+                if !s.is_empty()
+                    && s.len() <= 32
+                    && s.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                {
+                    Ok(s.to_owned())
+                } else {
+                    Err(format!(
+                        "trunk name '{s}' must be 1 to 32 lowercase letters, digits or '-'"
+                    ))
+                }
+            }),
+            None if one_table => Some("trunk".to_owned()),
+            None => {
+                f.error(
+                    &t.target.span(),
+                    "a [[trunk]] needs a name (e.g. name = \"telkom\")",
+                );
+                None
+            }
+        };
+        if let Some(n) = &name {
+            if let Some(prev) = trunks.iter().find(|p| &p.name == n) {
+                f.error(
+                    &t.target.span(),
+                    format!("trunk '{n}' is already defined on line {}", prev.line),
+                );
+            }
+        }
+        let hostport = f.parse(&t.target, parse_host_port);
+        let transport = f.parse(&t.transport, |s| match s.parse::<Transport>() {
+            Ok(tr @ (Transport::Udp | Transport::Tcp | Transport::Tls)) => Ok(tr),
+            Ok(_) => Err(format!("trunk transport '{s}' must be udp, tcp or tls")),
+            Err(e) => Err(e.0),
+        });
+        let priority = match &t.priority {
+            Some(p) if !(0..=1000).contains(p.get_ref()) => {
+                f.error(
+                    &p.span(),
+                    "priority must be 0 to 1000 (lower is tried first)",
+                );
+                None
+            }
+            Some(p) => Some(*p.get_ref() as u32),
+            None => Some(i as u32 + 1),
+        };
+        let area = match &t.area_code {
+            Some(a) => f.parse(a, |s| {
+                if s.len() >= 2
+                    && s.len() <= 5
+                    && s.starts_with('0')
+                    && s.bytes().all(|b| b.is_ascii_digit())
+                {
+                    Ok(Some(s.to_owned()))
+                } else {
+                    Err(format!(
+                        "area code '{s}' must be 0 and 1 to 4 digits, e.g. '0536'"
+                    ))
+                }
+            }),
+            None => Some(None),
+        };
+        let number_format = match (&t.number_format, area) {
+            (None, Some(_)) => Some(NumberFormat::National),
+            (Some(v), Some(area)) => f.parse(v, |s| match (s, area) {
+                ("e164", _) => Ok(NumberFormat::E164),
+                ("national", _) => Ok(NumberFormat::National),
+                ("local", Some(area)) => Ok(NumberFormat::Local { area }),
+                ("local", None) => Err(
+                    "number_format 'local' needs area_code (e.g. area_code = \"0536\")".to_owned(),
+                ),
+                _ => Err(format!(
+                    "unknown number_format '{s}' (e164, national or local)"
+                )),
+            }),
+            (_, None) => None,
+        };
+        let caller_id = match &t.caller_id {
+            Some(v) => f.parse(v, |s| match s {
+                "pai" => Ok(CallerIdPlacement::Pai),
+                "from" => Ok(CallerIdPlacement::From),
+                "both" => Ok(CallerIdPlacement::Both),
+                _ => Err(format!("unknown caller_id '{s}' (pai, from or both)")),
+            }),
+            None => Some(CallerIdPlacement::Pai),
+        };
+        let did_from = match &t.did_from {
+            Some(v) => f.parse(v, |s| match s {
+                "request-uri" => Ok(DidSource::RequestUri),
+                "to" => Ok(DidSource::To),
+                _ => Err(format!("unknown did_from '{s}' (request-uri or to)")),
+            }),
+            None => Some(DidSource::RequestUri),
+        };
+        let secs = |f: &mut FileCtx<'_>,
+                    v: &Option<Spanned<i64>>,
+                    range: std::ops::RangeInclusive<i64>,
+                    default: u32,
+                    what: &str| match v {
+            Some(x) if !range.contains(x.get_ref()) => {
+                f.error(
+                    &x.span(),
+                    format!(
+                        "{what} must be {} to {} seconds",
+                        range.start(),
+                        range.end()
+                    ),
+                );
+                None
+            }
+            Some(x) => Some(*x.get_ref() as u32),
+            None => Some(default),
+        };
+        let ping_secs = secs(f, &t.ping_secs, 0..=3600, 30, "ping_secs");
+        let timeout_secs = secs(f, &t.timeout_secs, 1..=60, 5, "timeout_secs");
+        let register = match &t.register {
+            None => Some(None),
+            Some(r) => {
+                let username = f.parse(&r.username, |s| {
+                    if !s.is_empty() && !s.bytes().any(|b| b <= b' ' || b"\"@:;<>".contains(&b)) {
+                        Ok(s.to_owned())
+                    } else {
+                        Err(format!("register.username '{s}' must be a SIP user name"))
+                    }
+                });
+                let realm = f.parse(&r.realm, |s| {
+                    if !s.is_empty() && !s.bytes().any(|b| b < b' ' || b == b'"') {
+                        Ok(s.to_owned())
+                    } else {
+                        Err(format!("register.realm '{s}' must be the carrier's realm"))
+                    }
+                });
+                let domain = match &r.domain {
+                    Some(d) => f.parse(d, |s| {
+                        if !s.is_empty()
+                            && s.bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+                        {
+                            Ok(Some(s.to_owned()))
+                        } else {
+                            Err(format!(
+                                "register.domain '{s}' must be a host name or address"
+                            ))
+                        }
+                    }),
+                    None => Some(None),
+                };
+                let expires = secs(f, &r.expires_secs, 60..=86400, 600, "register.expires_secs");
+                match (username, realm, domain, expires, &hostport) {
+                    (
+                        Some(username),
+                        Some(realm),
+                        Some(domain),
+                        Some(expires_secs),
+                        Some((host, _)),
+                    ) => Some(Some(TrunkRegistration {
+                        username,
+                        realm,
+                        domain: domain.unwrap_or_else(|| host.clone()),
+                        expires_secs,
+                    })),
+                    _ => None,
+                }
+            }
+        };
+        if let (
+            Some(name),
+            Some((host, port)),
+            Some(transport),
+            Some(priority),
+            Some(number_format),
+            Some(caller_id),
+            Some(did_from),
+            Some(ping_secs),
+            Some(timeout_secs),
+            Some(register),
+        ) = (
+            name,
+            hostport,
+            transport,
+            priority,
+            number_format,
+            caller_id,
+            did_from,
+            ping_secs,
+            timeout_secs,
+            register,
+        ) {
+            trunks.push(Trunk {
+                name,
+                host,
+                port,
+                transport,
+                priority,
+                number_format,
+                caller_id,
+                did_from,
+                ping_secs,
+                timeout_secs,
+                register,
+                line,
+            });
+        }
+    }
+    // Stable: file order among equal priorities.
+    trunks.sort_by_key(|t| t.priority);
+    trunks
+}
+
+/// A public telephone number (`05363231110`, `+62 536 3231110`), kept in the national form.
+fn parse_public_number(s: &str) -> Result<String, String> {
+    let n = crate::trunk::number::to_national(s);
+    if n.len() >= 9
+        && n.len() <= 14
+        && n.starts_with('0')
+        && !n.starts_with("00")
+        && n.bytes().all(|b| b.is_ascii_digit())
+    {
+        Ok(n)
+    } else {
+        Err(format!(
+            "public number '{s}' must be a national number with its area code, e.g. '05363231110' or '+625363231110'"
+        ))
+    }
+}
+
 fn parse_host_port(s: &str) -> Result<(String, u16), String> {
     let bad = || format!("trunk target '{s}' must be host:port, e.g. '127.0.0.1:5090'");
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {

@@ -70,6 +70,14 @@ impl Dialplan {
         load::from_sources(dir, files, Vec::new())
     }
 
+    /// Sets every carrier's OPTIONS interval (tests).
+    #[cfg(test)]
+    pub(crate) fn set_trunk_pings(&mut self, secs: u32) {
+        for t in &mut self.province.trunks {
+            t.ping_secs = secs;
+        }
+    }
+
     pub fn opds(&self) -> &[Opd] {
         &self.opds
     }
@@ -112,6 +120,8 @@ pub struct Opd {
     pub blocks: Vec<Block>,
     /// The switchboard extension (what `0` usually reaches).
     pub reception: Option<Extension>,
+    /// The OPD's public number (national form): its caller ID on outside calls.
+    pub public_number: Option<String>,
     pub file: PathBuf,
     /// In file order.
     pub rules: Vec<Rule>,
@@ -398,7 +408,11 @@ pub struct ExtensionPermissions {
 #[derive(Debug, Clone)]
 pub struct Province {
     pub file: PathBuf,
-    pub trunk: Trunk,
+    /// The carriers of the central trunk, in the order calls try them (priority, then file
+    /// order); never empty.
+    pub trunks: Vec<Trunk>,
+    /// The caller ID (national form) of OPDs without a public number of their own.
+    pub public_number: Option<String>,
     /// The outside-line prefix (`9`), stripped before classification.
     pub outside_prefix: String,
     /// Numbers that always reach the trunk, from every extension, without the prefix.
@@ -419,13 +433,73 @@ impl Province {
     }
 }
 
-/// The SIP target of the central trunk.
+/// One carrier of the central trunk (`[[trunk]]` in `province.toml`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Trunk {
+    /// The name operators use (`tambun trunk status`, `tambun trunk passwd NAME`).
+    pub name: String,
     pub host: String,
     pub port: u16,
     pub transport: Transport,
+    /// Lower is tried first.
+    pub priority: u32,
+    /// How the carrier wants numbers written (the number dialled, after the class rules).
+    pub number_format: NumberFormat,
+    /// Where the caller's public number goes on calls to this carrier.
+    pub caller_id: CallerIdPlacement,
+    /// Where an inbound call from this carrier carries the public number dialled.
+    pub did_from: DidSource,
+    /// OPTIONS to the carrier every so many seconds; 0: never.
+    pub ping_secs: u32,
+    /// A call that hears nothing at all (not even 100 Trying) from this carrier within this
+    /// many seconds goes to the next carrier.
+    pub timeout_secs: u32,
+    /// Outbound registration, when the carrier wants one.
+    pub register: Option<TrunkRegistration>,
+    /// The line of `[[trunk]]`'s `name`.
     pub line: usize,
+}
+
+/// How Tambun registers with a carrier. The secret is not here: `tambun trunk passwd NAME`
+/// keeps its digest hash (HA1, for this username and realm) in the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrunkRegistration {
+    pub username: String,
+    /// The realm the carrier challenges with (the HA1 is for this realm).
+    pub realm: String,
+    /// The host of the address of record (`sip:username@domain`); the target's host by default.
+    pub domain: String,
+    /// Registration lifetime asked for; refreshed halfway through what the carrier grants.
+    pub expires_secs: u32,
+}
+
+/// Number formats carriers ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NumberFormat {
+    /// `+62536…`, `+62812…`; international `+…`.
+    E164,
+    /// `0536…`, `0812…`; international `00…` (the plan's own form).
+    National,
+    /// As national, but numbers in the area `area` without their area code (`3231110`).
+    Local { area: String },
+}
+
+/// Where the OPD's public number goes on a call to a carrier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallerIdPlacement {
+    /// `P-Asserted-Identity` (RFC 3325); From as the phone sent it.
+    Pai,
+    /// The From URI's user (display name kept); no PAI.
+    From,
+    /// Both.
+    Both,
+}
+
+/// Where an inbound call carries the dialled public number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DidSource {
+    RequestUri,
+    To,
 }
 
 /// One classification rule for outside numbers.

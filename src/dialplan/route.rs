@@ -824,12 +824,20 @@ impl<'a> Eval<'a> {
             Some(p) if dialled => format!("{p}{number}"),
             _ => number.to_owned(),
         };
+        let first = &province.trunks[0];
         self.step(
             Some(&province.file),
-            Some(province.trunk.line),
+            Some(first.line),
             format!(
-                "to the trunk {}:{} as {sent}",
-                province.trunk.host, province.trunk.port
+                "to the trunk as {sent} (carrier '{}' at {}:{} first{})",
+                first.name,
+                first.host,
+                first.port,
+                if province.trunks.len() > 1 {
+                    ", the others on failure"
+                } else {
+                    ""
+                }
             ),
         );
         Decision::Trunk {

@@ -701,7 +701,7 @@ fn trace_of_a_refused_national_call() {
         [
             "dialplan/setwan.toml: 1205 dials 90511234567: caller is in OPD setwan (Sekretariat DPRD)",
             "dialplan/province.toml: 90511234567 starts with the outside prefix 9: outside number 0511234567",
-            "dialplan/province.toml:29: class rule '_0Z.' matches 0511234567: class national",
+            "dialplan/province.toml:46: class rule '_0Z.' matches 0511234567: class national",
             "dialplan/setwan.toml: class national is not allowed for 1205 (setwan allows: internal, local), so 0511234567 is refused",
         ]
     );

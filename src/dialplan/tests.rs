@@ -95,7 +95,7 @@ fn shipped_plans_load() {
     assert!(plan.opd(&"nope".parse().unwrap()).is_none());
 
     let province = plan.province();
-    assert!(province.trunk.host == "127.0.0.1" || province.trunk.host == "::1");
+    assert!(province.trunks[0].host == "127.0.0.1" || province.trunks[0].host == "::1");
     assert_eq!(province.outside_prefix, "9");
     assert_eq!(
         province.emergency,
@@ -711,4 +711,88 @@ fn duplicate_room_numbers_name_both_places() {
     let errors = errors_of(&dir_with(&[("dinkes.toml", &twice)]));
     assert_error(&errors, "dinkes.toml", 11, "room 'Lagi' (");
     assert_error(&errors, "dinkes.toml", 15, "room 'Rapat Dinkes' (");
+}
+
+#[test]
+fn carriers_load_in_priority_order_and_bad_ones_name_their_line() {
+    let two = province_without_rooms().replace(
+        "\n[outside]",
+        "\n[trunk.register]\nusername = \"0536321000\"\nrealm = \"carrier.test\"\n\n\
+         [[trunk]]\nname = \"backup\"\ntarget = \"[::1]:5070\"\ntransport = \"udp\"\npriority = 0\n\
+         number_format = \"local\"\narea_code = \"0536\"\n\n[outside]",
+    );
+    let dir = TempDir::new().unwrap();
+    std::fs::write(dir.path().join("province.toml"), &two).unwrap();
+    let plan = Dialplan::load_dir(dir.path()).unwrap();
+    let names: Vec<&str> = plan
+        .province()
+        .trunks
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect();
+    assert_eq!(names, ["backup", "telkom"]);
+    let telkom = &plan.province().trunks[1];
+    let reg = telkom.register.as_ref().unwrap();
+    assert_eq!((reg.domain.as_str(), reg.expires_secs), ("127.0.0.1", 600));
+    assert_eq!(
+        plan.province().trunks[0].number_format,
+        NumberFormat::Local {
+            area: "0536".into()
+        }
+    );
+    assert_eq!(
+        plan.province().public_number.as_deref(),
+        Some("05363231110")
+    );
+
+    // An older plan's single [trunk] table still loads, as the carrier `trunk`.
+    let old = province_without_rooms()
+        .replace("[[trunk]]\n", "[trunk]\n")
+        .replace("name = \"telkom\"\n", "");
+    std::fs::write(dir.path().join("province.toml"), &old).unwrap();
+    let plan = Dialplan::load_dir(dir.path()).unwrap();
+    assert_eq!(plan.province().trunks[0].name, "trunk");
+
+    for (from, to, why) in [
+        (
+            "name = \"telkom\"",
+            "name = \"Telkom!\"",
+            "lowercase letters",
+        ),
+        (
+            "number_format = \"national\"",
+            "number_format = \"local\"",
+            "needs area_code",
+        ),
+        (
+            "caller_id = \"pai\"",
+            "caller_id = \"rpid\"",
+            "pai, from or both",
+        ),
+        ("ping_secs = 30", "ping_secs = -1", "ping_secs must be"),
+        (
+            "transport = \"udp\"",
+            "transport = \"ws\"",
+            "udp, tcp or tls",
+        ),
+        (
+            "public_number = \"05363231110\"",
+            "public_number = \"112\"",
+            "national number",
+        ),
+    ] {
+        let bad = province_without_rooms().replace(from, to);
+        std::fs::write(dir.path().join("province.toml"), &bad).unwrap();
+        let errors = errors_of(&dir);
+        let line = bad.lines().position(|l| l.contains(to)).unwrap() + 1;
+        assert_error(&errors, "province.toml", line, why);
+    }
+    let dup = province_without_rooms().replace(
+        "\n[outside]",
+        "\n[[trunk]]\nname = \"telkom\"\ntarget = \"127.0.0.1:5091\"\ntransport = \"udp\"\n\n[outside]",
+    );
+    std::fs::write(dir.path().join("province.toml"), &dup).unwrap();
+    let errors = errors_of(&dir);
+    let line = dup.lines().position(|l| l.contains("5091")).unwrap() + 1;
+    assert_error(&errors, "province.toml", line, "already defined on line");
 }

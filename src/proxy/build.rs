@@ -23,6 +23,12 @@ pub struct Hop<'a> {
     pub pop_routes: usize,
     /// Drop the credentials meant for this switch.
     pub strip_proxy_authorization: bool,
+    /// Toward a carrier: the caller's public number as the From URI's user.
+    pub from_user: Option<&'a str>,
+    /// Toward a carrier: header lines to add (`P-Asserted-Identity: …`, maybe none); any
+    /// identity header the phone sent is removed first (a phone must not assert one, RFC
+    /// 3325). `None` toward phones.
+    pub identity: Option<&'a [String]>,
 }
 
 /// The request as forwarded on one branch.
@@ -51,7 +57,43 @@ pub fn forward_request(msg: &Message, hop: &Hop<'_>) -> Bytes {
         }
     }
     pop_values(msg, &mut e, HeaderName::Route, hop.pop_routes);
+    if let Some(user) = hop.from_user {
+        if let Some(h) = msg.headers_named(HeaderName::From).next() {
+            if let Some(v) = with_uri_user(msg.text(h.value), user) {
+                e.replace_value(h, &v);
+            }
+        }
+    }
+    if let Some(lines) = hop.identity {
+        for name in [
+            "P-Asserted-Identity",
+            "P-Preferred-Identity",
+            "Remote-Party-ID",
+        ] {
+            for h in msg.headers_by_raw_name(name) {
+                e.remove_header(h);
+            }
+        }
+        for line in lines {
+            e.append_header(line);
+        }
+    }
     e.finish()
+}
+
+/// A From/To value with the user part of its SIP URI replaced (display name, host and
+/// parameters kept); `None` when it holds no `sip:`/`sips:` URI with a user.
+fn with_uri_user(value: &str, user: &str) -> Option<String> {
+    let start = value.find("sip:").or_else(|| value.find("sips:"))?;
+    let after_scheme = start + value[start..].find(':')? + 1;
+    let at = after_scheme + value[after_scheme..].find('@')?;
+    let end = value[after_scheme..]
+        .find('>')
+        .map_or(value.len(), |i| after_scheme + i);
+    if at > end {
+        return None;
+    }
+    Some(format!("{}{user}{}", &value[..after_scheme], &value[at..]))
 }
 
 /// Removes the first `n` values of a list header, rewriting a line that keeps some values.
@@ -158,6 +200,8 @@ CSeq: 5 INVITE\r\nProxy-Authorization: Digest username=\"1000\"\r\nContent-Lengt
                 request_uri: Some("sip:2300@10.0.0.5:5062"),
                 pop_routes: 1,
                 strip_proxy_authorization: true,
+                from_user: None,
+                identity: None,
             },
         );
         let f = parse(&out);

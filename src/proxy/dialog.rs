@@ -251,6 +251,8 @@ impl Proxy {
                 request_uri: None,
                 pop_routes: routes,
                 strip_proxy_authorization: false,
+                from_user: None,
+                identity: None,
             },
         );
         cx.out.push_back(Transmit { peer, bytes });

@@ -53,6 +53,23 @@ impl Proxy {
         member: Option<Extension>,
         now: Now,
     ) {
+        self.add_branch_as(cx, id, request_uri, peer, member, None, None, now);
+    }
+
+    /// [`Proxy::add_branch`] toward a carrier: with the caller's public number as the From
+    /// user (`from_user`) and identity header lines (`identity`), see [`build::Hop`].
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn add_branch_as(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        id: u64,
+        request_uri: Option<&str>,
+        peer: Peer,
+        member: Option<Extension>,
+        from_user: Option<&str>,
+        identity: Option<&[String]>,
+        now: Now,
+    ) {
         let Some(p) = self.by_id.get(&id) else {
             return;
         };
@@ -99,6 +116,8 @@ impl Proxy {
                 pop_routes,
                 // Credentials were for us; in-dialog requests carry none of ours.
                 strip_proxy_authorization: request.to_tag().is_none(),
+                from_user,
+                identity,
             },
         );
         let Ok(sent) = Message::parse_framed(bytes.clone(), &UNBOUNDED) else {
@@ -457,6 +476,14 @@ impl Proxy {
             p.answered = true;
             p.final_sent = true;
             if is_invite && first {
+                let carrier = self
+                    .call_ctx(id)
+                    .and_then(|c| c.trunk.as_ref())
+                    .and_then(|t| t.current.clone());
+                if let (Some(carrier), Some(key)) = (carrier, self.call_ids(id)) {
+                    cx.trunks.handle_call_count(&carrier, 1);
+                    self.carrier_calls.insert(key, carrier);
+                }
                 if let Some((call_id, from_tag)) = self.call_ids(id) {
                     let to_tag = msg.to_tag().map(str::to_string);
                     let opd = member
@@ -499,6 +526,9 @@ impl Proxy {
         if self.pending_branches(id) > 0 {
             return;
         }
+        if self.carrier_failed(cx, id, status, now) {
+            return;
+        }
         if self.try_fallback(cx, id, status, now) {
             return;
         }
@@ -512,6 +542,37 @@ impl Proxy {
             return;
         }
         self.finish_with_best(cx, id, 480, now);
+    }
+
+    /// A trunk call's carrier answered 408 or 5xx (or nothing): that carrier is noted as
+    /// failing and the call goes to the next one. Returns whether it did.
+    fn carrier_failed(&mut self, cx: &mut Ctx<'_>, id: u64, status: u16, now: Now) -> bool {
+        let cancelled = self
+            .by_id
+            .get(&id)
+            .is_none_or(|p| p.cancelled || p.final_sent);
+        let Some(call) = self.call_ctx_mut(id).and_then(|c| c.trunk.as_mut()) else {
+            return false;
+        };
+        if cancelled || !(status == 408 || (500..600).contains(&status)) {
+            return false;
+        }
+        let Some(name) = call.current.take() else {
+            return false;
+        };
+        let more = !call.left.is_empty();
+        let why = if status == 408 {
+            "a call got no answer from the carrier".to_owned()
+        } else {
+            format!("a call was answered {status} by the carrier")
+        };
+        cx.trunks.handle_call_failed(&name, why, now);
+        if !more {
+            return false;
+        }
+        tracing::info!(trunk = %name, status, "trunk call fails over to the next carrier");
+        self.next_carrier(cx, id, now);
+        true
     }
 
     /// After the 2xx of an in-dialog request: BYE ends the call record, a refresh extends it.
@@ -634,6 +695,40 @@ impl Proxy {
             if p.cancelled {
                 self.respond_final(cx, id, 487, now);
                 self.forget(id);
+                continue;
+            }
+            let trunk_wait = p
+                .call
+                .as_ref()
+                .and_then(|c| c.trunk.as_ref())
+                .is_some_and(|t| t.current.is_some());
+            if trunk_wait && is_invite {
+                if p.branches.iter().any(|b| !b.done && b.provisional) {
+                    // The carrier is working on it: ring until Timer C.
+                    self.set_deadline(id, now.instant + TIMER_C);
+                    continue;
+                }
+                // Not a word from the carrier: give its branch up and try the next one.
+                let silent: Vec<TransactionKey> = self
+                    .by_id
+                    .get_mut(&id)
+                    .map(|p| {
+                        p.branches
+                            .iter_mut()
+                            .filter(|b| !b.done)
+                            .map(|b| {
+                                b.done = true;
+                                b.key.clone()
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for k in &silent {
+                    self.client.remove(k);
+                }
+                if !self.carrier_failed(cx, id, 408, now) {
+                    self.finish_with_best(cx, id, 408, now);
+                }
                 continue;
             }
             let hunting = p

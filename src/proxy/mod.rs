@@ -118,6 +118,18 @@ struct CallCtx {
     forward_busy: Option<(Extension, String)>,
     forward_no_answer: Option<(Extension, String)>,
     fallbacks: u8,
+    /// A call to the trunk: the number (national form), the carriers still to try (the next
+    /// last) and the one being tried.
+    trunk: Option<TrunkCall>,
+}
+
+/// A call on its way to the carriers (failover in priority order).
+struct TrunkCall {
+    number: String,
+    /// Whose OPD's public number is the caller ID.
+    charged: Extension,
+    left: Vec<crate::dialplan::Trunk>,
+    current: Option<String>,
 }
 
 /// The stateful proxy: its tables of proxied requests and client transactions, the call
@@ -136,6 +148,10 @@ pub struct Proxy {
     pub(crate) records: Records,
     /// Limits on trunk calls (toll fraud).
     pub(crate) toll: TollGuard,
+    /// Answered trunk calls by (Call-ID, caller's tag) → the carrier that took them, and the
+    /// carriers of those that ended (for [`crate::trunk::Trunks::handle_call_count`]).
+    carrier_calls: HashMap<(String, String), String>,
+    pub(crate) carrier_calls_ended: Vec<String>,
     /// Monthly budgets per OPD: this month's usage.
     pub(crate) budget: budget::Budgets,
     /// The control plane of the RTP relay that anchors media; `None` leaves SDP untouched
@@ -158,6 +174,8 @@ pub struct Ctx<'a> {
     /// The server transactions requests arrive on (the proxy answers through them).
     pub server: &'a mut ServerTransactions,
     pub guard: &'a mut Guard,
+    /// The carriers: which to try for a call, and what happened on them.
+    pub trunks: &'a mut crate::trunk::Trunks,
     /// Transmits, in order.
     pub out: &'a mut VecDeque<Transmit>,
 }
@@ -188,6 +206,8 @@ impl Proxy {
             client: ClientTransactions::new(Timers::default()),
             records: Records::new(max_call),
             toll: TollGuard::new(TollLimits::default()),
+            carrier_calls: HashMap::new(),
+            carrier_calls_ended: Vec::new(),
             budget: budget::Budgets::default(),
             media: None,
             media_calls: MediaTable::default(),
@@ -239,6 +259,9 @@ impl Proxy {
     /// Tells the toll guard about trunk calls whose records ended.
     pub(crate) fn settle_toll(&mut self) {
         for call in self.records.drain_trunk_ended() {
+            if let Some(carrier) = self.carrier_calls.remove(&call) {
+                self.carrier_calls_ended.push(carrier);
+            }
             self.toll.release(&call);
         }
     }

@@ -69,6 +69,7 @@ impl Proxy {
             forward_busy: None,
             forward_no_answer: None,
             fallbacks: 0,
+            trunk: None,
         };
         let anchored = match routing.decision {
             Decision::Ring(_) | Decision::Trunk { .. } => self.media_offer(msg, media::Leg::A),
@@ -122,25 +123,24 @@ impl Proxy {
                 ) {
                     return;
                 }
-                let trunk = &cx.dialplan.province().trunk;
-                let host = trunk.host.clone();
-                let port = trunk.port;
-                let transport = trunk.transport;
-                let Some(ip) = host.parse::<IpAddr>().ok() else {
+                let charged = routing
+                    .trunk_caller
+                    .clone()
+                    .or_else(|| self.call_ctx(id).map(|c| c.caller.clone()));
+                let (Some(charged), Some(ctx)) = (charged, self.call_ctx_mut(id)) else {
                     self.respond_final(cx, id, 503, now);
                     return;
                 };
-                let addr = SocketAddr::new(ip, port);
-                let peer = self.binding_peer(cx, addr, transport, None);
-                let host_part = match ip {
-                    IpAddr::V6(_) => format!("[{host}]"),
-                    IpAddr::V4(_) => host,
-                };
-                let uri = format!("sip:{number}@{host_part}:{port}");
-                self.add_branch(cx, id, Some(&uri), peer, None, now);
-                if self.pending_branches(id) == 0 {
-                    self.respond_final(cx, id, 503, now);
-                }
+                let mut left: Vec<crate::dialplan::Trunk> =
+                    cx.trunks.order(now.instant).into_iter().cloned().collect();
+                left.reverse();
+                ctx.trunk = Some(TrunkCall {
+                    number,
+                    charged,
+                    left,
+                    current: None,
+                });
+                self.next_carrier(cx, id, now);
             }
             Decision::Ring(plan) => {
                 let (members, timeout, member_timeout) = match plan.strategy {
@@ -200,6 +200,74 @@ impl Proxy {
                     }
                 }
             }
+        }
+    }
+
+    /// Sends trunk call `id` to its next carrier (priority order, healthy ones first), with
+    /// the number in that carrier's format and the caller's OPD's public number as caller ID.
+    /// Without one left, the call is answered with the best response so far (503 if none).
+    pub(super) fn next_carrier(&mut self, cx: &mut Ctx<'_>, id: u64, now: Now) {
+        loop {
+            let Some(call) = self.call_ctx_mut(id).and_then(|c| c.trunk.as_mut()) else {
+                return;
+            };
+            let Some(carrier) = call.left.pop() else {
+                call.current = None;
+                self.finish_with_best(cx, id, 503, now);
+                return;
+            };
+            let (number, charged) = (call.number.clone(), call.charged.clone());
+            let Ok(ip) = carrier.host.parse::<IpAddr>() else {
+                continue;
+            };
+            let addr = SocketAddr::new(ip, carrier.port);
+            let peer = self.binding_peer(cx, addr, carrier.transport, None);
+            let host_part = match ip {
+                IpAddr::V6(_) => format!("[{}]", carrier.host),
+                IpAddr::V4(_) => carrier.host.clone(),
+            };
+            let user = crate::trunk::number::to_carrier(&number, &carrier.number_format);
+            let transport = match carrier.transport {
+                Transport::Tcp => ";transport=tcp",
+                Transport::Tls => ";transport=tls",
+                _ => "",
+            };
+            let uri = format!("sip:{user}@{host_part}:{}{transport}", carrier.port);
+            let public = cx
+                .dialplan
+                .opd_of(&charged)
+                .and_then(|o| o.public_number.clone())
+                .or_else(|| cx.dialplan.province().public_number.clone());
+            let local = cx.net.local_of(&peer);
+            let (from_user, identity) = caller_id(&carrier, public.as_deref(), local);
+            let before = self.pending_branches(id);
+            self.add_branch_as(
+                cx,
+                id,
+                Some(&uri),
+                peer,
+                None,
+                from_user.as_deref(),
+                Some(&identity),
+                now,
+            );
+            if self.pending_branches(id) > before {
+                if let Some(call) = self.call_ctx_mut(id).and_then(|c| c.trunk.as_mut()) {
+                    call.current = Some(carrier.name.clone());
+                }
+                tracing::debug!(trunk = %carrier.name, %uri, "call to the carrier");
+                // Nothing at all heard within the carrier's timeout: the next carrier.
+                self.set_deadline(
+                    id,
+                    now.instant + Duration::from_secs(carrier.timeout_secs.into()),
+                );
+                return;
+            }
+            let why = format!(
+                "cannot send to the carrier over {} (no connection)",
+                carrier.transport.via_token()
+            );
+            cx.trunks.handle_call_failed(&carrier.name, why, now);
         }
     }
 
@@ -485,5 +553,36 @@ fn describe(routing: &Routing) -> (String, bool) {
         Decision::Reject { status, reason } => (format!("reject {status} {reason}"), false),
         Decision::Feature(a) => (format!("feature {a:?}"), false),
         Decision::Room(plan) => (format!("room {}", plan.number), false),
+    }
+}
+
+/// Caller ID toward `carrier`: the From user and the identity header lines, from the OPD's
+/// public number (national form). No public number: the phone's From stays and no identity
+/// is asserted (any the phone sent is still removed).
+fn caller_id(
+    carrier: &crate::dialplan::Trunk,
+    public: Option<&str>,
+    local: Option<SocketAddr>,
+) -> (Option<String>, Vec<String>) {
+    use crate::dialplan::CallerIdPlacement as P;
+    let Some(public) = public else {
+        return (None, Vec::new());
+    };
+    let shown = crate::trunk::number::to_carrier(public, &carrier.number_format);
+    let host = local.map_or_else(
+        || carrier.host.clone(),
+        |a| match a {
+            SocketAddr::V6(v6) => format!("[{}]", v6.ip()),
+            SocketAddr::V4(v4) => v4.ip().to_string(),
+        },
+    );
+    let pai = format!(
+        "P-Asserted-Identity: <sip:{}@{host}>",
+        crate::trunk::number::to_e164(public)
+    );
+    match carrier.caller_id {
+        P::Pai => (None, vec![pai]),
+        P::From => (Some(shown), Vec::new()),
+        P::Both => (Some(shown), vec![pai]),
     }
 }

@@ -36,6 +36,7 @@ pub(crate) async fn serve(listener: TcpListener, state: AdminState, shutdown: Ca
         .route("/health", get(|| async { "ok\n" }))
         .route("/api/registrations", get(registrations))
         .route("/api/calls", get(calls))
+        .route("/api/trunks", get(trunks))
         .route("/api/budgets", get(budgets))
         .route("/api/conf", get(conf))
         .route("/api/conf/{room}", axum::routing::post(conf_action))
@@ -180,6 +181,24 @@ async fn conf(
         return Err((StatusCode::NOT_FOUND, format!("nobody is in room {room}")));
     }
     Ok(Json(out))
+}
+
+/// The carriers of the central trunk: registration, pings, health, calls.
+async fn trunks(
+    State(AdminState { driver, .. }): State<AdminState>,
+) -> Result<Json<Vec<crate::trunk::TrunkView>>, (StatusCode, String)> {
+    let stopping = || {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the switch is stopping".to_string(),
+        )
+    };
+    let (reply, rx) = oneshot::channel();
+    driver
+        .send(Input::Trunks { reply })
+        .await
+        .map_err(|_| stopping())?;
+    Ok(Json(rx.await.map_err(|_| stopping())?))
 }
 
 /// The rooms with participants (only `only`, when given) from the core, each with its media

@@ -91,6 +91,12 @@ pub(crate) enum Input {
     Calls {
         reply: oneshot::Sender<Vec<LiveCall>>,
     },
+    /// The carriers of the central trunk (`tambun trunk status`).
+    Trunks {
+        reply: oneshot::Sender<Vec<crate::trunk::TrunkView>>,
+    },
+    /// The carriers' secrets, reloaded after another connection committed.
+    TrunkSecrets(Vec<crate::trunk::TrunkSecret>),
     /// Every OPD with a monthly budget and its use (`GET /api/budgets`).
     Budgets {
         reply: oneshot::Sender<Vec<crate::proxy::budget::BudgetView>>,
@@ -202,6 +208,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let max_call = Duration::from_secs(config.calls.max_duration_secs.max(1));
     let mut switch = Switch::new(limits, registrar, Arc::new(dialplan), max_call);
     switch.set_domain(config.domain.clone());
+    switch.set_instance(format!("{:08x}", rand::random::<u32>()), now());
+    switch.handle_trunk_secrets(store.trunk_secrets().context("the trunk secrets")?);
     switch.set_dialog_key(crate::proxy::token::DialogKey::new(
         store.dialog_secret().context("the dialog secret")?,
     ));
@@ -677,6 +685,10 @@ impl Driver {
             Input::Rooms { reply } => {
                 let _ = reply.send(self.switch.rooms());
             }
+            Input::Trunks { reply } => {
+                let _ = reply.send(self.switch.trunk_views(t.instant));
+            }
+            Input::TrunkSecrets(secrets) => self.switch.handle_trunk_secrets(secrets),
             Input::Budgets { reply } => {
                 let _ = reply.send(self.switch.budgets(t));
             }

@@ -183,6 +183,14 @@ fn run(
                         }
                         Err(e) => tracing::error!(error = %e, "cannot reload the ban list"),
                     }
+                    match store.trunk_secrets() {
+                        Ok(secrets) => {
+                            if driver.blocking_send(Input::TrunkSecrets(secrets)).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => tracing::error!(error = %e, "cannot reload the trunk secrets"),
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "cannot poll the database"),

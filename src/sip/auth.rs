@@ -152,6 +152,12 @@ impl Credentials {
 /// Parses the value of an `Authorization` or `Proxy-Authorization` header (after the colon).
 /// Folded lines (CRLF followed by SP/HTAB) count as a space. Unknown parameters are ignored.
 pub fn parse_credentials(value: &[u8]) -> Result<Credentials, AuthError> {
+    build_credentials(parse_digest_params(value)?)
+}
+
+/// The `name=value` parameters of a `Digest …` header value (names lowercased, quotes
+/// removed), shared by credentials and challenges.
+fn parse_digest_params(value: &[u8]) -> Result<Vec<(String, String)>, AuthError> {
     let text = unfold(value)?;
     let mut cur = Cursor { s: &text, pos: 0 };
     cur.skip_ws();
@@ -204,7 +210,80 @@ pub fn parse_credentials(value: &[u8]) -> Result<Credentials, AuthError> {
         }
         cur.skip_ws();
     }
-    build_credentials(params)
+    Ok(params)
+}
+
+/// Parses a `WWW-Authenticate` / `Proxy-Authenticate` value from a server we are a client of
+/// (a carrier). `qop` is whether the server offered `auth`; an unknown algorithm is an error.
+pub fn parse_challenge(value: &[u8]) -> Result<(Challenge, bool), AuthError> {
+    let mut params = parse_digest_params(value)?;
+    let mut take = |name: &'static str| {
+        let i = params.iter().position(|(n, _)| n == name);
+        i.map(|i| params.swap_remove(i).1)
+    };
+    let realm = take("realm").ok_or(AuthError::MissingParam("realm"))?;
+    let nonce = take("nonce").ok_or(AuthError::MissingParam("nonce"))?;
+    let algorithm = match take("algorithm") {
+        None => Algorithm::Md5,
+        Some(a) => Algorithm::from_token(&a).ok_or(AuthError::UnsupportedAlgorithm(a))?,
+    };
+    let qop =
+        take("qop").is_some_and(|q| q.split(',').any(|t| t.trim().eq_ignore_ascii_case("auth")));
+    let stale = take("stale").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let opaque = take("opaque");
+    Ok((
+        Challenge {
+            realm,
+            nonce,
+            algorithm,
+            stale,
+            opaque,
+        },
+        qop,
+    ))
+}
+
+/// Our `Authorization` value answering `challenge` for `method` and `uri`, from the HA1 of
+/// the challenge's algorithm (client side: the switch registering with a carrier). With
+/// `qop`, `cnonce` and the nonce count `nc` are used.
+#[allow(clippy::too_many_arguments)] // the digest's inputs, each named by RFC 7616
+pub fn answer_challenge(
+    challenge: &Challenge,
+    qop: bool,
+    username: &str,
+    ha1_hex: &str,
+    method: &str,
+    uri: &str,
+    cnonce: &str,
+    nc: u32,
+) -> String {
+    let alg = challenge.algorithm;
+    let ha2 = alg.hash_hex(format!("{method}:{uri}").as_bytes());
+    let nonce = &challenge.nonce;
+    let mut out = format!(
+        "Digest username={}, realm={}, nonce={}, uri={}",
+        quote(username),
+        quote(&challenge.realm),
+        quote(nonce),
+        quote(uri)
+    );
+    let response = if qop {
+        let nc = format!("{nc:08x}");
+        let r = alg.hash_hex(format!("{ha1_hex}:{nonce}:{nc}:{cnonce}:auth:{ha2}").as_bytes());
+        out.push_str(&format!(", qop=auth, nc={nc}, cnonce={}", quote(cnonce)));
+        r
+    } else {
+        alg.hash_hex(format!("{ha1_hex}:{nonce}:{ha2}").as_bytes())
+    };
+    out.push_str(&format!(
+        ", response={}, algorithm={}",
+        quote(&response),
+        alg.token()
+    ));
+    if let Some(o) = &challenge.opaque {
+        out.push_str(&format!(", opaque={}", quote(o)));
+    }
+    out
 }
 
 /// More parameters than any client sends; bounds the duplicate check.
@@ -640,6 +719,41 @@ fn quote(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn our_answer_to_a_carriers_challenge_verifies() {
+        for (alg, qop_offer) in [
+            (Algorithm::Md5, ", qop=\"auth,auth-int\""),
+            (Algorithm::Sha256, ", qop=\"auth\""),
+            (Algorithm::Md5, ""),
+        ] {
+            let value = format!(
+                "Digest realm=\"carrier.test\", nonce=\"abc\", opaque=\"op\", algorithm={}{qop_offer}",
+                alg.token()
+            );
+            let (ch, qop) = parse_challenge(value.as_bytes()).unwrap();
+            assert_eq!(ch.realm, "carrier.test");
+            assert_eq!(qop, !qop_offer.is_empty());
+            let ha1 = ha1_hex(alg, "0536321000", "carrier.test", "pw");
+            let answer = answer_challenge(
+                &ch,
+                qop,
+                "0536321000",
+                &ha1,
+                "REGISTER",
+                "sip:carrier.test",
+                "c1",
+                1,
+            );
+            let creds = parse_credentials(answer.as_bytes()).unwrap();
+            assert_eq!(creds.opaque.as_deref(), Some("op"));
+            assert!(verify(&creds, "REGISTER", &ha1), "{answer}");
+            assert!(!verify(&creds, "INVITE", &ha1));
+        }
+        assert!(parse_challenge(b"Digest nonce=\"x\"").is_err());
+        assert!(parse_challenge(b"Digest realm=\"r\", nonce=\"x\", algorithm=MD5-sess").is_err());
+    }
+
     use super::*;
     use proptest::prelude::*;
 

@@ -102,4 +102,16 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (call_id, from_tag)
     ) STRICT;
     "#,
+    // 6: the digest hashes Tambun answers its carriers' challenges with (`tambun trunk
+    // passwd`); the password itself is never kept.
+    r#"
+    CREATE TABLE trunk_secrets (
+        name       TEXT PRIMARY KEY NOT NULL,
+        username   TEXT NOT NULL,
+        realm      TEXT NOT NULL,
+        ha1_md5    TEXT NOT NULL,
+        ha1_sha256 TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+    ) STRICT;
+    "#,
 ];

@@ -9,6 +9,7 @@ mod cdr;
 mod features;
 mod migrations;
 mod registrations;
+mod trunk_secrets;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -25,12 +25,7 @@ fn with_trunk(calls: u32) -> (Switch, SippUas) {
         "uas-answer.xml",
         &["-m", &calls, "-d", "100"],
     );
-    let province = switch.dialplan.join("province.toml");
-    let text = fs::read_to_string(&province).expect("read province.toml");
-    let shipped = "target = \"127.0.0.1:5090\"";
-    assert!(text.contains(shipped), "province.toml has no {shipped}");
-    let ours = format!("target = \"{}\"", trunk.addr());
-    fs::write(&province, text.replace(shipped, &ours)).expect("write province.toml");
+    switch.trunk_at(&trunk.addr().to_string(), "");
     (switch, trunk)
 }
 

@@ -13,7 +13,6 @@
 //! UPDATE, INFO and BYE from either side, baresip hold/resume and REFER, and a re-INVITE and a
 //! BYE after a restart of the switch for a call answered before it.
 
-use std::fs;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
@@ -53,12 +52,7 @@ fn switch(domain: bool, trunk: Option<SocketAddr>) -> Switch {
         ..SwitchOptions::default()
     });
     if let Some(trunk) = trunk {
-        let province = switch.dialplan.join("province.toml");
-        let text = fs::read_to_string(&province).expect("read province.toml");
-        let shipped = "target = \"127.0.0.1:5090\"";
-        assert!(text.contains(shipped), "province.toml has no {shipped}");
-        let ours = format!("target = \"{trunk}\"");
-        fs::write(&province, text.replace(shipped, &ours)).expect("write province.toml");
+        switch.trunk_at(&trunk.to_string(), "");
     }
     for (number, opd, password) in EXTENSIONS {
         switch.add_ext(number, opd, password);

@@ -63,4 +63,5 @@ mod tls_call;
 mod tls_certificate;
 mod tls_connections;
 mod torture;
+mod trunk;
 mod websocket;

@@ -80,6 +80,17 @@ impl SippUas {
         panic!("no SIPp UAS {name} could start");
     }
 
+    /// Starts SIPp on `port` (a carrier coming back where it was), retrying for a second.
+    pub fn listen_at(work: &Path, name: &str, port: u16, scenario: &str, args: &[&str]) -> SippUas {
+        for _attempt in 0..10 {
+            if let Some(uas) = SippUas::try_start(work, name, port, scenario, args) {
+                return uas;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("SIPp UAS {name} could not start on port {port}");
+    }
+
     fn try_start(
         work: &Path,
         name: &str,

@@ -249,6 +249,23 @@ impl Switch {
         }
     }
 
+    /// Points the shipped plan's carrier `telkom` at `addr` (a SIPp carrier of the test),
+    /// without OPTIONS pings (a SIPp UAS scenario fails on a message it does not expect).
+    /// `extra` goes at the end of its `[[trunk]]` table (keys or a `[trunk.register]`
+    /// sub-table). Before [`Switch::launch`].
+    pub fn trunk_at(&self, addr: &str, extra: &str) {
+        let province = self.dialplan.join("province.toml");
+        let text = std::fs::read_to_string(&province).expect("read province.toml");
+        let shipped = "target = \"127.0.0.1:5090\"";
+        assert!(text.contains(shipped), "province.toml has no {shipped}");
+        let ours = format!("target = \"{addr}\"");
+        let text = text
+            .replace(shipped, &ours)
+            .replace("ping_secs = 30", "ping_secs = 0")
+            .replacen("\n[outside]", &format!("\n{extra}\n[outside]"), 1);
+        std::fs::write(&province, text).expect("write province.toml");
+    }
+
     /// The test's temp dir (DB, dialplan, logs).
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -445,6 +462,31 @@ impl Switch {
             .args(args)
             .stdin(Stdio::null());
         cmd.output().expect("run tambun CLI")
+    }
+
+    /// Runs the CLI with `input` on its standard input.
+    pub fn cli_stdin(&self, args: &[&str], input: &str) -> Output {
+        use std::io::Write as _;
+        let mut cmd = Command::new(TAMBUN);
+        clear_tambun_env(&mut cmd);
+        cmd.current_dir(self.dir.path())
+            .env("NO_COLOR", "1")
+            .arg("--db")
+            .arg(&self.db)
+            .arg("--dialplan")
+            .arg(&self.dialplan)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("run tambun CLI");
+        child
+            .stdin
+            .take()
+            .expect("piped stdin")
+            .write_all(input.as_bytes())
+            .expect("write the CLI's stdin");
+        child.wait_with_output().expect("run tambun CLI")
     }
 
     /// Runs the CLI and asserts it succeeded; returns stdout.
