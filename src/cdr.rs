@@ -31,7 +31,8 @@ pub enum Disposition {
     /// An answered call ended because its media stopped flowing.
     MediaTimeout,
     /// Refused before reaching the trunk: the caller may not dial that class of number, or
-    /// a toll limit (concurrent or hourly trunk calls) was reached. The route says which.
+    /// a toll limit (concurrent or hourly trunk calls) was reached, or the monthly budget of
+    /// the caller's OPD (or its own) is used up. The route says which.
     Blocked,
     /// Answered and still in progress when the switch stopped without ending it (a crash or
     /// `kill -9`); recorded at the next start, ending when the switch last had the call.

@@ -127,6 +127,7 @@ pub fn render(s: &Snapshot) -> String {
         let opd = opd.as_ref().map_or("", |o| o.as_str());
         e.sample(&[("rule", rule), ("opd", opd)], *n as f64);
     }
+    budgets(&mut e, sw);
     e.family(
         "tambun_calls_total",
         "Calls ended since the start, by disposition (as in the call records).",
@@ -352,6 +353,45 @@ fn trunks(e: &mut Exposition, s: &Snapshot) {
                 e.sample(&[("trunk", t.name.as_str())], v);
             }
         }
+    }
+}
+
+/// The monthly budgets: limit, use and ratio of each OPD that has one, and the refusals.
+fn budgets(e: &mut Exposition, sw: &SwitchMetrics) {
+    use Kind::{Counter, Gauge};
+    e.family(
+        "tambun_budget_limit",
+        "Monthly budget of each OPD that has one, in its unit (minutes or rupiah).",
+        Gauge,
+    );
+    for b in &sw.budgets {
+        let labels = [("opd", b.opd.as_str()), ("unit", b.unit.as_str())];
+        e.sample(&labels, b.limit as f64);
+    }
+    e.family(
+        "tambun_budget_used",
+        "What the OPD's answered outside calls used of its budget this month (WIB), in its unit.",
+        Gauge,
+    );
+    for b in &sw.budgets {
+        let labels = [("opd", b.opd.as_str()), ("unit", b.unit.as_str())];
+        e.sample(&labels, b.used as f64);
+    }
+    e.family(
+        "tambun_budget_used_ratio",
+        "Used over limit of the OPD's monthly budget (0.8: warning, 1: outside calls refused).",
+        Gauge,
+    );
+    for b in &sw.budgets {
+        e.sample(&[("opd", b.opd.as_str())], b.ratio);
+    }
+    e.family(
+        "tambun_budget_refused_total",
+        "Outside calls refused because the OPD's (or the extension's) monthly budget was used up.",
+        Counter,
+    );
+    for (opd, n) in &sw.budget_refused {
+        e.sample(&[("opd", opd.as_str())], *n as f64);
     }
 }
 

@@ -222,6 +222,9 @@ pub struct SwitchMetrics {
     pub rooms: crate::proxy::rooms::RoomCounts,
     /// The carriers of the central trunk.
     pub trunks: Vec<crate::trunk::TrunkView>,
+    /// Every OPD with a monthly budget, and the budget refusals since start by OPD.
+    pub budgets: Vec<crate::proxy::budget::BudgetView>,
+    pub budget_refused: Vec<(OpdCode, u64)>,
 }
 
 pub struct Switch {
@@ -505,6 +508,7 @@ impl Switch {
         }
         self.finish_call_records();
         for op in self.proxy.records.drain_open_ops() {
+            self.follow_open_call(&op);
             self.outputs.push(Output::Store(Durable::OpenCall(op)));
         }
         for e in std::mem::take(&mut self.proxy.effects) {
@@ -729,6 +733,7 @@ impl Switch {
         self.registrar.location.handle_timeout(now.instant);
         self.guard.handle_timeout(now);
         self.trunks.handle_timeout(&self.net, now);
+        self.cut_calls_over_budget(now);
         if self.next_prune.is_none_or(|t| t <= now.instant) {
             self.registrar.authn.prune(now.unix);
             self.next_prune = Some(now.instant + PRUNE_EVERY);
@@ -745,6 +750,7 @@ impl Switch {
             self.trunks.poll_timeout(),
             self.next_prune,
             self.outputs.deadline(),
+            self.proxy.budget.poll_timeout(&self.dialplan),
         ]
         .into_iter()
         .flatten()
@@ -763,9 +769,106 @@ impl Switch {
             if let Some(i) = Disposition::ALL.iter().position(|d| *d == r.disposition) {
                 self.stats.calls_by_disposition[i] += 1;
             }
+            self.bill(&r);
             match (self.proxy.media_close(&r.call_id), self.last_now) {
                 (Some(session), Some(now)) => self.outputs.park(session, r, now + MEDIA_ANSWER),
                 _ => self.outputs.push(Output::Store(Durable::CallRecord(r))),
+            }
+        }
+    }
+
+    /// An answered outside call starts to cost: the budgets follow it until it ends (its
+    /// record is billed, or it is closed without one when a new INVITE replaces it).
+    fn follow_open_call(&mut self, op: &crate::cdr::OpenCallOp) {
+        use crate::proxy::budget::BilledCall;
+        let record = match op {
+            crate::cdr::OpenCallOp::Open { record, .. } => record,
+            crate::cdr::OpenCallOp::Close { call_id, .. } => {
+                self.proxy.budget.handle_ended(call_id);
+                return;
+            }
+        };
+        let (Some(call), Some(at)) = (
+            BilledCall::from_record(record, &self.dialplan),
+            self.last_now,
+        ) else {
+            return;
+        };
+        self.proxy.budget.handle_answered(&record.call_id, call, at);
+    }
+
+    /// A finished call counts for its OPD's monthly budget (answered outside calls only);
+    /// a budget that crosses 80 % or 100 % is logged once.
+    fn bill(&mut self, r: &CallRecord) {
+        use crate::proxy::budget::{BilledCall, Notice};
+        self.proxy.budget.handle_ended(&r.call_id);
+        let Some(call) = BilledCall::from_record(r, &self.dialplan) else {
+            return;
+        };
+        for notice in self.proxy.budget.handle_call(&call, &self.dialplan) {
+            match notice {
+                Notice::Warning(s) => tracing::warn!(
+                    target: "tambun::budget",
+                    month = %s.month,
+                    "{s}; outside calls are refused at 100 %"
+                ),
+                Notice::Exhausted(s) => tracing::warn!(
+                    target: "tambun::budget",
+                    month = %s.month,
+                    "{s}; outside calls except emergency numbers are refused until the month ends"
+                ),
+            }
+        }
+    }
+
+    /// Answered trunk calls of the current month from the store, so the monthly budgets
+    /// hold across a restart (nothing is announced for them).
+    pub fn restore_budget_usage(&mut self, calls: Vec<crate::cdr::CdrRecord>, now: Now) {
+        use crate::proxy::budget::BilledCall;
+        for r in &calls {
+            if let Some(call) = BilledCall::from_record(r, &self.dialplan) {
+                self.proxy
+                    .budget
+                    .seed(&call, &self.dialplan, now.unix_ms as i64);
+            }
+        }
+    }
+
+    /// Every OPD with a monthly budget and what it used this month (`GET /api/budgets`).
+    pub fn budgets(&mut self, now: Now) -> Vec<crate::proxy::budget::BudgetView> {
+        self.proxy
+            .budget
+            .report(&self.dialplan, now.instant, now.unix_ms as i64)
+    }
+
+    /// Answered outside calls whose budget cannot pay for their next minute: the switch
+    /// ends them (a BYE to both phones), one `tambun::budget` log line each.
+    fn cut_calls_over_budget(&mut self, now: Now) {
+        let cuts = self
+            .proxy
+            .budget
+            .poll_cut(&self.dialplan, now.instant, now.unix_ms as i64);
+        if cuts.is_empty() {
+            return;
+        }
+        let (proxy, mut cx) = self.split();
+        for (call_id, standing) in cuts {
+            let reason = format!("SIP;cause=403;text=\"{standing}\"");
+            if proxy.bye_both_ways(&mut cx, &call_id, &reason, now) {
+                tracing::warn!(
+                    target: "tambun::budget",
+                    %call_id,
+                    "ending a call in progress: {standing}"
+                );
+                proxy.records.ended_by_switch(&call_id, now.unix_ms);
+            } else {
+                // Without the relay the switch has no dialog to end: the call goes on and
+                // is billed in full when it ends.
+                tracing::warn!(
+                    target: "tambun::budget",
+                    %call_id,
+                    "cannot end a call in progress (its media is not anchored): {standing}"
+                );
             }
         }
     }
@@ -810,6 +913,14 @@ impl Switch {
                 .map_or((0, 0), |m| (m.sessions() as u64, m.ports_in_use() as u64)),
             rooms: self.proxy.rooms.counts,
             trunks: self.trunks.views(now.instant),
+            budgets: self.budgets(now),
+            budget_refused: self
+                .proxy
+                .budget
+                .refused_total()
+                .iter()
+                .map(|(o, n)| (o.clone(), *n))
+                .collect(),
         }
     }
 

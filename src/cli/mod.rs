@@ -1,10 +1,11 @@
 //! The operator CLI behind `tambun …` (clap derive): argument definitions, and the dispatch to
 //! one file per command group. Offline commands use the database and the dialplan files; live
-//! state (`regs`, `calls`, `dialplan reload`) goes through the running switch's admin API. Every failure is returned as an
+//! state (`regs`, `calls`, `conf`, `budget`, `dialplan reload`) goes through the running switch's admin API. Every failure is returned as an
 //! error whose message is a sentence for the operator; `main` prints it and exits 1.
 
 pub(crate) mod ban;
 mod bench;
+mod budget;
 mod calls;
 mod cdr;
 mod conf;
@@ -101,6 +102,8 @@ pub enum Command {
     Calls(calls::CallsArgs),
     /// Show the call records, or a usage summary per OPD (`cdr summary --by opd`)
     Cdr(cdr::CdrArgs),
+    /// The monthly budgets per OPD of the running switch: used, limit, percent, state
+    Budget(budget::BudgetArgs),
     /// The conference rooms of the running switch: who is in them, who talks
     #[command(subcommand)]
     Conf(conf::ConfCommand),
@@ -132,6 +135,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Regs(args) => regs::run(&global, args),
         Command::Calls(args) => calls::run(&global, args),
         Command::Cdr(args) => cdr::run(&global, args),
+        Command::Budget(args) => budget::run(&global, args),
         Command::Conf(cmd) => conf::run(&global, cmd),
         Command::Trunk(cmd) => trunk::run(&global, cmd),
         Command::Operator(cmd) => operator::run(&global, cmd),

@@ -21,6 +21,8 @@ use super::{
 };
 use crate::types::{Extension, OpdCode, Transport};
 
+mod budget;
+
 const PROVINCE_FILE: &str = "province.toml";
 
 // ---------------------------------------------------------------------------------------------
@@ -38,6 +40,7 @@ struct RawOpd {
     /// This OPD's extension that answers calls to public numbers no OPD lists.
     operator: Option<Spanned<String>>,
     permissions: Option<RawPermissions>,
+    budget: Option<Spanned<budget::RawBudget>>,
     #[serde(default)]
     schedule: Vec<RawSchedule>,
     #[serde(default)]
@@ -149,6 +152,8 @@ struct RawProvince<T> {
     emergency: RawEmergency,
     permissions: RawDefaultPermissions,
     features: Option<RawFeatures>,
+    #[serde(default)]
+    rate: Vec<budget::RawRate>,
     #[serde(default)]
     schedule: Vec<RawSchedule>,
     #[serde(default)]
@@ -707,6 +712,7 @@ fn parse_province(f: &mut FileCtx<'_>) -> (Option<Province>, Vec<ParsedRoom>) {
                 emergency: r.emergency,
                 permissions: r.permissions,
                 features: r.features,
+                rate: r.rate,
                 schedule: r.schedule,
                 room: r.room,
             })
@@ -791,6 +797,7 @@ fn parse_province(f: &mut FileCtx<'_>) -> (Option<Province>, Vec<ParsedRoom>) {
 
     let default_permissions = parse_classes(f, &raw.permissions.default);
     let features = parse_features(f, raw.features.as_ref());
+    let rates = budget::parse_rates(f, &raw.rate);
     let schedules = parse_schedules(f, &raw.schedule, &[]);
     let schedule_known = |name: &str| schedules.iter().any(|s| s.name == name);
     let rooms = parse_rooms(f, &raw.room, &schedule_known);
@@ -811,6 +818,7 @@ fn parse_province(f: &mut FileCtx<'_>) -> (Option<Province>, Vec<ParsedRoom>) {
         default_permissions,
         features,
         schedules,
+        rates,
     };
     (Some(province), rooms)
 }
@@ -913,6 +921,7 @@ fn parse_opd(f: &mut FileCtx<'_>, province: Option<&Province>) -> Option<ParsedO
         |p| p.default_permissions,
     );
     let permissions = parse_permissions(f, raw.permissions.as_ref(), default_allow, &blocks);
+    let budget = budget::parse_budget(f, raw.budget.as_ref(), &blocks, &permissions, province);
 
     // Returned even when this file had errors (the load fails anyway), so the cross-file
     // checks still see its code and blocks.
@@ -930,6 +939,7 @@ fn parse_opd(f: &mut FileCtx<'_>, province: Option<&Province>) -> Option<ParsedO
             groups,
             schedules,
             permissions,
+            budget,
         },
         code_line,
         block_lines,

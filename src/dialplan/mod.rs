@@ -10,6 +10,7 @@
 //! explains it ([`trace`]); a reload builds a new [`Dialplan`] and swaps it in only if it
 //! loaded cleanly.
 
+pub mod budget;
 mod load;
 pub mod pattern;
 pub mod route;
@@ -153,6 +154,8 @@ pub struct Opd {
     /// Schedules defined in this file (province-wide ones are in [`Province::schedules`]).
     pub schedules: Vec<Schedule>,
     pub permissions: Permissions,
+    /// The monthly budget (`[budget]`), if the file sets one.
+    pub budget: Option<budget::Budget>,
 }
 
 impl Opd {
@@ -456,6 +459,8 @@ pub struct Province {
     pub default_permissions: ClassSet,
     pub features: FeatureCodes,
     pub schedules: Vec<Schedule>,
+    /// Prices of outside classes for budgets in rupiah (`[[rate]]`), in file order.
+    pub rates: Vec<budget::Rate>,
 }
 
 impl Province {

@@ -182,6 +182,11 @@ impl Index {
         }
     }
 
+    /// The province's class rules (indices), most specific first.
+    pub(super) fn class_order(&self) -> &[usize] {
+        &self.classes
+    }
+
     /// The index of the OPD whose block contains the number `digits`, if it is all digits.
     pub(super) fn opd_of(&self, digits: &str) -> Option<usize> {
         let len = digits.len();

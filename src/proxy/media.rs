@@ -666,18 +666,33 @@ impl Proxy {
             return;
         }
         tracing::info!(%call_id, "no media for the inactivity time: ending the call");
-        if let Some(call) = self.media_calls.by_call_id.get(&call_id) {
+        let reason = "SIP;cause=408;text=\"media timeout\"";
+        self.bye_both_ways(cx, &call_id, reason, now);
+        self.records.media_timeout(&call_id, now.unix_ms);
+    }
+
+    /// The switch ends answered call `call_id` itself: a BYE to each party, to where the
+    /// dialog token says it is, with `reason` (a `Reason` header value). Returns whether the
+    /// BYEs went out (only calls whose media is anchored have what they need).
+    pub(crate) fn bye_both_ways(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        call_id: &str,
+        reason: &str,
+        now: crate::types::Now,
+    ) -> bool {
+        let mut sent = false;
+        if let Some(call) = self.media_calls.by_call_id.get(call_id) {
             // The parties as the dialog token records them: the BYEs go there and nowhere
             // else (a contact is what a phone said, not where the switch reached it).
             let parties = call.dialog_token.as_deref().and_then(|t| {
                 self.dialog_key
-                    .open(t, &call_id, Some(&call.caller_tag), None)
+                    .open(t, call_id, Some(&call.caller_tag), None)
                     .ok()
             });
             let Some(parties) = parties else {
-                tracing::warn!(%call_id, "media timeout of a call without a dialog token: no BYE sent");
-                self.records.media_timeout(&call_id, now.unix_ms);
-                return;
+                tracing::warn!(%call_id, "ending a call without a dialog token: no BYE sent");
+                return false;
             };
             let to = call.callee_to.clone();
             let mut byes = Vec::new();
@@ -697,11 +712,11 @@ impl Proxy {
                 byes.push((uri, peer, to, call.caller_from.clone(), cseq));
             }
             for (i, (uri, peer, from, to, cseq)) in byes.into_iter().enumerate() {
-                let reason = "SIP;cause=408;text=\"media timeout\"";
-                self.send_own_bye(cx, &call_id, &uri, peer, &from, &to, cseq, i, reason, now);
+                self.send_own_bye(cx, call_id, &uri, peer, &from, &to, cseq, i, reason, now);
+                sent = true;
             }
         }
-        self.records.media_timeout(&call_id, now.unix_ms);
+        sent
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -6,17 +6,18 @@
 //! (483), applies forward-on-busy/no-answer, and feeds the call records.
 //!
 //! [`Proxy`] owns its state: proxied requests and their client transactions, the call
-//! records, the toll guard, the media sessions and the dialog key. It sees the rest of the
+//! records, the toll guard, the monthly budgets' usage, the media sessions and the dialog key. It sees the rest of the
 //! switch (registrar, dialplan, network, server transactions, guard, transmit queue) only
 //! through the [`Ctx`] each call gets; it does not know the `Switch`. By concern:
 //! this file (entry point: authentication and dispatch; Via, Record-Route, peers),
 //! `routing` (new calls by the dialplan, toll admission, forwarding fallbacks), `fork`
 //! (branches, best response, CANCEL, timers, responses), `dialog` (in-dialog requests and
 //! ACK under the dialog check), `token` (the dialog token itself, pure), `media` (SDP
-//! anchoring), `build` (the messages), `records`, `toll`.
+//! anchoring), `build` (the messages), `records`, `toll`, `budget`.
 //!
 //! Sans-IO: transmits go to the context's queue; no socket, no clock.
 
+pub mod budget;
 pub mod build;
 mod dialog;
 mod fork;
@@ -154,6 +155,8 @@ pub struct Proxy {
     /// carriers of those that ended (for [`crate::trunk::Trunks::handle_call_count`]).
     carrier_calls: HashMap<(String, String), String>,
     pub(crate) carrier_calls_ended: Vec<String>,
+    /// Monthly budgets per OPD: this month's usage.
+    pub(crate) budget: budget::Budgets,
     /// The control plane of the RTP relay that anchors media; `None` leaves SDP untouched
     /// (media goes direct).
     pub(crate) media: Option<crate::media::MediaControl>,
@@ -208,6 +211,7 @@ impl Proxy {
             toll: TollGuard::new(TollLimits::default()),
             carrier_calls: HashMap::new(),
             carrier_calls_ended: Vec::new(),
+            budget: budget::Budgets::default(),
             media: None,
             media_calls: MediaTable::default(),
             dialog_key: DialogKey::random(),

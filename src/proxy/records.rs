@@ -310,6 +310,18 @@ impl Records {
             .is_some_and(|l| l.iter().any(|e| e.answer_ms.is_some()))
     }
 
+    /// The switch ended the answered call itself (its monthly budget ran out): a normal end.
+    pub fn ended_by_switch(&mut self, call_id: &str, now_ms: u64) {
+        let tags: Vec<String> = self
+            .by_call_id
+            .get(call_id)
+            .map(|l| l.iter().map(|e| e.call.from_tag.clone()).collect())
+            .unwrap_or_default();
+        for t in tags {
+            self.finish(call_id, &[Some(&t)], Disposition::Answered, 200, now_ms);
+        }
+    }
+
     /// The relay saw no media for the call: it is being ended.
     pub fn media_timeout(&mut self, call_id: &str, now_ms: u64) {
         let tags: Vec<String> = self

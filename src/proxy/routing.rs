@@ -1,6 +1,7 @@
 //! Routing of new calls: the caller's OPD dialplan decides (ring extensions in parallel or
-//! in turn, the trunk after the toll guard, a refusal, a feature code), forward on busy and
-//! on no answer re-route as the forwarding extension, and refusals are recorded as blocked.
+//! in turn, the trunk after the monthly budget and the toll guard, a refusal, a feature
+//! code), forward on busy and on no answer re-route as the forwarding extension, and refusals
+//! are recorded as blocked.
 //!
 //! Sans-IO: methods of [`Proxy`]; they start branches (`fork`) and never touch a socket.
 
@@ -165,6 +166,7 @@ impl Proxy {
                             status,
                             charged: None,
                             desc: &desc,
+                            why: None,
                         };
                         self.block(cx, id, refusal, now);
                     }
@@ -399,6 +401,9 @@ impl Proxy {
                 return true;
             }
         };
+        if !self.admit_budget(cx, id, number, now) {
+            return false;
+        }
         let opd = cx.registrar.accounts().get(&charged).map(|a| a.opd.clone());
         match self.toll.admit(key, &charged, opd.as_ref(), now.instant) {
             Ok(()) => true,
@@ -409,11 +414,44 @@ impl Proxy {
                     status: rule.status(),
                     charged: Some((&charged, opd)),
                     desc: &desc,
+                    why: None,
                 };
                 self.block(cx, id, refusal, now);
                 false
             }
         }
+    }
+
+    /// Asks the monthly budgets whether outside (non-emergency) call `id` may go to the
+    /// trunk. The call's caller and the caller's OPD pay (as its call record will show); a
+    /// used-up budget refuses with 403 and a `Warning` saying whose budget and how much.
+    fn admit_budget(&mut self, cx: &mut Ctx<'_>, id: u64, number: &str, now: Now) -> bool {
+        // (A call from a carrier forwarded out has no calling extension: the toll limits
+        // charge the forwarding one; budgets bill callers, see docs/operations.md.)
+        let Some(caller) = self.call_ctx(id).and_then(|c| c.caller.clone()) else {
+            return true;
+        };
+        let opd = cx.registrar.accounts().get(&caller).map(|a| a.opd.clone());
+        let verdict = self.budget.admit(
+            &caller,
+            opd.as_ref(),
+            cx.dialplan,
+            now.instant,
+            now.unix_ms as i64,
+        );
+        let Err(standing) = verdict else {
+            return true;
+        };
+        let desc = format!("trunk {number}");
+        let refusal = Refusal {
+            rule: Rule::MonthlyBudget,
+            status: 403,
+            charged: Some((&caller, opd)),
+            desc: &desc,
+            why: Some(standing.to_string()),
+        };
+        self.block(cx, id, refusal, now);
+        false
     }
 
     /// Refuses call `id` for `rule` with `status` and a `Warning` naming the rule; logs one
@@ -425,7 +463,9 @@ impl Proxy {
             status,
             charged,
             desc,
+            why,
         } = refusal;
+        let why = why.unwrap_or_else(|| rule.to_string());
         let Some(p) = self.by_id.get(&id) else {
             return;
         };
@@ -448,7 +488,7 @@ impl Proxy {
         tracing::warn!(
             target: "tambun::toll",
             rule = rule.name(),
-            "trunk call blocked from {} extension '{}' OPD '{}' dialled '{}': {rule}",
+            "trunk call blocked from {} extension '{}' OPD '{}' dialled '{}': {why}",
             source.ip(),
             ext.as_ref().map_or("", |e| e.as_str()),
             opd.as_ref().map_or("", |o| o.as_str()),
@@ -458,7 +498,7 @@ impl Proxy {
             let route = format!("blocked ({}): {desc}", rule.name());
             self.records.rerouted(&call_id, &from_tag, route, false);
         }
-        let warning = format!("Warning: 399 tambun \"{rule}\"");
+        let warning = format!("Warning: 399 tambun \"{why}\"");
         self.respond_final_full(cx, id, status, Some(Disposition::Blocked), &[warning], now);
     }
 
@@ -565,6 +605,8 @@ struct Refusal<'a> {
     status: u16,
     charged: Option<(&'a Extension, Option<OpdCode>)>,
     desc: &'a str,
+    /// The sentence for the log and the `Warning` when the rule's own is not enough.
+    why: Option<String>,
 }
 
 /// The extension directory as the dialplan evaluator sees it.

@@ -65,6 +65,9 @@ pub enum Rule {
     ConcurrentPerOpd(u32),
     PerHourPerExtension(u32),
     PerHourPerOpd(u32),
+    /// The OPD's (or the extension's) monthly budget is used up ([`super::budget`]); the
+    /// refusal's sentence says whose and how much.
+    MonthlyBudget,
 }
 
 impl Rule {
@@ -76,6 +79,7 @@ impl Rule {
             Rule::ConcurrentPerOpd(_) => "concurrent-per-opd",
             Rule::PerHourPerExtension(_) => "per-hour-per-extension",
             Rule::PerHourPerOpd(_) => "per-hour-per-opd",
+            Rule::MonthlyBudget => "monthly-budget",
         }
     }
 
@@ -102,6 +106,7 @@ impl fmt::Display for Rule {
                 write!(f, "trunk limit: {n} calls per hour per extension")
             }
             Rule::PerHourPerOpd(n) => write!(f, "trunk limit: {n} calls per hour per OPD"),
+            Rule::MonthlyBudget => write!(f, "monthly budget used up"),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The admin API (HTTP on loopback by default) for the operator CLI and monitoring: live
 //! registrations and calls, relay usage, stream connection counters (`/api/connections`),
+//! the monthly budgets per OPD (`/api/budgets`),
 //! dialplan reload, a health check and Prometheus `/metrics`. Queries go to the driver as inputs and come back on a oneshot channel, so the
 //! switch state has one owner.
 
@@ -36,6 +37,7 @@ pub(crate) async fn serve(listener: TcpListener, state: AdminState, shutdown: Ca
         .route("/api/registrations", get(registrations))
         .route("/api/calls", get(calls))
         .route("/api/trunks", get(trunks))
+        .route("/api/budgets", get(budgets))
         .route("/api/conf", get(conf))
         .route("/api/conf/{room}", axum::routing::post(conf_action))
         .route("/api/dialplan/reload", axum::routing::post(reload))
@@ -92,6 +94,26 @@ async fn calls(
         }
     }
     Ok(Json(calls))
+}
+
+/// Every OPD with a monthly budget: opd, unit (minutes|rupiah), limit, used, ratio, state
+/// (ok|warning|exhausted), month (`YYYY-MM`, WIB), refused, and the extensions with a budget of
+/// their own that used some of it.
+async fn budgets(
+    State(AdminState { driver, .. }): State<AdminState>,
+) -> Result<Json<Vec<crate::proxy::budget::BudgetView>>, (StatusCode, String)> {
+    let stopping = || {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "switch stopping".to_owned(),
+        )
+    };
+    let (reply, rx) = oneshot::channel();
+    driver
+        .send(Input::Budgets { reply })
+        .await
+        .map_err(|_| stopping())?;
+    rx.await.map(Json).map_err(|_| stopping())
 }
 
 #[derive(serde::Deserialize)]

@@ -98,6 +98,10 @@ pub(crate) enum Input {
     },
     /// The carriers' secrets, reloaded after another connection committed.
     TrunkSecrets(Vec<crate::trunk::TrunkSecret>),
+    /// Every OPD with a monthly budget and its use (`GET /api/budgets`).
+    Budgets {
+        reply: oneshot::Sender<Vec<crate::proxy::budget::BudgetView>>,
+    },
     /// The conference rooms with participants.
     Rooms {
         reply: oneshot::Sender<Vec<crate::proxy::rooms::RoomView>>,
@@ -239,6 +243,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         "trunk calls of the last hour count for the hourly toll limits"
     );
     switch.restore_trunk_history(recent_trunk_calls, t);
+    // Monthly budgets: the answered trunk calls of this month (WIB) count again.
+    let month = crate::proxy::budget::Month::of_unix_ms(t.unix_ms as i64);
+    let month_calls = store.answered_trunk_calls_since(month.start_unix_ms())?;
+    tracing::info!(
+        trunk_calls = month_calls.len(),
+        month = %month,
+        "answered trunk calls of this month count for the monthly budgets"
+    );
+    switch.restore_budget_usage(month_calls, t);
     tracing::info!(
         registrations = switch.registration_count(),
         "restored registrations"
@@ -689,6 +702,9 @@ impl Driver {
                 let _ = reply.send(self.switch.trunk_views(t.instant));
             }
             Input::TrunkSecrets(secrets) => self.switch.handle_trunk_secrets(secrets),
+            Input::Budgets { reply } => {
+                let _ = reply.send(self.switch.budgets(t));
+            }
             Input::RoomAction {
                 room,
                 action,

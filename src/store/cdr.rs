@@ -298,6 +298,20 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The answered trunk calls that ended at or after `since_ms`, in the order they ended:
+    /// what the monthly budgets have used since the month began (`since_ms` is its start).
+    pub fn answered_trunk_calls_since(&self, since_ms: i64) -> Result<Vec<CdrRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {CDR_COLUMNS} FROM cdrs \
+             WHERE end_ms >= ?1 AND trunk = 1 AND answer_ms IS NOT NULL ORDER BY end_ms, id"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params![since_ms], cdr_from_row)?;
+        Ok(rows
+            .map(|r| r.map(|row| row.record))
+            .collect::<Result<_, _>>()?)
+    }
+
     /// Usage of all calls that started in `[since_ms, until_ms)`, each call counted once
     /// (the total line of `tambun cdr summary`).
     pub fn cdr_totals(

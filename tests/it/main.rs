@@ -27,6 +27,7 @@ mod common;
 mod baresip;
 mod browser;
 mod calls_baresip;
+mod calls_budget;
 mod calls_permissions;
 mod calls_reload;
 mod calls_sipp;
