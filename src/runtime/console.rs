@@ -518,8 +518,37 @@ pub(crate) struct Warning {
 /// Everything the warnings panel shows, for this operator's scope: a carrier of the central
 /// trunk that is not healthy or whose registration failed (admins only: the trunk is the
 /// province's). Budget warnings (issue 13, part 3) add their entries here.
-fn console_warnings(scope: &Scope, trunks: &[crate::trunk::TrunkView]) -> Vec<Warning> {
+fn console_warnings(
+    scope: &Scope,
+    trunks: &[crate::trunk::TrunkView],
+    budgets: &[crate::proxy::budget::BudgetView],
+) -> Vec<Warning> {
+    use crate::proxy::budget::BudgetState;
     let mut out = Vec::new();
+    // Monthly budgets at 80 % or more, of the OPDs this operator sees.
+    for b in budgets.iter().filter(|b| scope.allows(Some(&b.opd))) {
+        let (key, what) = match b.state {
+            BudgetState::Ok => continue,
+            BudgetState::Warning => ("budget-warning", "is at"),
+            BudgetState::Exhausted => ("budget-exhausted", "is used up at"),
+        };
+        let unit = match b.unit {
+            crate::dialplan::budget::BudgetUnit::Minutes => "minutes",
+            crate::dialplan::budget::BudgetUnit::Rupiah => "rupiah",
+        };
+        out.push(Warning {
+            key: key.into(),
+            opd: Some(b.opd.to_string()),
+            message: format!(
+                "the {} budget of {} {what} {:.0} % ({} of {} {unit})",
+                b.month,
+                b.opd,
+                b.ratio * 100.0,
+                b.used,
+                b.limit
+            ),
+        });
+    }
     if scope.is_admin() {
         for t in trunks {
             let failed = t.registration == crate::trunk::RegState::Failed;
@@ -555,6 +584,7 @@ async fn dashboard(State(c): State<Arc<Console>>, headers: HeaderMap) -> ApiResu
     let regs = c.ask(|reply| Input::Registrations { opd, reply }).await?;
     let calls = c.ask(|reply| Input::Calls { reply }).await?;
     let trunks = c.ask(|reply| Input::Trunks { reply }).await?;
+    let budgets = c.ask(|reply| Input::Budgets { reply }).await?;
     let calls: Vec<_> = calls
         .into_iter()
         .filter(|k| scope.allows_call(k.caller_opd.as_ref(), k.callee_opd.as_ref()))
@@ -602,7 +632,8 @@ async fn dashboard(State(c): State<Arc<Console>>, headers: HeaderMap) -> ApiResu
     ok_json(json!({
         "registrations": per_opd,
         "calls": calls,
-        "warnings": console_warnings(&scope, &trunks),
+        "warnings": console_warnings(&scope, &trunks, &budgets),
+        "budgets": budgets.iter().filter(|b| scope.allows(Some(&b.opd))).collect::<Vec<_>>(),
         "trunks": if scope.is_admin() { serde_json::to_value(&trunks).unwrap_or_default() } else { json!([]) },
     }))
 }
@@ -1212,6 +1243,21 @@ async fn usage(
         }
     }
     let minutes = |ms: i64| (ms as f64 / 60_000.0 * 10.0).round() / 10.0;
+    // The month's budgets (the switch keeps the current month's only), of the OPDs shown.
+    let shown = s.scope.limit(
+        q.opd
+            .clone()
+            .filter(|o| !o.is_empty())
+            .and_then(|o| o.parse().ok()),
+    )?;
+    let this_month = format!("{year:04}-{month:02}");
+    let budgets: Vec<_> = c
+        .ask(|reply| Input::Budgets { reply })
+        .await?
+        .into_iter()
+        .filter(|b| s.scope.allows(Some(&b.opd)) && shown.as_ref().is_none_or(|o| *o == b.opd))
+        .filter(|b| b.month == this_month)
+        .collect();
     let mut top: Vec<_> = callers.into_iter().collect();
     top.sort_by(|a, b| (b.1 .1, b.1 .0, &a.0).cmp(&(a.1 .1, a.1 .0, &b.0)));
     top.truncate(10);
@@ -1227,6 +1273,7 @@ async fn usage(
             "caller": who, "opd": opd, "calls": n, "minutes": minutes(*ms)})).collect::<Vec<_>>(),
         "per_opd": per_opd.iter().map(|(o, (n, ms))| json!({
             "opd": o, "calls": n, "minutes": minutes(*ms)})).collect::<Vec<_>>(),
+        "budgets": budgets,
     }))
 }
 
@@ -1406,12 +1453,12 @@ mod tests {
             carrier("indosat", false, NotRequired),
             carrier("xl", true, Failed),
         ];
-        let w = console_warnings(&Scope::All, &trunks);
+        let w = console_warnings(&Scope::All, &trunks, &[]);
         assert_eq!(w.len(), 2);
         assert!(w.iter().all(|w| w.key == "trunk-down"));
         assert!(w[0].message.contains("indosat") && w[0].message.contains("not answering"));
         assert!(w[1].message.contains("xl") && w[1].message.contains("not registered: 408"));
-        assert!(console_warnings(&Scope::Opd("dinkes".parse().unwrap()), &trunks).is_empty());
+        assert!(console_warnings(&Scope::Opd("dinkes".parse().unwrap()), &trunks, &[]).is_empty());
     }
 
     #[test]

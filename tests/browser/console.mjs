@@ -100,6 +100,8 @@ await scenario('admin-login', async () => {
   const warnings = await page.evaluate(() => [...document.querySelectorAll('[data-testid="warnings-list"] li')].map((l) => l.dataset.key));
   console.log(`trunks: ${JSON.stringify(trunks)}; warnings: ${JSON.stringify(warnings)}`);
   check(trunks.every((k) => k.healthy === 'true') || warnings.includes('trunk-down'), 'a failing carrier without a warning');
+  // setda's budget: 4 of 5 minutes (80 %) used this month.
+  check(warnings.includes('budget-warning'), `no budget warning at 80 %: ${JSON.stringify(warnings)}`);
   if (opt['live-call']) {
     const calls = await rowsOf('calls-table');
     check(calls.length === 1 && calls[0][0].startsWith(opt['live-call']), `calls in progress: ${JSON.stringify(calls)}`);
@@ -177,6 +179,9 @@ await scenario('usage', async () => {
   check(classes.includes('internal') && classes.includes('mobile'), `number classes: ${JSON.stringify(classes)}`);
   const top = await rowsOf('usage-top');
   check(top.length >= 1, 'no top callers');
+  // Budget used this month: setda at 80 % (4 of 5 minutes), shown as nearly used up.
+  const budget = await page.evaluate(() => [...document.querySelectorAll('[data-testid="usage-budget"] tbody tr[data-opd]')].map((r) => ({ opd: r.dataset.opd, state: r.dataset.state, percent: r.dataset.percent })));
+  check(budget.some((b) => b.opd === 'setda' && b.state === 'warning' && b.percent === '80'), `budget used: ${JSON.stringify(budget)}`);
   await shot('console-usage.png');
 });
 

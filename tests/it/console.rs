@@ -128,11 +128,16 @@ fn console_pages_scope_import_and_lockout() {
                     callee_opd: None,
                     route: "trunk 081234567890".into(),
                     trunk: true,
+                    // 230 s of talk: 4 billed minutes of setda's 5 (80 %, a warning).
+                    end_ms: now_ms - 300_000 + 4_000 + 230_000,
                     ..record("1001", "setda", "x", "setda", now_ms - 300_000)
                 },
             ])
             .unwrap();
     }
+    let setda = switch.dialplan.join("setda.toml");
+    let text = std::fs::read_to_string(&setda).unwrap();
+    std::fs::write(&setda, format!("{text}\n[budget]\nminutes = 5\n")).unwrap();
     switch.launch();
 
     // A call in progress, setda 1000 → dinkes 2300, for both operators' dashboards.

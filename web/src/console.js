@@ -37,6 +37,10 @@ const TEXT = {
     usage_title: 'Pemakaian per OPD', show: 'Tampilkan', print: 'Cetak laporan bulanan',
     minutes_per_day: 'Menit per hari', minutes_per_class: 'Menit per jenis nomor',
     top_callers: 'Pemanggil teratas', per_opd: 'Per OPD', minutes: 'Menit',
+    budget_used: 'Anggaran bulanan terpakai', col_budget_used: 'Terpakai', col_budget_limit: 'Batas',
+    col_budget_ratio: '%', col_budget_state: 'Status', no_budgets: 'Tidak ada anggaran untuk bulan ini.',
+    unit_minutes: 'menit', unit_rupiah: 'rupiah',
+    budget_ok: 'aman', budget_warning: 'hampir habis', budget_exhausted: 'habis',
     usage_totals: '{month}: {calls} panggilan, {answered} dijawab, {minutes} menit.',
     ban_address: 'Alamat IP', ban_duration: 'Lama (30m, 12h, 7d; kosong: tetap)', ban_reason: 'Alasan',
     ban_add: 'Blokir', ban_remove: 'Cabut', since: 'Sejak', until: 'Sampai', forever: 'sampai dicabut',
@@ -48,6 +52,8 @@ const TEXT = {
     trunk_health: 'Kondisi', trunk_rtt: 'Ping', healthy: 'sehat', unhealthy: 'bermasalah', no_trunks: 'Tidak ada trunk.',
     'reg_not-required': 'tidak perlu', reg_registering: 'mendaftar…', reg_registered: 'terdaftar', reg_failed: 'gagal',
     'warning_trunk-down': 'Trunk bermasalah: {message}',
+    'warning_budget-warning': 'Anggaran bulanan hampir habis: {message}',
+    'warning_budget-exhausted': 'Anggaran bulanan habis, panggilan keluar ditolak: {message}',
   },
   en: {
     brand: 'Tambun Operator Console', logout: 'Log out', login_title: 'Log in to the console',
@@ -76,6 +82,10 @@ const TEXT = {
     usage_title: 'Usage per OPD', show: 'Show', print: 'Print monthly report',
     minutes_per_day: 'Minutes per day', minutes_per_class: 'Minutes per number class',
     top_callers: 'Top callers', per_opd: 'Per OPD', minutes: 'Minutes',
+    budget_used: 'Monthly budget used', col_budget_used: 'Used', col_budget_limit: 'Limit',
+    col_budget_ratio: '%', col_budget_state: 'State', no_budgets: 'No budget for this month.',
+    unit_minutes: 'minutes', unit_rupiah: 'rupiah',
+    budget_ok: 'ok', budget_warning: 'nearly used up', budget_exhausted: 'used up',
     usage_totals: '{month}: {calls} call(s), {answered} answered, {minutes} minutes.',
     ban_address: 'IP address', ban_duration: 'Duration (30m, 12h, 7d; empty: until removed)', ban_reason: 'Reason',
     ban_add: 'Ban', ban_remove: 'Lift', since: 'Since', until: 'Until', forever: 'until removed',
@@ -87,6 +97,8 @@ const TEXT = {
     trunk_health: 'Health', trunk_rtt: 'Ping', healthy: 'healthy', unhealthy: 'failing', no_trunks: 'No trunk.',
     'reg_not-required': 'not required', reg_registering: 'registering…', reg_registered: 'registered', reg_failed: 'failed',
     'warning_trunk-down': 'Trunk problem: {message}',
+    'warning_budget-warning': 'Monthly budget nearly used up: {message}',
+    'warning_budget-exhausted': 'Monthly budget used up, outside calls refused: {message}',
   },
 };
 const DISPOSITIONS = ['answered', 'busy', 'no-answer', 'cancelled', 'rejected', 'failed', 'expired', 'media-timeout', 'blocked', 'interrupted'];
@@ -396,6 +408,16 @@ async function loadUsage() {
   tid('usage-chart').dataset.points = String(u.per_day.filter((d) => d.minutes > 0).length);
   fill($('tbody', tid('usage-top')), u.top_callers.map((c) => el('tr', {}, el('td', {}, c.caller), el('td', {}, c.opd || '-'), el('td', {}, c.calls), el('td', {}, c.minutes))));
   fill($('tbody', tid('usage-opds')), u.per_opd.map((c) => el('tr', {}, el('td', {}, c.opd), el('td', {}, c.calls), el('td', {}, c.minutes))));
+  const budgets = (u.budgets || []).map((b) => {
+    const pct = Math.round(b.ratio * 100);
+    const bar = el('span', { class: 'bar' });
+    bar.style.width = `${Math.min(pct, 100)}%`; // (CSSOM: the page's CSP refuses style attributes)
+    return el('tr', { 'data-opd': b.opd, 'data-state': b.state, 'data-percent': String(pct) },
+      el('td', {}, b.opd), el('td', {}, `${b.used} ${t(`unit_${b.unit}`)}`), el('td', {}, `${b.limit} ${t(`unit_${b.unit}`)}`),
+      el('td', {}, el('span', { class: 'meter' }, bar), ` ${pct} %`), el('td', {}, t(`budget_${b.state}`)));
+  });
+  if (!budgets.length) budgets.push(el('tr', {}, el('td', { colspan: 5, class: 'muted' }, t('no_budgets'))));
+  fill($('tbody', tid('usage-budget')), budgets);
 }
 
 async function loadBans() {
