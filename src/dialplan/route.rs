@@ -218,6 +218,27 @@ impl Dialplan {
         now_unix: i64,
         dir: &dyn Directory,
     ) -> Routing {
+        self.evaluate(now_unix, dir, |eval| eval.number(caller, dialled, true))
+    }
+}
+
+impl Dialplan {
+    /// Where an inbound call from a carrier to the public number `number` (any form:
+    /// `+62…`, `0…`) goes at `now_unix`, with the trace; see `docs/dialplan.md`, "Public
+    /// numbers".
+    pub fn route_inbound(&self, number: &str, now_unix: i64, dir: &dyn Directory) -> Routing {
+        let national = crate::trunk::number::to_national(number);
+        self.evaluate(now_unix, dir, |eval| eval.inbound(&national))
+    }
+
+    /// Runs one decision (`decide`) on a fresh evaluator and collects its trace, the extension
+    /// charged for a trunk call and the class a refusal denied.
+    fn evaluate<'a>(
+        &'a self,
+        now_unix: i64,
+        dir: &'a dyn Directory,
+        decide: impl FnOnce(&mut Eval<'a>) -> Decision,
+    ) -> Routing {
         let mut eval = Eval {
             plan: self,
             dir,
@@ -228,7 +249,7 @@ impl Dialplan {
             trunk_caller: None,
             denied: None,
         };
-        let decision = eval.number(caller, dialled, true);
+        let decision = decide(&mut eval);
         let trunk_caller = match decision {
             Decision::Trunk {
                 emergency: false, ..
@@ -244,38 +265,6 @@ impl Dialplan {
             trace: eval.trace,
             trunk_caller,
             denied,
-        }
-    }
-}
-
-impl Dialplan {
-    /// Where an inbound call from a carrier to the public number `number` (any form:
-    /// `+62…`, `0…`) goes at `now_unix`, with the trace; see `docs/dialplan.md`, "Public
-    /// numbers".
-    pub fn route_inbound(&self, number: &str, now_unix: i64, dir: &dyn Directory) -> Routing {
-        let national = crate::trunk::number::to_national(number);
-        let mut eval = Eval {
-            plan: self,
-            dir,
-            now_unix,
-            trace: Vec::new(),
-            hops: 0,
-            forwarded: Vec::new(),
-            trunk_caller: None,
-            denied: None,
-        };
-        let decision = eval.inbound(&national);
-        let trunk_caller = match decision {
-            Decision::Trunk {
-                emergency: false, ..
-            } => eval.trunk_caller,
-            _ => None,
-        };
-        Routing {
-            decision,
-            trace: eval.trace,
-            trunk_caller,
-            denied: None,
         }
     }
 

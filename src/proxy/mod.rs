@@ -124,6 +124,22 @@ struct CallCtx {
     trunk: Option<TrunkCall>,
 }
 
+impl CallCtx {
+    /// A new call's context: nothing queued, no forward, not (yet) to the trunk.
+    fn new(caller: Option<Extension>, from_tag: String) -> CallCtx {
+        CallCtx {
+            caller,
+            from_tag,
+            queue: Vec::new(),
+            member_timeout: None,
+            forward_busy: None,
+            forward_no_answer: None,
+            fallbacks: 0,
+            trunk: None,
+        }
+    }
+}
+
 /// A call on its way to the carriers (failover in priority order).
 struct TrunkCall {
     number: String,

@@ -61,23 +61,8 @@ impl Proxy {
             },
             now.unix_ms,
         );
-        let ctx = CallCtx {
-            caller: Some(caller),
-            from_tag,
-            queue: Vec::new(),
-            member_timeout: None,
-            forward_busy: None,
-            forward_no_answer: None,
-            fallbacks: 0,
-            trunk: None,
-        };
-        let anchored = match routing.decision {
-            Decision::Ring(_) | Decision::Trunk { .. } => self.media_offer(msg, media::Leg::A),
-            _ => None,
-        };
-        let msg = anchored.as_ref().unwrap_or(msg);
-        let id = self.new_proxied(cx, msg, peer, key, Some(ctx), now.instant + TIMER_C);
-        self.apply_routing(cx, id, routing, now);
+        let ctx = CallCtx::new(Some(caller), from_tag);
+        self.launch(cx, msg, peer, key, ctx, routing, now);
     }
 
     /// A call from carrier `carrier` (the INVITE came from its address): routed by the public
@@ -133,16 +118,23 @@ impl Proxy {
             },
             now.unix_ms,
         );
-        let ctx = CallCtx {
-            caller: None,
-            from_tag,
-            queue: Vec::new(),
-            member_timeout: None,
-            forward_busy: None,
-            forward_no_answer: None,
-            fallbacks: 0,
-            trunk: None,
-        };
+        let ctx = CallCtx::new(None, from_tag);
+        self.launch(cx, msg, peer, key, ctx, routing, now);
+    }
+
+    /// A new call's media offer anchored (when it rings phones or goes to the trunk), its
+    /// proxied request created, and its routing decision acted on.
+    #[allow(clippy::too_many_arguments)]
+    fn launch(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        msg: &Message,
+        peer: Peer,
+        key: &TransactionKey,
+        ctx: CallCtx,
+        routing: Routing,
+        now: Now,
+    ) {
         let anchored = match routing.decision {
             Decision::Ring(_) | Decision::Trunk { .. } => self.media_offer(msg, media::Leg::A),
             _ => None,

@@ -447,8 +447,8 @@ impl Switch {
         }
     }
 
-    /// Runs `tambun` with the global options `--db` and `--dialplan` first.
-    pub fn cli(&self, args: &[&str]) -> Output {
+    /// `tambun` with the global options `--db`, `--dialplan` and `--admin` first.
+    fn cli_command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(TAMBUN);
         clear_tambun_env(&mut cmd);
         cmd.current_dir(self.dir.path())
@@ -459,24 +459,22 @@ impl Switch {
             .arg(&self.dialplan)
             .arg("--admin")
             .arg(self.admin.to_string())
-            .args(args)
-            .stdin(Stdio::null());
+            .args(args);
+        cmd
+    }
+
+    /// Runs `tambun` with the global options `--db` and `--dialplan` first.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let mut cmd = self.cli_command(args);
+        cmd.stdin(Stdio::null());
         cmd.output().expect("run tambun CLI")
     }
 
     /// Runs the CLI with `input` on its standard input.
     pub fn cli_stdin(&self, args: &[&str], input: &str) -> Output {
         use std::io::Write as _;
-        let mut cmd = Command::new(TAMBUN);
-        clear_tambun_env(&mut cmd);
-        cmd.current_dir(self.dir.path())
-            .env("NO_COLOR", "1")
-            .arg("--db")
-            .arg(&self.db)
-            .arg("--dialplan")
-            .arg(&self.dialplan)
-            .args(args)
-            .stdin(Stdio::piped())
+        let mut cmd = self.cli_command(args);
+        cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("run tambun CLI");
