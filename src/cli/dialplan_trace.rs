@@ -25,8 +25,16 @@ pub enum DialplanCommand {
 #[derive(Debug, Args)]
 pub struct TraceArgs {
     /// The calling extension
-    #[arg(long, value_name = "EXT")]
-    from: String,
+    #[arg(
+        long,
+        value_name = "EXT",
+        required_unless_present = "inbound",
+        conflicts_with = "inbound"
+    )]
+    from: Option<String>,
+    /// A call from a carrier to this public number (the number in any form, e.g. +625363221234)
+    #[arg(long)]
+    inbound: bool,
     /// The dialled number, as the phone sends it (e.g. 0, 2300, 90536123456, *78)
     number: String,
     /// When the call is made, in WIB: `YYYY-MM-DD HH:MM`, or `HH:MM` for today [default: now]
@@ -42,7 +50,6 @@ pub(super) fn run(global: &GlobalArgs, cmd: DialplanCommand) -> anyhow::Result<(
 }
 
 fn trace(global: &GlobalArgs, args: TraceArgs) -> anyhow::Result<()> {
-    let caller: Extension = args.from.parse().map_err(|e| anyhow!("--from: {e}"))?;
     check_dialled(&args.number)?;
     let now = unix_now();
     let at = match &args.at {
@@ -51,6 +58,13 @@ fn trace(global: &GlobalArgs, args: TraceArgs) -> anyhow::Result<()> {
     };
     let plan = load_dialplan(&global.dialplan())?;
     let dir = DbDirectory::open(global)?;
+    let Some(from) = &args.from else {
+        // --inbound (clap requires one of the two)
+        let routing = plan.route_inbound(&args.number, at, &dir);
+        print_trace(at, " (a call from a carrier)", &routing);
+        return Ok(());
+    };
+    let caller: Extension = from.parse().map_err(|e| anyhow!("--from: {e}"))?;
     if !dir.is_assigned(&caller) {
         eprintln!(
             "note: {caller} is not an enabled extension in the database; a real call from it \
@@ -58,12 +72,17 @@ fn trace(global: &GlobalArgs, args: TraceArgs) -> anyhow::Result<()> {
         );
     }
     let routing = plan.route(&caller, &args.number, at, &dir);
-    println!("at {}", WibTime::from_unix(at));
+    print_trace(at, "", &routing);
+    Ok(())
+}
+
+/// The time, each step and the decision.
+fn print_trace(at: i64, what: &str, routing: &crate::dialplan::Routing) {
+    println!("at {}{what}", WibTime::from_unix(at));
     for step in &routing.trace {
         println!("{step}");
     }
     println!("→ {}", routing.decision);
-    Ok(())
 }
 
 /// What a phone can dial: digits, `*`, `#`, `+`.

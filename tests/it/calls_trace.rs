@@ -71,3 +71,29 @@ fn trace_zero_after_office_hours_rings_the_security_desk() {
         "{text}"
     );
 }
+
+#[test]
+fn trace_inbound_shows_the_opd_of_a_public_number_or_the_operator() {
+    let switch = Switch::create(SwitchOptions::default());
+    let setda = switch.dialplan.join("setda.toml");
+    let text = std::fs::read_to_string(&setda).unwrap();
+    std::fs::write(
+        &setda,
+        format!("{text}\n[[did]]\nnumber = \"05363221234\"\nto = {{ extension = \"1000\" }}\n"),
+    )
+    .unwrap();
+    let lines = trace(&switch, &["--inbound", "+625363221234"]);
+    let text = lines.join("\n");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("setda.toml:") && l.contains("public number 05363221234 is setda")),
+        "{text}"
+    );
+    assert!(lines.last().unwrap().starts_with("→ ring 1000"), "{text}");
+    let lines = trace(&switch, &["--inbound", "05369999999"]);
+    let text = lines.join("\n");
+    assert!(text.contains("to the operator 3500"), "{text}");
+    // --from and --inbound do not go together; one of them is needed.
+    assert!(!switch.cli(&["dialplan", "trace", "1000"]).status.success());
+}
