@@ -918,3 +918,6 @@ fn host_port(a: SocketAddr) -> String {
         SocketAddr::V4(v4) => v4.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests;
