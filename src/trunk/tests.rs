@@ -1,8 +1,6 @@
 //! The carrier client on simulated time: a carrier that challenges, grants, refreshes, goes
 //! silent and comes back; pings and the order calls try carriers in.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 
 use super::*;
