@@ -312,25 +312,23 @@ impl Records {
 
     /// The switch ended the answered call itself (its monthly budget ran out): a normal end.
     pub fn ended_by_switch(&mut self, call_id: &str, now_ms: u64) {
-        let tags: Vec<String> = self
-            .by_call_id
-            .get(call_id)
-            .map(|l| l.iter().map(|e| e.call.from_tag.clone()).collect())
-            .unwrap_or_default();
-        for t in tags {
-            self.finish(call_id, &[Some(&t)], Disposition::Answered, 200, now_ms);
-        }
+        self.finish_all(call_id, Disposition::Answered, 200, now_ms);
     }
 
     /// The relay saw no media for the call: it is being ended.
     pub fn media_timeout(&mut self, call_id: &str, now_ms: u64) {
+        self.finish_all(call_id, Disposition::MediaTimeout, 408, now_ms);
+    }
+
+    /// Ends every record of `call_id` (each caller's tag) with `disposition` and `status`.
+    fn finish_all(&mut self, call_id: &str, disposition: Disposition, status: u16, now_ms: u64) {
         let tags: Vec<String> = self
             .by_call_id
             .get(call_id)
             .map(|l| l.iter().map(|e| e.call.from_tag.clone()).collect())
             .unwrap_or_default();
         for t in tags {
-            self.finish(call_id, &[Some(&t)], Disposition::MediaTimeout, 408, now_ms);
+            self.finish(call_id, &[Some(&t)], disposition, status, now_ms);
         }
     }
 
