@@ -8,8 +8,10 @@
 #    through playwright-core), and a C compiler for the bundled SQLite and aws-lc.
 # 2. cargo fmt --check, cargo clippy --all-targets -D warnings, cargo test --all-targets
 #    (unit, torture, integration and interop tests: they start the `tambun` binary on
-#    loopback ports), cargo test --doc, cargo bench --no-run, and the fuzz targets when a
-#    nightly toolchain with cargo-fuzz is present.
+#    loopback ports; --all-targets also builds every bench and runs each benchmark once, in
+#    criterion's test mode), cargo test --doc, and the fuzz targets when a nightly toolchain
+#    with cargo-fuzz is present. The benches are not compiled a second time optimised: that
+#    took ten of CI's minutes and checked nothing the test build does not.
 # 3. Prints a summary. A failing check does not stop the later ones (except install, toolchain
 #    and build, which everything needs); the exit status is non-zero when any check failed.
 #
@@ -129,6 +131,5 @@ must "build (binary and tests)" cargo build "${LOCKED[@]}" --all-targets
 # shellcheck disable=SC2086 # TEST_ARGS is a list of words
 step "cargo test --all-targets" cargo test "${LOCKED[@]}" --no-fail-fast --all-targets -- ${TEST_ARGS:-}
 step "cargo test --doc" cargo test "${LOCKED[@]}" --doc
-step "cargo bench --no-run" cargo bench "${LOCKED[@]}" --no-run
 step "fuzz targets" fuzz_build
 exit "$FAILED"
