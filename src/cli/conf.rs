@@ -135,7 +135,7 @@ fn room_number(room: &str) -> anyhow::Result<&str> {
 }
 
 /// An extension as the operator typed it, or the sentence why it is not one.
-fn extension(ext: &str) -> anyhow::Result<crate::types::Extension> {
+fn extension(ext: &str) -> anyhow::Result<crate::proxy::rooms::Who> {
     ext.parse()
         .map_err(|e| anyhow::anyhow!("{ext:?} is not an extension: {e}"))
 }

@@ -248,6 +248,7 @@ impl Dialplan {
             forwarded: Vec::new(),
             trunk_caller: None,
             denied: None,
+            outside: false,
         };
         let decision = decide(&mut eval);
         let trunk_caller = match decision {
@@ -291,6 +292,9 @@ struct Eval<'a> {
     trunk_caller: Option<Extension>,
     /// The class the last permission check refused.
     denied: Option<NumberClass>,
+    /// A call from a carrier to a public number: whoever it reaches, the caller is nobody's
+    /// extension, so it never moderates a room (the PIN applies).
+    outside: bool,
 }
 
 fn reject(status: u16, reason: impl Into<String>) -> Decision {
@@ -559,8 +563,16 @@ impl<'a> Eval<'a> {
                 );
             }
         }
-        let moderator = room.moderated_by(caller, &opd.code);
-        let mut what = format!("{caller} ({}) joins room {number}", opd.code);
+        let moderator = !self.outside && room.moderated_by(caller, &opd.code);
+        let mut what = if self.outside {
+            format!(
+                "the outside caller joins room {number} through {}'s public number, as a \
+                 participant (never a moderator)",
+                opd.code
+            )
+        } else {
+            format!("{caller} ({}) joins room {number}", opd.code)
+        };
         if moderator {
             let by_extension = room
                 .moderators
@@ -655,6 +667,7 @@ impl<'a> Eval<'a> {
     /// target of the OPD that lists it (an alias is routed as the OPD's reception would dial
     /// it), else the operator, else 404.
     fn inbound(&mut self, number: &str) -> Decision {
+        self.outside = true;
         let plan = self.plan;
         let found = plan
             .opds

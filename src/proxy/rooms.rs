@@ -21,6 +21,7 @@ use std::collections::HashSet;
 
 use bytes::Bytes;
 
+use super::routing::outside_caller;
 use super::*;
 use crate::dialplan::RoomPlan;
 use crate::media::mixer::g711::Law;
@@ -34,6 +35,54 @@ const ROOM_ALLOW: &str = "Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE
 const T1: Duration = Duration::from_millis(500);
 const T2: Duration = Duration::from_secs(4);
 
+/// Who a participant is: an extension, or a caller from outside by the number its carrier
+/// gave (national form, `0…`, or `anonymous`). The two never collide: extensions never start
+/// with 0, and `anonymous` is no number.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Who {
+    Extension(Extension),
+    Outside(String),
+}
+
+impl std::fmt::Display for Who {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Who::Extension(e) => e.fmt(f),
+            Who::Outside(n) => f.write_str(n),
+        }
+    }
+}
+
+impl From<Who> for String {
+    fn from(w: Who) -> String {
+        w.to_string()
+    }
+}
+
+impl TryFrom<String> for Who {
+    type Error = String;
+    fn try_from(s: String) -> Result<Who, String> {
+        s.parse()
+    }
+}
+
+impl std::str::FromStr for Who {
+    type Err = String;
+    /// An extension, an outside number as `tambun conf show` lists it (`0…`, digits), or
+    /// `anonymous`.
+    fn from_str(s: &str) -> Result<Who, String> {
+        if s == "anonymous"
+            || (s.starts_with('0') && s.len() > 1 && s.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Ok(Who::Outside(s.to_owned()));
+        }
+        s.parse::<Extension>().map(Who::Extension).map_err(|e| {
+            format!("{e} (nor an outside caller's number such as 08123456789, or anonymous)")
+        })
+    }
+}
+
 /// One participant's dialog with a room.
 pub(crate) struct RoomDialog {
     pub room: RoomId,
@@ -41,7 +90,7 @@ pub(crate) struct RoomDialog {
     pub session: SessionId,
     pub local_tag: String,
     pub peer: Peer,
-    pub caller: Extension,
+    pub caller: Who,
     pub opd: Option<String>,
     pub moderator: bool,
     pub joined_ms: u64,
@@ -99,12 +148,9 @@ pub struct RoomCounts {
 pub enum RoomAction {
     /// Mutes or unmutes the calls of one extension, or (`extension: None`) every participant
     /// who is not a moderator, and who joins later while the room stays so.
-    Mute {
-        extension: Option<Extension>,
-        muted: bool,
-    },
-    /// Hangs up on an extension's calls in the room (our BYE).
-    Kick { extension: Extension },
+    Mute { extension: Option<Who>, muted: bool },
+    /// Hangs up on an extension's (or an outside caller's) calls in the room (our BYE).
+    Kick { extension: Who },
     /// Locks the room (only moderators may join) or unlocks it.
     Lock { locked: bool },
 }
@@ -458,11 +504,11 @@ impl Proxy {
             self.respond_final_full(cx, id, 488, None, &w, now);
             return;
         };
-        let Some(caller) = caller else {
-            // A call from a carrier: rooms list their participants by extension.
-            let w = warn("callers from outside cannot join conference rooms yet");
-            self.respond_final_full(cx, id, 480, None, &w, now);
-            return;
+        // A call from a carrier (the dialplan made sure it never moderates): the number its
+        // carrier gave.
+        let caller = match caller {
+            Some(ext) => Who::Extension(ext),
+            None => Who::Outside(outside_caller(&request)),
         };
         let Some(relay) = self.media.as_mut() else {
             return;
@@ -557,11 +603,12 @@ impl Proxy {
                 session,
                 local_tag,
                 peer: upstream,
-                opd: cx
-                    .registrar
-                    .accounts()
-                    .get(&caller)
-                    .map(|a| a.opd.to_string()),
+                opd: match &caller {
+                    Who::Extension(ext) => {
+                        cx.registrar.accounts().get(ext).map(|a| a.opd.to_string())
+                    }
+                    Who::Outside(_) => None,
+                },
                 caller,
                 moderator: plan.moderator,
                 joined_ms: now.unix_ms,
@@ -762,7 +809,7 @@ impl Proxy {
         else {
             return Err(RoomActionError::Empty(number.to_string()));
         };
-        let one = |ext: &Extension, keys: &mut Vec<(String, String)>, rooms: &Rooms| {
+        let one = |ext: &Who, keys: &mut Vec<(String, String)>, rooms: &Rooms| {
             keys.retain(|k| rooms.dialogs.get(k).is_some_and(|d| d.caller == *ext));
             if keys.is_empty() {
                 Err(RoomActionError::NotInRoom {

@@ -7,6 +7,17 @@
 
 use super::*;
 
+/// The number a carrier gave for an outside caller (the From user, national form), or
+/// `anonymous`.
+pub(super) fn outside_caller(msg: &Message) -> String {
+    msg.from()
+        .ok()
+        .and_then(|f| uri_user(f.uri))
+        .map(|u| crate::trunk::number::to_national(&u))
+        .filter(|u| !u.is_empty() && u.bytes().all(|b| b.is_ascii_digit()))
+        .unwrap_or_else(|| "anonymous".to_owned())
+}
+
 impl Proxy {
     /// (contact URI, peer) for every binding of an extension.
     pub(super) fn contact_peers(&self, cx: &Ctx<'_>, ext: &Extension) -> Vec<(String, Peer)> {
@@ -90,13 +101,7 @@ impl Proxy {
         let routing =
             cx.dialplan
                 .route_inbound(&dialled, now.unix as i64, &Dir(cx.registrar.accounts()));
-        let caller_number = msg
-            .from()
-            .ok()
-            .and_then(|f| uri_user(f.uri))
-            .map(|u| crate::trunk::number::to_national(&u))
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| "anonymous".to_owned());
+        let caller_number = outside_caller(msg);
         let from_tag = msg.from_tag().unwrap_or("").to_string();
         let call_id = msg.call_id().unwrap_or("").to_string();
         let route = format!(

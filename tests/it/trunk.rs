@@ -476,3 +476,86 @@ fn tambun_connects_to_a_tcp_carrier_and_registers_over_it() {
     assert!(reg[0].contains(";transport=tcp>"), "{}", reg[0]);
     switch.stop();
 }
+
+/// A public number can lead to a conference room: Diskominfo's DID 05363220000 is an alias
+/// of room 8000, whose moderators are Diskominfo's extensions. The carrier's caller is in
+/// the room by its outside number, as a participant and never a moderator (it would
+/// otherwise be one through the reception it is routed as), and `tambun conf show` lists it.
+#[test]
+fn a_public_number_leads_an_outside_caller_into_a_room_never_as_moderator() {
+    let mut switch = Switch::create(SwitchOptions::default());
+    let carrier_port = free_udp_tcp_port(&[]);
+    switch.trunk_at(&format!("127.0.0.1:{carrier_port}"), "");
+    let file = switch.dialplan.join("diskominfo.toml");
+    let text = fs::read_to_string(&file).unwrap();
+    fs::write(
+        &file,
+        format!("{text}\n[[did]]\nnumber = \"05363220000\"\nto = {{ alias = \"8000\" }}\n"),
+    )
+    .unwrap();
+    switch.launch();
+    let trace = switch.cli(&["dialplan", "trace", "--inbound", "+625363220000"]);
+    let trace = String::from_utf8_lossy(&trace.stdout).to_string();
+    assert!(
+        trace.contains("never a moderator"),
+        "the trace says how the outside caller joins: {trace}"
+    );
+
+    let (dir, sip) = (switch.dir().to_path_buf(), switch.sip);
+    let (run, shown) = std::thread::scope(|s| {
+        let call = s.spawn(|| {
+            run_sipp_from(
+                &dir,
+                "room",
+                sip,
+                Some(carrier_port),
+                &sipp_scenario("carrier-call.xml"),
+                None,
+                &[
+                    "-s",
+                    "+625363220000",
+                    "-key",
+                    "caller",
+                    "+6281234567890",
+                    "-m",
+                    "1",
+                    "-d",
+                    "3000",
+                ],
+                CALL_TIMEOUT,
+            )
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut shown = Value::Null;
+        while std::time::Instant::now() < deadline {
+            let out = switch.cli(&["conf", "show", "8000", "--json"]);
+            if out.status.success() {
+                shown = serde_json::from_slice(&out.stdout).expect("conf show --json is JSON");
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        (call.join().unwrap(), shown)
+    });
+    assert_sipp_ok(&run, 1, "the carrier's call answered by room 8000");
+    let people = shown["participants"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(people.len(), 1, "one participant in 8000: {shown:#}");
+    assert_eq!(people[0]["extension"], "081234567890", "{shown:#}");
+    assert_eq!(people[0]["moderator"], false, "{shown:#}");
+
+    let rows = wait_cdrs(&switch, 1);
+    assert_eq!(rows[0]["caller"], "081234567890", "{:#}", rows[0]);
+    assert_eq!(rows[0]["disposition"], "answered", "{:#}", rows[0]);
+    assert!(
+        rows[0]["route"]
+            .as_str()
+            .unwrap()
+            .contains("inbound 05363220000 from telkom"),
+        "{:#}",
+        rows[0]
+    );
+    switch.stop();
+}
