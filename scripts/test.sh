@@ -3,9 +3,10 @@
 #
 # 1. Installs what the tests need when it is missing (Debian/Ubuntu, apt-get; as root or
 #    through sudo): SIPp (`sip-tester`) and baresip (`baresip-core`) for the interop tests,
-#    sipvicious for the guard tests, Chromium for the browser tests, Node.js and npm (the
-#    softphone page is bundled from web/'s npm lockfile at build time, and drives Chromium
-#    through playwright-core), and a C compiler for the bundled SQLite and aws-lc.
+#    sipvicious for the guard tests, socat (TLS in front of SIPp: a TLS carrier), Chromium
+#    for the browser tests, Node.js and npm (the softphone page is bundled from web/'s npm
+#    lockfile at build time, and drives Chromium through playwright-core), and a C compiler
+#    for the bundled SQLite and aws-lc.
 # 2. cargo fmt --check, cargo clippy --all-targets -D warnings, cargo test --all-targets
 #    (unit, torture, integration and interop tests: they start the `tambun` binary on
 #    loopback ports; --all-targets also builds every bench and runs each benchmark once, in
@@ -80,13 +81,13 @@ install_missing() {
     # command -> Debian package
     # (svwar/svcrack: the guard tests; python3 runs them through tests/data/sipvicious_as.py)
     local -A pkg_of=([sipp]=sip-tester [baresip]=baresip-core [cc]=gcc [svwar]=sipvicious
-        [python3]=python3 [chromium]=chromium [node]=nodejs [npm]=npm)
+        [python3]=python3 [chromium]=chromium [node]=nodejs [npm]=npm [socat]=socat)
     local missing=() cmd
-    for cmd in sipp baresip cc svwar python3 chromium node npm; do
+    for cmd in sipp baresip cc svwar python3 chromium node npm socat; do
         command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkg_of[$cmd]}")
     done
     if ((${#missing[@]} == 0)); then
-        echo "sipp, baresip, cc, sipvicious, python3, chromium, node and npm are installed"
+        echo "sipp, baresip, cc, sipvicious, python3, chromium, node, npm and socat are installed"
         return 0
     fi
     [[ "${SKIP_INSTALL:-0}" == 1 ]] && die "missing packages ${missing[*]} and SKIP_INSTALL=1"

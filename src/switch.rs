@@ -50,11 +50,9 @@ pub enum Output {
     Store(Durable),
     /// A stream connection to close (its source is banned).
     CloseConn(u64),
-    /// Open a connection to a carrier (TCP); the switch hears of it as `ConnOpened`.
-    Connect {
-        addr: SocketAddr,
-        transport: Transport,
-    },
+    /// Open a connection to a carrier (TCP or TLS); the switch hears of it as
+    /// `ConnOpened`, or as [`Switch::handle_connect_failed`].
+    Connect(crate::trunk::Connect),
 }
 
 /// What the switch wants kept in the store.
@@ -372,10 +370,23 @@ impl Switch {
         self.collect_outputs();
     }
 
+    /// A connection to a carrier could not be opened.
+    pub fn handle_connect_failed(
+        &mut self,
+        addr: SocketAddr,
+        transport: Transport,
+        why: &str,
+        now: Now,
+    ) {
+        self.trunks.handle_connect_failed(addr, transport, why, now);
+        self.collect_outputs();
+    }
+
     pub fn handle_conn_closed(&mut self, conn: u64) {
         if let Some((_, remote, t)) = self.net.conns.remove(&conn) {
             if self.net.by_remote.get(&(remote, t)) == Some(&conn) {
                 self.net.by_remote.remove(&(remote, t));
+                self.trunks.handle_closed(remote, t);
             }
             // A browser cannot be reached but over its own WebSocket: its bindings go with it
             // (a TCP/TLS phone may reconnect and is kept until it expires).
@@ -528,8 +539,8 @@ impl Switch {
         while let Some(t) = self.trunks.poll_transmit() {
             self.transmits.push_back(t);
         }
-        while let Some((addr, transport)) = self.trunks.poll_connect() {
-            self.outputs.push(Output::Connect { addr, transport });
+        while let Some(c) = self.trunks.poll_connect() {
+            self.outputs.push(Output::Connect(c));
         }
         for t in self.transmits.drain(..) {
             self.outputs.push(Output::Transmit(t));
@@ -1084,7 +1095,7 @@ impl Collected {
                 Output::Store(d) => self.durables.push(d),
                 Output::CloseConn(c) => self.closes.push(c),
                 Output::Media(m) => self.media.push(m),
-                Output::Connect { addr, transport } => self.connects.push((addr, transport)),
+                Output::Connect(c) => self.connects.push((c.addr, c.transport)),
             }
         }
     }

@@ -17,7 +17,7 @@ use super::{
     Did, DidSource, ExtensionPermissions, FeatureCodes, Hours, Moderator, NumberClass,
     NumberFormat, Opd, Pattern, Period, Permissions, Province, RingGroup, Room, RoomAccess,
     RoomTime, Rule, Schedule, Strategy, Target, TimeCondition, TimedTarget, Trunk,
-    TrunkRegistration,
+    TrunkRegistration, TrunkTls,
 };
 use crate::types::{Extension, OpdCode, Transport};
 
@@ -176,6 +176,8 @@ struct RawTrunk {
     timeout_secs: Option<Spanned<i64>>,
     codecs: Option<Vec<Spanned<String>>>,
     register: Option<RawTrunkRegister>,
+    tls_name: Option<Spanned<String>>,
+    tls_ca: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -1799,6 +1801,53 @@ fn parse_trunks(f: &mut FileCtx<'_>, raw: &[RawTrunk], one_table: bool) -> Vec<T
                 }
             }
         };
+        let tls = match (&transport, &hostport) {
+            (Some(Transport::Tls), Some((host, _))) => {
+                let name = match &t.tls_name {
+                    Some(n) => f.parse(n, |s| {
+                        if !s.is_empty()
+                            && s.len() <= 253
+                            && s.bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b".-:".contains(&b))
+                        {
+                            Ok(s.to_ascii_lowercase())
+                        } else {
+                            Err(format!(
+                                "tls_name '{s}' must be the host name on the carrier's certificate, e.g. 'sip.telkom.co.id'"
+                            ))
+                        }
+                    }),
+                    None => Some(host.clone()),
+                };
+                let ca = match &t.tls_ca {
+                    Some(c) => f.parse(c, |s| {
+                        if s.trim().is_empty() {
+                            return Err("tls_ca must name a PEM file of CA certificates".to_owned());
+                        }
+                        let p = std::path::Path::new(s);
+                        Ok(if p.is_absolute() {
+                            p.to_path_buf()
+                        } else {
+                            f.path.parent().unwrap_or(std::path::Path::new(".")).join(p)
+                        })
+                    }),
+                    None => Some(PathBuf::from(super::DEFAULT_TRUNK_CA)),
+                };
+                match (name, ca) {
+                    (Some(server_name), Some(ca_file)) => Some(Some(TrunkTls {
+                        server_name,
+                        ca_file,
+                    })),
+                    _ => None,
+                }
+            }
+            _ => {
+                for v in [&t.tls_name, &t.tls_ca].into_iter().flatten() {
+                    f.error(&v.span(), "tls_name and tls_ca are for transport = \"tls\"");
+                }
+                Some(None)
+            }
+        };
         if let (
             Some(name),
             Some((host, port)),
@@ -1810,6 +1859,7 @@ fn parse_trunks(f: &mut FileCtx<'_>, raw: &[RawTrunk], one_table: bool) -> Vec<T
             Some(ping_secs),
             Some(timeout_secs),
             Some(register),
+            Some(tls),
         ) = (
             name,
             hostport,
@@ -1821,6 +1871,7 @@ fn parse_trunks(f: &mut FileCtx<'_>, raw: &[RawTrunk], one_table: bool) -> Vec<T
             ping_secs,
             timeout_secs,
             register,
+            tls,
         ) {
             trunks.push(Trunk {
                 name,
@@ -1835,6 +1886,7 @@ fn parse_trunks(f: &mut FileCtx<'_>, raw: &[RawTrunk], one_table: bool) -> Vec<T
                 timeout_secs,
                 register,
                 codecs,
+                tls,
                 line,
             });
         }

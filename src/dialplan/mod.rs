@@ -495,8 +495,23 @@ pub struct Trunk {
     /// The audio encodings the carrier takes (`PCMA`, `PCMU`, `G729` …); empty: any. Offers
     /// to it are cut to these (telephone-event always stays).
     pub codecs: Vec<String>,
+    /// How the switch checks the carrier's certificate (transport `tls` only).
+    pub tls: Option<TrunkTls>,
     /// The line of `[[trunk]]`'s `name`.
     pub line: usize,
+}
+
+/// The CA certificates a TLS carrier's certificate is checked against when its `[[trunk]]`
+/// names no `tls_ca`: Debian's system store (`ca-certificates`).
+pub const DEFAULT_TRUNK_CA: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// TLS toward a carrier: the switch connects, and the carrier's certificate must chain to a
+/// CA of `ca_file` and carry `server_name` (a DNS name, or the target's IP address).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrunkTls {
+    pub server_name: String,
+    /// A PEM file (relative paths: from the directory of `province.toml`).
+    pub ca_file: PathBuf,
 }
 
 /// How Tambun registers with a carrier. The secret is not here: `tambun trunk passwd NAME`

@@ -780,13 +780,37 @@ fn carriers_load_in_priority_order_and_bad_ones_name_their_line() {
             "public_number = \"112\"",
             "national number",
         ),
+        (
+            "ping_secs = 30",
+            "ping_secs = 30\ntls_name = \"sip.carrier.test\"",
+            "are for transport = \"tls\"",
+        ),
+        (
+            "transport = \"udp\"",
+            "transport = \"tls\"\ntls_name = \"bad name!\"",
+            "host name on the carrier's certificate",
+        ),
     ] {
         let bad = province_without_rooms().replace(from, to);
         std::fs::write(dir.path().join("province.toml"), &bad).unwrap();
         let errors = errors_of(&dir);
-        let line = bad.lines().position(|l| l.contains(to)).unwrap() + 1;
+        let last = to.lines().last().unwrap();
+        let line = bad.lines().position(|l| l.contains(last)).unwrap() + 1;
         assert_error(&errors, "province.toml", line, why);
     }
+    // A TLS carrier checks the target's IP by default, against the system's CAs; a
+    // relative tls_ca is read from the dialplan directory.
+    let tls = province_without_rooms().replace("transport = \"udp\"", "transport = \"tls\"");
+    std::fs::write(dir.path().join("province.toml"), &tls).unwrap();
+    let plan = Dialplan::load_dir(dir.path()).unwrap();
+    let t = plan.province().trunks[0].tls.clone().unwrap();
+    assert_eq!(t.server_name, "127.0.0.1");
+    assert_eq!(t.ca_file, std::path::Path::new(super::DEFAULT_TRUNK_CA));
+    let tls = tls.replace("ping_secs = 30", "ping_secs = 30\ntls_ca = \"ca.pem\"");
+    std::fs::write(dir.path().join("province.toml"), &tls).unwrap();
+    let plan = Dialplan::load_dir(dir.path()).unwrap();
+    let t = plan.province().trunks[0].tls.clone().unwrap();
+    assert_eq!(t.ca_file, dir.path().join("ca.pem"));
     let dup = province_without_rooms().replace(
         "\n[outside]",
         "\n[[trunk]]\nname = \"telkom\"\ntarget = \"127.0.0.1:5091\"\ntransport = \"udp\"\n\n[outside]",

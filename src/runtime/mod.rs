@@ -84,6 +84,12 @@ pub(crate) enum Input {
     ConnClosed {
         conn: ConnId,
     },
+    /// A connection the switch asked for (to a carrier) could not be opened.
+    ConnectFailed {
+        addr: SocketAddr,
+        transport: Transport,
+        why: String,
+    },
     Accounts(Accounts),
     Registrations {
         opd: Option<OpdCode>,
@@ -692,6 +698,11 @@ impl Driver {
                 self.conns.remove(&conn);
                 self.switch.handle_conn_closed(conn);
             }
+            Input::ConnectFailed {
+                addr,
+                transport,
+                why,
+            } => self.switch.handle_connect_failed(addr, transport, &why, t),
             Input::Calls { reply } => {
                 let _ = reply.send(self.switch.live_calls(t.instant));
             }
@@ -793,8 +804,8 @@ impl Driver {
                         close.cancel();
                     }
                 }
-                Output::Connect { addr, transport } => {
-                    tokio::spawn(tcp::connect(addr, transport, self.outbound.clone()));
+                Output::Connect(c) => {
+                    tokio::spawn(tcp::connect(c, self.outbound.clone()));
                 }
                 Output::Store(d) => {
                     waits |= d.is_acknowledged();

@@ -103,36 +103,56 @@ pub(crate) async fn accept_loop(listener: TcpListener, ctx: StreamCtx) {
 /// Opens a connection to a carrier (`transport` TCP) and serves it like an accepted one;
 /// the driver hears `ConnOpened`. A failure is one log line: the trunk core tries again on
 /// its own timers.
-pub(crate) async fn connect(addr: SocketAddr, transport: Transport, ctx: StreamCtx) {
-    if transport != Transport::Tcp {
-        tracing::warn!(%addr, %transport, "connections to carriers are opened over TCP only");
-        return;
+pub(crate) async fn connect(to: crate::trunk::Connect, ctx: StreamCtx) {
+    let (addr, transport) = (to.addr, to.transport);
+    if let Err(why) = open(to, ctx.clone()).await {
+        tracing::warn!(target: "tambun::trunk", %addr, %transport, "cannot connect to the carrier: {why}");
+        let _ = ctx
+            .tx
+            .send(Input::ConnectFailed {
+                addr,
+                transport,
+                why,
+            })
+            .await;
     }
-    let stream = match tokio::time::timeout(CONNECT_WITHIN, tokio::net::TcpStream::connect(addr))
-        .await
-    {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            tracing::warn!(target: "tambun::trunk", %addr, error = %e, "cannot connect to the carrier");
-            return;
-        }
-        Err(_) => {
-            tracing::warn!(target: "tambun::trunk", %addr, "no TCP connection to the carrier within 5 s");
-            return;
-        }
+}
+
+/// Opens the connection of `to` (TLS: the handshake, checking the carrier's certificate) and
+/// serves it until it closes; `Err` says, in a sentence, why it never opened.
+async fn open(to: crate::trunk::Connect, ctx: StreamCtx) -> Result<(), String> {
+    let addr = to.addr;
+    let tls = match (to.transport, to.tls) {
+        (Transport::Tcp, _) => None,
+        (Transport::Tls, Some(tls)) => Some(tls),
+        (t, _) => return Err(format!("connections to carriers over {t} are not opened")),
     };
+    let stream =
+        match tokio::time::timeout(CONNECT_WITHIN, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => return Err(format!("no answer within {} s", CONNECT_WITHIN.as_secs())),
+        };
     let _ = stream.set_nodelay(true);
-    let Ok(local) = stream.local_addr() else {
-        return;
-    };
-    let permit = match ctx.gate.admit(addr.ip(), Transport::Tcp) {
-        Ok(p) => p,
-        Err(why) => {
-            tracing::warn!(target: "tambun::trunk", %addr, "connection to the carrier over the limits: {why}");
-            return;
+    let local = stream.local_addr().map_err(|e| e.to_string())?;
+    let permit = ctx
+        .gate
+        .admit(addr.ip(), to.transport)
+        .map_err(|why| format!("over the connection limits: {why}"))?;
+    match tls {
+        None => connection(stream, local, addr, Transport::Tcp, permit, ctx).await,
+        Some(tls) => {
+            let stream =
+                tokio::time::timeout(CONNECT_WITHIN, super::tls::client_handshake(stream, &tls))
+                    .await
+                    .map_err(|_| {
+                        format!("no TLS handshake within {} s", CONNECT_WITHIN.as_secs())
+                    })??;
+            tracing::info!(target: "tambun::trunk", %addr, name = %tls.server_name, "TLS connection to the carrier open; its certificate checked");
+            connection(stream, local, addr, Transport::Tls, permit, ctx).await;
         }
-    };
-    connection(stream, local, addr, Transport::Tcp, permit, ctx).await;
+    }
+    Ok(())
 }
 
 /// How long a connection to a carrier may take to open.

@@ -7,8 +7,9 @@
 //!
 //! A TLS connection takes a [`ConnGate`](super::conns::ConnGate) slot at accept, must finish
 //! its handshake within the handshake timeout, and is then served by the same framing reader
-//! as TCP (`tcp::connection`). The switch opens no outbound TLS connections: a TLS phone is
-//! reached over the connection it registered on.
+//! as TCP (`tcp::connection`). A TLS phone is reached over the connection it registered on;
+//! the only TLS connections the switch opens are to carriers ([`client_handshake`]), whose
+//! certificate must chain to the `[[trunk]]`'s `tls_ca` and carry its `tls_name`.
 
 use std::fs;
 use std::io::Write as _;
@@ -269,6 +270,45 @@ pub(crate) async fn accept_loop(
             }
         });
     }
+}
+
+/// The client side of a TLS connection to a carrier: the handshake on `stream`, checking the
+/// carrier's certificate against the CAs of `tls.ca_file` and the name `tls.server_name`
+/// (a DNS name, or an IP address to find among the certificate's IP names). `Err` is a
+/// sentence for `tambun trunk status`.
+pub(crate) async fn client_handshake(
+    stream: tokio::net::TcpStream,
+    tls: &crate::dialplan::TrunkTls,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    let pem = tokio::fs::read(&tls.ca_file)
+        .await
+        .map_err(|e| format!("cannot read the CA file {}: {e}", tls.ca_file.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert =
+            cert.map_err(|e| format!("the CA file {} is not PEM: {e}", tls.ca_file.display()))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("a CA of {} cannot be used: {e}", tls.ca_file.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!(
+            "the CA file {} holds no certificate",
+            tls.ca_file.display()
+        ));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::try_from(tls.server_name.clone())
+        .map_err(|e| format!("tls_name '{}' is no host name: {e}", tls.server_name))?;
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, stream)
+        .await
+        .map_err(|e| format!("TLS handshake failed: {e}"))
 }
 
 /// The names written into a generated certificate: `localhost`, the SIP domain and every

@@ -118,8 +118,13 @@ struct Carrier {
     start_pending: bool,
     /// The client transactions in flight (REGISTER, OPTIONS), to remove when given up.
     keys: Vec<TransactionKey>,
-    /// A connection (TCP) has been asked for and not opened yet.
+    /// A connection (TCP, TLS) has been asked for and not opened yet.
     connecting: bool,
+    /// A stream carrier keeps a connection open: open it again at this time (after a
+    /// failure, with back-off; after a close, at once).
+    next_connect: Option<Instant>,
+    /// The wait before the next connection attempt after a failure (doubles to the max).
+    connect_backoff: Duration,
 }
 
 impl Carrier {
@@ -136,6 +141,9 @@ impl Carrier {
         };
         let start = cfg.register.as_ref().and(now);
         let ping = (cfg.ping_secs > 0).then_some(now).flatten();
+        let connect = matches!(cfg.transport, Transport::Tcp | Transport::Tls)
+            .then_some(now)
+            .flatten();
         Carrier {
             reg_call_id: format!("tambun-trunk-{}-{seq:x}", cfg.name),
             reg_tag: format!("tr{seq:x}"),
@@ -161,6 +169,8 @@ impl Carrier {
             start_pending: false,
             keys: Vec::new(),
             connecting: false,
+            next_connect: connect,
+            connect_backoff: BACKOFF_START,
         }
     }
 
@@ -202,7 +212,16 @@ pub struct Trunks {
     last_now: Option<Instant>,
     transmits: Vec<Transmit>,
     /// Connections to open (stream transports).
-    connects: Vec<(SocketAddr, Transport)>,
+    connects: Vec<Connect>,
+}
+
+/// A connection the driver must open to a carrier (TCP, or TLS checked as `tls` says); the
+/// switch hears back `ConnOpened`, or [`Trunks::handle_connect_failed`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connect {
+    pub addr: SocketAddr,
+    pub transport: Transport,
+    pub tls: Option<crate::dialplan::TrunkTls>,
 }
 
 impl Trunks {
@@ -220,19 +239,56 @@ impl Trunks {
         }
     }
 
-    /// Asks for a connection to carrier `i` (TCP), once until it opens or is given up.
+    /// Asks for a connection to carrier `i` (TCP or TLS), once until it opens or fails.
     fn connect(&mut self, i: usize) -> bool {
         let c = &mut self.carriers[i];
         let Some(addr) = c.addr else { return false };
-        if c.cfg.transport != Transport::Tcp {
+        if !matches!(c.cfg.transport, Transport::Tcp | Transport::Tls) {
             return false;
         }
         if !c.connecting {
             c.connecting = true;
-            tracing::debug!(trunk = %c.cfg.name, %addr, "connecting to the carrier");
-            self.connects.push((addr, Transport::Tcp));
+            tracing::debug!(trunk = %c.cfg.name, %addr, transport = %c.cfg.transport, "connecting to the carrier");
+            self.connects.push(Connect {
+                addr,
+                transport: c.cfg.transport,
+                tls: c.cfg.tls.clone(),
+            });
         }
         true
+    }
+
+    /// The connection asked for to `addr` could not be opened (`why`: refused, timed out,
+    /// the carrier's certificate refused …): the carrier's registration has failed and is
+    /// retried with back-off; the next call or ping asks again.
+    pub fn handle_connect_failed(
+        &mut self,
+        addr: SocketAddr,
+        transport: Transport,
+        why: &str,
+        now: Now,
+    ) {
+        self.last_now = Some(now.instant);
+        for i in 0..self.carriers.len() {
+            let c = &mut self.carriers[i];
+            if c.addr != Some(addr) || c.cfg.transport != transport || !c.connecting {
+                continue;
+            }
+            c.connecting = false;
+            c.next_connect = Some(now.instant + c.connect_backoff);
+            c.connect_backoff = (c.connect_backoff * 2).min(BACKOFF_MAX);
+            c.fail(
+                format!(
+                    "no {} connection to the carrier: {why}",
+                    transport.via_token()
+                ),
+                now,
+            );
+            if c.cfg.register.is_some() {
+                c.reg = RegState::Failed;
+                self.schedule_retry(i, now);
+            }
+        }
     }
 
     /// A connection was opened (by us or by the peer): a carrier waiting for it registers
@@ -242,12 +298,25 @@ impl Trunks {
         for c in &mut self.carriers {
             if c.addr == Some(remote) && c.cfg.transport == transport && c.connecting {
                 c.connecting = false;
+                c.next_connect = None;
+                c.connect_backoff = BACKOFF_START;
                 if c.cfg.register.is_some() && c.reg_pending.is_none() {
                     c.next_register = now;
                 }
                 if c.cfg.ping_secs > 0 && c.ping_pending.is_none() {
                     c.next_ping = now;
                 }
+            }
+        }
+    }
+
+    /// A connection closed: a carrier it led to connects again at the next timeout (and,
+    /// if that fails, with back-off).
+    pub fn handle_closed(&mut self, remote: SocketAddr, transport: Transport) {
+        for c in &mut self.carriers {
+            if c.addr == Some(remote) && c.cfg.transport == transport && !c.connecting {
+                tracing::info!(trunk = %c.cfg.name, %remote, "the connection to the carrier closed: opening it again");
+                c.next_connect = self.last_now;
             }
         }
     }
@@ -260,7 +329,7 @@ impl Trunks {
     }
 
     /// Connections the driver must open.
-    pub fn poll_connect(&mut self) -> Option<(SocketAddr, Transport)> {
+    pub fn poll_connect(&mut self) -> Option<Connect> {
         self.connects.pop()
     }
 
@@ -279,6 +348,7 @@ impl Trunks {
                     && c.cfg.port == cfg.port
                     && c.cfg.transport == cfg.transport
                     && c.cfg.register == cfg.register
+                    && c.cfg.tls == cfg.tls
             });
             let carrier = match same {
                 Some(i) => {
@@ -584,7 +654,18 @@ impl Trunks {
                 if c.cfg.ping_secs > 0 {
                     c.next_ping = Some(now.instant);
                 }
+                // Calls to a stream carrier need its connection open before they come.
+                if matches!(c.cfg.transport, Transport::Tcp | Transport::Tls) {
+                    c.next_connect = Some(now.instant);
+                }
             }
+            if c.next_connect.is_some_and(|t| now.instant >= t) {
+                c.next_connect = None;
+                if c.peer(net).is_some_and(|p| net.local_of(&p).is_none()) {
+                    self.connect(i);
+                }
+            }
+            let c = &mut self.carriers[i];
             if let (Some((b, _)), Some(sent)) = (&c.reg_pending, c.reg_sent_at) {
                 if now.instant >= sent + ANSWER_WITHIN {
                     let b = b.clone();
@@ -682,8 +763,7 @@ impl Trunks {
                 return;
             }
             let why = format!(
-                "no connection to the carrier over {} (Tambun does not open {} connections to carriers yet)",
-                transport.via_token(),
+                "no connection to the carrier over {} (the carrier's address is not known yet)",
                 transport.via_token()
             );
             let c = &mut self.carriers[i];
@@ -719,10 +799,10 @@ impl Trunks {
             c.reg_cseq,
             reg.username,
             host_port(local),
-            if peer.transport == Transport::Tcp {
-                ";transport=tcp"
-            } else {
-                ""
+            match peer.transport {
+                Transport::Tcp => ";transport=tcp",
+                Transport::Tls => ";transport=tls",
+                _ => "",
             },
             reg.expires_secs,
             env!("CARGO_PKG_VERSION"),
@@ -811,6 +891,7 @@ impl Trunks {
             at(c.ping_pending.as_ref().map(|(_, t)| *t + ANSWER_WITHIN));
             at(c.next_ping.filter(|_| c.ping_pending.is_none()));
             at(c.registered_until.filter(|_| c.reg == RegState::Registered));
+            at(c.next_connect.filter(|_| !c.connecting));
         }
         next
     }

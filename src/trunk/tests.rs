@@ -30,6 +30,7 @@ fn carrier(name: &str, port: u16, priority: u32, register: bool, ping_secs: u32)
             expires_secs: 600,
         }),
         codecs: Vec::new(),
+        tls: None,
         line: 1,
     }
 }
@@ -235,4 +236,51 @@ fn calls_try_healthy_carriers_first_and_a_failed_one_last_for_a_minute() {
     assert_eq!(names(&t, now.instant), ["telkom", "backup"]);
     assert_eq!(t.carrier_at(from).map(|c| c.name.as_str()), Some("telkom"));
     assert!(t.carrier_at("127.0.0.1:5092".parse().unwrap()).is_none());
+}
+
+#[test]
+fn a_tls_carrier_is_connected_at_start_again_after_a_close_and_with_back_off_after_failures() {
+    let net = network();
+    let mut now = monday_morning();
+    let mut t = Trunks::new("i1".into());
+    let mut cfg = carrier("telkom", 5091, 1, false, 0);
+    cfg.transport = Transport::Tls;
+    cfg.tls = Some(crate::dialplan::TrunkTls {
+        server_name: "sip.carrier.test".into(),
+        ca_file: "/etc/ssl/certs/ca-certificates.crt".into(),
+    });
+    t.handle_config(&[cfg.clone()], Some(now.instant));
+    let addr: SocketAddr = "127.0.0.1:5091".parse().unwrap();
+    // At start: one connection asked for, with how to check the certificate.
+    t.handle_timeout(&net, now);
+    let c = t.poll_connect().expect("connects at start");
+    assert_eq!((c.addr, c.transport), (addr, Transport::Tls));
+    assert_eq!(c.tls, cfg.tls);
+    assert!(t.poll_connect().is_none(), "one connection at a time");
+    // It fails: the reason is shown, and the next attempt waits 2 s, then 4 s.
+    t.handle_connect_failed(addr, Transport::Tls, "TLS handshake failed: bad name", now);
+    let v = &t.views(now.instant)[0];
+    assert!(
+        v.last_error.as_deref().unwrap().contains("bad name"),
+        "{v:?}"
+    );
+    assert_eq!(t.poll_timeout(), Some(now.instant + Duration::from_secs(2)));
+    step(&mut now, 1);
+    t.handle_timeout(&net, now);
+    assert!(t.poll_connect().is_none(), "not before 2 s");
+    step(&mut now, 1);
+    t.handle_timeout(&net, now);
+    assert!(t.poll_connect().is_some(), "again after 2 s");
+    t.handle_connect_failed(addr, Transport::Tls, "refused", now);
+    assert_eq!(t.poll_timeout(), Some(now.instant + Duration::from_secs(4)));
+    step(&mut now, 4);
+    t.handle_timeout(&net, now);
+    assert!(t.poll_connect().is_some(), "again after 4 s");
+    // It opens, and later closes: opened again at once, and the back-off starts over.
+    t.handle_connected(addr, Transport::Tls);
+    t.handle_closed(addr, Transport::Tls);
+    t.handle_timeout(&net, now);
+    assert!(t.poll_connect().is_some(), "reconnects after a close");
+    t.handle_connect_failed(addr, Transport::Tls, "refused", now);
+    assert_eq!(t.poll_timeout(), Some(now.instant + Duration::from_secs(2)));
 }

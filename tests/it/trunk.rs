@@ -559,3 +559,201 @@ fn a_public_number_leads_an_outside_caller_into_a_room_never_as_moderator() {
     );
     switch.stop();
 }
+
+/// A test CA and a carrier certificate it signed for `carrier.test` and 127.0.0.1: (the CA's
+/// PEM, the carrier's certificate and key in one PEM, as socat takes them).
+fn carrier_certificates() -> (String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "Carrier Test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let params =
+        CertificateParams::new(vec!["carrier.test".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    let cert = params.signed_by(&key, &ca_cert, &ca_key).unwrap();
+    (
+        ca_cert.pem(),
+        format!("{}{}", cert.pem(), key.serialize_pem()),
+    )
+}
+
+/// socat terminating TLS on `port` (one connection) in front of a TCP SIPp at `inner`: the
+/// carrier's TLS, since Debian's SIPp has none. Stopped by its PID on drop.
+struct TlsFront(std::process::Child);
+
+impl TlsFront {
+    fn start(
+        dir: &std::path::Path,
+        name: &str,
+        port: u16,
+        pem: &std::path::Path,
+        inner: std::net::SocketAddr,
+    ) -> TlsFront {
+        crate::common::require_program("socat", "socat");
+        let log = fs::File::create(dir.join(format!("socat-{name}.log"))).unwrap();
+        let child = std::process::Command::new("socat")
+            .arg("-d")
+            .arg(format!(
+                "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,cert={},verify=0",
+                pem.display()
+            ))
+            .arg(format!("TCP:{inner}"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start socat");
+        // listening once it accepts a TCP connection probe... which would use up its one
+        // connection: wait for the port to be bound instead.
+        let bound = Switch::eventually(Duration::from_secs(5), || {
+            std::net::TcpListener::bind(("127.0.0.1", port)).is_err()
+        });
+        assert!(bound, "socat did not listen on {port}");
+        TlsFront(child)
+    }
+}
+
+impl Drop for TlsFront {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A carrier over TLS (socat's TLS in front of a TCP SIPp registrar): the switch connects,
+/// checks the carrier's certificate against the trunk's `tls_ca` and `tls_name`, and
+/// registers over the connection (`SIP/2.0/TLS`, `;transport=tls`). A second carrier whose
+/// certificate does not carry its `tls_name` is never registered with: the handshake is
+/// refused, and `tambun trunk status` says why.
+#[test]
+fn tambun_registers_with_a_tls_carrier_whose_certificate_it_checks() {
+    let mut switch = Switch::create(SwitchOptions::default());
+    let (ca, carrier_pem) = carrier_certificates();
+    let ca_file = switch.dir().join("carrier-ca.pem");
+    let pem = switch.dir().join("carrier.pem");
+    fs::write(&ca_file, ca).unwrap();
+    fs::write(&pem, carrier_pem).unwrap();
+    let registrar = SippUas::listen(
+        switch.dir(),
+        "carrier-tls",
+        "carrier-registrar.xml",
+        &["-t", "t1", "-timeout", "60s"],
+    );
+    let (good, bad) = (free_udp_tcp_port(&[]), free_udp_tcp_port(&[]));
+    let _good = TlsFront::start(switch.dir(), "good", good, &pem, registrar.addr());
+    let _bad = TlsFront::start(switch.dir(), "bad", bad, &pem, registrar.addr());
+    let ca_path = ca_file.display().to_string();
+    switch.trunk_at(
+        &format!("127.0.0.1:{good}"),
+        &format!(
+            "tls_name = \"carrier.test\"\ntls_ca = \"{ca_path}\"\n\
+             [trunk.register]\nusername = \"0536321000\"\nrealm = \"carrier.test\"\n\n\
+             [[trunk]]\nname = \"indosat\"\ntarget = \"127.0.0.1:{bad}\"\ntransport = \"tls\"\n\
+             ping_secs = 0\ntls_name = \"sip.other.test\"\ntls_ca = \"{ca_path}\"\n\
+             [trunk.register]\nusername = \"0536321000\"\nrealm = \"carrier.test\"\n"
+        ),
+    );
+    let province = switch.dialplan.join("province.toml");
+    let text = fs::read_to_string(&province).unwrap();
+    fs::write(
+        &province,
+        text.replacen("transport = \"udp\"", "transport = \"tls\"", 1),
+    )
+    .unwrap();
+    for name in ["telkom", "indosat"] {
+        let set = switch.cli_stdin(
+            &["trunk", "passwd", name, "--password-stdin"],
+            "carrier-secret\n",
+        );
+        assert!(set.status.success(), "trunk passwd: {set:?}");
+    }
+    switch.launch();
+    let registered = Switch::eventually(Duration::from_secs(15), || {
+        carrier(&switch, "telkom")["registration"] == "registered"
+    });
+    assert!(
+        registered,
+        "registered over TLS: {:#?}\n{}",
+        status(&switch),
+        switch.log_text()
+    );
+    let reg = registrar.requests("REGISTER");
+    assert!(reg[0].contains("SIP/2.0/TLS"), "{}", reg[0]);
+    assert!(reg[0].contains(";transport=tls>"), "{}", reg[0]);
+
+    let refused = Switch::eventually(Duration::from_secs(10), || {
+        carrier(&switch, "indosat")["last_error"]
+            .to_string()
+            .contains("certificate")
+    });
+    let indosat = carrier(&switch, "indosat");
+    assert!(
+        refused,
+        "the wrong name is refused: {indosat:#}\n{}",
+        switch.log_text()
+    );
+    assert_ne!(indosat["registration"], "registered", "{indosat:#}");
+    switch.stop();
+}
+
+/// An outside call over a TLS carrier (socat's TLS in front of a TCP SIPp that answers):
+/// the switch opens the connection for the call, checks the certificate, and the INVITE
+/// goes over it with a `;transport=tls` Request-URI.
+#[test]
+fn an_outside_call_goes_to_a_tls_carrier_over_a_checked_connection() {
+    let mut switch = Switch::create(SwitchOptions::default());
+    let (ca, carrier_pem) = carrier_certificates();
+    let ca_file = switch.dir().join("carrier-ca.pem");
+    let pem = switch.dir().join("carrier.pem");
+    fs::write(&ca_file, ca).unwrap();
+    fs::write(&pem, carrier_pem).unwrap();
+    let carrier_uas = SippUas::listen(
+        switch.dir(),
+        "carrier-tls-calls",
+        "uas-answer.xml",
+        &["-t", "t1", "-m", "1", "-d", "200"],
+    );
+    let port = free_udp_tcp_port(&[]);
+    let _front = TlsFront::start(switch.dir(), "calls", port, &pem, carrier_uas.addr());
+    // The default name to check is the target's IP, which the certificate carries too.
+    switch.trunk_at(
+        &format!("127.0.0.1:{port}"),
+        &format!("tls_ca = \"{}\"\n", ca_file.display()),
+    );
+    let province = switch.dialplan.join("province.toml");
+    let text = fs::read_to_string(&province).unwrap();
+    fs::write(
+        &province,
+        text.replacen("transport = \"udp\"", "transport = \"tls\"", 1),
+    )
+    .unwrap();
+    switch.add_ext("1001", "setda", "pw1001");
+    switch.launch();
+    let run = sipp_call(
+        &switch,
+        "tls-call",
+        "1001",
+        "pw1001",
+        "90561234567",
+        &sipp_scenario("uac-call.xml"),
+        &["-d", "300"],
+    );
+    assert_sipp_ok(&run, 1, "call over the TLS carrier");
+    let invites = carrier_uas.requests("INVITE");
+    assert_eq!(invites.len(), 1, "{invites:#?}");
+    assert!(
+        invites[0].starts_with("INVITE sip:0561234567@127.0.0.1:")
+            && invites[0]
+                .lines()
+                .next()
+                .unwrap()
+                .ends_with(";transport=tls SIP/2.0"),
+        "{}",
+        invites[0]
+    );
+    assert!(invites[0].contains("Via: SIP/2.0/TLS "), "{}", invites[0]);
+    switch.stop();
+}
