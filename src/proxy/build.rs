@@ -31,6 +31,9 @@ pub struct Hop<'a> {
     pub identity: Option<&'a [String]>,
     /// Toward a carrier: the offer cut to its codecs.
     pub body: Option<Bytes>,
+    /// Added to the CSeq number (a carrier challenged this dialog before, [`super::Proxy`]'s
+    /// `cseq_shifts`); 0 keeps it.
+    pub cseq_shift: u32,
 }
 
 /// The request as forwarded on one branch.
@@ -68,6 +71,9 @@ pub fn forward_request(msg: &Message, hop: &Hop<'_>) -> Bytes {
     }
     if let Some(body) = &hop.body {
         e.set_body(body.clone());
+    }
+    if hop.cseq_shift > 0 {
+        shift_cseq(msg, &mut e, hop.cseq_shift as i64);
     }
     if let Some(lines) = hop.identity {
         for name in [
@@ -120,10 +126,42 @@ fn pop_values(msg: &Message, e: &mut crate::sip::message::Editor<'_>, name: Head
     }
 }
 
-/// The response as forwarded upstream: our top Via removed.
-pub fn forward_response(msg: &Message) -> Bytes {
+/// Moves the CSeq number by `by` (the method stays).
+fn shift_cseq(msg: &Message, e: &mut crate::sip::message::Editor<'_>, by: i64) {
+    let (Some(h), Ok(cseq)) = (msg.headers_named(HeaderName::CSeq).next(), msg.cseq()) else {
+        return;
+    };
+    let n = (i64::from(cseq.seq) + by).clamp(0, i64::from(u32::MAX));
+    e.replace_value(h, &format!("{n} {}", cseq.method.as_str()));
+}
+
+/// The response as forwarded upstream: our top Via removed, and the CSeq number a
+/// challenge moved (`cseq_shift`, see [`Hop::cseq_shift`]) put back.
+pub fn forward_response(msg: &Message, cseq_shift: u32) -> Bytes {
     let mut e = msg.edit();
     pop_values(msg, &mut e, HeaderName::Via, 1);
+    if cseq_shift > 0 {
+        shift_cseq(msg, &mut e, -(cseq_shift as i64));
+    }
+    e.finish()
+}
+
+/// The request `sent` on a branch sent again with credentials: a new top Via (`via`), the
+/// CSeq number one up, and `credentials` (an `Authorization:` or `Proxy-Authorization:`
+/// line) in place of any sent before (RFC 3261 §22.2, §8.1.3.5).
+pub fn with_credentials(sent: &Message, via: &str, credentials: &str) -> Bytes {
+    let mut e = sent.edit();
+    if let Some(h) = sent.headers_named(HeaderName::Via).next() {
+        // Our own Via line holds one value: ours.
+        e.replace_value(h, via);
+    }
+    shift_cseq(sent, &mut e, 1);
+    for name in [HeaderName::Authorization, HeaderName::ProxyAuthorization] {
+        for h in sent.headers_named(name) {
+            e.remove_header(h);
+        }
+    }
+    e.append_header(credentials);
     e.finish()
 }
 
@@ -208,6 +246,7 @@ CSeq: 5 INVITE\r\nProxy-Authorization: Digest username=\"1000\"\r\nContent-Lengt
                 from_user: None,
                 identity: None,
                 body: None,
+                cseq_shift: 0,
             },
         );
         let f = parse(&out);
@@ -224,7 +263,7 @@ CSeq: 5 INVITE\r\nProxy-Authorization: Digest username=\"1000\"\r\nContent-Lengt
         assert!(f.header(HeaderName::ProxyAuthorization).is_none());
         // The response path: our Via comes off again.
         let resp = b"SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKtb1, SIP/2.0/UDP 10.0.0.9:5060;branch=z9hG4bKa\r\nFrom: <sip:1000@x>;tag=f\r\nTo: <sip:2300@x>;tag=t\r\nCall-ID: c\r\nCSeq: 5 INVITE\r\nContent-Length: 0\r\n\r\n";
-        let r = parse(&forward_response(&parse(resp)));
+        let r = parse(&forward_response(&parse(resp), 0));
         assert_eq!(r.top_via().unwrap().branch(), Some("z9hG4bKa"));
         assert_eq!(r.values(HeaderName::Via).count(), 1);
         // ACK and CANCEL of that branch.

@@ -52,8 +52,10 @@ impl Proxy {
         let anchored = self.media_in_dialog(msg);
         let msg = anchored.as_ref().unwrap_or(msg);
         let id = self.new_proxied(cx, msg, peer, key, None, now.instant + limit);
+        let shift = self.cseq_shift_of(msg);
         if let Some(p) = self.by_id.get_mut(&id) {
             p.dialog_token = Some(token);
+            p.cseq_shift = shift;
         }
         self.add_branch(cx, id, None, target, None, now);
         if self.pending_branches(id) == 0 {
@@ -262,8 +264,20 @@ impl Proxy {
                 from_user: None,
                 identity: None,
                 body: None,
+                cseq_shift: self.cseq_shift_of(msg),
             },
         );
         cx.out.push_back(Transmit { peer, bytes });
+    }
+
+    /// What to add to the CSeq of an in-dialog request: the phone's requests in a dialog whose
+    /// carrier challenged go with the numbers moved as the switch's answers moved them; the
+    /// carrier's own requests (its From tag) keep theirs.
+    fn cseq_shift_of(&self, msg: &Message) -> u32 {
+        let key = (
+            msg.call_id().unwrap_or("").to_owned(),
+            msg.from_tag().unwrap_or("").to_owned(),
+        );
+        self.cseq_shifts.get(&key).copied().unwrap_or(0)
     }
 }

@@ -45,6 +45,8 @@ impl Proxy {
                 deadline,
                 caller,
                 dialog_token: None,
+                cseq_shift: 0,
+                auth_retries: 0,
             },
         );
         self.by_server.insert(key.clone(), id);
@@ -96,6 +98,7 @@ impl Proxy {
         let mut request = p.request.clone();
         let upstream = p.upstream;
         let pop_routes = p.pop_routes;
+        let cseq_shift = p.cseq_shift;
         if peer.transport.is_websocket() {
             if let Some(written) = self.media_toward_browser(&request) {
                 request = written;
@@ -139,6 +142,7 @@ impl Proxy {
                 from_user,
                 identity,
                 body,
+                cseq_shift,
             },
         );
         let Ok(sent) = Message::parse_framed(bytes.clone(), &UNBOUNDED) else {
@@ -269,7 +273,7 @@ impl Proxy {
             Some(best) => {
                 p.final_sent = true;
                 let status = best.status().unwrap_or(500);
-                let bytes = build::forward_response(&best);
+                let bytes = build::forward_response(&best, p.cseq_shift);
                 let (key, upstream) = (p.server_key.clone(), p.upstream);
                 if let Some(t) = cx
                     .server
@@ -324,6 +328,14 @@ impl Proxy {
 
     pub(super) fn forget(&mut self, id: u64) {
         if let Some(p) = self.by_id.remove(&id) {
+            if p.call.is_some() && !p.answered && p.cseq_shift > 0 {
+                // A challenged call that was never answered: no dialog to shift.
+                let key = (
+                    p.request.call_id().unwrap_or("").to_owned(),
+                    p.request.from_tag().unwrap_or("").to_owned(),
+                );
+                self.cseq_shifts.remove(&key);
+            }
             self.by_server.remove(&p.server_key);
             for b in &p.branches {
                 self.by_branch.remove(&b.key.branch);
@@ -531,6 +543,16 @@ impl Proxy {
             self.maybe_forget(id);
             return;
         }
+        if matches!(status, 401 | 407)
+            && !p.final_sent
+            && !p.cancelled
+            && self.answer_carrier_challenge(cx, id, idx, &msg, status, now)
+        {
+            return;
+        }
+        let Some(p) = self.by_id.get_mut(&id) else {
+            return;
+        };
         // 3xx–6xx: keep the best; decide when every branch has answered.
         if !p.final_sent {
             let better = p
@@ -563,6 +585,91 @@ impl Proxy {
             return;
         }
         self.finish_with_best(cx, id, 480, now);
+    }
+
+    /// A carrier challenged (401/407) the request on branch `idx`: the switch answers for the
+    /// trunk (the account of its `[trunk.register]`), sending the request again on a new
+    /// branch with CSeq + 1 and the credentials; the phone never sees the challenge. From
+    /// then on the dialog's requests from the phone go with their CSeq moved by as much, and
+    /// the responses come back with it put back (the back-to-back part of a trunk call,
+    /// docs/decisions.md). Returns whether it did (not for phones, not more than twice a
+    /// request, not without a password for the carrier's realm).
+    fn answer_carrier_challenge(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        id: u64,
+        idx: usize,
+        challenge: &Message,
+        status: u16,
+        now: Now,
+    ) -> bool {
+        let Some(p) = self.by_id.get(&id) else {
+            return false;
+        };
+        let Some(b) = p.branches.get(idx) else {
+            return false;
+        };
+        if p.auth_retries >= 2 {
+            tracing::warn!("the carrier challenged the switch's credentials again: giving up");
+            return false;
+        }
+        let Some(carrier) = cx.trunks.carrier_at(b.peer.addr).map(|t| t.name.clone()) else {
+            return false; // a phone's challenge goes to the caller, as any response
+        };
+        let (sent, peer, member) = (b.sent.clone(), b.peer, b.member.clone());
+        let method = sent.method().map_or("INVITE", |m| m.as_str()).to_owned();
+        let uri = sent.request_uri().unwrap_or("").to_owned();
+        let credentials = match cx
+            .trunks
+            .call_credentials(&carrier, challenge, status, &method, &uri, now)
+        {
+            Ok(c) => c,
+            Err(why) => {
+                tracing::warn!(trunk = %carrier, "cannot answer the carrier's challenge: {why}");
+                return false;
+            }
+        };
+        let Some(local) = cx.net.local_of(&peer) else {
+            return false;
+        };
+        let upstream = p.upstream.addr;
+        let branch = self.next_branch(&sent, upstream);
+        let via = format!(
+            "SIP/2.0/{} {local};branch={branch};rport",
+            peer.transport.via_token()
+        );
+        let bytes = build::with_credentials(&sent, &via, &credentials);
+        let Ok(resent) = Message::parse_framed(bytes.clone(), &UNBOUNDED) else {
+            return false;
+        };
+        let tx = TxMethod::from_token(&method);
+        let key = TransactionKey::new(branch.clone(), &local.to_string(), tx);
+        let t = self.client.start(key.clone(), bytes, peer, now.instant);
+        cx.out.push_back(t);
+        let Some(p) = self.by_id.get_mut(&id) else {
+            return true;
+        };
+        p.auth_retries += 1;
+        p.cseq_shift += 1;
+        let shift = p.cseq_shift;
+        let dialog = (
+            p.request.call_id().unwrap_or("").to_owned(),
+            p.request.from_tag().unwrap_or("").to_owned(),
+        );
+        p.branches.push(Branch {
+            key,
+            peer,
+            sent: resent,
+            member,
+            done: false,
+            provisional: false,
+            cancel_pending: false,
+            cancelled: false,
+        });
+        self.by_branch.insert(branch, (id, p.branches.len() - 1));
+        self.cseq_shifts.insert(dialog, shift);
+        tracing::debug!(trunk = %carrier, %method, status, "answered the carrier's challenge");
+        true
     }
 
     /// A trunk call's carrier answered 408 or 5xx (or nothing): that carrier is noted as
@@ -613,6 +720,12 @@ impl Proxy {
                 self.records
                     .refreshed(&call_id, &tags, session_expires(msg), now.instant);
             }
+            Method::Bye => {
+                // The dialog is over: nothing more to shift in it.
+                for tag in tags.into_iter().flatten() {
+                    self.cseq_shifts.remove(&(call_id.clone(), tag.to_owned()));
+                }
+            }
             _ => {}
         }
     }
@@ -631,7 +744,7 @@ impl Proxy {
         let Some(p) = self.by_id.get(&id) else {
             return;
         };
-        let bytes = build::forward_response(msg);
+        let bytes = build::forward_response(msg, p.cseq_shift);
         let (key, upstream) = (p.server_key.clone(), p.upstream);
         match cx
             .server
@@ -689,7 +802,7 @@ impl Proxy {
         if via.transport.eq_ignore_ascii_case("UDP") {
             cx.out.push_back(Transmit {
                 peer,
-                bytes: build::forward_response(msg),
+                bytes: build::forward_response(msg, 0),
             });
         }
     }

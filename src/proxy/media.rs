@@ -698,12 +698,18 @@ impl Proxy {
             let mut byes = Vec::new();
             if let (Some(uri), Some(to)) = (call.callee_contact.clone(), to.clone()) {
                 let peer = self.party_peer(cx, &parties.receiver, &uri);
+                // (plus what a carrier's challenges moved the caller's numbers by)
+                let shift = self
+                    .cseq_shifts
+                    .get(&(call_id.to_owned(), call.caller_tag.clone()))
+                    .copied()
+                    .unwrap_or(0);
                 byes.push((
                     uri,
                     peer,
                     call.caller_from.clone(),
                     to.clone(),
-                    call.cseq_a + 1,
+                    call.cseq_a + shift + 1,
                 ));
             }
             if let (Some(uri), Some(to)) = (call.caller_contact.clone(), to) {

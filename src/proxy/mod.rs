@@ -93,6 +93,12 @@ pub(crate) struct Proxied {
     /// The checked dialog token of an in-dialog request (kept in the Record-Route of a
     /// target refresh).
     dialog_token: Option<String>,
+    /// Added to the request's CSeq on its branches (and taken off the responses): a carrier
+    /// challenged this dialog's requests, and the switch answered with CSeq + 1 each time.
+    cseq_shift: u32,
+    /// Challenges answered for this request (a carrier's 401/407), at most two (a stale
+    /// nonce).
+    auth_retries: u8,
 }
 
 struct Branch {
@@ -171,6 +177,10 @@ pub struct Proxy {
     /// carriers of those that ended (for [`crate::trunk::Trunks::handle_call_count`]).
     carrier_calls: HashMap<(String, String), String>,
     pub(crate) carrier_calls_ended: Vec<String>,
+    /// Dialogs with a carrier that challenged: (Call-ID, the phone's From tag) → what is
+    /// added to the CSeq of the phone's requests toward the carrier (the switch's answers
+    /// to the challenges took those numbers). The back-to-back part of a trunk call.
+    pub(crate) cseq_shifts: HashMap<(String, String), u32>,
     /// Monthly budgets per OPD: this month's usage.
     pub(crate) budget: budget::Budgets,
     /// The control plane of the RTP relay that anchors media; `None` leaves SDP untouched
@@ -227,6 +237,7 @@ impl Proxy {
             toll: TollGuard::new(TollLimits::default()),
             carrier_calls: HashMap::new(),
             carrier_calls_ended: Vec::new(),
+            cseq_shifts: HashMap::new(),
             budget: budget::Budgets::default(),
             media: None,
             media_calls: MediaTable::default(),
@@ -281,6 +292,7 @@ impl Proxy {
             if let Some(carrier) = self.carrier_calls.remove(&call) {
                 self.carrier_calls_ended.push(carrier);
             }
+            self.cseq_shifts.remove(&call);
             self.toll.release(&call);
         }
     }

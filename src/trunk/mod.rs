@@ -528,9 +528,37 @@ impl Trunks {
     /// Prepares credentials for the next REGISTER of carrier `i` from a 401/407.
     fn answer(&mut self, i: usize, msg: &Message, status: u16, _now: Now) -> Result<(), String> {
         let c = &self.carriers[i];
-        let name = c.cfg.name.clone();
         let Some(reg) = c.cfg.register.clone() else {
             return Err("challenged, but the trunk has no [trunk.register]".into());
+        };
+        let uri = register_uri(&c.cfg, &reg);
+        let c = &mut self.carriers[i];
+        c.nc += 1;
+        let nc = c.nc;
+        let line = self.credentials(i, msg, status, "REGISTER", &uri, nc)?;
+        self.carriers[i].pending_auth = Some(line);
+        Ok(())
+    }
+
+    /// The credentials line (`Authorization: …` for a 401, `Proxy-Authorization: …` for a
+    /// 407) answering carrier `i`'s challenge `msg` to a `method` request for `uri`, with the
+    /// account of its `[trunk.register]` and the HA1 `tambun trunk passwd` stored. `Err`: why
+    /// not, in a sentence.
+    fn credentials(
+        &mut self,
+        i: usize,
+        msg: &Message,
+        status: u16,
+        method: &str,
+        uri: &str,
+        nc: u32,
+    ) -> Result<String, String> {
+        let c = &self.carriers[i];
+        let name = c.cfg.name.clone();
+        let Some(reg) = c.cfg.register.clone() else {
+            return Err(format!(
+                "the carrier asks for credentials on {method}, but the trunk has no [trunk.register] account to answer with"
+            ));
         };
         let header = if status == 401 {
             HeaderName::WwwAuthenticate
@@ -579,26 +607,35 @@ impl Trunks {
         };
         self.seq += 1;
         let cnonce = format!("{:x}{}", self.seq, self.instance);
-        let c = &mut self.carriers[i];
-        c.nc += 1;
-        let uri = register_uri(&c.cfg, &reg);
-        let value = answer_challenge(
-            &ch,
-            qop,
-            &reg.username,
-            &ha1,
-            "REGISTER",
-            &uri,
-            &cnonce,
-            c.nc,
-        );
+        let value = answer_challenge(&ch, qop, &reg.username, &ha1, method, uri, &cnonce, nc);
         let hname = if status == 401 {
             "Authorization"
         } else {
             "Proxy-Authorization"
         };
-        c.pending_auth = Some(format!("{hname}: {value}"));
-        Ok(())
+        Ok(format!("{hname}: {value}"))
+    }
+
+    /// The credentials line answering carrier `name`'s challenge (401/407 `msg`) to a
+    /// request of a call (INVITE, or one inside its dialog), with the account the carrier is
+    /// registered with. `Err`: why not, also kept as the carrier's last error.
+    pub fn call_credentials(
+        &mut self,
+        name: &str,
+        msg: &Message,
+        status: u16,
+        method: &str,
+        uri: &str,
+        now: Now,
+    ) -> Result<String, String> {
+        let Some(i) = self.carriers.iter().position(|c| c.cfg.name == name) else {
+            return Err(format!("no carrier '{name}'"));
+        };
+        let r = self.credentials(i, msg, status, method, uri, 1);
+        if let Err(why) = &r {
+            self.carriers[i].fail(format!("a call was challenged: {why}"), now);
+        }
+        r
     }
 
     fn ping_answered(&mut self, i: usize, status: u16, now: Now) {

@@ -284,3 +284,64 @@ fn a_tls_carrier_is_connected_at_start_again_after_a_close_and_with_back_off_aft
     t.handle_connect_failed(addr, Transport::Tls, "refused", now);
     assert_eq!(t.poll_timeout(), Some(now.instant + Duration::from_secs(2)));
 }
+
+#[test]
+fn a_calls_challenge_is_answered_with_the_trunks_account_for_401_and_407() {
+    let mut now = monday_morning();
+    let mut t = Trunks::new("i1".into());
+    t.handle_config(&[carrier("telkom", 5090, 1, true, 0)], Some(now.instant));
+    let invite = Message::parse_datagram(
+        Bytes::from_static(
+            b"INVITE sip:0561234567@127.0.0.1:5090 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKtb1\r\n\
+              From: <sip:1001@127.0.0.1>;tag=a\r\nTo: <sip:0561234567@127.0.0.1>\r\nCall-ID: c1\r\n\
+              CSeq: 2 INVITE\r\nContent-Length: 0\r\n\r\n",
+        ),
+        &Limits::default(),
+    )
+    .unwrap();
+    let uri = "sip:0561234567@127.0.0.1:5090";
+    // No password yet: a sentence, kept as the carrier's last error.
+    let e = t
+        .call_credentials(
+            "telkom",
+            &answer(&invite, 401, CHALLENGE),
+            401,
+            "INVITE",
+            uri,
+            now,
+        )
+        .unwrap_err();
+    assert!(e.contains("tambun trunk passwd telkom"), "{e}");
+    assert!(t.views(now.instant)[0]
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("challenged"));
+    t.handle_secrets(vec![secret()]);
+    step(&mut now, 1);
+    for (status, challenge, header) in [
+        (401, CHALLENGE.to_owned(), "Authorization: "),
+        (
+            407,
+            CHALLENGE.replace("WWW-Authenticate", "Proxy-Authenticate"),
+            "Proxy-Authorization: ",
+        ),
+    ] {
+        let line = t
+            .call_credentials(
+                "telkom",
+                &answer(&invite, status, &challenge),
+                status,
+                "INVITE",
+                uri,
+                now,
+            )
+            .unwrap();
+        let value = line
+            .strip_prefix(header)
+            .unwrap_or_else(|| panic!("{line}"));
+        let creds = parse_credentials(value.as_bytes()).unwrap();
+        assert!(verify(&creds, "INVITE", &secret().ha1_md5), "{line}");
+        assert!(line.contains(&format!("uri=\"{uri}\"")), "{line}");
+    }
+}

@@ -757,3 +757,101 @@ fn an_outside_call_goes_to_a_tls_carrier_over_a_checked_connection() {
     assert!(invites[0].contains("Via: SIP/2.0/TLS "), "{}", invites[0]);
     switch.stop();
 }
+
+/// The CSeq number of a SIP message's text.
+fn cseq_of(msg: &str) -> u32 {
+    header_of(msg, "CSeq")
+        .and_then(|v| v.split_whitespace().next().map(str::to_owned))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no CSeq in {msg}"))
+}
+
+/// A carrier that challenges every INVITE (401: SIPp's `verifyauth` reads only
+/// `Authorization`), as most trunk providers do: the switch
+/// answers for the trunk with the account it registers with (the phone never sees the
+/// challenge), the carrier checks the digest, and the call is set up. The switch sent its
+/// answer with CSeq + 1, so in the dialog the phone's requests reach the carrier one up
+/// (ACK, BYE) and the responses reach the phone with its own numbers.
+#[test]
+fn a_carrier_that_challenges_invites_gets_the_trunks_credentials() {
+    let mut switch = Switch::create(SwitchOptions::default());
+    let carrier_uas = SippUas::listen(
+        switch.dir(),
+        "carrier-auth",
+        "carrier-invite-auth.xml",
+        &["-timeout", "60s"],
+    );
+    switch.trunk_at(
+        &carrier_uas.addr().to_string(),
+        "[trunk.register]\nusername = \"0536321000\"\nrealm = \"carrier.test\"\n",
+    );
+    let set = switch.cli_stdin(
+        &["trunk", "passwd", "telkom", "--password-stdin"],
+        "carrier-secret\n",
+    );
+    assert!(set.status.success(), "trunk passwd: {set:?}");
+    switch.add_ext("1001", "setda", "pw1001");
+    switch.launch();
+    let registered = Switch::eventually(Duration::from_secs(15), || {
+        carrier(&switch, "telkom")["registration"] == "registered"
+    });
+    assert!(registered, "{:#?}\n{}", status(&switch), switch.log_text());
+
+    let run = sipp_call(
+        &switch,
+        "challenged",
+        "1001",
+        "pw1001",
+        "90561234567",
+        &sipp_scenario("uac-call.xml"),
+        &["-d", "300"],
+    );
+    assert_sipp_ok(&run, 1, "a call through a carrier that challenges INVITE");
+    let invites = carrier_uas.requests("INVITE");
+    assert_eq!(
+        invites.len(),
+        2,
+        "the INVITE, then with credentials: {invites:#?}"
+    );
+    assert!(header_of(&invites[0], "Authorization").is_none());
+    let creds = header_of(&invites[1], "Authorization").unwrap_or_default();
+    assert!(
+        creds.contains("username=\"0536321000\"") && creds.contains("realm=\"carrier.test\""),
+        "{}",
+        invites[1]
+    );
+    let n = cseq_of(&invites[0]);
+    assert_eq!(cseq_of(&invites[1]), n + 1, "the answer is CSeq + 1");
+    // The phone's ACK and BYE reach the carrier in the carrier's numbering.
+    let acks = carrier_uas.requests("ACK");
+    let ack = acks.last().expect("the ACK of the 200");
+    assert_eq!(cseq_of(ack), n + 1, "{ack}");
+    let byes = carrier_uas.requests("BYE");
+    assert_eq!(byes.len(), 1, "{byes:#?}");
+    assert_eq!(cseq_of(&byes[0]), n + 2, "{}", byes[0]);
+    // The phone saw no 407 from the carrier, and its own numbers on the 200s.
+    let got = received_messages(&run.dir.join("messages.log"));
+    let final_ok: Vec<&String> = got
+        .iter()
+        .filter(|m| m.starts_with("SIP/2.0 200") && m.contains("INVITE"))
+        .collect();
+    assert!(!final_ok.is_empty(), "{got:#?}");
+    assert_eq!(
+        cseq_of(final_ok[0]),
+        n,
+        "the phone's INVITE number: {}",
+        final_ok[0]
+    );
+    let bye_ok = got
+        .iter()
+        .find(|m| m.starts_with("SIP/2.0 200") && m.contains(" BYE"))
+        .expect("200 for BYE");
+    assert_eq!(cseq_of(bye_ok), n + 1, "{bye_ok}");
+    assert!(
+        !got.iter().any(|m| m.contains("carrier.test")),
+        "the carrier's challenge reached the phone: {got:#?}"
+    );
+    let rows = wait_cdrs(&switch, 1);
+    assert_eq!(rows[0]["disposition"], "answered", "{:#}", rows[0]);
+    switch.stop();
+}
