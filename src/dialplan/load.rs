@@ -178,6 +178,7 @@ struct RawTrunk {
     register: Option<RawTrunkRegister>,
     tls_name: Option<Spanned<String>>,
     tls_ca: Option<Spanned<String>>,
+    inbound_from: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -1749,6 +1750,16 @@ fn parse_trunks(f: &mut FileCtx<'_>, raw: &[RawTrunk], one_table: bool) -> Vec<T
                 "codecs = [] would take no call: leave it out to take any",
             );
         }
+        let mut inbound_from = Vec::new();
+        for a in t.inbound_from.iter().flatten() {
+            if let Some(c) = f.parse(a, |s| {
+                s.parse::<crate::guard::Cidr>().map_err(|e| {
+                    format!("inbound_from: {e} (the carrier's addresses its calls come from)")
+                })
+            }) {
+                inbound_from.push(c);
+            }
+        }
         let ping_secs = secs(f, &t.ping_secs, 0..=3600, 30, "ping_secs");
         let timeout_secs = secs(f, &t.timeout_secs, 1..=60, 5, "timeout_secs");
         let register = match &t.register {
@@ -1887,6 +1898,7 @@ fn parse_trunks(f: &mut FileCtx<'_>, raw: &[RawTrunk], one_table: bool) -> Vec<T
                 register,
                 codecs,
                 tls,
+                inbound_from,
                 line,
             });
         }

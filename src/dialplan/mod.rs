@@ -497,6 +497,9 @@ pub struct Trunk {
     pub codecs: Vec<String>,
     /// How the switch checks the carrier's certificate (transport `tls` only).
     pub tls: Option<TrunkTls>,
+    /// Where else the carrier's calls come from (its SBCs): addresses or networks, any port.
+    /// Calls from the target's own IP and port are always the carrier's.
+    pub inbound_from: Vec<crate::guard::Cidr>,
     /// The line of `[[trunk]]`'s `name`.
     pub line: usize,
 }

@@ -356,6 +356,9 @@ impl MediaEvent {
 /// Pairs kept bound ahead of use (about 128 one-stream calls; the engine refills it in well
 /// under a millisecond).
 pub const RESERVE: usize = 256;
+/// `Reserve`s in a row that may find every pair busy before the control stops looking (until
+/// the next session ends): 8 × 256 pairs, a fifth of the default range.
+const BUSY_ROUNDS: u32 = 8;
 
 /// An open session, as [`MediaControl::open`] returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -397,6 +400,10 @@ pub struct MediaControl {
     reserving: usize,
     /// Times a pair was found held by another process.
     busy_seen: u64,
+    /// `Reserve`s in a row that found every pair held by another process (another relay on
+    /// this host): the search for free pairs goes on for a few, then waits for the next
+    /// session to end.
+    busy_rounds: u32,
     commands: VecDeque<MediaCommand>,
     /// The gateway certificate's fingerprint (`sha-256 …`), when WebRTC legs are possible.
     fingerprint: Option<String>,
@@ -417,6 +424,7 @@ impl MediaControl {
             ready: VecDeque::new(),
             reserving: 0,
             busy_seen: 0,
+            busy_rounds: 0,
             commands: VecDeque::new(),
             fingerprint: None,
             rng: rand::SeedableRng::from_entropy(),
@@ -793,6 +801,17 @@ impl MediaControl {
                     self.pool.release(*p);
                 }
                 self.busy_seen += busy.len() as u64;
+                // Pairs held by another process: look further along the range at once (the
+                // pool's cursor moved past them), rather than start with too few ready.
+                self.busy_rounds = if bound.is_empty() {
+                    self.busy_rounds + 1
+                } else {
+                    0
+                };
+                if !busy.is_empty() && self.ready.len() < RESERVE && self.busy_rounds < BUSY_ROUNDS
+                {
+                    self.refill();
+                }
                 return Settled::Unchanged;
             }
             MediaEvent::Closed { session, .. } | MediaEvent::OpenFailed { session, .. } => *session,
@@ -973,12 +992,38 @@ mod tests {
         let s = c.open(1, 1, true).unwrap();
         let ports = [s.streams[0].a.rtp.port(), s.streams[0].b.rtp.port()];
         assert!(!ports.contains(&20002), "{ports:?}");
-        // The refill asks for the busy pair again (the pool came round to it).
-        c.poll_command(); // the Open
+        // Too few ready after a busy pair: the control asked for it again at once (the pool
+        // came round to it), before the session's Open.
         let Some(MediaCommand::Reserve { pairs }) = c.poll_command() else {
             panic!("no refill");
         };
         assert_eq!(pairs.iter().map(|p| p.rtp()).collect::<Vec<_>>(), [20002]);
+        assert!(matches!(c.poll_command(), Some(MediaCommand::Open { .. })));
+    }
+
+    #[test]
+    fn pairs_another_relay_holds_are_skipped_until_enough_are_ready() {
+        // Another relay on this host holds the first 300 pairs of the range.
+        let held: Vec<u16> = (0..300).map(|i| 20000 + 2 * i).collect();
+        let mut c = control((20000, 29999), &held);
+        assert_eq!(c.ready(), 0, "the first reserve found only held pairs");
+        answer_reserve(&mut c, &held);
+        assert_eq!(c.ready(), 256 - 44, "further along, most are free");
+        answer_reserve(&mut c, &held);
+        assert_eq!(c.ready(), RESERVE);
+        assert!(
+            c.poll_command().is_none(),
+            "enough are ready: no more reserves"
+        );
+        // A range that is held all over: the search stops after a few rounds.
+        let all: Vec<u16> = (0..5000).map(|i| 20000 + 2 * i).collect();
+        let mut c = control((20000, 29999), &all);
+        let mut rounds = 1;
+        while c.is_reserving() {
+            answer_reserve(&mut c, &all);
+            rounds += 1;
+        }
+        assert_eq!((rounds, c.ready()), (BUSY_ROUNDS as usize, 0));
     }
 
     #[test]

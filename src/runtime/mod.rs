@@ -427,11 +427,23 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         while let Some(cmd) = control.poll_command() {
             relay.submit(cmd);
         }
-        match relay.wait_event(Duration::from_secs(10)) {
-            Some(e) => {
-                control.handle_event(&e);
+        // (pairs another process holds are skipped: the control reserves further along until
+        // enough are ready, or it gives up for now)
+        let bind_by = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = bind_by.saturating_duration_since(std::time::Instant::now());
+            match relay.wait_event(left) {
+                Some(e) => {
+                    control.handle_event(&e);
+                }
+                None => anyhow::bail!("the RTP relay did not bind its first ports"),
             }
-            None => anyhow::bail!("the RTP relay did not bind its first ports"),
+            if !control.is_reserving() {
+                break;
+            }
+            while let Some(cmd) = control.poll_command() {
+                relay.submit(cmd);
+            }
         }
         tracing::info!(ready = control.ready(), "relay ports bound ahead");
         switch.set_media(control);

@@ -952,6 +952,11 @@ impl Trunks {
         self.carriers
             .iter()
             .find(|c| c.addr == Some(source))
+            .or_else(|| {
+                self.carriers
+                    .iter()
+                    .find(|c| c.cfg.inbound_from.iter().any(|n| n.contains(source.ip())))
+            })
             .map(|c| &c.cfg)
     }
 

@@ -31,6 +31,7 @@ fn carrier(name: &str, port: u16, priority: u32, register: bool, ping_secs: u32)
         }),
         codecs: Vec::new(),
         tls: None,
+        inbound_from: Vec::new(),
         line: 1,
     }
 }
@@ -236,6 +237,16 @@ fn calls_try_healthy_carriers_first_and_a_failed_one_last_for_a_minute() {
     assert_eq!(names(&t, now.instant), ["telkom", "backup"]);
     assert_eq!(t.carrier_at(from).map(|c| c.name.as_str()), Some("telkom"));
     assert!(t.carrier_at("127.0.0.1:5092".parse().unwrap()).is_none());
+    // A carrier whose calls also come from its SBCs' network: any port there.
+    let mut sbc = carrier("telkom", 5090, 1, false, 0);
+    sbc.inbound_from = vec!["127.0.3.0/24".parse().unwrap()];
+    t.handle_config(&[sbc], Some(now.instant));
+    let from_sbc: SocketAddr = "127.0.3.9:41234".parse().unwrap();
+    assert_eq!(
+        t.carrier_at(from_sbc).map(|c| c.name.as_str()),
+        Some("telkom")
+    );
+    assert!(t.carrier_at("127.0.4.9:5090".parse().unwrap()).is_none());
 }
 
 #[test]

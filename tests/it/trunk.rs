@@ -481,11 +481,16 @@ fn tambun_connects_to_a_tcp_carrier_and_registers_over_it() {
 /// of room 8000, whose moderators are Diskominfo's extensions. The carrier's caller is in
 /// the room by its outside number, as a participant and never a moderator (it would
 /// otherwise be one through the reception it is routed as), and `tambun conf show` lists it.
+/// The call comes from another port than the carrier's target: one of its `inbound_from`
+/// addresses (its SBCs).
 #[test]
 fn a_public_number_leads_an_outside_caller_into_a_room_never_as_moderator() {
     let mut switch = Switch::create(SwitchOptions::default());
     let carrier_port = free_udp_tcp_port(&[]);
-    switch.trunk_at(&format!("127.0.0.1:{carrier_port}"), "");
+    switch.trunk_at(
+        &format!("127.0.0.1:{carrier_port}"),
+        "inbound_from = [\"127.0.0.1/32\"]\n",
+    );
     let file = switch.dialplan.join("diskominfo.toml");
     let text = fs::read_to_string(&file).unwrap();
     fs::write(
@@ -508,7 +513,7 @@ fn a_public_number_leads_an_outside_caller_into_a_room_never_as_moderator() {
                 &dir,
                 "room",
                 sip,
-                Some(carrier_port),
+                None,
                 &sipp_scenario("carrier-call.xml"),
                 None,
                 &[
