@@ -1,7 +1,8 @@
 //! Conference rooms answered by the switch itself (DESIGN D1: the one B2BUA part a room
 //! needs). An INVITE the dialplan routes to a room ([`Decision::Room`]) is answered here:
 //! the participant gets a port of the relay's room (a media endpoint of the one media plane,
-//! `media::conference`), an SDP answer with the G.711 law its offer preferred, and a dialog
+//! `media::conference`), an SDP answer with the G.711 law its offer preferred (a browser
+//! joins through a WebRTC gateway session, see docs/architecture.md), and a dialog
 //! whose requests the switch answers: ACK, BYE (it leaves), re-INVITE (hold, a new address),
 //! INFO with a DTMF digit, OPTIONS and UPDATE. Our 2xx is retransmitted over UDP until its ACK
 //! (RFC 3261 §13.3.1.4).
@@ -107,6 +108,9 @@ pub(crate) struct RoomDialog {
     muted: bool,
     /// The previous DTMF digit, for a moderator's `*7` and `*8`.
     last_digit: Option<char>,
+    /// A browser's: the relay session of its gateway leg (closed when it leaves) and the
+    /// answer it was given (a re-INVITE gets it again: the room's side does not change).
+    browser: Option<(SessionId, Bytes)>,
 }
 
 /// The rooms' dialogs, by (Call-ID, the caller's From tag), and the rooms' controls. A
@@ -483,22 +487,44 @@ impl Proxy {
         let caller = p.call.as_ref().and_then(|c| c.caller.clone());
         let from_tag = request.from_tag().unwrap_or("").to_string();
         let call_id = request.call_id().unwrap_or("").to_string();
-        if crate::sip::webrtc_sdp::is_webrtc(request.body()) {
-            // A room's member is plain RTP on the room's thread; a browser leg (ICE,
-            // DTLS-SRTP) cannot join one yet. Say so rather than answer what it cannot use.
+        // A browser (ICE, DTLS-SRTP) joins through a relay session of the gateway: its
+        // browser side is the page's, its plain side is what the room's port exchanges RTP
+        // with; the room sees a plain offer from the relay.
+        let browser = crate::sip::webrtc_sdp::is_webrtc(request.body());
+        if browser && self.media.as_ref().and_then(|m| m.fingerprint()).is_none() {
             self.rooms.counts.refused_codec += 1;
-            let w = warn("conference rooms do not take browser (WebRTC) calls yet; join from a desk phone or softphone");
+            let w = warn("the WebRTC gateway is off, so browsers cannot join rooms");
             self.respond_final_full(cx, id, 488, None, &w, now);
             return;
         }
-        let offer = media::has_sdp(&request)
+        let plain = if browser {
+            match self.media_offer(&request, media::Leg::A) {
+                Some(m) => Some(m),
+                None => {
+                    self.rooms.counts.refused_media += 1;
+                    let w = warn("no media ports for a browser in the room");
+                    self.respond_final_full(cx, id, 503, None, &w, now);
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        let gateway = browser
+            .then(|| self.media_calls.by_call_id.get(&call_id).map(|c| c.session))
+            .flatten();
+        let offered = plain.as_ref().unwrap_or(&request);
+        let offer = media::has_sdp(offered)
             .then(|| {
-                std::str::from_utf8(request.body())
+                std::str::from_utf8(offered.body())
                     .ok()
                     .and_then(read_offer)
             })
             .flatten();
         let Some(offer) = offer else {
+            if browser {
+                let _ = self.media_close(&call_id);
+            }
             self.rooms.counts.refused_codec += 1;
             let w = warn("the room needs an SDP offer with PCMU or PCMA");
             self.respond_final_full(cx, id, 488, None, &w, now);
@@ -533,6 +559,9 @@ impl Proxy {
             Ok(j) => j,
             Err(e) => {
                 tracing::warn!(room = number, error = %e, "no relay port for a participant");
+                if browser {
+                    let _ = self.media_close(&call_id);
+                }
                 self.rooms.counts.refused_media += 1;
                 self.respond_final_full(cx, id, 503, None, &warn("no media ports"), now);
                 return;
@@ -559,7 +588,7 @@ impl Proxy {
         let local_tag = response::our_to_tag(&request);
         let contact = self.room_contact(cx, &upstream, &plan.number);
         let extra = [contact, ROOM_ALLOW.to_string()];
-        let bytes = response::build(
+        let mut bytes = response::build(
             &request,
             upstream.addr,
             200,
@@ -567,6 +596,37 @@ impl Proxy {
             &extra,
             Some(("application/sdp", body.as_bytes())),
         );
+        if browser {
+            // The room's plain answer, as the relay's plain side hears it, becomes the
+            // browser's answer (ICE, DTLS role, fingerprint) and points that side at the room.
+            let rewritten = Message::parse_framed(bytes.clone(), &UNBOUNDED)
+                .ok()
+                .and_then(|m| {
+                    let relay = self.media.as_mut()?;
+                    let call = self.media_calls.by_call_id.get_mut(&call_id)?;
+                    media::rewrite_for(relay, call, &m, media::Leg::B)
+                });
+            match rewritten {
+                Some(b) => bytes = b,
+                None => {
+                    tracing::warn!(room = %plan.number, "cannot answer the browser for the room");
+                    if let Some(relay) = self.media.as_mut() {
+                        let _ = relay.room_leave(room, session);
+                    }
+                    let _ = self.media_close(&call_id);
+                    self.rooms.counts.refused_media += 1;
+                    self.respond_final_full(
+                        cx,
+                        id,
+                        488,
+                        None,
+                        &warn("no media for the browser"),
+                        now,
+                    );
+                    return;
+                }
+            }
+        }
         if let Some(t) = cx
             .server
             .send_response(&key, 200, bytes.clone(), upstream, now.instant)
@@ -591,10 +651,19 @@ impl Proxy {
         tracing::info!(room = %plan.number, %caller, moderator = plan.moderator, "joined the room");
         self.rooms.counts.joined += 1;
         let unacked = (upstream.transport == Transport::Udp)
-            .then(|| (bytes, now.instant + T1, T1, now.instant + 64 * T1));
+            .then(|| (bytes.clone(), now.instant + T1, T1, now.instant + 64 * T1));
         self.rooms
             .by_session
             .insert(session, (call_id.clone(), from_tag.clone()));
+        if let Some(g) = gateway {
+            // The gateway's inactivity is the participant's too.
+            self.rooms
+                .by_session
+                .insert(g, (call_id.clone(), from_tag.clone()));
+        }
+        let browser_body = Message::parse_framed(bytes.clone(), &UNBOUNDED)
+            .map(|m| Bytes::copy_from_slice(m.body()))
+            .unwrap_or_default();
         self.rooms.dialogs.insert(
             (call_id, from_tag),
             RoomDialog {
@@ -623,6 +692,7 @@ impl Proxy {
                 unacked,
                 muted,
                 last_digit: None,
+                browser: gateway.map(|g| (g, browser_body)),
             },
         );
     }
@@ -680,6 +750,24 @@ impl Proxy {
             }
             Method::Invite => {
                 let d = self.rooms.dialogs.get_mut(&dkey)?;
+                if let Some((_, answer)) = &d.browser {
+                    // A browser's hold or refresh: its transport stays, so does our answer.
+                    let answer = answer.clone();
+                    let (local_tag, number) = (d.local_tag.clone(), d.number.clone());
+                    let contact = self.room_contact(cx, &peer, &number);
+                    let bytes = response::build(
+                        msg,
+                        peer.addr,
+                        200,
+                        Some(&local_tag),
+                        &[contact],
+                        Some(("application/sdp", &answer)),
+                    );
+                    if let Some(t) = cx.server.send_response(key, 200, bytes, peer, now.instant) {
+                        cx.out.push_back(t);
+                    }
+                    return Some(None);
+                }
                 let text = String::from_utf8_lossy(msg.body()).to_string();
                 if media::has_sdp(msg) {
                     match read_offer(&text) {
@@ -751,6 +839,10 @@ impl Proxy {
         self.rooms.by_session.remove(&d.session);
         if let Some(relay) = self.media.as_mut() {
             let _ = relay.room_leave(d.room, d.session);
+        }
+        if let Some((g, _)) = &d.browser {
+            self.rooms.by_session.remove(g);
+            let _ = self.media_close(&key.0);
         }
         self.records.ended(
             &key.0,

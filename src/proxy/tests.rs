@@ -1705,12 +1705,8 @@ Call-ID: call-{ext}-8000\r\nCSeq: 3 BYE\r\nContent-Length: 0\r\n\r\n"
     assert!(!view.locked && !view.all_muted);
 }
 
-/// A browser's offer (UDP/TLS/RTP/SAVPF, ICE, DTLS) to a room is answered 488 with a
-/// Warning that says why: a room's members are plain RTP for now.
-#[test]
-fn a_browser_offer_to_a_room_is_refused_with_a_reason() {
-    let mut rig = Rig::new(&[]);
-    with_relay(&mut rig);
+/// Extension 1000 joins room 8000 from a browser (the digest answered): the final answer.
+fn browser_joins_8000(rig: &mut Rig) -> Message {
     let offer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
 m=audio 50000 UDP/TLS/RTP/SAVPF 111 0\r\nc=IN IP4 127.0.0.1\r\na=rtpmap:111 opus/48000/2\r\n\
 a=rtpmap:0 PCMU/8000\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\n\
@@ -1725,19 +1721,48 @@ a=setup:actpass\r\na=rtcp-mux\r\na=sendrecv\r\n";
     let b = rig.branch();
     let text = with_sdp(&rig.invite_text("1000", 7000, "8000", &b, &auth), offer);
     rig.send(7000, text);
-    let answer = rig
-        .out()
+    rig.out()
         .into_iter()
         .find(|(p, m)| *p == 7000 && m.status().is_some_and(|s| s >= 200))
         .expect("a final answer")
-        .1;
+        .1
+}
+
+/// A browser's offer (UDP/TLS/RTP/SAVPF, ICE, DTLS) to a room is answered through a gateway
+/// session: the browser gets a WebRTC answer (ICE-lite, our fingerprint, `setup:active`) in
+/// PCMU, and the room a participant.
+#[test]
+fn a_browser_offer_to_a_room_is_answered_through_the_gateway() {
+    // Without the gateway (no DTLS certificate): 488, with the reason.
+    let mut rig = Rig::new(&[]);
+    with_relay(&mut rig);
+    let answer = browser_joins_8000(&mut rig);
     assert_eq!(answer.status(), Some(488));
     let wire = String::from_utf8_lossy(&answer.wire()).to_string();
-    assert!(
-        wire.contains("do not take browser (WebRTC) calls yet"),
-        "{wire}"
-    );
+    assert!(wire.contains("the WebRTC gateway is off"), "{wire}");
     assert!(rig.sw.rooms().is_empty());
+
+    let mut rig = Rig::new(&[]);
+    with_relay(&mut rig);
+    if let Some(m) = rig.sw.proxy.media.as_mut() {
+        m.set_fingerprint("sha-256 AA:BB:CC".into());
+    }
+    let answer = browser_joins_8000(&mut rig);
+    assert_eq!(answer.status(), Some(200));
+    let sdp = String::from_utf8_lossy(answer.body()).to_string();
+    for want in [
+        "UDP/TLS/RTP/SAVPF 0",
+        "a=setup:active",
+        "a=fingerprint:sha-256 ",
+        "a=ice-lite",
+    ] {
+        assert!(
+            sdp.contains(want),
+            "no {want} in the browser's answer:\n{sdp}"
+        );
+    }
+    assert!(!sdp.contains("opus"), "the room mixes G.711:\n{sdp}");
+    assert_eq!(rig.sw.rooms()[0].participants.len(), 1);
 }
 
 /// Sends `from`'s INVITE to `to` with `extra` header lines and the digest answer to the

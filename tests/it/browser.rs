@@ -843,3 +843,76 @@ fn dtls_and_stun_floods_do_not_harm_a_call() {
         t0.elapsed()
     );
 }
+
+/// A browser joins conference room 8000 with a baresip desk phone sending a 440 Hz tone:
+/// the page's call goes through the gateway (DTLS-SRTP on the page's side, plain RTP into
+/// the room's mixer), the browser hears the desk phone's tone in the mix and the desk phone
+/// hears the browser, both in PCMU; `tambun conf show` lists both. Then the browser holds
+/// and resumes (a re-INVITE the room answers with the same answer), and leaves: the relay
+/// session of its gateway leg goes with it.
+#[test]
+fn a_browser_joins_a_conference_room_with_a_desk_phone() {
+    let switch = web_media_switch(&[BROWSER, DESK]);
+    let mut desk = desk_phone(&switch, DESK, false);
+    desk.command_data("dial", &format!("sip:8000@{}", switch.sip));
+    let desk_in = Switch::eventually(Duration::from_secs(10), || desk.has_established_call());
+    assert!(
+        desk_in,
+        "the desk phone never got into 8000: {}",
+        desk.log_text()
+    );
+    let mut browser = BrowserAgent::start(switch.dir(), "room");
+    let page = browser_dials(&mut browser, &switch, "8000", false);
+    let (stats, held) = stats_until(&mut browser, page, Duration::from_secs(12), |s| {
+        num(s, "packetsReceived") >= 200.0
+            && num(s, "packetsSent") >= 200.0
+            && num(s, "totalAudioEnergy") > 0.0
+    });
+    assert!(
+        held,
+        "the browser in the room: {stats:#}\nrelay: {}\n{}",
+        calls_json(&switch),
+        switch.log_text()
+    );
+    assert_browser_audio(&stats, "server");
+    let show = switch.cli_ok(&["conf", "show", "8000", "--json"]);
+    let room: Value = serde_json::from_str(&show).expect("conf show --json");
+    let people: Vec<String> = room["participants"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| p["extension"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(
+        people.contains(&BROWSER.0.to_owned()) && people.contains(&DESK.0.to_owned()),
+        "{room:#}"
+    );
+
+    // Hold and resume: the room keeps its media, the call stays up.
+    browser.hold(page);
+    browser.unhold(page);
+    assert_call_up(&mut browser, page, "after hold and resume in the room");
+    let before = num(&browser.stats(page), "packetsReceived");
+    let (after, flowing) = stats_until(&mut browser, page, Duration::from_secs(5), |s| {
+        num(s, "packetsReceived") >= before + 50.0
+    });
+    assert!(flowing, "no mix after resume: {after:#}");
+
+    browser.hangup(page);
+    let gone = Switch::eventually(Duration::from_secs(5), || {
+        let out = switch.cli(&["conf", "show", "8000", "--json"]);
+        let room: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        room["participants"].as_array().map_or(0, Vec::len) == 1
+    });
+    assert!(gone, "the browser is still in the room");
+    desk.command("hangup", "");
+    let (tx, rx) = baresip_totals(&desk);
+    assert!(
+        tx >= 150 && rx >= 150,
+        "baresip sent {tx} and received {rx} RTP packets in the room"
+    );
+    desk.stop();
+    // Every relay session closed (the gateway leg's with the browser, the room's ports).
+    let idle = Switch::eventually(Duration::from_secs(5), || live_calls(&switch).is_empty());
+    assert!(idle, "sessions left: {}", calls_json(&switch));
+}
