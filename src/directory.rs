@@ -63,3 +63,82 @@ pub fn build(me: Extension, registrar: &Registrar, plan: &Dialplan) -> Directory
     }
     Directory { me, opds }
 }
+
+/// What `GET /phone/api/rooms` answers: the conference rooms the extension's OPD may join,
+/// with who is in them now. Talking and muted come from the relay (added by the web side).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PhoneRooms {
+    pub me: Extension,
+    pub rooms: Vec<PhoneRoom>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PhoneRoom {
+    pub number: String,
+    pub name: String,
+    /// A PIN is asked of whoever joins.
+    pub pin: bool,
+    /// `me` moderates it (by extension or OPD): the page shows the moderator's buttons.
+    pub moderator: bool,
+    pub locked: bool,
+    pub all_muted: bool,
+    pub participants: Vec<PhoneParticipant>,
+    /// The relay's id of the room (to ask it who talks).
+    #[serde(skip)]
+    pub room_id: u32,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PhoneParticipant {
+    /// The extension, or an outside caller's number.
+    pub who: String,
+    pub opd: Option<String>,
+    pub moderator: bool,
+    pub talking: bool,
+    pub muted: bool,
+    #[serde(skip)]
+    pub session: u64,
+}
+
+/// The rooms `me` (of OPD `opd`) may join, in the dialplan's order, with the participants
+/// of `live` (the rooms that have some).
+pub fn phone_rooms(
+    me: Extension,
+    opd: Option<&OpdCode>,
+    plan: &Dialplan,
+    live: &[crate::proxy::rooms::RoomView],
+) -> PhoneRooms {
+    let rooms = plan
+        .rooms()
+        .iter()
+        .filter(|r| opd.is_some_and(|o| r.admits(o)))
+        .map(|r| {
+            let now = live.iter().find(|v| v.room == r.number);
+            PhoneRoom {
+                number: r.number.clone(),
+                name: r.name.clone(),
+                pin: r.pin.is_some(),
+                moderator: opd.is_some_and(|o| r.moderated_by(&me, o)),
+                locked: now.is_some_and(|v| v.locked),
+                all_muted: now.is_some_and(|v| v.all_muted),
+                participants: now
+                    .map(|v| {
+                        v.participants
+                            .iter()
+                            .map(|p| PhoneParticipant {
+                                who: p.extension.clone(),
+                                opd: p.opd.clone(),
+                                moderator: p.moderator,
+                                talking: false,
+                                muted: false,
+                                session: p.session,
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                room_id: r.number.parse().unwrap_or(0),
+            }
+        })
+        .collect();
+    PhoneRooms { me, rooms }
+}

@@ -1065,6 +1065,81 @@ impl Switch {
         }
     }
 
+    /// The conference rooms for the softphone page of `user`, who proves `password` (checked
+    /// and counted like the directory's).
+    pub fn phone_rooms(
+        &mut self,
+        user: &str,
+        password: &str,
+        source: std::net::IpAddr,
+        now: Now,
+    ) -> Option<crate::directory::PhoneRooms> {
+        let me = self.page_user(user, password, source, "rooms", now)?;
+        let opd = self.registrar.accounts().get(&me).map(|a| a.opd.clone());
+        Some(crate::directory::phone_rooms(
+            me,
+            opd.as_ref(),
+            &self.dialplan,
+            &self.proxy.rooms.views(),
+        ))
+    }
+
+    /// A moderator's action from the softphone page on room `number`: only for `user`
+    /// (proving `password`) when it moderates that room by extension or OPD.
+    pub fn phone_room_action(
+        &mut self,
+        user: &str,
+        password: &str,
+        source: std::net::IpAddr,
+        number: &str,
+        action: crate::proxy::rooms::RoomAction,
+        now: Now,
+    ) -> Result<crate::proxy::rooms::RoomActionDone, PageRoomError> {
+        let me = self
+            .page_user(user, password, source, "rooms", now)
+            .ok_or(PageRoomError::Unauthorized)?;
+        let opd = self.registrar.accounts().get(&me).map(|a| a.opd.clone());
+        let moderates = self
+            .dialplan
+            .room(number)
+            .zip(opd.as_ref())
+            .is_some_and(|(r, o)| r.moderated_by(&me, o));
+        if !moderates {
+            tracing::warn!(target: "tambun::dialog", %source, %me, room = number, "room control refused: not a moderator");
+            return Err(PageRoomError::NotModerator(number.to_owned()));
+        }
+        tracing::info!(%me, room = number, ?action, "moderator's action from the page");
+        self.room_action(number, action, now)
+            .map_err(PageRoomError::Room)
+    }
+
+    /// The extension whose password this is, or `None` (logged and counted by the guard).
+    fn page_user(
+        &mut self,
+        user: &str,
+        password: &str,
+        source: std::net::IpAddr,
+        what: &str,
+        now: Now,
+    ) -> Option<Extension> {
+        if self.guard.drop_source(source, now) {
+            return None;
+        }
+        let accounts = self.registrar.accounts();
+        match self
+            .registrar
+            .authn
+            .check_password(user, password, accounts)
+        {
+            Some(me) => Some(me),
+            None => {
+                crate::registrar::log_auth_failure(source, what, Some(user));
+                self.guard.handle_auth_failure(source, now);
+                None
+            }
+        }
+    }
+
     pub fn registration_count(&self) -> usize {
         self.registrar.location.len()
     }
@@ -1072,6 +1147,17 @@ impl Switch {
     pub fn transaction_count(&self) -> usize {
         self.server.len() + self.proxy.client.len()
     }
+}
+
+/// Why the page's room control did nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum PageRoomError {
+    #[error("extension or password is wrong")]
+    Unauthorized,
+    #[error("you do not moderate room {0}")]
+    NotModerator(String),
+    #[error(transparent)]
+    Room(crate::proxy::rooms::RoomActionError),
 }
 
 /// The switch's outputs, sorted by kind, for the sans-IO test rigs.

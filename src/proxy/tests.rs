@@ -1842,3 +1842,45 @@ fn caller_id_toward_carriers_is_the_opds_number_unless_the_caller_asks_for_priva
     assert_eq!(inv.headers_by_raw_name("Privacy").count(), 1);
     assert_eq!(inv.headers_by_raw_name("P-Asserted-Identity").count(), 1);
 }
+
+/// The page's room controls are a moderator's only: a wrong password is refused (and
+/// counted), an extension that does not moderate the room gets "you do not moderate", a
+/// Diskominfo extension (8000's moderators by OPD) gets through to the room itself.
+#[test]
+fn the_pages_room_controls_are_for_the_rooms_moderators_only() {
+    use crate::proxy::rooms::{RoomAction, RoomActionError};
+    use crate::switch::PageRoomError;
+    let mut rig = Rig::new(&[crate::testing::account("3501", "diskominfo")]);
+    let ip: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    let now = rig.now;
+    let lock = RoomAction::Lock { locked: true };
+    let r = rig
+        .sw
+        .phone_room_action("1000", "wrong", ip, "8000", lock.clone(), now);
+    assert!(matches!(r, Err(PageRoomError::Unauthorized)), "{r:?}");
+    let r = rig
+        .sw
+        .phone_room_action("1000", "pw1000", ip, "8000", lock.clone(), now);
+    assert!(matches!(r, Err(PageRoomError::NotModerator(_))), "{r:?}");
+    let r = rig
+        .sw
+        .phone_room_action("3501", "pw3501", ip, "8000", lock, now);
+    assert!(
+        matches!(r, Err(PageRoomError::Room(RoomActionError::Empty(_)))),
+        "{r:?}"
+    );
+    // The room list: both see 8000; only the Diskominfo extension as a moderator.
+    let rooms = rig.sw.phone_rooms("1000", "pw1000", ip, now).unwrap();
+    let r8000 = rooms.rooms.iter().find(|r| r.number == "8000").unwrap();
+    assert!(!r8000.moderator);
+    let rooms = rig.sw.phone_rooms("3501", "pw3501", ip, now).unwrap();
+    assert!(
+        rooms
+            .rooms
+            .iter()
+            .find(|r| r.number == "8000")
+            .unwrap()
+            .moderator
+    );
+    assert!(rig.sw.phone_rooms("3501", "nope", ip, now).is_none());
+}

@@ -127,6 +127,24 @@ pub(crate) enum Input {
         source: std::net::IpAddr,
         reply: oneshot::Sender<Option<crate::directory::Directory>>,
     },
+    /// The softphone page's conference rooms, for an extension that gave its password.
+    PhoneRooms {
+        user: String,
+        password: String,
+        source: std::net::IpAddr,
+        reply: oneshot::Sender<Option<crate::directory::PhoneRooms>>,
+    },
+    /// A moderator's action on a room from the softphone page.
+    PhoneRoomAction {
+        user: String,
+        password: String,
+        source: std::net::IpAddr,
+        room: String,
+        action: crate::proxy::rooms::RoomAction,
+        reply: oneshot::Sender<
+            Result<crate::proxy::rooms::RoomActionDone, crate::switch::PageRoomError>,
+        >,
+    },
     /// A `/metrics` scrape: the switch's counters and gauges.
     Metrics {
         reply: oneshot::Sender<crate::switch::SwitchMetrics>,
@@ -285,6 +303,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let mut switch_udp_advertised = Vec::new();
     let mut relay_handle: Option<Arc<crate::media::Relay>> = None;
     let mut relay_glue: Option<Arc<relay::RelayGlue>> = None;
+    // The page's room view asks the relay who talks; the relay starts after the web listener.
+    let web_relay: Arc<std::sync::OnceLock<Arc<relay::RelayGlue>>> = Arc::default();
     for (i, addr) in config.listen.iter().enumerate() {
         let sock = Arc::new(udp::bind(*addr).with_context(|| format!("cannot bind UDP {addr}"))?);
         let advertised = udp::advertised(sock.local_addr()?);
@@ -365,6 +385,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
         switch.add_stream_listener(bound);
         let ctx = web::WebCtx {
+            relay: web_relay.clone(),
             stream: stream_ctx.clone(),
             transport,
             tls: if transport == Transport::Wss {
@@ -417,6 +438,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             config.media.rtp_ports
         );
         let glue = Arc::new(relay::RelayGlue::new(relay.clone()));
+        let _ = web_relay.set(glue.clone());
         let mut control = crate::media::MediaControl::new(relay_cfg_range, advertise);
         if let Some(fingerprint) = relay.fingerprint() {
             tracing::info!("WebRTC gateway: DTLS certificate {fingerprint}");
@@ -742,6 +764,27 @@ impl Driver {
                 reply,
             } => {
                 let _ = reply.send(self.switch.directory(&user, &password, source, t));
+            }
+            Input::PhoneRooms {
+                user,
+                password,
+                source,
+                reply,
+            } => {
+                let _ = reply.send(self.switch.phone_rooms(&user, &password, source, t));
+            }
+            Input::PhoneRoomAction {
+                user,
+                password,
+                source,
+                room,
+                action,
+                reply,
+            } => {
+                let _ = reply.send(
+                    self.switch
+                        .phone_room_action(&user, &password, source, &room, action, t),
+                );
             }
             Input::Metrics { reply } => {
                 let _ = reply.send(self.switch.metrics(t));

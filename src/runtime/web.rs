@@ -52,6 +52,8 @@ const WRITER_QUEUE: usize = 256;
 
 /// What every web or WS connection needs.
 pub(crate) struct WebCtx {
+    /// The relay (once started), for who talks in the page's rooms view.
+    pub relay: Arc<std::sync::OnceLock<Arc<super::relay::RelayGlue>>>,
     pub stream: StreamCtx,
     /// `Wss` for the web listener, `Ws` for the plain one.
     pub transport: Transport,
@@ -187,6 +189,11 @@ fn router(ctx: Arc<WebCtx>) -> Router {
         )
         .route("/phone/api/config", get(page_config))
         .route("/phone/api/directory", get(directory))
+        .route("/phone/api/rooms", get(phone_rooms))
+        .route(
+            "/phone/api/rooms/{room}",
+            axum::routing::post(phone_room_action),
+        )
         .with_state(ctx);
     match console {
         Some(console) => app.merge(super::console::router(console)),
@@ -494,20 +501,7 @@ async fn directory(
     Extension(info): Extension<ConnInfo>,
     headers: HeaderMap,
 ) -> Response {
-    let unauthorized = || {
-        (
-            StatusCode::UNAUTHORIZED,
-            [
-                (
-                    header::WWW_AUTHENTICATE,
-                    "Basic realm=\"tambun\", charset=\"UTF-8\"",
-                ),
-                (header::CACHE_CONTROL, "no-store"),
-            ],
-            "extension or password is wrong\n",
-        )
-            .into_response()
-    };
+    let unauthorized = basic_unauthorized;
     let Some((user, password)) = basic_credentials(&headers) else {
         return unauthorized();
     };
@@ -526,6 +520,126 @@ async fn directory(
         Ok(None) => unauthorized(),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "the switch is stopping\n").into_response(),
     }
+}
+
+/// `/phone/api/rooms`: the conference rooms the extension's OPD may join, who is in each
+/// (talking, muted, from the relay) and whether the extension moderates it. HTTP Basic, as
+/// the directory.
+async fn phone_rooms(
+    State(ctx): State<Arc<WebCtx>>,
+    Extension(info): Extension<ConnInfo>,
+    headers: HeaderMap,
+) -> Response {
+    let Some((user, password)) = basic_credentials(&headers) else {
+        return basic_unauthorized();
+    };
+    let (reply, rx) = oneshot::channel();
+    let ask = Input::PhoneRooms {
+        user,
+        password,
+        source: info.src.ip(),
+        reply,
+    };
+    if ctx.stream.tx.send(ask).await.is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "the switch is stopping\n").into_response();
+    }
+    let mut rooms = match rx.await {
+        Ok(Some(r)) => r,
+        Ok(None) => return basic_unauthorized(),
+        Err(_) => {
+            return (StatusCode::SERVICE_UNAVAILABLE, "the switch is stopping\n").into_response()
+        }
+    };
+    if let Some(relay) = ctx.relay.get() {
+        for room in rooms
+            .rooms
+            .iter_mut()
+            .filter(|r| !r.participants.is_empty())
+        {
+            let Some(state) = relay.room_state(room.room_id).await else {
+                continue;
+            };
+            for p in &mut room.participants {
+                if let Some(m) = state.participants.iter().find(|m| m.session.0 == p.session) {
+                    p.talking = m.stats.talking;
+                    p.muted = m.stats.muted || m.stats.self_muted;
+                }
+            }
+        }
+    }
+    ([(header::CACHE_CONTROL, "no-store")], axum::Json(rooms)).into_response()
+}
+
+/// `POST /phone/api/rooms/ROOM` with a JSON room action (`{"action":"mute","extension":
+/// "1001","muted":true}`, `kick`, `lock`): a moderator's control from the page. HTTP Basic;
+/// the `Origin` must be this host (a page elsewhere cannot use a browser's cached
+/// credentials); 403 for one who does not moderate the room.
+async fn phone_room_action(
+    State(ctx): State<Arc<WebCtx>>,
+    Extension(info): Extension<ConnInfo>,
+    axum::extract::Path(room): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let origin_ok = headers
+        .get(header::ORIGIN)
+        .is_some_and(|o| same_host(o, headers.get(header::HOST)));
+    if !origin_ok {
+        return (
+            StatusCode::FORBIDDEN,
+            "the request must come from this switch's page\n",
+        )
+            .into_response();
+    }
+    let Some((user, password)) = basic_credentials(&headers) else {
+        return basic_unauthorized();
+    };
+    let action: crate::proxy::rooms::RoomAction = match serde_json::from_slice(&body) {
+        Ok(a) => a,
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, format!("not a room action: {e}\n")).into_response()
+        }
+    };
+    let (reply, rx) = oneshot::channel();
+    let ask = Input::PhoneRoomAction {
+        user,
+        password,
+        source: info.src.ip(),
+        room,
+        action,
+        reply,
+    };
+    if ctx.stream.tx.send(ask).await.is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "the switch is stopping\n").into_response();
+    }
+    use crate::switch::PageRoomError;
+    match rx.await {
+        Ok(Ok(done)) => axum::Json(done).into_response(),
+        Ok(Err(PageRoomError::Unauthorized)) => basic_unauthorized(),
+        Ok(Err(e @ PageRoomError::NotModerator(_))) => {
+            (StatusCode::FORBIDDEN, format!("{e}\n")).into_response()
+        }
+        Ok(Err(e @ PageRoomError::Room(_))) => {
+            (StatusCode::NOT_FOUND, format!("{e}\n")).into_response()
+        }
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "the switch is stopping\n").into_response(),
+    }
+}
+
+/// The 401 of the page's APIs.
+fn basic_unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [
+            (
+                header::WWW_AUTHENTICATE,
+                "Basic realm=\"tambun\", charset=\"UTF-8\"",
+            ),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        "extension or password is wrong\n",
+    )
+        .into_response()
 }
 
 /// `Authorization: Basic base64(user:password)`.

@@ -166,6 +166,26 @@ const commands = {
   async state(req) {
     return phoneState(page(req));
   },
+  /** Clicks the element with data-testid `testid` (waiting for it). */
+  async click(req) {
+    await tid(page(req), req.testid).click({ timeout: timeout(req, 8000) });
+    return null;
+  },
+  /** Waits until the element `testid` exists (and, with `attr`, has `value` there). */
+  async waitFor(req) {
+    const p = page(req);
+    await p.waitForFunction(([id, attr, value]) => {
+      const e = document.querySelector(`[data-testid="${id}"]`);
+      return e && (!attr || e.getAttribute(attr) === value);
+    }, [req.testid, req.attr || null, req.value === undefined ? null : String(req.value)],
+    { timeout: timeout(req, 10000) });
+    return null;
+  },
+  /** Saves a full-page screenshot to `path`. */
+  async screenshot(req) {
+    await page(req).screenshot({ path: req.path, fullPage: true });
+    return null;
+  },
   async quit() {
     setImmediate(() => shutdown(0, 'quit'));
     return null;

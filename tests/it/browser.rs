@@ -916,3 +916,81 @@ fn a_browser_joins_a_conference_room_with_a_desk_phone() {
     let idle = Switch::eventually(Duration::from_secs(5), || live_calls(&switch).is_empty());
     assert!(idle, "sessions left: {}", calls_json(&switch));
 }
+
+/// The page's meeting rooms: Diskominfo's 3501 (a moderator of 8000 by its OPD) logs in, sees
+/// room 8000 in its list, joins it with the room's button while a Setda baresip is in with a
+/// tone; the page lists 1001 as talking, mutes it with the moderator's button (the room's
+/// state says muted), and locks the room. A screenshot of the view is kept
+/// (`target/phone-screenshots/phone-rooms-id.png`).
+#[test]
+fn the_page_lists_a_room_joins_it_and_the_moderator_mutes_and_locks() {
+    const MODERATOR: (&str, &str, &str) = ("3501", "diskominfo", "rahasia3501");
+    let switch = web_media_switch(&[MODERATOR, DESK]);
+    let mut desk = desk_phone(&switch, DESK, false);
+    desk.command_data("dial", &format!("sip:8000@{}", switch.sip));
+    assert!(
+        Switch::eventually(Duration::from_secs(10), || desk.has_established_call()),
+        "the desk phone never got into 8000: {}",
+        desk.log_text()
+    );
+    let mut browser = BrowserAgent::start(switch.dir(), "rooms");
+    let page = browser.open(&switch);
+    browser.login_ok(page, MODERATOR.0, MODERATOR.2);
+    browser
+        .wait_for(page, "room-join-8000", None)
+        .expect("room 8000 in the page's list");
+    browser.click(page, "room-join-8000");
+    browser.wait_media(page);
+    if let Err(e) = browser.wait_status(page, "^Terhubung", Duration::from_secs(5)) {
+        panic!("the room call never showed Terhubung: {e}");
+    }
+    let talking = browser.wait_for(
+        page,
+        "room-participant-1001",
+        Some(("data-talking", "true")),
+    );
+    assert!(
+        talking.is_ok(),
+        "1001 is not shown talking: {talking:?}\n{}",
+        switch.cli_ok(&["conf", "show", "8000", "--json"])
+    );
+    browser
+        .wait_for(page, "room-participant-3501", None)
+        .expect("the page lists itself");
+    // Kept past the test's temp dir, as the console's are (docs/phone-rooms-id.png is one).
+    let shots = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+        .join("phone-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    browser.screenshot(page, &shots.join("phone-rooms-id.png"));
+    assert!(shots.join("phone-rooms-id.png").exists());
+
+    browser.click(page, "room-mute-1001");
+    let muted = browser.wait_for(page, "room-participant-1001", Some(("data-muted", "true")));
+    let show: Value =
+        serde_json::from_str(&switch.cli_ok(&["conf", "show", "8000", "--json"])).unwrap();
+    assert!(muted.is_ok(), "the page does not show 1001 muted: {show:#}");
+    let desk_row = show["participants"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["extension"] == DESK.0)
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(desk_row["muted"], true, "{show:#}");
+
+    browser.click(page, "room-lock-8000");
+    let locked = browser.wait_for(page, "room-8000", Some(("data-locked", "true")));
+    assert!(
+        locked.is_ok(),
+        "the page does not show the lock: {locked:?}"
+    );
+    let show: Value =
+        serde_json::from_str(&switch.cli_ok(&["conf", "show", "8000", "--json"])).unwrap();
+    assert_eq!(show["locked"], true, "{show:#}");
+
+    browser.hangup(page);
+    desk.command("hangup", "");
+    desk.stop();
+}

@@ -62,6 +62,26 @@ const TEXT = {
     online: 'daring',
     offline: 'luring',
     call_this: 'Isi nomor {ext}',
+    rooms_title: 'Ruang rapat',
+    rooms_loading: 'Memuat…',
+    rooms_failed: 'Daftar ruang rapat tidak dapat dimuat.',
+    rooms_none: 'Tidak ada ruang rapat untuk OPD Anda.',
+    room_join: 'Gabung',
+    room_pin: 'PIN',
+    room_people: '{n} peserta',
+    room_empty: 'Belum ada peserta.',
+    room_talking: 'sedang bicara',
+    room_muted: 'dibisukan',
+    room_moderator: 'moderator',
+    room_mute: 'Bisukan',
+    room_unmute: 'Aktifkan',
+    room_kick: 'Keluarkan',
+    room_mute_all: 'Bisukan semua',
+    room_unmute_all: 'Aktifkan semua',
+    room_lock: 'Kunci ruang',
+    room_unlock: 'Buka kunci',
+    room_locked: 'terkunci',
+    room_action_failed: 'Tindakan moderator gagal: {why}',
     history_title: 'Riwayat panggilan',
     history_clear: 'Hapus',
     history_empty: 'Belum ada panggilan.',
@@ -167,6 +187,26 @@ const TEXT = {
     online: 'online',
     offline: 'offline',
     call_this: 'Fill in number {ext}',
+    rooms_title: 'Meeting rooms',
+    rooms_loading: 'Loading…',
+    rooms_failed: 'The meeting rooms could not be loaded.',
+    rooms_none: 'No meeting rooms for your department.',
+    room_join: 'Join',
+    room_pin: 'PIN',
+    room_people: '{n} participants',
+    room_empty: 'Nobody is in yet.',
+    room_talking: 'talking',
+    room_muted: 'muted',
+    room_moderator: 'moderator',
+    room_mute: 'Mute',
+    room_unmute: 'Unmute',
+    room_kick: 'Remove',
+    room_mute_all: 'Mute everyone',
+    room_unmute_all: 'Unmute everyone',
+    room_lock: 'Lock the room',
+    room_unlock: 'Unlock',
+    room_locked: 'locked',
+    room_action_failed: 'The moderator action failed: {why}',
     history_title: 'Call history',
     history_clear: 'Clear',
     history_empty: 'No calls yet.',
@@ -661,8 +701,10 @@ async function login(ext, pw, remember) {
   $('login-password').value = '';
   showMain();
   loadDirectory();
+  loadRooms();
+  pollRooms();
   renderHistory();
-  if (!directoryTimer) directoryTimer = setInterval(() => { if (state.loggedIn && document.visibilityState === 'visible') loadDirectory(); }, 60000);
+  if (!directoryTimer) directoryTimer = setInterval(() => { if (state.loggedIn && document.visibilityState === 'visible') { loadDirectory(); loadRooms(); } }, 60000);
 }
 
 function logout() {
@@ -676,6 +718,11 @@ function logout() {
   state.directory = 'idle';
   if (directoryTimer) clearInterval(directoryTimer);
   directoryTimer = null;
+  roomsData = [];
+  roomsState = 'idle';
+  if (roomsTimer) clearInterval(roomsTimer);
+  roomsTimer = null;
+  renderRooms();
   store(KEY.remember, null);
   $('login-remember').checked = false;
   clearError();
@@ -1097,6 +1144,146 @@ function stopRing() {
   ringTimer = null;
 }
 
+/* ------------------------------------------------------------------ rooms */
+
+let roomsData = [];
+let roomsState = 'idle'; // idle | loading | loaded | failed
+let roomsTimer = null;   // every 2 s while the page is in a room, else with the directory
+
+async function loadRooms() {
+  if (state.demo || !state.ext || !password) return;
+  if (!roomsData.length) { roomsState = 'loading'; renderRooms(); }
+  try {
+    const r = await fetch('/phone/api/rooms', {
+      headers: { Accept: 'application/json', Authorization: basicAuth(state.ext, password) },
+      cache: 'no-store', credentials: 'omit',
+    });
+    if (!r.ok) throw new Error('HTTP ' + r.status);
+    const j = await r.json();
+    roomsData = (j && Array.isArray(j.rooms) ? j.rooms : []).map((x) => ({
+      number: String(x.number || ''), name: String(x.name || ''), pin: x.pin === true,
+      moderator: x.moderator === true, locked: x.locked === true, allMuted: x.all_muted === true,
+      participants: (Array.isArray(x.participants) ? x.participants : []).map((p) => ({
+        who: String(p.who || ''), opd: p.opd ? String(p.opd) : '', moderator: p.moderator === true,
+        talking: p.talking === true, muted: p.muted === true,
+      })),
+    }));
+    roomsState = 'loaded';
+  } catch (e) {
+    roomsState = 'failed';
+  }
+  renderRooms();
+}
+
+/** The room the page's call is in, if it is one. */
+function currentRoom() {
+  const c = state.call;
+  if (!c || !['calling', 'ringing', 'confirmed'].includes(c.status)) return null;
+  return roomsData.find((r) => r.number === c.peer) || null;
+}
+
+function pollRooms() {
+  if (roomsTimer) clearInterval(roomsTimer);
+  roomsTimer = setInterval(() => {
+    if (state.loggedIn && document.visibilityState === 'visible' && currentRoom()) loadRooms();
+  }, 2000);
+}
+
+async function roomAction(number, action) {
+  clearError();
+  try {
+    const r = await fetch('/phone/api/rooms/' + encodeURIComponent(number), {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Authorization: basicAuth(state.ext, password) },
+      body: JSON.stringify(action), cache: 'no-store', credentials: 'omit',
+    });
+    if (!r.ok) throw new Error((await r.text()).trim() || 'HTTP ' + r.status);
+  } catch (e) {
+    showError('room_action_failed', { why: e.message });
+  }
+  loadRooms();
+}
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function button(testid, label, onClick, cls) {
+  const b = el('button', 'btn btn-small ' + (cls || ''), label);
+  b.type = 'button';
+  b.setAttribute('data-testid', testid);
+  b.addEventListener('click', onClick);
+  return b;
+}
+
+function renderRooms() {
+  const list = $('rooms-list');
+  const note = $('rooms-note');
+  if (!list) return;
+  list.textContent = '';
+  if (roomsState === 'loading' && !roomsData.length) { note.textContent = t('rooms_loading'); return; }
+  if (roomsState === 'failed') { note.textContent = t('rooms_failed'); return; }
+  note.textContent = roomsData.length ? '' : (roomsState === 'loaded' ? t('rooms_none') : '');
+  const here = currentRoom();
+  for (const r of roomsData) {
+    const li = el('li', 'room' + (here === r ? ' room-here' : ''));
+    li.setAttribute('data-testid', 'room-' + r.number);
+    li.dataset.locked = String(r.locked);
+    const head = el('div', 'room-head');
+    const title = el('span', 'room-name', r.name);
+    const num = el('span', 'entry-ext', r.number);
+    head.append(title, ' ', num);
+    if (r.pin) head.append(' ', el('span', 'badge', t('room_pin')));
+    if (r.locked) head.append(' ', el('span', 'badge badge-warn', t('room_locked')));
+    const count = el('span', 'room-count', t('room_people', { n: r.participants.length }));
+    count.setAttribute('data-testid', 'room-count-' + r.number);
+    head.append(' ', count);
+    if (!here) {
+      head.append(' ', button('room-join-' + r.number, t('room_join'), () => {
+        $('dial-input').value = r.number;
+        placeCall(false);
+      }, 'btn-go'));
+    }
+    li.append(head);
+    if (here === r || r.participants.length) {
+      const ul = el('ul', 'room-people');
+      ul.setAttribute('data-testid', 'room-participants-' + r.number);
+      for (const p of r.participants) {
+        const pi = el('li', 'participant' + (p.talking ? ' talking' : '') + (p.muted ? ' muted' : ''));
+        pi.setAttribute('data-testid', 'room-participant-' + p.who);
+        pi.dataset.talking = String(p.talking);
+        pi.dataset.muted = String(p.muted);
+        pi.append(el('span', 'participant-who', p.who + (p.who === state.ext ? ' ★' : '')));
+        if (p.opd) pi.append(' ', el('span', 'opd-code', p.opd));
+        if (p.moderator) pi.append(' ', el('span', 'badge', t('room_moderator')));
+        if (p.talking) pi.append(' ', el('span', 'badge badge-go', t('room_talking')));
+        if (p.muted) pi.append(' ', el('span', 'badge', t('room_muted')));
+        if (r.moderator && p.who !== state.ext) {
+          pi.append(' ', button('room-mute-' + p.who, p.muted ? t('room_unmute') : t('room_mute'),
+            () => roomAction(r.number, { action: 'mute', extension: p.who, muted: !p.muted })));
+          pi.append(' ', button('room-kick-' + p.who, t('room_kick'),
+            () => roomAction(r.number, { action: 'kick', extension: p.who }), 'btn-stop'));
+        }
+        ul.append(pi);
+      }
+      if (!r.participants.length) ul.append(el('li', 'note', t('room_empty')));
+      li.append(ul);
+      if (r.moderator && r.participants.length) {
+        const tools = el('div', 'room-tools');
+        tools.append(button('room-mute-all-' + r.number, r.allMuted ? t('room_unmute_all') : t('room_mute_all'),
+          () => roomAction(r.number, { action: 'mute', extension: null, muted: !r.allMuted })));
+        tools.append(' ', button('room-lock-' + r.number, r.locked ? t('room_unlock') : t('room_lock'),
+          () => roomAction(r.number, { action: 'lock', locked: !r.locked })));
+        li.append(tools);
+      }
+    }
+    list.append(li);
+  }
+}
+
 /* ------------------------------------------------------------------ directory */
 
 function basicAuth(user, pw) {
@@ -1275,6 +1462,7 @@ function renderHistory() {
 function render() {
   renderRegStatus();
   renderCall();
+  renderRooms();
 }
 
 function renderRegStatus() {
@@ -1408,6 +1596,7 @@ function wire() {
   $('video-toggle').addEventListener('click', toggleVideo);
   $('directory-search').addEventListener('input', renderDirectory);
   $('directory-refresh').addEventListener('click', loadDirectory);
+  $('rooms-refresh').addEventListener('click', loadRooms);
   $('directory-list').addEventListener('click', (e) => {
     const b = e.target.closest('button.entry');
     if (!b) return;

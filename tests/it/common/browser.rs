@@ -292,6 +292,41 @@ impl BrowserAgent {
 
     /// The page's `window.tambunPhone.state` (a JSON copy): `call.status`, `call.cause`,
     /// `call.held`, `call.sdp` …
+    /// Clicks the element with `data-testid` `testid`.
+    pub fn click(&mut self, page: u64, testid: &str) {
+        self.must(
+            "click",
+            json!({ "page": page, "testid": testid }),
+            Duration::from_secs(12),
+        );
+    }
+
+    /// Waits until the element `testid` exists, and with `attr`, has `value` there.
+    pub fn wait_for(
+        &mut self,
+        page: u64,
+        testid: &str,
+        attr: Option<(&str, &str)>,
+    ) -> Result<(), String> {
+        let mut args = json!({ "page": page, "testid": testid, "timeout": 10000 });
+        if let Some((a, v)) = attr {
+            args["attr"] = json!(a);
+            args["value"] = json!(v);
+        }
+        self.request("waitFor", args, Duration::from_secs(14))
+            .map(|_| ())
+    }
+
+    /// A full-page screenshot to `path`.
+    pub fn screenshot(&mut self, page: u64, path: &Path) {
+        let path = path.display().to_string();
+        self.must(
+            "screenshot",
+            json!({ "page": page, "path": path }),
+            Duration::from_secs(15),
+        );
+    }
+
     pub fn state(&mut self, page: u64) -> Value {
         self.must("state", json!({"page": page}), Duration::from_secs(10))
     }
