@@ -1047,22 +1047,8 @@ impl Switch {
         source: std::net::IpAddr,
         now: Now,
     ) -> Option<crate::directory::Directory> {
-        if self.guard.drop_source(source, now) {
-            return None;
-        }
-        let accounts = self.registrar.accounts();
-        match self
-            .registrar
-            .authn
-            .check_password(user, password, accounts)
-        {
-            Some(me) => Some(crate::directory::build(me, &self.registrar, &self.dialplan)),
-            None => {
-                crate::registrar::log_auth_failure(source, "directory", Some(user));
-                self.guard.handle_auth_failure(source, now);
-                None
-            }
-        }
+        let me = self.page_user(user, password, source, "directory", now)?;
+        Some(crate::directory::build(me, &self.registrar, &self.dialplan))
     }
 
     /// The conference rooms for the softphone page of `user`, who proves `password` (checked
@@ -1113,7 +1099,8 @@ impl Switch {
             .map_err(PageRoomError::Room)
     }
 
-    /// The extension whose password this is, or `None` (logged and counted by the guard).
+    /// The extension whose password this is (the softphone page's APIs: `what` names which
+    /// for the log), or `None` (logged and counted by the guard).
     fn page_user(
         &mut self,
         user: &str,

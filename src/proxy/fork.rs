@@ -156,16 +156,7 @@ impl Proxy {
         let Some(p) = self.by_id.get_mut(&id) else {
             return;
         };
-        p.branches.push(Branch {
-            key,
-            peer,
-            sent,
-            member,
-            done: false,
-            provisional: false,
-            cancel_pending: false,
-            cancelled: false,
-        });
+        p.branches.push(Branch::new(key, peer, sent, member));
         self.by_branch.insert(branch, (id, p.branches.len() - 1));
     }
 
@@ -632,8 +623,9 @@ impl Proxy {
         let Some(local) = cx.net.local_of(&peer) else {
             return false;
         };
-        let upstream = p.upstream.addr;
-        let branch = self.next_branch(&sent, upstream);
+        let (upstream, original) = (p.upstream.addr, p.request.clone());
+        // (the loop hash and MAC as for the branch it replaces: of the request received)
+        let branch = self.next_branch(&original, upstream);
         let via = format!(
             "SIP/2.0/{} {local};branch={branch};rport",
             peer.transport.via_token()
@@ -656,16 +648,7 @@ impl Proxy {
             p.request.call_id().unwrap_or("").to_owned(),
             p.request.from_tag().unwrap_or("").to_owned(),
         );
-        p.branches.push(Branch {
-            key,
-            peer,
-            sent: resent,
-            member,
-            done: false,
-            provisional: false,
-            cancel_pending: false,
-            cancelled: false,
-        });
+        p.branches.push(Branch::new(key, peer, resent, member));
         self.by_branch.insert(branch, (id, p.branches.len() - 1));
         self.cseq_shifts.insert(dialog, shift);
         tracing::debug!(trunk = %carrier, %method, status, "answered the carrier's challenge");

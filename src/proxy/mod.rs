@@ -114,6 +114,22 @@ struct Branch {
     cancelled: bool,
 }
 
+impl Branch {
+    /// A branch just sent: nothing heard yet.
+    fn new(key: TransactionKey, peer: Peer, sent: Message, member: Option<Extension>) -> Branch {
+        Branch {
+            key,
+            peer,
+            sent,
+            member,
+            done: false,
+            provisional: false,
+            cancel_pending: false,
+            cancelled: false,
+        }
+    }
+}
+
 struct CallCtx {
     /// The calling extension; `None` for a call from a carrier (inbound).
     caller: Option<Extension>,

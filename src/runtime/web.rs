@@ -501,24 +501,43 @@ async fn directory(
     Extension(info): Extension<ConnInfo>,
     headers: HeaderMap,
 ) -> Response {
-    let unauthorized = basic_unauthorized;
-    let Some((user, password)) = basic_credentials(&headers) else {
-        return unauthorized();
-    };
-    let (reply, rx) = oneshot::channel();
-    let ask = Input::Directory {
+    let asked = ask_with_basic(&ctx, &headers, |user, password, reply| Input::Directory {
         user,
         password,
         source: info.src.ip(),
         reply,
+    });
+    match asked.await {
+        Ok(dir) => ([(header::CACHE_CONTROL, "no-store")], axum::Json(dir)).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// Asks the core (`make` builds the input from the request's Basic credentials) and waits:
+/// `Err` is the HTTP answer for no or wrong credentials (401) or a stopping switch (503).
+async fn ask_with_basic<T>(
+    ctx: &WebCtx,
+    headers: &HeaderMap,
+    make: impl FnOnce(String, String, oneshot::Sender<Option<T>>) -> Input,
+) -> Result<T, Response> {
+    let stopping = || (StatusCode::SERVICE_UNAVAILABLE, "the switch is stopping\n").into_response();
+    let Some((user, password)) = basic_credentials(headers) else {
+        return Err(basic_unauthorized());
     };
-    if ctx.stream.tx.send(ask).await.is_err() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "the switch is stopping\n").into_response();
+    let (reply, rx) = oneshot::channel();
+    if ctx
+        .stream
+        .tx
+        .send(make(user, password, reply))
+        .await
+        .is_err()
+    {
+        return Err(stopping());
     }
     match rx.await {
-        Ok(Some(dir)) => ([(header::CACHE_CONTROL, "no-store")], axum::Json(dir)).into_response(),
-        Ok(None) => unauthorized(),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "the switch is stopping\n").into_response(),
+        Ok(Some(v)) => Ok(v),
+        Ok(None) => Err(basic_unauthorized()),
+        Err(_) => Err(stopping()),
     }
 }
 
@@ -530,25 +549,15 @@ async fn phone_rooms(
     Extension(info): Extension<ConnInfo>,
     headers: HeaderMap,
 ) -> Response {
-    let Some((user, password)) = basic_credentials(&headers) else {
-        return basic_unauthorized();
-    };
-    let (reply, rx) = oneshot::channel();
-    let ask = Input::PhoneRooms {
+    let asked = ask_with_basic(&ctx, &headers, |user, password, reply| Input::PhoneRooms {
         user,
         password,
         source: info.src.ip(),
         reply,
-    };
-    if ctx.stream.tx.send(ask).await.is_err() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "the switch is stopping\n").into_response();
-    }
-    let mut rooms = match rx.await {
-        Ok(Some(r)) => r,
-        Ok(None) => return basic_unauthorized(),
-        Err(_) => {
-            return (StatusCode::SERVICE_UNAVAILABLE, "the switch is stopping\n").into_response()
-        }
+    });
+    let mut rooms = match asked.await {
+        Ok(r) => r,
+        Err(r) => return r,
     };
     if let Some(relay) = ctx.relay.get() {
         for room in rooms

@@ -33,6 +33,27 @@ fn carrier(switch: &Switch, name: &str) -> Value {
         .unwrap_or_else(|| panic!("no trunk {name} in {:#?}", status(switch)))
 }
 
+/// The first carrier of the province file (the shipped `telkom`) over `transport`.
+fn first_carrier_over(switch: &Switch, transport: &str) {
+    let province = switch.dialplan.join("province.toml");
+    let text = fs::read_to_string(&province).unwrap();
+    let text = text.replacen(
+        "transport = \"udp\"",
+        &format!("transport = \"{transport}\""),
+        1,
+    );
+    fs::write(&province, text).unwrap();
+}
+
+/// `tambun trunk passwd NAME` with the SIPp carriers' password.
+fn set_carrier_password(switch: &Switch, name: &str) {
+    let set = switch.cli_stdin(
+        &["trunk", "passwd", name, "--password-stdin"],
+        "carrier-secret\n",
+    );
+    assert!(set.status.success(), "trunk passwd: {set:?}");
+}
+
 #[test]
 fn tambun_registers_with_a_carrier_and_again_after_it_restarts() {
     let mut switch = Switch::create(SwitchOptions::default());
@@ -58,11 +79,7 @@ fn tambun_registers_with_a_carrier_and_again_after_it_restarts() {
     assert_eq!(carrier(&switch, "telkom")["registration"], "failed");
 
     // The password, set while the switch runs: registered within seconds.
-    let set = switch.cli_stdin(
-        &["trunk", "passwd", "telkom", "--password-stdin"],
-        "carrier-secret\n",
-    );
-    assert!(set.status.success(), "trunk passwd: {set:?}");
+    set_carrier_password(&switch, "telkom");
     let registered = Switch::eventually(Duration::from_secs(10), || {
         carrier(&switch, "telkom")["registration"] == "registered"
     });
@@ -449,18 +466,8 @@ fn tambun_connects_to_a_tcp_carrier_and_registers_over_it() {
         &registrar.addr().to_string(),
         "[trunk.register]\nusername = \"0536321000\"\nrealm = \"carrier.test\"\n",
     );
-    let province = switch.dialplan.join("province.toml");
-    let text = fs::read_to_string(&province).unwrap();
-    fs::write(
-        &province,
-        text.replacen("transport = \"udp\"", "transport = \"tcp\"", 1),
-    )
-    .unwrap();
-    let set = switch.cli_stdin(
-        &["trunk", "passwd", "telkom", "--password-stdin"],
-        "carrier-secret\n",
-    );
-    assert!(set.status.success(), "trunk passwd: {set:?}");
+    first_carrier_over(&switch, "tcp");
+    set_carrier_password(&switch, "telkom");
     switch.launch();
     let registered = Switch::eventually(Duration::from_secs(15), || {
         carrier(&switch, "telkom")["registration"] == "registered"
@@ -661,19 +668,9 @@ fn tambun_registers_with_a_tls_carrier_whose_certificate_it_checks() {
              [trunk.register]\nusername = \"0536321000\"\nrealm = \"carrier.test\"\n"
         ),
     );
-    let province = switch.dialplan.join("province.toml");
-    let text = fs::read_to_string(&province).unwrap();
-    fs::write(
-        &province,
-        text.replacen("transport = \"udp\"", "transport = \"tls\"", 1),
-    )
-    .unwrap();
+    first_carrier_over(&switch, "tls");
     for name in ["telkom", "indosat"] {
-        let set = switch.cli_stdin(
-            &["trunk", "passwd", name, "--password-stdin"],
-            "carrier-secret\n",
-        );
-        assert!(set.status.success(), "trunk passwd: {set:?}");
+        set_carrier_password(&switch, name);
     }
     switch.launch();
     let registered = Switch::eventually(Duration::from_secs(15), || {
@@ -728,13 +725,7 @@ fn an_outside_call_goes_to_a_tls_carrier_over_a_checked_connection() {
         &format!("127.0.0.1:{port}"),
         &format!("tls_ca = \"{}\"\n", ca_file.display()),
     );
-    let province = switch.dialplan.join("province.toml");
-    let text = fs::read_to_string(&province).unwrap();
-    fs::write(
-        &province,
-        text.replacen("transport = \"udp\"", "transport = \"tls\"", 1),
-    )
-    .unwrap();
+    first_carrier_over(&switch, "tls");
     switch.add_ext("1001", "setda", "pw1001");
     switch.launch();
     let run = sipp_call(
@@ -790,11 +781,7 @@ fn a_carrier_that_challenges_invites_gets_the_trunks_credentials() {
         &carrier_uas.addr().to_string(),
         "[trunk.register]\nusername = \"0536321000\"\nrealm = \"carrier.test\"\n",
     );
-    let set = switch.cli_stdin(
-        &["trunk", "passwd", "telkom", "--password-stdin"],
-        "carrier-secret\n",
-    );
-    assert!(set.status.success(), "trunk passwd: {set:?}");
+    set_carrier_password(&switch, "telkom");
     switch.add_ext("1001", "setda", "pw1001");
     switch.launch();
     let registered = Switch::eventually(Duration::from_secs(15), || {
