@@ -22,6 +22,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::control::{MediaKind, Payload, WebRtcParams, WebRtcStream};
+use super::rtp::{pli, rtcp_asks_keyframe};
 use super::shard::ShardCounters;
 use super::sys::{Batch, Epoll};
 use super::table::{SlotId, StreamSlots, Table, Verdict};
@@ -653,33 +654,6 @@ fn payload_spec(p: &Payload) -> Option<PayloadSpec> {
 /// RTCP (RFC 5761 §4: packet types 192–223 in the second byte).
 fn is_rtcp(b: &[u8]) -> bool {
     b.len() >= 8 && b[0] >> 6 == 2 && (192..=223).contains(&b[1])
-}
-
-/// Does a compound RTCP packet carry a PLI (PSFB FMT 1) or FIR (PSFB FMT 4)?
-fn rtcp_asks_keyframe(mut b: &[u8]) -> bool {
-    while b.len() >= 4 {
-        let len = (usize::from(u16::from_be_bytes([b[2], b[3]])) + 1) * 4;
-        if len > b.len() {
-            return false;
-        }
-        let (fmt, pt) = (b[0] & 0x1f, b[1]);
-        if pt == 206 && (fmt == 1 || fmt == 4) && len >= 12 {
-            return true;
-        }
-        b = &b[len..];
-    }
-    false
-}
-
-/// An RTCP PLI (RFC 4585 §6.3.1) from `sender` about `media`.
-fn pli(sender: u32, media: u32) -> [u8; 12] {
-    let mut p = [0u8; 12];
-    p[0] = 0x81;
-    p[1] = 206;
-    p[3] = 2;
-    p[4..8].copy_from_slice(&sender.to_be_bytes());
-    p[8..12].copy_from_slice(&media.to_be_bytes());
-    p
 }
 
 #[cfg(test)]

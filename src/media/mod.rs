@@ -29,6 +29,7 @@ pub mod gateway;
 pub mod mixer;
 pub mod ports;
 pub mod rtp;
+pub mod sfu;
 pub mod shard;
 pub mod sys;
 pub mod table;

@@ -153,6 +153,33 @@ impl RtpCounters {
     }
 }
 
+/// Does a compound RTCP packet carry a PLI (PSFB FMT 1) or FIR (PSFB FMT 4)?
+pub fn rtcp_asks_keyframe(mut b: &[u8]) -> bool {
+    while b.len() >= 4 {
+        let len = (usize::from(u16::from_be_bytes([b[2], b[3]])) + 1) * 4;
+        if len > b.len() {
+            return false;
+        }
+        let (fmt, pt) = (b[0] & 0x1f, b[1]);
+        if pt == 206 && (fmt == 1 || fmt == 4) && len >= 12 {
+            return true;
+        }
+        b = &b[len..];
+    }
+    false
+}
+
+/// An RTCP PLI (RFC 4585 §6.3.1) from `sender` about `media`.
+pub fn pli(sender: u32, media: u32) -> [u8; 12] {
+    let mut p = [0u8; 12];
+    p[0] = 0x81;
+    p[1] = 206;
+    p[3] = 2;
+    p[4..8].copy_from_slice(&sender.to_be_bytes());
+    p[8..12].copy_from_slice(&media.to_be_bytes());
+    p
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
