@@ -10,7 +10,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use super::control::{
-    MediaCommand, MediaControl, MediaEvent, RoomId, RoomState, RoomStatsReply, Session, StatsReply,
+    MediaCommand, MediaControl, MediaEvent, RoomId, RoomState, RoomStatsReply, RoomVideoAsk,
+    Session, StatsReply,
 };
 use super::mixer::ParticipantSpec;
 use super::LegPorts;
@@ -112,17 +113,21 @@ impl BlockingRelay {
         Ok(())
     }
 
-    /// A participant joins conference room `room`; waits until its socket is bound. Its id
-    /// and the address it must send to.
+    /// A participant joins conference room `room` with its video lines; waits until its
+    /// sockets are bound. Its id and the addresses it must send to (audio, each video line).
     pub fn room_join(
         &mut self,
         room: RoomId,
         rtcp_mux: bool,
         spec: ParticipantSpec,
         remote: Option<SocketAddr>,
-    ) -> Result<(SessionId, LegPorts), RelayError> {
+        video: &[RoomVideoAsk],
+    ) -> Result<(SessionId, LegPorts, Vec<LegPorts>), RelayError> {
         let joined = loop {
-            match self.control.room_join(room, rtcp_mux, spec.clone(), remote) {
+            match self
+                .control
+                .room_join(room, rtcp_mux, spec.clone(), remote, video)
+            {
                 Err(RelayError::PortsExhausted) if self.control.is_reserving() => {
                     self.submit();
                     self.wait_for(None, |e| matches!(e, MediaEvent::Reserved { .. }))?;

@@ -5,10 +5,14 @@
 //! ([`Conferences::timeouts`], [`Conferences::next_deadline`]); an empty room is dropped, so
 //! it has no tick and costs nothing.
 //!
-//! Security: a participant's socket accepts RTP only from the IP its SDP announced (any IP
-//! when it announced none), and latches the first such source; everything else is dropped
-//! and counted. RTCP is read and dropped (the mixer is the RTP endpoint; reports are not
-//! generated yet).
+//! A participant's video m-lines have sockets of their own ([`VideoSocket`]); their packets go
+//! to the room's [`Sfu`], which forwards cameras to the others' slots, and the mixer's talker
+//! events tell the SFU who spoke last.
+//!
+//! Security: a participant's sockets accept packets only from the IP its SDP announced (any
+//! IP when it announced none), and latch the first such source; everything else is dropped
+//! and counted. On the audio line RTCP is read and dropped (the mixer is the RTP endpoint;
+//! reports are not generated yet); on video lines it is read for keyframe requests.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, UdpSocket};
@@ -18,17 +22,49 @@ use std::time::{Duration, Instant};
 
 use super::control::{RoomId, RoomParticipant, RoomState};
 use super::mixer::{Mixer, MixerConfig, MixerEvent, ParticipantId, ParticipantSpec};
+use super::sfu::{Packet, Sfu, SfuConfig, VideoLine};
 use super::shard::ShardCounters;
 use super::sys::{Batch, Epoll};
 use super::{Direction, SessionId, StreamStats};
 
-/// Epoll tokens of participants' sockets: this bit plus the member index (slot tokens are
-/// slot numbers; leg tokens use another bit).
+/// Epoll tokens of participants' sockets: this bit, the socket's kind above bit 32 (0: the
+/// audio line; 2k+1 and 2k+2: video line k's RTP and RTCP) and the member index below (slot
+/// tokens are slot numbers; leg tokens use another bit).
 const MEMBER_TOKEN: u64 = 1 << 61;
 
-/// The member index behind an epoll token, if it is a participant's.
-pub fn member_of_token(token: u64) -> Option<u32> {
-    (token & MEMBER_TOKEN != 0 && token != u64::MAX).then_some((token & 0xffff_ffff) as u32)
+fn member_token(index: u32, kind: u32) -> u64 {
+    MEMBER_TOKEN | (u64::from(kind) << 32) | u64::from(index)
+}
+
+/// The member index and socket kind behind an epoll token, if it is a participant's.
+pub fn member_of_token(token: u64) -> Option<(u32, u32)> {
+    (token & MEMBER_TOKEN != 0 && token != u64::MAX).then_some((
+        (token & 0xffff_ffff) as u32,
+        ((token & !MEMBER_TOKEN) >> 32) as u32,
+    ))
+}
+
+/// A participant's video m-line: its sockets, as joined ([`Conferences::join`]).
+pub struct VideoSocket {
+    pub socket: UdpSocket,
+    /// Without rtcp-mux, the line's RTCP socket (read for keyframe requests).
+    pub rtcp: Option<UdpSocket>,
+    /// The address the participant's SDP announced for the line.
+    pub remote: Option<SocketAddr>,
+    pub line: VideoLine,
+}
+
+/// A video line of a member, with its latches and counters.
+struct Video {
+    socket: UdpSocket,
+    rtcp: Option<UdpSocket>,
+    remote: Option<SocketAddr>,
+    latched: Option<SocketAddr>,
+    rtcp_latched: Option<SocketAddr>,
+    received: u64,
+    bytes_in: u64,
+    sent: u64,
+    bytes_out: u64,
 }
 
 /// One participant's sockets and addresses.
@@ -39,6 +75,7 @@ struct Member {
     socket: UdpSocket,
     /// Kept bound (the port is the participant's) but not read.
     _rtcp: Option<UdpSocket>,
+    video: Vec<Video>,
     remote: Option<SocketAddr>,
     latched: Option<SocketAddr>,
     received: u64,
@@ -52,15 +89,17 @@ struct Member {
     reported: Option<Instant>,
 }
 
-/// One room: its mixer and, by participant id, its members.
+/// One room: its mixer, its video forwarding and, by participant id, its members.
 struct Room {
     mixer: Mixer,
+    sfu: Sfu,
     members: Vec<Option<u32>>,
 }
 
 /// The rooms of one forwarding thread.
 pub struct Conferences {
     config: MixerConfig,
+    video: SfuConfig,
     rooms: BTreeMap<RoomId, Room>,
     members: Vec<Option<Member>>,
     free: Vec<u32>,
@@ -73,6 +112,7 @@ impl Conferences {
     pub fn new(config: MixerConfig) -> Conferences {
         Conferences {
             config,
+            video: SfuConfig::default(),
             rooms: BTreeMap::new(),
             members: Vec::new(),
             free: Vec::new(),
@@ -96,6 +136,7 @@ impl Conferences {
         rtcp: Option<UdpSocket>,
         spec: ParticipantSpec,
         remote: Option<SocketAddr>,
+        video: Vec<VideoSocket>,
         epoll: &Epoll,
         now: Instant,
     ) -> Result<(), String> {
@@ -106,16 +147,40 @@ impl Conferences {
             self.members.push(None);
             self.members.len() as u32 - 1
         });
-        if let Err(e) = epoll.add(socket.as_raw_fd(), MEMBER_TOKEN | u64::from(index)) {
-            self.free.push(index);
-            return Err(format!("cannot watch the participant's socket: {e}"));
+        let mut watched = vec![socket.as_raw_fd()];
+        let mut add = |fd, kind| {
+            epoll.add(fd, member_token(index, kind))?;
+            watched.push(fd);
+            Ok::<(), std::io::Error>(())
+        };
+        let mut result = epoll.add(socket.as_raw_fd(), member_token(index, 0));
+        for (k, v) in video.iter().enumerate() {
+            let k = k as u32;
+            result = result.and_then(|()| add(v.socket.as_raw_fd(), 2 * k + 1));
+            if let Some(rtcp) = &v.rtcp {
+                result = result.and_then(|()| add(rtcp.as_raw_fd(), 2 * k + 2));
+            }
         }
-        let config = &self.config;
+        if let Err(e) = result {
+            for fd in watched {
+                let _ = epoll.delete(fd);
+            }
+            self.free.push(index);
+            return Err(format!("cannot watch the participant's sockets: {e}"));
+        }
+        let (config, sfu) = (&self.config, self.video);
         let r = self.rooms.entry(room).or_insert_with(|| Room {
             mixer: Mixer::new(config.clone()),
+            sfu: Sfu::new(sfu),
             members: Vec::new(),
         });
+        let admitted = spec.pin.is_none();
+        let our_ssrc = spec.ssrc;
         let participant = r.mixer.add(spec, now);
+        if !video.is_empty() {
+            let lines: Vec<VideoLine> = video.iter().map(|v| v.line).collect();
+            r.sfu.add(participant, &lines, our_ssrc, admitted, now);
+        }
         let k = participant.0 as usize;
         if r.members.len() <= k {
             r.members.resize(k + 1, None);
@@ -127,6 +192,20 @@ impl Conferences {
             participant,
             socket,
             _rtcp: rtcp,
+            video: video
+                .into_iter()
+                .map(|v| Video {
+                    socket: v.socket,
+                    rtcp: v.rtcp,
+                    remote: v.remote,
+                    latched: None,
+                    rtcp_latched: None,
+                    received: 0,
+                    bytes_in: 0,
+                    sent: 0,
+                    bytes_out: 0,
+                })
+                .collect(),
             remote,
             latched: None,
             received: 0,
@@ -181,7 +260,8 @@ impl Conferences {
         let (room, p) = (m.room, m.participant);
         if let Some(r) = self.rooms.get_mut(&room) {
             let _ = r.mixer.handle_digit(p, digit, now);
-            drain_events(room, r, &self.members, &mut self.events);
+            // What the SFU queued (a PIN let someone in) goes out with the next packets.
+            drain_events(room, r, &self.members, &mut self.events, now);
         }
     }
 
@@ -192,8 +272,16 @@ impl Conferences {
         let m = self.members.get_mut(i as usize)?.take()?;
         self.free.push(i);
         let _ = epoll.delete(m.socket.as_raw_fd());
+        for v in &m.video {
+            let _ = epoll.delete(v.socket.as_raw_fd());
+            if let Some(rtcp) = &v.rtcp {
+                let _ = epoll.delete(rtcp.as_raw_fd());
+            }
+        }
+        let now = Instant::now();
         if let Some(r) = self.rooms.get_mut(&m.room) {
             r.mixer.remove(m.participant);
+            r.sfu.remove(m.participant, now);
             if let Some(slot) = r.members.get_mut(m.participant.0 as usize) {
                 *slot = None;
             }
@@ -201,9 +289,8 @@ impl Conferences {
                 self.rooms.remove(&m.room);
             }
         }
-        let now = Instant::now();
         let age = m.last_packet.map(|t| now.saturating_duration_since(t));
-        Some(vec![
+        let mut streams = vec![
             StreamStats {
                 stream: 0,
                 direction: Direction::AToB,
@@ -228,7 +315,28 @@ impl Conferences {
                 jitter_ms: 0.0,
                 last_packet_age: None,
             },
-        ])
+        ];
+        for (k, v) in m.video.iter().enumerate() {
+            let stream = k + 1;
+            for (direction, source, packets, bytes) in [
+                (Direction::AToB, v.latched, v.received, v.bytes_in),
+                (Direction::BToA, None, v.sent, v.bytes_out),
+            ] {
+                streams.push(StreamStats {
+                    stream,
+                    direction,
+                    source,
+                    packets,
+                    bytes,
+                    dropped_foreign: 0,
+                    dropped_no_destination: 0,
+                    lost: 0,
+                    jitter_ms: 0.0,
+                    last_packet_age: None,
+                });
+            }
+        }
+        Some(streams)
     }
 
     /// The state of a room, `None` if nobody is in it.
@@ -253,12 +361,25 @@ impl Conferences {
             participants,
             mixed: r.mixer.mixed_last_tick(),
             ticks: r.mixer.ticks(),
+            video: r.sfu.stats(),
         })
     }
 
-    /// Datagrams on member `i`'s socket: one `recvmmsg`, each packet checked against the
-    /// participant's address and handed to its room's mixer.
-    pub fn readable(&mut self, i: u32, batch: &mut Batch, counters: &ShardCounters, now: Instant) {
+    /// Datagrams on member `i`'s socket of `kind` (see [`member_of_token`]): one
+    /// `recvmmsg`, each packet checked against the participant's address and handed to its
+    /// room's mixer, or for a video line to its SFU.
+    pub fn readable(
+        &mut self,
+        i: u32,
+        kind: u32,
+        batch: &mut Batch,
+        counters: &ShardCounters,
+        now: Instant,
+    ) {
+        if kind > 0 {
+            self.video_readable(i, kind, batch, counters, now);
+            return;
+        }
         let Some(Some(m)) = self.members.get_mut(i as usize) else {
             return;
         };
@@ -303,14 +424,91 @@ impl Conferences {
                 .fetch_add(foreign, Ordering::Relaxed);
         }
         let room = m.room;
-        drain_events(room, r, &self.members, &mut self.events);
+        drain_events(room, r, &self.members, &mut self.events, now);
+        send_video(r, &mut self.members, counters);
     }
 
-    /// The earliest tick of a room on this thread.
+    /// Datagrams on one of member `i`'s video sockets: RTP into the SFU from the line's
+    /// (latched) source; RTCP, muxed or on its own socket, for keyframe requests.
+    fn video_readable(
+        &mut self,
+        i: u32,
+        kind: u32,
+        batch: &mut Batch,
+        counters: &ShardCounters,
+        now: Instant,
+    ) {
+        let Some(Some(m)) = self.members.get_mut(i as usize) else {
+            return;
+        };
+        let line = ((kind - 1) / 2) as usize;
+        let rtcp_socket = kind.is_multiple_of(2);
+        let Some(v) = m.video.get_mut(line) else {
+            return;
+        };
+        let fd = match (&v.rtcp, rtcp_socket) {
+            (Some(s), true) => s.as_raw_fd(),
+            (None, true) => return,
+            (_, false) => v.socket.as_raw_fd(),
+        };
+        let n = match batch.receive(fd) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::debug!("relay: recvmmsg on a participant's video socket: {e}");
+                return;
+            }
+        };
+        counters.received.fetch_add(n as u64, Ordering::Relaxed);
+        let Some(r) = self.rooms.get_mut(&m.room) else {
+            return;
+        };
+        let mut foreign = 0u64;
+        for k in 0..n {
+            let (src, bytes) = batch.packet(k);
+            let Some(src) = src else { continue };
+            let latch = if rtcp_socket {
+                v.rtcp_latched
+            } else {
+                v.latched
+            };
+            let accepted = match (latch, v.remote) {
+                (Some(l), _) => l == src,
+                (None, Some(r)) => r.ip() == src.ip(),
+                (None, None) => true,
+            };
+            if !accepted {
+                foreign += 1;
+                continue;
+            }
+            m.last_packet = Some(now);
+            let is_rtcp = bytes.len() >= 2 && (192..=223).contains(&bytes[1]);
+            if rtcp_socket {
+                v.rtcp_latched = Some(src);
+            } else {
+                v.latched = Some(src);
+            }
+            if rtcp_socket || is_rtcp {
+                r.sfu.handle_rtcp(m.participant, line as u8, bytes, now);
+                continue;
+            }
+            v.received += 1;
+            v.bytes_in += bytes.len() as u64;
+            r.sfu.handle_rtp(m.participant, line as u8, bytes, now);
+        }
+        m.foreign += foreign;
+        if foreign > 0 {
+            counters
+                .dropped_foreign
+                .fetch_add(foreign, Ordering::Relaxed);
+        }
+        send_video(r, &mut self.members, counters);
+    }
+
+    /// The earliest tick of a room on this thread (its mixer's, or its SFU's timer).
     pub fn next_deadline(&self) -> Option<Instant> {
         self.rooms
             .values()
-            .filter_map(|r| r.mixer.poll_timeout())
+            .filter_map(|r| earliest(r.mixer.poll_timeout(), r.sfu.poll_timeout()))
             .min()
     }
 
@@ -318,6 +516,10 @@ impl Conferences {
     pub fn timeouts(&mut self, counters: &ShardCounters, now: Instant) {
         let (mut sent, mut failed) = (0u64, 0u64);
         for (room, r) in self.rooms.iter_mut() {
+            if r.sfu.poll_timeout().is_some_and(|t| t <= now) {
+                r.sfu.handle_timeout(now);
+                send_video(r, &mut self.members, counters);
+            }
             if r.mixer.poll_timeout().is_none_or(|t| t > now) {
                 continue;
             }
@@ -341,7 +543,8 @@ impl Conferences {
                     Err(_) => failed += 1,
                 }
             }
-            drain_events(*room, r, &self.members, &mut self.events);
+            drain_events(*room, r, &self.members, &mut self.events, now);
+            send_video(r, &mut self.members, counters);
         }
         counters.forwarded.fetch_add(sent, Ordering::Relaxed);
         if failed > 0 {
@@ -375,6 +578,7 @@ fn drain_events(
     r: &mut Room,
     members: &[Option<Member>],
     out: &mut Vec<(RoomId, SessionId, MixerEvent)>,
+    now: Instant,
 ) {
     while let Some(e) = r.mixer.poll_event() {
         let p = match &e {
@@ -391,8 +595,66 @@ fn drain_events(
             .flatten()
             .and_then(|i| members.get(i as usize)?.as_ref())
             .map(|m| m.session);
+        match &e {
+            MixerEvent::Talking {
+                participant,
+                talking: true,
+            } => r.sfu.spoke(*participant, now),
+            MixerEvent::PinAccepted { participant, .. } => r.sfu.admit(*participant, now),
+            _ => {}
+        }
         if let Some(s) = session {
             out.push((room, s, e));
         }
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Sends what a room's SFU queued: RTP on the receiver's video line to its latched (else
+/// announced) address; RTCP on the line's RTCP socket (its RTP port + 1) or, with rtcp-mux,
+/// on the RTP socket.
+fn send_video(r: &mut Room, members: &mut [Option<Member>], counters: &ShardCounters) {
+    let (mut sent, mut failed) = (0u64, 0u64);
+    while let Some((p, line, kind, bytes)) = r.sfu.poll_transmit() {
+        let Some(Some(i)) = r.members.get(p.0 as usize).copied() else {
+            continue;
+        };
+        let Some(Some(m)) = members.get_mut(i as usize) else {
+            continue;
+        };
+        let Some(v) = m.video.get_mut(usize::from(line)) else {
+            continue;
+        };
+        let rtp_to = v.latched.or(v.remote);
+        let result = match (kind, &v.rtcp) {
+            (Packet::Rtcp, Some(rtcp)) => {
+                let to = v
+                    .rtcp_latched
+                    .or(rtp_to.map(|a| SocketAddr::new(a.ip(), a.port().wrapping_add(1))));
+                to.map(|to| rtcp.send_to(bytes, to))
+            }
+            _ => rtp_to.map(|to| v.socket.send_to(bytes, to)),
+        };
+        match result {
+            Some(Ok(_)) => {
+                sent += 1;
+                if kind == Packet::Rtp {
+                    v.sent += 1;
+                    v.bytes_out += bytes.len() as u64;
+                }
+            }
+            Some(Err(_)) => failed += 1,
+            None => {}
+        }
+    }
+    counters.forwarded.fetch_add(sent, Ordering::Relaxed);
+    if failed > 0 {
+        counters.send_failures.fetch_add(failed, Ordering::Relaxed);
     }
 }

@@ -148,6 +148,26 @@ pub struct RoomState {
     /// Talkers mixed in the last tick.
     pub mixed: usize,
     pub ticks: u64,
+    /// The room's video forwarding.
+    pub video: super::sfu::SfuStats,
+}
+
+/// A video m-line of a participant joining a room: its port pair (one port with
+/// `rtcp_mux`), the address its SDP announced, and what the line does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomVideo {
+    pub port: RelayPort,
+    pub rtcp_mux: bool,
+    pub remote: Option<SocketAddr>,
+    pub line: super::sfu::VideoLine,
+}
+
+/// A video m-line as the signalling core asks for it ([`MediaControl::room_join`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomVideoAsk {
+    pub rtcp_mux: bool,
+    pub remote: Option<SocketAddr>,
+    pub line: super::sfu::VideoLine,
 }
 
 /// A reply for [`MediaCommand::RoomStats`], called on the forwarding thread. `None` when the
@@ -222,6 +242,8 @@ pub enum MediaCommand {
         port: RelayPort,
         spec: ParticipantSpec,
         remote: Option<SocketAddr>,
+        /// Its video m-lines, each on a pair of its own.
+        video: Vec<RoomVideo>,
     },
     /// A participant's re-INVITE announced another address.
     RoomRemote {
@@ -625,25 +647,47 @@ impl MediaControl {
         rtcp_mux: bool,
         spec: ParticipantSpec,
         remote: Option<SocketAddr>,
-    ) -> Result<(SessionId, LegPorts), RelayError> {
-        let Some(port) = self.ready.pop_front() else {
+        video: &[RoomVideoAsk],
+    ) -> Result<(SessionId, LegPorts, Vec<LegPorts>), RelayError> {
+        if self.ready.len() < 1 + video.len() {
             self.refill();
             return Err(RelayError::PortsExhausted);
+        }
+        let Some(port) = self.ready.pop_front() else {
+            return Err(RelayError::PortsExhausted);
         };
+        let video: Vec<RoomVideo> = video
+            .iter()
+            .filter_map(|v| {
+                Some(RoomVideo {
+                    port: self.ready.pop_front()?,
+                    rtcp_mux: v.rtcp_mux,
+                    remote: v.remote,
+                    line: v.line,
+                })
+            })
+            .collect();
         let id = SessionId(self.next_id);
         self.next_id += 1;
-        let ports = if rtcp_mux { 1 } else { 2 };
+        let width = |mux: bool| if mux { 1 } else { 2 };
+        let ports = width(rtcp_mux) + video.iter().map(|v| width(v.rtcp_mux)).sum::<usize>();
         self.ports_in_use += ports;
+        let mut pairs = vec![port];
+        pairs.extend(video.iter().map(|v| v.port));
         self.sessions.insert(
             id,
             SessionRecord {
-                pairs: vec![port],
+                pairs,
                 ports,
-                streams: 1,
+                streams: 1 + video.len(),
                 rtcp_mux,
                 closing: false,
             },
         );
+        let video_ports = video
+            .iter()
+            .map(|v| self.leg_ports(v.port, v.rtcp_mux))
+            .collect();
         self.commands.push_back(MediaCommand::RoomJoin {
             room,
             session: id,
@@ -651,9 +695,10 @@ impl MediaControl {
             port,
             spec,
             remote,
+            video,
         });
         self.refill();
-        Ok((id, self.leg_ports(port, rtcp_mux)))
+        Ok((id, self.leg_ports(port, rtcp_mux), video_ports))
     }
 
     /// A participant's new address ([`MediaCommand::RoomRemote`]).

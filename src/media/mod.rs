@@ -44,8 +44,8 @@ use std::time::Duration;
 
 pub use self::control::{
     BrowserStatsReply, LegKind, LegSpec, MediaCommand, MediaControl, MediaEvent, MediaKind,
-    Payload, RoomId, RoomParticipant, RoomState, RoomStatsReply, Session, Settled, StatsReply,
-    WebRtcParams, WebRtcStream,
+    Payload, RoomId, RoomParticipant, RoomState, RoomStatsReply, RoomVideo, RoomVideoAsk, Session,
+    Settled, StatsReply, WebRtcParams, WebRtcStream,
 };
 pub use self::shard::RelayTotals;
 use self::shard::{Shard, ShardConfig, ShardCounters};

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::conference::{member_of_token, Conferences};
+use super::conference::{member_of_token, Conferences, VideoSocket};
 use super::control::{LegSpec, MediaCommand, MediaEvent};
 use super::gateway::{leg_of_token, Gateway};
 use super::ports::RelayPort;
@@ -248,9 +248,9 @@ impl Shard {
                 if ev.u64 == WAKE {
                     continue;
                 }
-                if let Some(member) = member_of_token(ev.u64) {
+                if let Some((member, kind)) = member_of_token(ev.u64) {
                     self.rooms
-                        .readable(member, &mut self.batch, &self.counters, now);
+                        .readable(member, kind, &mut self.batch, &self.counters, now);
                     continue;
                 }
                 match leg_of_token(ev.u64) {
@@ -474,21 +474,49 @@ impl Shard {
                 port,
                 spec,
                 remote,
+                video,
             } => {
-                let taken = self.reserve.lock().remove(&port.rtp());
-                let Some((rtp, rtcp)) = taken else {
-                    self.report(MediaEvent::OpenFailed {
-                        session,
-                        busy: Vec::new(),
-                        error: format!("port {} was not reserved", port.rtp()),
-                    });
-                    return;
+                let taken = {
+                    let mut reserve = self.reserve.lock();
+                    let mut take = |p: RelayPort| reserve.remove(&p.rtp()).ok_or(p);
+                    take(port).and_then(|audio| {
+                        let lines = video
+                            .iter()
+                            .map(|v| {
+                                take(v.port).map(|(rtp, rtcp)| VideoSocket {
+                                    socket: rtp,
+                                    rtcp: (!v.rtcp_mux).then_some(rtcp),
+                                    remote: v.remote,
+                                    line: v.line,
+                                })
+                            })
+                            .collect::<Result<Vec<_>, _>>()?;
+                        Ok((audio, lines))
+                    })
+                };
+                let ((rtp, rtcp), video) = match taken {
+                    Ok(t) => t,
+                    Err(p) => {
+                        self.report(MediaEvent::OpenFailed {
+                            session,
+                            busy: Vec::new(),
+                            error: format!("port {} was not reserved", p.rtp()),
+                        });
+                        return;
+                    }
                 };
                 let rtcp = (!rtcp_mux).then_some(rtcp);
-                match self
-                    .rooms
-                    .join(room, session, rtp, rtcp, spec, remote, &self.epoll, now)
-                {
+                match self.rooms.join(
+                    room,
+                    session,
+                    rtp,
+                    rtcp,
+                    spec,
+                    remote,
+                    video,
+                    &self.epoll,
+                    now,
+                ) {
                     Ok(()) => self.report(MediaEvent::Opened { session }),
                     Err(error) => {
                         tracing::warn!(

@@ -27,7 +27,8 @@ use super::*;
 use crate::dialplan::RoomPlan;
 use crate::media::mixer::g711::Law;
 use crate::media::mixer::{Codec, MixerEvent, ParticipantSpec, PinGate, PIN_ATTEMPTS};
-use crate::media::{RoomId, SessionId};
+use crate::media::sfu::VideoLine;
+use crate::media::{RoomId, RoomVideoAsk, SessionId};
 
 /// What a room's dialog takes.
 const ROOM_ALLOW: &str = "Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE";
@@ -262,6 +263,34 @@ struct Offer {
     dtmf_pt: Option<u8>,
     /// Every m-line: (media, first format), for the answer (others are refused, port 0).
     lines: Vec<(String, String)>,
+    /// The video m-lines the room takes (VP8), in order: the first publishes.
+    video: Vec<OfferedVideo>,
+}
+
+/// The most video m-lines one participant gets (its camera's and eight slots).
+const MAX_VIDEO_LINES: usize = 9;
+
+/// A video m-line of an offer that the room takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct OfferedVideo {
+    /// Its index among the m-lines.
+    index: usize,
+    remote: SocketAddr,
+    rtcp_mux: bool,
+    pt: u8,
+    publish: bool,
+    receive: bool,
+}
+
+/// A video m-line of our answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct AnsweredVideo {
+    index: usize,
+    local: SocketAddr,
+    rtcp_mux: bool,
+    pt: u8,
+    publish: bool,
+    receive: bool,
 }
 
 /// Our side of the SDP.
@@ -274,6 +303,7 @@ struct Answer {
     dtmf_pt: Option<u8>,
     audio: usize,
     lines: Vec<(String, String)>,
+    video: Vec<AnsweredVideo>,
     version: u32,
 }
 
@@ -350,6 +380,40 @@ fn read_offer(body: &str) -> Option<Offer> {
         }
     }
     let (law, pt) = chosen?;
+    // Video: every VP8 line with a port and an address, up to the limit; the first one
+    // carries the participant's camera (if its direction lets it send).
+    let mut video = Vec::new();
+    for (index, (st, sec)) in parsed.streams.iter().zip(&sections).enumerate() {
+        if st.kind != "video" || st.is_disabled() || video.len() >= MAX_VIDEO_LINES {
+            continue;
+        }
+        let Some(address) = st.address else { continue };
+        let vp8 = sec.formats.iter().find_map(|f| {
+            let pt = f.parse::<u8>().ok()?;
+            sec.rtpmap
+                .iter()
+                .any(|(p, c)| *p == pt && c.starts_with("vp8/90000"))
+                .then_some(pt)
+        });
+        let Some(vp8) = vp8 else {
+            tracing::info!(
+                "room: a video m-line without VP8 is refused (the room forwards VP8, it does not \
+                 transcode); the participant gets audio only on it"
+            );
+            continue;
+        };
+        use crate::sip::sdp::Direction as D;
+        let sends = matches!(st.direction, D::SendRecv | D::SendOnly);
+        let hears = matches!(st.direction, D::SendRecv | D::RecvOnly);
+        video.push(OfferedVideo {
+            index,
+            remote: SocketAddr::new(address, st.port),
+            rtcp_mux: st.rtcp_mux,
+            pt: vp8,
+            publish: video.is_empty() && sends,
+            receive: hears,
+        });
+    }
     Some(Offer {
         audio,
         remote: SocketAddr::new(stream.address?, stream.port),
@@ -358,6 +422,7 @@ fn read_offer(body: &str) -> Option<Offer> {
         pt,
         dtmf_pt,
         lines,
+        video,
     })
 }
 
@@ -374,6 +439,26 @@ impl Answer {
             name.replace(['\r', '\n'], " ")
         );
         for (i, (media, first)) in self.lines.iter().enumerate() {
+            if let Some(v) = self.video.iter().find(|v| v.index == i) {
+                let pt = v.pt;
+                s.push_str(&format!(
+                    "m=video {} RTP/AVP {pt}\r\na=rtpmap:{pt} VP8/90000\r\n\
+                     a=rtcp-fb:{pt} nack pli\r\na=rtcp-fb:{pt} ccm fir\r\n",
+                    v.local.port()
+                ));
+                if v.rtcp_mux {
+                    s.push_str("a=rtcp-mux\r\n");
+                }
+                // Our direction is the participant's seen from the room.
+                let dir = match (v.publish, v.receive) {
+                    (true, true) => "sendrecv",
+                    (true, false) => "recvonly",
+                    (false, true) => "sendonly",
+                    (false, false) => "inactive",
+                };
+                s.push_str(&format!("a={dir}\r\n"));
+                continue;
+            }
             if i != self.audio {
                 s.push_str(&format!("m={media} 0 RTP/AVP {first}\r\n"));
                 continue;
@@ -554,8 +639,22 @@ impl Proxy {
                     moderator_pin: plan.moderator_pin.clone(),
                 }),
         };
-        let (session, ports) = match relay.room_join(room, offer.rtcp_mux, spec, Some(offer.remote))
-        {
+        let asks: Vec<RoomVideoAsk> = offer
+            .video
+            .iter()
+            .map(|v| RoomVideoAsk {
+                rtcp_mux: v.rtcp_mux,
+                remote: Some(v.remote),
+                line: VideoLine {
+                    pt: v.pt,
+                    publish: v.publish,
+                    receive: v.receive,
+                    ssrc: relay.ssrc(),
+                },
+            })
+            .collect();
+        let joined = relay.room_join(room, offer.rtcp_mux, spec, Some(offer.remote), &asks);
+        let (session, ports, video_ports) = match joined {
             Ok(j) => j,
             Err(e) => {
                 tracing::warn!(room = number, error = %e, "no relay port for a participant");
@@ -579,6 +678,19 @@ impl Proxy {
             dtmf_pt: offer.dtmf_pt,
             audio: offer.audio,
             lines: offer.lines.clone(),
+            video: offer
+                .video
+                .iter()
+                .zip(&video_ports)
+                .map(|(v, p)| AnsweredVideo {
+                    index: v.index,
+                    local: p.rtp,
+                    rtcp_mux: v.rtcp_mux,
+                    pt: v.pt,
+                    publish: v.publish,
+                    receive: v.receive,
+                })
+                .collect(),
             version: 1,
         };
         let body = answer.body(
@@ -1089,6 +1201,7 @@ m=video 4002 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n";
             dtmf_pt: o.dtmf_pt,
             audio: o.audio,
             lines: o.lines.clone(),
+            video: Vec::new(),
             version: 1,
         };
         let text = a.body("Rapat", None);
@@ -1109,5 +1222,64 @@ m=video 4002 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n";
         assert!(read_offer("v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/AVP 9\r\n").is_none());
         // Garbage does not panic.
         assert!(read_offer("m=audio x y\r\n").is_none());
+    }
+
+    #[test]
+    fn video_lines_with_vp8_are_taken_the_first_publishes_the_others_receive() {
+        let body = "v=0\r\no=- 1 1 IN IP4 10.0.0.5\r\ns=-\r\nc=IN IP4 10.0.0.5\r\nt=0 0\r\n\
+m=audio 4000 RTP/AVP 0\r\n\
+m=video 4002 RTP/AVP 97 96\r\na=rtpmap:97 H264/90000\r\na=rtpmap:96 VP8/90000\r\na=rtcp-mux\r\n\
+m=video 4004 RTP/AVP 100\r\na=rtpmap:100 VP8/90000\r\na=recvonly\r\n\
+m=video 4006 RTP/AVP 98\r\na=rtpmap:98 H264/90000\r\n\
+m=video 0 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n";
+        let o = read_offer(body).unwrap();
+        assert_eq!(o.lines.len(), 5);
+        let v: Vec<_> = o
+            .video
+            .iter()
+            .map(|v| (v.index, v.pt, v.publish, v.receive, v.rtcp_mux))
+            .collect();
+        // H.264 only, and a disabled line, are not taken.
+        assert_eq!(
+            v,
+            vec![(1, 96, true, true, true), (2, 100, false, true, false)]
+        );
+        assert_eq!(o.video[1].remote, "10.0.0.5:4004".parse().unwrap());
+        let a = Answer {
+            local: "127.0.0.9:40000".parse().unwrap(),
+            rtcp_mux: false,
+            law: o.law,
+            pt: o.pt,
+            dtmf_pt: o.dtmf_pt,
+            audio: o.audio,
+            lines: o.lines.clone(),
+            video: o
+                .video
+                .iter()
+                .enumerate()
+                .map(|(k, v)| AnsweredVideo {
+                    index: v.index,
+                    local: SocketAddr::from(([127, 0, 0, 9], 40002 + 2 * k as u16)),
+                    rtcp_mux: v.rtcp_mux,
+                    pt: v.pt,
+                    publish: v.publish,
+                    receive: v.receive,
+                })
+                .collect(),
+            version: 1,
+        };
+        let text = a.body("Rapat", None);
+        let sections: Vec<&str> = text.split("m=").skip(1).collect();
+        assert_eq!(sections.len(), 5, "{text}");
+        assert!(sections[1].starts_with("video 40002 RTP/AVP 96\r\na=rtpmap:96 VP8/90000"));
+        assert!(
+            sections[1].contains("a=rtcp-fb:96 nack pli") && sections[1].contains("a=rtcp-mux")
+        );
+        assert!(sections[1].contains("a=sendrecv"), "{text}");
+        assert!(
+            sections[2].starts_with("video 40004 RTP/AVP 100")
+                && sections[2].contains("a=sendonly")
+        );
+        assert!(sections[3].starts_with("video 0 ") && sections[4].starts_with("video 0 "));
     }
 }

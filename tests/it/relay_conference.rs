@@ -3,6 +3,9 @@
 //! G.711 RTP every 20 ms; each one's received audio (decoded) holds the others' frequencies
 //! and not its own; the room's state lists them with the talkers; the moderator's mute takes
 //! one out of the mix; a foreign source is dropped; leaving frees every port and the room.
+//! Video: three cameras (VP8 RTP on video lines of their own) reach each other through the
+//! room's SFU, the slot follows the talker from its keyframe on, and keyframe requests are
+//! passed to the publisher at most once per interval.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -10,7 +13,8 @@ use std::time::{Duration, Instant};
 use tambun::media::blocking::BlockingRelay;
 use tambun::media::mixer::g711::Law;
 use tambun::media::mixer::{Codec, ParticipantSpec};
-use tambun::media::{RelayConfig, RoomId};
+use tambun::media::sfu::VideoLine;
+use tambun::media::{RelayConfig, RoomId, RoomVideoAsk};
 
 const FREQS: [f64; 5] = [400.0, 700.0, 1000.0, 1300.0, 1900.0];
 
@@ -114,12 +118,13 @@ fn five_participants_hear_each_other_but_not_themselves() {
     for (k, law) in laws.iter().enumerate() {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         socket.set_nonblocking(true).unwrap();
-        let (id, ports) = relay
+        let (id, ports, _) = relay
             .room_join(
                 room,
                 true,
                 spec(*law, 7000 + k as u32),
                 socket.local_addr().ok(),
+                &[],
             )
             .unwrap();
         ids.push(id);
@@ -229,8 +234,8 @@ fn a_participant_sending_nothing_or_garbage_harms_nobody() {
     for k in 0..3u32 {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         socket.set_nonblocking(true).unwrap();
-        let (id, ports) = relay
-            .room_join(room, false, spec(Law::Mu, k), socket.local_addr().ok())
+        let (id, ports, _) = relay
+            .room_join(room, false, spec(Law::Mu, k), socket.local_addr().ok(), &[])
             .unwrap();
         ids.push(id);
         phones.push(Phone {
@@ -290,6 +295,197 @@ fn a_participant_sending_nothing_or_garbage_harms_nobody() {
     );
     for id in ids {
         relay.room_leave(room, id).unwrap();
+    }
+    assert_eq!(relay.ports_in_use(), 0);
+}
+
+/// A VP8 packet (keyframe start or not) of camera `ssrc`.
+fn vp8(seq: u16, ts: u32, ssrc: u32, key: bool) -> Vec<u8> {
+    let mut p = vec![0x80, 96];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&ts.to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(&[0x10, if key { 0x00 } else { 0x01 }]);
+    p.extend_from_slice(&[0x55; 400]);
+    p
+}
+
+/// What a camera's socket received: RTP (SSRC, sequence) and how many PLIs.
+#[derive(Default, Debug)]
+struct Seen {
+    rtp: Vec<(u32, u16, Vec<u8>)>,
+    plis: usize,
+}
+
+fn drain_video(socket: &UdpSocket, from: SocketAddr, seen: &mut Seen) {
+    let mut buf = [0u8; 2048];
+    while let Ok((n, src)) = socket.recv_from(&mut buf) {
+        assert_eq!(src, from, "video comes from the line's own relay port");
+        let b = &buf[..n];
+        if n >= 12 && b[1] == 206 && b[0] & 0x1f == 1 {
+            seen.plis += 1;
+        } else if n >= 12 && !(192..=223).contains(&b[1]) {
+            seen.rtp.push((
+                u32::from_be_bytes([b[8], b[9], b[10], b[11]]),
+                u16::from_be_bytes([b[2], b[3]]),
+                b[12..].to_vec(),
+            ));
+        }
+    }
+}
+
+#[test]
+fn three_cameras_see_each_other_and_the_slot_follows_the_talker() {
+    let mut relay = BlockingRelay::start(config((11700, 11799))).unwrap();
+    let room = RoomId(8002);
+    struct Cam {
+        audio: UdpSocket,
+        audio_to: SocketAddr,
+        video: UdpSocket,
+        video_to: SocketAddr,
+        seen: Seen,
+    }
+    let mut cams = Vec::new();
+    let mut ids = Vec::new();
+    for k in 0..3u32 {
+        let audio = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let video = UdpSocket::bind("127.0.0.1:0").unwrap();
+        audio.set_nonblocking(true).unwrap();
+        video.set_nonblocking(true).unwrap();
+        let ask = RoomVideoAsk {
+            rtcp_mux: true,
+            remote: video.local_addr().ok(),
+            line: VideoLine {
+                pt: 96,
+                publish: true,
+                receive: true,
+                ssrc: 0x5100 + k,
+            },
+        };
+        let (id, ports, video_ports) = relay
+            .room_join(
+                room,
+                true,
+                spec(Law::Mu, 9000 + k),
+                audio.local_addr().ok(),
+                &[ask],
+            )
+            .unwrap();
+        ids.push(id);
+        cams.push(Cam {
+            audio,
+            audio_to: ports.rtp,
+            video,
+            video_to: video_ports[0].rtp,
+            seen: Seen::default(),
+        });
+    }
+    assert_eq!(relay.ports_in_use(), 6, "one port per line with rtcp-mux");
+    // 30 frames of video from each (a keyframe every 10), and audio where `talker` is loud.
+    let run = |cams: &mut Vec<Cam>, first: u32, talker: Option<usize>| {
+        let start = Instant::now();
+        for n in first..first + 30 {
+            for (k, c) in cams.iter_mut().enumerate() {
+                let pkt = vp8(n as u16, n * 3000, 0xc0 + k as u32, n % 10 == 0);
+                c.video.send_to(&pkt, c.video_to).unwrap();
+                let hz = if talker == Some(k) { FREQS[k] } else { 0.0 };
+                c.audio.send_to(&tone(Law::Mu, n, hz), c.audio_to).unwrap();
+            }
+            for c in cams.iter_mut() {
+                drain_video(&c.video, c.video_to, &mut c.seen);
+                let mut buf = [0u8; 2048];
+                while c.audio.recv_from(&mut buf).is_ok() {}
+            }
+            let due = start + Duration::from_millis(20 * u64::from(n - first + 1));
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        for c in cams.iter_mut() {
+            drain_video(&c.video, c.video_to, &mut c.seen);
+        }
+    };
+    run(&mut cams, 0, None);
+    // Nobody spoke: 0 sees 1 (join order), 1 and 2 see 0; each on its slot's SSRC.
+    for (k, c) in cams.iter().enumerate() {
+        assert!(
+            c.seen.rtp.len() >= 15,
+            "camera {k} saw {:?}",
+            c.seen.rtp.len()
+        );
+        assert!(
+            c.seen
+                .rtp
+                .iter()
+                .all(|(ssrc, _, _)| *ssrc == 0x5100 + k as u32),
+            "camera {k} got packets on another SSRC than its slot's"
+        );
+        let seqs: Vec<u16> = c.seen.rtp.iter().map(|r| r.1).collect();
+        assert!(
+            seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+            "camera {k}'s slot has gaps: {seqs:?}"
+        );
+    }
+    assert!(
+        cams[0].seen.plis >= 1 && cams[1].seen.plis >= 1,
+        "wanted cameras are asked for keyframes"
+    );
+    assert_eq!(cams[2].seen.plis, 0, "nobody wants camera 2 yet");
+    // 2 talks: 0 and 1 switch to it at its next keyframe; 2 keeps seeing 0.
+    for c in cams.iter_mut() {
+        c.seen = Seen::default();
+    }
+    run(&mut cams, 30, Some(2));
+    run(&mut cams, 60, Some(2));
+    let state = relay.room_stats(room).unwrap().unwrap();
+    assert!(
+        state.participants.iter().any(|p| p.stats.talking),
+        "{state:#?}"
+    );
+    assert_eq!(state.video.publishers, 3, "{:?}", state.video);
+    assert!(state.video.forwarded >= 150, "{:?}", state.video);
+    assert!(
+        cams[2].seen.plis >= 1,
+        "the talker was asked for a keyframe"
+    );
+    // After the switch, 0's slot carries 2's packets (same payload, 0's slot SSRC) and the
+    // sequence stays continuous across the switch.
+    let tail = &cams[0].seen.rtp[cams[0].seen.rtp.len() - 10..];
+    assert!(tail.iter().all(|(ssrc, _, _)| *ssrc == 0x5100), "{tail:?}");
+    let seqs: Vec<u16> = cams[0].seen.rtp.iter().map(|r| r.1).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+        "the switch left a gap: {seqs:?}"
+    );
+    let shown_2 = state.video.subscriptions;
+    assert_eq!(shown_2, 3, "{:?}", state.video);
+    // Keyframe requests from both receivers of 2, many of them: 2 gets at most a few.
+    let before = cams[2].seen.plis;
+    let pli = |sender: u32| {
+        let mut p = vec![0x81, 206, 0, 2];
+        p.extend_from_slice(&sender.to_be_bytes());
+        p.extend_from_slice(&0u32.to_be_bytes());
+        p
+    };
+    let t = Instant::now();
+    for i in 0..50u32 {
+        for k in 0..2 {
+            cams[k].video.send_to(&pli(i), cams[k].video_to).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(600));
+    let c = &mut cams[2];
+    drain_video(&c.video, c.video_to, &mut c.seen);
+    let elapsed = t.elapsed().as_millis() as usize;
+    let plis = cams[2].seen.plis - before;
+    assert!(
+        plis >= 1 && plis <= elapsed / 500 + 1,
+        "100 requests in {elapsed} ms became {plis} PLIs to the publisher"
+    );
+    for id in ids {
+        let stats = relay.room_leave(room, id).unwrap();
+        assert_eq!(stats.len(), 4, "audio and video, both ways: {stats:?}");
+        assert!(stats[2].packets >= 80, "video into the room: {stats:?}");
     }
     assert_eq!(relay.ports_in_use(), 0);
 }
