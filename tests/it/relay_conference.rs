@@ -468,8 +468,8 @@ fn three_cameras_see_each_other_and_the_slot_follows_the_talker() {
     };
     let t = Instant::now();
     for i in 0..50u32 {
-        for k in 0..2 {
-            cams[k].video.send_to(&pli(i), cams[k].video_to).unwrap();
+        for c in &cams[..2] {
+            c.video.send_to(&pli(i), c.video_to).unwrap();
         }
         std::thread::sleep(Duration::from_millis(10));
     }
