@@ -48,6 +48,12 @@ pub struct RoomMetrics {
     /// Muted by the operator, a moderator or themselves.
     pub muted: u64,
     pub locked: bool,
+    /// Cameras reaching the room's SFU.
+    pub video_publishers: u64,
+    /// Video slots showing someone.
+    pub video_subscriptions: u64,
+    /// Video packets the SFU sent since the room began (`rate()` gives packets/s).
+    pub video_forwarded: u64,
 }
 
 /// Everything a scrape shows.
@@ -455,8 +461,35 @@ fn rooms(e: &mut Exposition, s: &Snapshot) {
             |r| f64::from(u8::from(r.locked)),
         ),
     ];
-    for (name, help, value) in per_room {
-        e.family(name, help, Gauge);
+    let video: [(RoomGauge, Kind); 3] = [
+        (
+            (
+                "tambun_room_video_publishers",
+                "Cameras the room's SFU receives.",
+                |r| r.video_publishers as f64,
+            ),
+            Gauge,
+        ),
+        (
+            (
+                "tambun_room_video_subscriptions",
+                "Video slots showing a camera (last-N by talker).",
+                |r| r.video_subscriptions as f64,
+            ),
+            Gauge,
+        ),
+        (
+            (
+                "tambun_room_video_forwarded_packets_total",
+                "Video packets the room's SFU forwarded since the room began; rate() is packets/s.",
+                |r| r.video_forwarded as f64,
+            ),
+            Counter,
+        ),
+    ];
+    let all = per_room.into_iter().map(|g| (g, Gauge)).chain(video);
+    for ((name, help, value), kind) in all {
+        e.family(name, help, kind);
         for r in &s.rooms {
             e.sample(&[("room", r.room.as_str())], value(r));
         }

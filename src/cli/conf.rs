@@ -103,6 +103,17 @@ struct Room {
     locked: bool,
     #[serde(default)]
     all_muted: bool,
+    #[serde(default)]
+    video: Option<Video>,
+}
+
+/// A room's video forwarding, as the admin API reports it.
+#[derive(Debug, Deserialize)]
+struct Video {
+    publishers: u64,
+    subscriptions: u64,
+    last_n: u64,
+    forwarded: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -313,6 +324,12 @@ pub(super) fn run(global: &GlobalArgs, cmd: ConfCommand) -> anyhow::Result<()> {
                 (false, false) => "",
             };
             println!("room {}: {n} participant(s){state}", room.room);
+            if let Some(v) = room.video.filter(|v| v.publishers > 0) {
+                println!(
+                    "video: {} camera(s), {} slot(s) showing one (last {}), {} packets forwarded",
+                    v.publishers, v.subscriptions, v.last_n, v.forwarded
+                );
+            }
             println!("{t}");
         }
     }

@@ -175,6 +175,14 @@ async fn conf(
             "participants": participants,
             "talkers": talkers,
             "mixed": state.as_ref().map(|s| s.mixed),
+            "video": state.as_ref().map(|s| serde_json::json!({
+                "publishers": s.video.publishers,
+                "subscriptions": s.video.subscriptions,
+                "last_n": s.video.last_n,
+                "forwarded": s.video.forwarded,
+                "keyframe_requests": s.video.keyframe_requests,
+                "dropped": s.video.dropped,
+            })),
         }));
     }
     if let Some(room) = q.room.filter(|_| out.is_empty()) {
@@ -291,6 +299,9 @@ async fn metrics(
             mixed: media.as_ref().map_or(0, |m| m.mixed as u64),
             muted: count(|s| s.muted || s.self_muted),
             locked: r.locked,
+            video_publishers: media.as_ref().map_or(0, |m| m.video.publishers as u64),
+            video_subscriptions: media.as_ref().map_or(0, |m| m.video.subscriptions as u64),
+            video_forwarded: media.as_ref().map_or(0, |m| m.video.forwarded),
         });
     }
     let media = switch.media;

@@ -15,7 +15,7 @@ use crate::common::baresip::{account, Baresip};
 use crate::common::browser::BrowserAgent;
 use crate::common::calls::{assert_cdr, one_cdr};
 use crate::common::media::{
-    counter, live_calls, rtp_range, stream_counters, write_tone_wav, RANGE_LEN,
+    admin_get_text, counter, live_calls, rtp_range, stream_counters, write_tone_wav, RANGE_LEN,
 };
 use crate::common::{Switch, SwitchOptions};
 
@@ -993,4 +993,91 @@ fn the_page_lists_a_room_joins_it_and_the_moderator_mutes_and_locks() {
     browser.hangup(page);
     desk.command("hangup", "");
     desk.stop();
+}
+
+/// The room's video part of `tambun conf show ROOM --json`.
+fn room_video(switch: &Switch, room: &str) -> Value {
+    let out = switch.cli(&["conf", "show", room, "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    v["video"].clone()
+}
+
+/// Video in a room: two baresip video phones (`fakevideo` + `vp8`) and a Chromium page
+/// with its camera join room 8000. The room's SFU forwards VP8 without transcoding: each
+/// baresip receives video and the browser decodes frames (each has one video line, so each
+/// sees one other camera: the last talker, else the first to join); `conf show` and
+/// `/metrics` count the cameras, the slots and the forwarded packets; the audio stays one mix.
+#[test]
+fn video_phones_and_a_browser_see_each_other_in_room_8000() {
+    let t0 = Instant::now();
+    let switch = web_media_switch(&[BROWSER, DESK, DESK2]);
+    let mut desks = Vec::new();
+    for who in [DESK, DESK2] {
+        let desk = desk_phone(&switch, who, true);
+        desk.command_data("dial", &format!("sip:8000@{}", switch.sip));
+        let up = Switch::eventually(Duration::from_secs(10), || desk.has_established_call());
+        assert!(up, "{} never got into 8000: {}", who.0, desk.log_text());
+        desks.push(desk);
+    }
+    let mut video = Value::Null;
+    let both = Switch::eventually(Duration::from_secs(10), || {
+        video = room_video(&switch, "8000");
+        video["publishers"] == 2 && video["subscriptions"] == 2
+    });
+    assert!(
+        both,
+        "the two cameras do not reach each other: {video:#}\n{}",
+        switch.log_text()
+    );
+    let mut browser = BrowserAgent::start(switch.dir(), "vroom");
+    let page = browser_dials(&mut browser, &switch, "8000", true);
+    let (stats, decoded) = stats_until(&mut browser, page, Duration::from_secs(12), |s| {
+        video_num(s, "framesDecoded") > 20.0 && num(s, "packetsReceived") >= 100.0
+    });
+    assert!(
+        decoded,
+        "the browser decoded no camera from the room: {stats:#}\nroom video {}",
+        room_video(&switch, "8000")
+    );
+    let was = video_num(&stats, "framesDecoded");
+    let (later, grew) = stats_until(&mut browser, page, Duration::from_secs(8), |s| {
+        video_num(s, "framesDecoded") >= was + 15.0
+            && num(s, "packetsReceived") >= 200.0
+            && num(s, "packetsSent") >= 200.0
+    });
+    assert!(grew, "decoded frames stopped at {was}: {later:#}");
+    let mut video = Value::Null;
+    let three = Switch::eventually(Duration::from_secs(10), || {
+        video = room_video(&switch, "8000");
+        video["publishers"] == 3 && video["subscriptions"] == 3
+    });
+    assert!(three, "the browser's camera is not in the room: {video:#}");
+    assert!(video["forwarded"].as_u64().unwrap_or(0) > 100, "{video:#}");
+    let (_, metrics) = admin_get_text(&switch, "/metrics");
+    assert!(
+        metrics.contains("tambun_room_video_publishers{room=\"8000\"} 3"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("tambun_room_video_forwarded_packets_total{room=\"8000\"}"));
+    // One audio mix for phones and browser.
+    assert_browser_audio(&later, "server");
+    browser.hangup(page);
+    for desk in desks.iter_mut() {
+        desk.command_data("hangup", "");
+        let (tx, rx) = baresip_totals_of(desk, "video");
+        assert!(
+            tx >= 40 && rx >= 40,
+            "a baresip video phone in the room sent {tx} and received {rx} video packets"
+        );
+    }
+    for mut desk in desks {
+        desk.stop();
+    }
+    let idle = Switch::eventually(Duration::from_secs(5), || live_calls(&switch).is_empty());
+    assert!(idle, "sessions left: {}", calls_json(&switch));
+    eprintln!(
+        "room 8000 video: browser {}; room {video}; {:?}",
+        later["video"],
+        t0.elapsed()
+    );
 }
