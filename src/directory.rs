@@ -96,6 +96,9 @@ pub struct PhoneParticipant {
     pub moderator: bool,
     pub talking: bool,
     pub muted: bool,
+    /// Whom each of its video lines shows (the room's SFU, last-N by talker), in the order
+    /// of its video m-lines; empty without video.
+    pub showing: Vec<Option<String>>,
     #[serde(skip)]
     pub session: u64,
 }
@@ -131,6 +134,7 @@ pub fn phone_rooms(
                                 moderator: p.moderator,
                                 talking: false,
                                 muted: false,
+                                showing: Vec::new(),
                                 session: p.session,
                             })
                             .collect()

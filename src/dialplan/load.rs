@@ -17,7 +17,7 @@ use super::{
     Did, DidSource, ExtensionPermissions, FeatureCodes, Hours, Moderator, NumberClass,
     NumberFormat, Opd, Pattern, Period, Permissions, Province, RingGroup, Room, RoomAccess,
     RoomTime, Rule, Schedule, Strategy, Target, TimeCondition, TimedTarget, Trunk,
-    TrunkRegistration, TrunkTls,
+    TrunkRegistration, TrunkTls, DEFAULT_VIDEO_MBPS,
 };
 use crate::types::{Extension, OpdCode, Transport};
 
@@ -137,6 +137,7 @@ struct RawRoom {
     pin: Option<Spanned<String>>,
     moderator_pin: Option<Spanned<String>>,
     max: Option<Spanned<i64>>,
+    video_mbps: Option<Spanned<i64>>,
     opds: Option<Spanned<Vec<Spanned<String>>>>,
     moderators: Option<Vec<Spanned<String>>>,
     during: Option<Spanned<String>>,
@@ -1243,6 +1244,18 @@ fn parse_rooms(
             Some(m) => u32::try_from(*m.get_ref()).expect("checked range"),
             None => 50,
         };
+        let video_mbps = match &r.video_mbps {
+            Some(m) if !(1..=1000).contains(m.get_ref()) => {
+                f.error(
+                    &m.span(),
+                    "video_mbps must be 1 to 1000 (Mbit/s the room may send)",
+                );
+                DEFAULT_VIDEO_MBPS
+            }
+            // Holds: 1..=1000 fits a u32.
+            Some(m) => u32::try_from(*m.get_ref()).expect("checked range"),
+            None => DEFAULT_VIDEO_MBPS,
+        };
 
         let mut opd_lines = Vec::new();
         let opds = match &r.opds {
@@ -1341,6 +1354,7 @@ fn parse_rooms(
                     pin,
                     moderator_pin,
                     max,
+                    video_mbps,
                     opds,
                     moderators,
                     time,

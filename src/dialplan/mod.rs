@@ -267,6 +267,10 @@ pub enum TimeCondition {
     Outside(String),
 }
 
+/// A room's video egress budget when its file names none: 150 Mbit/s, so that a room of all
+/// 43 offices fits the province's 1 Gbps WAN beside its calls.
+pub const DEFAULT_VIDEO_MBPS: u32 = 150;
+
 /// A `[[room]]`: a conference room the switch answers for (in `province.toml` for a
 /// province-wide room, in an OPD file for that OPD's own room).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,6 +284,9 @@ pub struct Room {
     pub moderator_pin: Option<String>,
     /// The most participants at once (2 to 500).
     pub max: u32,
+    /// What the room's video may send in all, in Mbit/s (1 to 1000; default
+    /// [`DEFAULT_VIDEO_MBPS`]): the SFU shows fewer cameras per participant to stay within it.
+    pub video_mbps: u32,
     /// Which OPDs' extensions may join.
     pub opds: RoomAccess,
     /// Who is a moderator without a PIN: whole OPDs or single extensions.

@@ -75,6 +75,8 @@ pub struct RoomPlan {
     pub moderator_pin: Option<String>,
     /// The most participants at once.
     pub max: u32,
+    /// The room's video egress budget, Mbit/s.
+    pub video_mbps: u32,
     /// The caller is a moderator by its extension or its OPD (without a PIN).
     pub moderator: bool,
 }
@@ -598,6 +600,7 @@ impl<'a> Eval<'a> {
             pin: room.pin.clone(),
             moderator_pin: room.moderator_pin.clone(),
             max: room.max,
+            video_mbps: room.video_mbps,
             moderator,
         })
     }

@@ -768,6 +768,7 @@ fn shipped_rooms() {
             pin: None,
             moderator_pin: None,
             max: 50,
+            video_mbps: 150,
             moderator: false,
         })
     );
@@ -785,6 +786,7 @@ fn shipped_rooms() {
             pin: Some("2468".into()),
             moderator_pin: Some("1357".into()),
             max: 20,
+            video_mbps: 150,
             moderator: false,
         })
     );

@@ -615,6 +615,8 @@ fn room_fields_are_checked_each_at_its_line() {
         ("number = \"8100\"\nname = \"Rapat\"\npin = \"2468\"\nmoderator_pin = \"2468\"\n", 14, "moderator_pin must differ from pin"),
         ("number = \"8100\"\nname = \"Rapat\"\nmax = 1\n", 13, "max must be 2 to 500"),
         ("number = \"8100\"\nname = \"Rapat\"\nmax = 501\n", 13, "max must be 2 to 500"),
+        ("number = \"8100\"\nname = \"Rapat\"\nvideo_mbps = 0\n", 13, "video_mbps must be 1 to 1000"),
+        ("number = \"8100\"\nname = \"Rapat\"\nvideo_mbps = 5000\n", 13, "video_mbps must be 1 to 1000"),
         ("number = \"8100\"\nname = \"Rapat\"\nopds = []\n", 13, "opds needs at least one OPD code"),
         ("number = \"8100\"\nname = \"Rapat\"\nopds = [\"dinkes\",\n  \"dinkes\"]\n", 14, "OPD 'dinkes' is listed twice"),
         ("number = \"8100\"\nname = \"Rapat\"\nopds = [\"Dinkes\"]\n", 13, "'Dinkes' is not an OPD code"),

@@ -123,10 +123,11 @@ impl BlockingRelay {
         remote: Option<SocketAddr>,
         video: &[RoomVideoAsk],
     ) -> Result<(SessionId, LegPorts, Vec<LegPorts>), RelayError> {
+        let sfu = super::sfu::SfuConfig::default();
         let joined = loop {
             match self
                 .control
-                .room_join(room, rtcp_mux, spec.clone(), remote, video)
+                .room_join(room, rtcp_mux, spec.clone(), remote, video, sfu)
             {
                 Err(RelayError::PortsExhausted) if self.control.is_reserving() => {
                     self.submit();

@@ -99,7 +99,6 @@ struct Room {
 /// The rooms of one forwarding thread.
 pub struct Conferences {
     config: MixerConfig,
-    video: SfuConfig,
     rooms: BTreeMap<RoomId, Room>,
     members: Vec<Option<Member>>,
     free: Vec<u32>,
@@ -112,7 +111,6 @@ impl Conferences {
     pub fn new(config: MixerConfig) -> Conferences {
         Conferences {
             config,
-            video: SfuConfig::default(),
             rooms: BTreeMap::new(),
             members: Vec::new(),
             free: Vec::new(),
@@ -137,6 +135,7 @@ impl Conferences {
         spec: ParticipantSpec,
         remote: Option<SocketAddr>,
         video: Vec<VideoSocket>,
+        sfu: SfuConfig,
         epoll: &Epoll,
         now: Instant,
     ) -> Result<(), String> {
@@ -168,7 +167,7 @@ impl Conferences {
             self.free.push(index);
             return Err(format!("cannot watch the participant's sockets: {e}"));
         }
-        let (config, sfu) = (&self.config, self.video);
+        let config = &self.config;
         let r = self.rooms.entry(room).or_insert_with(|| Room {
             mixer: Mixer::new(config.clone()),
             sfu: Sfu::new(sfu),
@@ -348,11 +347,22 @@ impl Conferences {
             .filter_map(|(p, stats)| {
                 let i = (*r.members.get(p.0 as usize)?)?;
                 let m = self.members.get(i as usize)?.as_ref()?;
+                let session_of = |q: ParticipantId| {
+                    let j = (*r.members.get(q.0 as usize)?)?;
+                    Some(self.members.get(j as usize)?.as_ref()?.session)
+                };
+                let mut showing = vec![None; m.video.len()];
+                for (line, q) in r.sfu.showing(p) {
+                    if let Some(slot) = showing.get_mut(usize::from(line)) {
+                        *slot = q.and_then(session_of);
+                    }
+                }
                 Some(RoomParticipant {
                     session: m.session,
                     source: m.latched.or(m.remote),
                     stats: stats.clone(),
                     dropped_foreign: m.foreign,
+                    showing,
                 })
             })
             .collect();

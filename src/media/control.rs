@@ -138,6 +138,8 @@ pub struct RoomParticipant {
     pub stats: super::mixer::ParticipantStats,
     /// Packets from another address than the participant's, dropped.
     pub dropped_foreign: u64,
+    /// Whom each of its video lines shows now, by line (the room's SFU).
+    pub showing: Vec<Option<SessionId>>,
 }
 
 /// A room's state for `tambun conf show` and `/metrics`.
@@ -244,6 +246,8 @@ pub enum MediaCommand {
         remote: Option<SocketAddr>,
         /// Its video m-lines, each on a pair of its own.
         video: Vec<RoomVideo>,
+        /// The room's video settings (taken by the participant that makes the room).
+        sfu: super::sfu::SfuConfig,
     },
     /// A participant's re-INVITE announced another address.
     RoomRemote {
@@ -648,6 +652,7 @@ impl MediaControl {
         spec: ParticipantSpec,
         remote: Option<SocketAddr>,
         video: &[RoomVideoAsk],
+        sfu: super::sfu::SfuConfig,
     ) -> Result<(SessionId, LegPorts, Vec<LegPorts>), RelayError> {
         if self.ready.len() < 1 + video.len() {
             self.refill();
@@ -696,6 +701,7 @@ impl MediaControl {
             spec,
             remote,
             video,
+            sfu,
         });
         self.refill();
         Ok((id, self.leg_ports(port, rtcp_mux), video_ports))

@@ -475,6 +475,7 @@ impl Shard {
                 spec,
                 remote,
                 video,
+                sfu,
             } => {
                 let taken = {
                     let mut reserve = self.reserve.lock();
@@ -514,6 +515,7 @@ impl Shard {
                     spec,
                     remote,
                     video,
+                    sfu,
                     &self.epoll,
                     now,
                 ) {

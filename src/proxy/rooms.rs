@@ -27,7 +27,7 @@ use super::*;
 use crate::dialplan::RoomPlan;
 use crate::media::mixer::g711::Law;
 use crate::media::mixer::{Codec, MixerEvent, ParticipantSpec, PinGate, PIN_ATTEMPTS};
-use crate::media::sfu::VideoLine;
+use crate::media::sfu::{SfuConfig, VideoLine};
 use crate::media::{RoomId, RoomVideoAsk, SessionId};
 
 /// What a room's dialog takes.
@@ -653,7 +653,10 @@ impl Proxy {
                 },
             })
             .collect();
-        let joined = relay.room_join(room, offer.rtcp_mux, spec, Some(offer.remote), &asks);
+        let sfu = SfuConfig {
+            egress_bps: u64::from(plan.video_mbps) * 1_000_000,
+        };
+        let joined = relay.room_join(room, offer.rtcp_mux, spec, Some(offer.remote), &asks, sfu);
         let (session, ports, video_ports) = match joined {
             Ok(j) => j,
             Err(e) => {

@@ -568,10 +568,20 @@ async fn phone_rooms(
             let Some(state) = relay.room_state(room.room_id).await else {
                 continue;
             };
+            let who: std::collections::HashMap<u64, String> = room
+                .participants
+                .iter()
+                .map(|p| (p.session, p.who.clone()))
+                .collect();
             for p in &mut room.participants {
                 if let Some(m) = state.participants.iter().find(|m| m.session.0 == p.session) {
                     p.talking = m.stats.talking;
                     p.muted = m.stats.muted || m.stats.self_muted;
+                    p.showing = m
+                        .showing
+                        .iter()
+                        .map(|s| s.and_then(|s| who.get(&s.0).cloned()))
+                        .collect();
                 }
             }
         }

@@ -67,6 +67,11 @@ const TEXT = {
     rooms_failed: 'Daftar ruang rapat tidak dapat dimuat.',
     rooms_none: 'Tidak ada ruang rapat untuk OPD Anda.',
     room_join: 'Gabung',
+    room_join_video: 'Gabung dengan video',
+    room_screen: 'Bagikan layar',
+    room_screen_stop: 'Hentikan berbagi layar',
+    room_slot_empty: 'menunggu kamera',
+    err_screen: 'Layar tidak dapat dibagikan: {why}',
     room_pin: 'PIN',
     room_people: '{n} peserta',
     room_empty: 'Belum ada peserta.',
@@ -192,6 +197,11 @@ const TEXT = {
     rooms_failed: 'The meeting rooms could not be loaded.',
     rooms_none: 'No meeting rooms for your department.',
     room_join: 'Join',
+    room_join_video: 'Join with video',
+    room_screen: 'Share screen',
+    room_screen_stop: 'Stop sharing',
+    room_slot_empty: 'waiting for a camera',
+    err_screen: 'The screen cannot be shared: {why}',
     room_pin: 'PIN',
     room_people: '{n} participants',
     room_empty: 'Nobody is in yet.',
@@ -530,6 +540,7 @@ async function pcStats(pc) {
       v.packetsReceived += s.packetsReceived || 0; v.bytesReceived += s.bytesReceived || 0;
       v.framesDecoded = add(v.framesDecoded, s.framesDecoded);
       v.framesReceived = add(v.framesReceived, s.framesReceived);
+      (v.slots = v.slots || []).push({ mid: s.mid === undefined ? null : String(s.mid), framesDecoded: s.framesDecoded || 0, packetsReceived: s.packetsReceived || 0 });
       v.frameWidth = s.frameWidth || v.frameWidth; v.frameHeight = s.frameHeight || v.frameHeight;
       v.codecRecv = codec(s.codecId) || v.codecRecv;
     } else if (s.type === 'transport') {
@@ -823,7 +834,7 @@ function showLocalVideo() {
   }
 }
 
-async function placeCall(video) {
+async function placeCall(video, opts) {
   clearError();
   if (state.demo) { showError('err_demo'); return; }
   if (!ua || state.reg !== 'registered') { showError(state.ws === 'connected' ? 'err_reg_failed' : 'err_unreachable', { code: state.regCode || '-' }); return; }
@@ -831,6 +842,7 @@ async function placeCall(video) {
   const n = normalizeNumber($('dial-input').value);
   if (n.key) { showError(n.key); return; }
   const c = newCall('outgoing', n.number, video);
+  c.slots = video && opts && opts.slots ? opts.slots : 0;
   c.peerName = directoryName(n.number);
   c.status = 'media';
   render();
@@ -847,10 +859,14 @@ async function placeCall(video) {
   c.status = 'calling';
   showLocalVideo();
   try {
+    let pc = null;
     const s = ua.call(targetUri(n.number), {
       mediaStream: localStream,
       pcConfig: PC_CONFIG,
-      eventHandlers: { peerconnection: (e) => hookPc(c, e.peerconnection) },
+      eventHandlers: {
+        peerconnection: (e) => { pc = e.peerconnection; hookPc(c, pc); },
+        connecting: () => { if (pc && c.slots) addRoomSlots(pc, c.slots); },
+      },
     });
     attachSession(s, c);
   } catch (err) {
@@ -940,6 +956,7 @@ function hookPc(c, pc) {
       a.srcObject = remote.audio;
       a.play().catch(() => {});
     } else if (tr.kind === 'video') {
+      if (c.slots) { renderGrid(); return; }
       remote.video.addTrack(tr);
       const v = $('remote-video');
       v.srcObject = remote.video;
@@ -1166,6 +1183,7 @@ async function loadRooms() {
       participants: (Array.isArray(x.participants) ? x.participants : []).map((p) => ({
         who: String(p.who || ''), opd: p.opd ? String(p.opd) : '', moderator: p.moderator === true,
         talking: p.talking === true, muted: p.muted === true,
+        showing: (Array.isArray(p.showing) ? p.showing : []).map((w) => (w ? String(w) : null)),
       })),
     }));
     roomsState = 'loaded';
@@ -1246,6 +1264,10 @@ function renderRooms() {
         $('dial-input').value = r.number;
         placeCall(false);
       }, 'btn-go'));
+      head.append(' ', button('room-join-video-' + r.number, t('room_join_video'), () => {
+        $('dial-input').value = r.number;
+        placeCall(true, { slots: ROOM_SLOTS });
+      }, 'btn-go'));
     }
     li.append(head);
     if (here === r || r.participants.length) {
@@ -1282,6 +1304,102 @@ function renderRooms() {
     }
     list.append(li);
   }
+  renderGrid();
+}
+
+/* ------------------------------------------------------------------ video rooms */
+
+// A room call with video offers this many video lines: the camera's and three more to
+// receive; the room fills them with the last talkers (its SFU) and the grid shows them.
+const ROOM_SLOTS = 4;
+
+/** Our extra receive-only video lines, added after JsSIP's own tracks (its `connecting`
+ *  event comes between its addTrack calls and the offer). */
+function addRoomSlots(pc, slots) {
+  for (let k = 1; k < slots; k++) pc.addTransceiver('video', { direction: 'recvonly' });
+}
+
+/** The video transceivers of the call's connection, in m-line order. */
+function videoTransceivers(pc) {
+  return pc.getTransceivers().filter((x) => x.receiver && x.receiver.track && x.receiver.track.kind === 'video');
+}
+
+/** The grid of a room call: one tile per video line, labelled with whom the room shows on
+ *  it, the talker's tile highlighted. */
+function renderGrid() {
+  const grid = $('room-grid');
+  const c = state.call;
+  const here = currentRoom();
+  if (!grid) return;
+  if (!c || !c.slots || !c.pcObj || !here) {
+    grid.hidden = true;
+    grid.textContent = '';
+    return;
+  }
+  const me = here.participants.find((p) => p.who === state.ext);
+  const showing = me ? me.showing : [];
+  const talking = new Set(here.participants.filter((p) => p.talking).map((p) => p.who));
+  const txs = videoTransceivers(c.pcObj);
+  grid.hidden = false;
+  txs.forEach((tx, k) => {
+    let tile = grid.querySelector('[data-slot="' + k + '"]');
+    if (!tile) {
+      tile = el('figure', 'tile');
+      tile.dataset.slot = String(k);
+      tile.setAttribute('data-testid', 'room-video-' + k);
+      const v = el('video');
+      v.autoplay = true; v.playsInline = true; v.muted = true;
+      v.srcObject = new MediaStream([tx.receiver.track]);
+      v.play().catch(() => {});
+      const cap = el('figcaption', 'tile-who');
+      cap.setAttribute('data-testid', 'room-video-who-' + k);
+      tile.append(v, cap);
+      grid.append(tile);
+    }
+    const who = showing[k] || null;
+    tile.dataset.who = who || '';
+    tile.dataset.talking = String(!!who && talking.has(who));
+    tile.classList.toggle('talking', !!who && talking.has(who));
+    tile.querySelector('figcaption').textContent = who ? (who + ' ' + (directoryName(who) || '')).trim() : t('room_slot_empty');
+  });
+  $('remote-video').hidden = true;
+  const sb = $('room-screen');
+  if (sb) {
+    sb.hidden = !c.videoOn;
+    sb.textContent = c.screen ? t('room_screen_stop') : t('room_screen');
+    sb.setAttribute('aria-pressed', String(!!c.screen));
+  }
+}
+
+/** Screen sharing: the camera's sender carries the screen instead (no re-INVITE), and the
+ *  camera again when sharing stops. */
+async function toggleScreen() {
+  const c = state.call;
+  if (!c || !c.pcObj || !c.videoOn) return;
+  const sender = c.pcObj.getSenders().find((x) => x.track && x.track.kind === 'video');
+  if (!sender) return;
+  clearError();
+  if (c.screen) {
+    const screen = c.screen;
+    c.screen = null;
+    await sender.replaceTrack(c.camera || null).catch(() => {});
+    screen.getTracks().forEach((x) => x.stop());
+    renderGrid();
+    return;
+  }
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
+  } catch (e) {
+    showError('err_screen', { why: e.message || e.name });
+    return;
+  }
+  const track = stream.getVideoTracks()[0];
+  c.camera = sender.track;
+  c.screen = stream;
+  await sender.replaceTrack(track);
+  track.addEventListener('ended', () => { if (c.screen === stream) toggleScreen(); });
+  renderGrid();
 }
 
 /* ------------------------------------------------------------------ directory */
@@ -1594,6 +1712,7 @@ function wire() {
   $('call-mute').addEventListener('click', toggleMute);
   $('call-hold').addEventListener('click', toggleHold);
   $('video-toggle').addEventListener('click', toggleVideo);
+  $('room-screen').addEventListener('click', toggleScreen);
   $('directory-search').addEventListener('input', renderDirectory);
   $('directory-refresh').addEventListener('click', loadDirectory);
   $('rooms-refresh').addEventListener('click', loadRooms);
