@@ -307,7 +307,7 @@ impl Gateway {
                     *s = Some(ssrc);
                 }
             }
-            let _ = b.leg.send_rtp(bytes, now);
+            let _ = b.leg.send_rtp_on(Some(route.stream), bytes, now);
         }
         self.drain(route.leg, table, sockets, counters, now);
     }

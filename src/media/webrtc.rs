@@ -337,8 +337,10 @@ enum Ready {
 pub struct WebRtcLeg {
     rtc: Rtc,
     streams: Vec<StreamState>,
-    /// Stream index by payload type (`NO_STREAM`: none).
+    /// Stream index by payload type (`NO_STREAM`: none); the first, where streams share one.
     by_pt: [u8; 128],
+    /// The SSRC each stream's packets came with (learnt from the mid extension).
+    rx_ssrc: Vec<Option<u32>>,
     dtls_active: bool,
     dtls: DtlsState,
     connected: bool,
@@ -424,8 +426,20 @@ impl WebRtcLeg {
                 )));
             }
             for p in &s.payloads {
-                if p.pt > 127 || by_pt[p.pt as usize] != NO_STREAM {
-                    return Err(bad(format!("payload type {} invalid or used twice", p.pt)));
+                if p.pt > 127 {
+                    return Err(bad(format!("payload type {} invalid", p.pt)));
+                }
+                if by_pt[p.pt as usize] != NO_STREAM {
+                    // BUNDLE: m-lines of one kind share payload types (a video room's
+                    // receive-only lines); packets are told apart by mid or SSRC, the
+                    // table keeps the first stream and the codec once.
+                    if s.kind != params.streams[by_pt[p.pt as usize] as usize].kind {
+                        return Err(bad(format!(
+                            "payload type {} used by an audio and a video stream",
+                            p.pt
+                        )));
+                    }
+                    continue;
                 }
                 by_pt[p.pt as usize] = i as u8;
                 let codec = Codec::from(p.codec.as_str());
@@ -508,6 +522,7 @@ impl WebRtcLeg {
 
         Ok(WebRtcLeg {
             rtc,
+            rx_ssrc: vec![None; streams.len()],
             streams,
             by_pt,
             dtls_active: params.dtls_active,
@@ -603,11 +618,25 @@ impl WebRtcLeg {
     /// type belongs to, with that stream's tx SSRC and the packet's own payload type, sequence
     /// number, timestamp, marker and CSRCs. Dropped (and counted) before the leg is connected.
     pub fn send_rtp(&mut self, plain_rtp: &[u8], now: Instant) -> Result<(), LegError> {
+        self.send_rtp_on(None, plain_rtp, now)
+    }
+
+    /// [`WebRtcLeg::send_rtp`] on stream `stream` when the caller knows it (streams that share
+    /// payload types), else on the stream of the packet's payload type.
+    pub fn send_rtp_on(
+        &mut self,
+        stream: Option<usize>,
+        plain_rtp: &[u8],
+        now: Instant,
+    ) -> Result<(), LegError> {
         let Some(rtp) = PlainRtp::parse(plain_rtp) else {
             self.stats.rtp_tx_dropped += 1;
             return Err(LegError::Rtp("not an RTP packet".into()));
         };
-        let stream = self.by_pt[rtp.pt as usize];
+        let stream = match stream {
+            Some(k) if k < self.streams.len() => k as u8,
+            _ => self.by_pt[rtp.pt as usize],
+        };
         if stream == NO_STREAM {
             self.stats.rtp_tx_dropped += 1;
             return Err(LegError::Rtp(format!(
@@ -693,6 +722,7 @@ impl WebRtcLeg {
             ssrc_tx: s.ssrc_tx.into(),
             tx_seq: None,
         });
+        self.rx_ssrc.push(None);
         self.drained = false;
         Ok(index)
     }
@@ -790,7 +820,28 @@ impl WebRtcLeg {
                 Some(Ready::Other(LegOutput::Disconnected))
             }
             Event::RtpPacket(p) => {
-                let stream = self.stream_of(*p.header.payload_type)?;
+                // The stream by mid (the browser sends it at least at first), then by the
+                // SSRC it was seen with, then by payload type.
+                let ssrc = *p.header.ssrc;
+                let by_mid = p
+                    .header
+                    .ext_vals
+                    .mid
+                    .and_then(|m| self.streams.iter().position(|s| s.mid == m));
+                let stream = match by_mid {
+                    Some(k) => {
+                        if self.rx_ssrc.get(k) != Some(&Some(ssrc)) {
+                            if let Some(slot) = self.rx_ssrc.get_mut(k) {
+                                *slot = Some(ssrc);
+                            }
+                        }
+                        k
+                    }
+                    None => match self.rx_ssrc.iter().position(|s| *s == Some(ssrc)) {
+                        Some(k) => k,
+                        None => self.stream_of(*p.header.payload_type)?,
+                    },
+                };
                 if p.payload.is_empty() {
                     return None; // padding-only (bandwidth probes): nothing for the phone
                 }

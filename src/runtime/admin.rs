@@ -139,6 +139,11 @@ async fn conf(
     let mut out = Vec::new();
     for (r, state) in rooms {
         let mut talkers = Vec::new();
+        let who: std::collections::HashMap<u64, String> = r
+            .participants
+            .iter()
+            .map(|p| (p.session, p.extension.clone()))
+            .collect();
         let participants: Vec<serde_json::Value> = r
             .participants
             .iter()
@@ -156,6 +161,13 @@ async fn conf(
                     obj.insert("muted".into(), s.muted.into());
                     obj.insert("self_muted".into(), s.self_muted.into());
                     obj.insert("waiting_for_pin".into(), s.waiting_for_pin.into());
+                    // Whom each of its video lines shows (the SFU's last-N), by line.
+                    let showing: Vec<Option<String>> = m
+                        .showing
+                        .iter()
+                        .map(|s| s.and_then(|s| who.get(&s.0).cloned()))
+                        .collect();
+                    obj.insert("showing".into(), showing.into());
                     obj.insert("level".into(), s.level.into());
                     obj.insert("packets_in".into(), s.packets_in.into());
                     obj.insert("packets_out".into(), s.packets_out.into());

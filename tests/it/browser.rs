@@ -1081,3 +1081,179 @@ fn video_phones_and_a_browser_see_each_other_in_room_8000() {
         t0.elapsed()
     );
 }
+
+/// Video slots of a page's stats with at least `frames` decoded: (mid, framesDecoded).
+fn decoding_slots(stats: &Value, frames: f64) -> Vec<(String, f64)> {
+    stats["video"]["slots"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| num(s, "framesDecoded") >= frames)
+        .map(|s| (text(s, "mid"), num(s, "framesDecoded")))
+        .collect()
+}
+
+/// Whom each participant's video lines show, from `conf show ROOM --json`.
+fn showing(switch: &Switch, room: &str) -> Vec<(String, Vec<String>)> {
+    let out = switch.cli(&["conf", "show", room, "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    v["participants"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let shows = p["showing"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect();
+            (text(p, "extension"), shows)
+        })
+        .collect()
+}
+
+/// A video room from the page: three Chromium participants join room 8000 with their
+/// cameras from the Rooms view (`room-join-video-8000`: the camera's video line and two more
+/// to receive) beside a baresip video phone. Each page decodes three streams (each of the
+/// others), and every decoded stream keeps growing; the grid labels its tiles. A fourth
+/// camera (a second baresip) joins: last-N holds (each page still shows three, none of them
+/// itself), the frames keep coming, and the phones' audio and the browsers' is one mix.
+#[test]
+fn three_browsers_and_video_phones_share_a_video_room() {
+    const THIRD: (&str, &str, &str) = ("1004", "setda", "rahasia1004");
+    let t0 = Instant::now();
+    let switch = web_media_switch(&[BROWSER, BROWSER2, THIRD, DESK, DESK2]);
+    let desk = desk_phone(&switch, DESK, true);
+    desk.command_data("dial", &format!("sip:8000@{}", switch.sip));
+    assert!(
+        Switch::eventually(Duration::from_secs(10), || desk.has_established_call()),
+        "the desk phone never got into 8000: {}",
+        desk.log_text()
+    );
+    let mut browser = BrowserAgent::start(switch.dir(), "vgrid");
+    let mut pages = Vec::new();
+    for who in [BROWSER, BROWSER2, THIRD] {
+        let page = browser.open(&switch);
+        browser.login_ok(page, who.0, who.2);
+        browser
+            .wait_for(page, "room-join-video-8000", None)
+            .expect("room 8000 with its video button");
+        browser.click(page, "room-join-video-8000");
+        if let Err(e) = browser.wait_status(page, "^Terhubung", Duration::from_secs(15)) {
+            panic!(
+                "{} never got into the video room: {e}\n{:#}\n{}",
+                who.0,
+                browser.state(page),
+                switch.log_text()
+            );
+        }
+        if let Err(e) = browser.request(
+            "waitMedia",
+            serde_json::json!({ "page": page }),
+            Duration::from_secs(18),
+        ) {
+            let (local, remote) = browser.sdp(page);
+            panic!(
+                "{e}\nlocal:\n{local}\nremote:\n{remote}\n{:#}\n{}",
+                browser.state(page),
+                switch.log_text()
+            );
+        }
+        pages.push((who.0, page));
+    }
+    // Each page decodes the three others (two browsers and the desk phone).
+    for &(ext, page) in &pages {
+        let (stats, three) = stats_until(&mut browser, page, Duration::from_secs(20), |s| {
+            decoding_slots(s, 10.0).len() >= 3
+        });
+        assert!(
+            three,
+            "{ext} decodes fewer than three streams: {:#}\nroom: {:?} {}",
+            stats["video"],
+            showing(&switch, "8000"),
+            room_video(&switch, "8000")
+        );
+    }
+    let mut video = Value::Null;
+    let all = Switch::eventually(Duration::from_secs(10), || {
+        video = room_video(&switch, "8000");
+        video["publishers"] == 4 && video["subscriptions"] == 10
+    });
+    assert!(all, "four cameras, 3 × 3 + 1 slots: {video:#}");
+    for (ext, shows) in showing(&switch, "8000") {
+        let want = if ext == DESK.0 { 1 } else { 3 };
+        assert_eq!(shows.len(), want, "{ext} shows {shows:?}");
+        assert!(!shows.contains(&ext), "{ext} is shown itself");
+    }
+    // The grid labels its tiles with whom the room shows there.
+    let (_, first) = pages[0];
+    let labelled = browser.wait_for(first, "room-video-0", Some(("data-who", DESK.0)));
+    let labelled =
+        labelled.or_else(|_| browser.wait_for(first, "room-video-1", Some(("data-who", DESK.0))));
+    let labelled =
+        labelled.or_else(|_| browser.wait_for(first, "room-video-2", Some(("data-who", DESK.0))));
+    assert!(
+        labelled.is_ok(),
+        "no tile of the first page shows the desk phone: {labelled:?}"
+    );
+    let shots = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+        .join("phone-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    browser.screenshot(first, &shots.join("phone-room-video-id.png"));
+
+    // A fourth camera joins: each page still shows three (last-N), the frames go on.
+    let before: Vec<f64> = pages
+        .iter()
+        .map(|&(_, p)| video_num(&browser.stats(p), "framesDecoded"))
+        .collect();
+    let desk2 = desk_phone(&switch, DESK2, true);
+    desk2.command_data("dial", &format!("sip:8000@{}", switch.sip));
+    assert!(
+        Switch::eventually(Duration::from_secs(10), || desk2.has_established_call()),
+        "the second desk phone never got into 8000"
+    );
+    let mut video = Value::Null;
+    let five = Switch::eventually(Duration::from_secs(10), || {
+        video = room_video(&switch, "8000");
+        video["publishers"] == 5 && video["subscriptions"] == 11
+    });
+    assert!(five, "five cameras, 3 × 3 + 2 slots: {video:#}");
+    for (ext, shows) in showing(&switch, "8000") {
+        assert!(
+            shows.len() <= 3 && !shows.contains(&ext),
+            "{ext} shows {shows:?}"
+        );
+    }
+    for (k, &(ext, page)) in pages.iter().enumerate() {
+        let (stats, grew) = stats_until(&mut browser, page, Duration::from_secs(10), |s| {
+            video_num(s, "framesDecoded") >= before[k] + 45.0 && decoding_slots(s, 10.0).len() >= 3
+        });
+        assert!(grew, "{ext}'s decoded frames stopped: {:#}", stats["video"]);
+        assert!(
+            num(&stats, "totalAudioEnergy") > 0.0,
+            "{ext} hears nothing of the room: {stats:#}"
+        );
+    }
+    for &(_, page) in &pages {
+        browser.hangup(page);
+    }
+    let (tx, rx) = {
+        desk.command_data("hangup", "");
+        baresip_totals_of(&desk, "video")
+    };
+    assert!(
+        tx >= 40 && rx >= 40,
+        "the desk phone's video: sent {tx}, received {rx}"
+    );
+    desk2.command_data("hangup", "");
+    let mut desk = desk;
+    let mut desk2 = desk2;
+    desk.stop();
+    desk2.stop();
+    let idle = Switch::eventually(Duration::from_secs(8), || live_calls(&switch).is_empty());
+    assert!(idle, "sessions left: {}", calls_json(&switch));
+    eprintln!("video room: {video}; {:?}", t0.elapsed());
+}

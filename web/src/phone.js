@@ -1309,9 +1309,9 @@ function renderRooms() {
 
 /* ------------------------------------------------------------------ video rooms */
 
-// A room call with video offers this many video lines: the camera's and three more to
+// A room call with video offers this many video lines: the camera's and two more to
 // receive; the room fills them with the last talkers (its SFU) and the grid shows them.
-const ROOM_SLOTS = 4;
+const ROOM_SLOTS = 3;
 
 /** Our extra receive-only video lines, added after JsSIP's own tracks (its `connecting`
  *  event comes between its addTrack calls and the offer). */
