@@ -69,6 +69,8 @@ struct Browser {
     phone_ssrc: Vec<Option<u32>>,
     /// Our SSRC per stream (the sender SSRC of a PLI toward the phone).
     our_ssrc: Vec<u32>,
+    /// Which streams are video (asked for a keyframe when the leg connects).
+    video: Vec<bool>,
     failed: bool,
 }
 
@@ -227,6 +229,11 @@ impl Gateway {
             table.handle_set_remote(session, stream, side, local, Some(local), now);
         }
         let our_ssrc = params.streams.iter().map(|s| s.ssrc_tx).collect();
+        let video = params
+            .streams
+            .iter()
+            .map(|s| s.kind == MediaKind::Video)
+            .collect();
         self.legs[i as usize] = Some(Browser {
             socket,
             local,
@@ -237,6 +244,7 @@ impl Gateway {
             slots,
             deadline: None,
             our_ssrc,
+            video,
             failed: false,
         });
         counters.webrtc_legs.fetch_add(1, Ordering::Relaxed);
@@ -385,22 +393,18 @@ impl Gateway {
                         self.keyframes.push(route);
                         continue;
                     }
-                    let (Some(slots), Some(Some(media))) =
-                        (b.slots.get(stream), b.phone_ssrc.get(stream).copied())
-                    else {
-                        continue;
-                    };
-                    let phone = b.side.other().index();
-                    // RTCP to the phone: its RTCP slot, or its RTP slot with rtcp-mux.
-                    let slot = slots.rtcp.map_or(slots.rtp[phone], |pair| pair[phone]);
-                    if let Some(to) = table.destination(slot) {
-                        let pli = pli(b.our_ssrc.get(stream).copied().unwrap_or(1), media);
-                        if let Some(Some(s)) = sockets.get(slot.0 as usize) {
-                            let _ = s.send_to(&pli, to);
-                        }
-                    }
+                    pli_to_phone(b, stream, table, sockets);
                 }
                 LegOutput::Connected => {
+                    // Whatever keyframe the phone sent before is lost to the browser (the
+                    // leg drops media until it is connected): ask for a fresh one on every
+                    // video stream whose phone side has sent, so the first frame is not left
+                    // to the browser's own PLI.
+                    for stream in 0..b.video.len() {
+                        if b.video[stream] {
+                            pli_to_phone(b, stream, table, sockets);
+                        }
+                    }
                     counters.dtls_connected.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(session = b.session.0, side = ?b.side, "relay: browser leg connected (ICE + DTLS)");
                 }
@@ -519,6 +523,10 @@ impl Gateway {
                 b.our_ssrc.resize(index + 1, 1);
             }
             b.our_ssrc[index] = s.ssrc_tx;
+            if b.video.len() <= index {
+                b.video.resize(index + 1, false);
+            }
+            b.video[index] = s.kind == MediaKind::Video;
         }
         Ok(())
     }
@@ -574,6 +582,23 @@ impl Gateway {
             for slot in s.rtp.iter().chain(s.rtcp.iter().flatten()) {
                 self.route(*slot, None);
             }
+        }
+    }
+}
+
+/// A PLI to the phone side of `b`'s stream `stream` (about the SSRC it last sent), on its RTCP
+/// slot, or its RTP slot with rtcp-mux. Nothing before the phone has sent on the stream.
+fn pli_to_phone(b: &Browser, stream: usize, table: &Table, sockets: &[Option<UdpSocket>]) {
+    let (Some(slots), Some(Some(media))) = (b.slots.get(stream), b.phone_ssrc.get(stream).copied())
+    else {
+        return;
+    };
+    let phone = b.side.other().index();
+    let slot = slots.rtcp.map_or(slots.rtp[phone], |pair| pair[phone]);
+    if let Some(to) = table.destination(slot) {
+        let pli = pli(b.our_ssrc.get(stream).copied().unwrap_or(1), media);
+        if let Some(Some(s)) = sockets.get(slot.0 as usize) {
+            let _ = s.send_to(&pli, to);
         }
     }
 }

@@ -28,7 +28,7 @@ use super::mixer::ParticipantId;
 use super::rtp::{pli, rtcp_asks_keyframe, RtpHeader, RTP_HEADER_LEN};
 
 /// The least time between two keyframe requests to one publisher.
-pub const KEYFRAME_INTERVAL: Duration = Duration::from_millis(500);
+pub const KEYFRAME_INTERVAL: Duration = Duration::from_millis(250);
 /// How long a slot waits for its next publisher's keyframe before switching anyway.
 pub const SWITCH_WAIT: Duration = Duration::from_millis(1500);
 /// How often publishers' rates are measured and N is checked against the budget.

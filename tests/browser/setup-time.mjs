@@ -4,6 +4,11 @@
 // page that answers at once). Prints each time and p50/p95.
 //
 //   node tests/browser/setup-time.mjs BASEURL EXT:PW NUMBER [N]
+//   node tests/browser/setup-time.mjs BASEURL EXT:PW NUMBER [N] --room-video
+//
+// With --room-video NUMBER is a conference room: the click is the Rooms view's "Gabung
+// dengan video" (camera and the grid), and the time is to the first decoded video frame
+// of another participant's camera (inbound-rtp video framesDecoded > 0) and decoded audio.
 //
 // "First decoded audio": the caller's inbound-rtp audio totalAudioEnergy > 0 (samples were
 // decoded and played out), polled every 10 ms with the page's RTCPeerConnection.getStats.
@@ -12,7 +17,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { launch, openPhone, login, tid, sleep } from './lib.mjs';
 
-const [base, cred, number, nArg] = process.argv.slice(2);
+const args = process.argv.slice(2).filter((a) => a !== '--room-video');
+const roomVideo = process.argv.includes('--room-video');
+const [base, cred, number, nArg] = args;
 if (!base || !cred || !number) {
   console.error('usage: setup-time.mjs BASEURL EXT:PW NUMBER [N]');
   process.exit(2);
@@ -21,6 +28,7 @@ const n = Number(nArg || 10);
 const [ext, pw] = [cred.slice(0, cred.indexOf(':')), cred.slice(cred.indexOf(':') + 1)];
 const dir = mkdtempSync(join(tmpdir(), 'tambun-setup.'));
 const ctx = await launch({ fakeAudio: 'tone', tmpdir: dir });
+const button = roomVideo ? `room-join-video-${number}` : 'dial-call';
 const hard = setTimeout(() => { console.error('deadline'); process.exit(1); }, 30000 + n * 15000);
 hard.unref();
 const times = [];
@@ -29,25 +37,30 @@ try {
   const r = await login(page, ext, pw);
   if (!r.ok) throw new Error(`login: ${r.error}`);
   for (let i = 0; i < n; i++) {
-    await tid(page, 'dial-input').fill(String(number));
-    const ms = await page.evaluate(async () => {
+    if (roomVideo) await tid(page, button).waitFor({ timeout: 10000 });
+    else await tid(page, 'dial-input').fill(String(number));
+    const ms = await page.evaluate(async ([testid, video]) => {
       const t0 = performance.now();
-      document.querySelector('[data-testid="dial-call"]').click();
+      document.querySelector(`[data-testid="${testid}"]`).click();
       for (;;) {
         await new Promise((res) => setTimeout(res, 10));
         const pc = window.tambunPhone.peerConnection();
         if (!pc) { if (performance.now() - t0 > 10000) return -1; continue; }
         const report = await pc.getStats();
         let energy = 0;
-        report.forEach((x) => { if (x.type === 'inbound-rtp' && x.kind === 'audio') energy = x.totalAudioEnergy || 0; });
-        if (energy > 0) return performance.now() - t0;
+        let frames = 0;
+        report.forEach((x) => {
+          if (x.type === 'inbound-rtp' && x.kind === 'audio') energy = x.totalAudioEnergy || 0;
+          if (x.type === 'inbound-rtp' && x.kind === 'video') frames += x.framesDecoded || 0;
+        });
+        if (energy > 0 && (!video || frames > 0)) return performance.now() - t0;
         if (performance.now() - t0 > 10000) return -1;
       }
-    });
+    }, [button, roomVideo]);
     times.push(ms);
-    console.log(`call ${i + 1}: ${ms < 0 ? 'no audio within 10 s' : ms.toFixed(0) + ' ms'}`);
+    console.log(`${roomVideo ? 'join' : 'call'} ${i + 1}: ${ms < 0 ? 'no media within 10 s' : ms.toFixed(0) + ' ms'}`);
     await tid(page, 'call-hangup').click().catch(() => {});
-    await sleep(700);
+    await sleep(roomVideo ? 1500 : 700);
   }
 } finally {
   await ctx.closeAll();

@@ -43,9 +43,19 @@ fn web_media_switch(extensions: &[(&str, &str, &str)]) -> Switch {
 
 /// A registered baresip desk phone for `ext`: PCMU at 20 ms from a 440 Hz tone, RTP totals
 /// printed at the hangup, auto-answer; with `video` also VP8 from baresip's `fakevideo`.
-fn desk_phone(switch: &Switch, (ext, _, password): (&str, &str, &str), video: bool) -> Baresip {
+fn desk_phone(switch: &Switch, who: (&str, &str, &str), video: bool) -> Baresip {
+    desk_phone_for(switch, who, video, 30)
+}
+
+/// [`desk_phone`] whose tone lasts `secs` (baresip hangs up when its audio file ends).
+fn desk_phone_for(
+    switch: &Switch,
+    (ext, _, password): (&str, &str, &str),
+    video: bool,
+    secs: u32,
+) -> Baresip {
     let tone = switch.dir().join(format!("tone-{ext}.wav"));
-    write_tone_wav(&tone, 30);
+    write_tone_wav(&tone, secs);
     let mut config = format!(
         "audio_player\t\talsa,null\n\
          audio_alert\t\talsa,null\n\
@@ -1256,4 +1266,44 @@ fn three_browsers_and_video_phones_share_a_video_room() {
     let idle = Switch::eventually(Duration::from_secs(8), || live_calls(&switch).is_empty());
     assert!(idle, "sessions left: {}", calls_json(&switch));
     eprintln!("video room: {video}; {:?}", t0.elapsed());
+}
+
+/// A measurement, not a check of speed (run by hand; docs/bench-conference.md has a run):
+/// the page's join of a video room, click on "Gabung dengan video" to the first decoded
+/// frame of another camera and decoded audio, 20 times, p50/p95 printed by
+/// `tests/browser/setup-time.mjs --room-video`. A baresip video phone is in room 8000.
+///
+///   cargo test --test it room_video_join_time -- --ignored --nocapture
+#[test]
+#[ignore = "a measurement; run by hand"]
+fn room_video_join_time() {
+    let switch = web_media_switch(&[BROWSER, DESK]);
+    let desk = desk_phone_for(&switch, DESK, true, 600);
+    desk.command_data("dial", &format!("sip:8000@{}", switch.sip));
+    assert!(
+        Switch::eventually(Duration::from_secs(10), || desk.has_established_call()),
+        "the desk phone never got into 8000"
+    );
+    let out = std::process::Command::new("node")
+        .arg(crate::common::browser::repo_path(
+            "tests/browser/setup-time.mjs",
+        ))
+        .arg(crate::common::browser::base_url(&switch))
+        .arg(format!("{}:{}", BROWSER.0, BROWSER.2))
+        .arg("8000")
+        .arg(std::env::var("JOINS").unwrap_or_else(|_| "20".into()))
+        .arg("--room-video")
+        .current_dir(switch.dir())
+        .output()
+        .expect("run node tests/browser/setup-time.mjs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "some joins got no media: {}\n{}",
+        switch.cli_ok(&["conf", "show", "8000", "--json"]),
+        switch.log_text()
+    );
+    let mut desk = desk;
+    desk.stop();
 }

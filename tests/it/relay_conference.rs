@@ -479,7 +479,7 @@ fn three_cameras_see_each_other_and_the_slot_follows_the_talker() {
     let elapsed = t.elapsed().as_millis() as usize;
     let plis = cams[2].seen.plis - before;
     assert!(
-        plis >= 1 && plis <= elapsed / 500 + 1,
+        plis >= 1 && plis <= elapsed / 250 + 1,
         "100 requests in {elapsed} ms became {plis} PLIs to the publisher"
     );
     for id in ids {

@@ -29,7 +29,7 @@ pub const CHROMIUM: &str = "/usr/bin/chromium";
 const AGENT_DEADLINE_SECS: u64 = 120;
 
 /// The agent script and the page's npm packages, in the repository.
-fn repo_path(rel: &str) -> PathBuf {
+pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
