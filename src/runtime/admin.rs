@@ -174,6 +174,7 @@ async fn conf(
                     obj.insert("late".into(), s.late.into());
                     obj.insert("refused".into(), s.refused.into());
                     obj.insert("digits".into(), s.digits.into());
+                    obj.insert("digits_dropped".into(), s.digits_dropped.into());
                     obj.insert("dropped_foreign".into(), m.dropped_foreign.into());
                     obj.insert("source".into(), m.source.map(|a| a.to_string()).into());
                 }

@@ -929,3 +929,86 @@ fn a_moderator_locks_and_mutes_room_8000_from_the_keypad() {
     assert_sipp_ok(&rx.recv().unwrap(), 1, "the moderator");
     last_one_leaves(&switch, &mut phone, "8000");
 }
+
+/// A participant floods the room with SIP INFO digits (`application/dtmf-relay`, 100 of
+/// them back to back, each a new transaction): every INFO is answered, the room takes at
+/// most its per-participant digit rate (the rest are counted as dropped), and the baresip
+/// participant stays in the room and keeps receiving the mix.
+#[test]
+fn a_sip_info_dtmf_flood_is_limited_and_harms_nobody() {
+    let (switch, _range) = media_switch(
+        &[
+            ("1000", "setda", "rahasia1000"),
+            ("1001", "setda", "rahasia1001"),
+        ],
+        "",
+    );
+    let mut phone = tone_phone(&switch, "1000", "rahasia1000", 500.0, 30, "PCMU", None);
+    dial_room(&switch, &phone, "1000", "8000");
+    // The PIN scenario's INVITE and ACK, then 100 INFOs (CSeq 10..109, digit 1), then its end.
+    let pin = std::fs::read_to_string(sipp_scenario("room-pin.xml")).expect("room-pin.xml");
+    let info_at = pin
+        .find("  <send retrans=\"500\">\n    <![CDATA[\n\n      INFO")
+        .expect("INFO");
+    let end_at = pin.find("  <pause/>").expect("pause");
+    let block = &pin[info_at..pin[info_at..].find("<recv response=\"200\"/>").unwrap() + info_at]
+        .replace("CSeq: 10 INFO", "CSeq: CSEQ INFO")
+        .replace("Signal=[field2]", "Signal=1");
+    let mut flood = pin[..info_at].to_owned();
+    for k in 0..100 {
+        flood.push_str(&block.replace("CSEQ", &(10 + k).to_string()));
+        flood.push_str("<recv response=\"200\"/>\n");
+    }
+    flood.push_str(&pin[end_at..]);
+    let scenario = switch.dir().join("room-info-flood.xml");
+    std::fs::write(&scenario, flood).unwrap();
+    let before = conf_show(&switch, "8000");
+    let out_of = |room: &serde_json::Value, ext: &str, key: &str| {
+        room["participants"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["extension"] == ext)
+            .and_then(|p| p[key].as_u64())
+            .unwrap_or(0)
+    };
+    let sent_before = out_of(&before, "1000", "packets_out");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut during = serde_json::Value::Null;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let run = sipp_call(
+                &switch,
+                "flood",
+                "1001",
+                "rahasia1001",
+                "8000",
+                &scenario,
+                &["-d", "2000"],
+            );
+            tx.send(run).unwrap();
+        });
+        let seen = Switch::eventually(Duration::from_secs(10), || {
+            during = conf_show(&switch, "8000");
+            out_of(&during, "1001", "digits_dropped") > 0
+        });
+        assert!(seen, "the flood's digits are not limited: {during:#}");
+    });
+    assert_sipp_ok(
+        &rx.recv().unwrap(),
+        1,
+        "every INFO of the flood answered 200",
+    );
+    let digits = out_of(&during, "1001", "digits");
+    let dropped = out_of(&during, "1001", "digits_dropped");
+    assert!(
+        digits <= 40 && dropped >= 50,
+        "the room took {digits} digits and dropped {dropped}: {during:#}"
+    );
+    assert!(phone.has_established_call(), "the baresip participant left");
+    let later = Switch::eventually(Duration::from_secs(3), || {
+        out_of(&conf_show(&switch, "8000"), "1000", "packets_out") > sent_before + 100
+    });
+    assert!(later, "the mix stopped reaching the baresip participant");
+    last_one_leaves(&switch, &mut phone, "8000");
+}
