@@ -54,7 +54,10 @@ fn room(cams: usize, slots: usize) -> (Sfu, Vec<Vec<u8>>, Instant) {
         sfu.add(ParticipantId(k as u32), &lines, k as u32, true, now);
     }
     for k in 0..cams {
-        sfu.spoke(ParticipantId(k as u32), now + Duration::from_millis(k as u64));
+        sfu.spoke(
+            ParticipantId(k as u32),
+            now + Duration::from_millis(k as u64),
+        );
         sfu.handle_rtp(ParticipantId(k as u32), 0, &packet(k, 1, true), now);
     }
     while sfu.poll_transmit().is_some() {}
@@ -156,7 +159,9 @@ fn rate(mut f: impl FnMut(u32) -> usize, rounds: u32) -> f64 {
 }
 
 fn summary() {
-    println!("\nsfu: video packets out per core-second (1,100-byte VP8; best of 5 runs of 2,000 rounds)");
+    println!(
+        "\nsfu: video packets out per core-second (1,100-byte VP8; best of 5 runs of 2,000 rounds)"
+    );
     println!(
         "{:>8} {:>6} {:>12} {:>16} {:>16} {:>7}",
         "cameras", "slots", "out/round", "tambun pkt/s", "fan-out pkt/s", "ratio"
