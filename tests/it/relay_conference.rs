@@ -482,6 +482,50 @@ fn three_cameras_see_each_other_and_the_slot_follows_the_talker() {
         plis >= 1 && plis <= elapsed / 250 + 1,
         "100 requests in {elapsed} ms became {plis} PLIs to the publisher"
     );
+    // Hostile video: a stranger's packets at camera 1's video port, and garbage and
+    // packets of another payload type from camera 1 itself, reach nobody.
+    let stranger = UdpSocket::bind("127.0.0.2:0").unwrap();
+    let forwarded = relay.room_stats(room).unwrap().unwrap().video.forwarded;
+    for n in 0..50u32 {
+        stranger
+            .send_to(&vp8(n as u16, n, 0xbad, true), cams[1].video_to)
+            .unwrap();
+        cams[1]
+            .video
+            .send_to(&[0x80, 96, 1], cams[1].video_to)
+            .unwrap();
+        let mut other = vp8(n as u16, n, 0xc1, true);
+        other[1] = 100;
+        cams[1].video.send_to(&other, cams[1].video_to).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let state = relay.room_stats(room).unwrap().unwrap();
+    assert_eq!(
+        state.video.forwarded, forwarded,
+        "hostile video was forwarded: {:?}",
+        state.video
+    );
+    assert!(state.video.dropped >= 100, "{:?}", state.video);
+    let one = state
+        .participants
+        .iter()
+        .find(|p| p.session == ids[1])
+        .unwrap();
+    assert!(one.dropped_foreign >= 50, "{one:#?}");
+    for c in cams.iter_mut() {
+        c.seen = Seen::default();
+        drain_video(&c.video, c.video_to, &mut c.seen);
+        assert!(
+            c.seen.rtp.iter().all(|(_, _, b)| b.len() == 402),
+            "a hostile packet reached a camera"
+        );
+    }
+    // The room still forwards the cameras.
+    run(&mut cams, 90, Some(2));
+    assert!(
+        cams[0].seen.rtp.len() >= 20,
+        "video stopped after the attack"
+    );
     for id in ids {
         let stats = relay.room_leave(room, id).unwrap();
         assert_eq!(stats.len(), 4, "audio and video, both ways: {stats:?}");
