@@ -393,14 +393,9 @@ impl Conferences {
         let Some(Some(m)) = self.members.get_mut(i as usize) else {
             return;
         };
-        let n = match batch.receive(m.socket.as_raw_fd()) {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::debug!("relay: recvmmsg on a participant's socket: {e}");
-                return;
-            }
+        let Some(n) = receive(batch, m.socket.as_raw_fd(), counters) else {
+            return;
         };
-        counters.received.fetch_add(n as u64, Ordering::Relaxed);
         let Some(r) = self.rooms.get_mut(&m.room) else {
             return;
         };
@@ -408,12 +403,7 @@ impl Conferences {
         for k in 0..n {
             let (src, bytes) = batch.packet(k);
             let Some(src) = src else { continue };
-            let accepted = match (m.latched, m.remote) {
-                (Some(l), _) => l == src,
-                (None, Some(r)) => r.ip() == src.ip(),
-                (None, None) => true,
-            };
-            if !accepted {
+            if !accepts(m.latched, m.remote, src) {
                 foreign += 1;
                 continue;
             }
@@ -428,11 +418,7 @@ impl Conferences {
             let _ = r.mixer.handle_rtp(m.participant, bytes, now);
         }
         m.foreign += foreign;
-        if foreign > 0 {
-            counters
-                .dropped_foreign
-                .fetch_add(foreign, Ordering::Relaxed);
-        }
+        count_foreign(counters, foreign);
         let room = m.room;
         drain_events(room, r, &self.members, &mut self.events, now);
         send_video(r, &mut self.members, counters);
@@ -461,14 +447,9 @@ impl Conferences {
             (None, true) => return,
             (_, false) => v.socket.as_raw_fd(),
         };
-        let n = match batch.receive(fd) {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::debug!("relay: recvmmsg on a participant's video socket: {e}");
-                return;
-            }
+        let Some(n) = receive(batch, fd, counters) else {
+            return;
         };
-        counters.received.fetch_add(n as u64, Ordering::Relaxed);
         let Some(r) = self.rooms.get_mut(&m.room) else {
             return;
         };
@@ -481,12 +462,7 @@ impl Conferences {
             } else {
                 v.latched
             };
-            let accepted = match (latch, v.remote) {
-                (Some(l), _) => l == src,
-                (None, Some(r)) => r.ip() == src.ip(),
-                (None, None) => true,
-            };
-            if !accepted {
+            if !accepts(latch, v.remote, src) {
                 foreign += 1;
                 continue;
             }
@@ -506,11 +482,7 @@ impl Conferences {
             r.sfu.handle_rtp(m.participant, line as u8, bytes, now);
         }
         m.foreign += foreign;
-        if foreign > 0 {
-            counters
-                .dropped_foreign
-                .fetch_add(foreign, Ordering::Relaxed);
-        }
+        count_foreign(counters, foreign);
         send_video(r, &mut self.members, counters);
     }
 
@@ -616,6 +588,38 @@ fn drain_events(
         if let Some(s) = session {
             out.push((room, s, e));
         }
+    }
+}
+
+/// One `recvmmsg` on a participant's socket, counted; `None` on an error (logged).
+fn receive(batch: &mut Batch, fd: std::os::fd::RawFd, counters: &ShardCounters) -> Option<usize> {
+    match batch.receive(fd) {
+        Ok(n) => {
+            counters.received.fetch_add(n as u64, Ordering::Relaxed);
+            Some(n)
+        }
+        Err(e) => {
+            tracing::debug!("relay: recvmmsg on a participant's socket: {e}");
+            None
+        }
+    }
+}
+
+/// Whether a packet from `src` is the participant's: its latched source once there is one,
+/// before that any port of the IP its SDP announced (any source when it announced none).
+fn accepts(latched: Option<SocketAddr>, remote: Option<SocketAddr>, src: SocketAddr) -> bool {
+    match (latched, remote) {
+        (Some(l), _) => l == src,
+        (None, Some(r)) => r.ip() == src.ip(),
+        (None, None) => true,
+    }
+}
+
+fn count_foreign(counters: &ShardCounters, foreign: u64) {
+    if foreign > 0 {
+        counters
+            .dropped_foreign
+            .fetch_add(foreign, Ordering::Relaxed);
     }
 }
 

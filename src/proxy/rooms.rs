@@ -1186,6 +1186,21 @@ impl Proxy {
 mod tests {
     use super::*;
 
+    /// Our answer to `o` on 127.0.0.9:40000, with `video` lines.
+    fn answer_for(o: &Offer, video: Vec<AnsweredVideo>) -> Answer {
+        Answer {
+            local: "127.0.0.9:40000".parse().unwrap(),
+            rtcp_mux: false,
+            law: o.law,
+            pt: o.pt,
+            dtmf_pt: o.dtmf_pt,
+            audio: o.audio,
+            lines: o.lines.clone(),
+            video,
+            version: 1,
+        }
+    }
+
     #[test]
     fn offers_choose_the_first_g711_and_telephone_events() {
         let body = "v=0\r\no=- 1 1 IN IP4 10.0.0.5\r\ns=-\r\nc=IN IP4 10.0.0.5\r\nt=0 0\r\n\
@@ -1196,17 +1211,7 @@ m=video 4002 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n";
         assert_eq!(o.remote, "10.0.0.5:4000".parse().unwrap());
         assert_eq!(o.audio, 0);
         assert_eq!(o.lines.len(), 2);
-        let a = Answer {
-            local: "127.0.0.9:40000".parse().unwrap(),
-            rtcp_mux: false,
-            law: o.law,
-            pt: o.pt,
-            dtmf_pt: o.dtmf_pt,
-            audio: o.audio,
-            lines: o.lines.clone(),
-            video: Vec::new(),
-            version: 1,
-        };
+        let a = answer_for(&o, Vec::new());
         let text = a.body("Rapat", None);
         assert!(
             text.contains("m=audio 40000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\n"),
@@ -1248,29 +1253,20 @@ m=video 0 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n";
             vec![(1, 96, true, true, true), (2, 100, false, true, false)]
         );
         assert_eq!(o.video[1].remote, "10.0.0.5:4004".parse().unwrap());
-        let a = Answer {
-            local: "127.0.0.9:40000".parse().unwrap(),
-            rtcp_mux: false,
-            law: o.law,
-            pt: o.pt,
-            dtmf_pt: o.dtmf_pt,
-            audio: o.audio,
-            lines: o.lines.clone(),
-            video: o
-                .video
-                .iter()
-                .enumerate()
-                .map(|(k, v)| AnsweredVideo {
-                    index: v.index,
-                    local: SocketAddr::from(([127, 0, 0, 9], 40002 + 2 * k as u16)),
-                    rtcp_mux: v.rtcp_mux,
-                    pt: v.pt,
-                    publish: v.publish,
-                    receive: v.receive,
-                })
-                .collect(),
-            version: 1,
-        };
+        let video = o
+            .video
+            .iter()
+            .enumerate()
+            .map(|(k, v)| AnsweredVideo {
+                index: v.index,
+                local: SocketAddr::from(([127, 0, 0, 9], 40002 + 2 * k as u16)),
+                rtcp_mux: v.rtcp_mux,
+                pt: v.pt,
+                publish: v.publish,
+                receive: v.receive,
+            })
+            .collect();
+        let a = answer_for(&o, video);
         let text = a.body("Rapat", None);
         let sections: Vec<&str> = text.split("m=").skip(1).collect();
         assert_eq!(sections.len(), 5, "{text}");
