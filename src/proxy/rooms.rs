@@ -258,7 +258,7 @@ struct Offer {
     audio: usize,
     remote: SocketAddr,
     rtcp_mux: bool,
-    law: Law,
+    codec: Codec,
     pt: u8,
     dtmf_pt: Option<u8>,
     /// Every m-line: (media, first format), for the answer (others are refused, port 0).
@@ -298,7 +298,7 @@ struct AnsweredVideo {
 struct Answer {
     local: SocketAddr,
     rtcp_mux: bool,
-    law: Law,
+    codec: Codec,
     pt: u8,
     dtmf_pt: Option<u8>,
     audio: usize,
@@ -360,26 +360,32 @@ fn read_offer(body: &str) -> Option<Offer> {
             .or(match pt {
                 0 => Some("pcmu/8000".into()),
                 8 => Some("pcma/8000".into()),
+                9 => Some("g722/8000".into()),
                 _ => None,
             })
     };
+    // G.711 when offered at all (the mix is 8 kHz, and G.711 costs least), else G.722.
     let mut chosen = None;
+    let mut wide = None;
     let mut dtmf_pt = None;
     for f in formats {
         let Ok(pt) = f.parse::<u8>() else { continue };
         let Some(c) = codec(pt) else { continue };
         if chosen.is_none() {
             if c.starts_with("pcmu/8000") {
-                chosen = Some((Law::Mu, pt));
+                chosen = Some((Codec::G711(Law::Mu), pt));
             } else if c.starts_with("pcma/8000") {
-                chosen = Some((Law::A, pt));
+                chosen = Some((Codec::G711(Law::A), pt));
             }
+        }
+        if c.starts_with("g722/8000") && wide.is_none() {
+            wide = Some((Codec::G722, pt));
         }
         if c.starts_with("telephone-event/8000") && dtmf_pt.is_none() {
             dtmf_pt = Some(pt);
         }
     }
-    let (law, pt) = chosen?;
+    let (codec, pt) = chosen.or(wide)?;
     // Video: every VP8 line with a port and an address, up to the limit; the first one
     // carries the participant's camera (if its direction lets it send).
     let mut video = Vec::new();
@@ -418,7 +424,7 @@ fn read_offer(body: &str) -> Option<Offer> {
         audio,
         remote: SocketAddr::new(stream.address?, stream.port),
         rtcp_mux: stream.rtcp_mux,
-        law,
+        codec,
         pt,
         dtmf_pt,
         lines,
@@ -463,9 +469,10 @@ impl Answer {
                 s.push_str(&format!("m={media} 0 RTP/AVP {first}\r\n"));
                 continue;
             }
-            let (codec, _) = match self.law {
-                Law::Mu => ("PCMU/8000", 0),
-                Law::A => ("PCMA/8000", 8),
+            let codec = match self.codec {
+                Codec::G711(Law::Mu) => "PCMU/8000",
+                Codec::G711(Law::A) => "PCMA/8000",
+                Codec::G722 => "G722/8000",
             };
             let mut fmts = self.pt.to_string();
             if let Some(d) = self.dtmf_pt {
@@ -611,7 +618,7 @@ impl Proxy {
                 let _ = self.media_close(&call_id);
             }
             self.rooms.counts.refused_codec += 1;
-            let w = warn("the room needs an SDP offer with PCMU or PCMA");
+            let w = warn("the room needs an SDP offer with PCMU, PCMA or G722");
             self.respond_final_full(cx, id, 488, None, &w, now);
             return;
         };
@@ -625,7 +632,7 @@ impl Proxy {
             return;
         };
         let spec = ParticipantSpec {
-            codec: Codec::G711(offer.law),
+            codec: offer.codec,
             pt: offer.pt,
             dtmf_pt: offer.dtmf_pt,
             ssrc: relay.ssrc(),
@@ -676,7 +683,7 @@ impl Proxy {
         let answer = Answer {
             local: ports.rtp,
             rtcp_mux: offer.rtcp_mux,
-            law: offer.law,
+            codec: offer.codec,
             pt: offer.pt,
             dtmf_pt: offer.dtmf_pt,
             audio: offer.audio,
@@ -1191,7 +1198,7 @@ mod tests {
         Answer {
             local: "127.0.0.9:40000".parse().unwrap(),
             rtcp_mux: false,
-            law: o.law,
+            codec: o.codec,
             pt: o.pt,
             dtmf_pt: o.dtmf_pt,
             audio: o.audio,
@@ -1207,7 +1214,10 @@ mod tests {
 m=audio 4000 RTP/AVP 9 8 0 101\r\na=rtpmap:9 G722/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
 m=video 4002 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n";
         let o = read_offer(body).unwrap();
-        assert_eq!((o.law, o.pt, o.dtmf_pt), (Law::A, 8, Some(101)));
+        assert_eq!(
+            (o.codec, o.pt, o.dtmf_pt),
+            (Codec::G711(Law::A), 8, Some(101))
+        );
         assert_eq!(o.remote, "10.0.0.5:4000".parse().unwrap());
         assert_eq!(o.audio, 0);
         assert_eq!(o.lines.len(), 2);
@@ -1227,7 +1237,13 @@ m=video 4002 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n";
             1
         );
         // No G.711 at all: no offer the room can take.
-        assert!(read_offer("v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/AVP 9\r\n").is_none());
+        assert!(read_offer("v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/AVP 18\r\n").is_none());
+        // G.722 alone is taken (static payload type 9, no rtpmap needed).
+        let wide = read_offer("v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/AVP 9 101\r\n").unwrap();
+        assert_eq!((wide.codec, wide.pt), (Codec::G722, 9));
+        assert!(answer_for(&wide, Vec::new())
+            .body("Rapat", None)
+            .contains("m=audio 40000 RTP/AVP 9\r\na=rtpmap:9 G722/8000\r\n"));
         // Garbage does not panic.
         assert!(read_offer("m=audio x y\r\n").is_none());
     }

@@ -27,7 +27,12 @@ const SIPP: (&str, &str, &str, f64) = ("1001", "setda", "rahasia1001", 1300.0);
 
 /// A 16-bit mono 8 kHz WAV of a tone at `hz` lasting `secs`.
 fn tone_wav(path: &Path, hz: f64, secs: u32) {
-    let samples = 8000 * secs;
+    tone_wav_at(path, hz, secs, 8000);
+}
+
+/// [`tone_wav`] at `rate` samples per second (baresip's aufile wants its codec's rate).
+fn tone_wav_at(path: &Path, hz: f64, secs: u32, rate: u32) {
+    let samples = rate * secs;
     let mut w = Vec::new();
     w.extend_from_slice(b"RIFF");
     w.extend_from_slice(&(36 + samples * 2).to_le_bytes());
@@ -36,7 +41,7 @@ fn tone_wav(path: &Path, hz: f64, secs: u32) {
     for v in [1u16, 1] {
         w.extend_from_slice(&v.to_le_bytes());
     }
-    for v in [8000u32, 16000] {
+    for v in [rate, 2 * rate] {
         w.extend_from_slice(&v.to_le_bytes());
     }
     for v in [2u16, 16] {
@@ -45,7 +50,8 @@ fn tone_wav(path: &Path, hz: f64, secs: u32) {
     w.extend_from_slice(b"data");
     w.extend_from_slice(&(samples * 2).to_le_bytes());
     for i in 0..samples {
-        let v = (6000.0 * (std::f64::consts::TAU * hz * f64::from(i) / 8000.0).sin()) as i16;
+        let t = f64::from(i) / f64::from(rate);
+        let v = (6000.0 * (std::f64::consts::TAU * hz * t).sin()) as i16;
         w.extend_from_slice(&v.to_le_bytes());
     }
     std::fs::write(path, w).expect("write tone WAV");
@@ -1011,4 +1017,77 @@ fn a_sip_info_dtmf_flood_is_limited_and_harms_nobody() {
     });
     assert!(later, "the mix stopped reaching the baresip participant");
     last_one_leaves(&switch, &mut phone, "8000");
+}
+
+/// A G.722 desk phone (baresip offering only G722) and a G.711 one in room 8000: the room
+/// answers each in its codec (G.722 decoded to its lower band and mixed at 8 kHz), each
+/// hears the other's tone and not its own (Goertzel on baresip's decoded dumps).
+#[test]
+fn a_g722_phone_and_a_g711_phone_hear_each_other_in_room_8000() {
+    let (switch, _range) = media_switch(
+        &[
+            ("1000", "setda", "rahasia1000"),
+            ("2300", "dinkes", "rahasia2300"),
+        ],
+        "",
+    );
+    let mut phones = Vec::new();
+    for (ext, password, hz, codec, rate) in [
+        ("1000", "rahasia1000", 500.0, "PCMU", 8000),
+        // baresip names it by its sampling rate
+        ("2300", "rahasia2300", 1100.0, "G722/16000/1", 16000),
+    ] {
+        let tone = switch.dir().join(format!("tone-{ext}.wav"));
+        tone_wav_at(&tone, hz, 30, rate);
+        let dumps = switch.dir().join(format!("dump-{ext}"));
+        std::fs::create_dir_all(&dumps).unwrap();
+        let audio = tone_audio(&tone, Some(&dumps)) + "module\t\t\tg722.so\n";
+        let acc = account(
+            &switch,
+            ext,
+            password,
+            &format!(";audio_codecs={codec};ptime=20"),
+        );
+        let phone = Baresip::start_registered(switch.dir(), ext, &acc, Some(&audio));
+        dial_room(&switch, &phone, ext, "8000");
+        phones.push((ext, hz, codec, dumps, phone));
+    }
+    let both = Switch::eventually(Duration::from_secs(6), || {
+        let room = conf_show(&switch, "8000");
+        room["talkers"].as_array().map_or(0, Vec::len) == 2
+    });
+    assert!(both, "both phones talk: {:#}", conf_show(&switch, "8000"));
+    std::thread::sleep(Duration::from_secs(3));
+    for (_, _, _, _, phone) in &phones {
+        phone.command_data("hangup", "");
+    }
+    for (ext, hz, codec, dumps, phone) in &mut phones {
+        let (samples, rate) = newest_dump(dumps);
+        assert!(
+            samples.len() as f64 > 2.5 * rate,
+            "{ext} ({codec}) heard {} samples at {rate} Hz:\n{}",
+            samples.len(),
+            phone.log_text()
+        );
+        let tail = &samples[samples.len() - (2.0 * rate) as usize..];
+        let other = if *hz == 500.0 { 1100.0 } else { 500.0 };
+        let (mine, theirs) = (goertzel(tail, *hz, rate), goertzel(tail, other, rate));
+        eprintln!("{ext} ({codec}, dump at {rate} Hz): own {mine:.0}, other {theirs:.0}");
+        let name = codec.split('/').next().unwrap_or_default();
+        assert!(
+            phone
+                .log_text()
+                .contains(&format!("Set audio encoder: {name}")),
+            "{ext} does not speak {codec}:\n{}",
+            phone.log_text()
+        );
+        assert!(
+            theirs > 5e4,
+            "{ext} ({codec}) does not hear the other: {theirs}"
+        );
+        assert!(mine < 2e3, "{ext} ({codec}) hears itself: {mine}");
+        phone.stop();
+    }
+    let idle = wait_relay_idle(&switch, Duration::from_secs(5));
+    assert_eq!(idle, (0, 0), "the relay still holds ports or sessions");
 }

@@ -8,13 +8,16 @@
 //! its loudness (a table lookup per coded byte, no decoding) drives talker detection; only
 //! talkers (the `max_mixed` loudest, not muted) are decoded and summed. Each talker gets the
 //! sum minus itself, encoded for its codec; everyone else gets one shared encoding of the sum
-//! per codec (cost grows with talkers, not listeners). An empty room has no tick. Join and
+//! per G.711 law (cost grows with talkers, not listeners). G.722 participants are the
+//! exception ([`g722`]): ADPCM has state, so each is decoded and encoded every frame. An empty room has no tick. Join and
 //! leave tones are mixed in for everyone; DTMF (RFC 4733, or digits from SIP INFO through
 //! [`Mixer::handle_digit`]) comes out as events, and `*6` toggles the sender's self-mute.
 //!
-//! Codecs: G.711 μ-law and A-law ([`g711`]). G.722 and Opus (browsers) are not built yet.
+//! Codecs: G.711 μ-law and A-law ([`g711`]), G.722 ([`g722`], mixed at 8 kHz). Opus
+//! (browsers) is not built yet.
 
 pub mod g711;
+pub mod g722;
 pub mod jitter;
 
 use std::collections::VecDeque;
@@ -45,6 +48,8 @@ pub struct ParticipantId(pub u32);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Codec {
     G711(Law),
+    /// RFC 3551 payload type 9 (or a dynamic one), mixed at 8 kHz.
+    G722,
 }
 
 /// How a participant's RTP looks.
@@ -178,6 +183,8 @@ pub struct ParticipantStats {
 struct Participant {
     spec: ParticipantSpec,
     law: Law,
+    /// G.722's decoder and encoder (`law` is then unused).
+    g722: Option<Box<g722::G722>>,
     playout: Playout,
     /// Its current frame, coded, and decoded when it is mixed.
     frame: [u8; FRAME_SAMPLES],
@@ -257,7 +264,10 @@ impl Mixer {
     /// A participant joins: it is heard from its first packets on and hears the room from
     /// the next tick. The first one starts the room's clock.
     pub fn add(&mut self, spec: ParticipantSpec, now: Instant) -> ParticipantId {
-        let Codec::G711(law) = spec.codec;
+        let (law, g722, fill) = match spec.codec {
+            Codec::G711(law) => (law, None, law.silence()),
+            Codec::G722 => (Law::Mu, Some(Box::default()), g722::MISSING),
+        };
         let pin = spec.pin.clone().map(|gate| PinEntry {
             gate,
             entered: String::new(),
@@ -267,8 +277,9 @@ impl Mixer {
         let p = Participant {
             pin,
             law,
-            playout: Playout::new(self.config.playout_delay, law.silence()),
-            frame: [law.silence(); FRAME_SAMPLES],
+            g722,
+            playout: Playout::new(self.config.playout_delay, fill),
+            frame: [fill; FRAME_SAMPLES],
             pcm: [0; FRAME_SAMPLES],
             loud: 0,
             quiet: 0,
@@ -529,7 +540,14 @@ impl Mixer {
         for (i, slot) in self.participants.iter_mut().enumerate() {
             let Some(p) = slot else { continue };
             p.playout.pop(&mut p.frame);
-            let sum: u32 = p.frame.iter().map(|b| p.law.magnitude(*b) as u32).sum();
+            let sum: u32 = match p.g722.as_mut() {
+                // Decoded every frame (its state), so its loudness is the samples'.
+                Some(g) => {
+                    g.decode(&p.frame, &mut p.pcm);
+                    p.pcm.iter().map(|s| s.unsigned_abs() as u32).sum()
+                }
+                None => p.frame.iter().map(|b| p.law.magnitude(*b) as u32).sum(),
+            };
             let level = (sum / FRAME_SAMPLES as u32) as u16;
             p.stats.level = level;
             let was = p.stats.talking;
@@ -572,7 +590,9 @@ impl Mixer {
                 continue;
             };
             p.mixed = true;
-            p.law.decode_frame(&p.frame, &mut p.pcm);
+            if p.g722.is_none() {
+                p.law.decode_frame(&p.frame, &mut p.pcm);
+            }
             for (m, s) in self.mix.iter_mut().zip(&p.pcm) {
                 *m += *s as i32;
             }
@@ -588,7 +608,20 @@ impl Mixer {
         for (i, slot) in self.participants.iter_mut().enumerate() {
             let Some(p) = slot else { continue };
             let k = law_index(p.law);
-            let payload: &[u8; FRAME_SAMPLES] = if p.pin.is_some() {
+            let payload: &[u8; FRAME_SAMPLES] = if let Some(g) = p.g722.as_mut() {
+                // Its own encoder, every frame (silence too: the encoder's state goes on).
+                if p.pin.is_some() || (silent && !p.mixed) {
+                    self.scratch = [0; FRAME_SAMPLES];
+                } else if p.mixed {
+                    for ((o, m), s) in self.scratch.iter_mut().zip(&self.mix).zip(&p.pcm) {
+                        *o = *m - *s as i32;
+                    }
+                } else {
+                    self.scratch = self.mix;
+                }
+                g.encode(&self.scratch, &mut p.frame);
+                &p.frame
+            } else if p.pin.is_some() {
                 // Not in the room yet: it hears nothing of it.
                 &SILENCE[k]
             } else if p.mixed {

@@ -402,3 +402,78 @@ fn a_pin_room_admits_after_the_pin_and_the_moderator_pin_makes_a_moderator() {
         ]
     );
 }
+
+/// G.722 packets of a tone at `hz`, frame by frame, from one encoder (its state goes on).
+fn g722_tones(hz: f32, frames: u32) -> Vec<Vec<u8>> {
+    let mut enc = g722::G722::default();
+    (0..frames)
+        .map(|n| {
+            let mut pcm = [0i32; FRAME_SAMPLES];
+            for (i, s) in pcm.iter_mut().enumerate() {
+                let t = (n * 160 + i as u32) as f32 / 8000.0;
+                *s = ((std::f32::consts::TAU * hz * t).sin() * 5000.0) as i32;
+            }
+            let mut coded = [0u8; FRAME_SAMPLES];
+            enc.encode(&pcm, &mut coded);
+            let mut p = vec![0x80, 9];
+            p.extend_from_slice(&(n as u16).to_be_bytes());
+            p.extend_from_slice(&(n * 160).to_be_bytes());
+            p.extend_from_slice(&0x2222u32.to_be_bytes());
+            p.extend_from_slice(&coded);
+            p
+        })
+        .collect()
+}
+
+#[test]
+fn a_g722_phone_and_g711_phones_hear_each_other() {
+    let mut m = Mixer::new(quiet());
+    let mut now = Instant::now();
+    let wide = m.add(
+        ParticipantSpec {
+            codec: Codec::G722,
+            pt: 9,
+            dtmf_pt: Some(101),
+            ssrc: 7,
+            pin: None,
+        },
+        now,
+    );
+    let mu = m.add(spec(Law::Mu, 8), now);
+    let a = m.add(spec(Law::A, 9), now);
+    let g722 = g722_tones(FREQS[0], 100);
+    // Decoding what the G.722 participant receives needs a decoder that followed the stream.
+    let mut dec = g722::G722::default();
+    let (mut to_wide, mut to_mu, mut to_a) = (Vec::new(), Vec::new(), Vec::new());
+    for n in 0..100u32 {
+        m.handle_rtp(wide, &g722[n as usize], now).unwrap();
+        m.handle_rtp(mu, &tone_packet(Law::Mu, 0, n, FREQS[1], 4000.0), now)
+            .unwrap();
+        m.handle_rtp(a, &tone_packet(Law::A, 8, n, FREQS[2], 4000.0), now)
+            .unwrap();
+        now += FRAME;
+        m.handle_timeout(now);
+        while let Some((to, bytes)) = m.poll_transmit() {
+            let payload: &[u8; FRAME_SAMPLES] = bytes[12..].try_into().unwrap();
+            if to == wide {
+                assert_eq!(bytes[1] & 0x7f, 9);
+                let mut pcm = [0i16; FRAME_SAMPLES];
+                dec.decode(payload, &mut pcm);
+                to_wide.extend_from_slice(&pcm);
+            } else if to == mu {
+                to_mu.extend(payload.iter().map(|b| Law::Mu.decode(*b)));
+            } else {
+                to_a.extend(payload.iter().map(|b| Law::A.decode(*b)));
+            }
+        }
+    }
+    let tail = |v: &Vec<i16>| v[v.len() - 4000..].to_vec();
+    let (w, u, al) = (tail(&to_wide), tail(&to_mu), tail(&to_a));
+    assert!(m.participants().all(|(_, s)| s.talking), "all three talk");
+    // The G.722 phone hears the two G.711 tones and not its own.
+    assert!(goertzel(&w, FREQS[1]) > 1e5 && goertzel(&w, FREQS[2]) > 1e5);
+    assert!(goertzel(&w, FREQS[0]) < 1e4, "{}", goertzel(&w, FREQS[0]));
+    // The G.711 phones hear the G.722 one.
+    assert!(goertzel(&u, FREQS[0]) > 1e5 && goertzel(&al, FREQS[0]) > 1e5);
+    assert!(goertzel(&u, FREQS[1]) < 1e4);
+}
