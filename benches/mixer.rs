@@ -17,7 +17,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, Criterion};
 use tambun::media::mixer::g711::Law;
-use tambun::media::mixer::{Codec, Mixer, MixerConfig, ParticipantId, ParticipantSpec, FRAME};
+use tambun::media::mixer::g722::G722;
+use tambun::media::mixer::{
+    Codec, Mixer, MixerConfig, ParticipantId, ParticipantSpec, FRAME, FRAME_SAMPLES,
+};
 
 /// (participants, talkers) of the rooms measured.
 const ROOMS: [(usize, usize); 3] = [(10, 3), (50, 4), (200, 5)];
@@ -45,6 +48,36 @@ fn frame(k: usize, n: u32, talker: bool) -> Vec<u8> {
 /// A room of `n` participants with `talkers` talking, warmed up (playout and talker
 /// detection settled), and the next frame index.
 fn room(n: usize, talkers: usize) -> (Mixer, Vec<ParticipantId>, Vec<Vec<Vec<u8>>>, Instant) {
+    room_of(n, talkers, false)
+}
+
+/// The same frames as [`frame`], coded as G.722 (payload type 9) by one encoder per
+/// participant.
+fn g722_frames(k: usize, talker: bool) -> Vec<Vec<u8>> {
+    let mut enc = G722::default();
+    (0..50u32)
+        .map(|n| {
+            let mu = frame(k, n, talker);
+            let mut pcm = [0i32; FRAME_SAMPLES];
+            for (s, b) in pcm.iter_mut().zip(&mu[12..]) {
+                *s = i32::from(Law::Mu.decode(*b));
+            }
+            let mut coded = [0u8; FRAME_SAMPLES];
+            enc.encode(&pcm, &mut coded);
+            let mut p = mu[..12].to_vec();
+            p[1] = 9;
+            p.extend_from_slice(&coded);
+            p
+        })
+        .collect()
+}
+
+/// [`room`] with every participant on G.722 when `wide`.
+fn room_of(
+    n: usize,
+    talkers: usize,
+    wide: bool,
+) -> (Mixer, Vec<ParticipantId>, Vec<Vec<Vec<u8>>>, Instant) {
     let mut m = Mixer::new(MixerConfig {
         tones: false,
         ..MixerConfig::default()
@@ -54,8 +87,12 @@ fn room(n: usize, talkers: usize) -> (Mixer, Vec<ParticipantId>, Vec<Vec<Vec<u8>
         .map(|k| {
             m.add(
                 ParticipantSpec {
-                    codec: Codec::G711(Law::Mu),
-                    pt: 0,
+                    codec: if wide {
+                        Codec::G722
+                    } else {
+                        Codec::G711(Law::Mu)
+                    },
+                    pt: if wide { 9 } else { 0 },
                     dtmf_pt: Some(101),
                     ssrc: k as u32,
                     pin: None,
@@ -66,7 +103,10 @@ fn room(n: usize, talkers: usize) -> (Mixer, Vec<ParticipantId>, Vec<Vec<Vec<u8>
         .collect();
     // 50 frames of each, reused in a loop (their timestamps are rewritten per tick).
     let mut frames: Vec<Vec<Vec<u8>>> = (0..n)
-        .map(|k| (0..50).map(|f| frame(k, f, k < talkers)).collect())
+        .map(|k| match wide {
+            true => g722_frames(k, k < talkers),
+            false => (0..50).map(|f| frame(k, f, k < talkers)).collect(),
+        })
         .collect();
     for t in 0..40u32 {
         tick(&mut m, &ids, &mut frames, t, &mut now);
@@ -205,6 +245,37 @@ fn summary() {
         );
     }
     println!("(tambun includes parsing N RTP packets and writing N; the baseline only mixes)");
+    // G.722: every participant decoded and encoded every tick (ADPCM has state), next to the
+    // same room in G.711 in this run.
+    println!("\nmixer: G.722 rooms (every participant G.722) next to the same rooms in G.711");
+    println!(
+        "{:>12} {:>8} {:>14} {:>14} {:>16} {:>7}",
+        "participants", "talkers", "g722 µs/tick", "g711 µs/tick", "g722 p/core", "ratio"
+    );
+    for (n, talkers) in [(10, 3), (50, 4)] {
+        let (mut m, ids, mut frames, mut now) = room_of(n, talkers, true);
+        let wide = measure(
+            |t| {
+                black_box(tick(&mut m, &ids, &mut frames, 40 + t, &mut now));
+            },
+            500,
+        );
+        let (mut m, ids, mut frames, mut now) = room_of(n, talkers, false);
+        let narrow = measure(
+            |t| {
+                black_box(tick(&mut m, &ids, &mut frames, 40 + t, &mut now));
+            },
+            500,
+        );
+        let per_core = |d: Duration| n as f64 * FRAME.as_secs_f64() / d.as_secs_f64();
+        println!(
+            "{n:>12} {talkers:>8} {:>14.1} {:>14.1} {:>16.0} {:>6.2}x",
+            wide.as_secs_f64() * 1e6,
+            narrow.as_secs_f64() * 1e6,
+            per_core(wide),
+            per_core(wide) / per_core(narrow),
+        );
+    }
 }
 
 criterion_group!(benches, per_tick);
