@@ -1,5 +1,5 @@
 //! What the load clients in `benches/` (`webrtc_load`, `conference_load`) share: a small
-//! SIP message reader, an MD5 digest answer to a challenge, an SDP's audio address, a
+//! SIP message reader, an MD5 digest answer to a challenge, an SDP's audio (or video) address, a
 //! process's CPU time from /proc, and a minimal epoll. Each bench includes it with
 //! `#[path = "common/mod.rs"] mod common;` and uses what it needs (hence `dead_code` is
 //! allowed where it is included). Not a general SIP stack: just enough to drive the switch.
@@ -185,6 +185,46 @@ pub(crate) fn sdp_media_addr(sdp: &str) -> Option<SocketAddr> {
         }
     }
     Some(SocketAddr::new(IpAddr::V4(ip?), port?))
+}
+
+/// The address and first payload type of the first `m=KIND` line of an SDP whose port is not
+/// 0 (a refused line): the line's own `c=` if it has one, else the session's.
+pub(crate) fn sdp_media(sdp: &str, kind: &str) -> Option<(SocketAddr, u8)> {
+    let prefix = format!("m={kind} ");
+    let mut session_ip = None;
+    // Inside the wanted m-section: its port, payload type and own c=, if any.
+    let mut found: Option<(u16, u8, Option<Ipv4Addr>)> = None;
+    let (mut in_media, mut in_wanted) = (false, false);
+    for l in sdp.lines() {
+        if l.starts_with("m=") {
+            if found.is_some() {
+                break;
+            }
+            in_media = true;
+            if let Some(rest) = l.strip_prefix(prefix.as_str()) {
+                let mut w = rest.split_whitespace();
+                let port = w.next().and_then(|p| p.parse::<u16>().ok());
+                let pt = w.nth(1).and_then(|p| p.parse::<u8>().ok());
+                if let (Some(port), Some(pt)) = (port, pt) {
+                    if port != 0 {
+                        found = Some((port, pt, None));
+                        in_wanted = true;
+                    }
+                }
+            }
+            continue;
+        }
+        if let Some(c) = l.strip_prefix("c=IN IP4 ") {
+            let ip = c.trim().parse::<Ipv4Addr>().ok();
+            match found.as_mut() {
+                Some(f) if in_wanted => f.2 = f.2.or(ip),
+                _ if !in_media => session_ip = session_ip.or(ip),
+                _ => {}
+            }
+        }
+    }
+    let (port, pt, ip) = found?;
+    Some((SocketAddr::new(IpAddr::V4(ip.or(session_ip)?), port), pt))
 }
 
 pub(crate) fn parse_pid(s: &str) -> Result<(String, u32), String> {
