@@ -37,7 +37,8 @@
 #[allow(dead_code)] // each load client uses its part
 mod common;
 use common::{
-    authorization, cpu_of, parse_pid, sdp_media_addr, token, with_descendants, Epoll, Msg,
+    authorization, cpu_of, parse_pid, sdp_media, sdp_media_addr, token, with_descendants, Epoll,
+    Msg,
 };
 
 use std::cmp::Reverse;
@@ -61,6 +62,10 @@ const LOUD: f64 = 300.0;
 const TONE_AMPLITUDE: f64 = 3000.0;
 const SIP_WAIT: Duration = Duration::from_secs(5);
 const LOCALHOST: Ipv4Addr = Ipv4Addr::LOCALHOST;
+/// The payload type we offer for VP8.
+const VP8_PT: u8 = 96;
+/// The smallest video packet: RTP header, VP8 payload descriptor, a keyframe's 10-byte header.
+const RTP_VP8_MIN: usize = 12 + 1 + 10;
 
 #[derive(Parser)]
 #[command(about = "Conference load client for Tambun rooms and Janus AudioBridge (loopback only)")]
@@ -130,9 +135,50 @@ struct TambunArgs {
     /// Extensions of the participants: FIRST.. (password pwN)
     #[arg(long, default_value_t = 10000)]
     first_user: u32,
-    /// The switch's admin API: its `/api/conf` is read once everyone joined
+    /// The switch's admin API: its `/api/conf` is read once everyone joined (and, with
+    /// video, at both ends of the window for the rooms' video counters)
     #[arg(long)]
     admin: Option<SocketAddr>,
+    #[command(flatten)]
+    video: VideoArgs,
+}
+
+/// Video (Tambun's SFU): off unless `--video-pps` is given.
+#[derive(Args, Clone)]
+struct VideoArgs {
+    /// VP8 packets per second each participant sends on a video line of its own (0: no video)
+    #[arg(long, default_value_t = 0)]
+    video_pps: u32,
+    /// Bytes of each video packet, RTP header included
+    #[arg(long, default_value_t = 1100)]
+    video_bytes: usize,
+    /// A keyframe start every this many video packets (default: 2 s of packets, 2 × pps);
+    /// also the next packet after a PLI
+    #[arg(long)]
+    keyframe_every: Option<u32>,
+}
+
+/// The video part of a run.
+#[derive(Clone)]
+struct Video {
+    pps: u32,
+    bytes: usize,
+    keyframe_every: u64,
+    /// The admin API and the rooms to read `video` counters from.
+    admin: Option<(SocketAddr, u32, usize)>,
+}
+
+impl Video {
+    const OFF: Video = Video {
+        pps: 0,
+        bytes: 0,
+        keyframe_every: 0,
+        admin: None,
+    };
+
+    fn on(&self) -> bool {
+        self.pps > 0
+    }
 }
 
 #[derive(Args)]
@@ -161,15 +207,32 @@ fn main() -> anyhow::Result<()> {
             }
             let load = a.load.clone();
             let plan = Plan::of(&load);
+            let v = &a.video;
+            if v.video_pps > 0 && !(RTP_VP8_MIN..=1400).contains(&v.video_bytes) {
+                bail!("--video-bytes must be {RTP_VP8_MIN} to 1400");
+            }
+            if v.video_pps > 100_000 {
+                bail!("--video-pps must be at most 100000");
+            }
+            let video = Video {
+                pps: v.video_pps,
+                bytes: v.video_bytes,
+                keyframe_every: u64::from(
+                    v.keyframe_every
+                        .unwrap_or(v.video_pps.saturating_mul(2))
+                        .max(1),
+                ),
+                admin: a.admin.map(|ad| (ad, a.first_room, plan.rooms)),
+            };
             let sig = TambunSig::bind(&a, &plan)?;
-            run(load, plan, sig)
+            run(load, plan, sig, video)
         }
         Some(Cmd::Janus(a)) => {
             loopback(a.http)?;
             let load = a.load.clone();
             let plan = Plan::of(&load);
             let sig = JanusSig::connect(&a, &plan)?;
-            run(load, plan, sig)
+            run(load, plan, sig, Video::OFF)
         }
     }
 }
@@ -277,7 +340,7 @@ fn tone_frames() -> Vec<[u8; FRAME]> {
 enum Joined {
     Ok {
         idx: usize,
-        remote: SocketAddr,
+        media: Media,
         started: Instant,
     },
     Failed {
@@ -287,11 +350,24 @@ enum Joined {
     Done,
 }
 
+/// Where a joined participant sends: its audio, and its video if it offered video.
+#[derive(Clone, Copy)]
+struct Media {
+    audio: SocketAddr,
+    video: Option<SocketAddr>,
+}
+
 trait Signalling: Send + 'static {
-    /// Joins participant `idx` (its RTP socket at 127.0.0.1:`port`) to room index `room`;
-    /// returns where it sends its RTP and when the join request went out.
-    fn join(&mut self, idx: usize, room: usize, port: u16)
-        -> anyhow::Result<(SocketAddr, Instant)>;
+    /// Joins participant `idx` (its RTP socket at 127.0.0.1:`port`, its video socket at
+    /// `video_port` if it has one) to room index `room`; returns where it sends its RTP and
+    /// when the join request went out.
+    fn join(
+        &mut self,
+        idx: usize,
+        room: usize,
+        port: u16,
+        video_port: Option<u16>,
+    ) -> anyhow::Result<(Media, Instant)>;
     /// After everyone joined: the server's own count of participants, if it tells.
     fn server_count(&mut self) -> Option<usize> {
         None
@@ -432,17 +508,24 @@ impl Signalling for TambunSig {
         idx: usize,
         room: usize,
         port: u16,
-    ) -> anyhow::Result<(SocketAddr, Instant)> {
+        video_port: Option<u16>,
+    ) -> anyhow::Result<(Media, Instant)> {
         let user = (self.first_user + idx as u32).to_string();
         let number = self.first_room + room as u32;
         let uri = format!("sip:{number}@{}", self.server);
         let call_id = token("c");
         let from = format!("<sip:{user}@{}>;tag={}", self.domain, token("f"));
         let to = format!("<sip:{number}@{}>", self.domain);
-        let sdp = format!(
+        let mut sdp = format!(
             "v=0\r\no=- {port} 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
              m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n"
         );
+        if let Some(v) = video_port {
+            // rtcp-mux: the room's PLIs come to the video socket itself.
+            sdp.push_str(&format!(
+                "m=video {v} RTP/AVP {VP8_PT}\r\na=rtpmap:{VP8_PT} VP8/90000\r\na=sendrecv\r\na=rtcp-mux\r\n"
+            ));
+        }
         let local = self.local;
         let invite = |cseq: u32, branch: &str, auth: &str| {
             format!(
@@ -469,6 +552,21 @@ impl Signalling for TambunSig {
                     if !remote.ip().is_loopback() {
                         bail!("{user}: the room's SDP names {remote}, not a loopback address");
                     }
+                    let video = match video_port {
+                        None => None,
+                        Some(_) => {
+                            let (v, pt) = sdp_media(&r.body, "video").ok_or_else(|| {
+                                anyhow!("{user}: the room refused our video line: {}", r.body)
+                            })?;
+                            if !v.ip().is_loopback() || pt != VP8_PT {
+                                bail!("{user}: the room's video answer is {v} PT {pt}, not loopback PT {VP8_PT}");
+                            }
+                            if !r.body.contains("a=rtcp-mux") {
+                                bail!("{user}: the room did not take rtcp-mux on video");
+                            }
+                            Some(v)
+                        }
+                    };
                     let to_tagged = r.header("to").unwrap_or("").to_string();
                     let target = r.contact_uri().unwrap_or_else(|| uri.clone());
                     let ack = format!(
@@ -487,7 +585,13 @@ impl Signalling for TambunSig {
                         target,
                         cseq: cseq + 1,
                     });
-                    return Ok((remote, started));
+                    return Ok((
+                        Media {
+                            audio: remote,
+                            video,
+                        },
+                        started,
+                    ));
                 }
                 401 | 407 if cseq == 1 => {
                     // ACK the failure (same branch, the response's To), then answer the challenge.
@@ -835,7 +939,11 @@ impl Signalling for JanusSig {
         idx: usize,
         room: usize,
         port: u16,
-    ) -> anyhow::Result<(SocketAddr, Instant)> {
+        video_port: Option<u16>,
+    ) -> anyhow::Result<(Media, Instant)> {
+        if video_port.is_some() {
+            bail!("janus: this client sends video to Tambun only");
+        }
         let handle = self.attach()?;
         let room = self.first_room + room as u64;
         let transaction = token("j");
@@ -870,7 +978,13 @@ impl Signalling for JanusSig {
         if !remote.ip().is_loopback() {
             bail!("janus: the plugin's RTP address {remote} is not a loopback address");
         }
-        Ok((remote, started))
+        Ok((
+            Media {
+                audio: remote,
+                video: None,
+            },
+            started,
+        ))
     }
 
     fn server_count(&mut self) -> Option<usize> {
@@ -953,6 +1067,178 @@ struct Member {
     last_seq: Option<u16>,
     cycles: u64,
     foreign: u64,
+    video: Option<VideoMember>,
+}
+
+/// A participant's video line (one socket, rtcp-mux): its camera out, its slot in, PLIs in.
+struct VideoMember {
+    sock: UdpSocket,
+    remote: Option<SocketAddr>,
+    ssrc: u32,
+    seq: u16,
+    ts0: u32,
+    /// Packets sent so far (their timestamps: ts0 + sent × 90000 / pps).
+    sent: u64,
+    /// A PLI came: the next packet starts a keyframe.
+    keyframe_due: bool,
+    first_rx: Option<Instant>,
+    /// In the window: packets, keyframe starts, extended sequence numbers seen.
+    rx: u64,
+    keyframes_rx: u64,
+    ext_range: Option<(u64, u64)>,
+    last_seq: Option<u16>,
+    cycles: u64,
+    /// PLIs (all, and in the window), FIRs, packets that were neither our VP8 nor RTCP.
+    plis: u64,
+    plis_window: u64,
+    firs: u64,
+    foreign: u64,
+}
+
+/// Video totals of a run (the client's side).
+#[derive(Default)]
+struct VideoTally {
+    sent_window: u64,
+    sent_errors: u64,
+    keyframes_sent: u64,
+    keyframes_on_pli: u64,
+    lag_max: Duration,
+}
+
+impl VideoMember {
+    fn new(sock: UdpSocket) -> VideoMember {
+        let mut r = rand::thread_rng();
+        VideoMember {
+            sock,
+            remote: None,
+            ssrc: r.gen(),
+            seq: r.gen(),
+            ts0: r.gen(),
+            sent: 0,
+            keyframe_due: false,
+            first_rx: None,
+            rx: 0,
+            keyframes_rx: 0,
+            ext_range: None,
+            last_seq: None,
+            cycles: 0,
+            plis: 0,
+            plis_window: 0,
+            firs: 0,
+            foreign: 0,
+        }
+    }
+
+    /// Fills `pkt` with the next VP8 packet (one packet is one frame: S bit and marker set);
+    /// a keyframe every `every` packets and right after a PLI. Returns whether it is one.
+    fn next_packet(&mut self, pkt: &mut [u8], pps: u32, every: u64) -> bool {
+        let on_pli = self.keyframe_due;
+        let key = on_pli || self.sent.is_multiple_of(every);
+        self.keyframe_due = false;
+        self.seq = self.seq.wrapping_add(1);
+        let ts = self
+            .ts0
+            .wrapping_add((self.sent * 90_000 / u64::from(pps.max(1))) as u32);
+        self.sent += 1;
+        pkt[0] = 0x80;
+        pkt[1] = 0x80 | VP8_PT;
+        pkt[2..4].copy_from_slice(&self.seq.to_be_bytes());
+        pkt[4..8].copy_from_slice(&ts.to_be_bytes());
+        pkt[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
+        // VP8 payload descriptor (RFC 7741): S = 1, partition 0, no extensions.
+        pkt[12] = 0x10;
+        if key {
+            // VP8 frame tag, P = 0 (keyframe), show_frame; start code; 320×240.
+            pkt[13..23]
+                .copy_from_slice(&[0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00]);
+        } else {
+            // P = 1 (interframe).
+            pkt[13..23].copy_from_slice(&[0x11, 0x02, 0x00, 0, 0, 0, 0, 0, 0, 0]);
+        }
+        key
+    }
+
+    /// A datagram on the video socket: the room's RTCP (PLI/FIR) or a slot's RTP.
+    fn handle(&mut self, b: &[u8], now: Instant, counting: bool) {
+        if b.len() >= 8 && b[0] >> 6 == 2 && (192..=223).contains(&b[1]) {
+            // RTCP, maybe compound: every PLI (PSFB FMT 1) or FIR (FMT 4) asks a keyframe.
+            let mut off = 0;
+            while let Some(h) = b.get(off..off + 4) {
+                let len = 4 * (usize::from(u16::from_be_bytes([h[2], h[3]])) + 1);
+                if h[1] == 206 && h[0] & 0x1f == 1 {
+                    self.plis += 1;
+                    if counting {
+                        self.plis_window += 1;
+                    }
+                    self.keyframe_due = true;
+                } else if h[1] == 206 && h[0] & 0x1f == 4 {
+                    self.firs += 1;
+                    self.keyframe_due = true;
+                }
+                off += len;
+            }
+            return;
+        }
+        if b.len() < 14 || b[0] >> 6 != 2 || b[1] & 0x7f != VP8_PT {
+            self.foreign += 1;
+            return;
+        }
+        if self.first_rx.is_none() {
+            self.first_rx = Some(now);
+        }
+        let seq = u16::from_be_bytes([b[2], b[3]]);
+        if let Some(last) = self.last_seq {
+            if seq < last && last - seq > 0x8000 {
+                self.cycles += 1 << 16;
+            }
+        }
+        self.last_seq = Some(seq);
+        let ext = self.cycles + u64::from(seq);
+        if !counting {
+            return;
+        }
+        self.rx += 1;
+        self.ext_range = Some(match self.ext_range {
+            None => (ext, ext),
+            Some((lo, hi)) => (lo.min(ext), hi.max(ext)),
+        });
+        // Our packets have no CSRCs or extensions: the descriptor is byte 12.
+        if b[12] & 0x10 != 0 && b[13] & 0x01 == 0 {
+            self.keyframes_rx += 1;
+        }
+    }
+}
+
+/// The rooms' `video` counters from the admin API (summed over the rooms).
+#[derive(Default, Clone, Copy)]
+struct RoomVideo {
+    publishers: u64,
+    subscriptions: u64,
+    last_n: u64,
+    forwarded: u64,
+    keyframe_requests: u64,
+    dropped: u64,
+}
+
+fn room_video(admin: SocketAddr, first_room: u32, rooms: usize) -> Option<RoomVideo> {
+    let mut http = Http::new(admin);
+    let mut t = RoomVideo::default();
+    for r in 0..rooms {
+        let path = format!("/api/conf?room={}", first_room + r as u32);
+        let body: Value = serde_json::from_str(&http.request("GET", &path, None).ok()?).ok()?;
+        for room in body.as_array()? {
+            // null when the room's forwarding thread did not answer in time
+            let v = room["video"].as_object()?;
+            let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+            t.publishers += n("publishers");
+            t.subscriptions += n("subscriptions");
+            t.last_n = t.last_n.max(n("last_n"));
+            t.forwarded += n("forwarded");
+            t.keyframe_requests += n("keyframe_requests");
+            t.dropped += n("dropped");
+        }
+    }
+    Some(t)
 }
 
 impl Member {
@@ -1011,7 +1297,10 @@ enum Phase {
     Window(Instant, Instant),
 }
 
-fn run(l: Load, plan: Plan, mut sig: impl Signalling) -> anyhow::Result<()> {
+/// The epoll token of participant i's video socket (its audio socket's is i).
+const VIDEO_TOKEN: u64 = 1 << 40;
+
+fn run(l: Load, plan: Plan, mut sig: impl Signalling, video: Video) -> anyhow::Result<()> {
     let n = l.participants;
     let label = l.label.clone();
     let groups: Vec<(String, Vec<u32>)> = l
@@ -1036,7 +1325,19 @@ fn run(l: Load, plan: Plan, mut sig: impl Signalling) -> anyhow::Result<()> {
         let sock = UdpSocket::bind((LOCALHOST, 0)).context("an RTP socket")?;
         sock.set_nonblocking(true)?;
         epoll.add(sock.as_raw_fd(), i as u64)?;
-        ports.push(sock.local_addr()?.port());
+        let vm = if video.on() {
+            let v = UdpSocket::bind((LOCALHOST, 0)).context("a video socket")?;
+            v.set_nonblocking(true)?;
+            epoll.add(v.as_raw_fd(), VIDEO_TOKEN | i as u64)?;
+            Some(VideoMember::new(v))
+        } else {
+            None
+        };
+        let vport = match &vm {
+            Some(v) => Some(v.sock.local_addr()?.port()),
+            None => None,
+        };
+        ports.push((sock.local_addr()?.port(), vport));
         members.push(Member {
             sock,
             remote: None,
@@ -1050,12 +1351,19 @@ fn run(l: Load, plan: Plan, mut sig: impl Signalling) -> anyhow::Result<()> {
             last_seq: None,
             cycles: 0,
             foreign: 0,
+            video: vm,
         });
     }
     eprintln!(
         "{label}: {n} participants in {} room(s), {} talkers ({}% per room, at least {})",
         plan.rooms, plan.talkers, l.talkers_pct, l.min_talkers
     );
+    if video.on() {
+        eprintln!(
+            "{label}: video: every participant publishes VP8 at {} pps, {} bytes a packet, a keyframe every {} packets and after each PLI (rtcp-mux)",
+            video.pps, video.bytes, video.keyframe_every
+        );
+    }
 
     // Signalling thread: joins one after another, then waits for the word to leave.
     let (tx, rx) = mpsc::channel::<Joined>();
@@ -1066,7 +1374,7 @@ fn run(l: Load, plan: Plan, mut sig: impl Signalling) -> anyhow::Result<()> {
     let cpu_join0 = server_cpu();
     let budget = t_join0 + Duration::from_secs_f64(l.join_budget);
     let signalling = std::thread::spawn(move || -> anyhow::Result<String> {
-        for (idx, port) in ports.into_iter().enumerate() {
+        for (idx, (port, vport)) in ports.into_iter().enumerate() {
             if Instant::now() > budget {
                 let _ = tx.send(Joined::Failed {
                     idx,
@@ -1074,11 +1382,11 @@ fn run(l: Load, plan: Plan, mut sig: impl Signalling) -> anyhow::Result<()> {
                 });
                 continue;
             }
-            match sig.join(idx, rooms_of[idx], port) {
-                Ok((remote, started)) => {
+            match sig.join(idx, rooms_of[idx], port, vport) {
+                Ok((media, started)) => {
                     let _ = tx.send(Joined::Ok {
                         idx,
-                        remote,
+                        media,
                         started,
                     });
                 }
@@ -1115,6 +1423,14 @@ fn run(l: Load, plan: Plan, mut sig: impl Signalling) -> anyhow::Result<()> {
     let mut join_cpu = 0.0;
     let mut pkt = [0u8; 12 + FRAME];
     let silence = [0xffu8; FRAME];
+    let mut vschedule: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
+    let vperiod = Duration::from_nanos(1_000_000_000 / u64::from(video.pps.max(1)));
+    let mut vpkt = vec![0u8; video.bytes.max(RTP_VP8_MIN)];
+    let mut vt = VideoTally::default();
+    let mut room_video_w0: Option<std::thread::JoinHandle<Option<RoomVideo>>> = None;
+    let room_video_at = |admin: Option<(SocketAddr, u32, usize)>| {
+        admin.map(|(a, f, r)| std::thread::spawn(move || room_video(a, f, r)))
+    };
     let (w0, w1) = loop {
         let now = Instant::now();
         // Sends that are due.
@@ -1153,19 +1469,58 @@ fn run(l: Load, plan: Plan, mut sig: impl Signalling) -> anyhow::Result<()> {
             }
             schedule.push(Reverse((next, i)));
         }
+        // Video sends that are due (the same rules, at the video rate).
+        while let Some(Reverse((due, i))) = vschedule.peek().copied() {
+            if due > now {
+                break;
+            }
+            vschedule.pop();
+            let Some(v) = members[i].video.as_mut() else {
+                continue;
+            };
+            vt.lag_max = vt.lag_max.max(now - due);
+            if let Phase::Window(..) = phase {
+                vt.sent_window += 1;
+            }
+            let on_pli = v.keyframe_due;
+            if v.next_packet(&mut vpkt, video.pps, video.keyframe_every) {
+                vt.keyframes_sent += 1;
+                if on_pli {
+                    vt.keyframes_on_pli += 1;
+                }
+            }
+            if v.sock.send(&vpkt).is_err() {
+                vt.sent_errors += 1;
+            }
+            let mut next = due + vperiod;
+            while next + vperiod < now {
+                next += vperiod;
+            }
+            vschedule.push(Reverse((next, i)));
+        }
         // New participants and the end of the joins.
         while let Ok(j) = rx.try_recv() {
             match j {
                 Joined::Ok {
                     idx,
-                    remote,
+                    media,
                     started,
                 } => {
+                    let remote = media.audio;
                     // Connected: sends need no address, and only the server's packets arrive.
                     if let Err(e) = members[idx].sock.connect(remote) {
                         join_failed += 1;
                         errors.push(format!("p{idx}: connect {remote}: {e}"));
                         continue;
+                    }
+                    if let (Some(v), Some(to)) = (members[idx].video.as_mut(), media.video) {
+                        if let Err(e) = v.sock.connect(to) {
+                            join_failed += 1;
+                            errors.push(format!("p{idx}: connect video {to}: {e}"));
+                            continue;
+                        }
+                        v.remote = Some(to);
+                        vschedule.push(Reverse((Instant::now(), idx)));
                     }
                     members[idx].remote = Some(remote);
                     members[idx].join_started = Some(started);
@@ -1186,6 +1541,9 @@ fn run(l: Load, plan: Plan, mut sig: impl Signalling) -> anyhow::Result<()> {
         }
         match phase {
             Phase::Warmup(until) if now >= until => {
+                if video.on() {
+                    room_video_w0 = room_video_at(video.admin);
+                }
                 cpu_w0 = server_cpu();
                 sched_w0 = server_sched();
                 self_w0 = self_cpu();
@@ -1202,9 +1560,23 @@ fn run(l: Load, plan: Plan, mut sig: impl Signalling) -> anyhow::Result<()> {
             let now = Instant::now();
             let counting = matches!(phase, Phase::Window(a, b) if now >= a && now < b);
             for ev in &events[..ready] {
+                let token = ev.u64;
+                if token & VIDEO_TOKEN != 0 {
+                    // Video: a slot may bring more than one datagram a tick; read up to 64.
+                    let Some(v) = members[(token & !VIDEO_TOKEN) as usize].video.as_mut() else {
+                        continue;
+                    };
+                    for _ in 0..64 {
+                        let Ok(len) = v.sock.recv(&mut buf) else {
+                            break;
+                        };
+                        v.handle(&buf[..len], now, counting);
+                    }
+                    continue;
+                }
                 // One datagram per readiness (level-triggered: more is reported again), which
                 // saves the EAGAIN read at 50 pps.
-                let m = &mut members[ev.u64 as usize];
+                let m = &mut members[token as usize];
                 if let Ok(len) = m.sock.recv(&mut buf) {
                     m.handle_rtp(&buf[..len], now, counting, &magnitude);
                 }
@@ -1221,6 +1593,11 @@ fn run(l: Load, plan: Plan, mut sig: impl Signalling) -> anyhow::Result<()> {
     let stat_cpu = server_cpu() - cpu_w0;
     let cpu = server_sched() - sched_w0;
     let client_cpu = self_cpu() - self_w0;
+    // The rooms' counters at the window's end, before anyone leaves (it changes them).
+    let room_video_w1 = match video.admin {
+        Some((a, f, r)) if video.on() => room_video(a, f, r),
+        _ => None,
+    };
     if let Ok(c) = count_rx.recv_timeout(Duration::from_secs(5)) {
         server_count = c;
     }
@@ -1290,7 +1667,7 @@ fn run(l: Load, plan: Plan, mut sig: impl Signalling) -> anyhow::Result<()> {
         lag_max.as_secs_f64() * 1000.0,
         server_count.map_or("-".to_string(), |c| c.to_string()),
     );
-    println!(
+    print!(
         "RESULT label={label} participants={n} rooms={} talkers={} joined={} join_failed={join_failed} no_rtp={never_heard} \
          silent={silent} hearing={hearing} loud_pct={:.1} loss_pct={loss_pct:.3} rate={rate:.4} received={received} expected={expected} \
          wall={wall:.3} server_cpu={cpu:.3} server_cpu_stat={stat_cpu:.2} server_cpu_pct={:.1} per_core={per_core:.0} join_p50_ms={:.2} join_p95_ms={:.2} \
@@ -1307,5 +1684,87 @@ fn run(l: Load, plan: Plan, mut sig: impl Signalling) -> anyhow::Result<()> {
         100.0 * client_cpu / wall,
         server_count.map_or(-1, |c| c as i64),
     );
+    // The video fields continue the RESULT line.
+    if video.on() {
+        let srv0 = room_video_w0.and_then(|h| h.join().ok().flatten());
+        let srv1 = room_video_w1;
+        video_result(&label, &joined, &video, &vt, wall, cpu, srv0.zip(srv1));
+    }
+    println!();
     Ok(())
+}
+
+/// The video part of the RESULT line (appended to it) and its human-readable summary.
+fn video_result(
+    label: &str,
+    joined: &[&Member],
+    video: &Video,
+    vt: &VideoTally,
+    wall: f64,
+    cpu: f64,
+    srv: Option<(RoomVideo, RoomVideo)>,
+) {
+    let vs: Vec<&VideoMember> = joined.iter().filter_map(|m| m.video.as_ref()).collect();
+    let with_video = vs.iter().filter(|v| v.remote.is_some()).count();
+    let rx: u64 = vs.iter().map(|v| v.rx).sum();
+    let expected: u64 = vs
+        .iter()
+        .filter_map(|v| v.ext_range.map(|(lo, hi)| hi - lo + 1))
+        .sum();
+    let receiving = vs.iter().filter(|v| v.rx > 0).count();
+    let never = vs.iter().filter(|v| v.first_rx.is_none()).count();
+    let loss_pct = if expected == 0 {
+        100.0
+    } else {
+        100.0 * expected.saturating_sub(rx) as f64 / expected as f64
+    };
+    let out_pps = rx as f64 / wall;
+    let in_pps = vt.sent_window as f64 / wall;
+    let per_core = if cpu > 0.0 {
+        out_pps / (cpu / wall)
+    } else {
+        f64::INFINITY
+    };
+    // Each participant has one slot: with two cameras or more, it receives one stream.
+    let out_rate = out_pps / (with_video.max(1) as f64 * f64::from(video.pps));
+    let plis: u64 = vs.iter().map(|v| v.plis).sum();
+    let plis_window: u64 = vs.iter().map(|v| v.plis_window).sum();
+    let firs: u64 = vs.iter().map(|v| v.firs).sum();
+    let keyframes_rx: u64 = vs.iter().map(|v| v.keyframes_rx).sum();
+    let foreign: u64 = vs.iter().map(|v| v.foreign).sum();
+    let (srv_fwd_pps, srv_kf, srv_dropped, srv_pub, srv_subs, srv_n) = match srv {
+        Some((a, b)) => (
+            (b.forwarded.saturating_sub(a.forwarded)) as f64 / wall,
+            b.keyframe_requests.saturating_sub(a.keyframe_requests) as i64,
+            b.dropped.saturating_sub(a.dropped) as i64,
+            b.publishers as i64,
+            b.subscriptions as i64,
+            b.last_n as i64,
+        ),
+        None => (f64::NAN, -1, -1, -1, -1, -1),
+    };
+    eprintln!(
+        "{label}: video window {wall:.1}s: sent {} ({in_pps:.0} pps), received {rx} of {expected} expected (loss {loss_pct:.3} %, {out_pps:.0} pps = {:.3} of one stream each), \
+         {receiving} of {with_video} receiving ({never} never); {per_core:.0} video packets out per core-second; PLIs {plis} ({plis_window} in the window), FIRs {firs}, \
+         keyframes sent {} ({} after a PLI), received {keyframes_rx} in the window; foreign {foreign}, send errors {}, send lag max {:.1} ms; \
+         the rooms say: forwarded {srv_fwd_pps:.0} pps, {srv_kf} keyframe requests and {srv_dropped} dropped in the window, {srv_pub} publishers, {srv_subs} subscriptions, last_n {srv_n}",
+        vt.sent_window,
+        out_rate,
+        vt.keyframes_sent,
+        vt.keyframes_on_pli,
+        vt.sent_errors,
+        vt.lag_max.as_secs_f64() * 1000.0,
+    );
+    print!(
+        " video_pps={} video_bytes={} video_joined={with_video} video_receiving={receiving} video_never={never} video_in_pps={in_pps:.1} \
+         video_out_pps={out_pps:.1} video_out_rate={out_rate:.4} video_received={rx} video_expected={expected} video_loss_pct={loss_pct:.3} \
+         video_per_core={per_core:.0} plis={plis} plis_window={plis_window} firs={firs} keyframes_sent={} keyframes_on_pli={} \
+         keyframes_rx={keyframes_rx} video_foreign={foreign} video_send_errors={} srv_forwarded_pps={srv_fwd_pps:.1} \
+         srv_keyframe_requests={srv_kf} srv_dropped={srv_dropped} srv_publishers={srv_pub} srv_subscriptions={srv_subs} srv_last_n={srv_n}",
+        video.pps,
+        video.bytes,
+        vt.keyframes_sent,
+        vt.keyframes_on_pli,
+        vt.sent_errors,
+    );
 }
