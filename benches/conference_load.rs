@@ -24,10 +24,24 @@
 //!   for the plugin's port and sends there. Join time: the `join` request sent → the first
 //!   RTP packet received (the plugin sends only after it has received one). At the end the
 //!   rooms and the session are destroyed.
+//! * `tambun --video-pps N` (video rooms, the SFU): each participant also binds a video
+//!   socket and offers `m=video VPORT RTP/AVP 96` (VP8/90000, sendrecv, **a=rtcp-mux**, so the
+//!   room's PLIs come to that same socket); the 200's first video m-line (`sdp_media`) names
+//!   the room's port. From its join on it sends N VP8 packets a second of `--video-bytes`
+//!   (RTP header included; one packet = one frame: marker, S bit, seq + 1, timestamp +
+//!   90000 / N), a keyframe start every `--keyframe-every` packets (default 2 N) and as the
+//!   next packet after every PLI/FIR. What the room sends back is counted per participant in
+//!   the window (packets, loss from the slot's sequence numbers, keyframes, PLIs); RESULT adds
+//!   video_in_pps / video_out_pps (all participants, per wall second), video_out_rate (out /
+//!   (participants × N): one slot each), video_per_core = video_out_pps / (server CPU s /
+//!   wall s), plis, and the rooms' own `video` counters from `--admin` (`srv_*`: forwarded per
+//!   second and keyframe requests over the window, publishers, subscriptions, last_n at its
+//!   end). Without the option nothing changes.
 //!
 //! One thread sends and receives: every `--tick-us` (1 ms) it sends the frames that are due
 //! (each participant on its own 20 ms schedule from its join), reads every socket epoll
-//! reports readable (level-triggered, connected non-blocking sockets) and sleeps, so it
+//! reports readable (level-triggered, connected non-blocking sockets; one datagram per
+//! audio socket, up to 64 per video socket) and sleeps, so it
 //! wakes up 1000 times a second however the server spreads its packets. Signalling runs on a
 //! second thread, one participant after another (at most `--join-budget` s), while the ones
 //! already in the room are sending. Loopback only: every address must
