@@ -1248,7 +1248,9 @@ fn three_browsers_and_video_phones_share_a_video_room() {
         );
     }
     for &(_, page) in &pages {
-        browser.hangup(page);
+        // Three pages encoding and decoding video in one Chromium, beside the rest of the
+        // suite: a click can wait seconds for the page.
+        browser.hangup_within(page, Duration::from_secs(40));
     }
     let (tx, rx) = {
         desk.command_data("hangup", "");

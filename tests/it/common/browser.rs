@@ -287,7 +287,13 @@ impl BrowserAgent {
     }
 
     pub fn hangup(&mut self, page: u64) {
-        self.must("hangup", json!({"page": page}), Duration::from_secs(10));
+        self.hangup_within(page, Duration::from_secs(10));
+    }
+
+    /// [`BrowserAgent::hangup`] for a loaded browser (several pages with cameras in one
+    /// Chromium, beside a parallel test run), whose click may wait long for the page.
+    pub fn hangup_within(&mut self, page: u64, wait: Duration) {
+        self.must("hangup", json!({"page": page}), wait);
     }
 
     /// The page's `window.tambunPhone.state` (a JSON copy): `call.status`, `call.cause`,
