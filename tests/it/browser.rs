@@ -1143,7 +1143,8 @@ fn three_browsers_and_video_phones_share_a_video_room() {
         "the desk phone never got into 8000: {}",
         desk.log_text()
     );
-    let mut browser = BrowserAgent::start(switch.dir(), "vgrid");
+    // Three pages with cameras: no other test's Chromium beside them.
+    let mut browser = BrowserAgent::start_alone(switch.dir(), "vgrid");
     let mut pages = Vec::new();
     for who in [BROWSER, BROWSER2, THIRD] {
         let page = browser.open(&switch);

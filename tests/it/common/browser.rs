@@ -41,8 +41,21 @@ pub fn base_url(switch: &Switch) -> String {
     format!("https://{web}")
 }
 
+/// Chromiums of parallel tests share the machine's two cores: an ordinary browser test holds
+/// this for reading (they run side by side), one that runs several pages with cameras holds
+/// it for writing ([`BrowserAgent::start_alone`]), so no other Chromium runs beside it.
+static CHROMIUMS: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// The hold a browser test has on [`CHROMIUMS`].
+#[allow(dead_code)] // held, never read
+enum Hold {
+    Shared(std::sync::RwLockReadGuard<'static, ()>),
+    Alone(std::sync::RwLockWriteGuard<'static, ()>),
+}
+
 /// One Node agent with one Chromium.
 pub struct BrowserAgent {
+    _hold: Hold,
     child: Option<Child>,
     stdin: Option<ChildStdin>,
     replies: Receiver<Value>,
@@ -57,6 +70,18 @@ impl BrowserAgent {
     /// Starts the agent with its files (Chromium profile, logs) in `work/NAME`. Chromium itself
     /// starts with the first [`BrowserAgent::open`].
     pub fn start(work: &Path, name: &str) -> BrowserAgent {
+        let hold = Hold::Shared(CHROMIUMS.read().unwrap_or_else(|e| e.into_inner()));
+        BrowserAgent::start_holding(work, name, hold)
+    }
+
+    /// [`BrowserAgent::start`] for a heavy test (several pages with cameras): it waits until
+    /// no other test's Chromium runs, and none starts until it is done.
+    pub fn start_alone(work: &Path, name: &str) -> BrowserAgent {
+        let hold = Hold::Alone(CHROMIUMS.write().unwrap_or_else(|e| e.into_inner()));
+        BrowserAgent::start_holding(work, name, hold)
+    }
+
+    fn start_holding(work: &Path, name: &str, hold: Hold) -> BrowserAgent {
         require_program("node", "nodejs");
         assert!(
             Path::new(CHROMIUM).is_file(),
@@ -103,6 +128,7 @@ impl BrowserAgent {
             }
         });
         BrowserAgent {
+            _hold: hold,
             child: Some(child),
             stdin,
             replies,
@@ -329,7 +355,7 @@ impl BrowserAgent {
         self.must(
             "screenshot",
             json!({ "page": page, "path": path }),
-            Duration::from_secs(15),
+            Duration::from_secs(40),
         );
     }
 
