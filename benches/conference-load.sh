@@ -47,26 +47,8 @@ if [[ "${NO_JANUS:-0}" != 1 ]] && ! command -v janus >/dev/null; then
     exit 2
 fi
 
-# Build (cargo honours CARGO_TARGET_DIR); the switch is copied into the temp dir so that
-# another build into the same target dir cannot swap it during the run.
-artifact() { # KIND NAME -> the executable cargo built for target NAME (KIND: --bin or --bench)
-    (cd "$ROOT" && cargo build --release "$1" "$2" --message-format=json 2>/dev/null) | python3 -c '
-import json, sys
-for l in sys.stdin:
-    m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == sys.argv[1] and m.get("executable"):
-        print(m["executable"])' "$2"
-}
-if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-    (cd "$ROOT" && cargo build --release --quiet --bin tambun)
-fi
-BIN="$(artifact --bin tambun | tail -1)"
-LOAD="$(artifact --bench conference_load | tail -1)"
-[[ -x "$BIN" && -x "$LOAD" ]] || { echo "cannot build tambun or benches/conference_load.rs" >&2; exit 2; }
-cp "$BIN" "$TMP/tambun"
-TAMBUN="$TMP/tambun"
-cp "$LOAD" "$TMP/conference_load"
-CLIENT=("${PRIO[@]}" taskset -c "$CLIENT_CPUS" "$TMP/conference_load")
+conference_binaries
+CLIENT=("${PRIO[@]}" taskset -c "$CLIENT_CPUS" "$LOAD_CLIENT")
 SERVER=("${PRIO[@]}" taskset -c "$SERVER_CPUS")
 
 # Tambun: the shipped province.toml without its rooms (they name OPDs this directory lacks),

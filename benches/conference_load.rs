@@ -1200,14 +1200,11 @@ impl VideoMember {
         if self.first_rx.is_none() {
             self.first_rx = Some(now);
         }
-        let seq = u16::from_be_bytes([b[2], b[3]]);
-        if let Some(last) = self.last_seq {
-            if seq < last && last - seq > 0x8000 {
-                self.cycles += 1 << 16;
-            }
-        }
-        self.last_seq = Some(seq);
-        let ext = self.cycles + u64::from(seq);
+        let ext = extend_seq(
+            &mut self.cycles,
+            &mut self.last_seq,
+            u16::from_be_bytes([b[2], b[3]]),
+        );
         if !counting {
             return;
         }
@@ -1278,15 +1275,11 @@ impl Member {
         if self.first_rtp.is_none() {
             self.first_rtp = Some(now);
         }
-        let seq = u16::from_be_bytes([b[2], b[3]]);
-        if let Some(last) = self.last_seq {
-            if seq < last && last - seq > 0x8000 {
-                self.cycles += 1 << 16;
-            }
-        }
-        // Late packets from before a wrap would be misplaced; at 50 pps that is rare enough.
-        self.last_seq = Some(seq);
-        let ext = self.cycles + u64::from(seq);
+        let ext = extend_seq(
+            &mut self.cycles,
+            &mut self.last_seq,
+            u16::from_be_bytes([b[2], b[3]]),
+        );
         if !counting {
             return;
         }
@@ -1313,6 +1306,18 @@ enum Phase {
 
 /// The epoll token of participant i's video socket (its audio socket's is i).
 const VIDEO_TOKEN: u64 = 1 << 40;
+
+/// The extended sequence number of `seq` (wraps counted in `cycles`). Late packets from before
+/// a wrap would be misplaced; at these rates that is rare enough.
+fn extend_seq(cycles: &mut u64, last_seq: &mut Option<u16>, seq: u16) -> u64 {
+    if let Some(last) = *last_seq {
+        if seq < last && last - seq > 0x8000 {
+            *cycles += 1 << 16;
+        }
+    }
+    *last_seq = Some(seq);
+    *cycles + u64::from(seq)
+}
 
 fn run(l: Load, plan: Plan, mut sig: impl Signalling, video: Video) -> anyhow::Result<()> {
     let n = l.participants;

@@ -77,3 +77,32 @@ start_tambun() {
 }
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+# artifact KIND NAME -> the executable cargo built for target NAME (KIND: --bin or --bench);
+# cargo honours CARGO_TARGET_DIR.
+artifact() {
+    (cd "$ROOT" && cargo build --release "$1" "$2" --message-format=json 2>/dev/null) | python3 -c '
+import json, sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == sys.argv[1] and m.get("executable"):
+        print(m["executable"])' "$2"
+}
+
+# conference_binaries : builds tambun and the conference load client (unless SKIP_BUILD=1, or
+# BIN is given) and copies them into the temp dir, so that another build into the same
+# target dir cannot swap them during the run: sets TAMBUN and LOAD_CLIENT. BIN / LOAD:
+# executables built before (no cargo at all).
+conference_binaries() {
+    if [[ "${SKIP_BUILD:-0}" != 1 && -z "${BIN:-}" ]]; then
+        (cd "$ROOT" && cargo build --release --quiet --bin tambun)
+    fi
+    local bin load
+    bin="${BIN:-$(artifact --bin tambun | tail -1)}"
+    load="${LOAD:-$(artifact --bench conference_load | tail -1)}"
+    [[ -x "$bin" && -x "$load" ]] || { echo "cannot build tambun or benches/conference_load.rs" >&2; exit 2; }
+    cp "$bin" "$TMP/tambun"
+    TAMBUN="$TMP/tambun"
+    cp "$load" "$TMP/conference_load"
+    LOAD_CLIENT="$TMP/conference_load"
+}

@@ -42,27 +42,8 @@ for n in $STEPS; do ((n > MAX_N)) && MAX_N=$n; done
 ((MAX_N <= 2000)) || { echo "at most 2000 participants (the relay port range)" >&2; exit 2; }
 ((ROOM_SIZE >= 2 && ROOM_SIZE <= 500)) || { echo "ROOM_SIZE must be 2-500 (a room's max in the dialplan)" >&2; exit 2; }
 
-# Build (cargo honours CARGO_TARGET_DIR); the switch and the client are copied into the temp
-# dir so that another build into the same target dir cannot swap them during the run.
-artifact() { # KIND NAME -> the executable cargo built for target NAME (KIND: --bin or --bench)
-    (cd "$ROOT" && cargo build --release "$1" "$2" --message-format=json 2>/dev/null) | python3 -c '
-import json, sys
-for l in sys.stdin:
-    m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == sys.argv[1] and m.get("executable"):
-        print(m["executable"])' "$2"
-}
-if [[ "${SKIP_BUILD:-0}" != 1 && -z "${BIN:-}" ]]; then
-    (cd "$ROOT" && cargo build --release --quiet --bin tambun)
-fi
-# BIN / LOAD: executables built before (no cargo at all).
-BIN="${BIN:-$(artifact --bin tambun | tail -1)}"
-LOAD="${LOAD:-$(artifact --bench conference_load | tail -1)}"
-[[ -x "$BIN" && -x "$LOAD" ]] || { echo "cannot build tambun or benches/conference_load.rs" >&2; exit 2; }
-cp "$BIN" "$TMP/tambun"
-TAMBUN="$TMP/tambun"
-cp "$LOAD" "$TMP/conference_load"
-CLIENT=("${PRIO[@]}" taskset -c "$CLIENT_CPUS" "$TMP/conference_load")
+conference_binaries
+CLIENT=("${PRIO[@]}" taskset -c "$CLIENT_CPUS" "$LOAD_CLIENT")
 SERVER=("${PRIO[@]}" taskset -c "$SERVER_CPUS")
 
 # The shipped province.toml without its rooms (they name OPDs this directory lacks), bench
