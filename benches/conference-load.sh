@@ -18,7 +18,8 @@
 # ratio, join time p50/p95; "client-bound" marks a step where the load client itself used
 # >= 90 % of its core or sent late). ~4 min. Env: STEPS, ROOM_SIZE, TALKERS_PCT, MIN_TALKERS,
 # DURATION, WARMUP, RETRIES, JOIN_BUDGET, RT (SCHED_RR priority of servers and client; 0: off,
-# then niceness NICE), SERVER_CPUS, CLIENT_CPUS, SKIP_BUILD=1, NO_JANUS=1, KEEP_TMP=1,
+# then niceness NICE), SERVER_CPUS, CLIENT_CPUS, SKIP_BUILD=1, BIN and LOAD (tambun and the load client, built
+# before: no cargo), NO_JANUS=1, KEEP_TMP=1,
 # RESULTS_COPY=FILE (the raw RESULT lines). Needs: janus (Debian: apt-get install -y janus),
 # python3. Method and one run's numbers: docs/bench-conference.md.
 . "$(dirname "$0")/lib.sh"
