@@ -667,7 +667,10 @@ fn send_video(r: &mut Room, members: &mut [Option<Member>], counters: &ShardCoun
             None => {}
         }
     }
-    counters.forwarded.fetch_add(sent, Ordering::Relaxed);
+    // Called after every audio packet too: no atomic write when nothing went out.
+    if sent > 0 {
+        counters.forwarded.fetch_add(sent, Ordering::Relaxed);
+    }
     if failed > 0 {
         counters.send_failures.fetch_add(failed, Ordering::Relaxed);
     }

@@ -135,6 +135,8 @@ pub struct Sfu {
     config: SfuConfig,
     parties: Vec<Option<Party>>,
     joins: u64,
+    /// Publishers with a keyframe request held (so that the timer needs no scan when none).
+    held: usize,
     last_n: usize,
     next_budget: Option<Instant>,
     stats: SfuStats,
@@ -149,6 +151,7 @@ impl Sfu {
             config,
             parties: Vec::new(),
             joins: 0,
+            held: 0,
             last_n: usize::MAX,
             next_budget: None,
             stats: SfuStats::default(),
@@ -224,7 +227,10 @@ impl Sfu {
     /// A participant leaves.
     pub fn remove(&mut self, p: ParticipantId, now: Instant) {
         if let Some(slot) = self.parties.get_mut(p.0 as usize) {
-            if slot.take().is_some() {
+            if let Some(gone) = slot.take() {
+                if gone.request_held {
+                    self.held -= 1;
+                }
                 for party in self.parties.iter_mut().flatten() {
                     for (_, s) in party.slots.iter_mut() {
                         if s.current == Some(p) {
@@ -368,11 +374,17 @@ impl Sfu {
         }
         match party.last_request {
             Some(t) if now.saturating_duration_since(t) < KEYFRAME_INTERVAL => {
-                party.request_held = true;
+                if !party.request_held {
+                    party.request_held = true;
+                    self.held += 1;
+                }
             }
             _ => {
                 party.last_request = Some(now);
-                party.request_held = false;
+                if party.request_held {
+                    party.request_held = false;
+                    self.held -= 1;
+                }
                 let pli = pli(party.our_ssrc, party.ssrc.unwrap_or(0));
                 let start = self.buf.len();
                 self.buf.extend_from_slice(&pli);
@@ -386,6 +398,10 @@ impl Sfu {
     /// The next instant [`Sfu::handle_timeout`] has work: a held keyframe request, or the
     /// budget check while someone publishes.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.held == 0 {
+            // The common case, asked at every wake-up of the room's thread: no scan.
+            return self.next_budget;
+        }
         let held = self
             .parties
             .iter()
@@ -401,16 +417,19 @@ impl Sfu {
 
     /// Sends held keyframe requests that are due; measures rates and checks N each second.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<ParticipantId> = self
-            .parties
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| {
-                let p = p.as_ref()?;
-                let t = p.last_request? + KEYFRAME_INTERVAL;
-                (p.request_held && t <= now).then_some(ParticipantId(i as u32))
-            })
-            .collect();
+        let due: Vec<ParticipantId> = if self.held == 0 {
+            Vec::new()
+        } else {
+            self.parties
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| {
+                    let p = p.as_ref()?;
+                    let t = p.last_request? + KEYFRAME_INTERVAL;
+                    (p.request_held && t <= now).then_some(ParticipantId(i as u32))
+                })
+                .collect()
+        };
         for p in due {
             self.request_keyframe(p, now);
         }
