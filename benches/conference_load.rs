@@ -1073,13 +1073,9 @@ struct Member {
     first_rtp: Option<Instant>,
     seq: u16,
     ssrc: u32,
-    /// In the window: packets, loud frames, extended sequence numbers seen (lowest, highest).
-    rx: u64,
+    /// What came back (its sequence numbers and the window's count); loud frames in the window.
+    rx: Received,
     loud: u64,
-    ext_range: Option<(u64, u64)>,
-    /// Extended sequence number tracking (RFC 3550 A.1, simplified).
-    last_seq: Option<u16>,
-    cycles: u64,
     foreign: u64,
     video: Option<VideoMember>,
 }
@@ -1096,12 +1092,9 @@ struct VideoMember {
     /// A PLI came: the next packet starts a keyframe.
     keyframe_due: bool,
     first_rx: Option<Instant>,
-    /// In the window: packets, keyframe starts, extended sequence numbers seen.
-    rx: u64,
+    /// What came back; keyframe starts in the window.
+    rx: Received,
     keyframes_rx: u64,
-    ext_range: Option<(u64, u64)>,
-    last_seq: Option<u16>,
-    cycles: u64,
     /// PLIs (all, and in the window), FIRs, packets that were neither our VP8 nor RTCP.
     plis: u64,
     plis_window: u64,
@@ -1131,11 +1124,8 @@ impl VideoMember {
             sent: 0,
             keyframe_due: false,
             first_rx: None,
-            rx: 0,
+            rx: Received::default(),
             keyframes_rx: 0,
-            ext_range: None,
-            last_seq: None,
-            cycles: 0,
             plis: 0,
             plis_window: 0,
             firs: 0,
@@ -1200,19 +1190,9 @@ impl VideoMember {
         if self.first_rx.is_none() {
             self.first_rx = Some(now);
         }
-        let ext = extend_seq(
-            &mut self.cycles,
-            &mut self.last_seq,
-            u16::from_be_bytes([b[2], b[3]]),
-        );
-        if !counting {
+        if !self.rx.packet(u16::from_be_bytes([b[2], b[3]]), counting) {
             return;
         }
-        self.rx += 1;
-        self.ext_range = Some(match self.ext_range {
-            None => (ext, ext),
-            Some((lo, hi)) => (lo.min(ext), hi.max(ext)),
-        });
         // Our packets have no CSRCs or extensions: the descriptor is byte 12.
         if b[12] & 0x10 != 0 && b[13] & 0x01 == 0 {
             self.keyframes_rx += 1;
@@ -1275,19 +1255,9 @@ impl Member {
         if self.first_rtp.is_none() {
             self.first_rtp = Some(now);
         }
-        let ext = extend_seq(
-            &mut self.cycles,
-            &mut self.last_seq,
-            u16::from_be_bytes([b[2], b[3]]),
-        );
-        if !counting {
+        if !self.rx.packet(u16::from_be_bytes([b[2], b[3]]), counting) {
             return;
         }
-        self.rx += 1;
-        self.ext_range = Some(match self.ext_range {
-            None => (ext, ext),
-            Some((lo, hi)) => (lo.min(ext), hi.max(ext)),
-        });
         let mean =
             payload.iter().map(|&u| magnitude[u as usize]).sum::<f64>() / payload.len() as f64;
         if mean > LOUD {
@@ -1307,16 +1277,42 @@ enum Phase {
 /// The epoll token of participant i's video socket (its audio socket's is i).
 const VIDEO_TOKEN: u64 = 1 << 40;
 
-/// The extended sequence number of `seq` (wraps counted in `cycles`). Late packets from before
-/// a wrap would be misplaced; at these rates that is rare enough.
-fn extend_seq(cycles: &mut u64, last_seq: &mut Option<u16>, seq: u16) -> u64 {
-    if let Some(last) = *last_seq {
-        if seq < last && last - seq > 0x8000 {
-            *cycles += 1 << 16;
+/// The packets of one received stream: extended sequence numbers (RFC 3550 A.1, simplified)
+/// and, in the measured window, the count and the lowest and highest seen (for loss).
+#[derive(Default)]
+struct Received {
+    last_seq: Option<u16>,
+    cycles: u64,
+    /// Packets in the window.
+    rx: u64,
+    ext_range: Option<(u64, u64)>,
+}
+
+impl Received {
+    /// A packet with `seq`; counted when `counting` (which it returns). Late packets from
+    /// before a wrap would be misplaced; at these rates that is rare enough.
+    fn packet(&mut self, seq: u16, counting: bool) -> bool {
+        if let Some(last) = self.last_seq {
+            if seq < last && last - seq > 0x8000 {
+                self.cycles += 1 << 16;
+            }
         }
+        self.last_seq = Some(seq);
+        let ext = self.cycles + u64::from(seq);
+        if counting {
+            self.rx += 1;
+            self.ext_range = Some(match self.ext_range {
+                None => (ext, ext),
+                Some((lo, hi)) => (lo.min(ext), hi.max(ext)),
+            });
+        }
+        counting
     }
-    *last_seq = Some(seq);
-    *cycles + u64::from(seq)
+
+    /// Packets the window should have held, from the sequence numbers seen in it.
+    fn expected(&self) -> Option<u64> {
+        self.ext_range.map(|(lo, hi)| hi - lo + 1)
+    }
 }
 
 fn run(l: Load, plan: Plan, mut sig: impl Signalling, video: Video) -> anyhow::Result<()> {
@@ -1364,11 +1360,8 @@ fn run(l: Load, plan: Plan, mut sig: impl Signalling, video: Video) -> anyhow::R
             first_rtp: None,
             seq: rand::thread_rng().gen(),
             ssrc: rand::thread_rng().gen(),
-            rx: 0,
+            rx: Received::default(),
             loud: 0,
-            ext_range: None,
-            last_seq: None,
-            cycles: 0,
             foreign: 0,
             video: vm,
         });
@@ -1635,12 +1628,12 @@ fn run(l: Load, plan: Plan, mut sig: impl Signalling, video: Video) -> anyhow::R
         .collect();
     join_times.sort();
     let never_heard = joined.iter().filter(|m| m.first_rtp.is_none()).count();
-    let silent = joined.iter().filter(|m| m.rx == 0).count();
+    let silent = joined.iter().filter(|m| m.rx.rx == 0).count();
     let (mut expected, mut received) = (0u64, 0u64);
     for m in &joined {
-        if let Some((lo, hi)) = m.ext_range {
-            expected += hi - lo + 1;
-            received += m.rx;
+        if let Some(e) = m.rx.expected() {
+            expected += e;
+            received += m.rx.rx;
         }
     }
     let loss_pct = if expected == 0 {
@@ -1654,7 +1647,7 @@ fn run(l: Load, plan: Plan, mut sig: impl Signalling, video: Video) -> anyhow::R
     // A participant hears the mix when ≥ 90 % of its frames in the window are loud.
     let hearing = joined
         .iter()
-        .filter(|m| m.rx > 0 && m.loud as f64 >= 0.9 * m.rx as f64)
+        .filter(|m| m.rx.rx > 0 && m.loud as f64 >= 0.9 * m.rx.rx as f64)
         .count();
     let loud_share = joined.iter().map(|m| m.loud).sum::<u64>() as f64 / received.max(1) as f64;
     let foreign: u64 = members.iter().map(|m| m.foreign).sum();
@@ -1725,12 +1718,9 @@ fn video_result(
 ) {
     let vs: Vec<&VideoMember> = joined.iter().filter_map(|m| m.video.as_ref()).collect();
     let with_video = vs.iter().filter(|v| v.remote.is_some()).count();
-    let rx: u64 = vs.iter().map(|v| v.rx).sum();
-    let expected: u64 = vs
-        .iter()
-        .filter_map(|v| v.ext_range.map(|(lo, hi)| hi - lo + 1))
-        .sum();
-    let receiving = vs.iter().filter(|v| v.rx > 0).count();
+    let rx: u64 = vs.iter().map(|v| v.rx.rx).sum();
+    let expected: u64 = vs.iter().filter_map(|v| v.rx.expected()).sum();
+    let receiving = vs.iter().filter(|v| v.rx.rx > 0).count();
     let never = vs.iter().filter(|v| v.first_rx.is_none()).count();
     let loss_pct = if expected == 0 {
         100.0
