@@ -52,35 +52,8 @@ conference_binaries
 CLIENT=("${PRIO[@]}" taskset -c "$CLIENT_CPUS" "$LOAD_CLIENT")
 SERVER=("${PRIO[@]}" taskset -c "$SERVER_CPUS")
 
-# Tambun: the shipped province.toml without its rooms (they name OPDs this directory lacks),
-# bench rooms 8000.. instead, and one bench OPD holding extensions 10000-19999.
 ROOMS=$(((MAX_N + ROOM_SIZE - 1) / ROOM_SIZE))
-mkdir -p "$TMP/dialplan"
-python3 - "$ROOT/dialplan/province.toml" "$ROOMS" "$ROOM_SIZE" >"$TMP/dialplan/province.toml" <<'PY'
-import sys
-src, rooms, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-skip = False
-for line in open(src):
-    s = line.strip()
-    if s.startswith("["):
-        skip = s == "[[room]]"
-    if not skip:
-        sys.stdout.write(line)
-for r in range(rooms):
-    print(f'\n[[room]]\nnumber = "{8000 + r}"\nname = "Bench room {r + 1}"\nmax = {size}')
-PY
-printf 'code = "bench"\nname = "Benchmark office"\nblocks = ["10000-19999"]\nreception = "10000"\n' \
-    >"$TMP/dialplan/bench.toml"
-{ echo "number,opd,name,password"; for ((u = 10000; u < 10000 + MAX_N; u++)); do echo "$u,bench,User $u,pw$u"; done; } >"$TMP/users.csv"
-"$TAMBUN" --db "$TMP/t.db" --dialplan "$TMP/dialplan" dialplan check >&2
-"$TAMBUN" --db "$TMP/t.db" --dialplan "$TMP/dialplan" ext import "$TMP/users.csv" >/dev/null
-printf '[guard]\nallow = ["127.0.0.0/8"]\n' >"$TMP/tambun.toml"
-RUST_LOG=warn "${SERVER[@]}" "$TAMBUN" serve --config "$TMP/tambun.toml" \
-    --listen "127.0.0.1:$T_SIP" --admin "127.0.0.1:$T_ADMIN" --db "$TMP/t.db" --dialplan "$TMP/dialplan" \
-    --no-tls --no-web --rtp-ports "$T_RTP" </dev/null >"$TMP/tambun.log" 2>&1 &
-TAMBUN_PID=$!; PIDS+=("$TAMBUN_PID")
-for _ in $(seq 1 50); do python3 "$PEERS/sip_ping.py" 127.0.0.1 "$T_SIP" >/dev/null 2>&1 && break; sleep 0.1; done
-kill -0 "$TAMBUN_PID" 2>/dev/null || { cat "$TMP/tambun.log" >&2; echo "tambun did not start" >&2; exit 3; }
+start_room_switch "$ROOMS" "$ROOM_SIZE" "$MAX_N" "$T_SIP" "$T_ADMIN" "$T_RTP"
 log "tambun pid $TAMBUN_PID: sip udp 127.0.0.1:$T_SIP, admin 127.0.0.1:$T_ADMIN, relay $T_RTP, $ROOMS room(s) of at most $ROOM_SIZE"
 TARGETS=(tambun)
 T_ARGS=(tambun --label tambun --sip "127.0.0.1:$T_SIP" --admin "127.0.0.1:$T_ADMIN" --server-pid "tambun=$TAMBUN_PID")

@@ -106,3 +106,33 @@ conference_binaries() {
     cp "$load" "$TMP/conference_load"
     LOAD_CLIENT="$TMP/conference_load"
 }
+
+# start_room_switch ROOMS ROOM_SIZE MAX_N SIP ADMIN RTP_RANGE [ROOM_KEYS] : a switch for the
+# conference load scripts: the shipped province.toml without its rooms (they name OPDs this
+# directory lacks), bench rooms 8000.. of at most ROOM_SIZE (ROOM_KEYS: more keys for each,
+# e.g. "video_mbps = 1000"), one bench OPD holding extensions 10000.. (password pwN), the
+# guard allow-listing loopback; started under SERVER (the caller's priority and CPU
+# prefix) with `--no-tls --no-web`. Sets TAMBUN_PID.
+start_room_switch() {
+    local rooms=$1 size=$2 max_n=$3 sip=$4 admin=$5 rtp=$6 keys=${7:-} r u
+    mkdir -p "$TMP/dialplan"
+    province_without_rooms "$TMP/dialplan"
+    for ((r = 0; r < rooms; r++)); do
+        printf '\n[[room]]\nnumber = "%d"\nname = "Bench room %d"\nmax = %d\n' \
+            $((8000 + r)) $((r + 1)) "$size" >>"$TMP/dialplan/province.toml"
+        [[ -n "$keys" ]] && printf '%s\n' "$keys" >>"$TMP/dialplan/province.toml"
+    done
+    printf 'code = "bench"\nname = "Benchmark office"\nblocks = ["10000-19999"]\nreception = "10000"\n' \
+        >"$TMP/dialplan/bench.toml"
+    { echo "number,opd,name,password"; for ((u = 10000; u < 10000 + max_n; u++)); do echo "$u,bench,User $u,pw$u"; done; } >"$TMP/users.csv"
+    "$TAMBUN" --db "$TMP/t.db" --dialplan "$TMP/dialplan" dialplan check >&2
+    "$TAMBUN" --db "$TMP/t.db" --dialplan "$TMP/dialplan" ext import "$TMP/users.csv" >/dev/null
+    printf '[guard]\nallow = ["127.0.0.0/8"]\n' >"$TMP/tambun.toml"
+    RUST_LOG=warn "${SERVER[@]}" "$TAMBUN" serve --config "$TMP/tambun.toml" \
+        --listen "127.0.0.1:$sip" --admin "127.0.0.1:$admin" --db "$TMP/t.db" --dialplan "$TMP/dialplan" \
+        --no-tls --no-web --rtp-ports "$rtp" </dev/null >"$TMP/tambun.log" 2>&1 &
+    TAMBUN_PID=$!
+    PIDS+=("$TAMBUN_PID")
+    for _ in $(seq 1 50); do python3 "$PEERS/sip_ping.py" 127.0.0.1 "$sip" >/dev/null 2>&1 && break; sleep 0.1; done
+    kill -0 "$TAMBUN_PID" 2>/dev/null || { cat "$TMP/tambun.log" >&2; echo "tambun did not start" >&2; exit 3; }
+}
