@@ -214,6 +214,17 @@ fn measure(mut f: impl FnMut(u32), ticks: u32) -> Duration {
         .unwrap_or_default()
 }
 
+/// Time per tick of a warmed-up room of `n` (`talkers` talking), all G.722 when `wide`.
+fn room_tick_time(n: usize, talkers: usize, wide: bool) -> Duration {
+    let (mut m, ids, mut frames, mut now) = room_of(n, talkers, wide);
+    measure(
+        |t| {
+            black_box(tick(&mut m, &ids, &mut frames, 40 + t, &mut now));
+        },
+        500,
+    )
+}
+
 fn summary() {
     println!("\nmixer: participants per core (20 ms G.711 frames; best of 5 runs of 500 ticks)");
     println!(
@@ -221,13 +232,8 @@ fn summary() {
         "participants", "talkers", "tambun µs/tick", "naive µs/tick", "tambun p/core", "ratio"
     );
     for (n, talkers) in ROOMS {
-        let (mut m, ids, mut frames, mut now) = room(n, talkers);
-        let ours = measure(
-            |t| {
-                black_box(tick(&mut m, &ids, &mut frames, 40 + t, &mut now));
-            },
-            500,
-        );
+        let ours = room_tick_time(n, talkers, false);
+        let (_, _, frames, _) = room(n, talkers);
         let mut base = naive(n);
         let theirs = measure(
             |t| {
@@ -253,20 +259,8 @@ fn summary() {
         "participants", "talkers", "g722 µs/tick", "g711 µs/tick", "g722 p/core", "ratio"
     );
     for (n, talkers) in [(10, 3), (50, 4)] {
-        let (mut m, ids, mut frames, mut now) = room_of(n, talkers, true);
-        let wide = measure(
-            |t| {
-                black_box(tick(&mut m, &ids, &mut frames, 40 + t, &mut now));
-            },
-            500,
-        );
-        let (mut m, ids, mut frames, mut now) = room_of(n, talkers, false);
-        let narrow = measure(
-            |t| {
-                black_box(tick(&mut m, &ids, &mut frames, 40 + t, &mut now));
-            },
-            500,
-        );
+        let wide = room_tick_time(n, talkers, true);
+        let narrow = room_tick_time(n, talkers, false);
         let per_core = |d: Duration| n as f64 * FRAME.as_secs_f64() / d.as_secs_f64();
         println!(
             "{n:>12} {talkers:>8} {:>14.1} {:>14.1} {:>16.0} {:>6.2}x",
