@@ -830,10 +830,8 @@ impl WebRtcLeg {
                     .and_then(|m| self.streams.iter().position(|s| s.mid == m));
                 let stream = match by_mid {
                     Some(k) => {
-                        if self.rx_ssrc.get(k) != Some(&Some(ssrc)) {
-                            if let Some(slot) = self.rx_ssrc.get_mut(k) {
-                                *slot = Some(ssrc);
-                            }
+                        if let Some(slot) = self.rx_ssrc.get_mut(k) {
+                            *slot = Some(ssrc);
                         }
                         k
                     }

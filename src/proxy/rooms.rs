@@ -285,12 +285,9 @@ struct OfferedVideo {
 /// A video m-line of our answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct AnsweredVideo {
-    index: usize,
+    /// The line as offered (its role, payload type, rtcp-mux), the remote address unused.
+    offered: OfferedVideo,
     local: SocketAddr,
-    rtcp_mux: bool,
-    pt: u8,
-    publish: bool,
-    receive: bool,
 }
 
 /// Our side of the SDP.
@@ -445,12 +442,13 @@ impl Answer {
             name.replace(['\r', '\n'], " ")
         );
         for (i, (media, first)) in self.lines.iter().enumerate() {
-            if let Some(v) = self.video.iter().find(|v| v.index == i) {
+            if let Some(a) = self.video.iter().find(|a| a.offered.index == i) {
+                let v = &a.offered;
                 let pt = v.pt;
                 s.push_str(&format!(
                     "m=video {} RTP/AVP {pt}\r\na=rtpmap:{pt} VP8/90000\r\n\
                      a=rtcp-fb:{pt} nack pli\r\na=rtcp-fb:{pt} ccm fir\r\n",
-                    v.local.port()
+                    a.local.port()
                 ));
                 if v.rtcp_mux {
                     s.push_str("a=rtcp-mux\r\n");
@@ -693,12 +691,8 @@ impl Proxy {
                 .iter()
                 .zip(&video_ports)
                 .map(|(v, p)| AnsweredVideo {
-                    index: v.index,
+                    offered: *v,
                     local: p.rtp,
-                    rtcp_mux: v.rtcp_mux,
-                    pt: v.pt,
-                    publish: v.publish,
-                    receive: v.receive,
                 })
                 .collect(),
             version: 1,
@@ -1274,12 +1268,8 @@ m=video 0 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n";
             .iter()
             .enumerate()
             .map(|(k, v)| AnsweredVideo {
-                index: v.index,
+                offered: *v,
                 local: SocketAddr::from(([127, 0, 0, 9], 40002 + 2 * k as u16)),
-                rtcp_mux: v.rtcp_mux,
-                pt: v.pt,
-                publish: v.publish,
-                receive: v.receive,
             })
             .collect();
         let a = answer_for(&o, video);
