@@ -261,6 +261,8 @@ struct Offer {
     codec: Codec,
     pt: u8,
     dtmf_pt: Option<u8>,
+    /// The RTP clock of its telephone-events (48 kHz beside Opus, else 8 kHz).
+    dtmf_clock: u32,
     /// Every m-line: (media, first format), for the answer (others are refused, port 0).
     lines: Vec<(String, String)>,
     /// The video m-lines the room takes (VP8), in order: the first publishes.
@@ -298,6 +300,7 @@ struct Answer {
     codec: Codec,
     pt: u8,
     dtmf_pt: Option<u8>,
+    dtmf_clock: u32,
     audio: usize,
     lines: Vec<(String, String)>,
     video: Vec<AnsweredVideo>,
@@ -361,10 +364,12 @@ fn read_offer(body: &str) -> Option<Offer> {
                 _ => None,
             })
     };
-    // G.711 when offered at all (the mix is 8 kHz, and G.711 costs least), else G.722.
+    // G.711 when offered at all (the mix is 8 kHz, and G.711 costs least), else G.722, else
+    // Opus (each decoded and encoded: dearer).
     let mut chosen = None;
     let mut wide = None;
-    let mut dtmf_pt = None;
+    let mut opus = None;
+    let (mut dtmf_8k, mut dtmf_48k) = (None, None);
     for f in formats {
         let Ok(pt) = f.parse::<u8>() else { continue };
         let Some(c) = codec(pt) else { continue };
@@ -378,11 +383,27 @@ fn read_offer(body: &str) -> Option<Offer> {
         if c.starts_with("g722/8000") && wide.is_none() {
             wide = Some((Codec::G722, pt));
         }
-        if c.starts_with("telephone-event/8000") && dtmf_pt.is_none() {
-            dtmf_pt = Some(pt);
+        if c.starts_with("opus/48000") && opus.is_none() {
+            opus = Some((Codec::Opus, pt));
+        }
+        if c.starts_with("telephone-event/8000") && dtmf_8k.is_none() {
+            dtmf_8k = Some(pt);
+        }
+        if c.starts_with("telephone-event/48000") && dtmf_48k.is_none() {
+            dtmf_48k = Some(pt);
         }
     }
-    let (codec, pt) = chosen.or(wide)?;
+    let (codec, pt) = chosen.or(wide).or(opus)?;
+    // Events on the audio's clock (RFC 4733 §2.3), or the 8 kHz ones an Opus phone may offer.
+    let dtmf_pt = match codec {
+        Codec::Opus => dtmf_48k.or(dtmf_8k),
+        _ => dtmf_8k,
+    };
+    let dtmf_clock = if codec == Codec::Opus && dtmf_48k.is_some() {
+        48000
+    } else {
+        8000
+    };
     // Video: every VP8 line with a port and an address, up to the limit; the first one
     // carries the participant's camera (if its direction lets it send).
     let mut video = Vec::new();
@@ -424,6 +445,7 @@ fn read_offer(body: &str) -> Option<Offer> {
         codec,
         pt,
         dtmf_pt,
+        dtmf_clock,
         lines,
         video,
     })
@@ -471,6 +493,7 @@ impl Answer {
                 Codec::G711(Law::Mu) => "PCMU/8000",
                 Codec::G711(Law::A) => "PCMA/8000",
                 Codec::G722 => "G722/8000",
+                Codec::Opus => "opus/48000/2",
             };
             let mut fmts = self.pt.to_string();
             if let Some(d) = self.dtmf_pt {
@@ -481,9 +504,17 @@ impl Answer {
                 self.local.port(),
                 self.pt
             ));
+            if self.codec == Codec::Opus {
+                // Mono, no in-band FEC or DTX from us; what it sends us may be anything.
+                s.push_str(&format!(
+                    "a=fmtp:{} minptime=10;useinbandfec=0;stereo=0;sprop-stereo=0\r\n",
+                    self.pt
+                ));
+            }
             if let Some(d) = self.dtmf_pt {
                 s.push_str(&format!(
-                    "a=rtpmap:{d} telephone-event/8000\r\na=fmtp:{d} 0-15\r\n"
+                    "a=rtpmap:{d} telephone-event/{}\r\na=fmtp:{d} 0-15\r\n",
+                    self.dtmf_clock
                 ));
             }
             s.push_str("a=ptime:20\r\n");
@@ -616,7 +647,7 @@ impl Proxy {
                 let _ = self.media_close(&call_id);
             }
             self.rooms.counts.refused_codec += 1;
-            let w = warn("the room needs an SDP offer with PCMU, PCMA or G722");
+            let w = warn("the room needs an SDP offer with PCMU, PCMA, G722 or opus");
             self.respond_final_full(cx, id, 488, None, &w, now);
             return;
         };
@@ -684,6 +715,7 @@ impl Proxy {
             codec: offer.codec,
             pt: offer.pt,
             dtmf_pt: offer.dtmf_pt,
+            dtmf_clock: offer.dtmf_clock,
             audio: offer.audio,
             lines: offer.lines.clone(),
             video: offer
@@ -1195,6 +1227,7 @@ mod tests {
             codec: o.codec,
             pt: o.pt,
             dtmf_pt: o.dtmf_pt,
+            dtmf_clock: o.dtmf_clock,
             audio: o.audio,
             lines: o.lines.clone(),
             video,
@@ -1238,6 +1271,42 @@ m=video 4002 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n";
         assert!(answer_for(&wide, Vec::new())
             .body("Rapat", None)
             .contains("m=audio 40000 RTP/AVP 9\r\na=rtpmap:9 G722/8000\r\n"));
+        // Opus when nothing cheaper is offered, with the events of its 48 kHz clock.
+        let opus = read_offer(
+            "v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/AVP 111 101 126\r\n\
+a=rtpmap:111 opus/48000/2\r\na=rtpmap:101 telephone-event/8000\r\n\
+a=rtpmap:126 telephone-event/48000\r\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (opus.codec, opus.pt, opus.dtmf_pt, opus.dtmf_clock),
+            (Codec::Opus, 111, Some(126), 48000)
+        );
+        let text = answer_for(&opus, Vec::new()).body("Rapat", None);
+        assert!(
+            text.contains(
+                "m=audio 40000 RTP/AVP 111 126\r\na=rtpmap:111 opus/48000/2\r\n\
+a=fmtp:111 minptime=10;useinbandfec=0;stereo=0;sprop-stereo=0\r\n\
+a=rtpmap:126 telephone-event/48000\r\n"
+            ),
+            "{text}"
+        );
+        // A browser's offer (Opus first, G.711 too) still gets G.711: cheaper, and as good in
+        // an 8 kHz mix.
+        let browser = read_offer(
+            "v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/AVP 111 0 8 126\r\n\
+a=rtpmap:111 opus/48000/2\r\na=rtpmap:126 telephone-event/8000\r\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                browser.codec,
+                browser.pt,
+                browser.dtmf_pt,
+                browser.dtmf_clock
+            ),
+            (Codec::G711(Law::Mu), 0, Some(126), 8000)
+        );
         // Garbage does not panic.
         assert!(read_offer("m=audio x y\r\n").is_none());
     }

@@ -1,5 +1,6 @@
-//! The jitter buffer of one conference participant: coded G.711 bytes placed by RTP timestamp
-//! in a ring of 256 ms and played out one 20 ms frame per tick, a fixed delay behind the
+//! The jitter buffer of one conference participant: samples (coded G.711 or G.722 bytes, or
+//! Opus decoded on arrival to 8 kHz PCM) placed by RTP timestamp (of an 8 kHz clock) in a
+//! ring of 256 ms and played out one 20 ms frame per tick, a fixed delay behind the
 //! first packet. Lost or late samples play as silence; a packet that lands outside the window
 //! (a new talk spurt after a long pause, a sender restart, a timestamp jump) starts a new
 //! playout point; a buffer that keeps growing (the sender's clock runs fast) drops one frame.
@@ -18,9 +19,9 @@ const DRIFT_TICKS: u32 = 50;
 const LATE_RESTART: u32 = 3;
 
 /// The playout state of one participant.
-pub struct Playout {
-    ring: Box<[u8; RING]>,
-    silence: u8,
+pub struct Playout<T: Copy = u8> {
+    ring: Box<[T; RING]>,
+    silence: T,
     /// Playout delay in samples.
     delay: u32,
     /// The timestamp of the next sample to play; `None` before the first packet.
@@ -32,8 +33,8 @@ pub struct Playout {
     late_run: u32,
 }
 
-impl Playout {
-    pub fn new(delay: Duration, silence: u8) -> Playout {
+impl<T: Copy> Playout<T> {
+    pub fn new(delay: Duration, silence: T) -> Playout<T> {
         let delay = (delay.as_millis() as u32 * 8).clamp(FRAME_SAMPLES as u32, RING as u32 / 2);
         Playout {
             ring: Box::new([silence; RING]),
@@ -47,7 +48,7 @@ impl Playout {
     }
 
     /// Places a packet's payload; false when it was dropped (too late, or did not fit).
-    pub fn push(&mut self, _seq: u16, timestamp: u32, payload: &[u8]) -> bool {
+    pub fn push(&mut self, _seq: u16, timestamp: u32, payload: &[T]) -> bool {
         if payload.is_empty() || payload.len() > RING / 2 {
             return false;
         }
@@ -99,7 +100,7 @@ impl Playout {
         play
     }
 
-    fn write(&mut self, ts: u32, bytes: &[u8]) {
+    fn write(&mut self, ts: u32, bytes: &[T]) {
         let at = ts as usize % RING;
         let first = bytes.len().min(RING - at);
         self.ring[at..at + first].copy_from_slice(&bytes[..first]);
@@ -107,7 +108,7 @@ impl Playout {
     }
 
     /// The next frame (silence where nothing arrived), consumed.
-    pub fn pop(&mut self, out: &mut [u8; FRAME_SAMPLES]) {
+    pub fn pop(&mut self, out: &mut [T; FRAME_SAMPLES]) {
         let Some(play) = self.play else {
             out.fill(self.silence);
             return;
@@ -151,7 +152,7 @@ mod tests {
     }
 
     /// Pops frames until one is not silence; returns how many silent ones came first.
-    fn silent_frames_before(p: &mut Playout) -> usize {
+    fn silent_frames_before(p: &mut Playout<u8>) -> usize {
         let mut out = [0u8; FRAME_SAMPLES];
         for n in 0..100 {
             p.pop(&mut out);

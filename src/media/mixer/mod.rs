@@ -8,17 +8,20 @@
 //! its loudness (a table lookup per coded byte, no decoding) drives talker detection; only
 //! talkers (the `max_mixed` loudest, not muted) are decoded and summed. Each talker gets the
 //! sum minus itself, encoded for its codec; everyone else gets one shared encoding of the sum
-//! per G.711 law (cost grows with talkers, not listeners). G.722 participants are the
-//! exception ([`g722`]): ADPCM has state, so each is decoded and encoded every frame. An empty room has no tick. Join and
+//! per G.711 law and one for Opus (cost grows with talkers, not listeners). G.722
+//! participants are the exception ([`g722`]): ADPCM has state, so each is decoded and encoded
+//! every frame. Opus participants ([`opus`]) are decoded as their packets arrive (loudness
+//! needs samples), and only talkers have an encoder of their own. An empty room has no tick. Join and
 //! leave tones are mixed in for everyone; DTMF (RFC 4733, or digits from SIP INFO through
 //! [`Mixer::handle_digit`]) comes out as events, and `*6` toggles the sender's self-mute.
 //!
-//! Codecs: G.711 μ-law and A-law ([`g711`]), G.722 ([`g722`], mixed at 8 kHz). Opus
-//! (browsers) is not built yet.
+//! Codecs: G.711 μ-law and A-law ([`g711`]), G.722 ([`g722`]) and Opus ([`opus`]), all
+//! mixed at 8 kHz.
 
 pub mod g711;
 pub mod g722;
 pub mod jitter;
+pub mod opus;
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -50,6 +53,18 @@ pub enum Codec {
     G711(Law),
     /// RFC 3551 payload type 9 (or a dynamic one), mixed at 8 kHz.
     G722,
+    /// RFC 7587 `opus/48000/2` (a dynamic payload type), mixed at 8 kHz.
+    Opus,
+}
+
+impl Codec {
+    /// RTP timestamp units per 20 ms frame.
+    fn frame_clock(self) -> u32 {
+        match self {
+            Codec::Opus => 960,
+            _ => FRAME_SAMPLES as u32,
+        }
+    }
 }
 
 /// How a participant's RTP looks.
@@ -185,6 +200,8 @@ struct Participant {
     law: Law,
     /// G.722's decoder and encoder (`law` is then unused).
     g722: Option<Box<g722::G722>>,
+    /// Opus: its decoder and playout, and its own encoder once it has been a talker.
+    opus: Option<(Box<opus::Receiver>, Option<Box<opus::Encoder>>)>,
     playout: Playout,
     /// Its current frame, coded, and decoded when it is mixed.
     frame: [u8; FRAME_SAMPLES],
@@ -228,6 +245,13 @@ pub struct Mixer {
     scratch: [i32; FRAME_SAMPLES],
     /// The shared encodings of `mix`, per law (valid for this tick).
     shared: [[u8; FRAME_SAMPLES]; 2],
+    /// The Opus listeners' shared encoder (made when the first Opus participant joins), its
+    /// packet of this tick and that packet's length (0: not encoded yet this tick).
+    shared_opus: Option<Box<opus::Encoder>>,
+    shared_opus_out: [u8; opus::MAX_OUT],
+    shared_opus_len: usize,
+    /// A talker's own Opus packet of this tick.
+    opus_out: [u8; opus::MAX_OUT],
     /// This tick's packets: bytes, and (participant, end offset) per packet.
     out: Vec<u8>,
     out_index: Vec<(ParticipantId, usize)>,
@@ -252,6 +276,10 @@ impl Mixer {
             mix: [0; FRAME_SAMPLES],
             scratch: [0; FRAME_SAMPLES],
             shared: [[0; FRAME_SAMPLES]; 2],
+            shared_opus: None,
+            shared_opus_out: [0; opus::MAX_OUT],
+            shared_opus_len: 0,
+            opus_out: [0; opus::MAX_OUT],
             out: Vec::new(),
             out_index: Vec::new(),
             out_cursor: 0,
@@ -267,7 +295,14 @@ impl Mixer {
         let (law, g722, fill) = match spec.codec {
             Codec::G711(law) => (law, None, law.silence()),
             Codec::G722 => (Law::Mu, Some(Box::default()), g722::MISSING),
+            Codec::Opus => (Law::Mu, None, Law::Mu.silence()),
         };
+        let opus = (spec.codec == Codec::Opus).then(|| {
+            if self.shared_opus.is_none() {
+                self.shared_opus = Some(opus::Encoder::new());
+            }
+            (opus::Receiver::new(self.config.playout_delay), None)
+        });
         let pin = spec.pin.clone().map(|gate| PinEntry {
             gate,
             entered: String::new(),
@@ -278,6 +313,7 @@ impl Mixer {
             pin,
             law,
             g722,
+            opus,
             playout: Playout::new(self.config.playout_delay, fill),
             frame: [fill; FRAME_SAMPLES],
             pcm: [0; FRAME_SAMPLES],
@@ -395,7 +431,11 @@ impl Mixer {
         };
         if h.payload_type == p.spec.pt {
             p.stats.packets_in += 1;
-            if !p.playout.push(h.sequence, h.timestamp, payload) {
+            let placed = match p.opus.as_mut() {
+                Some((rx, _)) => rx.push(h.sequence, h.timestamp, payload),
+                None => p.playout.push(h.sequence, h.timestamp, payload),
+            };
+            if !placed {
                 p.stats.late += 1;
             }
             return Ok(());
@@ -539,14 +579,20 @@ impl Mixer {
         candidates.clear();
         for (i, slot) in self.participants.iter_mut().enumerate() {
             let Some(p) = slot else { continue };
-            p.playout.pop(&mut p.frame);
-            let sum: u32 = match p.g722.as_mut() {
-                // Decoded every frame (its state), so its loudness is the samples'.
-                Some(g) => {
-                    g.decode(&p.frame, &mut p.pcm);
-                    p.pcm.iter().map(|s| s.unsigned_abs() as u32).sum()
+            let sum: u32 = if let Some((rx, _)) = p.opus.as_mut() {
+                // Decoded on arrival: its loudness is the samples'.
+                rx.pop(&mut p.pcm);
+                p.pcm.iter().map(|s| s.unsigned_abs() as u32).sum()
+            } else {
+                p.playout.pop(&mut p.frame);
+                match p.g722.as_mut() {
+                    // Decoded every frame (its state), so its loudness is the samples'.
+                    Some(g) => {
+                        g.decode(&p.frame, &mut p.pcm);
+                        p.pcm.iter().map(|s| s.unsigned_abs() as u32).sum()
+                    }
+                    None => p.frame.iter().map(|b| p.law.magnitude(*b) as u32).sum(),
                 }
-                None => p.frame.iter().map(|b| p.law.magnitude(*b) as u32).sum(),
             };
             let level = (sum / FRAME_SAMPLES as u32) as u16;
             p.stats.level = level;
@@ -590,7 +636,7 @@ impl Mixer {
                 continue;
             };
             p.mixed = true;
-            if p.g722.is_none() {
+            if p.g722.is_none() && p.opus.is_none() {
                 p.law.decode_frame(&p.frame, &mut p.pcm);
             }
             for (m, s) in self.mix.iter_mut().zip(&p.pcm) {
@@ -603,12 +649,39 @@ impl Mixer {
             }
         }
         let silent = candidates.is_empty() && self.tone.is_none() && self.mix == [0; FRAME_SAMPLES];
-        // 3. One shared encoding per law for the listeners (encoded only if someone uses it).
+        // 3. One shared encoding per law (and for Opus) for the listeners (encoded only if
+        // someone uses it).
         let mut encoded = [false; 2];
+        self.shared_opus_len = 0;
         for (i, slot) in self.participants.iter_mut().enumerate() {
             let Some(p) = slot else { continue };
             let k = law_index(p.law);
-            let payload: &[u8; FRAME_SAMPLES] = if let Some(g) = p.g722.as_mut() {
+            let payload: &[u8] = if let Some((_, own)) = p.opus.as_mut() {
+                if p.mixed && p.pin.is_none() {
+                    // A talker: the mix without itself, from its own encoder.
+                    for ((o, m), s) in self.scratch.iter_mut().zip(&self.mix).zip(&p.pcm) {
+                        *o = *m - *s as i32;
+                    }
+                    let n = own
+                        .get_or_insert_with(opus::Encoder::new)
+                        .encode(&self.scratch, &mut self.opus_out);
+                    &self.opus_out[..n]
+                } else if p.pin.is_some() {
+                    // Not in the room yet: silence, from its own encoder (the shared stream
+                    // may carry the room).
+                    let n = own
+                        .get_or_insert_with(opus::Encoder::new)
+                        .encode(&[0; FRAME_SAMPLES], &mut self.opus_out);
+                    &self.opus_out[..n]
+                } else {
+                    if self.shared_opus_len == 0 {
+                        if let Some(enc) = self.shared_opus.as_mut() {
+                            self.shared_opus_len = enc.encode(&self.mix, &mut self.shared_opus_out);
+                        }
+                    }
+                    &self.shared_opus_out[..self.shared_opus_len]
+                }
+            } else if let Some(g) = p.g722.as_mut() {
                 // Its own encoder, every frame (silence too: the encoder's state goes on).
                 if p.pin.is_some() || (silent && !p.mixed) {
                     self.scratch = [0; FRAME_SAMPLES];
@@ -642,7 +715,11 @@ impl Mixer {
                     &self.shared[k]
                 }
             };
-            // 4. Its RTP packet.
+            // 4. Its RTP packet (none if its encoder failed).
+            if payload.is_empty() {
+                p.timestamp = p.timestamp.wrapping_add(p.spec.codec.frame_clock());
+                continue;
+            }
             let marker = std::mem::take(&mut p.first);
             self.out.push(0x80);
             self.out.push(p.spec.pt | if marker { 0x80 } else { 0 });
@@ -653,7 +730,7 @@ impl Mixer {
             self.out_index
                 .push((ParticipantId(i as u32), self.out.len()));
             p.seq = p.seq.wrapping_add(1);
-            p.timestamp = p.timestamp.wrapping_add(FRAME_SAMPLES as u32);
+            p.timestamp = p.timestamp.wrapping_add(p.spec.codec.frame_clock());
             p.stats.packets_out += 1;
         }
         self.candidates = candidates;

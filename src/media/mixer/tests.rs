@@ -477,3 +477,91 @@ fn a_g722_phone_and_g711_phones_hear_each_other() {
     assert!(goertzel(&u, FREQS[0]) > 1e5 && goertzel(&al, FREQS[0]) > 1e5);
     assert!(goertzel(&u, FREQS[1]) < 1e4);
 }
+
+/// Opus packets (RTP, payload type 111, 48 kHz clock) of a tone at `hz`, frame by frame.
+fn opus_tones(hz: f32, frames: u32) -> Vec<Vec<u8>> {
+    let mut enc = opus::Encoder::new();
+    (0..frames)
+        .map(|n| {
+            let mut pcm = [0i32; FRAME_SAMPLES];
+            for (i, s) in pcm.iter_mut().enumerate() {
+                let t = (n * 160 + i as u32) as f32 / 8000.0;
+                *s = ((std::f32::consts::TAU * hz * t).sin() * 5000.0) as i32;
+            }
+            let mut coded = [0u8; opus::MAX_OUT];
+            let len = enc.encode(&pcm, &mut coded);
+            let mut p = vec![0x80, 111];
+            p.extend_from_slice(&(n as u16).to_be_bytes());
+            p.extend_from_slice(&(n * 960).to_be_bytes());
+            p.extend_from_slice(&0x3333u32.to_be_bytes());
+            p.extend_from_slice(&coded[..len]);
+            p
+        })
+        .collect()
+}
+
+fn opus_spec(ssrc: u32) -> ParticipantSpec {
+    ParticipantSpec {
+        codec: Codec::Opus,
+        pt: 111,
+        dtmf_pt: Some(126),
+        ssrc,
+        pin: None,
+    }
+}
+
+#[test]
+fn opus_phones_and_a_g711_phone_hear_each_other() {
+    let mut m = Mixer::new(quiet());
+    let mut now = Instant::now();
+    let talker = m.add(opus_spec(7), now);
+    let listener = m.add(opus_spec(8), now);
+    let mu = m.add(spec(Law::Mu, 9), now);
+    let sent = opus_tones(FREQS[0], 100);
+    // What the two Opus participants receive, decoded as their phones would.
+    let mut rx = [
+        opus::Receiver::new(Duration::from_millis(20)),
+        opus::Receiver::new(Duration::from_millis(20)),
+    ];
+    let mut heard = [Vec::new(), Vec::new(), Vec::new()];
+    let mut last_ts: [Option<u32>; 2] = [None, None];
+    for n in 0..100u32 {
+        m.handle_rtp(talker, &sent[n as usize], now).unwrap();
+        m.handle_rtp(mu, &tone_packet(Law::Mu, 0, n, FREQS[1], 4000.0), now)
+            .unwrap();
+        now += FRAME;
+        m.handle_timeout(now);
+        while let Some((to, bytes)) = m.poll_transmit() {
+            let h = RtpHeader::parse(bytes).unwrap();
+            let payload = &bytes[12..];
+            if to == mu {
+                heard[2].extend(payload.iter().map(|b| Law::Mu.decode(*b)));
+                continue;
+            }
+            let k = usize::from(to == listener);
+            assert_eq!(h.payload_type, 111);
+            if let Some(ts) = last_ts[k] {
+                assert_eq!(h.timestamp.wrapping_sub(ts), 960, "a 48 kHz clock");
+            }
+            last_ts[k] = Some(h.timestamp);
+            assert!(
+                rx[k].push(h.sequence, h.timestamp, payload),
+                "a valid Opus packet"
+            );
+            let mut pcm = [0i16; FRAME_SAMPLES];
+            rx[k].pop(&mut pcm);
+            heard[k].extend_from_slice(&pcm);
+        }
+    }
+    let tail = |v: &Vec<i16>| v[v.len() - 4000..].to_vec();
+    let (t, l, u) = (tail(&heard[0]), tail(&heard[1]), tail(&heard[2]));
+    // The talker hears the G.711 tone and not its own.
+    assert!(goertzel(&t, FREQS[1]) > 1e5, "{}", goertzel(&t, FREQS[1]));
+    assert!(goertzel(&t, FREQS[0]) < 1e4, "{}", goertzel(&t, FREQS[0]));
+    // The listener (the shared encoding) hears both; the G.711 phone hears the Opus talker.
+    assert!(goertzel(&l, FREQS[0]) > 1e5 && goertzel(&l, FREQS[1]) > 1e5);
+    assert!(goertzel(&u, FREQS[0]) > 1e5 && goertzel(&u, FREQS[1]) < 1e4);
+    let stats: Vec<_> = m.participants().map(|(_, s)| s.clone()).collect();
+    assert!(stats[0].talking && !stats[1].talking && stats[2].talking);
+    assert_eq!(stats[0].refused + stats[0].late, 0);
+}
