@@ -32,25 +32,31 @@ fn tone_wav(path: &Path, hz: f64, secs: u32) {
 
 /// [`tone_wav`] at `rate` samples per second (baresip's aufile wants its codec's rate).
 fn tone_wav_at(path: &Path, hz: f64, secs: u32, rate: u32) {
-    let samples = rate * secs;
+    tone_wav_channels(path, hz, secs, rate, 1);
+}
+
+/// The same tone on `channels` channels (baresip's Opus is stereo: its file must be too).
+fn tone_wav_channels(path: &Path, hz: f64, secs: u32, rate: u32, channels: u16) {
+    let ch = u32::from(channels);
+    let samples = rate * secs * ch;
     let mut w = Vec::new();
     w.extend_from_slice(b"RIFF");
     w.extend_from_slice(&(36 + samples * 2).to_le_bytes());
     w.extend_from_slice(b"WAVEfmt ");
     w.extend_from_slice(&16u32.to_le_bytes());
-    for v in [1u16, 1] {
+    for v in [1u16, channels] {
         w.extend_from_slice(&v.to_le_bytes());
     }
-    for v in [rate, 2 * rate] {
+    for v in [rate, 2 * rate * ch] {
         w.extend_from_slice(&v.to_le_bytes());
     }
-    for v in [2u16, 16] {
+    for v in [2 * channels, 16] {
         w.extend_from_slice(&v.to_le_bytes());
     }
     w.extend_from_slice(b"data");
     w.extend_from_slice(&(samples * 2).to_le_bytes());
     for i in 0..samples {
-        let t = f64::from(i) / f64::from(rate);
+        let t = f64::from(i / ch) / f64::from(rate);
         let v = (6000.0 * (std::f64::consts::TAU * hz * t).sin()) as i16;
         w.extend_from_slice(&v.to_le_bytes());
     }
@@ -200,8 +206,12 @@ fn wav_samples(path: &Path) -> Vec<i16> {
     let Some(at) = b.windows(4).position(|w| w == b"data") else {
         return Vec::new();
     };
+    // The first channel of each frame.
+    let channels = b
+        .get(22..24)
+        .map_or(1, |c| u16::from_le_bytes([c[0], c[1]]).max(1));
     b[at + 8..]
-        .chunks_exact(2)
+        .chunks_exact(2 * usize::from(channels))
         .map(|c| i16::from_le_bytes([c[0], c[1]]))
         .collect()
 }
@@ -1087,6 +1097,102 @@ fn a_g722_phone_and_a_g711_phone_hear_each_other_in_room_8000() {
         );
         assert!(mine < 2e3, "{ext} ({codec}) hears itself: {mine}");
         phone.stop();
+    }
+    let idle = wait_relay_idle(&switch, Duration::from_secs(5));
+    assert_eq!(idle, (0, 0), "the relay still holds ports or sessions");
+}
+
+/// Opus in a room, with libopus on the other side (baresip's `opus` module): a talking Opus
+/// phone hears the G.711 one and not itself (its own encoder), a silent Opus phone hears both
+/// (the shared encoding), and the G.711 phone hears the Opus talker.
+#[test]
+fn opus_phones_and_a_g711_phone_hear_each_other_in_room_8000() {
+    let (switch, _range) = media_switch(
+        &[
+            ("1000", "setda", "rahasia1000"),
+            ("2300", "dinkes", "rahasia2300"),
+            ("2301", "dinkes", "rahasia2301"),
+        ],
+        "",
+    );
+    let mut phones = Vec::new();
+    for (ext, password, hz, codec, rate) in [
+        ("1000", "rahasia1000", 500.0, "PCMU", 8000),
+        ("2300", "rahasia2300", 1100.0, "opus/48000/2", 48000),
+        // Silent: a listener.
+        ("2301", "rahasia2301", 0.0, "opus/48000/2", 48000),
+    ] {
+        let tone = switch.dir().join(format!("tone-{ext}.wav"));
+        tone_wav_channels(&tone, hz, 30, rate, if rate == 48000 { 2 } else { 1 });
+        let dumps = switch.dir().join(format!("dump-{ext}"));
+        std::fs::create_dir_all(&dumps).unwrap();
+        let audio = tone_audio(&tone, Some(&dumps)) + "module\t\t\topus.so\n";
+        let acc = account(
+            &switch,
+            ext,
+            password,
+            &format!(";audio_codecs={codec};ptime=20"),
+        );
+        let phone = Baresip::start_registered(switch.dir(), ext, &acc, Some(&audio));
+        dial_room(&switch, &phone, ext, "8000");
+        phones.push((ext, hz, codec, dumps, phone));
+    }
+    let ready = Switch::eventually(Duration::from_secs(6), || {
+        let room = conf_show(&switch, "8000");
+        room["participants"].as_array().map_or(0, Vec::len) == 3
+            && room["talkers"].as_array().map_or(0, Vec::len) == 2
+    });
+    assert!(
+        ready,
+        "three in, two talk: {:#}",
+        conf_show(&switch, "8000")
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let room = conf_show(&switch, "8000");
+    for (_, _, _, _, phone) in &phones {
+        phone.command_data("hangup", "");
+    }
+    for (ext, hz, codec, dumps, phone) in &mut phones {
+        let (samples, rate) = newest_dump(dumps);
+        assert!(
+            samples.len() as f64 > 2.5 * rate,
+            "{ext} ({codec}) heard {} samples at {rate} Hz:\n{}",
+            samples.len(),
+            phone.log_text()
+        );
+        let tail = &samples[samples.len() - (2.0 * rate) as usize..];
+        let (low, high) = (goertzel(tail, 500.0, rate), goertzel(tail, 1100.0, rate));
+        eprintln!("{ext} ({codec}, dump at {rate} Hz): 500 Hz {low:.0}, 1100 Hz {high:.0}");
+        let name = codec.split('/').next().unwrap_or_default();
+        assert!(
+            phone
+                .log_text()
+                .contains(&format!("Set audio encoder: {name}")),
+            "{ext} does not speak {codec}:\n{}",
+            phone.log_text()
+        );
+        match *hz {
+            h if h == 500.0 => {
+                assert!(high > 5e4, "{ext} does not hear the Opus talker: {high}");
+                assert!(low < 2e3, "{ext} hears itself: {low}");
+            }
+            h if h == 1100.0 => {
+                assert!(
+                    low > 5e4,
+                    "{ext} (Opus) does not hear the G.711 phone: {low}"
+                );
+                assert!(high < 2e3, "{ext} (Opus) hears itself: {high}");
+            }
+            _ => assert!(
+                low > 5e4 && high > 5e4,
+                "{ext} (Opus listener) does not hear both: {low} {high}"
+            ),
+        }
+        phone.stop();
+    }
+    // Nothing the Opus phones sent was refused.
+    for p in room["participants"].as_array().unwrap() {
+        assert_eq!(p["refused"], 0, "{p:#}");
     }
     let idle = wait_relay_idle(&switch, Duration::from_secs(5));
     assert_eq!(idle, (0, 0), "the relay still holds ports or sessions");

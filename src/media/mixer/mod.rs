@@ -172,6 +172,8 @@ pub enum MixerError {
     PayloadType(u8),
     #[error("mixer: bad telephone-event payload")]
     BadDtmf,
+    #[error("mixer: an Opus packet the decoder refused")]
+    NotOpus,
 }
 
 /// Counters and state of one participant, for `tambun conf show` and `/metrics`.
@@ -432,7 +434,17 @@ impl Mixer {
         if h.payload_type == p.spec.pt {
             p.stats.packets_in += 1;
             let placed = match p.opus.as_mut() {
-                Some((rx, _)) => rx.push(h.sequence, h.timestamp, payload),
+                Some((rx, _)) => {
+                    let refused = rx.refused;
+                    let placed = rx.push(h.sequence, h.timestamp, payload);
+                    if rx.refused != refused {
+                        // Not Opus: refused, as any payload that is not what was negotiated.
+                        p.stats.packets_in -= 1;
+                        p.stats.refused += 1;
+                        return Err(MixerError::NotOpus);
+                    }
+                    placed
+                }
                 None => p.playout.push(h.sequence, h.timestamp, payload),
             };
             if !placed {
