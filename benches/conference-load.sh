@@ -16,7 +16,10 @@
 # step is run again RETRIES times first unless the server used >= 90 % of its core.
 # Prints one table and RESULT/RATIO lines (participants per core of each server and their
 # ratio, join time p50/p95; "client-bound" marks a step where the load client itself used
-# >= 90 % of its core or sent late). ~4 min. Env: STEPS, ROOM_SIZE, TALKERS_PCT, MIN_TALKERS,
+# >= 90 % of its core or sent late). ~4 min. CODEC=opus: every participant speaks Opus instead
+# (32 kbps packets encoded from 48 kHz audio, a browser's default, or from OPUS_CAPTURE=8000
+# Hz, a browser that honours Tambun's maxplaybackrate=8000; Janus rooms stay at 8 kHz, as
+# Tambun's mix). Env: CODEC, OPUS_CAPTURE, STEPS, ROOM_SIZE, TALKERS_PCT, MIN_TALKERS,
 # DURATION, WARMUP, RETRIES, JOIN_BUDGET, RT (SCHED_RR priority of servers and client; 0: off,
 # then niceness NICE), SERVER_CPUS, CLIENT_CPUS, SKIP_BUILD=1, BIN and LOAD (tambun and the load client, built
 # before: no cargo), NO_JANUS=1, KEEP_TMP=1,
@@ -25,6 +28,7 @@
 . "$(dirname "$0")/lib.sh"
 STEPS="${STEPS:-50 100 200 400 800 1200 1600 2400 3200}"
 ROOM_SIZE="${ROOM_SIZE:-500}" TALKERS_PCT="${TALKERS_PCT:-10}" MIN_TALKERS="${MIN_TALKERS:-3}"
+CODEC="${CODEC:-pcmu}" OPUS_CAPTURE="${OPUS_CAPTURE:-48000}"
 DURATION="${DURATION:-5}" WARMUP="${WARMUP:-2}" RETRIES="${RETRIES:-1}" JOIN_BUDGET="${JOIN_BUDGET:-45}"
 SERVER_CPUS="${SERVER_CPUS:-1}" CLIENT_CPUS="${CLIENT_CPUS:-0}"
 NICE="${NICE:--10}" RT="${RT:-10}"
@@ -125,7 +129,7 @@ for n in $STEPS; do
             log "$t: $n participants (try $((try + 1)))"
             # shellcheck disable=SC2046 # args_of prints a flag list
             line=$(timeout -k 5 240 "${CLIENT[@]}" $(args_of "$t") --participants "$n" --room-size "$ROOM_SIZE" \
-                --talkers-pct "$TALKERS_PCT" --min-talkers "$MIN_TALKERS" --duration "$DURATION" --warmup "$WARMUP" --join-budget "$JOIN_BUDGET" \
+                --codec "$CODEC" --opus-capture "$OPUS_CAPTURE" --talkers-pct "$TALKERS_PCT" --min-talkers "$MIN_TALKERS" --duration "$DURATION" --warmup "$WARMUP" --join-budget "$JOIN_BUDGET" \
                 2>"$TMP/$t-$n-$try.err" | tee -a "$OUT" | grep '^RESULT' || true)
             grep -E "^$t:" "$TMP/$t-$n-$try.err" >&2 || true
             grep -vE "^$t:" "$TMP/$t-$n-$try.err" | head -5 >&2 || true

@@ -64,7 +64,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use rand::Rng;
 use serde_json::{json, Value};
 
@@ -131,6 +131,59 @@ struct Load {
     /// Name printed in the RESULT line
     #[arg(long, default_value = "server")]
     label: String,
+    /// The participants' codec: PCMU (160-byte frames) or Opus (48 kHz, a browser's 32 kbps)
+    #[arg(long, value_enum, default_value_t = AudioCodec::Pcmu)]
+    codec: AudioCodec,
+    /// Opus: the sampling rate the participants encode from: 48000 (a browser's default:
+    /// hybrid fullband packets) or 8000 (a browser that honours Tambun's
+    /// `maxplaybackrate=8000`: narrowband SILK)
+    #[arg(long, default_value_t = 48000)]
+    opus_capture: i32,
+}
+
+/// The codec every participant of a run speaks.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
+enum AudioCodec {
+    Pcmu,
+    Opus,
+}
+
+/// The payload type we offer (and ask Janus for) for Opus.
+const OPUS_PT: u8 = 111;
+
+impl AudioCodec {
+    fn pt(self) -> u8 {
+        match self {
+            AudioCodec::Pcmu => 0,
+            AudioCodec::Opus => OPUS_PT,
+        }
+    }
+
+    /// RTP clock per 20 ms frame.
+    fn frame_clock(self) -> u32 {
+        match self {
+            AudioCodec::Pcmu => FRAME as u32,
+            AudioCodec::Opus => 960,
+        }
+    }
+
+    /// The audio m-line of our offer.
+    fn sdp(self, port: u16) -> String {
+        match self {
+            AudioCodec::Pcmu => format!("m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"),
+            AudioCodec::Opus => format!(
+                "m=audio {port} RTP/AVP {OPUS_PT}\r\na=rtpmap:{OPUS_PT} opus/48000/2\r\n\
+                 a=fmtp:{OPUS_PT} minptime=10;useinbandfec=1\r\n"
+            ),
+        }
+    }
+
+    fn janus_name(self) -> &'static str {
+        match self {
+            AudioCodec::Pcmu => "pcmu",
+            AudioCodec::Opus => "opus",
+        }
+    }
 }
 
 #[derive(Args)]
@@ -333,6 +386,63 @@ fn ulaw_decode(u: u8) -> i16 {
     }
 }
 
+/// What participants send, frame after frame: per talker tone, and for silence.
+struct Frames {
+    tones: Vec<Vec<Vec<u8>>>,
+    silence: Vec<Vec<u8>>,
+}
+
+impl Frames {
+    fn of(codec: AudioCodec, capture: i32) -> anyhow::Result<Frames> {
+        Ok(match codec {
+            AudioCodec::Pcmu => Frames {
+                tones: tone_frames()
+                    .into_iter()
+                    .map(|f| vec![f.to_vec()])
+                    .collect(),
+                silence: vec![vec![0xff; FRAME]],
+            },
+            AudioCodec::Opus => Frames {
+                tones: (0..TONES)
+                    .map(|k| opus_frames(400.0 + 50.0 * k as f64, capture))
+                    .collect::<anyhow::Result<_>>()?,
+                silence: opus_frames(0.0, capture)?,
+            },
+        })
+    }
+
+    /// The payload of frame `seq` of talker `tone` (or of silence).
+    fn get(&self, tone: Option<usize>, seq: u16) -> &[u8] {
+        let frames = tone.map_or(&self.silence, |k| &self.tones[k]);
+        &frames[usize::from(seq) % frames.len()]
+    }
+}
+
+/// One second of 20 ms Opus packets of a tone at `hz` (0: silence), as a browser sends them:
+/// VoIP, 32 kbps VBR, from audio at `rate` Hz. Played in a loop (50 frames: the tone's
+/// phase goes on).
+fn opus_frames(hz: f64, rate: i32) -> anyhow::Result<Vec<Vec<u8>>> {
+    let mut enc = opus_rs::OpusEncoder::new(rate, 1, opus_rs::Application::Voip)
+        .map_err(|e| anyhow!("opus encoder at {rate} Hz: {e}"))?;
+    enc.bitrate_bps = 32000;
+    let mut out = [0u8; 1500];
+    let fs = rate as usize / 50;
+    (0..50)
+        .map(|f| {
+            let pcm: Vec<i16> = (0..fs)
+                .map(|i| {
+                    let t = (f * fs + i) as f64 / f64::from(rate);
+                    (TONE_AMPLITUDE * (std::f64::consts::TAU * hz * t).sin()) as i16
+                })
+                .collect();
+            let n = enc
+                .encode_i16(&pcm, fs, &mut out)
+                .map_err(|e| anyhow!("opus encode: {e}"))?;
+            Ok(out[..n].to_vec())
+        })
+        .collect()
+}
+
 /// Talker k's frame: 400 + 50 k Hz, a whole number of cycles in 20 ms, so one frame repeats.
 fn tone_frames() -> Vec<[u8; FRAME]> {
     (0..TONES)
@@ -414,6 +524,7 @@ struct TambunSig {
     /// The ACK of each answered Call-ID, sent again if the 200 comes again.
     acks: HashMap<String, String>,
     rooms: usize,
+    codec: AudioCodec,
 }
 
 impl TambunSig {
@@ -430,6 +541,7 @@ impl TambunSig {
             dialogs: vec![],
             acks: HashMap::new(),
             rooms: plan.rooms,
+            codec: a.load.codec,
         })
     }
 
@@ -532,7 +644,8 @@ impl Signalling for TambunSig {
         let to = format!("<sip:{number}@{}>", self.domain);
         let mut sdp = format!(
             "v=0\r\no=- {port} 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-             m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n"
+             {}a=ptime:20\r\na=sendrecv\r\n",
+            self.codec.sdp(port)
         );
         if let Some(v) = video_port {
             // rtcp-mux: the room's PLIs come to the video socket itself.
@@ -847,6 +960,7 @@ struct JanusSig {
     handles: usize,
     /// Events read while waiting for another one.
     events_read: usize,
+    codec: AudioCodec,
 }
 
 impl JanusSig {
@@ -865,6 +979,7 @@ impl JanusSig {
             rooms: plan.rooms,
             handles: 0,
             events_read: 0,
+            codec: a.load.codec,
         };
         j.control = j.attach()?;
         for r in 0..plan.rooms {
@@ -964,9 +1079,9 @@ impl Signalling for JanusSig {
         let body = json!({
             "janus": "message", "transaction": transaction,
             "body": {
-                "request": "join", "room": room, "display": format!("p{idx}"), "codec": "pcmu",
-                "muted": false,
-                "rtp": {"ip": "127.0.0.1", "port": port, "payload_type": 0},
+                "request": "join", "room": room, "display": format!("p{idx}"),
+                "codec": self.codec.janus_name(), "muted": false,
+                "rtp": {"ip": "127.0.0.1", "port": port, "payload_type": self.codec.pt()},
             },
         });
         let started = Instant::now();
@@ -1078,6 +1193,8 @@ struct Member {
     loud: u64,
     foreign: u64,
     video: Option<VideoMember>,
+    /// Opus: what comes back is decoded (8 kHz mono) to tell whether it carries the talkers.
+    opus: Option<Box<opus_rs::OpusDecoder>>,
 }
 
 /// A participant's video line (one socket, rtcp-mux): its camera out, its slot in, PLIs in.
@@ -1233,7 +1350,14 @@ fn room_video(admin: SocketAddr, first_room: u32, rooms: usize) -> Option<RoomVi
 }
 
 impl Member {
-    fn handle_rtp(&mut self, b: &[u8], now: Instant, counting: bool, magnitude: &[f64; 256]) {
+    fn handle_rtp(
+        &mut self,
+        b: &[u8],
+        now: Instant,
+        counting: bool,
+        magnitude: &[f64; 256],
+        pcm: &mut [f32],
+    ) {
         if b.len() < 12 || b[0] >> 6 != 2 || (72..=76).contains(&(b[1] & 0x7f)) {
             self.foreign += 1;
             return;
@@ -1248,8 +1372,9 @@ impl Member {
         let Some(payload) = b.get(start..) else {
             return;
         };
-        if b[1] & 0x7f != 0 || payload.is_empty() {
-            self.foreign += 1; // not PCMU (comfort noise, events): not counted
+        let pt = if self.opus.is_some() { OPUS_PT } else { 0 };
+        if b[1] & 0x7f != pt || payload.is_empty() {
+            self.foreign += 1; // not our codec (comfort noise, events): not counted
             return;
         }
         if self.first_rtp.is_none() {
@@ -1258,8 +1383,21 @@ impl Member {
         if !self.rx.packet(u16::from_be_bytes([b[2], b[3]]), counting) {
             return;
         }
-        let mean =
-            payload.iter().map(|&u| magnitude[u as usize]).sum::<f64>() / payload.len() as f64;
+        let mean = match self.opus.as_mut() {
+            Some(dec) => match dec.decode(payload, pcm.len(), pcm) {
+                Ok(n) if n > 0 => {
+                    pcm[..n]
+                        .iter()
+                        .map(|s| f64::from(s.abs()) * 32768.0)
+                        .sum::<f64>()
+                        / n as f64
+                }
+                _ => 0.0,
+            },
+            None => {
+                payload.iter().map(|&u| magnitude[u as usize]).sum::<f64>() / payload.len() as f64
+            }
+        };
         if mean > LOUD {
             self.loud += 1;
         }
@@ -1326,7 +1464,8 @@ fn run(l: Load, plan: Plan, mut sig: impl Signalling, video: Video) -> anyhow::R
     let server_cpu = || groups.iter().map(|(_, p)| cpu_of(p)).sum::<f64>();
     let server_sched = || groups.iter().map(|(_, p)| sched_cpu_of(p)).sum::<f64>();
     let self_cpu = || cpu_of(&[std::process::id()]);
-    let tones = tone_frames();
+    let frames = Frames::of(l.codec, l.opus_capture)?;
+    let mut pcm = vec![0f32; 960];
     let tick = Duration::from_micros(l.tick_us.max(50));
     let mut magnitude = [0f64; 256];
     for (u, m) in magnitude.iter_mut().enumerate() {
@@ -1364,6 +1503,12 @@ fn run(l: Load, plan: Plan, mut sig: impl Signalling, video: Video) -> anyhow::R
             loud: 0,
             foreign: 0,
             video: vm,
+            opus: match l.codec {
+                AudioCodec::Opus => Some(Box::new(
+                    opus_rs::OpusDecoder::new(8000, 1).map_err(|e| anyhow!("opus decoder: {e}"))?,
+                )),
+                AudioCodec::Pcmu => None,
+            },
         });
     }
     eprintln!(
@@ -1433,8 +1578,7 @@ fn run(l: Load, plan: Plan, mut sig: impl Signalling, video: Video) -> anyhow::R
     let mut server_count = None;
     let mut join_s = 0.0;
     let mut join_cpu = 0.0;
-    let mut pkt = [0u8; 12 + FRAME];
-    let silence = [0xffu8; FRAME];
+    let mut pkt = [0u8; 12 + 1500];
     let mut vschedule: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
     let vperiod = Duration::from_nanos(1_000_000_000 / u64::from(video.pps.max(1)));
     let mut vpkt = vec![0u8; video.bytes.max(RTP_VP8_MIN)];
@@ -1462,15 +1606,15 @@ fn run(l: Load, plan: Plan, mut sig: impl Signalling, video: Video) -> anyhow::R
                 sent_window += 1;
             }
             m.seq = m.seq.wrapping_add(1);
-            let ts = u32::from(m.seq).wrapping_mul(FRAME as u32);
+            let ts = u32::from(m.seq).wrapping_mul(l.codec.frame_clock());
             pkt[0] = 0x80;
-            pkt[1] = 0;
+            pkt[1] = l.codec.pt();
             pkt[2..4].copy_from_slice(&m.seq.to_be_bytes());
             pkt[4..8].copy_from_slice(&ts.to_be_bytes());
             pkt[8..12].copy_from_slice(&m.ssrc.to_be_bytes());
-            let frame = plan.tone[i].map_or(&silence, |k| &tones[k]);
-            pkt[12..].copy_from_slice(frame);
-            if m.sock.send(&pkt).is_err() {
+            let frame = frames.get(plan.tone[i], m.seq);
+            pkt[12..12 + frame.len()].copy_from_slice(frame);
+            if m.sock.send(&pkt[..12 + frame.len()]).is_err() {
                 send_errors += 1;
             }
             // The next frame is due 20 ms after this one was; a stall skips frames rather
@@ -1590,7 +1734,7 @@ fn run(l: Load, plan: Plan, mut sig: impl Signalling, video: Video) -> anyhow::R
                 // saves the EAGAIN read at 50 pps.
                 let m = &mut members[token as usize];
                 if let Ok(len) = m.sock.recv(&mut buf) {
-                    m.handle_rtp(&buf[..len], now, counting, &magnitude);
+                    m.handle_rtp(&buf[..len], now, counting, &magnitude, &mut pcm);
                 }
             }
             if ready < events.len() {
@@ -1680,11 +1824,13 @@ fn run(l: Load, plan: Plan, mut sig: impl Signalling, video: Video) -> anyhow::R
         server_count.map_or("-".to_string(), |c| c.to_string()),
     );
     print!(
-        "RESULT label={label} participants={n} rooms={} talkers={} joined={} join_failed={join_failed} no_rtp={never_heard} \
+        "RESULT label={label} codec={:?} opus_capture={} participants={n} rooms={} talkers={} joined={} join_failed={join_failed} no_rtp={never_heard} \
          silent={silent} hearing={hearing} loud_pct={:.1} loss_pct={loss_pct:.3} rate={rate:.4} received={received} expected={expected} \
          wall={wall:.3} server_cpu={cpu:.3} server_cpu_stat={stat_cpu:.2} server_cpu_pct={:.1} per_core={per_core:.0} join_p50_ms={:.2} join_p95_ms={:.2} \
          join_max_ms={:.2} join_s={join_s:.2} join_server_cpu={join_cpu:.2} client_cpu_pct={:.1} send_lag_p99_ms={lag_p99:.2} \
          send_errors={send_errors} server_count={}",
+        l.codec,
+        l.opus_capture,
         plan.rooms,
         plan.talkers,
         joined.len(),

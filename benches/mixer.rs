@@ -48,7 +48,7 @@ fn frame(k: usize, n: u32, talker: bool) -> Vec<u8> {
 /// A room of `n` participants with `talkers` talking, warmed up (playout and talker
 /// detection settled), and the next frame index.
 fn room(n: usize, talkers: usize) -> (Mixer, Vec<ParticipantId>, Vec<Vec<Vec<u8>>>, Instant) {
-    room_of(n, talkers, false)
+    room_of(n, talkers, Codec::G711(Law::Mu))
 }
 
 /// The same frames as [`frame`], coded as G.722 (payload type 9) by one encoder per
@@ -72,11 +72,41 @@ fn g722_frames(k: usize, talker: bool) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// [`room`] with every participant on G.722 when `wide`.
+/// The same frames as [`frame`], as a browser sends them in Opus (payload type 111, a 48 kHz
+/// clock, 32 kbps VoIP from 48 kHz audio: the 8 kHz samples repeated six times).
+fn opus_frames(k: usize, talker: bool) -> Vec<Vec<u8>> {
+    let mut enc = opus_rs::OpusEncoder::new(48000, 1, opus_rs::Application::Voip).unwrap();
+    enc.bitrate_bps = 32000;
+    let mut out = [0u8; 1500];
+    (0..50u32)
+        .map(|n| {
+            let mu = frame(k, n, talker);
+            let pcm: Vec<i16> = mu[12..]
+                .iter()
+                .flat_map(|b| [Law::Mu.decode(*b); 6])
+                .collect();
+            let len = enc.encode_i16(&pcm, 960, &mut out).unwrap();
+            let mut p = mu[..12].to_vec();
+            p[1] = 111;
+            p.extend_from_slice(&out[..len]);
+            p
+        })
+        .collect()
+}
+
+/// RTP clock per 20 ms frame of a codec.
+fn clock(codec: Codec) -> u32 {
+    match codec {
+        Codec::Opus => 960,
+        _ => 160,
+    }
+}
+
+/// [`room`] with every participant on `codec`.
 fn room_of(
     n: usize,
     talkers: usize,
-    wide: bool,
+    codec: Codec,
 ) -> (Mixer, Vec<ParticipantId>, Vec<Vec<Vec<u8>>>, Instant) {
     let mut m = Mixer::new(MixerConfig {
         tones: false,
@@ -87,12 +117,12 @@ fn room_of(
         .map(|k| {
             m.add(
                 ParticipantSpec {
-                    codec: if wide {
-                        Codec::G722
-                    } else {
-                        Codec::G711(Law::Mu)
+                    codec,
+                    pt: match codec {
+                        Codec::G722 => 9,
+                        Codec::Opus => 111,
+                        Codec::G711(_) => 0,
                     },
-                    pt: if wide { 9 } else { 0 },
                     dtmf_pt: Some(101),
                     ssrc: k as u32,
                     pin: None,
@@ -103,13 +133,14 @@ fn room_of(
         .collect();
     // 50 frames of each, reused in a loop (their timestamps are rewritten per tick).
     let mut frames: Vec<Vec<Vec<u8>>> = (0..n)
-        .map(|k| match wide {
-            true => g722_frames(k, k < talkers),
-            false => (0..50).map(|f| frame(k, f, k < talkers)).collect(),
+        .map(|k| match codec {
+            Codec::G722 => g722_frames(k, k < talkers),
+            Codec::Opus => opus_frames(k, k < talkers),
+            Codec::G711(_) => (0..50).map(|f| frame(k, f, k < talkers)).collect(),
         })
         .collect();
     for t in 0..40u32 {
-        tick(&mut m, &ids, &mut frames, t, &mut now);
+        tick(&mut m, &ids, &mut frames, t, &mut now, clock(codec));
     }
     (m, ids, frames, now)
 }
@@ -121,11 +152,12 @@ fn tick(
     frames: &mut [Vec<Vec<u8>>],
     t: u32,
     now: &mut Instant,
+    clock: u32,
 ) -> usize {
     for (k, id) in ids.iter().enumerate() {
         let p = &mut frames[k][(t % 50) as usize];
         p[2..4].copy_from_slice(&(t as u16).to_be_bytes());
-        p[4..8].copy_from_slice(&(t * 160).to_be_bytes());
+        p[4..8].copy_from_slice(&t.wrapping_mul(clock).to_be_bytes());
         let _ = m.handle_rtp(*id, p, *now);
     }
     *now += FRAME;
@@ -186,7 +218,7 @@ fn per_tick(c: &mut Criterion) {
         g.bench_function(format!("tambun/{n}p_{talkers}t"), |b| {
             b.iter(|| {
                 t += 1;
-                black_box(tick(&mut m, &ids, &mut frames, t, &mut now))
+                black_box(tick(&mut m, &ids, &mut frames, t, &mut now, 160))
             })
         });
         let mut base = naive(n);
@@ -214,12 +246,19 @@ fn measure(mut f: impl FnMut(u32), ticks: u32) -> Duration {
         .unwrap_or_default()
 }
 
-/// Time per tick of a warmed-up room of `n` (`talkers` talking), all G.722 when `wide`.
-fn room_tick_time(n: usize, talkers: usize, wide: bool) -> Duration {
-    let (mut m, ids, mut frames, mut now) = room_of(n, talkers, wide);
+/// Time per tick of a warmed-up room of `n` (`talkers` talking), all on `codec`.
+fn room_tick_time(n: usize, talkers: usize, codec: Codec) -> Duration {
+    let (mut m, ids, mut frames, mut now) = room_of(n, talkers, codec);
     measure(
         |t| {
-            black_box(tick(&mut m, &ids, &mut frames, 40 + t, &mut now));
+            black_box(tick(
+                &mut m,
+                &ids,
+                &mut frames,
+                40 + t,
+                &mut now,
+                clock(codec),
+            ));
         },
         500,
     )
@@ -232,7 +271,7 @@ fn summary() {
         "participants", "talkers", "tambun µs/tick", "naive µs/tick", "tambun p/core", "ratio"
     );
     for (n, talkers) in ROOMS {
-        let ours = room_tick_time(n, talkers, false);
+        let ours = room_tick_time(n, talkers, Codec::G711(Law::Mu));
         let (_, _, frames, _) = room(n, talkers);
         let mut base = naive(n);
         let theirs = measure(
@@ -259,8 +298,8 @@ fn summary() {
         "participants", "talkers", "g722 µs/tick", "g711 µs/tick", "g722 p/core", "ratio"
     );
     for (n, talkers) in [(10, 3), (50, 4)] {
-        let wide = room_tick_time(n, talkers, true);
-        let narrow = room_tick_time(n, talkers, false);
+        let wide = room_tick_time(n, talkers, Codec::G722);
+        let narrow = room_tick_time(n, talkers, Codec::G711(Law::Mu));
         let per_core = |d: Duration| n as f64 * FRAME.as_secs_f64() / d.as_secs_f64();
         println!(
             "{n:>12} {talkers:>8} {:>14.1} {:>14.1} {:>16.0} {:>6.2}x",
@@ -268,6 +307,25 @@ fn summary() {
             narrow.as_secs_f64() * 1e6,
             per_core(wide),
             per_core(wide) / per_core(narrow),
+        );
+    }
+    // Opus: everyone decoded on arrival (48 kHz packets to 8 kHz), talkers encoded on their
+    // own, one shared encoding for the listeners; next to the same rooms in G.711.
+    println!("\nmixer: Opus rooms (every participant Opus, 32 kbps from 48 kHz) next to G.711");
+    println!(
+        "{:>12} {:>8} {:>14} {:>14} {:>16} {:>7}",
+        "participants", "talkers", "opus µs/tick", "g711 µs/tick", "opus p/core", "ratio"
+    );
+    for (n, talkers) in [(10, 3), (50, 4), (200, 5)] {
+        let opus = room_tick_time(n, talkers, Codec::Opus);
+        let narrow = room_tick_time(n, talkers, Codec::G711(Law::Mu));
+        let per_core = |d: Duration| n as f64 * FRAME.as_secs_f64() / d.as_secs_f64();
+        println!(
+            "{n:>12} {talkers:>8} {:>14.1} {:>14.1} {:>16.0} {:>6.3}x",
+            opus.as_secs_f64() * 1e6,
+            narrow.as_secs_f64() * 1e6,
+            per_core(opus),
+            per_core(opus) / per_core(narrow),
         );
     }
 }

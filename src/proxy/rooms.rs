@@ -505,9 +505,12 @@ impl Answer {
                 self.pt
             ));
             if self.codec == Codec::Opus {
-                // Mono, no in-band FEC or DTX from us; what it sends us may be anything.
+                // Mono, no in-band FEC or DTX from us; the room plays at 8 kHz, so a sender
+                // need not send more (RFC 7587 maxplaybackrate: browsers then send
+                // narrowband, cheaper to decode and to carry).
                 s.push_str(&format!(
-                    "a=fmtp:{} minptime=10;useinbandfec=0;stereo=0;sprop-stereo=0\r\n",
+                    "a=fmtp:{} maxplaybackrate=8000;sprop-maxcapturerate=8000;minptime=10;\
+                     useinbandfec=0;stereo=0;sprop-stereo=0\r\n",
                     self.pt
                 ));
             }
@@ -1286,7 +1289,8 @@ a=rtpmap:126 telephone-event/48000\r\n",
         assert!(
             text.contains(
                 "m=audio 40000 RTP/AVP 111 126\r\na=rtpmap:111 opus/48000/2\r\n\
-a=fmtp:111 minptime=10;useinbandfec=0;stereo=0;sprop-stereo=0\r\n\
+a=fmtp:111 maxplaybackrate=8000;sprop-maxcapturerate=8000;minptime=10;\
+useinbandfec=0;stereo=0;sprop-stereo=0\r\n\
 a=rtpmap:126 telephone-event/48000\r\n"
             ),
             "{text}"

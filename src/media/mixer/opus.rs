@@ -36,9 +36,10 @@ const MAX_CONCEAL: usize = 640;
 pub const MAX_OUT: usize = 400;
 /// Our encoders' bitrate: narrowband speech (libopus's own pick for 8 kHz VoIP is ~16–20k).
 const BITRATE: i32 = 20_000;
-/// Encoder complexity (0–10): 5 is half of libopus's default cost for inaudible loss in
-/// narrowband speech. Measured in `benches/mixer.rs`.
-pub const COMPLEXITY: i32 = 5;
+/// Encoder complexity (0–10): 4, Janus AudioBridge's default (its `quality`), about half of
+/// libopus's default cost for no audible loss in narrowband speech. Measured in
+/// `benches/mixer.rs`.
+pub const COMPLEXITY: i32 = 4;
 
 /// An encoder for 20 ms frames of the 8 kHz mix.
 pub struct Encoder {
