@@ -1147,32 +1147,7 @@ fn three_browsers_and_video_phones_share_a_video_room() {
     let mut browser = BrowserAgent::start_alone(switch.dir(), "vgrid");
     let mut pages = Vec::new();
     for who in [BROWSER, BROWSER2, THIRD] {
-        let page = browser.open(&switch);
-        browser.login_ok(page, who.0, who.2);
-        browser
-            .wait_for(page, "room-join-video-8000", None)
-            .expect("room 8000 with its video button");
-        browser.click(page, "room-join-video-8000");
-        if let Err(e) = browser.wait_status(page, "^Terhubung", Duration::from_secs(15)) {
-            panic!(
-                "{} never got into the video room: {e}\n{:#}\n{}",
-                who.0,
-                browser.state(page),
-                switch.log_text()
-            );
-        }
-        if let Err(e) = browser.request(
-            "waitMedia",
-            serde_json::json!({ "page": page }),
-            Duration::from_secs(18),
-        ) {
-            let (local, remote) = browser.sdp(page);
-            panic!(
-                "{e}\nlocal:\n{local}\nremote:\n{remote}\n{:#}\n{}",
-                browser.state(page),
-                switch.log_text()
-            );
-        }
+        let page = join_video_room(&mut browser, &switch, who);
         pages.push((who.0, page));
     }
     // Each page decodes the three others (two browsers and the desk phone).
@@ -1276,6 +1251,120 @@ fn three_browsers_and_video_phones_share_a_video_room() {
     let idle = Switch::eventually(Duration::from_secs(8), || live_calls(&switch).is_empty());
     assert!(idle, "sessions left: {}", calls_json(&switch));
     eprintln!("video room: {video}; {:?}", t0.elapsed());
+}
+
+/// A page logs in as `who` and joins room 8000 with its camera from the Rooms view
+/// (`room-join-video-8000`), media connected.
+fn join_video_room(browser: &mut BrowserAgent, switch: &Switch, who: (&str, &str, &str)) -> u64 {
+    let page = browser.open(switch);
+    browser.login_ok(page, who.0, who.2);
+    browser
+        .wait_for(page, "room-join-video-8000", None)
+        .expect("room 8000 with its video button");
+    browser.click(page, "room-join-video-8000");
+    if let Err(e) = browser.wait_status(page, "^Terhubung", Duration::from_secs(15)) {
+        panic!(
+            "{} never got into the video room: {e}\n{:#}\n{}",
+            who.0,
+            browser.state(page),
+            switch.log_text()
+        );
+    }
+    if let Err(e) = browser.request(
+        "waitMedia",
+        serde_json::json!({ "page": page }),
+        Duration::from_secs(18),
+    ) {
+        let (local, remote) = browser.sdp(page);
+        panic!(
+            "{e}\nlocal:\n{local}\nremote:\n{remote}\n{:#}\n{}",
+            browser.state(page),
+            switch.log_text()
+        );
+    }
+    page
+}
+
+/// The shape (height / width) of the frames a page decodes on its video lines that have
+/// decoded at least 10 frames; 0 without any.
+fn slot_shapes(stats: &Value) -> Vec<f64> {
+    stats["video"]["slots"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| num(s, "framesDecoded") >= 10.0 && num(s, "frameWidth") > 0.0)
+        .map(|s| num(s, "frameHeight") / num(s, "frameWidth"))
+        .collect()
+}
+
+/// A 4:3 picture (Chromium's fake camera, 640×480) or a 16:9 one (its fake screen,
+/// 1280×720, which the encoder may scale down but keeps in shape).
+fn is_camera(shape: f64) -> bool {
+    (shape - 0.75).abs() < 0.03
+}
+
+fn is_screen(shape: f64) -> bool {
+    (shape - 0.5625).abs() < 0.03
+}
+
+/// Screen sharing in a video room: a page shares its screen ("Bagikan layar", Chromium's
+/// fake 16:9 screen) instead of its 4:3 camera, without a re-INVITE: the other page then
+/// decodes 16:9 frames from the room on the line that showed the camera, and the camera
+/// again when sharing stops.
+#[test]
+fn a_page_shares_its_screen_in_a_video_room() {
+    let switch = web_media_switch(&[BROWSER, BROWSER2]);
+    let mut browser = BrowserAgent::start(switch.dir(), "vscreen");
+    let sharer = join_video_room(&mut browser, &switch, BROWSER);
+    let viewer = join_video_room(&mut browser, &switch, BROWSER2);
+    let (stats, camera) = stats_until(&mut browser, viewer, Duration::from_secs(20), |s| {
+        slot_shapes(s).into_iter().any(is_camera)
+    });
+    assert!(camera, "the viewer decodes no camera: {:#}", stats["video"]);
+    browser
+        .wait_for(sharer, "room-screen", None)
+        .expect("the share-screen button");
+    browser.click(sharer, "room-screen");
+    let (stats, sent) = stats_until(&mut browser, sharer, Duration::from_secs(15), |s| {
+        let (w, h) = (video_num(s, "sendWidth"), video_num(s, "sendHeight"));
+        w > 0.0 && is_screen(h / w)
+    });
+    assert!(
+        sent,
+        "the sharer does not send its screen: {:#}\nerror: {:?}",
+        stats["video"],
+        browser.error_text(sharer)
+    );
+    let (stats, seen) = stats_until(&mut browser, viewer, Duration::from_secs(15), |s| {
+        let shapes = slot_shapes(s);
+        shapes.iter().any(|x| is_screen(*x)) && !shapes.iter().any(|x| is_camera(*x))
+    });
+    assert!(
+        seen,
+        "the viewer does not see the screen instead of the camera: {:#}\nroom video {}",
+        stats["video"],
+        room_video(&switch, "8000")
+    );
+    let frames = video_num(&stats, "framesDecoded");
+    let (stats, grew) = stats_until(&mut browser, viewer, Duration::from_secs(10), |s| {
+        video_num(s, "framesDecoded") >= frames + 20.0
+    });
+    assert!(grew, "the screen's frames stopped: {:#}", stats["video"]);
+    // Sharing stops: the camera again, on the same line.
+    browser.click(sharer, "room-screen");
+    let (stats, back) = stats_until(&mut browser, viewer, Duration::from_secs(15), |s| {
+        let shapes = slot_shapes(s);
+        shapes.iter().any(|x| is_camera(*x)) && !shapes.iter().any(|x| is_screen(*x))
+    });
+    assert!(back, "the camera does not come back: {:#}", stats["video"]);
+    // The same two calls all along (replaceTrack, no new INVITE): two cameras in the room.
+    let video = room_video(&switch, "8000");
+    assert_eq!(video["publishers"], 2, "{video:#}");
+    for page in [sharer, viewer] {
+        browser.hangup_within(page, Duration::from_secs(20));
+    }
+    let idle = Switch::eventually(Duration::from_secs(8), || live_calls(&switch).is_empty());
+    assert!(idle, "sessions left: {}", calls_json(&switch));
 }
 
 /// A measurement, not a check of speed (run by hand; docs/bench-conference.md has a run):

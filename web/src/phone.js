@@ -535,12 +535,13 @@ async function pcStats(pc) {
       v.framesSent = add(v.framesSent, s.framesSent);
       v.framesEncoded = add(v.framesEncoded, s.framesEncoded);
       v.codecSend = codec(s.codecId) || v.codecSend;
+      v.sendWidth = s.frameWidth || v.sendWidth || null; v.sendHeight = s.frameHeight || v.sendHeight || null;
     } else if (s.type === 'inbound-rtp' && kind === 'video') {
       const v = o.video;
       v.packetsReceived += s.packetsReceived || 0; v.bytesReceived += s.bytesReceived || 0;
       v.framesDecoded = add(v.framesDecoded, s.framesDecoded);
       v.framesReceived = add(v.framesReceived, s.framesReceived);
-      (v.slots = v.slots || []).push({ mid: s.mid === undefined ? null : String(s.mid), framesDecoded: s.framesDecoded || 0, packetsReceived: s.packetsReceived || 0 });
+      (v.slots = v.slots || []).push({ mid: s.mid === undefined ? null : String(s.mid), framesDecoded: s.framesDecoded || 0, packetsReceived: s.packetsReceived || 0, frameWidth: s.frameWidth || null, frameHeight: s.frameHeight || null });
       v.frameWidth = s.frameWidth || v.frameWidth; v.frameHeight = s.frameHeight || v.frameHeight;
       v.codecRecv = codec(s.codecId) || v.codecRecv;
     } else if (s.type === 'transport') {
