@@ -37,6 +37,21 @@
 //!   wall s), plis, and the rooms' own `video` counters from `--admin` (`srv_*`: forwarded per
 //!   second and keyframe requests over the window, publishers, subscriptions, last_n at its
 //!   end). Without the option nothing changes.
+//! * `janus-video --video-pps N` (the same video load on Janus VideoRoom, to compare with the
+//!   SFU): no SIP and no audio. One session and one control handle; rooms created with
+//!   `publishers` = the room's size, VP8, no bitrate cap, no periodic FIR, no RTP
+//!   extensions, no recording. Each participant is a *remote publisher*
+//!   (`add_remote_publisher`, one video stream, mid 0, on 127.0.0.1: plain RTP in on the port
+//!   it answers, which the plugin tells apart by SSRC, so every participant sends with SSRC
+//!   1000, the first stream's) and sends the same VP8 packets there, from an unconnected
+//!   video socket, with one empty RTCP receiver report to the answer's `rtcp_port` first
+//!   (which latches where the plugin's PLIs go). Its one subscribed stream is an
+//!   `rtp_forward` (plain RTP out, SSRC and PT rewritten) of its room's first talker to its
+//!   video socket; the first talker gets the second talker's: N subscriptions, N − 1 of one
+//!   publisher and 1 of another, as Tambun's last-N = 1 slots once the talkers have spoken.
+//!   The RESULT line has the same video fields; `srv_subscriptions` counts the rooms'
+//!   forwarders (`listforwarders`) after the joins; the audio fields are empty
+//!   (`audio_lines=0`). At the end the rooms and the session are destroyed.
 //!
 //! One thread sends and receives: every `--tick-us` (1 ms) it sends the frames that are due
 //! (each participant on its own 20 ms schedule from its join), reads every socket epoll
@@ -82,7 +97,9 @@ const VP8_PT: u8 = 96;
 const RTP_VP8_MIN: usize = 12 + 1 + 10;
 
 #[derive(Parser)]
-#[command(about = "Conference load client for Tambun rooms and Janus AudioBridge (loopback only)")]
+#[command(
+    about = "Conference load client for Tambun rooms, Janus AudioBridge and Janus VideoRoom (loopback only)"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Option<Cmd>,
@@ -97,6 +114,9 @@ enum Cmd {
     Tambun(TambunArgs),
     /// Participants join Janus AudioBridge rooms as plain-RTP participants (HTTP API)
     Janus(JanusArgs),
+    /// Participants publish VP8 to Janus VideoRoom rooms as plain-RTP remote publishers;
+    /// `rtp_forward` sends each one the camera of its room's talker (HTTP API)
+    JanusVideo(JanusVideoArgs),
 }
 
 #[derive(Args, Clone)]
@@ -233,6 +253,9 @@ struct Video {
     keyframe_every: u64,
     /// The admin API and the rooms to read `video` counters from.
     admin: Option<(SocketAddr, u32, usize)>,
+    /// Every publisher's SSRC, when the server wants a given one (Janus's remote publishers
+    /// find a stream by its SSRC); else random.
+    publisher_ssrc: Option<u32>,
 }
 
 impl Video {
@@ -241,7 +264,28 @@ impl Video {
         bytes: 0,
         keyframe_every: 0,
         admin: None,
+        publisher_ssrc: None,
     };
+
+    fn of(v: &VideoArgs) -> anyhow::Result<Video> {
+        if v.video_pps > 0 && !(RTP_VP8_MIN..=1400).contains(&v.video_bytes) {
+            bail!("--video-bytes must be {RTP_VP8_MIN} to 1400");
+        }
+        if v.video_pps > 100_000 {
+            bail!("--video-pps must be at most 100000");
+        }
+        Ok(Video {
+            pps: v.video_pps,
+            bytes: v.video_bytes,
+            keyframe_every: u64::from(
+                v.keyframe_every
+                    .unwrap_or(v.video_pps.saturating_mul(2))
+                    .max(1),
+            ),
+            admin: None,
+            publisher_ssrc: None,
+        })
+    }
 
     fn on(&self) -> bool {
         self.pps > 0
@@ -260,6 +304,20 @@ struct JanusArgs {
     first_room: u64,
 }
 
+#[derive(Args)]
+struct JanusVideoArgs {
+    #[command(flatten)]
+    load: Load,
+    /// Janus's HTTP transport (http://ADDR/janus)
+    #[arg(long)]
+    http: SocketAddr,
+    /// VideoRoom room ids: FIRST, FIRST+1, ...
+    #[arg(long, default_value_t = 9000)]
+    first_room: u64,
+    #[command(flatten)]
+    video: VideoArgs,
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         // `cargo bench` with no arguments runs every bench: nothing to do without a server.
@@ -274,24 +332,25 @@ fn main() -> anyhow::Result<()> {
             }
             let load = a.load.clone();
             let plan = Plan::of(&load);
-            let v = &a.video;
-            if v.video_pps > 0 && !(RTP_VP8_MIN..=1400).contains(&v.video_bytes) {
-                bail!("--video-bytes must be {RTP_VP8_MIN} to 1400");
-            }
-            if v.video_pps > 100_000 {
-                bail!("--video-pps must be at most 100000");
-            }
             let video = Video {
-                pps: v.video_pps,
-                bytes: v.video_bytes,
-                keyframe_every: u64::from(
-                    v.keyframe_every
-                        .unwrap_or(v.video_pps.saturating_mul(2))
-                        .max(1),
-                ),
                 admin: a.admin.map(|ad| (ad, a.first_room, plan.rooms)),
+                ..Video::of(&a.video)?
             };
             let sig = TambunSig::bind(&a, &plan)?;
+            run(load, plan, sig, video)
+        }
+        Some(Cmd::JanusVideo(a)) => {
+            loopback(a.http)?;
+            if a.video.video_pps == 0 {
+                bail!("janus-video needs --video-pps");
+            }
+            let load = a.load.clone();
+            let plan = Plan::of(&load);
+            let video = Video {
+                publisher_ssrc: Some(REMOTE_PUBLISHER_SSRC),
+                ..Video::of(&a.video)?
+            };
+            let sig = JanusVideoSig::connect(&a, &plan)?;
             run(load, plan, sig, video)
         }
         Some(Cmd::Janus(a)) => {
@@ -474,11 +533,18 @@ enum Joined {
     Done,
 }
 
-/// Where a joined participant sends: its audio, and its video if it offered video.
+/// Where a joined participant sends: its audio (none in a Janus VideoRoom), and its video
+/// if it offered video.
 #[derive(Clone, Copy)]
 struct Media {
-    audio: SocketAddr,
+    audio: Option<SocketAddr>,
     video: Option<SocketAddr>,
+    /// The video socket is connected to `video` (so it receives only from there); false when
+    /// the server sends from another port than the one it receives on (Janus's forwarders).
+    video_connect: bool,
+    /// Where one RTCP packet from the video socket makes the server send its keyframe
+    /// requests to that socket (a Janus remote publisher's `rtcp_port` latches).
+    video_latch: Option<SocketAddr>,
 }
 
 trait Signalling: Send + 'static {
@@ -494,6 +560,11 @@ trait Signalling: Send + 'static {
     ) -> anyhow::Result<(Media, Instant)>;
     /// After everyone joined: the server's own count of participants, if it tells.
     fn server_count(&mut self) -> Option<usize> {
+        None
+    }
+    /// After everyone joined: the server's own count of video subscriptions (streams it
+    /// sends to a participant), if the admin API does not tell it (`--admin`) and it does.
+    fn subscriptions(&mut self) -> Option<usize> {
         None
     }
     /// Everyone leaves; a line for the log.
@@ -714,8 +785,10 @@ impl Signalling for TambunSig {
                     });
                     return Ok((
                         Media {
-                            audio: remote,
+                            audio: Some(remote),
                             video,
+                            video_connect: true,
+                            video_latch: None,
                         },
                         started,
                     ));
@@ -1109,8 +1182,10 @@ impl Signalling for JanusSig {
         }
         Ok((
             Media {
-                audio: remote,
+                audio: Some(remote),
                 video: None,
+                video_connect: true,
+                video_latch: None,
             },
             started,
         ))
@@ -1145,6 +1220,234 @@ impl Signalling for JanusSig {
             self.handles,
             t0.elapsed().as_secs_f64(),
             self.events_read
+        ))
+    }
+}
+
+// ---- Janus VideoRoom
+
+/// The SSRC of a Janus remote publisher's first stream (mindex 0): the plugin demultiplexes a
+/// remote publisher's packets by SSRC, `REMOTE_PUBLISHER_BASE_SSRC` (1000) + mindex ×
+/// `REMOTE_PUBLISHER_SSRC_STEP` (+ the simulcast substream); anything else is dropped.
+const REMOTE_PUBLISHER_SSRC: u32 = 1000;
+
+/// Janus VideoRoom: one session and one control handle; each participant is a remote
+/// publisher (plain RTP in, one VP8 stream, mid "0") and receives the camera of its room's
+/// first talker through an `rtp_forward` of that publisher to its video socket (the first
+/// talker receives the second talker's): one subscribed stream each, N − 1 from one
+/// publisher and 1 from another, as Tambun's last-N = 1 slots.
+struct JanusVideoSig {
+    http: Http,
+    session: u64,
+    control: u64,
+    first_room: u64,
+    rooms: usize,
+    /// Per room: its first two talkers (participant indexes), if it has them.
+    talkers: Vec<(Option<usize>, Option<usize>)>,
+    /// Per participant that joined: its video port.
+    video_ports: HashMap<usize, u16>,
+    forwarders: usize,
+}
+
+impl JanusVideoSig {
+    fn connect(a: &JanusVideoArgs, plan: &Plan) -> anyhow::Result<JanusVideoSig> {
+        let mut http = Http::new(a.http);
+        let session = janus_id(&janus_post(
+            &mut http,
+            "/janus",
+            json!({"janus": "create"}),
+        )?)?;
+        let path = format!("/janus/{session}");
+        let control = janus_id(&janus_post(
+            &mut http,
+            &path,
+            json!({"janus": "attach", "plugin": "janus.plugin.videoroom"}),
+        )?)?;
+        let mut talkers = vec![(None, None); plan.rooms];
+        for (i, t) in plan.tone.iter().enumerate() {
+            if t.is_none() {
+                continue;
+            }
+            let slot = &mut talkers[plan.room[i]];
+            match slot {
+                (None, _) => slot.0 = Some(i),
+                (Some(_), None) => slot.1 = Some(i),
+                _ => {}
+            }
+        }
+        let mut j = JanusVideoSig {
+            http,
+            session,
+            control,
+            first_room: a.first_room,
+            rooms: plan.rooms,
+            talkers,
+            video_ports: HashMap::new(),
+            forwarders: 0,
+        };
+        let size = (0..plan.rooms)
+            .map(|r| plan.room.iter().filter(|&&x| x == r).count())
+            .max()
+            .unwrap_or(1);
+        for r in 0..plan.rooms {
+            let room = a.first_room + r as u64;
+            // No REMB cap, no periodic FIR, no recording, no RTP extensions to negotiate
+            // (remote publishers have none), room for everyone to publish.
+            let create = json!({
+                "request": "create", "room": room, "description": format!("bench {room}"),
+                "publishers": size, "videocodec": "vp8", "bitrate": 0, "fir_freq": 0,
+                "record": false, "permanent": false, "audiolevel_ext": false,
+                "videoorient_ext": false, "playoutdelay_ext": false, "transport_wide_cc_ext": false,
+            });
+            let mut data = j.control_request(create.clone())?;
+            if data["error_code"].as_u64() == Some(427) {
+                // left over from an interrupted run: recreate it
+                j.control_request(json!({"request": "destroy", "room": room}))?;
+                data = j.control_request(create)?;
+            }
+            if data["videoroom"] != "created" {
+                bail!("janus: creating video room {room}: {data}");
+            }
+        }
+        Ok(j)
+    }
+
+    /// A VideoRoom request on the control handle: its `plugindata.data` (from the event,
+    /// if the plugin answers asynchronously).
+    fn control_request(&mut self, body: Value) -> anyhow::Result<Value> {
+        let path = format!("/janus/{}/{}", self.session, self.control);
+        let r = janus_post(
+            &mut self.http,
+            &path,
+            json!({"janus": "message", "body": body}),
+        )?;
+        if r["janus"] == "ack" {
+            bail!("janus: {body}: answered asynchronously, which this client does not wait for");
+        }
+        Ok(r["plugindata"]["data"].clone())
+    }
+
+    /// `rtp_forward` of publisher `from`'s video to participant `to`'s video socket, with
+    /// the SSRC and payload type rewritten (as Tambun's slots do).
+    fn forward(&mut self, room: u64, from: usize, to: usize) -> anyhow::Result<()> {
+        let port = *self
+            .video_ports
+            .get(&to)
+            .ok_or_else(|| anyhow!("janus: p{to} has no video port"))?;
+        let body = json!({
+            "request": "rtp_forward", "room": room, "publisher_id": from as u64 + 1,
+            "host": "127.0.0.1", "host_family": "ipv4",
+            "streams": [{"mid": "0", "port": port, "ssrc": 0x7000_0000u32 + to as u32, "pt": VP8_PT}],
+        });
+        // The remote publisher enters the room from its own thread, just after
+        // add_remote_publisher answered: until then it is "no such feed".
+        for _ in 0..200 {
+            let data = self.control_request(body.clone())?;
+            if data["videoroom"] == "rtp_forward" {
+                self.forwarders += 1;
+                return Ok(());
+            }
+            if data["error_code"].as_u64() != Some(428) {
+                bail!("janus: rtp_forward p{from} → p{to}: {data}");
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        bail!("janus: rtp_forward p{from} → p{to}: the publisher never appeared")
+    }
+}
+
+impl Signalling for JanusVideoSig {
+    fn join(
+        &mut self,
+        idx: usize,
+        room: usize,
+        _port: u16,
+        video_port: Option<u16>,
+    ) -> anyhow::Result<(Media, Instant)> {
+        let vport = video_port.ok_or_else(|| anyhow!("janus-video: p{idx} has no video socket"))?;
+        let started = Instant::now();
+        let rid = self.first_room + room as u64;
+        let data = self.control_request(json!({
+            "request": "add_remote_publisher", "room": rid, "id": idx as u64 + 1,
+            "display": format!("p{idx}"), "iface": "127.0.0.1",
+            "streams": [{"type": "video", "mindex": 0, "mid": "0", "codec": "vp8"}],
+        }))?;
+        if data["videoroom"] != "success" {
+            bail!("janus: add_remote_publisher p{idx}: {data}");
+        }
+        let port = |k: &str| {
+            data[k]
+                .as_u64()
+                .and_then(|p| u16::try_from(p).ok())
+                .filter(|&p| p != 0)
+        };
+        let rtp = port("port")
+            .ok_or_else(|| anyhow!("janus: remote publisher without a port: {data}"))?;
+        let to = SocketAddr::new(IpAddr::V4(LOCALHOST), rtp);
+        self.video_ports.insert(idx, vport);
+        let (first, second) = self.talkers[room];
+        match first {
+            Some(t) if t != idx => self.forward(rid, t, idx)?,
+            _ => {}
+        }
+        if let (Some(t0), Some(t1)) = (first, second) {
+            if t1 == idx {
+                self.forward(rid, idx, t0)?;
+            }
+        }
+        Ok((
+            Media {
+                audio: None,
+                video: Some(to),
+                video_connect: false,
+                video_latch: port("rtcp_port").map(|p| SocketAddr::new(IpAddr::V4(LOCALHOST), p)),
+            },
+            started,
+        ))
+    }
+
+    fn server_count(&mut self) -> Option<usize> {
+        let mut total = 0;
+        for r in 0..self.rooms {
+            let room = self.first_room + r as u64;
+            let d = self
+                .control_request(json!({"request": "listparticipants", "room": room}))
+                .ok()?;
+            total += d["participants"].as_array()?.len();
+        }
+        Some(total)
+    }
+
+    fn subscriptions(&mut self) -> Option<usize> {
+        let mut total = 0;
+        for r in 0..self.rooms {
+            let room = self.first_room + r as u64;
+            let d = self
+                .control_request(json!({"request": "listforwarders", "room": room}))
+                .ok()?;
+            for p in d["publishers"].as_array()? {
+                total += p["forwarders"].as_array().map_or(0, Vec::len);
+            }
+        }
+        Some(total)
+    }
+
+    fn leave_all(&mut self) -> anyhow::Result<String> {
+        let t0 = Instant::now();
+        for r in 0..self.rooms {
+            let room = self.first_room + r as u64;
+            let d = self.control_request(json!({"request": "destroy", "room": room}))?;
+            if d["videoroom"] != "destroyed" {
+                eprintln!("janus: destroying video room {room}: {d}");
+            }
+        }
+        let path = format!("/janus/{}", self.session);
+        janus_post(&mut self.http, &path, json!({"janus": "destroy"}))?;
+        Ok(format!(
+            "{} video rooms ({} rtp_forwards) and the session destroyed in {:.1}s",
+            self.rooms,
+            self.forwarders,
+            t0.elapsed().as_secs_f64()
         ))
     }
 }
@@ -1201,6 +1504,8 @@ struct Member {
 struct VideoMember {
     sock: UdpSocket,
     remote: Option<SocketAddr>,
+    /// `sock` is connected to `remote` (else each packet names it).
+    connected: bool,
     ssrc: u32,
     seq: u16,
     ts0: u32,
@@ -1230,12 +1535,13 @@ struct VideoTally {
 }
 
 impl VideoMember {
-    fn new(sock: UdpSocket) -> VideoMember {
+    fn new(sock: UdpSocket, ssrc: Option<u32>) -> VideoMember {
         let mut r = rand::thread_rng();
         VideoMember {
             sock,
             remote: None,
-            ssrc: r.gen(),
+            connected: false,
+            ssrc: ssrc.unwrap_or_else(|| r.gen()),
             seq: r.gen(),
             ts0: r.gen(),
             sent: 0,
@@ -1483,7 +1789,7 @@ fn run(l: Load, plan: Plan, mut sig: impl Signalling, video: Video) -> anyhow::R
             let v = UdpSocket::bind((LOCALHOST, 0)).context("a video socket")?;
             v.set_nonblocking(true)?;
             epoll.add(v.as_raw_fd(), VIDEO_TOKEN | i as u64)?;
-            Some(VideoMember::new(v))
+            Some(VideoMember::new(v, video.publisher_ssrc))
         } else {
             None
         };
@@ -1525,7 +1831,7 @@ fn run(l: Load, plan: Plan, mut sig: impl Signalling, video: Video) -> anyhow::R
     // Signalling thread: joins one after another, then waits for the word to leave.
     let (tx, rx) = mpsc::channel::<Joined>();
     let (leave_tx, leave_rx) = mpsc::channel::<()>();
-    let (count_tx, count_rx) = mpsc::channel::<Option<usize>>();
+    let (count_tx, count_rx) = mpsc::channel::<(Option<usize>, Option<usize>)>();
     let rooms_of = plan.room.clone();
     let t_join0 = Instant::now();
     let cpu_join0 = server_cpu();
@@ -1556,7 +1862,7 @@ fn run(l: Load, plan: Plan, mut sig: impl Signalling, video: Video) -> anyhow::R
             }
         }
         let _ = tx.send(Joined::Done);
-        let _ = count_tx.send(sig.server_count());
+        let _ = count_tx.send((sig.server_count(), sig.subscriptions()));
         let _ = leave_rx.recv();
         sig.leave_all()
     });
@@ -1576,6 +1882,7 @@ fn run(l: Load, plan: Plan, mut sig: impl Signalling, video: Video) -> anyhow::R
     let mut sched_w0 = 0.0;
     let mut self_w0 = 0.0;
     let mut server_count = None;
+    let mut server_subscriptions = None;
     let mut join_s = 0.0;
     let mut join_cpu = 0.0;
     let mut pkt = [0u8; 12 + 1500];
@@ -1645,7 +1952,11 @@ fn run(l: Load, plan: Plan, mut sig: impl Signalling, video: Video) -> anyhow::R
                     vt.keyframes_on_pli += 1;
                 }
             }
-            if v.sock.send(&vpkt).is_err() {
+            let sent = match v.remote {
+                Some(to) if !v.connected => v.sock.send_to(&vpkt, to),
+                _ => v.sock.send(&vpkt),
+            };
+            if sent.is_err() {
                 vt.sent_errors += 1;
             }
             let mut next = due + vperiod;
@@ -1662,25 +1973,38 @@ fn run(l: Load, plan: Plan, mut sig: impl Signalling, video: Video) -> anyhow::R
                     media,
                     started,
                 } => {
-                    let remote = media.audio;
                     // Connected: sends need no address, and only the server's packets arrive.
-                    if let Err(e) = members[idx].sock.connect(remote) {
-                        join_failed += 1;
-                        errors.push(format!("p{idx}: connect {remote}: {e}"));
-                        continue;
-                    }
-                    if let (Some(v), Some(to)) = (members[idx].video.as_mut(), media.video) {
-                        if let Err(e) = v.sock.connect(to) {
+                    if let Some(remote) = media.audio {
+                        if let Err(e) = members[idx].sock.connect(remote) {
                             join_failed += 1;
-                            errors.push(format!("p{idx}: connect video {to}: {e}"));
+                            errors.push(format!("p{idx}: connect {remote}: {e}"));
                             continue;
                         }
+                    }
+                    if let (Some(v), Some(to)) = (members[idx].video.as_mut(), media.video) {
+                        if media.video_connect {
+                            if let Err(e) = v.sock.connect(to) {
+                                join_failed += 1;
+                                errors.push(format!("p{idx}: connect video {to}: {e}"));
+                                continue;
+                            }
+                        }
+                        if let Some(latch) = media.video_latch {
+                            // An empty receiver report: the server now knows where its
+                            // keyframe requests go.
+                            let mut rr = [0x80, 201, 0, 1, 0, 0, 0, 0];
+                            rr[4..].copy_from_slice(&v.ssrc.to_be_bytes());
+                            let _ = v.sock.send_to(&rr, latch);
+                        }
+                        v.connected = media.video_connect;
                         v.remote = Some(to);
                         vschedule.push(Reverse((Instant::now(), idx)));
                     }
-                    members[idx].remote = Some(remote);
+                    members[idx].remote = media.audio;
                     members[idx].join_started = Some(started);
-                    schedule.push(Reverse((Instant::now(), idx)));
+                    if media.audio.is_some() {
+                        schedule.push(Reverse((Instant::now(), idx)));
+                    }
                 }
                 Joined::Failed { idx, error } => {
                     join_failed += 1;
@@ -1754,8 +2078,9 @@ fn run(l: Load, plan: Plan, mut sig: impl Signalling, video: Video) -> anyhow::R
         Some((a, f, r)) if video.on() => room_video(a, f, r),
         _ => None,
     };
-    if let Ok(c) = count_rx.recv_timeout(Duration::from_secs(5)) {
+    if let Ok((c, subs)) = count_rx.recv_timeout(Duration::from_secs(5)) {
         server_count = c;
+        server_subscriptions = subs;
     }
     let _ = leave_tx.send(());
     let leave = match signalling.join() {
@@ -1765,7 +2090,11 @@ fn run(l: Load, plan: Plan, mut sig: impl Signalling, video: Video) -> anyhow::R
     };
 
     // Results.
-    let joined: Vec<&Member> = members.iter().filter(|m| m.remote.is_some()).collect();
+    let joined: Vec<&Member> = members
+        .iter()
+        .filter(|m| m.join_started.is_some())
+        .collect();
+    let with_audio = joined.iter().filter(|m| m.remote.is_some()).count();
     let mut join_times: Vec<Duration> = joined
         .iter()
         .filter_map(|m| Some(m.first_rtp?.duration_since(m.join_started?)))
@@ -1787,7 +2116,7 @@ fn run(l: Load, plan: Plan, mut sig: impl Signalling, video: Video) -> anyhow::R
     };
     // Packets per participant-second against 50: a mixer that falls behind sends fewer
     // packets without gaps in its sequence numbers.
-    let rate = received as f64 / (joined.len().max(1) as f64 * wall * 50.0);
+    let rate = received as f64 / (with_audio.max(1) as f64 * wall * 50.0);
     // A participant hears the mix when ≥ 90 % of its frames in the window are loud.
     let hearing = joined
         .iter()
@@ -1828,7 +2157,7 @@ fn run(l: Load, plan: Plan, mut sig: impl Signalling, video: Video) -> anyhow::R
          silent={silent} hearing={hearing} loud_pct={:.1} loss_pct={loss_pct:.3} rate={rate:.4} received={received} expected={expected} \
          wall={wall:.3} server_cpu={cpu:.3} server_cpu_stat={stat_cpu:.2} server_cpu_pct={:.1} per_core={per_core:.0} join_p50_ms={:.2} join_p95_ms={:.2} \
          join_max_ms={:.2} join_s={join_s:.2} join_server_cpu={join_cpu:.2} client_cpu_pct={:.1} send_lag_p99_ms={lag_p99:.2} \
-         send_errors={send_errors} server_count={}",
+         send_errors={send_errors} server_count={} audio_lines={with_audio}",
         l.codec,
         l.opus_capture,
         plan.rooms,
@@ -1846,13 +2175,23 @@ fn run(l: Load, plan: Plan, mut sig: impl Signalling, video: Video) -> anyhow::R
     if video.on() {
         let srv0 = room_video_w0.and_then(|h| h.join().ok().flatten());
         let srv1 = room_video_w1;
-        video_result(&label, &joined, &video, &vt, wall, cpu, srv0.zip(srv1));
+        video_result(
+            &label,
+            &joined,
+            &video,
+            &vt,
+            wall,
+            cpu,
+            srv0.zip(srv1),
+            server_subscriptions,
+        );
     }
     println!();
     Ok(())
 }
 
 /// The video part of the RESULT line (appended to it) and its human-readable summary.
+#[allow(clippy::too_many_arguments)] // one call, the run's results
 fn video_result(
     label: &str,
     joined: &[&Member],
@@ -1861,6 +2200,7 @@ fn video_result(
     wall: f64,
     cpu: f64,
     srv: Option<(RoomVideo, RoomVideo)>,
+    subscriptions: Option<usize>,
 ) {
     let vs: Vec<&VideoMember> = joined.iter().filter_map(|m| m.video.as_ref()).collect();
     let with_video = vs.iter().filter(|v| v.remote.is_some()).count();
@@ -1896,7 +2236,15 @@ fn video_result(
             b.subscriptions as i64,
             b.last_n as i64,
         ),
-        None => (f64::NAN, -1, -1, -1, -1, -1),
+        // A server without Tambun's room counters may still count its subscriptions.
+        None => (
+            f64::NAN,
+            -1,
+            -1,
+            -1,
+            subscriptions.map_or(-1, |s| s as i64),
+            -1,
+        ),
     };
     eprintln!(
         "{label}: video window {wall:.1}s: sent {} ({in_pps:.0} pps), received {rx} of {expected} expected (loss {loss_pct:.3} %, {out_pps:.0} pps = {:.3} of one stream each), \
