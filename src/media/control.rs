@@ -278,6 +278,14 @@ pub enum MediaCommand {
         stream: usize,
         hz: u32,
     },
+    /// The two legs of a stream share no codec: each packet of leg A's `a` is transcoded to
+    /// leg B's `b` and back ([`crate::media::transcode`]).
+    Transcode {
+        session: SessionId,
+        stream: usize,
+        a: crate::media::transcode::CodecSpec,
+        b: crate::media::transcode::CodecSpec,
+    },
     /// Close the session's sockets. Answered with [`MediaEvent::Closed`] and the final
     /// counters (also for a session the engine does not know, with none).
     Close { session: SessionId },
@@ -302,6 +310,7 @@ impl MediaCommand {
             | MediaCommand::WebRtc { session, .. }
             | MediaCommand::BrowserPending { session, .. }
             | MediaCommand::ClockRate { session, .. }
+            | MediaCommand::Transcode { session, .. }
             | MediaCommand::Grow { session, .. }
             | MediaCommand::WebRtcStreams { session, .. }
             | MediaCommand::RoomJoin { session, .. }
@@ -817,6 +826,25 @@ impl MediaControl {
             session: id,
             stream,
             hz,
+        });
+        Ok(())
+    }
+
+    /// The stream's legs share no codec: the relay transcodes between leg A's `a` and leg
+    /// B's `b`.
+    pub fn transcode(
+        &mut self,
+        id: SessionId,
+        stream: usize,
+        a: crate::media::transcode::CodecSpec,
+        b: crate::media::transcode::CodecSpec,
+    ) -> Result<(), RelayError> {
+        self.check(id, stream)?;
+        self.commands.push_back(MediaCommand::Transcode {
+            session: id,
+            stream,
+            a,
+            b,
         });
         Ok(())
     }

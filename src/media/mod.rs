@@ -33,6 +33,7 @@ pub mod sfu;
 pub mod shard;
 pub mod sys;
 pub mod table;
+pub mod transcode;
 pub mod webrtc;
 
 use std::io;

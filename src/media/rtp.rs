@@ -24,6 +24,22 @@ pub struct RtpHeader {
     pub ssrc: u32,
 }
 
+/// The payload of an RTP packet: after the CSRCs and the header extension, without padding.
+pub fn rtp_payload(packet: &[u8]) -> Option<&[u8]> {
+    let b0 = *packet.first()?;
+    let mut start = RTP_HEADER_LEN + 4 * (b0 & 0x0F) as usize;
+    if b0 & 0x10 != 0 {
+        let ext = packet.get(start..start + 4)?;
+        start += 4 + 4 * u16::from_be_bytes([ext[2], ext[3]]) as usize;
+    }
+    let mut end = packet.len();
+    if b0 & 0x20 != 0 {
+        let pad = *packet.last()? as usize;
+        end = end.checked_sub(pad)?;
+    }
+    packet.get(start..end)
+}
+
 impl RtpHeader {
     /// Parses the first 12 bytes of an RTP packet; `None` for anything that is not RTP version
     /// 2 or is RTCP multiplexed on the RTP port (RFC 5761 §4: second octet 192..=223).

@@ -22,6 +22,7 @@ use super::gateway::{leg_of_token, Gateway};
 use super::ports::RelayPort;
 use super::sys::{set_busy_poll, Batch, Epoll, EventFd};
 use super::table::{DropReason, SlotId, StreamSlots, Table, Verdict};
+use super::transcode::{Transcoder, MAX_PACKET as MAX_TRANSCODED};
 use super::SessionId;
 
 /// The epoll token of the eventfd (slot tokens are slot numbers, far below it).
@@ -183,6 +184,8 @@ pub struct Shard {
     reserve: Reserve,
     gateway: Gateway,
     rooms: Conferences,
+    /// Transcoders by the RTP slot whose packets they take (calls whose legs share no codec).
+    transcoders: HashMap<SlotId, Box<Transcoder>>,
 }
 
 impl Shard {
@@ -201,6 +204,7 @@ impl Shard {
             table: Table::new(cfg.bare),
             gateway: Gateway::new(cfg.identity.clone(), cfg.advertise),
             rooms: Conferences::new(super::mixer::MixerConfig::default()),
+            transcoders: HashMap::new(),
             cfg,
             epoll,
             wake,
@@ -330,6 +334,28 @@ impl Shard {
                         now,
                     );
                 }
+                Verdict::Forward { via: v, to } if !self.transcoders.is_empty() => {
+                    if let Some(t) = self.transcoders.get_mut(&slot) {
+                        // No shared codec: this packet becomes what the other leg speaks
+                        // (none until 20 ms are in; more than one is rare and sent at once).
+                        let mut out = [0u8; MAX_TRANSCODED];
+                        t.push(bytes);
+                        let Some(n) = t.pop(&mut out) else {
+                            continue;
+                        };
+                        let mut more = [0u8; MAX_TRANSCODED];
+                        while let Some(extra) = t.pop(&mut more) {
+                            if let Some(Some(s)) = self.sockets.get(v.0 as usize) {
+                                let _ = s.send_to(&more[..extra], to);
+                            }
+                        }
+                        self.batch.replace(i, &out[..n]);
+                    }
+                    via = Some(v);
+                    self.batch.forward(i, to);
+                    forwarded += 1;
+                    bytes_out += len;
+                }
                 Verdict::Forward { via: v, to } => {
                     via = Some(v);
                     self.batch.forward(i, to);
@@ -454,6 +480,23 @@ impl Shard {
             } => {
                 self.table.handle_clock_rate(session, stream, hz);
             }
+            MediaCommand::Transcode {
+                session,
+                stream,
+                a,
+                b,
+            } => match self.table.stream(session, stream) {
+                Some(slots) => {
+                    let seed = session.0 as u32;
+                    let [sa, sb] = slots.rtp;
+                    self.transcoders
+                        .insert(sa, Box::new(Transcoder::new(a, b, seed)));
+                    self.transcoders
+                        .insert(sb, Box::new(Transcoder::new(b, a, seed.rotate_left(16))));
+                    tracing::debug!(session = session.0, ?a, ?b, "relay: transcoding");
+                }
+                None => tracing::warn!(session = session.0, "relay: transcoding an unknown stream"),
+            },
             MediaCommand::Close { session } => {
                 let stats = self.table.stats(session, now).unwrap_or_default();
                 self.close(session);
@@ -572,6 +615,9 @@ impl Shard {
                 .close(session, &self.table, &self.epoll, &self.counters);
         }
         for slot in self.table.handle_close(session) {
+            if !self.transcoders.is_empty() {
+                self.transcoders.remove(&slot);
+            }
             if let Some(socket) = self.sockets[slot.0 as usize].take() {
                 let _ = self.epoll.delete(socket.as_raw_fd());
             }

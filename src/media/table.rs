@@ -380,7 +380,7 @@ impl Table {
         self.sessions.is_empty()
     }
 
-    fn stream(&self, id: SessionId, stream: usize) -> Option<StreamSlots> {
+    pub fn stream(&self, id: SessionId, stream: usize) -> Option<StreamSlots> {
         self.sessions.get(&id)?.streams.get(stream).copied()
     }
 

@@ -22,6 +22,8 @@ use crate::sip::message::{HeaderName, Message};
 use crate::sip::webrtc_sdp::{self, Setup, WebRtcSdp};
 
 use super::{Ctx, Proxy, UNBOUNDED};
+use crate::media::mixer::g711::Law;
+use crate::media::transcode::{Codec, CodecSpec};
 use crate::sip::sdp::{self, RelayPorts};
 
 /// The two legs of a call: A is the caller, B the callee (the relay's sides).
@@ -46,6 +48,131 @@ pub(crate) struct MediaCall {
     pub dialog_token: Option<String>,
     /// A browser on leg A or B (`Leg::index`): its leg in the relay is WebRTC.
     pub browsers: [Option<BrowserLeg>; 2],
+    /// The legs may share no codec: the relay transcodes.
+    pub transcode: Transcoding,
+}
+
+/// Transcoding of a call whose caller offered no G.711 (docs/decisions.md, "Transcoding").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Transcoding {
+    #[default]
+    No,
+    /// The caller offered `a` (Opus or G.722) and no G.711 on `stream`: the callee was
+    /// offered G.711 too. If it answers with G.711, the relay transcodes.
+    Offered { stream: usize, a: CodecSpec },
+    /// The relay transcodes between the caller's `a` and the callee's `b`; SDP crossing
+    /// the call is written with the receiver's codec.
+    Active {
+        stream: usize,
+        a: CodecSpec,
+        b: CodecSpec,
+    },
+}
+
+/// What the caller's offer needs: `Offered` when its first audio stream has no G.711 but a
+/// codec the relay can transcode from (its first such one).
+fn transcoding_for(body: &[u8]) -> Transcoding {
+    let Ok(parsed) = sdp::parse(body) else {
+        return Transcoding::No;
+    };
+    let Some(stream) = parsed
+        .streams
+        .iter()
+        .position(|s| s.kind == "audio" && !s.is_disabled())
+    else {
+        return Transcoding::No;
+    };
+    let Some(formats) = sdp::formats_of(body, stream) else {
+        return Transcoding::No;
+    };
+    if formats
+        .iter()
+        .any(|(_, e)| e.starts_with("pcmu/8000") || e.starts_with("pcma/8000"))
+    {
+        return Transcoding::No;
+    }
+    formats
+        .iter()
+        .find_map(|(pt, e)| {
+            let codec = if e.starts_with("opus/48000") {
+                Codec::Opus
+            } else if e.starts_with("g722/8000") {
+                Codec::G722
+            } else {
+                return None;
+            };
+            Some(Transcoding::Offered {
+                stream,
+                a: CodecSpec { codec, pt: *pt },
+            })
+        })
+        .unwrap_or(Transcoding::No)
+}
+
+/// The one format a transcoded leg is told about: its codec, its rtpmap and fmtp.
+fn only(spec: CodecSpec) -> [(u8, &'static str, Option<&'static str>); 1] {
+    let fmtp = (spec.codec == Codec::Opus).then_some("minptime=10;useinbandfec=0");
+    [(spec.pt, spec.codec.rtpmap(), fmtp)]
+}
+
+/// SDP of a call that transcodes (or may), from `sender`, as the receiver must see it: the
+/// caller's offer also offers G.711; the callee's answer with G.711 starts the relay's
+/// transcoding and reaches the caller with its own codec; afterwards each side's SDP names
+/// the other side's codec only.
+fn transcode_sdp(
+    relay: &mut MediaControl,
+    call: &mut MediaCall,
+    body: Bytes,
+    sender: Leg,
+) -> Bytes {
+    let rewritten = match (call.transcode, sender) {
+        (Transcoding::No, _) => None,
+        (Transcoding::Offered { stream, .. }, Leg::A) => sdp::set_formats(
+            &body,
+            stream,
+            &[(0, "PCMU/8000", None), (8, "PCMA/8000", None)],
+            true,
+        ),
+        (Transcoding::Offered { stream, a }, Leg::B) => {
+            // Its voice codec: the first format that is not events or comfort noise.
+            let first = sdp::formats_of(&body, stream).and_then(|f| {
+                f.into_iter()
+                    .find(|(_, e)| !e.starts_with("telephone-event") && !e.starts_with("cn/"))
+            });
+            let law = match first.as_ref().map(|(_, e)| e.as_str()) {
+                Some(e) if e.starts_with("pcmu/8000") => Some(Law::Mu),
+                Some(e) if e.starts_with("pcma/8000") => Some(Law::A),
+                _ => None,
+            };
+            match (law, first) {
+                (Some(law), Some((pt, _))) => {
+                    let b = CodecSpec {
+                        codec: Codec::G711(law),
+                        pt,
+                    };
+                    if relay.transcode(call.session, stream, a, b).is_ok() {
+                        tracing::info!(caller = ?a.codec, callee = ?b.codec, "no codec in common: the relay transcodes");
+                        call.transcode = Transcoding::Active { stream, a, b };
+                        sdp::set_formats(&body, stream, &only(a), false)
+                    } else {
+                        None
+                    }
+                }
+                _ => {
+                    // The callee took the caller's own codec: nothing to do.
+                    call.transcode = Transcoding::No;
+                    None
+                }
+            }
+        }
+        (Transcoding::Active { stream, b, .. }, Leg::A) => {
+            sdp::set_formats(&body, stream, &only(b), false)
+        }
+        (Transcoding::Active { stream, a, .. }, Leg::B) => {
+            sdp::set_formats(&body, stream, &only(a), false)
+        }
+    };
+    rewritten.unwrap_or(body)
 }
 
 /// The id our offers to a browser give the mid header extension.
@@ -251,6 +378,7 @@ pub(crate) fn rewrite_for(
         (Some(b), Some(fingerprint)) => {
             webrtc_sdp::to_webrtc(&plain, addr, ports[0].rtp, &b.local(fingerprint)).ok()?
         }
+        _ if browser.is_none() => transcode_sdp(relay, call, plain, sender),
         _ => plain,
     };
     let mut e = msg.edit();
@@ -424,6 +552,11 @@ impl Proxy {
                 cseq_b: 0,
                 dialog_token: None,
                 browsers: [None, None],
+                transcode: if webrtc_sdp::is_webrtc(msg.body()) {
+                    Transcoding::No
+                } else {
+                    transcoding_for(msg.body())
+                },
             },
         };
         let mut call = call;

@@ -278,6 +278,112 @@ fn static_encoding(pt: &str) -> Option<&'static str> {
     })
 }
 
+/// The audio formats of the `stream`th m-line: (payload type, encoding as the rtpmap or the
+/// static table names it, lower-cased, e.g. `opus/48000/2`, `pcmu/8000`), in offer order.
+pub fn formats_of(body: &[u8], stream: usize) -> Option<Vec<(u8, String)>> {
+    let text = std::str::from_utf8(body).ok()?;
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("m="))
+        .nth(stream)?
+        .0;
+    let end = lines[start + 1..]
+        .iter()
+        .position(|l| l.starts_with("m="))
+        .map_or(lines.len(), |p| start + 1 + p);
+    let section = &lines[start + 1..end];
+    let pts = lines[start]
+        .split(' ')
+        .skip(3)
+        .filter_map(|p| p.trim().parse::<u8>().ok());
+    Some(
+        pts.map(|pt| {
+            let enc = section
+                .iter()
+                .find_map(|l| {
+                    let (p, enc) = l.strip_prefix("a=rtpmap:")?.split_once(' ')?;
+                    (p.parse::<u8>().ok()? == pt).then(|| enc.trim().to_ascii_lowercase())
+                })
+                .or_else(|| {
+                    static_encoding(&pt.to_string())
+                        .map(|e| format!("{}/8000", e.to_ascii_lowercase()))
+                })
+                .unwrap_or_default();
+            (pt, enc)
+        })
+        .collect(),
+    )
+}
+
+/// The body with the `stream`th m-line's formats changed: `add` appends formats (payload
+/// type, rtpmap encoding) after the ones there; otherwise the line gets exactly them, and
+/// the section's `a=rtpmap`/`a=fmtp`/`a=rtcp-fb` lines of the formats it loses go (`fmtp`
+/// lines of the new formats are written after their rtpmap). Other lines stay byte for byte.
+pub fn set_formats(
+    body: &[u8],
+    stream: usize,
+    formats: &[(u8, &str, Option<&str>)],
+    add: bool,
+) -> Option<Bytes> {
+    let text = std::str::from_utf8(body).ok()?;
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let start = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("m="))
+        .nth(stream)?
+        .0;
+    let end = lines[start + 1..]
+        .iter()
+        .position(|l| l.starts_with("m="))
+        .map_or(lines.len(), |p| start + 1 + p);
+    let m = lines[start].trim_end();
+    let eol = if lines[start].ends_with("\r\n") {
+        "\r\n"
+    } else {
+        "\n"
+    };
+    let mut fields: Vec<&str> = m.split(' ').collect();
+    if fields.len() < 3 {
+        return None;
+    }
+    let old: Vec<&str> = fields.split_off(3);
+    let new: Vec<String> = formats.iter().map(|(pt, _, _)| pt.to_string()).collect();
+    let kept: Vec<&str> = if add { old.clone() } else { Vec::new() };
+    let mut out = String::with_capacity(text.len() + 64);
+    for l in &lines[..start] {
+        out.push_str(l);
+    }
+    let mut all: Vec<&str> = kept.clone();
+    all.extend(new.iter().map(String::as_str).filter(|p| !kept.contains(p)));
+    let _ = write!(out, "{} {}{eol}", fields.join(" "), all.join(" "));
+    for (pt, enc, fmtp) in formats {
+        if kept.contains(&pt.to_string().as_str()) {
+            continue;
+        }
+        let _ = write!(out, "a=rtpmap:{pt} {enc}{eol}");
+        if let Some(f) = fmtp {
+            let _ = write!(out, "a=fmtp:{pt} {f}{eol}");
+        }
+    }
+    for l in &lines[start + 1..end] {
+        let gone = ["a=rtpmap:", "a=fmtp:", "a=rtcp-fb:"].iter().any(|prefix| {
+            l.strip_prefix(prefix)
+                .and_then(|rest| rest.split([' ', ':']).next())
+                .is_some_and(|pt| !all.contains(&pt))
+        });
+        if !gone {
+            out.push_str(l);
+        }
+    }
+    for l in &lines[end..] {
+        out.push_str(l);
+    }
+    Some(Bytes::from(out))
+}
+
 /// The offer with its audio formats cut to `allowed` encoding names (case-insensitive, e.g.
 /// `PCMA`; `telephone-event` is always kept): the payload types of each audio `m=` line
 /// and their `a=rtpmap`/`a=fmtp` lines. Other lines and other media stay byte for byte.
@@ -415,6 +521,35 @@ a=rtcp-mux\r\n";
         .unwrap();
         assert_eq!(video.streams[0].clock_rate, Some(90000));
         assert_eq!(v.address, Some("10.0.0.6".parse().unwrap()));
+    }
+
+    #[test]
+    fn formats_are_read_added_and_replaced_on_one_m_line() {
+        let body = "v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 4000 RTP/AVP 96 101\r\n\
+a=rtpmap:96 opus/48000/2\r\na=fmtp:96 stereo=1\r\na=rtpmap:101 telephone-event/8000\r\n\
+a=sendrecv\r\nm=video 4002 RTP/AVP 97\r\na=rtpmap:97 VP8/90000\r\n";
+        assert_eq!(
+            formats_of(body.as_bytes(), 0).unwrap(),
+            vec![
+                (96, "opus/48000/2".to_owned()),
+                (101, "telephone-event/8000".to_owned())
+            ]
+        );
+        assert_eq!(formats_of(body.as_bytes(), 1).unwrap()[0].1, "vp8/90000");
+        assert!(formats_of(body.as_bytes(), 2).is_none());
+        let added = set_formats(body.as_bytes(), 0, &[(0, "PCMU/8000", None)], true).unwrap();
+        let added = std::str::from_utf8(&added).unwrap();
+        assert!(added.contains("m=audio 4000 RTP/AVP 96 101 0\r\na=rtpmap:0 PCMU/8000\r\n"));
+        assert!(added.contains("a=fmtp:96 stereo=1\r\n") && added.contains("m=video 4002"));
+        let only = set_formats(body.as_bytes(), 0, &[(8, "PCMA/8000", None)], false).unwrap();
+        let only = std::str::from_utf8(&only).unwrap();
+        assert!(only.contains("m=audio 4000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=sendrecv"));
+        assert!(
+            !only.contains("opus") && !only.contains("telephone-event"),
+            "{only}"
+        );
+        assert!(only.ends_with("m=video 4002 RTP/AVP 97\r\na=rtpmap:97 VP8/90000\r\n"));
+        assert!(set_formats(b"m=audio\r\n", 0, &[], true).is_none());
     }
 
     #[test]

@@ -36,7 +36,7 @@ fn tone_wav_at(path: &Path, hz: f64, secs: u32, rate: u32) {
 }
 
 /// The same tone on `channels` channels (baresip's Opus is stereo: its file must be too).
-fn tone_wav_channels(path: &Path, hz: f64, secs: u32, rate: u32, channels: u16) {
+pub(crate) fn tone_wav_channels(path: &Path, hz: f64, secs: u32, rate: u32, channels: u16) {
     let ch = u32::from(channels);
     let samples = rate * secs * ch;
     let mut w = Vec::new();
@@ -133,7 +133,7 @@ fn tone_scenario(work: &Path, pcap: &Path) -> PathBuf {
 
 /// baresip's audio settings for a participant that sends the WAV `tone` (aufile) and, with
 /// `dumps`, writes what it hears there (sndfile).
-fn tone_audio(tone: &Path, dumps: Option<&Path>) -> String {
+pub(crate) fn tone_audio(tone: &Path, dumps: Option<&Path>) -> String {
     let mut audio = format!(
         "audio_player\t\talsa,null\n\
          audio_alert\t\talsa,null\n\
@@ -217,7 +217,7 @@ fn wav_samples(path: &Path) -> Vec<i16> {
 }
 
 /// Power at `hz` (Goertzel, sample rate `rate`), normalised by length.
-fn goertzel(samples: &[i16], hz: f64, rate: f64) -> f64 {
+pub(crate) fn goertzel(samples: &[i16], hz: f64, rate: f64) -> f64 {
     let c = 2.0 * (std::f64::consts::TAU * hz / rate).cos();
     let (mut s1, mut s2) = (0.0f64, 0.0f64);
     for x in samples {
@@ -515,7 +515,7 @@ fn room_8001_asks_for_the_pin() {
 }
 
 /// The samples of `dumps`' newest decoded dump (the last call's).
-fn newest_dump(dumps: &Path) -> (Vec<i16>, f64) {
+pub(crate) fn newest_dump(dumps: &Path) -> (Vec<i16>, f64) {
     let mut decs: Vec<PathBuf> = std::fs::read_dir(dumps)
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();

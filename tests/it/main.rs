@@ -33,6 +33,7 @@ mod calls_reload;
 mod calls_sipp;
 mod calls_toll;
 mod calls_trace;
+mod calls_transcode;
 mod cli;
 mod cli_calls;
 mod conference_baresip;

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use g711::Law;
 use jitter::Playout;
 
-use crate::media::rtp::{RtpHeader, RTP_HEADER_LEN};
+use crate::media::rtp::{rtp_payload, RtpHeader};
 
 /// The mixing period.
 pub const FRAME: Duration = Duration::from_millis(20);
@@ -794,22 +794,6 @@ fn law_index(law: Law) -> usize {
         Law::Mu => 0,
         Law::A => 1,
     }
-}
-
-/// The payload of an RTP packet: after the CSRCs and the header extension, without padding.
-fn rtp_payload(packet: &[u8]) -> Option<&[u8]> {
-    let b0 = *packet.first()?;
-    let mut start = RTP_HEADER_LEN + 4 * (b0 & 0x0F) as usize;
-    if b0 & 0x10 != 0 {
-        let ext = packet.get(start..start + 4)?;
-        start += 4 + 4 * u16::from_be_bytes([ext[2], ext[3]]) as usize;
-    }
-    let mut end = packet.len();
-    if b0 & 0x20 != 0 {
-        let pad = *packet.last()? as usize;
-        end = end.checked_sub(pad)?;
-    }
-    packet.get(start..end)
 }
 
 impl Tone {

@@ -1,0 +1,329 @@
+//! Transcoding for a call whose two legs share no codec (an Opus-only softphone calling a
+//! G.711 desk phone): one [`Transcoder`] per direction of the call's audio stream, run by the
+//! forwarding thread on each packet of that stream (sans-IO: RTP in, RTP out, no clock).
+//!
+//! Every packet is decoded to 8 kHz PCM (G.711, G.722's lower sub-band, Opus at 8 kHz:
+//! the codecs of [`crate::media::mixer`]), queued, and re-encoded in 20 ms frames for the
+//! other leg with our own sequence numbers and timestamps (the other codec's clock), the
+//! sender's SSRC and marker bit kept. No jitter buffer: packets go on as they come, and the
+//! receiving phone's own jitter buffer evens them out. Only the negotiated audio payload type
+//! is transcoded; anything else on the stream (RFC 4733 events, comfort noise) is dropped,
+//! since its clock and payload type would not fit the other leg (DTMF by SIP INFO still
+//! crosses). The signalling core decides when (docs/decisions.md, "Transcoding").
+
+use std::collections::VecDeque;
+
+use opus_rs::OpusDecoder;
+
+use super::mixer::g711::Law;
+use super::mixer::g722::G722;
+use super::mixer::{opus, FRAME_SAMPLES};
+use super::rtp::{rtp_payload, RtpHeader, RTP_HEADER_LEN};
+
+/// A codec the transcoder speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    G711(Law),
+    G722,
+    Opus,
+}
+
+impl Codec {
+    /// RTP timestamp units per 20 ms frame.
+    pub fn frame_clock(self) -> u32 {
+        match self {
+            Codec::Opus => 960,
+            _ => FRAME_SAMPLES as u32,
+        }
+    }
+
+    /// The SDP rtpmap encoding of the codec.
+    pub fn rtpmap(self) -> &'static str {
+        match self {
+            Codec::G711(Law::Mu) => "PCMU/8000",
+            Codec::G711(Law::A) => "PCMA/8000",
+            Codec::G722 => "G722/8000",
+            Codec::Opus => "opus/48000/2",
+        }
+    }
+}
+
+/// A codec and the payload type a leg uses for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodecSpec {
+    pub codec: Codec,
+    pub pt: u8,
+}
+
+/// Samples queued at most (200 ms): a sender far ahead of its clock loses the oldest.
+const MAX_QUEUED: usize = 1600;
+/// The longest Opus packet decoded: 120 ms at 8 kHz.
+const MAX_OPUS: usize = 960;
+
+enum Decoder {
+    G711(Law),
+    G722(Box<G722>),
+    Opus(Box<OpusDecoder>, Box<[f32; MAX_OPUS]>),
+}
+
+enum Encoder {
+    G711(Law),
+    G722(Box<G722>),
+    Opus(Box<opus::Encoder>),
+}
+
+/// One direction of a transcoded stream.
+pub struct Transcoder {
+    from: CodecSpec,
+    to: CodecSpec,
+    decoder: Decoder,
+    encoder: Encoder,
+    queue: VecDeque<i16>,
+    /// Our RTP toward the other leg.
+    seq: u16,
+    timestamp: u32,
+    ssrc: u32,
+    marker: bool,
+    /// Packets transcoded, and packets dropped (not the audio payload type, undecodable).
+    pub packets: u64,
+    pub dropped: u64,
+}
+
+impl std::fmt::Debug for Transcoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transcoder")
+            .field("from", &self.from)
+            .field("to", &self.to)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Transcoder {
+    /// A transcoder from `from` to `to`; `seed` starts our sequence numbers and timestamps.
+    pub fn new(from: CodecSpec, to: CodecSpec, seed: u32) -> Transcoder {
+        let decoder = match from.codec {
+            Codec::G711(law) => Decoder::G711(law),
+            Codec::G722 => Decoder::G722(Box::default()),
+            Codec::Opus => Decoder::Opus(
+                Box::new(OpusDecoder::new(8000, 1).expect("8 kHz mono is a valid Opus")),
+                Box::new([0.0; MAX_OPUS]),
+            ),
+        };
+        let encoder = match to.codec {
+            Codec::G711(law) => Encoder::G711(law),
+            Codec::G722 => Encoder::G722(Box::default()),
+            Codec::Opus => Encoder::Opus(opus::Encoder::new()),
+        };
+        Transcoder {
+            from,
+            to,
+            decoder,
+            encoder,
+            queue: VecDeque::with_capacity(MAX_QUEUED + MAX_OPUS),
+            seq: (seed >> 16) as u16,
+            timestamp: seed.rotate_left(11),
+            ssrc: 0,
+            marker: false,
+            packets: 0,
+            dropped: 0,
+        }
+    }
+
+    /// An RTP packet from the sending leg: decoded and queued (false: dropped). Take what it
+    /// gives with [`Transcoder::pop`].
+    pub fn push(&mut self, packet: &[u8]) -> bool {
+        let (Some(h), Some(payload)) = (RtpHeader::parse(packet), rtp_payload(packet)) else {
+            self.dropped += 1;
+            return false;
+        };
+        if h.payload_type != self.from.pt || payload.is_empty() {
+            self.dropped += 1;
+            return false;
+        }
+        self.ssrc = h.ssrc;
+        self.marker |= packet[1] & 0x80 != 0;
+        match &mut self.decoder {
+            Decoder::G711(law) => self.queue.extend(payload.iter().map(|b| law.decode(*b))),
+            Decoder::G722(g) => {
+                for chunk in payload.chunks_exact(FRAME_SAMPLES) {
+                    let mut pcm = [0i16; FRAME_SAMPLES];
+                    let coded: &[u8; FRAME_SAMPLES] = chunk.try_into().expect("a whole chunk");
+                    g.decode(coded, &mut pcm);
+                    self.queue.extend(pcm);
+                }
+            }
+            Decoder::Opus(dec, f32s) => match dec.decode(payload, MAX_OPUS, &mut f32s[..]) {
+                Ok(n) if n > 0 && n <= MAX_OPUS => self.queue.extend(
+                    f32s[..n]
+                        .iter()
+                        .map(|s| (s * 32768.0).clamp(-32768.0, 32767.0) as i16),
+                ),
+                _ => {
+                    self.dropped += 1;
+                    return false;
+                }
+            },
+        }
+        while self.queue.len() > MAX_QUEUED {
+            self.queue.pop_front();
+        }
+        self.packets += 1;
+        true
+    }
+
+    /// The next 20 ms packet for the other leg, written into `out` (at least
+    /// [`MAX_PACKET`] bytes); its length, or `None` until 20 ms are queued.
+    pub fn pop(&mut self, out: &mut [u8]) -> Option<usize> {
+        if self.queue.len() < FRAME_SAMPLES || out.len() < MAX_PACKET {
+            return None;
+        }
+        let mut pcm = [0i32; FRAME_SAMPLES];
+        for (p, s) in pcm.iter_mut().zip(self.queue.drain(..FRAME_SAMPLES)) {
+            *p = i32::from(s);
+        }
+        let (head, body) = out.split_at_mut(RTP_HEADER_LEN);
+        let len = match &mut self.encoder {
+            Encoder::G711(law) => {
+                law.encode_frame(&pcm, &mut body[..FRAME_SAMPLES]);
+                FRAME_SAMPLES
+            }
+            Encoder::G722(g) => {
+                let coded: &mut [u8; FRAME_SAMPLES] = (&mut body[..FRAME_SAMPLES])
+                    .try_into()
+                    .expect("room for a frame");
+                g.encode(&pcm, coded);
+                FRAME_SAMPLES
+            }
+            Encoder::Opus(enc) => {
+                let mut coded = [0u8; opus::MAX_OUT];
+                let n = enc.encode(&pcm, &mut coded);
+                body[..n].copy_from_slice(&coded[..n]);
+                n
+            }
+        };
+        if len == 0 {
+            return None;
+        }
+        head[0] = 0x80;
+        head[1] = self.to.pt
+            | if std::mem::take(&mut self.marker) {
+                0x80
+            } else {
+                0
+            };
+        head[2..4].copy_from_slice(&self.seq.to_be_bytes());
+        head[4..8].copy_from_slice(&self.timestamp.to_be_bytes());
+        head[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
+        self.seq = self.seq.wrapping_add(1);
+        self.timestamp = self.timestamp.wrapping_add(self.to.codec.frame_clock());
+        Some(RTP_HEADER_LEN + len)
+    }
+}
+
+/// Room a transcoded packet needs.
+pub const MAX_PACKET: usize = RTP_HEADER_LEN + opus::MAX_OUT;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn goertzel(samples: &[i16], hz: f64) -> f64 {
+        let c = 2.0 * (std::f64::consts::TAU * hz / 8000.0).cos();
+        let (mut s1, mut s2) = (0.0f64, 0.0f64);
+        for x in samples {
+            let s0 = f64::from(*x) + c * s1 - s2;
+            s2 = s1;
+            s1 = s0;
+        }
+        (s1 * s1 + s2 * s2 - c * s1 * s2) / (samples.len() as f64).powi(2)
+    }
+
+    /// 20 ms of a tone at `hz` as a G.711 μ-law RTP packet, frame `n`.
+    fn ulaw_packet(n: u32, hz: f64) -> Vec<u8> {
+        let mut p = vec![0x80, 0];
+        p.extend_from_slice(&(n as u16).to_be_bytes());
+        p.extend_from_slice(&(n * 160).to_be_bytes());
+        p.extend_from_slice(&0xabcdu32.to_be_bytes());
+        for i in 0..160 {
+            let t = f64::from(n * 160 + i) / 8000.0;
+            p.push(Law::Mu.encode((5000.0 * (std::f64::consts::TAU * hz * t).sin()) as i16));
+        }
+        p
+    }
+
+    #[test]
+    fn a_tone_crosses_from_g711_to_opus_and_back() {
+        let pcmu = CodecSpec {
+            codec: Codec::G711(Law::Mu),
+            pt: 0,
+        };
+        let opus = CodecSpec {
+            codec: Codec::Opus,
+            pt: 111,
+        };
+        let mut there = Transcoder::new(pcmu, opus, 7);
+        let mut back = Transcoder::new(opus, pcmu, 9);
+        let mut heard = Vec::new();
+        let mut out = [0u8; MAX_PACKET];
+        let mut back_out = [0u8; MAX_PACKET];
+        let mut last_ts = None;
+        for n in 0..60 {
+            assert!(there.push(&ulaw_packet(n, 600.0)));
+            let len = there.pop(&mut out).expect("20 ms in, 20 ms out");
+            let h = RtpHeader::parse(&out[..len]).unwrap();
+            assert_eq!((h.payload_type, h.ssrc), (111, 0xabcd));
+            if let Some(ts) = last_ts {
+                assert_eq!(h.timestamp.wrapping_sub(ts), 960, "Opus's 48 kHz clock");
+            }
+            last_ts = Some(h.timestamp);
+            assert!(there.pop(&mut out).is_none(), "one packet per packet");
+            assert!(back.push(&out[..len]));
+            let blen = back.pop(&mut back_out).unwrap();
+            assert_eq!(blen, 12 + 160);
+            if n >= 15 {
+                heard.extend(back_out[12..blen].iter().map(|b| Law::Mu.decode(*b)));
+            }
+        }
+        assert!(goertzel(&heard, 600.0) > 1e6, "{}", goertzel(&heard, 600.0));
+        assert!(goertzel(&heard, 600.0) > 100.0 * goertzel(&heard, 1500.0));
+        // Events and garbage are dropped, not passed on.
+        let mut event = ulaw_packet(99, 0.0);
+        event[1] = 101;
+        assert!(!there.push(&event));
+        assert!(!there.push(b"not rtp"));
+        assert_eq!(there.dropped, 2);
+        // An Opus payload of garbage: refused or concealed, never a panic.
+        let mut bad = ulaw_packet(100, 0.0);
+        bad[1] = 111;
+        bad.truncate(16);
+        bad[12..].copy_from_slice(&[0xff; 4]);
+        let _ = back.push(&bad);
+        let _ = back.pop(&mut back_out);
+    }
+
+    #[test]
+    fn thirty_millisecond_packets_come_out_in_twenty() {
+        let pcmu = CodecSpec {
+            codec: Codec::G711(Law::Mu),
+            pt: 0,
+        };
+        let g722 = CodecSpec {
+            codec: Codec::G722,
+            pt: 9,
+        };
+        let mut t = Transcoder::new(pcmu, g722, 1);
+        let mut out = [0u8; MAX_PACKET];
+        let mut packets = 0;
+        for n in 0..20u32 {
+            // 240 samples a packet.
+            let mut p = ulaw_packet(n, 400.0);
+            p.extend(ulaw_packet(n, 400.0)[12..92].iter());
+            t.push(&p);
+            while let Some(len) = t.pop(&mut out) {
+                assert_eq!(len, 12 + 160);
+                packets += 1;
+            }
+        }
+        assert_eq!(packets, 20 * 240 / 160);
+    }
+}
