@@ -958,12 +958,9 @@ impl Switch {
     pub fn live_calls(&self, now: Instant) -> Vec<LiveCall> {
         let mut calls = self.proxy.records.live(now);
         for c in &mut calls {
-            c.media_session = self
-                .proxy
-                .media_calls
-                .by_call_id
-                .get(&c.call_id)
-                .map(|m| m.session.0);
+            let media = self.proxy.media_calls.by_call_id.get(&c.call_id);
+            c.media_session = media.map(|m| m.session.0);
+            c.transcoding = media.and_then(|m| m.transcode.describe());
         }
         calls
     }

@@ -46,6 +46,9 @@ struct LiveCall {
     /// Browser legs, if any.
     #[serde(default)]
     webrtc: Vec<BrowserLeg>,
+    /// `opus/PCMU` when the relay transcodes.
+    #[serde(default)]
+    transcoding: Option<String>,
 }
 
 /// A browser leg of a call, as the admin API reports it.
@@ -126,7 +129,9 @@ pub(super) fn run(global: &GlobalArgs, args: CallsArgs) -> anyhow::Result<()> {
             c.answered_at_ms.map_or_else(|| "-".into(), wib),
             minutes_seconds((c.duration_secs.unwrap_or(0.0) * 1000.0) as i64),
             c.route,
-            if c.webrtc.is_empty() {
+            if let Some(t) = &c.transcoding {
+                format!("rtp, transcoded {t}")
+            } else if c.webrtc.is_empty() {
                 "rtp".to_string()
             } else {
                 c.webrtc

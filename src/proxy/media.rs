@@ -69,6 +69,17 @@ pub(crate) enum Transcoding {
     },
 }
 
+impl Transcoding {
+    /// `caller/callee` codecs of a call the relay transcodes (`opus/PCMU`).
+    pub(crate) fn describe(&self) -> Option<String> {
+        let Transcoding::Active { a, b, .. } = self else {
+            return None;
+        };
+        let name = |c: CodecSpec| c.codec.rtpmap().split('/').next().unwrap_or("").to_string();
+        Some(format!("{}/{}", name(*a), name(*b)))
+    }
+}
+
 /// What the caller's offer needs: `Offered` when its first audio stream has no G.711 but a
 /// codec the relay can transcode from (its first such one).
 fn transcoding_for(body: &[u8]) -> Transcoding {

@@ -51,6 +51,10 @@ pub struct LiveCall {
     /// The relay session of the call, if its media is anchored.
     #[serde(skip)]
     pub media_session: Option<u64>,
+    /// The caller's and the callee's codecs when the relay transcodes between them
+    /// (`opus/PCMU`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transcoding: Option<String>,
 }
 
 /// What is known when a call is routed.
@@ -402,6 +406,7 @@ impl Records {
                 media: Vec::new(),
                 media_session: None,
                 webrtc: Vec::new(),
+                transcoding: None,
             })
             .collect();
         v.sort_by_key(|c| c.started_at_ms);
