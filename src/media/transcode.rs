@@ -20,33 +20,8 @@ use super::mixer::g722::G722;
 use super::mixer::{opus, FRAME_SAMPLES};
 use super::rtp::{rtp_payload, RtpHeader, RTP_HEADER_LEN};
 
-/// A codec the transcoder speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Codec {
-    G711(Law),
-    G722,
-    Opus,
-}
-
-impl Codec {
-    /// RTP timestamp units per 20 ms frame.
-    pub fn frame_clock(self) -> u32 {
-        match self {
-            Codec::Opus => 960,
-            _ => FRAME_SAMPLES as u32,
-        }
-    }
-
-    /// The SDP rtpmap encoding of the codec.
-    pub fn rtpmap(self) -> &'static str {
-        match self {
-            Codec::G711(Law::Mu) => "PCMU/8000",
-            Codec::G711(Law::A) => "PCMA/8000",
-            Codec::G722 => "G722/8000",
-            Codec::Opus => "opus/48000/2",
-        }
-    }
-}
+/// The codecs the transcoder speaks: the mixer's.
+pub use super::mixer::Codec;
 
 /// A codec and the payload type a leg uses for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,17 +201,7 @@ pub const MAX_PACKET: usize = RTP_HEADER_LEN + opus::MAX_OUT;
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn goertzel(samples: &[i16], hz: f64) -> f64 {
-        let c = 2.0 * (std::f64::consts::TAU * hz / 8000.0).cos();
-        let (mut s1, mut s2) = (0.0f64, 0.0f64);
-        for x in samples {
-            let s0 = f64::from(*x) + c * s1 - s2;
-            s2 = s1;
-            s1 = s0;
-        }
-        (s1 * s1 + s2 * s2 - c * s1 * s2) / (samples.len() as f64).powi(2)
-    }
+    use crate::media::mixer::testutil::power as goertzel;
 
     /// 20 ms of a tone at `hz` as a G.711 μ-law RTP packet, frame `n`.
     fn ulaw_packet(n: u32, hz: f64) -> Vec<u8> {

@@ -489,12 +489,7 @@ impl Answer {
                 s.push_str(&format!("m={media} 0 RTP/AVP {first}\r\n"));
                 continue;
             }
-            let codec = match self.codec {
-                Codec::G711(Law::Mu) => "PCMU/8000",
-                Codec::G711(Law::A) => "PCMA/8000",
-                Codec::G722 => "G722/8000",
-                Codec::Opus => "opus/48000/2",
-            };
+            let codec = self.codec.rtpmap();
             let mut fmts = self.pt.to_string();
             if let Some(d) = self.dtmf_pt {
                 fmts.push_str(&format!(" {d}"));

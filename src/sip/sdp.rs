@@ -278,11 +278,9 @@ fn static_encoding(pt: &str) -> Option<&'static str> {
     })
 }
 
-/// The audio formats of the `stream`th m-line: (payload type, encoding as the rtpmap or the
-/// static table names it, lower-cased, e.g. `opus/48000/2`, `pcmu/8000`), in offer order.
-pub fn formats_of(body: &[u8], stream: usize) -> Option<Vec<(u8, String)>> {
-    let text = std::str::from_utf8(body).ok()?;
-    let lines: Vec<&str> = text.lines().collect();
+/// The lines of the `stream`th media section: its m-line's index and the index of the next
+/// m-line (or the end).
+fn section_bounds(lines: &[&str], stream: usize) -> Option<(usize, usize)> {
     let start = lines
         .iter()
         .enumerate()
@@ -293,6 +291,15 @@ pub fn formats_of(body: &[u8], stream: usize) -> Option<Vec<(u8, String)>> {
         .iter()
         .position(|l| l.starts_with("m="))
         .map_or(lines.len(), |p| start + 1 + p);
+    Some((start, end))
+}
+
+/// The audio formats of the `stream`th m-line: (payload type, encoding as the rtpmap or the
+/// static table names it, lower-cased, e.g. `opus/48000/2`, `pcmu/8000`), in offer order.
+pub fn formats_of(body: &[u8], stream: usize) -> Option<Vec<(u8, String)>> {
+    let text = std::str::from_utf8(body).ok()?;
+    let lines: Vec<&str> = text.lines().collect();
+    let (start, end) = section_bounds(&lines, stream)?;
     let section = &lines[start + 1..end];
     let pts = lines[start]
         .split(' ')
@@ -329,16 +336,7 @@ pub fn set_formats(
 ) -> Option<Bytes> {
     let text = std::str::from_utf8(body).ok()?;
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
-    let start = lines
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| l.starts_with("m="))
-        .nth(stream)?
-        .0;
-    let end = lines[start + 1..]
-        .iter()
-        .position(|l| l.starts_with("m="))
-        .map_or(lines.len(), |p| start + 1 + p);
+    let (start, end) = section_bounds(&lines, stream)?;
     let m = lines[start].trim_end();
     let eol = if lines[start].ends_with("\r\n") {
         "\r\n"

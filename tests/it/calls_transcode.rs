@@ -6,10 +6,10 @@
 
 use std::time::Duration;
 
-use crate::common::baresip::{account, Baresip};
+use crate::common::baresip::Baresip;
 use crate::common::media::media_switch;
 use crate::common::Switch;
-use crate::conference_baresip::{goertzel, newest_dump, tone_audio, tone_wav_channels};
+use crate::conference_baresip::{codec_tone_phone, goertzel, newest_dump};
 
 #[test]
 fn an_opus_phone_and_a_g711_phone_talk_through_the_relays_transcoder() {
@@ -32,18 +32,13 @@ fn an_opus_phone_and_a_g711_phone_talk_through_the_relays_transcoder() {
         ),
         ("1000", "rahasia1000", 1100.0, "opus/48000/2", 48000, ""),
     ] {
-        let tone = switch.dir().join(format!("tone-{ext}.wav"));
-        tone_wav_channels(&tone, hz, 30, rate, if rate == 48000 { 2 } else { 1 });
-        let dumps = switch.dir().join(format!("dump-{ext}"));
-        std::fs::create_dir_all(&dumps).unwrap();
-        let audio = tone_audio(&tone, Some(&dumps)) + "module\t\t\topus.so\n";
-        let acc = account(
+        let (dumps, phone) = codec_tone_phone(
             &switch,
-            ext,
-            password,
-            &format!(";audio_codecs={codec};ptime=20{extra}"),
+            (ext, password),
+            hz,
+            (codec, rate, "opus.so"),
+            extra,
         );
-        let phone = Baresip::start_registered(switch.dir(), ext, &acc, Some(&audio));
         phones.push((ext, hz, codec, dumps, phone));
     }
     let caller = &phones[1].4;

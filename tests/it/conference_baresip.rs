@@ -177,6 +177,34 @@ fn tone_phone(
     Baresip::start_registered(switch.dir(), ext, &acc, Some(&audio))
 }
 
+/// A baresip of `ext` that offers only `codec` (ptime 20; `extra` account parameters after),
+/// plays a 30 s tone at `hz` from a `rate` Hz file (stereo at 48 kHz: baresip's Opus wants
+/// it), loads `module` besides (`g722.so`, `opus.so`), and writes what it hears to the
+/// returned folder.
+pub(crate) fn codec_tone_phone(
+    switch: &Switch,
+    (ext, password): (&str, &str),
+    hz: f64,
+    (codec, rate, module): (&str, u32, &str),
+    extra: &str,
+) -> (PathBuf, Baresip) {
+    let tone = switch.dir().join(format!("tone-{ext}.wav"));
+    tone_wav_channels(&tone, hz, 30, rate, if rate == 48000 { 2 } else { 1 });
+    let dumps = switch.dir().join(format!("dump-{ext}"));
+    std::fs::create_dir_all(&dumps).unwrap();
+    let audio = tone_audio(&tone, Some(&dumps)) + &format!("module\t\t\t{module}\n");
+    let acc = account(
+        switch,
+        ext,
+        password,
+        &format!(";audio_codecs={codec};ptime=20{extra}"),
+    );
+    (
+        dumps,
+        Baresip::start_registered(switch.dir(), ext, &acc, Some(&audio)),
+    )
+}
+
 /// `phone` (extension `ext`) dials `room` and is in it within 10 s.
 #[track_caller]
 fn dial_room(switch: &Switch, phone: &Baresip, ext: &str, room: &str) {
@@ -1047,18 +1075,8 @@ fn a_g722_phone_and_a_g711_phone_hear_each_other_in_room_8000() {
         // baresip names it by its sampling rate
         ("2300", "rahasia2300", 1100.0, "G722/16000/1", 16000),
     ] {
-        let tone = switch.dir().join(format!("tone-{ext}.wav"));
-        tone_wav_at(&tone, hz, 30, rate);
-        let dumps = switch.dir().join(format!("dump-{ext}"));
-        std::fs::create_dir_all(&dumps).unwrap();
-        let audio = tone_audio(&tone, Some(&dumps)) + "module\t\t\tg722.so\n";
-        let acc = account(
-            &switch,
-            ext,
-            password,
-            &format!(";audio_codecs={codec};ptime=20"),
-        );
-        let phone = Baresip::start_registered(switch.dir(), ext, &acc, Some(&audio));
+        let (dumps, phone) =
+            codec_tone_phone(&switch, (ext, password), hz, (codec, rate, "g722.so"), "");
         dial_room(&switch, &phone, ext, "8000");
         phones.push((ext, hz, codec, dumps, phone));
     }
@@ -1122,18 +1140,8 @@ fn opus_phones_and_a_g711_phone_hear_each_other_in_room_8000() {
         // Silent: a listener.
         ("2301", "rahasia2301", 0.0, "opus/48000/2", 48000),
     ] {
-        let tone = switch.dir().join(format!("tone-{ext}.wav"));
-        tone_wav_channels(&tone, hz, 30, rate, if rate == 48000 { 2 } else { 1 });
-        let dumps = switch.dir().join(format!("dump-{ext}"));
-        std::fs::create_dir_all(&dumps).unwrap();
-        let audio = tone_audio(&tone, Some(&dumps)) + "module\t\t\topus.so\n";
-        let acc = account(
-            &switch,
-            ext,
-            password,
-            &format!(";audio_codecs={codec};ptime=20"),
-        );
-        let phone = Baresip::start_registered(switch.dir(), ext, &acc, Some(&audio));
+        let (dumps, phone) =
+            codec_tone_phone(&switch, (ext, password), hz, (codec, rate, "opus.so"), "");
         dial_room(&switch, &phone, ext, "8000");
         phones.push((ext, hz, codec, dumps, phone));
     }

@@ -77,27 +77,7 @@ impl G722 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn tone(hz: f64, frame: usize) -> [i32; FRAME_SAMPLES] {
-        let mut f = [0i32; FRAME_SAMPLES];
-        for (i, s) in f.iter_mut().enumerate() {
-            let t = (frame * FRAME_SAMPLES + i) as f64 / 8000.0;
-            *s = (6000.0 * (std::f64::consts::TAU * hz * t).sin()) as i32;
-        }
-        f
-    }
-
-    fn power(samples: &[i16], hz: f64) -> f64 {
-        let w = std::f64::consts::TAU * hz / 8000.0;
-        let c = 2.0 * w.cos();
-        let (mut s1, mut s2) = (0.0f64, 0.0f64);
-        for x in samples {
-            let s0 = f64::from(*x) + c * s1 - s2;
-            s2 = s1;
-            s1 = s0;
-        }
-        (s1 * s1 + s2 * s2 - c * s1 * s2) / (samples.len() as f64).powi(2)
-    }
+    use crate::media::mixer::testutil::{power, tone};
 
     #[test]
     fn a_tone_survives_the_round_trip_through_g722_at_8_khz() {

@@ -22,6 +22,8 @@ pub mod g711;
 pub mod g722;
 pub mod jitter;
 pub mod opus;
+#[cfg(test)]
+pub(crate) mod testutil;
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -59,10 +61,20 @@ pub enum Codec {
 
 impl Codec {
     /// RTP timestamp units per 20 ms frame.
-    fn frame_clock(self) -> u32 {
+    pub fn frame_clock(self) -> u32 {
         match self {
             Codec::Opus => 960,
             _ => FRAME_SAMPLES as u32,
+        }
+    }
+
+    /// The SDP rtpmap encoding of the codec.
+    pub fn rtpmap(self) -> &'static str {
+        match self {
+            Codec::G711(Law::Mu) => "PCMU/8000",
+            Codec::G711(Law::A) => "PCMA/8000",
+            Codec::G722 => "G722/8000",
+            Codec::Opus => "opus/48000/2",
         }
     }
 }
