@@ -126,6 +126,8 @@ struct Participant {
     #[serde(default)]
     joined_at_ms: i64,
     #[serde(default)]
+    codec: String,
+    #[serde(default)]
     talking: bool,
     #[serde(default)]
     muted: bool,
@@ -292,6 +294,7 @@ pub(super) fn run(global: &GlobalArgs, cmd: ConfCommand) -> anyhow::Result<()> {
                 "EXTENSION",
                 "OPD",
                 "MODERATOR",
+                "CODEC",
                 "TALKING",
                 "MUTED",
                 "JOINED (WIB)",
@@ -310,6 +313,11 @@ pub(super) fn run(global: &GlobalArgs, cmd: ConfCommand) -> anyhow::Result<()> {
                     p.extension,
                     p.opd.unwrap_or_else(|| "-".into()),
                     yes(p.moderator),
+                    if p.codec.is_empty() {
+                        "-".into()
+                    } else {
+                        p.codec
+                    },
                     yes(p.talking),
                     muted.to_string(),
                     wib(p.joined_at_ms),

@@ -157,6 +157,7 @@ async fn conf(
                 let mut v = serde_json::to_value(p).unwrap_or_default();
                 if let (Some(m), Some(obj)) = (media, v.as_object_mut()) {
                     let s = &m.stats;
+                    obj.insert("codec".into(), s.codec.into());
                     obj.insert("talking".into(), s.talking.into());
                     obj.insert("muted".into(), s.muted.into());
                     obj.insert("self_muted".into(), s.self_muted.into());

@@ -191,6 +191,8 @@ pub enum MixerError {
 /// Counters and state of one participant, for `tambun conf show` and `/metrics`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ParticipantStats {
+    /// Its codec's name as SDP writes it (`PCMU`, `G722`, `opus`).
+    pub codec: &'static str,
     pub packets_in: u64,
     pub packets_out: u64,
     /// Packets that came too late to be played, or too early to be kept.
@@ -341,6 +343,7 @@ impl Mixer {
             last_digit: None,
             digit_window: (now, 0),
             stats: ParticipantStats {
+                codec: spec.codec.rtpmap().split('/').next().unwrap_or(""),
                 waiting_for_pin: waiting,
                 ..ParticipantStats::default()
             },
