@@ -20,7 +20,11 @@ fn spec(codec: Codec) -> CodecSpec {
         Codec::G722 => 9,
         Codec::Opus => 111,
     };
-    CodecSpec { codec, pt }
+    CodecSpec {
+        codec,
+        pt,
+        dtmf: None,
+    }
 }
 
 /// 50 packets (1 s) of speech-like audio in `codec`, made by transcoding a μ-law tone.

@@ -6,10 +6,11 @@
 //! the codecs of [`crate::media::mixer`]), queued, and re-encoded in 20 ms frames for the
 //! other leg with our own sequence numbers and timestamps (the other codec's clock), the
 //! sender's SSRC and marker bit kept. No jitter buffer: packets go on as they come, and the
-//! receiving phone's own jitter buffer evens them out. Only the negotiated audio payload type
-//! is transcoded; anything else on the stream (RFC 4733 events, comfort noise) is dropped,
-//! since its clock and payload type would not fit the other leg (DTMF by SIP INFO still
-//! crosses). The signalling core decides when (docs/decisions.md, "Transcoding").
+//! receiving phone's own jitter buffer evens them out. RFC 4733 events cross when both legs
+//! negotiated them: their payload type becomes the other leg's, their timestamp the next
+//! frame's on our timeline, their duration the other clock's. Anything else on the stream
+//! (comfort noise, unknown payload types) is dropped. The signalling core decides when
+//! (docs/decisions.md, "Transcoding").
 
 use std::collections::VecDeque;
 
@@ -28,6 +29,8 @@ pub use super::mixer::Codec;
 pub struct CodecSpec {
     pub codec: Codec,
     pub pt: u8,
+    /// Its RFC 4733 telephone-events, if negotiated: (payload type, RTP clock).
+    pub dtmf: Option<(u8, u32)>,
 }
 
 /// Samples queued at most (200 ms): a sender far ahead of its clock loses the oldest.
@@ -59,6 +62,10 @@ pub struct Transcoder {
     timestamp: u32,
     ssrc: u32,
     marker: bool,
+    /// An event packet waiting to go out (before any audio), and its length.
+    event: Option<([u8; RTP_HEADER_LEN + 16], usize)>,
+    /// The input timestamp of the event being relayed, and the timestamp it has on our side.
+    event_ts: Option<(u32, u32)>,
     /// Packets transcoded, and packets dropped (not the audio payload type, undecodable).
     pub packets: u64,
     pub dropped: u64,
@@ -99,6 +106,8 @@ impl Transcoder {
             timestamp: seed.rotate_left(11),
             ssrc: 0,
             marker: false,
+            event: None,
+            event_ts: None,
             packets: 0,
             dropped: 0,
         }
@@ -111,6 +120,11 @@ impl Transcoder {
             self.dropped += 1;
             return false;
         };
+        if let (Some((pt, clock)), Some((to_pt, to_clock))) = (self.from.dtmf, self.to.dtmf) {
+            if h.payload_type == pt && payload.len() >= 4 && payload.len() <= 16 {
+                return self.push_event(packet, &h, payload, (clock, to_pt, to_clock));
+            }
+        }
         if h.payload_type != self.from.pt || payload.is_empty() {
             self.dropped += 1;
             return false;
@@ -146,10 +160,50 @@ impl Transcoder {
         true
     }
 
-    /// The next 20 ms packet for the other leg, written into `out` (at least
-    /// [`MAX_PACKET`] bytes); its length, or `None` until 20 ms are queued.
+    /// An RFC 4733 event packet: queued for the other leg with its payload type, our
+    /// timeline's timestamp (one per event) and its duration on the other clock.
+    fn push_event(
+        &mut self,
+        packet: &[u8],
+        h: &RtpHeader,
+        payload: &[u8],
+        (clock, to_pt, to_clock): (u32, u8, u32),
+    ) -> bool {
+        let ts = match self.event_ts {
+            Some((input, ours)) if input == h.timestamp => ours,
+            _ => {
+                self.event_ts = Some((h.timestamp, self.timestamp));
+                self.timestamp
+            }
+        };
+        let mut p = [0u8; RTP_HEADER_LEN + 16];
+        p[0] = 0x80;
+        p[1] = to_pt | (packet[1] & 0x80);
+        p[2..4].copy_from_slice(&self.seq.to_be_bytes());
+        p[4..8].copy_from_slice(&ts.to_be_bytes());
+        p[8..12].copy_from_slice(&h.ssrc.to_be_bytes());
+        let body = &mut p[RTP_HEADER_LEN..RTP_HEADER_LEN + payload.len()];
+        body.copy_from_slice(payload);
+        let duration = u64::from(u16::from_be_bytes([payload[2], payload[3]]));
+        let scaled = (duration * u64::from(to_clock) / u64::from(clock.max(1))).min(0xffff) as u16;
+        body[2..4].copy_from_slice(&scaled.to_be_bytes());
+        self.seq = self.seq.wrapping_add(1);
+        self.event = Some((p, RTP_HEADER_LEN + payload.len()));
+        self.packets += 1;
+        true
+    }
+
+    /// The next packet for the other leg (an event first, then 20 ms of audio), written into
+    /// `out` (at least [`MAX_PACKET`] bytes); its length, or `None` until 20 ms are queued.
     pub fn pop(&mut self, out: &mut [u8]) -> Option<usize> {
-        if self.queue.len() < FRAME_SAMPLES || out.len() < MAX_PACKET {
+        if out.len() < MAX_PACKET {
+            return None;
+        }
+        if let Some((p, n)) = self.event.take() {
+            out[..n].copy_from_slice(&p[..n]);
+            return Some(n);
+        }
+        if self.queue.len() < FRAME_SAMPLES {
             return None;
         }
         let mut pcm = [0i32; FRAME_SAMPLES];
@@ -221,10 +275,12 @@ mod tests {
         let pcmu = CodecSpec {
             codec: Codec::G711(Law::Mu),
             pt: 0,
+            dtmf: None,
         };
         let opus = CodecSpec {
             codec: Codec::Opus,
             pt: 111,
+            dtmf: None,
         };
         let mut there = Transcoder::new(pcmu, opus, 7);
         let mut back = Transcoder::new(opus, pcmu, 9);
@@ -271,10 +327,12 @@ mod tests {
         let pcmu = CodecSpec {
             codec: Codec::G711(Law::Mu),
             pt: 0,
+            dtmf: None,
         };
         let g722 = CodecSpec {
             codec: Codec::G722,
             pt: 9,
+            dtmf: None,
         };
         let mut t = Transcoder::new(pcmu, g722, 1);
         let mut out = [0u8; MAX_PACKET];
@@ -290,5 +348,62 @@ mod tests {
             }
         }
         assert_eq!(packets, 20 * 240 / 160);
+    }
+
+    #[test]
+    fn dtmf_events_cross_with_the_other_legs_payload_type_and_clock() {
+        let opus = CodecSpec {
+            codec: Codec::Opus,
+            pt: 111,
+            dtmf: Some((126, 48000)),
+        };
+        let pcmu = CodecSpec {
+            codec: Codec::G711(Law::Mu),
+            pt: 0,
+            dtmf: Some((101, 8000)),
+        };
+        let mut t = Transcoder::new(opus, pcmu, 5);
+        let mut out = [0u8; MAX_PACKET];
+        // Digit 5 (three packets of one event, durations 960/1920/2880 at 48 kHz, the last
+        // with E), then digit 9 (a new event timestamp).
+        let mut firsts = Vec::new();
+        for (k, (digit, ts, dur)) in [
+            (5u8, 48000u32, 960u16),
+            (5, 48000, 1920),
+            (5, 48000, 2880),
+            (9, 96000, 960),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut p = vec![0x80, 126];
+            p.extend_from_slice(&(k as u16).to_be_bytes());
+            p.extend_from_slice(&ts.to_be_bytes());
+            p.extend_from_slice(&0x99u32.to_be_bytes());
+            p.extend_from_slice(&[digit, if k == 2 { 0x8a } else { 0x0a }]);
+            p.extend_from_slice(&dur.to_be_bytes());
+            assert!(t.push(&p));
+            let n = t.pop(&mut out).expect("the event goes on at once");
+            let h = RtpHeader::parse(&out[..n]).unwrap();
+            assert_eq!((h.payload_type, out[12]), (101, digit));
+            assert_eq!(
+                u16::from_be_bytes([out[14], out[15]]),
+                dur / 6,
+                "8 kHz units"
+            );
+            assert_eq!(out[13], if k == 2 { 0x8a } else { 0x0a });
+            firsts.push(h.timestamp);
+            assert!(t.pop(&mut out).is_none());
+        }
+        assert!(
+            firsts[0] == firsts[1] && firsts[1] == firsts[2],
+            "one timestamp per event"
+        );
+        // Without events on the other leg they are dropped, as before.
+        let mut plain = Transcoder::new(opus, CodecSpec { dtmf: None, ..pcmu }, 5);
+        let mut p = vec![0x80, 126, 0, 1, 0, 0, 0, 1, 0, 0, 0, 9, 5, 0x0a, 0, 160];
+        assert!(!plain.push(&p));
+        p[1] = 0; // and garbage stays garbage
+        assert!(!plain.push(&p[..8]));
     }
 }

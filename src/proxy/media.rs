@@ -102,6 +102,7 @@ fn transcoding_for(body: &[u8]) -> Transcoding {
     {
         return Transcoding::No;
     }
+    let dtmf = dtmf_of(&formats);
     formats
         .iter()
         .find_map(|(pt, e)| {
@@ -114,16 +115,44 @@ fn transcoding_for(body: &[u8]) -> Transcoding {
             };
             Some(Transcoding::Offered {
                 stream,
-                a: CodecSpec { codec, pt: *pt },
+                a: CodecSpec {
+                    codec,
+                    pt: *pt,
+                    dtmf,
+                },
             })
         })
         .unwrap_or(Transcoding::No)
 }
 
-/// The one format a transcoded leg is told about: its codec, its rtpmap and fmtp.
-fn only(spec: CodecSpec) -> [(u8, &'static str, Option<&'static str>); 1] {
+/// The first RFC 4733 format of an m-line whose clock we can name: (payload type, clock).
+fn dtmf_of(formats: &[(u8, String)]) -> Option<(u8, u32)> {
+    formats.iter().find_map(|(pt, e)| {
+        let clock = e.strip_prefix("telephone-event/")?.parse::<u32>().ok()?;
+        te_rtpmap(clock).map(|_| (*pt, clock))
+    })
+}
+
+fn te_rtpmap(clock: u32) -> Option<&'static str> {
+    match clock {
+        8000 => Some("telephone-event/8000"),
+        16000 => Some("telephone-event/16000"),
+        48000 => Some("telephone-event/48000"),
+        _ => None,
+    }
+}
+
+/// The formats a transcoded leg is told about: its codec (rtpmap, fmtp), and its events when
+/// the other leg has events too (`events`).
+fn only(spec: CodecSpec, events: bool) -> Vec<(u8, &'static str, Option<&'static str>)> {
     let fmtp = (spec.codec == Codec::Opus).then_some("minptime=10;useinbandfec=0");
-    [(spec.pt, spec.codec.rtpmap(), fmtp)]
+    let mut v = vec![(spec.pt, spec.codec.rtpmap(), fmtp)];
+    if let Some((pt, clock)) = spec.dtmf.filter(|_| events) {
+        if let Some(map) = te_rtpmap(clock) {
+            v.push((pt, map, Some("0-15")));
+        }
+    }
+    v
 }
 
 /// SDP of a call that transcodes (or may), from `sender`, as the receiver must see it: the
@@ -155,16 +184,24 @@ fn transcode_sdp(
                 Some(e) if e.starts_with("pcma/8000") => Some(Law::A),
                 _ => None,
             };
+            let dtmf = sdp::formats_of(&body, stream).and_then(|f| dtmf_of(&f));
             match (law, first) {
                 (Some(law), Some((pt, _))) => {
                     let b = CodecSpec {
                         codec: Codec::G711(law),
                         pt,
+                        dtmf,
+                    };
+                    // Events cross only when both legs have them.
+                    let (a, b) = if a.dtmf.is_some() && b.dtmf.is_some() {
+                        (a, b)
+                    } else {
+                        (CodecSpec { dtmf: None, ..a }, CodecSpec { dtmf: None, ..b })
                     };
                     if relay.transcode(call.session, stream, a, b).is_ok() {
                         tracing::info!(caller = ?a.codec, callee = ?b.codec, "no codec in common: the relay transcodes");
                         call.transcode = Transcoding::Active { stream, a, b };
-                        sdp::set_formats(&body, stream, &only(a), false)
+                        sdp::set_formats(&body, stream, &only(a, true), false)
                     } else {
                         None
                     }
@@ -177,10 +214,10 @@ fn transcode_sdp(
             }
         }
         (Transcoding::Active { stream, b, .. }, Leg::A) => {
-            sdp::set_formats(&body, stream, &only(b), false)
+            sdp::set_formats(&body, stream, &only(b, true), false)
         }
         (Transcoding::Active { stream, a, .. }, Leg::B) => {
-            sdp::set_formats(&body, stream, &only(a), false)
+            sdp::set_formats(&body, stream, &only(a, true), false)
         }
     };
     rewritten.unwrap_or(body)

@@ -2,7 +2,8 @@
 //! switch. They share no codec, so the switch offers the callee G.711 too, answers the caller
 //! in Opus, and the relay transcodes; each phone hears the other's tone and speaks its own
 //! codec. A second call is held and resumed while transcoding: each re-offer reaches the
-//! other phone in its own codec, and `tambun calls` says the call is transcoded.
+//! other phone in its own codec, a keyed digit (RFC 4733) crosses, and `tambun calls` says
+//! the call is transcoded.
 
 use std::time::Duration;
 
@@ -143,6 +144,13 @@ fn an_opus_phone_and_a_g711_phone_talk_through_the_relays_transcoder() {
         before.len() == 2 && after.iter().zip(&before).all(|(a, b)| *a >= b + 50),
         "media stopped after the resume: {before:?} then {after:?}"
     );
+    // A digit keyed on the Opus phone (RFC 4733) reaches the PCMU phone through the
+    // transcoder, with its payload type and clock.
+    caller.command_data("sndcode", "5");
+    let digit = Switch::eventually(Duration::from_secs(5), || {
+        callee.log_text().contains("received event: '5' (end=1)")
+    });
+    assert!(digit, "the digit did not cross:\n{}", callee.log_text());
     caller.command_data("hangup", "");
     for (_, _, _, _, phone) in &mut phones {
         phone.stop();
