@@ -704,3 +704,69 @@ pub fn check_rtp_header(packet: &[u8]) {
         assert_eq!(h.ssrc.to_be_bytes(), packet[8..12]);
     }
 }
+
+/// The codecs a room or a transcoded call decodes from the network (`media_codecs`): byte 0
+/// picks the pair (bits 0–1 the sender's codec, 2–3 the receiver's: PCMU, PCMA, G.722,
+/// Opus; bit 4: both have RFC 4733 events), then records `[length][bytes]` (the last cut
+/// short by the end of the input), each an RTP datagram from the sender. Each goes into a
+/// [`Transcoder`] and, as Opus, into a room's [`opus::Receiver`]: no panic; every packet
+/// out is a 12-byte header and at most `MAX_PACKET` bytes with the receiver's audio or event
+/// payload type, the sender's SSRC; at most one audio packet per 20 ms queued.
+pub fn check_codec_input(data: &[u8]) {
+    use tambun::media::mixer::{g711::Law, opus, Codec, FRAME_SAMPLES};
+    use tambun::media::transcode::{CodecSpec, Transcoder, MAX_PACKET};
+    let Some((&flags, mut rest)) = data.split_first() else {
+        return;
+    };
+    let codec = |bits: u8| match bits & 3 {
+        0 => Codec::G711(Law::Mu),
+        1 => Codec::G711(Law::A),
+        2 => Codec::G722,
+        _ => Codec::Opus,
+    };
+    let dtmf = flags & 16 != 0;
+    let from = CodecSpec {
+        codec: codec(flags),
+        pt: 96,
+        dtmf: dtmf.then_some((101, 8000)),
+    };
+    let to = CodecSpec {
+        codec: codec(flags >> 2),
+        pt: 97,
+        dtmf: dtmf.then_some((102, 48000)),
+    };
+    let mut t = Transcoder::new(from, to, 7);
+    let mut room = opus::Receiver::new(Duration::from_millis(40));
+    let mut out = [0u8; MAX_PACKET];
+    let mut pcm = [0i16; FRAME_SAMPLES];
+    let mut seq = 0u16;
+    while let [len, tail @ ..] = rest {
+        let (packet, next) = tail.split_at(usize::from(*len).min(tail.len()));
+        rest = next;
+        let ssrc = RtpHeader::parse(packet).map(|h| h.ssrc);
+        let took = t.push(packet);
+        let mut audio = 0;
+        while let Some(n) = t.pop(&mut out) {
+            assert!((RTP_HEADER_LEN..=MAX_PACKET).contains(&n), "{n} bytes out");
+            let h = RtpHeader::parse(&out[..n]).expect("our own packets parse");
+            assert!(took, "a packet out of one that was refused");
+            assert_eq!(Some(h.ssrc), ssrc, "the sender's SSRC");
+            if h.payload_type == 97 {
+                audio += 1;
+            } else {
+                assert_eq!(h.payload_type, 102, "the receiver's event payload type");
+            }
+            assert!(
+                audio <= 1 + packet.len() * 6 / FRAME_SAMPLES,
+                "{audio} packets from one"
+            );
+        }
+        room.push(
+            seq,
+            u32::from(seq).wrapping_mul(960),
+            packet.get(12..).unwrap_or_default(),
+        );
+        room.pop(&mut pcm);
+        seq = seq.wrapping_add(1);
+    }
+}

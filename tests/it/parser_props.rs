@@ -70,6 +70,11 @@ fn corpus_rtp_parse() {
     replay("rtp_parse", checks::check_rtp_input);
 }
 
+#[test]
+fn corpus_media_codecs() {
+    replay("media_codecs", checks::check_codec_input);
+}
+
 /// Every corpus directory has a replay test above (a new fuzz target needs one too).
 #[test]
 fn every_corpus_is_replayed() {
@@ -84,6 +89,7 @@ fn every_corpus_is_replayed() {
         [
             "dialplan_file",
             "digest_header",
+            "media_codecs",
             "rtp_parse",
             "sdp_rewrite",
             "sip_parse",
@@ -436,6 +442,7 @@ proptest! {
         checks::check_datagram(&data);
         checks::check_credentials(&data);
         checks::check_stream_input(&data);
+        checks::check_codec_input(&data);
         let _ = Message::parse_datagram(Bytes::from(data.clone()), &Limits::default());
         let _ = frame_stream(&data, &Limits::default());
         let _ = parse_credentials(&data);
