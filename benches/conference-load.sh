@@ -22,10 +22,12 @@
 # Tambun's mix). Env: CODEC, OPUS_CAPTURE, STEPS, ROOM_SIZE, TALKERS_PCT, MIN_TALKERS,
 # DURATION, WARMUP, RETRIES, JOIN_BUDGET, RT (SCHED_RR priority of servers and client; 0: off,
 # then niceness NICE), SERVER_CPUS, CLIENT_CPUS, SKIP_BUILD=1, BIN and LOAD (tambun and the load client, built
-# before: no cargo), NO_JANUS=1, KEEP_TMP=1,
+# before: no cargo), NO_JANUS=1, ALLOW_OTHERS=1 (measure even beside another load script),
+# KEEP_TMP=1,
 # RESULTS_COPY=FILE (the raw RESULT lines). Needs: janus (Debian: apt-get install -y janus),
 # python3. Method and one run's numbers: docs/bench-conference.md.
 . "$(dirname "$0")/lib.sh"
+alone_or_exit
 STEPS="${STEPS:-50 100 200 400 800 1200 1600 2400 3200}"
 ROOM_SIZE="${ROOM_SIZE:-500}" TALKERS_PCT="${TALKERS_PCT:-10}" MIN_TALKERS="${MIN_TALKERS:-3}"
 CODEC="${CODEC:-pcmu}" OPUS_CAPTURE="${OPUS_CAPTURE:-48000}"

@@ -136,3 +136,17 @@ start_room_switch() {
     for _ in $(seq 1 50); do python3 "$PEERS/sip_ping.py" 127.0.0.1 "$sip" >/dev/null 2>&1 && break; sleep 0.1; done
     kill -0 "$TAMBUN_PID" 2>/dev/null || { cat "$TMP/tambun.log" >&2; echo "tambun did not start" >&2; exit 3; }
 }
+
+# alone_or_exit : another load script or client on this machine would share our CPUs and
+# ports: refuse to measure beside it (exit 4; ALLOW_OTHERS=1: run anyway). The calling
+# script and its ancestors (a `timeout` in front of it, say) do not count.
+alone_or_exit() {
+    local me=$$ ancestor=$$
+    while ancestor=$(ps -o ppid= -p "$ancestor" | tr -d ' ') && ((ancestor > 1)); do me+=" $ancestor"; done
+    pgrep -f 'conference-load\.sh|conference_load|video-room-load\.sh|webrtc-load\.sh|webrtc_load' >"$TMP/others.all" || true
+    grep -vxF -f <(tr ' ' '\n' <<<"$me") "$TMP/others.all" >"$TMP/others" || true
+    if [[ "${ALLOW_OTHERS:-0}" != 1 && -s "$TMP/others" ]]; then
+        echo "another load script or client is running (PIDs $(tr '\n' ' ' <"$TMP/others")): not measuring" >&2
+        exit 4
+    fi
+}

@@ -36,17 +36,7 @@
 # janus) unless NO_JANUS=1. Method and one run's numbers: docs/bench-conference.md ("Video
 # rooms (SFU)" and "Video rooms: Tambun's SFU next to Janus VideoRoom").
 . "$(dirname "$0")/lib.sh"
-# Another load script on this machine would share our CPUs and ports: wait for it to end
-# (ALLOW_OTHERS=1: run anyway).
-# This script and its ancestors (a `timeout` in front of it, say) do not count.
-ME=$$ ANCESTOR=$$
-while ANCESTOR=$(ps -o ppid= -p "$ANCESTOR" | tr -d ' ') && ((ANCESTOR > 1)); do ME+=" $ANCESTOR"; done
-pgrep -f 'conference-load\.sh|conference_load|video-room-load\.sh|webrtc-load\.sh|webrtc_load' >"$TMP/others.all" || true
-grep -vxF -f <(tr ' ' '\n' <<<"$ME") "$TMP/others.all" >"$TMP/others" || true
-if [[ "${ALLOW_OTHERS:-0}" != 1 && -s "$TMP/others" ]]; then
-    echo "another load script or client is running (PIDs $(tr '\n' ' ' <"$TMP/others")): not measuring" >&2
-    exit 4
-fi
+alone_or_exit
 STEPS="${STEPS:-10 20 43}" PPS="${PPS:-30 100 300}"
 ROOM_SIZE="${ROOM_SIZE:-50}" TALKERS_PCT="${TALKERS_PCT:-10}" MIN_TALKERS="${MIN_TALKERS:-3}"
 VIDEO_BYTES="${VIDEO_BYTES:-1100}" DURATION="${DURATION:-5}" WARMUP="${WARMUP:-3}"
