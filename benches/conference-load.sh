@@ -65,49 +65,7 @@ TARGETS=(tambun)
 T_ARGS=(tambun --label tambun --sip "127.0.0.1:$T_SIP" --admin "127.0.0.1:$T_ADMIN" --server-pid "tambun=$TAMBUN_PID")
 
 if [[ "${NO_JANUS:-0}" != 1 ]]; then
-    # Janus from the Debian package, with a config dir of its own: the plugin and transport
-    # folders hold links to the AudioBridge plugin and the HTTP transport only.
-    AB="$(dpkg -L janus 2>/dev/null | grep -m1 '/plugins/libjanus_audiobridge.so$' || true)"
-    LIBDIR="$(dirname "$(dirname "${AB:-/usr/lib/x86_64-linux-gnu/janus/plugins/x}")")"
-    [[ -e "$LIBDIR/plugins/libjanus_audiobridge.so" && -e "$LIBDIR/transports/libjanus_http.so" ]] ||
-        { echo "no AudioBridge plugin or HTTP transport under $LIBDIR" >&2; exit 2; }
-    J="$TMP/janus"
-    mkdir -p "$J/conf" "$J/plugins" "$J/transports" "$J/events" "$J/loggers"
-    ln -s "$LIBDIR/plugins/libjanus_audiobridge.so" "$J/plugins/"
-    ln -s "$LIBDIR/transports/libjanus_http.so" "$J/transports/"
-    cat >"$J/conf/janus.jcfg" <<EOF
-general: {
-	configs_folder = "$J/conf"
-	plugins_folder = "$J/plugins"
-	transports_folder = "$J/transports"
-	events_folder = "$J/events"
-	loggers_folder = "$J/loggers"
-	debug_level = 3
-	session_timeout = 0
-	interface = "127.0.0.1"
-}
-certificates: {}
-media: { rtp_port_range = "$J_RTP" }
-nat: { nice_debug = false ice_enforce_list = "lo" }
-plugins: {}
-transports: {}
-loggers: {}
-events: { broadcast = false }
-EOF
-    cat >"$J/conf/janus.transport.http.jcfg" <<EOF
-general: { json = "compact" base_path = "/janus" http = true port = $J_HTTP ip = "127.0.0.1" https = false }
-admin: { admin_http = false admin_https = false }
-EOF
-    cat >"$J/conf/janus.plugin.audiobridge.jcfg" <<EOF
-general: { rtp_port_range = "$J_RTP" local_ip = "127.0.0.1" events = false }
-EOF
-    (cd "$J" && exec "${SERVER[@]}" janus -F "$J/conf" -C "$J/conf/janus.jcfg" </dev/null >"$J/janus.log" 2>&1) &
-    JANUS_PID=$!; PIDS+=("$JANUS_PID")
-    for _ in $(seq 1 50); do
-        python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$J_HTTP/janus/info', timeout=1)" 2>/dev/null && break
-        sleep 0.2
-    done
-    kill -0 "$JANUS_PID" 2>/dev/null || { tail -20 "$J/janus.log" >&2; echo "janus did not start" >&2; exit 3; }
+    start_janus audiobridge "general: { rtp_port_range = \"$J_RTP\" local_ip = \"127.0.0.1\" events = false }"
     log "janus pid $JANUS_PID (janus $(dpkg-query -W -f '${Version}' janus 2>/dev/null)): http://127.0.0.1:$J_HTTP/janus, plain RTP $J_RTP"
     TARGETS+=(janus)
     J_ARGS=(janus --label janus --http "127.0.0.1:$J_HTTP" --server-pid "janus=$JANUS_PID")

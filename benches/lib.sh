@@ -150,3 +150,53 @@ alone_or_exit() {
         exit 4
     fi
 }
+
+# start_janus PLUGIN PLUGIN_CONF : Janus from the Debian package with a config dir of its own
+# under $TMP/janus (J): only the HTTP transport (127.0.0.1:$J_HTTP) and the one plugin
+# (`audiobridge`, `videoroom`; PLUGIN_CONF is its jcfg), RTP ports $J_RTP on 127.0.0.1, no
+# event handlers or loggers, started with "${SERVER[@]}" in front; waits for its HTTP API.
+# Sets J and JANUS_PID (in PIDS, stopped at exit).
+start_janus() {
+    local plugin=$1 conf=$2 so lib
+    command -v janus >/dev/null || { echo "janus is missing: apt-get update && apt-get install -y janus (or NO_JANUS=1)" >&2; exit 2; }
+    so="$(dpkg -L janus 2>/dev/null | grep -m1 "/plugins/libjanus_$plugin.so\$" || true)"
+    lib="$(dirname "$(dirname "${so:-/usr/lib/x86_64-linux-gnu/janus/plugins/x}")")"
+    [[ -e "$lib/plugins/libjanus_$plugin.so" && -e "$lib/transports/libjanus_http.so" ]] ||
+        { echo "no $plugin plugin or HTTP transport under $lib" >&2; exit 2; }
+    J="$TMP/janus"
+    mkdir -p "$J/conf" "$J/plugins" "$J/transports" "$J/events" "$J/loggers"
+    ln -s "$lib/plugins/libjanus_$plugin.so" "$J/plugins/"
+    ln -s "$lib/transports/libjanus_http.so" "$J/transports/"
+    cat >"$J/conf/janus.jcfg" <<JCFG
+general: {
+	configs_folder = "$J/conf"
+	plugins_folder = "$J/plugins"
+	transports_folder = "$J/transports"
+	events_folder = "$J/events"
+	loggers_folder = "$J/loggers"
+	debug_level = 3
+	session_timeout = 0
+	interface = "127.0.0.1"
+}
+certificates: {}
+media: { rtp_port_range = "$J_RTP" }
+nat: { nice_debug = false ice_enforce_list = "lo" }
+plugins: {}
+transports: {}
+loggers: {}
+events: { broadcast = false }
+JCFG
+    cat >"$J/conf/janus.transport.http.jcfg" <<JCFG
+general: { json = "compact" base_path = "/janus" http = true port = $J_HTTP ip = "127.0.0.1" https = false }
+admin: { admin_http = false admin_https = false }
+JCFG
+    printf '%s\n' "$conf" >"$J/conf/janus.plugin.$plugin.jcfg"
+    (cd "$J" && exec "${SERVER[@]}" janus -F "$J/conf" -C "$J/conf/janus.jcfg" </dev/null >"$J/janus.log" 2>&1) &
+    JANUS_PID=$!
+    PIDS+=("$JANUS_PID")
+    for _ in $(seq 1 50); do
+        python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$J_HTTP/janus/info', timeout=1)" 2>/dev/null && break
+        sleep 0.2
+    done
+    kill -0 "$JANUS_PID" 2>/dev/null || { tail -20 "$J/janus.log" >&2; echo "janus did not start" >&2; exit 3; }
+}

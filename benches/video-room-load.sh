@@ -66,51 +66,8 @@ start_room_switch "$ROOMS" "$ROOM_SIZE" "$MAX_N" "$T_SIP" "$T_ADMIN" "$T_RTP" "v
 log "tambun pid $TAMBUN_PID: sip udp 127.0.0.1:$T_SIP, admin 127.0.0.1:$T_ADMIN, relay $T_RTP, $ROOMS room(s) of at most $ROOM_SIZE, video_mbps 1000"
 
 if [[ "${NO_JANUS:-0}" != 1 ]]; then
-    command -v janus >/dev/null || { echo "janus is missing: apt-get update && apt-get install -y janus (or NO_JANUS=1)" >&2; exit 2; }
-    # Janus from the Debian package, with a config dir of its own: the plugin and transport
-    # folders hold links to the VideoRoom plugin and the HTTP transport only.
-    VR="$(dpkg -L janus 2>/dev/null | grep -m1 '/plugins/libjanus_videoroom.so$' || true)"
-    LIBDIR="$(dirname "$(dirname "${VR:-/usr/lib/x86_64-linux-gnu/janus/plugins/x}")")"
-    [[ -e "$LIBDIR/plugins/libjanus_videoroom.so" && -e "$LIBDIR/transports/libjanus_http.so" ]] ||
-        { echo "no VideoRoom plugin or HTTP transport under $LIBDIR" >&2; exit 2; }
-    J="$TMP/janus"
-    mkdir -p "$J/conf" "$J/plugins" "$J/transports" "$J/events" "$J/loggers"
-    ln -s "$LIBDIR/plugins/libjanus_videoroom.so" "$J/plugins/"
-    ln -s "$LIBDIR/transports/libjanus_http.so" "$J/transports/"
-    cat >"$J/conf/janus.jcfg" <<EOF
-general: {
-	configs_folder = "$J/conf"
-	plugins_folder = "$J/plugins"
-	transports_folder = "$J/transports"
-	events_folder = "$J/events"
-	loggers_folder = "$J/loggers"
-	debug_level = 3
-	session_timeout = 0
-	interface = "127.0.0.1"
-}
-certificates: {}
-media: { rtp_port_range = "$J_RTP" }
-nat: { nice_debug = false ice_enforce_list = "lo" }
-plugins: {}
-transports: {}
-loggers: {}
-events: { broadcast = false }
-EOF
-    cat >"$J/conf/janus.transport.http.jcfg" <<EOF
-general: { json = "compact" base_path = "/janus" http = true port = $J_HTTP ip = "127.0.0.1" https = false }
-admin: { admin_http = false admin_https = false }
-EOF
     # No rooms in the file (the client creates them), no admin key: rtp_forward is not locked.
-    cat >"$J/conf/janus.plugin.videoroom.jcfg" <<EOF
-general: { events = false }
-EOF
-    (cd "$J" && exec "${SERVER[@]}" janus -F "$J/conf" -C "$J/conf/janus.jcfg" </dev/null >"$J/janus.log" 2>&1) &
-    JANUS_PID=$!; PIDS+=("$JANUS_PID")
-    for _ in $(seq 1 50); do
-        python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$J_HTTP/janus/info', timeout=1)" 2>/dev/null && break
-        sleep 0.2
-    done
-    kill -0 "$JANUS_PID" 2>/dev/null || { tail -20 "$J/janus.log" >&2; echo "janus did not start" >&2; exit 3; }
+    start_janus videoroom 'general: { events = false }'
     log "janus pid $JANUS_PID (janus $(dpkg-query -W -f '${Version}' janus 2>/dev/null)): http://127.0.0.1:$J_HTTP/janus, VideoRoom only"
 fi
 
