@@ -313,6 +313,7 @@ impl Shard {
         // All forwards of one socket leave from its peer socket; `via` is the same for all.
         let mut via = None;
         let (mut forwarded, mut bytes_out, mut foreign, mut nowhere) = (0u64, 0u64, 0u64, 0u64);
+        let (mut transcoded, mut transcode_failed) = (0u64, 0u64);
         for i in 0..n {
             let (src, bytes) = self.batch.packet(i);
             let Some(src) = src else { continue };
@@ -334,26 +335,13 @@ impl Shard {
                         now,
                     );
                 }
-                Verdict::Forward { via: v, to } if !self.transcoders.is_empty() => {
-                    if let Some(t) = self.transcoders.get_mut(&slot) {
-                        // No shared codec: this packet becomes what the other leg speaks
-                        // (none until 20 ms are in; more than one is rare and sent at once).
-                        let mut out = [0u8; MAX_TRANSCODED];
-                        t.push(bytes);
-                        let Some(n) = t.pop(&mut out) else {
-                            continue;
-                        };
-                        let mut more = [0u8; MAX_TRANSCODED];
-                        while let Some(extra) = t.pop(&mut more) {
-                            if let Some(Some(s)) = self.sockets.get(v.0 as usize) {
-                                let _ = s.send_to(&more[..extra], to);
-                            }
-                        }
-                        self.batch.replace(i, &out[..n]);
-                    }
-                    via = Some(v);
-                    self.batch.forward(i, to);
-                    forwarded += 1;
+                Verdict::Forward { via: v, to }
+                    if !self.transcoders.is_empty() && self.transcoders.contains_key(&slot) =>
+                {
+                    // No shared codec: the other leg gets its own codec, sent from here.
+                    let (sent, lost) = self.send_transcoded(i, slot, v, to);
+                    transcoded += sent;
+                    transcode_failed += lost;
                     bytes_out += len;
                 }
                 Verdict::Forward { via: v, to } => {
@@ -375,7 +363,8 @@ impl Shard {
         }
         let c = &self.counters;
         c.received.fetch_add(n as u64, Ordering::Relaxed);
-        c.forwarded.fetch_add(forwarded - failed, Ordering::Relaxed);
+        c.forwarded
+            .fetch_add(forwarded - failed + transcoded, Ordering::Relaxed);
         c.forwarded_bytes.fetch_add(bytes_out, Ordering::Relaxed);
         if foreign > 0 {
             c.dropped_foreign.fetch_add(foreign, Ordering::Relaxed);
@@ -384,9 +373,38 @@ impl Shard {
             c.dropped_no_destination
                 .fetch_add(nowhere, Ordering::Relaxed);
         }
-        if failed > 0 {
-            c.send_failures.fetch_add(failed, Ordering::Relaxed);
+        if failed + transcode_failed > 0 {
+            c.send_failures
+                .fetch_add(failed + transcode_failed, Ordering::Relaxed);
         }
+    }
+
+    /// Received packet `i` on `slot` through that slot's transcoder, and what comes out
+    /// (nothing until 20 ms are in; more than one packet when the sender's are longer) sent
+    /// in order out of `via` to `to`: (sent, failed). Rare calls: no batching.
+    fn send_transcoded(
+        &mut self,
+        i: usize,
+        slot: SlotId,
+        via: SlotId,
+        to: SocketAddr,
+    ) -> (u64, u64) {
+        let (Some(t), Some(Some(socket))) = (
+            self.transcoders.get_mut(&slot),
+            self.sockets.get(via.0 as usize),
+        ) else {
+            return (0, 1);
+        };
+        t.push(self.batch.packet(i).1);
+        let mut out = [0u8; MAX_TRANSCODED];
+        let (mut sent, mut failed) = (0, 0);
+        while let Some(n) = t.pop(&mut out) {
+            match socket.send_to(&out[..n], to) {
+                Ok(_) => sent += 1,
+                Err(_) => failed += 1,
+            }
+        }
+        (sent, failed)
     }
 
     /// Applies the queued commands; `false` when the control plane is gone.

@@ -251,13 +251,6 @@ impl Batch {
         (src, &self.bufs[i][..len])
     }
 
-    /// Replaces received packet `i` with `bytes` (at most a datagram), before it is forwarded.
-    pub fn replace(&mut self, i: usize, bytes: &[u8]) {
-        let n = bytes.len().min(MAX_DATAGRAM);
-        self.bufs[i][..n].copy_from_slice(&bytes[..n]);
-        self.recv[i].msg_len = n as libc::c_uint;
-    }
-
     /// Queues received packet `i` to be sent to `to` by the next [`Batch::flush`].
     #[inline]
     pub fn forward(&mut self, i: usize, to: SocketAddr) {
