@@ -57,8 +57,9 @@ pub struct Transcoder {
     decoder: Decoder,
     encoder: Encoder,
     queue: VecDeque<i16>,
-    /// Our RTP toward the other leg.
-    seq: u16,
+    /// Our RTP toward the other leg; the sequence numbers go on from the sender's first
+    /// packet (`None` before it).
+    seq: Option<u16>,
     timestamp: u32,
     ssrc: u32,
     marker: bool,
@@ -81,7 +82,7 @@ impl std::fmt::Debug for Transcoder {
 }
 
 impl Transcoder {
-    /// A transcoder from `from` to `to`; `seed` starts our sequence numbers and timestamps.
+    /// A transcoder from `from` to `to`; `seed` starts our timestamps.
     pub fn new(from: CodecSpec, to: CodecSpec, seed: u32) -> Transcoder {
         let decoder = match from.codec {
             Codec::G711(law) => Decoder::G711(law),
@@ -102,7 +103,7 @@ impl Transcoder {
             decoder,
             encoder,
             queue: VecDeque::with_capacity(MAX_QUEUED + MAX_OPUS),
-            seq: (seed >> 16) as u16,
+            seq: None,
             timestamp: seed.rotate_left(11),
             ssrc: 0,
             marker: false,
@@ -130,6 +131,7 @@ impl Transcoder {
             return false;
         }
         self.ssrc = h.ssrc;
+        self.start_seq(h.sequence);
         self.marker |= packet[1] & 0x80 != 0;
         match &mut self.decoder {
             Decoder::G711(law) => self.queue.extend(payload.iter().map(|b| law.decode(*b))),
@@ -160,6 +162,19 @@ impl Transcoder {
         true
     }
 
+    /// The sender's first packet starts our sequence numbers where its own are, so a
+    /// receiver that got its packets before the transcoder was set up (the first
+    /// milliseconds of the call) sees one stream, not a jump it would drop as invalid.
+    fn start_seq(&mut self, seq: u16) {
+        self.seq.get_or_insert(seq);
+    }
+
+    fn next_seq(&mut self) -> u16 {
+        let seq = self.seq.unwrap_or(0);
+        self.seq = Some(seq.wrapping_add(1));
+        seq
+    }
+
     /// An RFC 4733 event packet: queued for the other leg with its payload type, our
     /// timeline's timestamp (one per event) and its duration on the other clock.
     fn push_event(
@@ -169,6 +184,7 @@ impl Transcoder {
         payload: &[u8],
         (clock, to_pt, to_clock): (u32, u8, u32),
     ) -> bool {
+        self.start_seq(h.sequence);
         let ts = match self.event_ts {
             Some((input, ours)) if input == h.timestamp => ours,
             _ => {
@@ -179,7 +195,7 @@ impl Transcoder {
         let mut p = [0u8; RTP_HEADER_LEN + 16];
         p[0] = 0x80;
         p[1] = to_pt | (packet[1] & 0x80);
-        p[2..4].copy_from_slice(&self.seq.to_be_bytes());
+        p[2..4].copy_from_slice(&self.next_seq().to_be_bytes());
         p[4..8].copy_from_slice(&ts.to_be_bytes());
         p[8..12].copy_from_slice(&h.ssrc.to_be_bytes());
         let body = &mut p[RTP_HEADER_LEN..RTP_HEADER_LEN + payload.len()];
@@ -187,7 +203,6 @@ impl Transcoder {
         let duration = u64::from(u16::from_be_bytes([payload[2], payload[3]]));
         let scaled = (duration * u64::from(to_clock) / u64::from(clock.max(1))).min(0xffff) as u16;
         body[2..4].copy_from_slice(&scaled.to_be_bytes());
-        self.seq = self.seq.wrapping_add(1);
         self.event = Some((p, RTP_HEADER_LEN + payload.len()));
         self.packets += 1;
         true
@@ -240,10 +255,9 @@ impl Transcoder {
             } else {
                 0
             };
-        head[2..4].copy_from_slice(&self.seq.to_be_bytes());
+        head[2..4].copy_from_slice(&self.next_seq().to_be_bytes());
         head[4..8].copy_from_slice(&self.timestamp.to_be_bytes());
         head[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
-        self.seq = self.seq.wrapping_add(1);
         self.timestamp = self.timestamp.wrapping_add(self.to.codec.frame_clock());
         Some(RTP_HEADER_LEN + len)
     }
@@ -293,6 +307,7 @@ mod tests {
             let len = there.pop(&mut out).expect("20 ms in, 20 ms out");
             let h = RtpHeader::parse(&out[..len]).unwrap();
             assert_eq!((h.payload_type, h.ssrc), (111, 0xabcd));
+            assert_eq!(h.sequence, n as u16, "the sender's sequence numbers go on");
             if let Some(ts) = last_ts {
                 assert_eq!(h.timestamp.wrapping_sub(ts), 960, "Opus's 48 kHz clock");
             }
