@@ -22,7 +22,6 @@ use crate::sip::message::{HeaderName, Message};
 use crate::sip::webrtc_sdp::{self, Setup, WebRtcSdp};
 
 use super::{Ctx, Proxy, UNBOUNDED};
-use crate::media::mixer::g711::Law;
 use crate::media::transcode::{Codec, CodecSpec};
 use crate::sip::sdp::{self, RelayPorts};
 
@@ -75,8 +74,7 @@ impl Transcoding {
         let Transcoding::Active { a, b, .. } = self else {
             return None;
         };
-        let name = |c: CodecSpec| c.codec.rtpmap().split('/').next().unwrap_or("").to_string();
-        Some(format!("{}/{}", name(*a), name(*b)))
+        Some(format!("{}/{}", a.codec.name(), b.codec.name()))
     }
 }
 
@@ -96,39 +94,27 @@ fn transcoding_for(body: &[u8]) -> Transcoding {
     let Some(formats) = sdp::formats_of(body, stream) else {
         return Transcoding::No;
     };
-    if formats
-        .iter()
-        .any(|(_, e)| e.starts_with("pcmu/8000") || e.starts_with("pcma/8000"))
-    {
+    let codecs = || {
+        formats
+            .iter()
+            .filter_map(|(pt, e)| Some((Codec::from_encoding(e)?, *pt)))
+    };
+    if codecs().any(|(c, _)| matches!(c, Codec::G711(_))) {
         return Transcoding::No;
     }
     let dtmf = dtmf_of(&formats);
-    formats
-        .iter()
-        .find_map(|(pt, e)| {
-            let codec = if e.starts_with("opus/48000") {
-                Codec::Opus
-            } else if e.starts_with("g722/8000") {
-                Codec::G722
-            } else {
-                return None;
-            };
-            Some(Transcoding::Offered {
-                stream,
-                a: CodecSpec {
-                    codec,
-                    pt: *pt,
-                    dtmf,
-                },
-            })
+    codecs()
+        .next()
+        .map_or(Transcoding::No, |(codec, pt)| Transcoding::Offered {
+            stream,
+            a: CodecSpec { codec, pt, dtmf },
         })
-        .unwrap_or(Transcoding::No)
 }
 
 /// The first RFC 4733 format of an m-line whose clock we can name: (payload type, clock).
 fn dtmf_of(formats: &[(u8, String)]) -> Option<(u8, u32)> {
     formats.iter().find_map(|(pt, e)| {
-        let clock = e.strip_prefix("telephone-event/")?.parse::<u32>().ok()?;
+        let clock = sdp::event_clock(e)?;
         te_rtpmap(clock).map(|_| (*pt, clock))
     })
 }
@@ -174,24 +160,15 @@ fn transcode_sdp(
             true,
         ),
         (Transcoding::Offered { stream, a }, Leg::B) => {
+            let formats = sdp::formats_of(&body, stream).unwrap_or_default();
             // Its voice codec: the first format that is not events or comfort noise.
-            let first = sdp::formats_of(&body, stream).and_then(|f| {
-                f.into_iter()
-                    .find(|(_, e)| !e.starts_with("telephone-event") && !e.starts_with("cn/"))
-            });
-            let law = match first.as_ref().map(|(_, e)| e.as_str()) {
-                Some(e) if e.starts_with("pcmu/8000") => Some(Law::Mu),
-                Some(e) if e.starts_with("pcma/8000") => Some(Law::A),
-                _ => None,
-            };
-            let dtmf = sdp::formats_of(&body, stream).and_then(|f| dtmf_of(&f));
-            match (law, first) {
-                (Some(law), Some((pt, _))) => {
-                    let b = CodecSpec {
-                        codec: Codec::G711(law),
-                        pt,
-                        dtmf,
-                    };
+            let first = formats
+                .iter()
+                .find(|(_, e)| sdp::event_clock(e).is_none() && !e.starts_with("cn/"));
+            let dtmf = dtmf_of(&formats);
+            match first.and_then(|(pt, e)| Some((Codec::from_encoding(e)?, *pt))) {
+                Some((codec @ Codec::G711(_), pt)) => {
+                    let b = CodecSpec { codec, pt, dtmf };
                     // Events cross only when both legs have them.
                     let (a, b) = if a.dtmf.is_some() && b.dtmf.is_some() {
                         (a, b)

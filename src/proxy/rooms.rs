@@ -25,7 +25,6 @@ use bytes::Bytes;
 use super::routing::outside_caller;
 use super::*;
 use crate::dialplan::RoomPlan;
-use crate::media::mixer::g711::Law;
 use crate::media::mixer::{Codec, MixerEvent, ParticipantSpec, PinGate, PIN_ATTEMPTS};
 use crate::media::sfu::{SfuConfig, VideoLine};
 use crate::media::{RoomId, RoomVideoAsk, SessionId};
@@ -307,42 +306,23 @@ struct Answer {
     version: u32,
 }
 
-/// One m-line's formats and its `a=rtpmap`s (payload type, lower-cased codec).
-struct Formats<'a> {
-    formats: Vec<&'a str>,
-    rtpmap: Vec<(u8, String)>,
-}
-
-/// Reads an offer: the first audio m-line with a port, its address, its first G.711 format
-/// and telephone-event. `None` when it has no G.711 (the room speaks nothing else yet).
-/// Addresses, ports and rtcp-mux come from [`sdp::parse`]; only the formats and rtpmaps of
-/// each m-line are read here.
+/// Reads an offer: the first audio m-line with a port, its address, the codec the room takes
+/// from it (G.711 when offered at all, else G.722, else Opus) and its telephone-events.
+/// `None` when it has none of them. Addresses, ports and rtcp-mux come from [`sdp::parse`],
+/// each m-line's formats from [`sdp::formats_of`].
 fn read_offer(body: &str) -> Option<Offer> {
     let parsed = crate::sip::sdp::parse(body.as_bytes()).ok()?;
-    let mut sections: Vec<Formats> = Vec::new();
-    for line in body.lines().map(|l| l.trim_end_matches('\r')) {
-        if let Some(rest) = line.strip_prefix("m=") {
-            sections.push(Formats {
-                formats: rest.split_whitespace().skip(3).collect(),
-                rtpmap: Vec::new(),
-            });
-        } else if let Some(rest) = line.strip_prefix("a=rtpmap:") {
-            if let (Some(sec), Some((pt, codec))) = (sections.last_mut(), rest.split_once(' ')) {
-                if let Ok(pt) = pt.parse() {
-                    sec.rtpmap.push((pt, codec.to_ascii_lowercase()));
-                }
-            }
-        }
-    }
-    if sections.len() != parsed.streams.len() {
+    let m_lines: Vec<&str> = body.lines().filter(|l| l.starts_with("m=")).collect();
+    if m_lines.len() != parsed.streams.len() {
         return None;
     }
+    // Every m-line's media and first format, for the lines the answer refuses.
     let lines = parsed
         .streams
         .iter()
-        .zip(&sections)
-        .map(|(st, sec)| {
-            let first = sec.formats.first().map_or("0", |f| f).to_string();
+        .zip(&m_lines)
+        .map(|(st, m)| {
+            let first = m.split_whitespace().nth(3).unwrap_or("0").to_string();
             (st.kind.clone(), first)
         })
         .collect();
@@ -351,74 +331,36 @@ fn read_offer(body: &str) -> Option<Offer> {
         .iter()
         .enumerate()
         .find(|(_, st)| st.kind == "audio" && !st.is_disabled())?;
-    let Formats { formats, rtpmap } = &sections[audio];
-    let codec = |pt: u8| -> Option<String> {
-        rtpmap
-            .iter()
-            .find(|(p, _)| *p == pt)
-            .map(|(_, c)| c.clone())
-            .or(match pt {
-                0 => Some("pcmu/8000".into()),
-                8 => Some("pcma/8000".into()),
-                9 => Some("g722/8000".into()),
-                _ => None,
-            })
-    };
+    let formats = crate::sip::sdp::formats_of(body.as_bytes(), audio)?;
     // G.711 when offered at all (the mix is 8 kHz, and G.711 costs least), else G.722, else
     // Opus (each decoded and encoded: dearer).
-    let mut chosen = None;
-    let mut wide = None;
-    let mut opus = None;
-    let (mut dtmf_8k, mut dtmf_48k) = (None, None);
-    for f in formats {
-        let Ok(pt) = f.parse::<u8>() else { continue };
-        let Some(c) = codec(pt) else { continue };
-        if chosen.is_none() {
-            if c.starts_with("pcmu/8000") {
-                chosen = Some((Codec::G711(Law::Mu), pt));
-            } else if c.starts_with("pcma/8000") {
-                chosen = Some((Codec::G711(Law::A), pt));
-            }
-        }
-        if c.starts_with("g722/8000") && wide.is_none() {
-            wide = Some((Codec::G722, pt));
-        }
-        if c.starts_with("opus/48000") && opus.is_none() {
-            opus = Some((Codec::Opus, pt));
-        }
-        if c.starts_with("telephone-event/8000") && dtmf_8k.is_none() {
-            dtmf_8k = Some(pt);
-        }
-        if c.starts_with("telephone-event/48000") && dtmf_48k.is_none() {
-            dtmf_48k = Some(pt);
-        }
-    }
-    let (codec, pt) = chosen.or(wide).or(opus)?;
-    // Events on the audio's clock (RFC 4733 §2.3), or the 8 kHz ones an Opus phone may offer.
-    let dtmf_pt = match codec {
-        Codec::Opus => dtmf_48k.or(dtmf_8k),
-        _ => dtmf_8k,
+    let first = |want: fn(Codec) -> bool| {
+        formats.iter().find_map(|(pt, e)| {
+            let codec = Codec::from_encoding(e).filter(|c| want(*c))?;
+            Some((codec, *pt))
+        })
     };
-    let dtmf_clock = if codec == Codec::Opus && dtmf_48k.is_some() {
-        48000
-    } else {
-        8000
+    let (codec, pt) = first(|c| matches!(c, Codec::G711(_)))
+        .or_else(|| first(|c| c == Codec::G722))
+        .or_else(|| first(|c| c == Codec::Opus))?;
+    // Events on the audio's clock (RFC 4733 §2.3), or the 8 kHz ones an Opus phone may offer.
+    let events = |clock: u32| crate::sip::sdp::telephone_event(&formats, clock);
+    let (dtmf_pt, dtmf_clock) = match (codec, events(48000)) {
+        (Codec::Opus, Some(pt)) => (Some(pt), 48000),
+        _ => (events(8000), 8000),
     };
     // Video: every VP8 line with a port and an address, up to the limit; the first one
     // carries the participant's camera (if its direction lets it send).
     let mut video = Vec::new();
-    for (index, (st, sec)) in parsed.streams.iter().zip(&sections).enumerate() {
+    for (index, st) in parsed.streams.iter().enumerate() {
         if st.kind != "video" || st.is_disabled() || video.len() >= MAX_VIDEO_LINES {
             continue;
         }
         let Some(address) = st.address else { continue };
-        let vp8 = sec.formats.iter().find_map(|f| {
-            let pt = f.parse::<u8>().ok()?;
-            sec.rtpmap
-                .iter()
-                .any(|(p, c)| *p == pt && c.starts_with("vp8/90000"))
-                .then_some(pt)
-        });
+        let vp8 = crate::sip::sdp::formats_of(body.as_bytes(), index)
+            .into_iter()
+            .flatten()
+            .find_map(|(pt, e)| e.starts_with("vp8/90000").then_some(pt));
         let Some(vp8) = vp8 else {
             tracing::info!(
                 "room: a video m-line without VP8 is refused (the room forwards VP8, it does not \
@@ -1216,6 +1158,7 @@ impl Proxy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::mixer::g711::Law;
 
     /// Our answer to `o` on 127.0.0.9:40000, with `video` lines.
     fn answer_for(o: &Offer, video: Vec<AnsweredVideo>) -> Answer {

@@ -324,6 +324,20 @@ pub fn formats_of(body: &[u8], stream: usize) -> Option<Vec<(u8, String)>> {
     )
 }
 
+/// The payload type of the first RFC 4733 `telephone-event` at `clock` Hz among `formats`
+/// (as [`formats_of`] gives them).
+pub fn telephone_event(formats: &[(u8, String)], clock: u32) -> Option<u8> {
+    formats
+        .iter()
+        .find(|(_, e)| event_clock(e) == Some(clock))
+        .map(|(pt, _)| *pt)
+}
+
+/// The clock of a `telephone-event/CLOCK` encoding.
+pub fn event_clock(encoding: &str) -> Option<u32> {
+    encoding.strip_prefix("telephone-event/")?.parse().ok()
+}
+
 /// The body with the `stream`th m-line's formats changed: `add` appends formats (payload
 /// type, rtpmap encoding) after the ones there; otherwise the line gets exactly them, and
 /// the section's `a=rtpmap`/`a=fmtp`/`a=rtcp-fb` lines of the formats it loses go (`fmtp`

@@ -68,6 +68,24 @@ impl Codec {
         }
     }
 
+    /// The codec of an SDP encoding as [`crate::sip::sdp::formats_of`] gives it (lower-case
+    /// `name/clock[/channels]`); `None` for anything the mixer does not speak.
+    pub fn from_encoding(encoding: &str) -> Option<Codec> {
+        let name = encoding.split('/').take(2).collect::<Vec<_>>();
+        Some(match name[..] {
+            ["pcmu", "8000"] => Codec::G711(Law::Mu),
+            ["pcma", "8000"] => Codec::G711(Law::A),
+            ["g722", "8000"] => Codec::G722,
+            ["opus", "48000"] => Codec::Opus,
+            _ => return None,
+        })
+    }
+
+    /// Its name as SDP writes it (`PCMU`, `G722`, `opus`).
+    pub fn name(self) -> &'static str {
+        self.rtpmap().split('/').next().unwrap_or("")
+    }
+
     /// The SDP rtpmap encoding of the codec.
     pub fn rtpmap(self) -> &'static str {
         match self {
@@ -343,7 +361,7 @@ impl Mixer {
             last_digit: None,
             digit_window: (now, 0),
             stats: ParticipantStats {
-                codec: spec.codec.rtpmap().split('/').next().unwrap_or(""),
+                codec: spec.codec.name(),
                 waiting_for_pin: waiting,
                 ..ParticipantStats::default()
             },
