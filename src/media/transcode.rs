@@ -14,8 +14,6 @@
 
 use std::collections::VecDeque;
 
-use opus_rs::OpusDecoder;
-
 use super::mixer::g711::Law;
 use super::mixer::g722::G722;
 use super::mixer::{opus, FRAME_SAMPLES};
@@ -35,13 +33,11 @@ pub struct CodecSpec {
 
 /// Samples queued at most (200 ms): a sender far ahead of its clock loses the oldest.
 const MAX_QUEUED: usize = 1600;
-/// The longest Opus packet decoded: 120 ms at 8 kHz.
-const MAX_OPUS: usize = 960;
 
 enum Decoder {
     G711(Law),
     G722(Box<G722>),
-    Opus(Box<OpusDecoder>, Box<[f32; MAX_OPUS]>),
+    Opus(Box<opus::Decoder>),
 }
 
 enum Encoder {
@@ -87,10 +83,7 @@ impl Transcoder {
         let decoder = match from.codec {
             Codec::G711(law) => Decoder::G711(law),
             Codec::G722 => Decoder::G722(Box::default()),
-            Codec::Opus => Decoder::Opus(
-                Box::new(OpusDecoder::new(8000, 1).expect("8 kHz mono is a valid Opus")),
-                Box::new([0.0; MAX_OPUS]),
-            ),
+            Codec::Opus => Decoder::Opus(opus::Decoder::new()),
         };
         let encoder = match to.codec {
             Codec::G711(law) => Encoder::G711(law),
@@ -102,7 +95,7 @@ impl Transcoder {
             to,
             decoder,
             encoder,
-            queue: VecDeque::with_capacity(MAX_QUEUED + MAX_OPUS),
+            queue: VecDeque::with_capacity(MAX_QUEUED + opus::MAX_PACKET_SAMPLES),
             seq: None,
             timestamp: seed.rotate_left(11),
             ssrc: 0,
@@ -143,13 +136,9 @@ impl Transcoder {
                     self.queue.extend(pcm);
                 }
             }
-            Decoder::Opus(dec, f32s) => match dec.decode(payload, MAX_OPUS, &mut f32s[..]) {
-                Ok(n) if n > 0 && n <= MAX_OPUS => self.queue.extend(
-                    f32s[..n]
-                        .iter()
-                        .map(|s| (s * 32768.0).clamp(-32768.0, 32767.0) as i16),
-                ),
-                _ => {
+            Decoder::Opus(dec) => match dec.decode(payload) {
+                Some(pcm) => self.queue.extend(pcm),
+                None => {
                     self.dropped += 1;
                     return false;
                 }

@@ -29,7 +29,7 @@ use super::FRAME_SAMPLES;
 /// Opus's RTP clock per 8 kHz sample.
 const CLOCK_RATIO: u32 = 6;
 /// The longest packet decoded: 120 ms at 8 kHz.
-const MAX_PACKET_SAMPLES: usize = 960;
+pub const MAX_PACKET_SAMPLES: usize = 960;
 /// A lost stretch longer than this (80 ms) is not concealed: silence.
 const MAX_CONCEAL: usize = 640;
 /// The largest Opus packet we send (narrowband at our bitrate needs far less).
@@ -78,16 +78,65 @@ impl Encoder {
     }
 }
 
+/// An Opus decoder to 8 kHz mono PCM (rooms and transcoded calls).
+pub struct Decoder {
+    dec: OpusDecoder,
+    f32s: Box<[f32; MAX_PACKET_SAMPLES]>,
+    pcm: Box<[i16; MAX_PACKET_SAMPLES]>,
+}
+
+impl std::fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("opus::Decoder")
+    }
+}
+
+impl Decoder {
+    pub fn new() -> Box<Decoder> {
+        Box::new(Decoder {
+            dec: OpusDecoder::new(8000, 1).expect("8 kHz mono is a valid Opus"),
+            f32s: Box::new([0.0; MAX_PACKET_SAMPLES]),
+            pcm: Box::new([0; MAX_PACKET_SAMPLES]),
+        })
+    }
+
+    /// The samples of one packet (at most 120 ms); `None` when the decoder refused it.
+    pub fn decode(&mut self, payload: &[u8]) -> Option<&[i16]> {
+        let n = match self
+            .dec
+            .decode(payload, MAX_PACKET_SAMPLES, &mut self.f32s[..])
+        {
+            Ok(n) if n > 0 && n <= MAX_PACKET_SAMPLES => n,
+            _ => return None,
+        };
+        for (o, s) in self.pcm.iter_mut().zip(&self.f32s[..n]) {
+            *o = (s * 32768.0).clamp(-32768.0, 32767.0) as i16;
+        }
+        Some(&self.pcm[..n])
+    }
+
+    /// Runs the decoder's concealment over lost samples (what it plays is not kept: the
+    /// point is the decoder's state).
+    fn conceal(&mut self, samples: usize) {
+        let mut left = samples;
+        while left >= FRAME_SAMPLES / 2 {
+            let n = left.min(FRAME_SAMPLES);
+            if self.dec.decode(&[], n, &mut self.f32s[..n]).is_err() {
+                return;
+            }
+            left -= n;
+        }
+    }
+}
+
 /// One participant's Opus receive side: the decoder, its timestamp mapping, its playout.
 pub struct Receiver {
-    dec: OpusDecoder,
+    dec: Box<Decoder>,
     playout: Playout<i16>,
     /// (RTP timestamp at 48 kHz, the same instant at 8 kHz) of the last packet decoded.
     base: Option<(u32, u32)>,
     /// The sequence number expected next.
     next_seq: Option<u16>,
-    f32s: Box<[f32; MAX_PACKET_SAMPLES]>,
-    pcm: Box<[i16; MAX_PACKET_SAMPLES]>,
     /// Packets the decoder refused.
     pub refused: u64,
 }
@@ -101,12 +150,10 @@ impl std::fmt::Debug for Receiver {
 impl Receiver {
     pub fn new(delay: Duration) -> Box<Receiver> {
         Box::new(Receiver {
-            dec: OpusDecoder::new(8000, 1).expect("8 kHz mono is a valid Opus"),
+            dec: Decoder::new(),
             playout: Playout::new(delay, 0),
             base: None,
             next_seq: None,
-            f32s: Box::new([0.0; MAX_PACKET_SAMPLES]),
-            pcm: Box::new([0; MAX_PACKET_SAMPLES]),
             refused: 0,
         })
     }
@@ -131,40 +178,18 @@ impl Receiver {
                 let missing = gap as usize;
                 if gap > 0 && missing <= MAX_CONCEAL {
                     // The samples from the last packet's end to this one's start.
-                    self.conceal(missing);
+                    self.dec.conceal(missing);
                 }
             }
         }
-        let n = match self
-            .dec
-            .decode(payload, MAX_PACKET_SAMPLES, &mut self.f32s[..])
-        {
-            Ok(n) if n > 0 && n <= MAX_PACKET_SAMPLES => n,
-            _ => {
-                self.refused += 1;
-                return false;
-            }
+        let Some(pcm) = self.dec.decode(payload) else {
+            self.refused += 1;
+            return false;
         };
-        for (o, s) in self.pcm.iter_mut().zip(&self.f32s[..n]) {
-            *o = (s * 32768.0).clamp(-32768.0, 32767.0) as i16;
-        }
         self.next_seq = Some(seq.wrapping_add(1));
         // The next packet's 8 kHz timestamp is measured from this one's end.
         self.base = Some((timestamp, ts8));
-        self.playout.push(seq, ts8, &self.pcm[..n])
-    }
-
-    /// Runs the decoder's concealment over lost samples (what it plays is not kept: the
-    /// ring already holds silence there, and the point is the decoder's state).
-    fn conceal(&mut self, samples: usize) {
-        let mut left = samples;
-        while left >= FRAME_SAMPLES / 2 {
-            let n = left.min(FRAME_SAMPLES);
-            if self.dec.decode(&[], n, &mut self.f32s[..n]).is_err() {
-                return;
-            }
-            left -= n;
-        }
+        self.playout.push(seq, ts8, pcm)
     }
 
     /// The next 20 ms at 8 kHz (silence where nothing arrived).
