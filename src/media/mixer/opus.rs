@@ -135,6 +135,8 @@ pub struct Receiver {
     playout: Playout<i16>,
     /// (RTP timestamp at 48 kHz, the same instant at 8 kHz) of the last packet decoded.
     base: Option<(u32, u32)>,
+    /// Where the last packet decoded ends, at 8 kHz.
+    end8: Option<u32>,
     /// The sequence number expected next.
     next_seq: Option<u16>,
     /// Packets the decoder refused.
@@ -153,6 +155,7 @@ impl Receiver {
             dec: Decoder::new(),
             playout: Playout::new(delay, 0),
             base: None,
+            end8: None,
             next_seq: None,
             refused: 0,
         })
@@ -171,10 +174,10 @@ impl Receiver {
             None => timestamp / CLOCK_RATIO,
         };
         // A gap in the sequence: let the decoder conceal it (its state goes on smoothly).
-        if let (Some(want), Some((_, last8))) = (self.next_seq, self.base) {
+        if let (Some(want), Some(end8)) = (self.next_seq, self.end8) {
             let lost = seq.wrapping_sub(want);
             if (1..8).contains(&lost) {
-                let gap = ts8.wrapping_sub(last8) as i32;
+                let gap = ts8.wrapping_sub(end8) as i32;
                 let missing = gap as usize;
                 if gap > 0 && missing <= MAX_CONCEAL {
                     // The samples from the last packet's end to this one's start.
@@ -187,8 +190,9 @@ impl Receiver {
             return false;
         };
         self.next_seq = Some(seq.wrapping_add(1));
-        // The next packet's 8 kHz timestamp is measured from this one's end.
+        // The next packet's 8 kHz timestamp is measured from this one's.
         self.base = Some((timestamp, ts8));
+        self.end8 = Some(ts8.wrapping_add(pcm.len() as u32));
         self.playout.push(seq, ts8, pcm)
     }
 
