@@ -231,11 +231,8 @@ pub struct ParticipantStats {
 /// One participant.
 struct Participant {
     spec: ParticipantSpec,
-    law: Law,
-    /// G.722's decoder and encoder (`law` is then unused).
-    g722: Option<Box<g722::G722>>,
-    /// Opus: its decoder and playout, and its own encoder once it has been a talker.
-    opus: Option<(Box<opus::Receiver>, Option<Box<opus::Encoder>>)>,
+    voice: Voice,
+    /// Coded bytes by timestamp (G.711, G.722; unused for Opus, which has its own).
     playout: Playout,
     /// Its current frame, coded, and decoded when it is mixed.
     frame: [u8; FRAME_SAMPLES],
@@ -253,6 +250,29 @@ struct Participant {
     digit_window: (Instant, u32),
     pin: Option<PinEntry>,
     stats: ParticipantStats,
+}
+
+/// A participant's codec state.
+enum Voice {
+    G711(Law),
+    /// Its decoder and encoder, run every frame.
+    G722(Box<g722::G722>),
+    /// Its decoder and PCM playout, and its own encoder once it has been a talker.
+    Opus {
+        rx: Box<opus::Receiver>,
+        own: Option<Box<opus::Encoder>>,
+    },
+}
+
+/// `out` = the mix without a talker's own samples.
+fn mix_minus(
+    out: &mut [i32; FRAME_SAMPLES],
+    mix: &[i32; FRAME_SAMPLES],
+    own: &[i16; FRAME_SAMPLES],
+) {
+    for ((o, m), s) in out.iter_mut().zip(mix).zip(own) {
+        *o = *m - i32::from(*s);
+    }
 }
 
 /// A tone being played to everyone (join, leave).
@@ -326,17 +346,17 @@ impl Mixer {
     /// A participant joins: it is heard from its first packets on and hears the room from
     /// the next tick. The first one starts the room's clock.
     pub fn add(&mut self, spec: ParticipantSpec, now: Instant) -> ParticipantId {
-        let (law, g722, fill) = match spec.codec {
-            Codec::G711(law) => (law, None, law.silence()),
-            Codec::G722 => (Law::Mu, Some(Box::default()), g722::MISSING),
-            Codec::Opus => (Law::Mu, None, Law::Mu.silence()),
-        };
-        let opus = (spec.codec == Codec::Opus).then(|| {
-            if self.shared_opus.is_none() {
-                self.shared_opus = Some(opus::Encoder::new());
+        let (voice, fill) = match spec.codec {
+            Codec::G711(law) => (Voice::G711(law), law.silence()),
+            Codec::G722 => (Voice::G722(Box::default()), g722::MISSING),
+            Codec::Opus => {
+                if self.shared_opus.is_none() {
+                    self.shared_opus = Some(opus::Encoder::new());
+                }
+                let rx = opus::Receiver::new(self.config.playout_delay);
+                (Voice::Opus { rx, own: None }, 0)
             }
-            (opus::Receiver::new(self.config.playout_delay), None)
-        });
+        };
         let pin = spec.pin.clone().map(|gate| PinEntry {
             gate,
             entered: String::new(),
@@ -345,9 +365,7 @@ impl Mixer {
         let waiting = pin.is_some();
         let p = Participant {
             pin,
-            law,
-            g722,
-            opus,
+            voice,
             playout: Playout::new(self.config.playout_delay, fill),
             frame: [fill; FRAME_SAMPLES],
             pcm: [0; FRAME_SAMPLES],
@@ -466,8 +484,8 @@ impl Mixer {
         };
         if h.payload_type == p.spec.pt {
             p.stats.packets_in += 1;
-            let placed = match p.opus.as_mut() {
-                Some((rx, _)) => {
+            let placed = match &mut p.voice {
+                Voice::Opus { rx, .. } => {
                     let refused = rx.refused;
                     let placed = rx.push(h.sequence, h.timestamp, payload);
                     if rx.refused != refused {
@@ -478,7 +496,7 @@ impl Mixer {
                     }
                     placed
                 }
-                None => p.playout.push(h.sequence, h.timestamp, payload),
+                _ => p.playout.push(h.sequence, h.timestamp, payload),
             };
             if !placed {
                 p.stats.late += 1;
@@ -624,19 +642,21 @@ impl Mixer {
         candidates.clear();
         for (i, slot) in self.participants.iter_mut().enumerate() {
             let Some(p) = slot else { continue };
-            let sum: u32 = if let Some((rx, _)) = p.opus.as_mut() {
+            let sum: u32 = match &mut p.voice {
                 // Decoded on arrival: its loudness is the samples'.
-                rx.pop(&mut p.pcm);
-                p.pcm.iter().map(|s| s.unsigned_abs() as u32).sum()
-            } else {
-                p.playout.pop(&mut p.frame);
-                match p.g722.as_mut() {
-                    // Decoded every frame (its state), so its loudness is the samples'.
-                    Some(g) => {
-                        g.decode(&p.frame, &mut p.pcm);
-                        p.pcm.iter().map(|s| s.unsigned_abs() as u32).sum()
-                    }
-                    None => p.frame.iter().map(|b| p.law.magnitude(*b) as u32).sum(),
+                Voice::Opus { rx, .. } => {
+                    rx.pop(&mut p.pcm);
+                    p.pcm.iter().map(|s| s.unsigned_abs() as u32).sum()
+                }
+                // Decoded every frame (its state), so its loudness is the samples'.
+                Voice::G722(g) => {
+                    p.playout.pop(&mut p.frame);
+                    g.decode(&p.frame, &mut p.pcm);
+                    p.pcm.iter().map(|s| s.unsigned_abs() as u32).sum()
+                }
+                Voice::G711(law) => {
+                    p.playout.pop(&mut p.frame);
+                    p.frame.iter().map(|b| law.magnitude(*b) as u32).sum()
                 }
             };
             let level = (sum / FRAME_SAMPLES as u32) as u16;
@@ -681,8 +701,8 @@ impl Mixer {
                 continue;
             };
             p.mixed = true;
-            if p.g722.is_none() && p.opus.is_none() {
-                p.law.decode_frame(&p.frame, &mut p.pcm);
+            if let Voice::G711(law) = p.voice {
+                law.decode_frame(&p.frame, &mut p.pcm);
             }
             for (m, s) in self.mix.iter_mut().zip(&p.pcm) {
                 *m += *s as i32;
@@ -700,64 +720,63 @@ impl Mixer {
         self.shared_opus_len = 0;
         for (i, slot) in self.participants.iter_mut().enumerate() {
             let Some(p) = slot else { continue };
-            let k = law_index(p.law);
-            let payload: &[u8] = if let Some((_, own)) = p.opus.as_mut() {
-                if p.mixed && p.pin.is_none() {
-                    // A talker: the mix without itself, from its own encoder.
-                    for ((o, m), s) in self.scratch.iter_mut().zip(&self.mix).zip(&p.pcm) {
-                        *o = *m - *s as i32;
-                    }
-                    let n = own
-                        .get_or_insert_with(opus::Encoder::new)
-                        .encode(&self.scratch, &mut self.opus_out);
-                    &self.opus_out[..n]
-                } else if p.pin.is_some() {
-                    // Not in the room yet: silence, from its own encoder (the shared stream
-                    // may carry the room).
-                    let n = own
-                        .get_or_insert_with(opus::Encoder::new)
-                        .encode(&[0; FRAME_SAMPLES], &mut self.opus_out);
-                    &self.opus_out[..n]
-                } else {
-                    if self.shared_opus_len == 0 {
-                        if let Some(enc) = self.shared_opus.as_mut() {
-                            self.shared_opus_len = enc.encode(&self.mix, &mut self.shared_opus_out);
+            let payload: &[u8] = match &mut p.voice {
+                Voice::Opus { own, .. } => {
+                    if p.mixed && p.pin.is_none() {
+                        // A talker: the mix without itself, from its own encoder.
+                        mix_minus(&mut self.scratch, &self.mix, &p.pcm);
+                        let n = own
+                            .get_or_insert_with(opus::Encoder::new)
+                            .encode(&self.scratch, &mut self.opus_out);
+                        &self.opus_out[..n]
+                    } else if p.pin.is_some() {
+                        // Not in the room yet: silence, from its own encoder (the shared
+                        // stream may carry the room).
+                        let n = own
+                            .get_or_insert_with(opus::Encoder::new)
+                            .encode(&[0; FRAME_SAMPLES], &mut self.opus_out);
+                        &self.opus_out[..n]
+                    } else {
+                        if self.shared_opus_len == 0 {
+                            if let Some(enc) = self.shared_opus.as_mut() {
+                                self.shared_opus_len =
+                                    enc.encode(&self.mix, &mut self.shared_opus_out);
+                            }
                         }
+                        &self.shared_opus_out[..self.shared_opus_len]
                     }
-                    &self.shared_opus_out[..self.shared_opus_len]
                 }
-            } else if let Some(g) = p.g722.as_mut() {
-                // Its own encoder, every frame (silence too: the encoder's state goes on).
-                if p.pin.is_some() || (silent && !p.mixed) {
-                    self.scratch = [0; FRAME_SAMPLES];
-                } else if p.mixed {
-                    for ((o, m), s) in self.scratch.iter_mut().zip(&self.mix).zip(&p.pcm) {
-                        *o = *m - *s as i32;
+                Voice::G722(g) => {
+                    // Its own encoder, every frame (silence too: the encoder's state goes on).
+                    if p.pin.is_some() || (silent && !p.mixed) {
+                        self.scratch = [0; FRAME_SAMPLES];
+                    } else if p.mixed {
+                        mix_minus(&mut self.scratch, &self.mix, &p.pcm);
+                    } else {
+                        self.scratch = self.mix;
                     }
-                } else {
-                    self.scratch = self.mix;
+                    g.encode(&self.scratch, &mut p.frame);
+                    &p.frame
                 }
-                g.encode(&self.scratch, &mut p.frame);
-                &p.frame
-            } else if p.pin.is_some() {
-                // Not in the room yet: it hears nothing of it.
-                &SILENCE[k]
-            } else if p.mixed {
-                // A talker hears everyone but itself.
-                for ((o, m), s) in self.scratch.iter_mut().zip(&self.mix).zip(&p.pcm) {
-                    *o = *m - *s as i32;
-                }
-                p.law.encode_frame(&self.scratch, &mut p.frame);
-                &p.frame
-            } else {
-                if silent {
-                    &SILENCE[k]
-                } else {
-                    if !encoded[k] {
-                        p.law.encode_frame(&self.mix, &mut self.shared[k]);
-                        encoded[k] = true;
+                Voice::G711(law) => {
+                    let k = law_index(*law);
+                    if p.pin.is_some() {
+                        // Not in the room yet: it hears nothing of it.
+                        &SILENCE[k]
+                    } else if p.mixed {
+                        // A talker hears everyone but itself.
+                        mix_minus(&mut self.scratch, &self.mix, &p.pcm);
+                        law.encode_frame(&self.scratch, &mut p.frame);
+                        &p.frame
+                    } else if silent {
+                        &SILENCE[k]
+                    } else {
+                        if !encoded[k] {
+                            law.encode_frame(&self.mix, &mut self.shared[k]);
+                            encoded[k] = true;
+                        }
+                        &self.shared[k]
                     }
-                    &self.shared[k]
                 }
             };
             // 4. Its RTP packet (none if its encoder failed).
