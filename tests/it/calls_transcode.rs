@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::common::baresip::Baresip;
 use crate::common::media::media_switch;
 use crate::common::Switch;
-use crate::conference_baresip::{codec_tone_phone, goertzel, newest_dump};
+use crate::conference_baresip::{codec_tone_phone, goertzel, heard_tail};
 
 #[test]
 fn an_opus_phone_and_a_g711_phone_talk_through_the_relays_transcoder() {
@@ -59,24 +59,9 @@ fn an_opus_phone_and_a_g711_phone_talk_through_the_relays_transcoder() {
         phone.command_data("hangup", "");
     }
     for (ext, hz, codec, dumps, phone) in &phones {
-        let name = codec.split('/').next().unwrap_or_default();
-        assert!(
-            phone
-                .log_text()
-                .contains(&format!("Set audio encoder: {name}")),
-            "{ext} does not speak {codec}:\n{}",
-            phone.log_text()
-        );
-        let (samples, rate) = newest_dump(dumps);
-        assert!(
-            samples.len() as f64 > 3.0 * rate,
-            "{ext} ({codec}) heard {} samples at {rate} Hz:\n{}",
-            samples.len(),
-            phone.log_text()
-        );
-        let tail = &samples[samples.len() - (2.0 * rate) as usize..];
+        let (tail, rate) = heard_tail(ext, codec, dumps, phone, 3.0);
         let other = if *hz == 500.0 { 1100.0 } else { 500.0 };
-        let (mine, theirs) = (goertzel(tail, *hz, rate), goertzel(tail, other, rate));
+        let (mine, theirs) = (goertzel(&tail, *hz, rate), goertzel(&tail, other, rate));
         eprintln!("{ext} ({codec}, dump at {rate} Hz): own {mine:.0}, other {theirs:.0}");
         assert!(
             theirs > 5e4,

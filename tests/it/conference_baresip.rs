@@ -205,6 +205,37 @@ pub(crate) fn codec_tone_phone(
     )
 }
 
+/// What a [`codec_tone_phone`] heard: it speaks `codec` (baresip logs its encoder) and its
+/// newest dump holds more than `min_secs` of audio; the dump's last 2 s and its rate.
+#[track_caller]
+pub(crate) fn heard_tail(
+    ext: &str,
+    codec: &str,
+    dumps: &Path,
+    phone: &Baresip,
+    min_secs: f64,
+) -> (Vec<i16>, f64) {
+    let name = codec.split('/').next().unwrap_or_default();
+    assert!(
+        phone
+            .log_text()
+            .contains(&format!("Set audio encoder: {name}")),
+        "{ext} does not speak {codec}:\n{}",
+        phone.log_text()
+    );
+    let (samples, rate) = newest_dump(dumps);
+    assert!(
+        samples.len() as f64 > min_secs * rate,
+        "{ext} ({codec}) heard {} samples at {rate} Hz:\n{}",
+        samples.len(),
+        phone.log_text()
+    );
+    (
+        samples[samples.len() - (2.0 * rate) as usize..].to_vec(),
+        rate,
+    )
+}
+
 /// `phone` (extension `ext`) dials `room` and is in it within 10 s.
 #[track_caller]
 fn dial_room(switch: &Switch, phone: &Baresip, ext: &str, room: &str) {
@@ -1090,25 +1121,10 @@ fn a_g722_phone_and_a_g711_phone_hear_each_other_in_room_8000() {
         phone.command_data("hangup", "");
     }
     for (ext, hz, codec, dumps, phone) in &mut phones {
-        let (samples, rate) = newest_dump(dumps);
-        assert!(
-            samples.len() as f64 > 2.5 * rate,
-            "{ext} ({codec}) heard {} samples at {rate} Hz:\n{}",
-            samples.len(),
-            phone.log_text()
-        );
-        let tail = &samples[samples.len() - (2.0 * rate) as usize..];
+        let (tail, rate) = heard_tail(ext, codec, dumps, phone, 2.5);
         let other = if *hz == 500.0 { 1100.0 } else { 500.0 };
-        let (mine, theirs) = (goertzel(tail, *hz, rate), goertzel(tail, other, rate));
+        let (mine, theirs) = (goertzel(&tail, *hz, rate), goertzel(&tail, other, rate));
         eprintln!("{ext} ({codec}, dump at {rate} Hz): own {mine:.0}, other {theirs:.0}");
-        let name = codec.split('/').next().unwrap_or_default();
-        assert!(
-            phone
-                .log_text()
-                .contains(&format!("Set audio encoder: {name}")),
-            "{ext} does not speak {codec}:\n{}",
-            phone.log_text()
-        );
         assert!(
             theirs > 5e4,
             "{ext} ({codec}) does not hear the other: {theirs}"
@@ -1161,24 +1177,9 @@ fn opus_phones_and_a_g711_phone_hear_each_other_in_room_8000() {
         phone.command_data("hangup", "");
     }
     for (ext, hz, codec, dumps, phone) in &mut phones {
-        let (samples, rate) = newest_dump(dumps);
-        assert!(
-            samples.len() as f64 > 2.5 * rate,
-            "{ext} ({codec}) heard {} samples at {rate} Hz:\n{}",
-            samples.len(),
-            phone.log_text()
-        );
-        let tail = &samples[samples.len() - (2.0 * rate) as usize..];
-        let (low, high) = (goertzel(tail, 500.0, rate), goertzel(tail, 1100.0, rate));
+        let (tail, rate) = heard_tail(ext, codec, dumps, phone, 2.5);
+        let (low, high) = (goertzel(&tail, 500.0, rate), goertzel(&tail, 1100.0, rate));
         eprintln!("{ext} ({codec}, dump at {rate} Hz): 500 Hz {low:.0}, 1100 Hz {high:.0}");
-        let name = codec.split('/').next().unwrap_or_default();
-        assert!(
-            phone
-                .log_text()
-                .contains(&format!("Set audio encoder: {name}")),
-            "{ext} does not speak {codec}:\n{}",
-            phone.log_text()
-        );
         if *hz == 500.0 {
             assert!(high > 5e4, "{ext} does not hear the Opus talker: {high}");
             assert!(low < 2e3, "{ext} hears itself: {low}");
